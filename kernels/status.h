@@ -1,0 +1,65 @@
+/* status.h: the project's status codes and error detail (prefix wf_).
+ *
+ * What it is: the second and third tiers of STYLE.md's error rules. Recoverable failures return a
+ * wf_status; a wf_err beside it carries one line of detail that names the file, the tensor, the
+ * expected and actual values and what to do. Bugs are WF_ASSERT, which aborts with file:line
+ * whatever NDEBUG says. Only main() prints.
+ * What it is not: a logging system.
+ * Tested by: every test that checks an error message (tests/test_safetensors.c, ...).
+ */
+#ifndef WF_STATUS_H
+#define WF_STATUS_H
+
+#include <stddef.h>
+
+typedef enum wf_status {
+    WF_OK = 0,
+    WF_EINVAL,       /* invalid argument: wrong shape, dtype, option value */
+    WF_EIO,          /* a file could not be opened, read, written or mapped */
+    WF_EFORMAT,      /* a file's content is malformed: safetensors, JSON, config */
+    WF_ENOMEM,       /* an allocation failed, or an arena is too small */
+    WF_EUNSUPPORTED, /* valid input that this build does not handle (a dtype, a layout) */
+    WF_ECUDA,        /* a CUDA, cuBLASLt or NCCL call failed */
+    WF_EMPI,         /* an MPI call failed */
+    WF_EPROTO,       /* a malformed protocol message */
+    WF_ETIMEOUT,     /* a collective or peer did not answer in time */
+    WF_EREMOTE,      /* another rank or process reported a failure */
+    WF_STATUS_COUNT
+} wf_status;
+
+#define WF_ERR_MSG 1024
+
+typedef struct wf_err {
+    wf_status status;
+    char msg[WF_ERR_MSG]; /* one line, no trailing newline */
+} wf_err;
+
+/* "invalid argument", "I/O error", ... */
+const char *wf_status_str(wf_status s);
+
+/* Sets err (if not NULL) to status s and the formatted message; returns s, so that
+ * `return wf_fail(err, WF_EINVAL, "...", ...);` is the idiom. */
+wf_status wf_fail(wf_err *err, wf_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Prepends context to an existing message: "loading transformer/: " + old message. */
+void wf_err_prefix(wf_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+void wf_err_clear(wf_err *err);
+
+/* Aborts with file:line and the expression. For bugs only, never for bad input. */
+#define WF_ASSERT(cond)                                                                          \
+    do {                                                                                         \
+        if (!(cond)) wf_assert_fail(#cond, __FILE__, __LINE__);                                  \
+    } while (0)
+_Noreturn void wf_assert_fail(const char *expr, const char *file, int line);
+
+/* Overflow-checked size arithmetic: return 0 on success, 1 on overflow (result untouched). */
+static inline int wf_mul_overflow(size_t a, size_t b, size_t *out) {
+    return __builtin_mul_overflow(a, b, out);
+}
+static inline int wf_add_overflow(size_t a, size_t b, size_t *out) {
+    return __builtin_add_overflow(a, b, out);
+}
+
+#endif

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# test_cli.sh: the `wanfarm` command line: exit codes, one-line errors for bad files, and
+# `inspect` listings checked against an independent reading of the same files (Python's json
+# module on the raw safetensors headers; stdlib only, no torch).
+# Usage: test_cli.sh WANFARM FIXTURES_DIR
+set -uo pipefail
+WF=$1
+FX=$2
+T=$(mktemp -d "${TMPDIR:-/tmp}/wanfarm-cli-XXXXXX")
+trap 'rm -rf "$T"' EXIT
+fail=0
+check() { # check DESCRIPTION EXPECTED_RC CMD...; stdout+stderr in $T/out
+  local what=$1 want=$2; shift 2
+  "$@" >"$T/out" 2>"$T/err"
+  local rc=$?
+  if [ "$rc" != "$want" ]; then
+    echo "FAIL: $what: exit $rc, expected $want"; sed 's/^/  | /' "$T/err" | head -5; fail=1
+  fi
+}
+expect_err() { # expect_err DESCRIPTION TEXT: stderr is one line containing TEXT
+  local n; n=$(wc -l <"$T/err")
+  if ! grep -qF -- "$2" "$T/err" || [ "$n" != 1 ]; then
+    echo "FAIL: $1: stderr should be one line containing '$2', got:"; sed 's/^/  | /' "$T/err"; fail=1
+  fi
+}
+
+check "no arguments" 2 "$WF"
+check "--help" 0 "$WF" --help
+grep -q "inspect" "$T/out" || { echo "FAIL: --help lists no inspect"; fail=1; }
+check "unknown command" 2 "$WF" frobnicate
+expect_err "unknown command" "unknown command 'frobnicate'"
+check "version" 0 "$WF" version
+check "devices" 0 "$WF" devices
+grep -q "^devices: " "$T/out" || { echo "FAIL: devices prints no devices line"; fail=1; }
+check "inspect --help" 0 "$WF" inspect --help
+check "inspect without PATH" 2 "$WF" inspect
+check "inspect unknown option" 2 "$WF" inspect --bogus x
+check "inspect absent path" 1 "$WF" inspect "$T/absent.safetensors"
+expect_err "absent path" "no such file"
+
+# malformed files: exit 1 and one line naming the file and the problem
+printf 'abc' >"$T/short.safetensors"
+check "short file" 1 "$WF" inspect "$T/short.safetensors"
+expect_err "short file" "$T/short.safetensors: file of 3 bytes is too small"
+printf '\x40\x00\x00\x00\x00\x00\x00\x00{"a":{"dtype":"F32"' >"$T/trunc.safetensors"
+check "truncated header" 1 "$WF" inspect "$T/trunc.safetensors"
+expect_err "truncated header" "runs past the end"
+python3 - "$T/gap.safetensors" <<'PY'
+import json, struct, sys
+h = json.dumps({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [1], "data_offsets": [12, 16]}}).encode()
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + bytes(16))
+PY
+check "gap" 1 "$WF" inspect "$T/gap.safetensors"
+expect_err "gap" "tensor 'b' starts at byte 12 of the data, expected 8"
+mkdir -p "$T/badpipe"
+echo '{"_class_name": "WanPipeline", "transformer": ["diffusers", "WanTransformer3DModel"]}' >"$T/badpipe/model_index.json"
+check "pipeline without components" 1 "$WF" inspect "$T/badpipe"
+expect_err "pipeline without components" "component 'vae' is missing"
+
+# listings against Python's own reading of every safetensors header in the fixtures
+listing_matches() { # listing_matches WEIGHTS_PATH: inspect output has each (name dtype shape bytes)
+  python3 - "$1" "$T/out" <<'PY'
+import glob, json, os, struct, sys
+path, out = sys.argv[1], open(sys.argv[2]).read().split("\n")
+files = []
+if os.path.isdir(path):
+    for n in ("diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.safetensors",
+              "model.safetensors.index.json", "model.safetensors"):
+        if os.path.exists(os.path.join(path, n)):
+            path = os.path.join(path, n); break
+if path.endswith(".json"):
+    files = sorted({os.path.join(os.path.dirname(path), f) for f in json.load(open(path))["weight_map"].values()})
+else:
+    files = [path]
+rows = {}
+for f in files:
+    b = open(f, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    for k, v in json.loads(b[8:8 + n]).items():
+        if k == "__metadata__": continue
+        rows[k] = (v["dtype"], "[" + ", ".join(map(str, v["shape"])) + "]", v["data_offsets"][1] - v["data_offsets"][0])
+seen = 0
+for line in out:
+    parts = line.split()
+    if parts and parts[0] in rows:
+        d, s, nb = rows[parts[0]]
+        rest = line.split(None, 2)[2] if len(parts) > 2 else ""
+        if parts[1] != d or s not in line or str(nb) not in line.split():
+            print("row differs for", parts[0], ":", line.strip(), "expected", d, s, nb); sys.exit(1)
+        seen += 1
+if seen != len(rows):
+    print(f"{seen} of {len(rows)} tensors listed"); sys.exit(1)
+print(f"{len(rows)} tensors match")
+PY
+}
+for comp in transformer transformer_2 vae text_encoder; do
+  check "inspect $comp" 0 "$WF" inspect "$FX/tiny-wan22/$comp"
+  listing_matches "$FX/tiny-wan22/$comp" >/dev/null || { echo "FAIL: listing of $comp"; listing_matches "$FX/tiny-wan22/$comp"; fail=1; }
+done
+idx=$(ls "$FX"/tiny-wan22/transformer/*.index.json | head -1)
+check "inspect sharded index" 0 "$WF" inspect "$idx"
+listing_matches "$idx" >/dev/null || { echo "FAIL: listing of $idx"; fail=1; }
+grep -q "in 2 files\|in 3 files" "$T/out" || { echo "FAIL: sharded index should span several files"; fail=1; }
+check "inspect reference file" 0 "$WF" inspect "$FX/safetensors/reference.safetensors"
+listing_matches "$FX/safetensors/reference.safetensors" >/dev/null || { echo "FAIL: listing of reference.safetensors"; fail=1; }
+check "inspect pipeline" 0 "$WF" inspect "$FX/tiny-wan22"
+for want in "boundary_ratio: 0.875" "transformer_2 (low-noise expert)" "UniPCMultistepScheduler" \
+            "AutoencoderKLWan" "UMT5EncoderModel" "heads 2 x head_dim 12 = dim 24"; do
+  grep -qF "$want" "$T/out" || { echo "FAIL: pipeline inspection lacks '$want'"; fail=1; }
+done
+check "inspect --summary" 0 "$WF" inspect --summary "$FX/tiny-wan21"
+check "inspect scheduler folder" 0 "$WF" inspect "$FX/tiny-wan22/scheduler"
+grep -q "flow_shift 3" "$T/out" || { echo "FAIL: scheduler folder"; fail=1; }
+
+[ $fail = 0 ] && echo OK || echo FAILED
+exit $fail
