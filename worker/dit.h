@@ -1,0 +1,103 @@
+/* dit.h: the Wan2.x diffusion transformer (Diffusers' WanTransformer3DModel) on a wk backend
+ * (prefix dit_).
+ *
+ * What it is: config + weights struct + forward, as ../shared/wan_spec.md §1 describes the model.
+ *   - Weights are views into the mapped checkpoint (any of f32, bf16, f16, fp8 storage); nothing
+ *     is copied or widened at load. Every tensor is found by name and its shape checked against
+ *     config.json. Diffusers names and the official Wan / ComfyUI names (optionally under
+ *     "model.diffusion_model.") load through one table (dit_load.c).
+ *   - Activations come from one arena sized by a measuring pass over the same allocation code
+ *     (dit_arena_bytes); a forward allocates nothing else (the backend workspace grows only on the
+ *     first call).
+ *   - The timestep is a scalar or one value per token (TI2V-5B's expand_timesteps path).
+ * What it is not: batched (B = 1; CFG runs two forwards), or distributed (a later issue).
+ * Tested by: tests/test_dit.c against Diffusers fp32 outputs (tests/fixtures/dit), per stage.
+ *
+ * Shape vocabulary: Cin/Cout latent channels, F H W latent frames/height/width, L tokens
+ * (F/pt * H/ph * W/pw), Lt text tokens, D width, NH heads, HD head dim, FF ffn width,
+ * Tn = 1 (scalar timestep) or L (per-token).
+ */
+#ifndef DIT_DIT_H
+#define DIT_DIT_H
+
+#include <stdbool.h>
+
+#include "arena.h"
+#include "backend.h"
+#include "diffusers.h"
+#include "safetensors.h"
+
+typedef struct dit_attn {
+    wk_tensor to_q_w, to_q_b;     /* [D, D], [D] */
+    wk_tensor to_k_w, to_k_b;     /* [D, D], [D] */
+    wk_tensor to_v_w, to_v_b;     /* [D, D], [D] */
+    wk_tensor to_out_w, to_out_b; /* [D, D], [D] */
+    wk_tensor norm_q, norm_k;     /* [D] RMSNorm across heads */
+} dit_attn;
+
+typedef struct dit_block {
+    wk_tensor scale_shift_table;  /* [1, 6, D]: shift, scale, gate (attn), shift, scale, gate (ffn) */
+    dit_attn attn1;               /* self-attention, with RoPE */
+    dit_attn attn2;               /* cross-attention to the text */
+    wk_tensor norm2_w, norm2_b;   /* [D] affine LayerNorm before attn2 (official name: norm3) */
+    wk_tensor ffn_in_w, ffn_in_b;   /* [FF, D], [FF] */
+    wk_tensor ffn_out_w, ffn_out_b; /* [D, FF], [D] */
+} dit_block;
+
+typedef struct dit_weights {
+    wk_tensor patch_w, patch_b;   /* [D, Cin, pt, ph, pw], [D] */
+    wk_tensor time1_w, time1_b;   /* [D, freq_dim], [D] */
+    wk_tensor time2_w, time2_b;   /* [D, D], [D] */
+    wk_tensor tproj_w, tproj_b;   /* [6D, D], [6D] */
+    wk_tensor text1_w, text1_b;   /* [D, text_dim], [D] */
+    wk_tensor text2_w, text2_b;   /* [D, D], [D] */
+    wk_tensor scale_shift_table;  /* [1, 2, D]: shift, scale of the output head */
+    wk_tensor proj_out_w, proj_out_b; /* [pt*ph*pw*Cout, D], [pt*ph*pw*Cout] */
+    dit_block *blocks;            /* num_layers of them */
+} dit_weights;
+
+typedef enum dit_names { DIT_NAMES_DIFFUSERS = 0, DIT_NAMES_OFFICIAL } dit_names;
+
+typedef struct dit_model {
+    dfs_transformer_config cfg;
+    dit_weights w;
+    dit_names names;              /* which naming the checkpoint uses */
+    st_checkpoint *ckpt;          /* owns the mapping the weights point into */
+    uint64_t weight_bytes;
+    float one;                    /* the constant 1 of (1 + scale) */
+} dit_model;
+
+/* Loads `dir` (a Diffusers transformer/ or transformer_2/ folder: config.json + safetensors).
+ * Errors name the tensor and the expected and actual shapes, or the unused tensor. */
+wf_status dit_load(dit_model **out, const char *dir, wf_err *err);
+void dit_free(dit_model **m);
+
+/* The sizes of one forward. */
+typedef struct dit_shape {
+    int64_t F, H, W;              /* latent frames, height, width */
+    int64_t Lt;                   /* text tokens */
+    bool per_token_t;             /* timestep has L values instead of 1 */
+} dit_shape;
+
+/* Checks a shape against the model (divisibility by the patch, rope table length, Lt >= 1). */
+wf_status dit_check_shape(const dit_model *m, const dit_shape *s, wf_err *err);
+/* Bytes of arena one forward of this shape needs (a measuring pass over dit_forward's
+ * allocations; exact). */
+wf_status dit_arena_bytes(const dit_model *m, const dit_shape *s, size_t *bytes, wf_err *err);
+
+/* Called after each stage with its output, for debugging a mismatch: "patch_tokens" [L, D],
+ * "timestep_freq" [Tn, freq_dim], "temb" [Tn, D], "timestep_proj.j" [Tn, D] (j = 0..5), "context" [Lt, D], "block_i" [L, D],
+ * "head_out" [L, pt*ph*pw*Cout]. */
+typedef void (*dit_tap_fn)(void *ctx, const char *stage, const wk_tensor *t);
+
+/* out[Cout, F, H, W] = model(latents [Cin, F, H, W], timestep [Tn], text [Lt, text_dim]).
+ * All f32 host memory. Activations come from `arena` (reset to its mark on return). */
+wf_status dit_forward(const dit_model *m, wk_backend *be, wk_arena *arena, const dit_shape *s,
+                      const float *latents, const float *timestep, const float *text, float *out,
+                      dit_tap_fn tap, void *tap_ctx, wf_err *err);
+
+/* The sinusoidal timestep features as torch computes them in fp32 (wan_spec.md §1.3, §9.3):
+ * out[i, :] = [cos(t_i * f_k), sin(t_i * f_k)], f_k = expf(-ln(10000) * k / half), k < half. */
+void dit_timestep_features(float *out, const float *t, int64_t n, int64_t dim);
+
+#endif

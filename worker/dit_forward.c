@@ -1,0 +1,330 @@
+/* dit_forward.c: one forward pass of the Wan DiT (see dit.h), written to read like Diffusers'
+ * WanTransformer3DModel.forward (wan_spec.md §1.2-1.6), one backend op per line.
+ *
+ * Buffer reuse inside a block (all [L, D] unless noted): x the residual stream, n the normalised
+ * input of a sub-block, q/k/v/o the attention operands and output, q again for the projected
+ * output of each sub-block (attention out, FFN out) before its gated add.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dit.h"
+
+typedef struct dit_acts {
+    wk_tensor patches;            /* [L, Cin*pt*ph*pw] */
+    wk_tensor x, n, q, k, v, o;   /* [L, D] */
+    wk_tensor ffh;                /* [L, FF] */
+    wk_tensor txt_h, ctx;         /* [Lt, D] */
+    wk_tensor k2, v2;             /* [Lt, D] */
+    wk_tensor sinus;              /* [Tn, freq_dim] */
+    wk_tensor th, temb, temb_silu;/* [Tn, D] */
+    wk_tensor tproj[6];           /* [Tn, D]: time_proj output, chunk j */
+    wk_tensor shift, scale, gate; /* [Tn, D] */
+    wk_tensor cos, sin;           /* [L, HD] */
+    wk_tensor head;               /* [L, pt*ph*pw*Cout] */
+    wk_tensor one;                /* [1]: the 1 of (1 + scale) */
+    int64_t L, Tn, Fp, Hp, Wp;    /* tokens, timestep rows, token grid */
+} dit_acts;
+
+wf_status dit_check_shape(const dit_model *m, const dit_shape *s, wf_err *err) {
+    const dfs_transformer_config *c = &m->cfg;
+    int64_t dims[3] = {s->F, s->H, s->W};
+    static const char *nm[3] = {"frames", "height", "width"};
+    for (int i = 0; i < 3; i++) {
+        if (dims[i] <= 0 || dims[i] % c->patch_size[i])
+            return wf_fail(err, WF_EINVAL,
+                           "dit: latent %s %lld must be a positive multiple of the patch size %lld",
+                           nm[i], (long long)dims[i], (long long)c->patch_size[i]);
+        if (dims[i] / c->patch_size[i] > c->rope_max_seq_len)
+            return wf_fail(err, WF_EINVAL,
+                           "dit: latent %s %lld gives %lld patches, more than the rotary table's "
+                           "rope_max_seq_len %lld",
+                           nm[i], (long long)dims[i], (long long)(dims[i] / c->patch_size[i]),
+                           (long long)c->rope_max_seq_len);
+    }
+    if (s->Lt < 1) return wf_fail(err, WF_EINVAL, "dit: the text has %lld tokens, need at least 1",
+                                  (long long)s->Lt);
+    return WF_OK;
+}
+
+/* Every activation of one forward, from the arena. A measuring arena gives the exact size. */
+static wf_status acts_alloc(const dit_model *m, const dit_shape *s, wk_arena *ar, dit_acts *a,
+                            wf_err *err) {
+    const dfs_transformer_config *c = &m->cfg;
+    const int64_t *p = c->patch_size, D = c->dim;
+    a->Fp = s->F / p[0];
+    a->Hp = s->H / p[1];
+    a->Wp = s->W / p[2];
+    a->L = a->Fp * a->Hp * a->Wp;
+    a->Tn = s->per_token_t ? a->L : 1;
+    int64_t L = a->L, Tn = a->Tn, Lt = s->Lt, P = p[0] * p[1] * p[2];
+    wf_status st;
+#define A(t, ...)                                                                                \
+    do {                                                                                         \
+        int64_t shp_[] = {__VA_ARGS__};                                                          \
+        if ((st = wk_arena_tensor(ar, &a->t, WK_F32, (int)(sizeof shp_ / sizeof *shp_), shp_,    \
+                                  err)))                                                         \
+            return st;                                                                           \
+    } while (0)
+    A(patches, L, c->in_channels * P);
+    A(x, L, D);
+    A(n, L, D);
+    A(q, L, D);
+    A(k, L, D);
+    A(v, L, D);
+    A(o, L, D);
+    A(ffh, L, c->ffn_dim);
+    A(txt_h, Lt, D);
+    A(ctx, Lt, D);
+    A(k2, Lt, D);
+    A(v2, Lt, D);
+    A(sinus, Tn, c->freq_dim);
+    A(th, Tn, D);
+    A(temb, Tn, D);
+    A(temb_silu, Tn, D);
+    for (int j = 0; j < 6; j++) A(tproj[j], Tn, D);
+    A(shift, Tn, D);
+    A(scale, Tn, D);
+    A(gate, Tn, D);
+    A(cos, L, c->attention_head_dim);
+    A(sin, L, c->attention_head_dim);
+    A(head, L, c->out_channels * P);
+#undef A
+    a->one = wk_tensor_1d(WK_F32, (void *)&m->one, 1);
+    return WF_OK;
+}
+
+wf_status dit_arena_bytes(const dit_model *m, const dit_shape *s, size_t *bytes, wf_err *err) {
+    wf_status st = dit_check_shape(m, s, err);
+    if (st) return st;
+    wk_arena ar;
+    dit_acts a;
+    wk_arena_init_measure(&ar, "dit activations");
+    if ((st = acts_alloc(m, s, &ar, &a, err))) return st;
+    *bytes = ar.peak;
+    return WF_OK;
+}
+
+void dit_timestep_features(float *out, const float *t, int64_t n, int64_t dim) {
+    int64_t half = dim / 2;
+    const float neg_log = (float)(-log(10000.0));
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = 0; k < half; k++) {
+            float e = neg_log * (float)k;          /* fp32, as torch's arange * scalar */
+            float f = expf(e / (float)half);
+            float arg = t[i] * f;
+            out[i * dim + k] = cosf(arg);          /* flip_sin_to_cos: cos first */
+            out[i * dim + half + k] = sinf(arg);
+        }
+}
+
+/* A view of rows [r0, r0 + n) of a 2-D weight or the elements [r0, r0 + n) of a 1-D one. */
+static wk_tensor rows_view(const wk_tensor *w, int64_t r0, int64_t n) {
+    int64_t inner = w->ndim == 2 ? w->shape[1] : 1;
+    wk_tensor v = *w;
+    v.data = (char *)w->data + (size_t)(r0 * inner) * wk_dtype_size(w->dtype);
+    v.shape[0] = n;
+    return v;
+}
+
+/* Chunk j of a [1, K, D] scale_shift_table, as a [1, D] tensor. */
+static wk_tensor table_row(const wk_tensor *t, int64_t j) {
+    int64_t D = t->shape[2];
+    wk_tensor v = wk_tensor_2d(t->dtype, (char *)t->data + (size_t)(j * D) * wk_dtype_size(t->dtype),
+                               1, D);
+    v.name = t->name;
+    return v;
+}
+
+#define TRY(x)                                                                                   \
+    do {                                                                                         \
+        if ((st = (x))) goto out;                                                                \
+    } while (0)
+
+/* shift = proj[j0] + table[j0], scale = proj[j0 + 1] + table[j0 + 1] + 1, gate = ... + table[j0 + 2] */
+static wf_status modulation(wk_backend *be, dit_acts *a, const wk_tensor *table, int j0,
+                            bool with_gate, wf_err *err) {
+    wf_status st;
+    wk_tensor r0 = table_row(table, j0), r1 = table_row(table, j0 + 1);
+    if ((st = wk_add(be, &a->shift, &a->tproj[j0], &r0, err))) return st;
+    if ((st = wk_add(be, &a->scale, &a->tproj[j0 + 1], &r1, err))) return st;
+    if ((st = wk_add(be, &a->scale, &a->scale, &a->one, err))) return st;
+    if (with_gate) {
+        wk_tensor r2 = table_row(table, j0 + 2);
+        if ((st = wk_add(be, &a->gate, &a->tproj[j0 + 2], &r2, err))) return st;
+    }
+    return WF_OK;
+}
+
+/* n = LayerNorm(x) * (1 + scale) + shift, LayerNorm without affine (FP32LayerNorm). */
+static wf_status modulated_norm(wk_backend *be, dit_acts *a, float eps, wf_err *err) {
+    wf_status st;
+    if ((st = wk_layer_norm(be, &a->n, &a->x, NULL, NULL, eps, err))) return st;
+    if ((st = wk_mul(be, &a->n, &a->n, &a->scale, err))) return st;
+    return wk_add(be, &a->n, &a->n, &a->shift, err);
+}
+
+/* o = attention of q against (k, v), each [L*, D] seen as [L*, NH, HD]. */
+static wf_status attend(wk_backend *be, const dfs_transformer_config *c, wk_tensor *o,
+                        const wk_tensor *q, const wk_tensor *k, const wk_tensor *v, wf_err *err) {
+    int64_t NH = c->num_attention_heads, HD = c->attention_head_dim;
+    wk_tensor o3 = wk_tensor_3d(WK_F32, o->data, o->shape[0], NH, HD);
+    wk_tensor q3 = wk_tensor_3d(WK_F32, q->data, q->shape[0], NH, HD);
+    wk_tensor k3 = wk_tensor_3d(WK_F32, k->data, k->shape[0], NH, HD);
+    wk_tensor v3 = wk_tensor_3d(WK_F32, v->data, v->shape[0], NH, HD);
+    return wk_attention(be, &o3, &q3, &k3, &v3, (float)(1.0 / sqrt((double)HD)), NULL, err);
+}
+
+static wf_status block_forward(wk_backend *be, const dfs_transformer_config *c, const dit_block *b,
+                               dit_acts *a, wf_err *err) {
+    wf_status st;
+    const float eps = (float)c->eps;
+    int64_t L = a->L, NH = c->num_attention_heads, HD = c->attention_head_dim;
+    /* 1. self-attention: n = LN1(x) (1 + scale_msa) + shift_msa */
+    if ((st = modulation(be, a, &b->scale_shift_table, 0, true, err))) return st;
+    if ((st = modulated_norm(be, a, eps, err))) return st;
+    if ((st = wk_matmul(be, &a->q, &a->n, &b->attn1.to_q_w, &b->attn1.to_q_b, err))) return st; /* [L, D] */
+    if ((st = wk_matmul(be, &a->k, &a->n, &b->attn1.to_k_w, &b->attn1.to_k_b, err))) return st; /* [L, D] */
+    if ((st = wk_matmul(be, &a->v, &a->n, &b->attn1.to_v_w, &b->attn1.to_v_b, err))) return st; /* [L, D] */
+    if ((st = wk_rms_norm(be, &a->q, &a->q, &b->attn1.norm_q, eps, err))) return st; /* across heads */
+    if ((st = wk_rms_norm(be, &a->k, &a->k, &b->attn1.norm_k, eps, err))) return st;
+    wk_tensor q3 = wk_tensor_3d(WK_F32, a->q.data, L, NH, HD), k3 = wk_tensor_3d(WK_F32, a->k.data, L, NH, HD);
+    if ((st = wk_rope(be, &q3, &q3, &a->cos, &a->sin, err))) return st; /* [L, NH, HD] */
+    if ((st = wk_rope(be, &k3, &k3, &a->cos, &a->sin, err))) return st;
+    if ((st = attend(be, c, &a->o, &a->q, &a->k, &a->v, err))) return st;
+    if ((st = wk_matmul(be, &a->q, &a->o, &b->attn1.to_out_w, &b->attn1.to_out_b, err))) return st;
+    if ((st = wk_mul(be, &a->q, &a->q, &a->gate, err))) return st; /* x = x + attn * gate_msa */
+    if ((st = wk_add(be, &a->x, &a->x, &a->q, err))) return st;
+
+    /* 2. cross-attention: x = x + attn2(LN2_affine(x), context); no modulation, no gate */
+    const wk_tensor *n2 = &a->x;
+    if (c->cross_attn_norm) {
+        if ((st = wk_layer_norm(be, &a->n, &a->x, &b->norm2_w, &b->norm2_b, eps, err))) return st;
+        n2 = &a->n;
+    }
+    if ((st = wk_matmul(be, &a->q, n2, &b->attn2.to_q_w, &b->attn2.to_q_b, err))) return st;     /* [L, D] */
+    if ((st = wk_matmul(be, &a->k2, &a->ctx, &b->attn2.to_k_w, &b->attn2.to_k_b, err))) return st; /* [Lt, D] */
+    if ((st = wk_matmul(be, &a->v2, &a->ctx, &b->attn2.to_v_w, &b->attn2.to_v_b, err))) return st; /* [Lt, D] */
+    if ((st = wk_rms_norm(be, &a->q, &a->q, &b->attn2.norm_q, eps, err))) return st;
+    if ((st = wk_rms_norm(be, &a->k2, &a->k2, &b->attn2.norm_k, eps, err))) return st;
+    if ((st = attend(be, c, &a->o, &a->q, &a->k2, &a->v2, err))) return st;
+    if ((st = wk_matmul(be, &a->q, &a->o, &b->attn2.to_out_w, &b->attn2.to_out_b, err))) return st;
+    if ((st = wk_add(be, &a->x, &a->x, &a->q, err))) return st;
+
+    /* 3. feed-forward: n = LN3(x) (1 + c_scale) + c_shift; x = x + ffn(n) * c_gate */
+    if ((st = modulation(be, a, &b->scale_shift_table, 3, true, err))) return st;
+    if ((st = modulated_norm(be, a, eps, err))) return st;
+    if ((st = wk_matmul(be, &a->ffh, &a->n, &b->ffn_in_w, &b->ffn_in_b, err))) return st; /* [L, FF] */
+    if ((st = wk_gelu_tanh(be, &a->ffh, &a->ffh, err))) return st;
+    if ((st = wk_matmul(be, &a->q, &a->ffh, &b->ffn_out_w, &b->ffn_out_b, err))) return st; /* [L, D] */
+    if ((st = wk_mul(be, &a->q, &a->q, &a->gate, err))) return st;
+    return wk_add(be, &a->x, &a->x, &a->q, err);
+}
+
+/* patches[l, ((c*pt + it)*ph + ih)*pw + iw] = latents[c, f*pt + it, h*ph + ih, w*pw + iw]: the
+ * Conv3d patch embedding (kernel = stride = patch) as a GEMM against the weight seen as
+ * [D, Cin*pt*ph*pw]. */
+static void patchify(const dfs_transformer_config *c, const dit_acts *a, const dit_shape *s,
+                     const float *lat, float *patches) {
+    const int64_t pt = c->patch_size[0], ph = c->patch_size[1], pw = c->patch_size[2];
+    const int64_t Cin = c->in_channels, P = pt * ph * pw;
+#pragma omp parallel for schedule(static)
+    for (int64_t l = 0; l < a->L; l++) {
+        int64_t f = l / (a->Hp * a->Wp), h = l / a->Wp % a->Hp, w = l % a->Wp;
+        float *row = patches + l * Cin * P;
+        for (int64_t ch = 0; ch < Cin; ch++)
+            for (int64_t it = 0; it < pt; it++)
+                for (int64_t ih = 0; ih < ph; ih++)
+                    for (int64_t iw = 0; iw < pw; iw++)
+                        *row++ = lat[((ch * s->F + f * pt + it) * s->H + h * ph + ih) * s->W +
+                                     w * pw + iw];
+    }
+}
+
+/* out[c, f*pt + it, h*ph + ih, w*pw + iw] = head[l, ((it*ph + ih)*pw + iw)*Cout + c] */
+static void unpatchify(const dfs_transformer_config *c, const dit_acts *a, const dit_shape *s,
+                       const float *head, float *out) {
+    const int64_t pt = c->patch_size[0], ph = c->patch_size[1], pw = c->patch_size[2];
+    const int64_t Cout = c->out_channels;
+#pragma omp parallel for schedule(static)
+    for (int64_t l = 0; l < a->L; l++) {
+        int64_t f = l / (a->Hp * a->Wp), h = l / a->Wp % a->Hp, w = l % a->Wp;
+        const float *row = head + l * Cout * pt * ph * pw;
+        for (int64_t it = 0; it < pt; it++)
+            for (int64_t ih = 0; ih < ph; ih++)
+                for (int64_t iw = 0; iw < pw; iw++)
+                    for (int64_t ch = 0; ch < Cout; ch++)
+                        out[((ch * s->F + f * pt + it) * s->H + h * ph + ih) * s->W + w * pw + iw] =
+                            *row++;
+    }
+}
+
+wf_status dit_forward(const dit_model *m, wk_backend *be, wk_arena *arena, const dit_shape *s,
+                      const float *latents, const float *timestep, const float *text, float *out,
+                      dit_tap_fn tap, void *tap_ctx, wf_err *err) {
+    const dfs_transformer_config *c = &m->cfg;
+    const dit_weights *w = &m->w;
+    wf_status st = dit_check_shape(m, s, err);
+    if (st) return st;
+    size_t mark = wk_arena_mark(arena);
+    dit_acts a;
+    TRY(acts_alloc(m, s, arena, &a, err));
+    const int64_t D = c->dim, P = c->patch_size[0] * c->patch_size[1] * c->patch_size[2];
+    char stage[32];
+#define TAP(name, t)                                                                             \
+    do {                                                                                         \
+        if (tap) tap(tap_ctx, name, t);                                                          \
+    } while (0)
+
+    /* rotary tables for the token grid (float64 maths, cast to f32) */
+    TRY(wk_rope_table_3d(a.cos.data, a.sin.data, a.Fp, a.Hp, a.Wp, (int)c->attention_head_dim,
+                         10000.0, err));
+
+    /* patch embedding: x[L, D] = patches[L, Cin*P] . patch_w[D, Cin*P]^T + b */
+    patchify(c, &a, s, latents, a.patches.data);
+    wk_tensor pw2 = wk_tensor_2d(w->patch_w.dtype, w->patch_w.data, D, c->in_channels * P);
+    TRY(wk_matmul(be, &a.x, &a.patches, &pw2, &w->patch_b, err));
+    TAP("patch_tokens", &a.x);
+
+    /* condition embedder: temb = time_embedder(sinusoid(t)); timestep_proj = time_proj(SiLU(temb)) */
+    dit_timestep_features(a.sinus.data, timestep, a.Tn, c->freq_dim);
+    TAP("timestep_freq", &a.sinus);
+    TRY(wk_matmul(be, &a.th, &a.sinus, &w->time1_w, &w->time1_b, err));  /* [Tn, D] */
+    TRY(wk_silu(be, &a.th, &a.th, err));
+    TRY(wk_matmul(be, &a.temb, &a.th, &w->time2_w, &w->time2_b, err));  /* [Tn, D] */
+    TAP("temb", &a.temb);
+    TRY(wk_silu(be, &a.temb_silu, &a.temb, err));
+    for (int j = 0; j < 6; j++) { /* rows [jD, (j+1)D) of time_proj give chunk j, contiguous */
+        wk_tensor wj = rows_view(&w->tproj_w, j * D, D), bj = rows_view(&w->tproj_b, j * D, D);
+        TRY(wk_matmul(be, &a.tproj[j], &a.temb_silu, &wj, &bj, err));   /* [Tn, D] */
+        snprintf(stage, sizeof stage, "timestep_proj.%d", j);
+        TAP(stage, &a.tproj[j]);
+    }
+    /* text embedder: context = linear_2(GELU_tanh(linear_1(text))) */
+    wk_tensor txt = wk_tensor_2d(WK_F32, (void *)text, s->Lt, c->text_dim);
+    TRY(wk_matmul(be, &a.txt_h, &txt, &w->text1_w, &w->text1_b, err)); /* [Lt, D] */
+    TRY(wk_gelu_tanh(be, &a.txt_h, &a.txt_h, err));
+    TRY(wk_matmul(be, &a.ctx, &a.txt_h, &w->text2_w, &w->text2_b, err)); /* [Lt, D] */
+    TAP("context", &a.ctx);
+
+    for (int64_t i = 0; i < c->num_layers; i++) {
+        TRY(block_forward(be, c, &w->blocks[i], &a, err));
+        snprintf(stage, sizeof stage, "block_%lld", (long long)i);
+        TAP(stage, &a.x);
+    }
+
+    /* output head: n = LN(x) (1 + scale) + shift with (shift, scale) = table + temb */
+    wk_tensor r0 = table_row(&w->scale_shift_table, 0), r1 = table_row(&w->scale_shift_table, 1);
+    TRY(wk_add(be, &a.shift, &a.temb, &r0, err));
+    TRY(wk_add(be, &a.scale, &a.temb, &r1, err));
+    TRY(wk_add(be, &a.scale, &a.scale, &a.one, err));
+    TRY(modulated_norm(be, &a, (float)c->eps, err));
+    TRY(wk_matmul(be, &a.head, &a.n, &w->proj_out_w, &w->proj_out_b, err)); /* [L, P*Cout] */
+    TAP("head_out", &a.head);
+    unpatchify(c, &a, s, a.head.data, out);
+#undef TAP
+out:
+    wk_arena_reset(arena, mark);
+    return st;
+}
