@@ -73,10 +73,10 @@ static void tap(void *ctx, const char *stage, const wk_tensor *t) {
     free(tmp);
 }
 
-/* Runs the case in dir with the transformer in dir/<tdir>; returns the output (malloc'd). */
-static float *run_case(const char *cname, const char *tdir, double *err_out) {
-    char dir[4096], io_path[4200];
-    snprintf(dir, sizeof dir, "%s/dit/%s/%s", fixtures, cname, tdir);
+/* Runs case `cname` (its io.safetensors) with the transformer folder `dir`, described as `tdir`
+ * in the report; returns the output (malloc'd). */
+static float *run_case(const char *cname, const char *dir, const char *tdir, double *err_out) {
+    char io_path[4200];
     snprintf(io_path, sizeof io_path, "%s/dit/%s/io.safetensors", fixtures, cname);
     dit_model *m = NULL;
     wf_err err = {0};
@@ -272,6 +272,42 @@ static void test_broken(void) {
     }
 }
 
+/* The official checkpoint as ComfyUI stores it: every name under "model.diffusion_model.". */
+static void write_comfyui_copy(void) {
+    char src[4096], dst[4200], p[4300];
+    snprintf(src, sizeof src, "%s/dit/l3_h4_d16/transformer_official", fixtures);
+    snprintf(dst, sizeof dst, "%s/comfy", tmp);
+    mkdir(dst, 0755);
+    st_checkpoint *c = NULL;
+    wf_err err;
+    if (st_checkpoint_open(&c, src, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
+    st_item *items = calloc(c->n_tensors, sizeof *items);
+    char **names = calloc(c->n_tensors, sizeof *names);
+    for (size_t i = 0; i < c->n_tensors; i++) {
+        const st_tensor *t = c->by_name[i];
+        names[i] = malloc(strlen(t->name) + 32);
+        sprintf(names[i], "model.diffusion_model.%s", t->name);
+        items[i] = (st_item){names[i], t->dtype, t->ndim, t->shape, t->data};
+    }
+    snprintf(p, sizeof p, "%s/diffusion_pytorch_model.safetensors", dst);
+    TU_CHECK(st_write(p, items, c->n_tensors, NULL, 0, &err) == WF_OK, "%s", err.msg);
+    for (size_t i = 0; i < c->n_tensors; i++) free(names[i]);
+    free(names);
+    free(items);
+    st_checkpoint_close(&c);
+    char cfg_src[4200], cfg_dst[4300];
+    snprintf(cfg_src, sizeof cfg_src, "%s/config.json", src);
+    snprintf(cfg_dst, sizeof cfg_dst, "%s/config.json", dst);
+    FILE *f = fopen(cfg_src, "rb");
+    char buf[8192];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    tu_write_file(cfg_dst, buf, len);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_dit FIXTURES_DIR [--stages]\n");
@@ -288,10 +324,13 @@ int main(int argc, char **argv) {
     static const char *cases[] = {"diffusers_test", "l3_h4_d16", "odd_grid", "bf16", "per_token"};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         double e = 1;
-        float *o = run_case(cases[i], "transformer", &e);
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/dit/%s/transformer", fixtures, cases[i]);
+        float *o = run_case(cases[i], dir, "transformer", &e);
         if (i == 1) { /* the same weights under the official Wan names */
             double e2 = 1;
-            float *o2 = run_case(cases[i], "transformer_official", &e2);
+            snprintf(dir, sizeof dir, "%s/dit/%s/transformer_official", fixtures, cases[i]);
+            float *o2 = run_case(cases[i], dir, "transformer_official", &e2);
             char io[4200];
             snprintf(io, sizeof io, "%s/dit/%s/io.safetensors", fixtures, cases[i]);
             st_file *f = NULL;
@@ -302,6 +341,17 @@ int main(int argc, char **argv) {
                 st_close(&f);
             }
             free(o2);
+            /* and under ComfyUI's prefix */
+            write_comfyui_copy();
+            snprintf(dir, sizeof dir, "%s/comfy", tmp);
+            float *o3 = run_case(cases[i], dir, "official, ComfyUI prefix", &e2);
+            if (o && o3 && st_open(&f, io, &err) == WF_OK) {
+                size_t n = st_file_find(f, "output")->numel;
+                TU_CHECK(memcmp(o, o3, n * sizeof *o) == 0,
+                         "ComfyUI-prefixed official names must give the same output");
+                st_close(&f);
+            }
+            free(o3);
         }
         free(o);
     }
