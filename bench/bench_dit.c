@@ -1,0 +1,801 @@
+/* bench_dit.c: one DiT forward (WanTransformer3DModel), wanfarm vs PyTorch/Diffusers, in the
+ * nccl-tests shape.
+ *
+ * What it is: writes a random-weight checkpoint of the Wan2.1-1.3B block width (D 1536, 12 heads
+ * of 128, FFN 8960, text_dim 4096; --layers blocks) in the real Diffusers layout (config.json +
+ * diffusion_pytorch_model.safetensors, --dtype storage) and random inputs into a temporary folder,
+ * from a child process so that none of that memory counts in this process' peak RSS. It then
+ * loads the folder with dit_load (the real loader), sizes the arena with dit_arena_bytes, runs -w
+ * warm-up and -n timed dit_forward calls (median) and prints one row: time, GFLOP/s and % of the
+ * measured sgemm peak, the PyTorch/Diffusers time of the same forward on the same folder and
+ * inputs (bench/torch_dit_peer.py, run first, alone) and the ratio, the relative L2 error of our
+ * output against Diffusers' (or, with the peer skipped, whether two of our forwards are
+ * bit-identical), and memory: arena, backend workspace, and both processes' peak RSS. A footer
+ * says OK or FAILED; the exit status is 1 when it says FAILED. Metrics: bench/PERFORMANCE.md.
+ * What it is not: a test (tests/test_dit.c owns correctness against fixtures), a GPU benchmark
+ * (yet), or a whole-pipeline benchmark (one forward, no text encoder, VAE or scheduler).
+ * Run:   build/bench/bench_dit [--layers 2 --latent 5,40,80 --text-len 512 --dtype f32|bf16
+ *                               -w 1 -n 3 --threads N --check 1 --torch 1 --json FILE --keep 0]
+ */
+#include <cblas.h>
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "backend.h"
+#include "dit.h"
+#include "safetensors.h"
+
+#ifndef WANFARM_BENCH_DIR
+#define WANFARM_BENCH_DIR "bench" /* CMake sets the source dir; this works from the repo root */
+#endif
+
+#define REL_L2_TOL 1e-4 /* bound on ||ours - torch|| / ||torch||: see PERFORMANCE.md */
+
+/* The fixed part of the config: Wan2.1-1.3B's block width (transformer/config.json there). */
+enum { NHEADS = 12, HDIM = 128, DIM = NHEADS * HDIM, CIN = 16, COUT = 16, TEXT_DIM = 4096,
+       FREQ_DIM = 256, FFN_DIM = 8960, PT = 1, PH = 2, PW = 2, ROPE_MAX = 1024 };
+#define TIMESTEP 999.0f
+#define WEIGHT_STD 0.02
+
+typedef struct bcfg {
+    int layers;
+    int64_t F, H, W, Lt;
+    wk_dtype wdt;
+} bcfg;
+
+/* ------------------------------------------------------------------------------------------ */
+/* small utilities */
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static double rng_uniform(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1p-53; }
+
+static uint64_t name_seed(const char *name) { /* FNV-1a: values do not depend on tensor order */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
+    return h;
+}
+
+/* x[i] = mean + std * N(0, 1) (Box-Muller) */
+static void fill_normal(float *x, size_t n, double mean, double std, uint64_t seed) {
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i += 2) {
+        double u1 = rng_uniform(&s), u2 = rng_uniform(&s);
+        double r = sqrt(-2.0 * log(1.0 - u1)), a = 2.0 * M_PI * u2;
+        x[i] = (float)(mean + std * r * cos(a));
+        if (i + 1 < n) x[i + 1] = (float)(mean + std * r * sin(a));
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
+
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return NAN;
+    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
+}
+
+/* Removes the regular files in dir (only what this bench wrote there), then dir. */
+static void remove_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[1200];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the checkpoint: every tensor of WanTransformer3DModel (no image branch), Diffusers names */
+
+enum { K_WEIGHT, K_NORM, K_TABLE }; /* N(0, 0.02); 1 + N(0, 0.02) (norm gains); N(0, 0.02) */
+
+typedef struct wspec {
+    char name[96];
+    int ndim;
+    uint64_t shape[5];
+    int kind;
+    int keep_f32; /* Diffusers' _keep_in_fp32_modules: time_embedder, scale_shift_table, norm2 */
+} wspec;
+
+typedef struct wlist {
+    wspec *v;
+    size_t n, cap;
+} wlist;
+
+static int wl_add(wlist *l, const char *name, int kind, int keep_f32, int ndim, uint64_t d0,
+                  uint64_t d1, uint64_t d2, uint64_t d3, uint64_t d4) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        wspec *v = realloc(l->v, cap * sizeof *v);
+        if (!v) return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    wspec *s = &l->v[l->n++];
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->ndim = ndim;
+    uint64_t d[5] = {d0, d1, d2, d3, d4};
+    memcpy(s->shape, d, sizeof d);
+    s->kind = kind;
+    s->keep_f32 = keep_f32;
+    return 0;
+}
+
+static int build_spec(wlist *l, int layers) {
+    const uint64_t D = DIM, P = PT * PH * PW;
+    int r = 0;
+#define W2(n, a, b) (r |= wl_add(l, n, K_WEIGHT, 0, 2, a, b, 0, 0, 0))
+#define B1(n, a) (r |= wl_add(l, n, K_WEIGHT, 0, 1, a, 0, 0, 0, 0))
+    r |= wl_add(l, "patch_embedding.weight", K_WEIGHT, 0, 5, D, CIN, PT, PH, PW);
+    B1("patch_embedding.bias", D);
+    r |= wl_add(l, "condition_embedder.time_embedder.linear_1.weight", K_WEIGHT, 1, 2, D, FREQ_DIM, 0, 0, 0);
+    r |= wl_add(l, "condition_embedder.time_embedder.linear_1.bias", K_WEIGHT, 1, 1, D, 0, 0, 0, 0);
+    r |= wl_add(l, "condition_embedder.time_embedder.linear_2.weight", K_WEIGHT, 1, 2, D, D, 0, 0, 0);
+    r |= wl_add(l, "condition_embedder.time_embedder.linear_2.bias", K_WEIGHT, 1, 1, D, 0, 0, 0, 0);
+    W2("condition_embedder.time_proj.weight", 6 * D, D);
+    B1("condition_embedder.time_proj.bias", 6 * D);
+    W2("condition_embedder.text_embedder.linear_1.weight", D, TEXT_DIM);
+    B1("condition_embedder.text_embedder.linear_1.bias", D);
+    W2("condition_embedder.text_embedder.linear_2.weight", D, D);
+    B1("condition_embedder.text_embedder.linear_2.bias", D);
+    r |= wl_add(l, "scale_shift_table", K_TABLE, 1, 3, 1, 2, D, 0, 0);
+    W2("proj_out.weight", COUT * P, D);
+    B1("proj_out.bias", COUT * P);
+    static const char *attn[2] = {"attn1", "attn2"};
+    static const char *proj[4] = {"to_q", "to_k", "to_v", "to_out.0"};
+    char n[96];
+    for (int i = 0; i < layers; i++) {
+        snprintf(n, sizeof n, "blocks.%d.scale_shift_table", i);
+        r |= wl_add(l, n, K_TABLE, 1, 3, 1, 6, D, 0, 0);
+        for (int a = 0; a < 2; a++) {
+            for (int p = 0; p < 4; p++) {
+                snprintf(n, sizeof n, "blocks.%d.%s.%s.weight", i, attn[a], proj[p]);
+                W2(n, D, D);
+                snprintf(n, sizeof n, "blocks.%d.%s.%s.bias", i, attn[a], proj[p]);
+                B1(n, D);
+            }
+            snprintf(n, sizeof n, "blocks.%d.%s.norm_q.weight", i, attn[a]);
+            r |= wl_add(l, n, K_NORM, 0, 1, D, 0, 0, 0, 0);
+            snprintf(n, sizeof n, "blocks.%d.%s.norm_k.weight", i, attn[a]);
+            r |= wl_add(l, n, K_NORM, 0, 1, D, 0, 0, 0, 0);
+        }
+        snprintf(n, sizeof n, "blocks.%d.norm2.weight", i);
+        r |= wl_add(l, n, K_NORM, 1, 1, D, 0, 0, 0, 0);
+        snprintf(n, sizeof n, "blocks.%d.norm2.bias", i);
+        r |= wl_add(l, n, K_WEIGHT, 1, 1, D, 0, 0, 0, 0);
+        snprintf(n, sizeof n, "blocks.%d.ffn.net.0.proj.weight", i);
+        W2(n, FFN_DIM, D);
+        snprintf(n, sizeof n, "blocks.%d.ffn.net.0.proj.bias", i);
+        B1(n, FFN_DIM);
+        snprintf(n, sizeof n, "blocks.%d.ffn.net.2.weight", i);
+        W2(n, D, FFN_DIM);
+        snprintf(n, sizeof n, "blocks.%d.ffn.net.2.bias", i);
+        B1(n, D);
+    }
+#undef W2
+#undef B1
+    return r;
+}
+
+static uint64_t spec_numel(const wspec *s) {
+    uint64_t n = 1;
+    for (int d = 0; d < s->ndim; d++) n *= s->shape[d];
+    return n;
+}
+
+/* config.json as save_pretrained writes it (every __init__ argument). */
+static int write_config(const char *path, int layers) {
+    json_t *o = json_object(), *ps = json_array();
+    if (!o || !ps) return -1;
+    json_array_append_new(ps, json_integer(PT));
+    json_array_append_new(ps, json_integer(PH));
+    json_array_append_new(ps, json_integer(PW));
+    json_object_set_new(o, "_class_name", json_string("WanTransformer3DModel"));
+    json_object_set_new(o, "_diffusers_version", json_string("0.42.1"));
+    json_object_set_new(o, "added_kv_proj_dim", json_null());
+    json_object_set_new(o, "attention_head_dim", json_integer(HDIM));
+    json_object_set_new(o, "cross_attn_norm", json_true());
+    json_object_set_new(o, "eps", json_real(1e-6));
+    json_object_set_new(o, "ffn_dim", json_integer(FFN_DIM));
+    json_object_set_new(o, "freq_dim", json_integer(FREQ_DIM));
+    json_object_set_new(o, "image_dim", json_null());
+    json_object_set_new(o, "in_channels", json_integer(CIN));
+    json_object_set_new(o, "num_attention_heads", json_integer(NHEADS));
+    json_object_set_new(o, "num_layers", json_integer(layers));
+    json_object_set_new(o, "out_channels", json_integer(COUT));
+    json_object_set_new(o, "patch_size", ps);
+    json_object_set_new(o, "pos_embed_seq_len", json_null());
+    json_object_set_new(o, "qk_norm", json_string("rms_norm_across_heads"));
+    json_object_set_new(o, "rope_max_seq_len", json_integer(ROPE_MAX));
+    json_object_set_new(o, "text_dim", json_integer(TEXT_DIM));
+    int r = json_dump_file(o, path, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(6));
+    json_decref(o);
+    return r;
+}
+
+/* Runs in the child: config.json, diffusion_pytorch_model.safetensors, inputs.safetensors. */
+static int write_folder(const char *dir, const bcfg *c) {
+    char path[1200];
+    wf_err err = {0};
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (write_config(path, c->layers) != 0) {
+        fprintf(stderr, "bench_dit: cannot write %s\n", path);
+        return 1;
+    }
+    wlist l = {0};
+    if (build_spec(&l, c->layers) != 0) {
+        fprintf(stderr, "bench_dit: out of memory\n");
+        return 1;
+    }
+    st_item *items = calloc(l.n, sizeof *items);
+    void **bufs = calloc(l.n, sizeof *bufs);
+    int rc = 1;
+    if (!items || !bufs) goto out;
+    for (size_t i = 0; i < l.n; i++) {
+        const wspec *s = &l.v[i];
+        size_t n = (size_t)spec_numel(s);
+        wk_dtype dt = s->keep_f32 ? WK_F32 : c->wdt;
+        float *v = malloc(n * sizeof *v);
+        if (!v) goto out;
+        fill_normal(v, n, s->kind == K_NORM ? 1.0 : 0.0, WEIGHT_STD, name_seed(s->name));
+        if (dt != WK_F32) {
+            void *w = malloc(n * wk_dtype_size(dt));
+            if (!w) {
+                free(v);
+                goto out;
+            }
+            wk_convert_from_f32(w, dt, v, n);
+            free(v);
+            bufs[i] = w;
+        } else {
+            bufs[i] = v;
+        }
+        items[i] = (st_item){s->name, st_dtype_of(dt), s->ndim, s->shape, bufs[i]};
+    }
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+    if (st_write(path, items, l.n, NULL, 0, &err) != WF_OK) {
+        fprintf(stderr, "bench_dit: %s\n", err.msg);
+        goto out;
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        free(bufs[i]);
+        bufs[i] = NULL;
+    }
+
+    /* inputs: latents N(0, 1) [Cin, F, H, W], timestep [1], text N(0, 1) [Lt, text_dim] */
+    const size_t nlat = (size_t)(CIN * c->F * c->H * c->W), ntxt = (size_t)(c->Lt * TEXT_DIM);
+    float *lat = malloc(nlat * sizeof *lat), *txt = malloc(ntxt * sizeof *txt), ts = TIMESTEP;
+    if (lat && txt) {
+        fill_normal(lat, nlat, 0.0, 1.0, name_seed("latents"));
+        fill_normal(txt, ntxt, 0.0, 1.0, name_seed("text"));
+        const uint64_t sl[4] = {CIN, (uint64_t)c->F, (uint64_t)c->H, (uint64_t)c->W};
+        const uint64_t st1[1] = {1}, stx[2] = {(uint64_t)c->Lt, TEXT_DIM};
+        const st_item in[3] = {{"latents", ST_F32, 4, sl, lat},
+                               {"timestep", ST_F32, 1, st1, &ts},
+                               {"text", ST_F32, 2, stx, txt}};
+        snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+        if (st_write(path, in, 3, NULL, 0, &err) != WF_OK) fprintf(stderr, "bench_dit: %s\n", err.msg);
+        else rc = 0;
+    } else {
+        fprintf(stderr, "bench_dit: out of memory\n");
+    }
+    free(lat);
+    free(txt);
+out:
+    if (bufs)
+        for (size_t i = 0; i < l.n; i++) free(bufs[i]);
+    free(bufs);
+    free(items);
+    free(l.v);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the torch peer */
+
+typedef struct peer {
+    int ran;
+    char why[256];      /* reason when skipped or failed */
+    char torch[64], diffusers[64];
+    double ms, load_s, rss_mib, rss_import_mib;
+} peer;
+
+static int python_has_torch(const char *py) {
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, diffusers' >/dev/null 2>&1", py);
+    return system(cmd) == 0;
+}
+
+static void json_str_copy(json_t *o, const char *key, char *dst, size_t n) {
+    const char *v = json_string_value(json_object_get(o, key));
+    snprintf(dst, n, "%s", v ? v : "?");
+}
+
+/* Finds the python (WANFARM_TORCH_PYTHON, else ~/.venvs/ref/bin/python), runs torch_dit_peer.py
+ * on the folder and parses its JSON line. On any failure sets p->why and leaves p->ran 0. */
+static void peer_run(peer *p, const char *dir, int threads, int warm, int iters) {
+    char py[1024];
+    const char *env = getenv("WANFARM_TORCH_PYTHON");
+    const char *home = getenv("HOME");
+    if (env && *env) {
+        snprintf(py, sizeof py, "%s", env);
+    } else {
+        snprintf(py, sizeof py, "%s/.venvs/ref/bin/python", home ? home : "");
+        if (access(py, X_OK) != 0) {
+            snprintf(p->why, sizeof p->why, "WANFARM_TORCH_PYTHON unset and %.200s not found", py);
+            return;
+        }
+    }
+    if (strchr(py, '\'') || strchr(dir, '\'')) {
+        snprintf(p->why, sizeof p->why, "a path contains a quote: %.200s", py);
+        return;
+    }
+    if (!python_has_torch(py)) {
+        snprintf(p->why, sizeof p->why, "%.200s cannot import torch and diffusers", py);
+        return;
+    }
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "OMP_NUM_THREADS=%d '%s' '%s/torch_dit_peer.py' '%s' '%s/inputs.safetensors' "
+             "'%s/torch_out.safetensors' --threads %d --warmup %d --iters %d 2>&1",
+             threads, py, WANFARM_BENCH_DIR, dir, dir, dir, threads, warm, iters);
+    FILE *f = popen(cmd, "r");
+    if (!f) {
+        snprintf(p->why, sizeof p->why, "cannot start %.150s: %.80s", py, strerror(errno));
+        return;
+    }
+    char line[8192], last[256] = "";
+    int got = 0;
+    while (fgets(line, sizeof line, f)) {
+        json_t *o = line[0] == '{' ? json_loads(line, 0, NULL) : NULL;
+        if (o && json_is_number(json_object_get(o, "ms"))) {
+            json_str_copy(o, "torch", p->torch, sizeof p->torch);
+            json_str_copy(o, "diffusers", p->diffusers, sizeof p->diffusers);
+            p->ms = json_number_value(json_object_get(o, "ms"));
+            p->load_s = json_number_value(json_object_get(o, "load_s"));
+            p->rss_mib = json_number_value(json_object_get(o, "peak_rss_mib"));
+            p->rss_import_mib = json_number_value(json_object_get(o, "rss_import_mib"));
+            got = 1;
+        } else {
+            line[strcspn(line, "\n")] = 0;
+            if (*line) snprintf(last, sizeof last, "%.200s", line);
+        }
+        json_decref(o);
+    }
+    int rc = pclose(f);
+    if (rc != 0 || !got) {
+        snprintf(p->why, sizeof p->why, "torch_dit_peer.py failed (status %d): %.200s", rc, last);
+        return;
+    }
+    p->ran = 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static double measure_peak(int threads) {
+    const int n = 2048;
+    float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float));
+    float *c = malloc((size_t)n * n * sizeof(float));
+    double best = 1e30;
+    if (a && b && c) {
+        fill_normal(a, (size_t)n * n, 0.0, 1.0, 11);
+        fill_normal(b, (size_t)n * n, 0.0, 1.0, 12);
+        openblas_set_num_threads(threads);
+        /* best of up to 10 calls or 2 s after a warm-up call (as bench_ops) */
+        double start = now_s();
+        for (int it = 0; it < 11 && (it < 3 || now_s() - start < 2.0); it++) {
+            double t0 = now_s();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n,
+                        0.0f, c, n);
+            double t = now_s() - t0;
+            if (it > 0 && t < best) best = t;
+        }
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best < 1e30 ? 2.0 * n * n * (double)n / best * 1e-9 : NAN;
+}
+
+/* FLOPs of one forward: the matmuls and the attention GEMMs (PERFORMANCE.md, "bench_dit"). */
+static double dit_flops(const bcfg *c, int64_t L) {
+    const double D = DIM, FF = FFN_DIM, Lt = (double)c->Lt, l = (double)L, P = PT * PH * PW;
+    double block = 4 * 2 * l * D * D      /* self-attention q, k, v, out projections */
+                   + 4 * l * l * D        /* self-attention: Q K^T and P V over NH heads of HD */
+                   + 2 * 2 * l * D * D    /* cross-attention q and out projections */
+                   + 2 * 2 * Lt * D * D   /* cross-attention k and v projections of the text */
+                   + 4 * l * Lt * D       /* cross-attention */
+                   + 2 * 2 * l * D * FF;  /* FFN up and down */
+    double small = 2 * l * D * (CIN * P)                                /* patch embedding */
+                   + 2 * (FREQ_DIM * D + D * D + 6 * D * D)            /* time embedder + proj */
+                   + 2 * Lt * (TEXT_DIM * D + D * D)                    /* text embedder */
+                   + 2 * l * D * (COUT * P);                            /* head */
+    return c->layers * block + small;
+}
+
+/* A malloc'd copy of an F32 tensor of `f`, checking its shape. */
+static float *load_f32(const st_file *f, const char *name, int ndim, const uint64_t *shape,
+                       char *why, size_t nwhy) {
+    const st_tensor *t = st_file_find(f, name);
+    int ok = t && t->dtype == ST_F32 && t->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
+    if (!ok) {
+        snprintf(why, nwhy, "%s: tensor '%s' missing or not F32 of the expected shape", f->path,
+                 name);
+        return NULL;
+    }
+    float *v = malloc((size_t)t->numel * sizeof *v + 1);
+    if (!v) {
+        snprintf(why, nwhy, "out of memory");
+        return NULL;
+    }
+    memcpy(v, t->data, (size_t)t->numel * sizeof *v);
+    return v;
+}
+
+static void usage(const char *argv0) {
+    fprintf(stderr,
+            "usage: %s [--layers N] [--latent [16,]F,H,W] [--text-len N] [--dtype f32|bf16]\n"
+            "          [-w warmup] [-n iters] [--threads N] [--check 0|1] [--torch 0|1]\n"
+            "          [--json FILE] [--keep 0|1]\n"
+            "Metrics are defined in bench/PERFORMANCE.md (section bench_dit).\n",
+            argv0);
+}
+
+static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+int main(int argc, char **argv) {
+    bcfg c = {.layers = 2, .F = 5, .H = 40, .W = 80, .Lt = 512, .wdt = WK_F32};
+    const char *json = NULL, *dtype = "f32";
+    int warm = 1, iters = 3, check = 1, threads = 0, torch = 1, keep = 0, bad = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(argv[0]);
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "bench_dit: %s needs a value\n", a);
+            usage(argv[0]);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--layers")) c.layers = atoi(v);
+        else if (!strcmp(a, "--latent")) {
+            long long ch, f, h, w; /* F,H,W or, with the channels, 16,F,H,W */
+            char extra;
+            int k = sscanf(v, "%lld,%lld,%lld,%lld%c", &ch, &f, &h, &w, &extra);
+            if (k == 3) {
+                w = h;
+                h = f;
+                f = ch;
+            }
+            if ((k != 3 && k != 4) || (k == 4 && ch != CIN)) bad = 1;
+            else {
+                c.F = f;
+                c.H = h;
+                c.W = w;
+            }
+        } else if (!strcmp(a, "--text-len")) c.Lt = atoll(v);
+        else if (!strcmp(a, "--dtype")) dtype = v;
+        else if (!strcmp(a, "-w")) warm = atoi(v);
+        else if (!strcmp(a, "-n")) iters = atoi(v);
+        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--check")) check = atoi(v);
+        else if (!strcmp(a, "--torch")) torch = atoi(v);
+        else if (!strcmp(a, "--json")) json = v;
+        else if (!strcmp(a, "--keep")) keep = atoi(v);
+        else {
+            fprintf(stderr, "bench_dit: unknown option %s\n", a);
+            usage(argv[0]);
+            return 2;
+        }
+    }
+    c.wdt = !strcmp(dtype, "f32") ? WK_F32 : !strcmp(dtype, "bf16") ? WK_BF16 : WK_DTYPE_COUNT;
+    if (bad || c.wdt == WK_DTYPE_COUNT || c.layers < 1 || c.layers > 1000 || c.F < 1 ||
+        c.H < 2 || c.W < 2 || c.H % PH || c.W % PW || c.F > ROPE_MAX || c.H / PH > ROPE_MAX ||
+        c.W / PW > ROPE_MAX || c.Lt < 1 || c.Lt > 1 << 20 || iters < 1 || warm < 0 ||
+        threads < 0) {
+        fprintf(stderr, "bench_dit: bad value (--layers %d --latent %lld,%lld,%lld (H, W even) "
+                "--text-len %lld --dtype %s -n %d -w %d --threads %d)\n", c.layers,
+                (long long)c.F, (long long)c.H, (long long)c.W, (long long)c.Lt, dtype, iters,
+                warm, threads);
+        usage(argv[0]);
+        return 2;
+    }
+    const int64_t L = (c.F / PT) * (c.H / PH) * (c.W / PW);
+
+    /* 1. the folder, written by a child: its memory never counts in our peak RSS, and it runs
+     * before any OpenMP thread exists here */
+    char dir[1100];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/bench_dit.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "bench_dit: cannot create a folder %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    double t0 = now_s();
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) _exit(write_folder(dir, &c));
+    int wst = 0;
+    if (pid < 0 || waitpid(pid, &wst, 0) != pid || !WIFEXITED(wst) || WEXITSTATUS(wst) != 0) {
+        fprintf(stderr, "bench_dit: writing the checkpoint into %s failed\n", dir);
+        if (!keep) remove_dir(dir);
+        return 1;
+    }
+    double write_s = now_s() - t0;
+
+    wf_err err = {0};
+    wk_backend *be = NULL;
+    dit_model *m = NULL;
+    wk_arena arena = {0};
+    st_file *inf = NULL;
+    float *lat = NULL, *txt = NULL, *ts = NULL, *out = NULL, *out_first = NULL;
+    int failed_runs = 0;
+    char path[1200], why[512] = "";
+    if (wk_backend_cpu_new(&be, threads, &err) != WF_OK) {
+        fprintf(stderr, "bench_dit: %s\n", err.msg);
+        if (!keep) remove_dir(dir);
+        return 1;
+    }
+    threads = be->nthreads;
+    omp_set_num_threads(threads);
+    double peak = measure_peak(threads);
+
+    /* 2. load (the real loader), size the arena, read the inputs */
+    t0 = now_s();
+    wf_status st = dit_load(&m, dir, &err);
+    double load_s = now_s() - t0;
+    dit_shape shp = {.F = c.F, .H = c.H, .W = c.W, .Lt = c.Lt, .per_token_t = false};
+    size_t arena_bytes = 0;
+    if (!st) st = dit_arena_bytes(m, &shp, &arena_bytes, &err);
+    if (!st) st = wk_arena_init(&arena, "dit activations", arena_bytes, &err);
+    snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+    if (!st) st = st_open(&inf, path, &err);
+    const size_t nout = (size_t)(COUT * c.F * c.H * c.W);
+    if (!st) {
+        const uint64_t sl[4] = {CIN, (uint64_t)c.F, (uint64_t)c.H, (uint64_t)c.W};
+        const uint64_t s1[1] = {1}, stx[2] = {(uint64_t)c.Lt, TEXT_DIM};
+        lat = load_f32(inf, "latents", 4, sl, why, sizeof why);
+        if (lat) ts = load_f32(inf, "timestep", 1, s1, why, sizeof why);
+        if (ts) txt = load_f32(inf, "text", 2, stx, why, sizeof why);
+        out = malloc(nout * sizeof *out);
+        out_first = malloc(nout * sizeof *out_first);
+        if (!txt || !out || !out_first) st = wf_fail(&err, WF_ENOMEM, "%s", *why ? why : "out of memory");
+        st_close(&inf);
+    }
+
+    printf("# bench_dit: wanfarm CPU backend, %d threads, OpenBLAS %s\n", threads,
+           openblas_get_config());
+    printf("# peak: %.1f GFLOP/s (f32 cblas_sgemm 2048^3, best of <= 10 calls after a warm-up)\n",
+           peak);
+    printf("# model: WanTransformer3DModel at Wan2.1-1.3B width (D %d = %dx%d, FFN %d, text_dim %d, "
+           "patch %dx%dx%d), %d layer%s, random weights N(0, %.2g), norm gains 1 + N(0, %.2g)\n",
+           DIM, NHEADS, HDIM, FFN_DIM, TEXT_DIM, PT, PH, PW, c.layers, c.layers == 1 ? "" : "s",
+           WEIGHT_STD, WEIGHT_STD);
+    printf("# storage: %s%s; %.1f MiB of weights, mapped (%s)\n", dtype,
+           c.wdt == WK_F32 ? "" : " (scale_shift_table, time_embedder, norm2 in f32, as Diffusers "
+                                  "keeps them)",
+           m ? mib((double)m->weight_bytes) : NAN, dir);
+    printf("# input: latent %dx%lldx%lldx%lld -> L %lld tokens, text Lt %lld, timestep %g; "
+           "warm-up %d, iters %d (time = median)\n", CIN, (long long)c.F, (long long)c.H,
+           (long long)c.W, (long long)L, (long long)c.Lt, (double)TIMESTEP, warm, iters);
+    printf("# checkpoint written in %.1f s (child process), dit_load %.3f s; check %s\n", write_s,
+           load_s, !check ? "off" : "rel L2 vs torch (bound 1e-4), or self bit-identity without it");
+    fflush(stdout);
+    if (st) {
+        printf("# FAILED before the forward: %s: %s\n", wf_status_str(st), err.msg);
+        failed_runs++;
+    }
+
+    /* 3. the peer, alone on the machine, before our forwards */
+    peer pr = {0};
+    if (!torch) snprintf(pr.why, sizeof pr.why, "--torch 0");
+    else if (st) snprintf(pr.why, sizeof pr.why, "our setup failed");
+    else peer_run(&pr, dir, threads, warm, iters);
+    if (pr.ran)
+        printf("# torch peer: torch %s, diffusers %s, %d threads (bench/torch_dit_peer.py: "
+               "from_pretrained + .float() in %.2f s%s; fp32 compute, no_grad)\n", pr.torch,
+               pr.diffusers, threads, pr.load_s,
+               c.wdt == WK_F32 ? "" : ": both sides compute in fp32 on the same bf16-rounded weights");
+    else printf("# torch peer: skipped (%s)\n", pr.why);
+    printf("#\n# %-6s %5s %5s %-4s %10s %10s %6s %8s %6s %12s %9s %8s %9s %9s\n", "layers", "L",
+           "Lt", "wdt", "ours(ms)", "torch(ms)", "ratio", "GFLOP/s", "%peak", "rel-L2", "arena",
+           "ws", "rss", "torch-rss");
+    printf("# %-6s %5s %5s %-4s %10s %10s %6s %8s %6s %12s %9s %8s %9s %9s\n", "", "", "", "", "",
+           "", "", "", "", "", "(MiB)", "(MiB)", "(MiB)", "(MiB)");
+    fflush(stdout);
+
+    /* 4. our forwards: -w warm-up, -n timed; the first output is kept for the self check */
+    double *times = malloc((size_t)iters * sizeof *times);
+    int nfwd = 0;
+    double med = NAN;
+    if (!st && !times) st = wf_fail(&err, WF_ENOMEM, "out of memory");
+    if (!st) {
+        const int self = check && !pr.ran;
+        for (int i = 0; i < warm + iters + (self && warm + iters < 2) && !st; i++) {
+            double s0 = now_s();
+            st = dit_forward(m, be, &arena, &shp, lat, ts, txt, out, NULL, NULL, &err);
+            double t = now_s() - s0;
+            if (i >= warm && i < warm + iters) times[i - warm] = t;
+            if (i == 0 && !st) memcpy(out_first, out, nout * sizeof *out);
+            nfwd++;
+        }
+        if (st) failed_runs++;
+        else {
+            qsort(times, (size_t)iters, sizeof *times, cmp_double);
+            med = iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
+        }
+    }
+    free(times);
+
+    /* 5. correctness: rel L2 against torch's output, or bit-identity of our first and last */
+    long out_of_bounds = 0;
+    double rel = NAN;
+    int self_same = -1;
+    const char *check_kind = NULL;
+    if (!st) {
+        size_t nonfinite = 0;
+        for (size_t i = 0; i < nout; i++) nonfinite += !isfinite(out[i]);
+        out_of_bounds += (long)nonfinite;
+        self_same = nfwd >= 2 ? memcmp(out, out_first, nout * sizeof *out) == 0 : -1;
+        if (check && pr.ran) {
+            check_kind = "torch";
+            st_file *tf = NULL;
+            snprintf(path, sizeof path, "%s/torch_out.safetensors", dir);
+            const uint64_t so[4] = {COUT, (uint64_t)c.F, (uint64_t)c.H, (uint64_t)c.W};
+            float *ref = NULL;
+            if (st_open(&tf, path, &err) == WF_OK) ref = load_f32(tf, "out", 4, so, why, sizeof why);
+            else snprintf(why, sizeof why, "%.400s", err.msg);
+            st_close(&tf);
+            if (ref) {
+                double num = 0, den = 0;
+                for (size_t i = 0; i < nout; i++) {
+                    double d = (double)out[i] - ref[i];
+                    num += d * d;
+                    den += (double)ref[i] * ref[i];
+                }
+                rel = sqrt(num / (den > 0 ? den : 1e-300));
+            } else {
+                printf("# FAILED reading torch's output: %s\n", why);
+            }
+            free(ref);
+            if (!(rel <= REL_L2_TOL)) out_of_bounds++; /* NaN too */
+        } else if (check) {
+            check_kind = "self";
+            if (self_same != 1) out_of_bounds++;
+        }
+    }
+
+    double gflop = dit_flops(&c, L) * 1e-9, gflops = gflop / med, pct = 100.0 * gflops / peak;
+    double ws_mib = mib((double)be->ws_cap), rss = peak_rss_mib();
+    double ratio = pr.ran ? pr.ms / (med * 1e3) : NAN;
+    char tm[16] = "n/a", ra[16] = "n/a", rl[16] = "n/a", trss[16] = "n/a";
+    if (pr.ran) {
+        snprintf(tm, sizeof tm, "%.1f", pr.ms);
+        snprintf(trss, sizeof trss, "%.1f", pr.rss_mib);
+        if (isfinite(ratio)) snprintf(ra, sizeof ra, "%.2f", ratio);
+    }
+    if (check_kind && !strcmp(check_kind, "torch")) snprintf(rl, sizeof rl, "%.2e", rel);
+    else if (check_kind) snprintf(rl, sizeof rl, "self:%s", self_same == 1 ? "same" : "DIFF");
+    if (!st)
+        printf("  %-6d %5lld %5lld %-4s %10.1f %10s %6s %8.1f %5.1f%% %12s %9.1f %8.1f %9.1f %9s\n",
+               c.layers, (long long)L, (long long)c.Lt, dtype, med * 1e3, tm, ra, gflops, pct, rl,
+               mib((double)arena_bytes), ws_mib, rss, trss);
+    else
+        printf("  %-6d %5lld %5lld %-4s FAILED: %s: %s\n", c.layers, (long long)L,
+               (long long)c.Lt, dtype, wf_status_str(st), err.msg);
+
+    /* 6. footer */
+    double peak_after = measure_peak(threads);
+    int noisy = fabs(peak_after - peak) > 0.15 * fmax(peak, peak_after);
+    printf("# peak after: %.1f GFLOP/s%s\n", peak_after,
+           noisy ? " -- moved by more than 15%: the machine is loaded, timings are noisy" : "");
+    printf("# FLOPs per forward : %.1f GFLOP (matmuls + attention GEMMs, PERFORMANCE.md)\n", gflop);
+    if (self_same >= 0)
+        printf("# Repeatability : forwards 1 and %d %s\n", nfwd,
+               self_same ? "bit-identical" : "DIFFER (not bit-identical)");
+    if (pr.ran)
+        printf("# Peak RSS (MiB) : ours %.1f, torch %.1f (of which %.1f after importing torch and "
+               "diffusers)\n", rss, pr.rss_mib, pr.rss_import_mib);
+    else printf("# Peak RSS (MiB) : ours %.1f\n", rss);
+    int ok = out_of_bounds == 0 && failed_runs == 0;
+    printf("# Out of bounds values : %ld %s\n", out_of_bounds, ok ? "OK" : "FAILED");
+    if (failed_runs) printf("# Failed runs : %d\n", failed_runs);
+
+    if (json) {
+        json_t *o = json_object(), *lt = json_array();
+        json_array_append_new(lt, json_integer(CIN));
+        json_array_append_new(lt, json_integer(c.F));
+        json_array_append_new(lt, json_integer(c.H));
+        json_array_append_new(lt, json_integer(c.W));
+        json_object_set_new(o, "bench", json_string("bench_dit"));
+        json_object_set_new(o, "threads", json_integer(threads));
+        json_object_set_new(o, "peak_gflops", real_or_null(peak));
+        json_object_set_new(o, "peak_gflops_after", real_or_null(peak_after));
+        json_object_set_new(o, "noisy", json_boolean(noisy));
+        json_object_set_new(o, "layers", json_integer(c.layers));
+        json_object_set_new(o, "latent", lt);
+        json_object_set_new(o, "L", json_integer(L));
+        json_object_set_new(o, "Lt", json_integer(c.Lt));
+        json_object_set_new(o, "dtype", json_string(dtype));
+        json_object_set_new(o, "warmup", json_integer(warm));
+        json_object_set_new(o, "iters", json_integer(iters));
+        json_object_set_new(o, "torch", pr.ran ? json_string(pr.torch) : json_null());
+        json_object_set_new(o, "diffusers", pr.ran ? json_string(pr.diffusers) : json_null());
+        json_object_set_new(o, "ms", real_or_null(med * 1e3));
+        json_object_set_new(o, "gflop", real_or_null(gflop));
+        json_object_set_new(o, "gflops", real_or_null(gflops));
+        json_object_set_new(o, "pct_peak", real_or_null(pct));
+        json_object_set_new(o, "torch_ms", real_or_null(pr.ran ? pr.ms : NAN));
+        json_object_set_new(o, "ratio", real_or_null(ratio));
+        json_object_set_new(o, "check", check_kind ? json_string(check_kind) : json_null());
+        json_object_set_new(o, "rel_l2", real_or_null(rel));
+        json_object_set_new(o, "self_identical",
+                            self_same < 0 ? json_null() : json_boolean(self_same));
+        json_object_set_new(o, "weights_mib", real_or_null(m ? mib((double)m->weight_bytes) : NAN));
+        json_object_set_new(o, "arena_mib", real_or_null(mib((double)arena_bytes)));
+        json_object_set_new(o, "ws_mib", real_or_null(ws_mib));
+        json_object_set_new(o, "rss_mib", real_or_null(rss));
+        json_object_set_new(o, "torch_rss_mib", real_or_null(pr.ran ? pr.rss_mib : NAN));
+        json_object_set_new(o, "out_of_bounds", json_integer(out_of_bounds));
+        json_object_set_new(o, "failed_runs", json_integer(failed_runs));
+        json_object_set_new(o, "ok", json_boolean(ok));
+        FILE *jf = fopen(json, "w");
+        int jr = jf ? json_dumpf(o, jf, JSON_INDENT(1) | JSON_REAL_PRECISION(6)) : -1;
+        if (jf && (fputc('\n', jf) == EOF || fclose(jf) != 0)) jr = -1;
+        if (jr != 0) {
+            fprintf(stderr, "bench_dit: cannot write %s: %s\n", json, strerror(errno));
+            ok = 0;
+        }
+        json_decref(o);
+    }
+
+    free(lat);
+    free(ts);
+    free(txt);
+    free(out);
+    free(out_first);
+    wk_arena_free(&arena);
+    dit_free(&m);
+    wk_backend_destroy(&be);
+    if (keep) printf("# kept %s\n", dir);
+    else remove_dir(dir);
+    return ok ? 0 : 1;
+}
