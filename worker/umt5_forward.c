@@ -1,0 +1,215 @@
+/* umt5_forward.c: one forward pass of the umT5 encoder (see umt5.h), written to read like
+ * transformers' UMT5Stack / UMT5Block (wan_spec.md §3.2), one backend op per line.
+ *
+ * Buffer reuse inside a block: x the residual stream, n the normalised input of a sub-block,
+ * q/k/v/o the attention operands and output, h0/h1 the two FFN branches, y the projected output
+ * of each sub-block before its residual add. The attention bias [NH, Lc, Lc] is rebuilt for every
+ * layer from that layer's table and the bucket map, which is computed once per forward.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "umt5.h"
+
+typedef struct t5_acts {
+    wk_tensor x, n, y;            /* [L, D] */
+    wk_tensor q, k, v, o;         /* [L, IN] */
+    wk_tensor h0, h1;             /* [L, FF] */
+    wk_tensor bias;               /* [NH, L, L]: position bias + key mask */
+    wk_tensor table;              /* [NB, NH]: one layer's relative_attention_bias, widened */
+    int32_t *bucket;              /* [L, L]: bucket of (key j - query i) */
+} t5_acts;
+
+int t5_relative_bucket(int64_t rel, int64_t num_buckets, int64_t max_distance) {
+    int64_t half = num_buckets / 2; /* bidirectional: the upper half is for keys after the query */
+    int64_t ret = rel > 0 ? half : 0;
+    int64_t n = rel < 0 ? -rel : rel;
+    int64_t max_exact = half / 2;
+    if (n < max_exact) return (int)(ret + n);
+    /* torch: log(n.float() / max_exact) / math.log(max_distance / max_exact) * (half - max_exact),
+     * every step in fp32 (the Python double divisor is rounded to fp32 by the tensor op), then
+     * .to(long), which truncates toward zero (the value is >= 0 here). */
+    const float denom = (float)log((double)max_distance / (double)max_exact);
+    float v = logf((float)n / (float)max_exact) / denom * (float)(half - max_exact);
+    int64_t large = v >= (float)(half - 1 - max_exact) ? half - 1 : max_exact + (int64_t)v;
+    return (int)(ret + large);
+}
+
+wf_status t5_check_input(const t5_model *m, const t5_input *in, int64_t *n_real, wf_err *err) {
+    if (in->L < 1 || in->L > (int64_t)1 << 20)
+        return wf_fail(err, WF_EINVAL, "umt5: sequence length %lld, expected 1 to 2^20",
+                       (long long)in->L);
+    int64_t n = 0;
+    for (int64_t i = 0; i < in->L; i++) {
+        if (in->mask[i] != 0 && in->mask[i] != 1)
+            return wf_fail(err, WF_EINVAL, "umt5: attention mask[%lld] is %d, expected 0 or 1",
+                           (long long)i, in->mask[i]);
+        if (in->mask[i] && n != i)
+            return wf_fail(err, WF_EINVAL,
+                           "umt5: attention mask[%lld] is 1 after a 0: the mask must be ones then "
+                           "zeros (right padding, as the tokenizer makes it)",
+                           (long long)i);
+        n += in->mask[i];
+        if (in->ids[i] < 0 || in->ids[i] >= m->cfg.vocab_size)
+            return wf_fail(err, WF_EINVAL,
+                           "umt5: token id %d at position %lld is outside the embedding table "
+                           "(vocab_size %lld): tokenizer and text encoder do not match",
+                           in->ids[i], (long long)i, (long long)m->cfg.vocab_size);
+    }
+    if (n == 0)
+        return wf_fail(err, WF_EINVAL,
+                       "umt5: the attention mask has no real token (the tokenizer always keeps "
+                       "</s>)");
+    if (n_real) *n_real = n;
+    return WF_OK;
+}
+
+/* Every activation of one forward of length L, from the arena. A measuring arena gives the exact
+ * size. */
+static wf_status acts_alloc(const t5_model *m, int64_t L, wk_arena *ar, t5_acts *a, wf_err *err) {
+    const dfs_umt5_config *c = &m->cfg;
+    const int64_t D = c->d_model, IN = m->inner;
+    wf_status st;
+#define A(t, ...)                                                                                \
+    do {                                                                                         \
+        int64_t shp_[] = {__VA_ARGS__};                                                          \
+        if ((st = wk_arena_tensor(ar, &a->t, WK_F32, (int)(sizeof shp_ / sizeof *shp_), shp_,    \
+                                  err)))                                                         \
+            return st;                                                                           \
+    } while (0)
+    A(x, L, D);
+    A(n, L, D);
+    A(y, L, D);
+    A(q, L, IN);
+    A(k, L, IN);
+    A(v, L, IN);
+    A(o, L, IN);
+    A(h0, L, c->d_ff);
+    A(h1, L, c->d_ff);
+    A(bias, c->num_heads, L, L);
+    A(table, c->relative_attention_num_buckets, c->num_heads);
+#undef A
+    void *p;
+    if ((st = wk_arena_alloc(ar, (size_t)(L * L) * sizeof(int32_t), &p, err))) return st;
+    a->bucket = p;
+    return WF_OK;
+}
+
+wf_status t5_arena_bytes(const t5_model *m, int64_t L, size_t *bytes, wf_err *err) {
+    if (L < 1 || L > (int64_t)1 << 20)
+        return wf_fail(err, WF_EINVAL, "umt5: sequence length %lld, expected 1 to 2^20",
+                       (long long)L);
+    wk_arena ar;
+    t5_acts a;
+    wk_arena_init_measure(&ar, "umt5 activations");
+    wf_status st = acts_alloc(m, L, &ar, &a, err);
+    if (st) return st;
+    *bytes = ar.peak;
+    return WF_OK;
+}
+
+/* The first Lc rows of an [L, C] activation, as a contiguous view. */
+static wk_tensor rows(const wk_tensor *t, int64_t Lc) {
+    return wk_tensor_2d(WK_F32, t->data, Lc, t->shape[1]);
+}
+
+/* bias[h, i, j] = table[bucket[i, j], h] + (mask[j] ? 0 : -inf), for i, j < Lc. */
+static void build_bias(float *bias, const float *table, const int32_t *bucket, const int32_t *mask,
+                       int64_t NH, int64_t Lc) {
+#pragma omp parallel for schedule(static)
+    for (int64_t h = 0; h < NH; h++)
+        for (int64_t i = 0; i < Lc; i++) {
+            float *row = bias + (h * Lc + i) * Lc;
+            const int32_t *b = bucket + i * Lc;
+            for (int64_t j = 0; j < Lc; j++)
+                row[j] = mask[j] ? table[(int64_t)b[j] * NH + h] : -INFINITY;
+        }
+}
+
+#define TRY(x)                                                                                   \
+    do {                                                                                         \
+        if ((st = (x))) goto out;                                                                \
+    } while (0)
+
+static wf_status block_forward(wk_backend *be, const t5_model *m, const t5_layer *b, t5_acts *a,
+                               const int32_t *mask, int64_t Lc, wf_err *err) {
+    const dfs_umt5_config *c = &m->cfg;
+    const float eps = (float)c->layer_norm_epsilon;
+    const int64_t NH = c->num_heads, HD = c->d_kv, NB = c->relative_attention_num_buckets;
+    wk_tensor x = rows(&a->x, Lc), n = rows(&a->n, Lc), y = rows(&a->y, Lc);
+    wk_tensor q = rows(&a->q, Lc), k = rows(&a->k, Lc), v = rows(&a->v, Lc), o = rows(&a->o, Lc);
+    wk_tensor h0 = rows(&a->h0, Lc), h1 = rows(&a->h1, Lc);
+    wf_status st;
+    /* 1. self-attention: x = x + o(Attn(RMS(x))), scores q.k^T (scale 1) + position bias + mask */
+    wk_convert_to_f32(a->table.data, b->rel_bias.data, b->rel_bias.dtype, (size_t)(NB * NH));
+    build_bias(a->bias.data, a->table.data, a->bucket, mask, NH, Lc);
+    wk_tensor bias = wk_tensor_3d(WK_F32, a->bias.data, NH, Lc, Lc);              /* [NH, Lc, Lc] */
+    if ((st = wk_rms_norm(be, &n, &x, &b->ln_attn, eps, err))) return st;           /* [Lc, D] */
+    if ((st = wk_matmul(be, &q, &n, &b->q_w, NULL, err))) return st;               /* [Lc, IN] */
+    if ((st = wk_matmul(be, &k, &n, &b->k_w, NULL, err))) return st;               /* [Lc, IN] */
+    if ((st = wk_matmul(be, &v, &n, &b->v_w, NULL, err))) return st;               /* [Lc, IN] */
+    wk_tensor q3 = wk_tensor_3d(WK_F32, q.data, Lc, NH, HD); /* [Lc, NH, HD] views */
+    wk_tensor k3 = wk_tensor_3d(WK_F32, k.data, Lc, NH, HD);
+    wk_tensor v3 = wk_tensor_3d(WK_F32, v.data, Lc, NH, HD);
+    wk_tensor o3 = wk_tensor_3d(WK_F32, o.data, Lc, NH, HD);
+    if ((st = wk_attention(be, &o3, &q3, &k3, &v3, 1.0f, &bias, err))) return st; /* scale 1 */
+    if ((st = wk_matmul(be, &y, &o, &b->o_w, NULL, err))) return st;               /* [Lc, D] */
+    if ((st = wk_add(be, &x, &x, &y, err))) return st;
+    /* 2. gated-GELU FFN: x = x + wo(gelu_new(wi_0 n) * wi_1 n), n = RMS(x) */
+    if ((st = wk_rms_norm(be, &n, &x, &b->ln_ffn, eps, err))) return st;           /* [Lc, D] */
+    if ((st = wk_matmul(be, &h0, &n, &b->wi0_w, NULL, err))) return st;            /* [Lc, FF] */
+    if ((st = wk_gelu_tanh(be, &h0, &h0, err))) return st;
+    if ((st = wk_matmul(be, &h1, &n, &b->wi1_w, NULL, err))) return st;            /* [Lc, FF] */
+    if ((st = wk_mul(be, &h0, &h0, &h1, err))) return st;
+    if ((st = wk_matmul(be, &y, &h0, &b->wo_w, NULL, err))) return st;             /* [Lc, D] */
+    return wk_add(be, &x, &x, &y, err);
+}
+
+wf_status t5_forward(const t5_model *m, wk_backend *be, wk_arena *arena, const t5_input *in,
+                     float *out, t5_tap_fn tap, void *tap_ctx, wf_err *err) {
+    const dfs_umt5_config *c = &m->cfg;
+    int64_t n_real = 0;
+    wf_status st = t5_check_input(m, in, &n_real, err);
+    if (st) return st;
+    size_t mark = wk_arena_mark(arena);
+    t5_acts a;
+    TRY(acts_alloc(m, in->L, arena, &a, err));
+    const int64_t L = in->L, D = c->d_model, Lc = in->real_rows_only ? n_real : L;
+    char stage[32];
+#define TAP(name, t)                                                                             \
+    do {                                                                                         \
+        if (tap) tap(tap_ctx, name, t);                                                          \
+    } while (0)
+
+    /* embedding (no scaling): x[i] = embed[ids[i]] */
+    wk_tensor x = rows(&a.x, Lc), n = rows(&a.n, Lc);
+    const size_t esz = wk_dtype_size(m->w.embed.dtype);
+    for (int64_t i = 0; i < Lc; i++)
+        wk_convert_to_f32((float *)a.x.data + i * D,
+                          (const char *)m->w.embed.data + (size_t)in->ids[i] * (size_t)D * esz,
+                          m->w.embed.dtype, (size_t)D);
+    TAP("embed", &x);
+
+    /* relative-position buckets, shared by every layer (each has its own table) */
+    for (int64_t i = 0; i < Lc; i++)
+        for (int64_t j = 0; j < Lc; j++)
+            a.bucket[i * Lc + j] = t5_relative_bucket(j - i, c->relative_attention_num_buckets,
+                                                      c->relative_attention_max_distance);
+
+    for (int64_t l = 0; l < c->num_layers; l++) {
+        TRY(block_forward(be, m, &m->w.layers[l], &a, in->mask, Lc, err));
+        snprintf(stage, sizeof stage, "block_%lld", (long long)l);
+        TAP(stage, &x);
+    }
+    TRY(wk_rms_norm(be, &n, &x, &m->w.final_ln, (float)c->layer_norm_epsilon, err)); /* [Lc, D] */
+    TAP("final", &n);
+
+    /* the pipeline's trim: rows [0, n_real) kept, the rest exact zeros */
+    memcpy(out, a.n.data, (size_t)(n_real * D) * sizeof *out);
+    memset(out + n_real * D, 0, (size_t)((L - n_real) * D) * sizeof *out);
+#undef TAP
+out:
+    wk_arena_reset(arena, mark);
+    return st;
+}

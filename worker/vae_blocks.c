@@ -1,0 +1,521 @@
+/* vae_blocks.c: the Wan VAE's building blocks (wan_spec.md §2.2, §2.5) on the run state of
+ * vae_internal.h: cached causal convs, residual block, attention block, every resample mode, the
+ * mid block, Wan2.2's AvgDown3D/DupUp3D block shortcuts and the head.
+ *
+ * Every block reads the stream x (role x) and leaves its output there; one backend op per line,
+ * with the shape after it. Shapes: [1, T, H, W, C] channels-last unless noted.
+ * The cache rule of every cached conv (Diffusers' feat_cache, §2.6): the conv sees
+ * [slot history | chunk], the slot then keeps the last VAE_CACHE_T frames of that sequence. After a
+ * reset the history is zeros, which is exactly the causal zero padding of the first chunk, so the
+ * same code runs the whole video as one chunk (VAE_WHOLE) and gives the same frames.
+ * Not here: the schedules (vae_decode.c, vae_encode.c), loading (vae_load.c), layout conversions
+ * and tile blending (vae_edges.c).
+ * Tested by: tests/test_vae.c.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "vae_internal.h"
+
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        if ((st = (x))) return st;                                                                 \
+    } while (0)
+
+static size_t frame_floats(const wk_tensor *t) { /* H * W * C of a [1, T, H, W, C] tensor */
+    return (size_t)(t->shape[2] * t->shape[3] * t->shape[4]);
+}
+
+/* frame f of a [1, T, H, W, C] tensor; NULL in a dry run (no offset on a null pointer) */
+static float *frame_ptr(const wk_tensor *t, int64_t f) {
+    return t->data ? (float *)t->data + (size_t)f * frame_floats(t) : NULL;
+}
+
+/* ---- the run ---- */
+
+void vae_run_init(vae_run *r, wk_backend *be, int n_slots, vae_tap_fn tap, void *tap_ctx,
+                  wf_err *err) {
+    memset(r, 0, sizeof *r);
+    WF_ASSERT(n_slots >= 0 && n_slots <= VAE_MAX_SLOTS);
+    r->be = be;
+    r->err = err;
+    r->dry = true;
+    r->n_slots = n_slots;
+    r->tap = tap;
+    r->tap_ctx = tap_ctx;
+}
+
+static const char *ROLE_NAMES[VAE_NROLES] = {"x", "y", "xc", "shortcut", "upsample",
+                                             "q", "k", "v",  "o",        "block input"};
+
+wf_status vae_run_alloc(vae_run *r, wk_arena *arena) {
+    wf_status st;
+    WF_ASSERT(r->dry);
+    size_t xy = r->need[VAE_RX] > r->need[VAE_RY] ? r->need[VAE_RX] : r->need[VAE_RY];
+    r->need[VAE_RX] = r->need[VAE_RY] = xy; /* x and y swap, so they are the same size */
+    for (int i = 0; i < VAE_NROLES; i++) {
+        size_t bytes;
+        if (wf_mul_overflow(r->need[i], sizeof(float), &bytes))
+            return wf_fail(r->err, WF_ENOMEM, "vae: the %s buffer size overflows", ROLE_NAMES[i]);
+        void *p = NULL;
+        if (bytes && (st = wk_arena_alloc(arena, bytes, &p, r->err))) return st;
+        r->buf[i] = p;
+        r->cap[i] = r->need[i];
+    }
+    for (int i = 0; i < r->n_slots; i++) {
+        vae_slot *s = &r->slots[i];
+        WF_ASSERT(s->frames > 0); /* the dry run used every slot */
+        void *p = NULL;
+        size_t n = (size_t)(s->frames * s->H * s->W * s->C);
+        if ((st = wk_arena_alloc(arena, n * sizeof(float), &p, r->err))) {
+            wf_err_prefix(r->err, "vae cache slot %d (%s): ", i, s->name);
+            return st;
+        }
+        s->data = p;
+    }
+    r->dry = wk_arena_is_measuring(arena); /* a measuring arena has no memory to compute in */
+    vae_run_reset_cache(r);
+    return WF_OK;
+}
+
+void vae_run_reset_cache(vae_run *r) {
+    for (int i = 0; i < r->n_slots; i++) {
+        vae_slot *s = &r->slots[i];
+        if (s->data) memset(s->data, 0, (size_t)(s->frames * s->H * s->W * s->C) * sizeof(float));
+        s->state = VAE_SLOT_EMPTY;
+    }
+    r->next_slot = 0;
+}
+
+void vae_run_begin_chunk(vae_run *r, int64_t chunk) {
+    WF_ASSERT(r->next_slot == 0 || r->next_slot == r->n_slots);
+    r->next_slot = 0;
+    r->chunk = chunk;
+}
+
+/* The next slot in traversal order; the first (dry) use fixes its shape, later uses must agree. */
+static vae_slot *next_slot(vae_run *r, int64_t frames, const wk_tensor *x, const vae_conv *c) {
+    WF_ASSERT(r->next_slot < r->n_slots);
+    vae_slot *s = &r->slots[r->next_slot++];
+    int64_t H = x->shape[2], W = x->shape[3], C = x->shape[4];
+    if (s->frames == 0) {
+        WF_ASSERT(r->dry);
+        *s = (vae_slot){.name = c->w.name, .frames = frames, .H = H, .W = W, .C = C};
+    }
+    WF_ASSERT(s->frames == frames && s->H == H && s->W == W && s->C == C);
+    return s;
+}
+
+wk_tensor vae_take(vae_run *r, int role, int ndim, const int64_t *shape) {
+    wk_tensor t = wk_tensor_make(WK_F32, NULL, ndim, shape);
+    size_t n = (size_t)wk_tensor_numel(&t);
+    if (r->dry) {
+        if (n > r->need[role]) r->need[role] = n;
+    } else {
+        WF_ASSERT(n <= r->cap[role]);
+    }
+    t.data = r->buf[role];
+    return t;
+}
+
+wk_tensor vae_take5(vae_run *r, int role, int64_t T, int64_t H, int64_t W, int64_t C) {
+    const int64_t s[5] = {1, T, H, W, C};
+    return vae_take(r, role, 5, s);
+}
+
+void vae_swap_xy(vae_run *r, wk_tensor *x) {
+    float *b = r->buf[VAE_RX];
+    size_t c = r->cap[VAE_RX];
+    r->buf[VAE_RX] = r->buf[VAE_RY];
+    r->cap[VAE_RX] = r->cap[VAE_RY];
+    r->buf[VAE_RY] = b;
+    r->cap[VAE_RY] = c;
+    WF_ASSERT(x->data == r->buf[VAE_RX]); /* x was the y buffer */
+}
+
+void vae_tap(vae_run *r, const char *stage, const wk_tensor *t) {
+    if (r->tap && !r->dry && stage && stage[0]) r->tap(r->tap_ctx, stage, r->chunk, t);
+}
+
+/* ---- op wrappers: skip the maths in a dry run ---- */
+
+static wf_status conv3d(vae_run *r, wk_tensor *y, const wk_tensor *x, const wk_tensor *w,
+                        const wk_tensor *b, const wk_conv_params *p) {
+    return r->dry ? WF_OK : wk_conv3d(r->be, y, x, w, b, p, r->err);
+}
+static wf_status conv2d(vae_run *r, wk_tensor *y, const wk_tensor *x, const wk_tensor *w,
+                        const wk_tensor *b, const wk_conv_params *p) {
+    return r->dry ? WF_OK : wk_conv2d(r->be, y, x, w, b, p, r->err);
+}
+static wf_status norm_silu(vae_run *r, wk_tensor *y, const wk_tensor *x, const wk_tensor *gamma) {
+    if (r->dry) return WF_OK;
+    wf_status st = wk_rms_norm_l2(r->be, y, x, gamma, r->err);
+    return st ? st : wk_silu(r->be, y, y, r->err);
+}
+static wf_status add(vae_run *r, wk_tensor *y, const wk_tensor *a, const wk_tensor *b) {
+    return r->dry ? WF_OK : wk_add(r->be, y, a, b, r->err);
+}
+
+/* Output length of a conv axis; an input smaller than the kernel is an error naming the layer. */
+static wf_status conv_len(vae_run *r, const char *what, int64_t in, int64_t pad, int64_t k,
+                          int64_t stride, int64_t *out) {
+    if (in + pad < k)
+        return wf_fail(
+            r->err, WF_EINVAL,
+            "vae: %s: an input of %lld (+ %lld padding) is smaller than the kernel %lld; "
+            "the image or latent is too small for this VAE",
+            what, (long long)in, (long long)pad, (long long)k);
+    *out = (in + pad - k) / stride + 1;
+    return WF_OK;
+}
+
+/* ---- cached causal convs ---- */
+
+wf_status vae_cconv_begin(vae_run *r, int64_t T, int64_t H, int64_t W, int64_t C, vae_cconv *cc) {
+    cc->hist = VAE_CACHE_T;
+    cc->full = vae_take5(r, VAE_RXC, cc->hist + T, H, W, C); /* [1, 2 + T, H, W, C] */
+    cc->in = wk_tensor_5d(WK_F32, NULL, 1, T, H, W, C);
+    cc->in.data = frame_ptr(&cc->full, cc->hist); /* frames [2, 2 + T) */
+    cc->slot = NULL;
+    return WF_OK;
+}
+
+wf_status vae_cconv_end(vae_run *r, vae_cconv *cc, const vae_conv *c, int out_role, wk_tensor *y) {
+    wf_status st;
+    const int64_t T = cc->in.shape[1], H = cc->in.shape[2], W = cc->in.shape[3];
+    const int64_t k = c->w.shape[3], p = k / 2; /* 3x3x3, padding 1 */
+    WF_ASSERT(c->w.ndim == 5 && c->w.shape[2] == 2 * p + 1);
+    cc->slot = next_slot(r, cc->hist, &cc->in, c);
+    cc->slot->state = VAE_SLOT_LIVE;
+    if (!r->dry) {
+        const size_t fr = frame_floats(&cc->full) * sizeof(float);
+        memcpy(cc->full.data, cc->slot->data, (size_t)cc->hist * fr);           /* history */
+        memcpy(cc->slot->data, frame_ptr(&cc->full, T), (size_t)cc->hist * fr); /* last 2 frames */
+    }
+    int64_t Ho = 0, Wo = 0;
+    TRY(conv_len(r, c->w.name, H, 2 * p, k, 1, &Ho));
+    TRY(conv_len(r, c->w.name, W, 2 * p, k, 1, &Wo));
+    *y = vae_take5(r, out_role, T, Ho, Wo, c->w.shape[0]); /* [1, T, H, W, Cout] */
+    wk_conv_params cp = {.stride = {1, 1, 1}, .pad = {{0, 0}, {(int)p, (int)p}, {(int)p, (int)p}}};
+    return conv3d(r, y, &cc->full, &c->w, &c->b, &cp);
+}
+
+wf_status vae_conv1x1(vae_run *r, const wk_tensor *x, const vae_conv *c, int out_role,
+                      wk_tensor *y) {
+    WF_ASSERT(c->w.ndim == 5 && c->w.shape[2] == 1 && c->w.shape[3] == 1 && c->w.shape[4] == 1);
+    *y = vae_take5(r, out_role, x->shape[1], x->shape[2], x->shape[3], c->w.shape[0]);
+    wk_conv_params cp = {.stride = {1, 1, 1}};
+    return conv3d(r, y, x, &c->w, &c->b, &cp);
+}
+
+/* ---- WanResidualBlock ---- */
+
+wf_status vae_resblock_fwd(vae_run *r, const vae_resblock *b, wk_tensor *x) {
+    wf_status st;
+    const int64_t T = x->shape[1], H = x->shape[2], W = x->shape[3];
+    wk_tensor h = *x, y; /* shortcut: identity */
+    if (b->shortcut.w.data)
+        TRY(vae_conv1x1(r, x, &b->shortcut, VAE_RR, &h)); /* [1, T, H, W, out] */
+    vae_cconv c1, c2;
+    TRY(vae_cconv_begin(r, T, H, W, b->in, &c1));
+    TRY(norm_silu(r, &c1.in, x, &b->norm1));           /* [1, T, H, W, in] */
+    TRY(vae_cconv_end(r, &c1, &b->conv1, VAE_RY, &y)); /* [1, T, H, W, out] */
+    TRY(vae_cconv_begin(r, T, H, W, b->out, &c2));
+    TRY(norm_silu(r, &c2.in, &y, &b->norm2));          /* dropout: identity */
+    TRY(vae_cconv_end(r, &c2, &b->conv2, VAE_RY, &y)); /* [1, T, H, W, out] */
+    TRY(add(r, &y, &y, &h));                           /* main + shortcut */
+    *x = y;
+    vae_swap_xy(r, x);
+    return WF_OK;
+}
+
+/* ---- WanAttentionBlock: per frame, one head over the H*W positions ---- */
+
+/* rows [r0, r0 + n) of a [N, K] (or 1-D [N]) weight, as a 2-D (1-D) view */
+static wk_tensor rows_of(const wk_tensor *w, int64_t r0, int64_t n, int64_t K) {
+    wk_tensor v = *w;
+    v.data = (char *)w->data + (size_t)(r0 * K) * wk_dtype_size(w->dtype);
+    if (K > 1 || w->ndim > 1) {
+        v.ndim = 2;
+        v.shape[0] = n;
+        v.shape[1] = K;
+        for (int i = 2; i < WK_MAX_DIMS; i++) v.shape[i] = 1;
+    } else {
+        v.ndim = 1;
+        v.shape[0] = n;
+    }
+    return v;
+}
+
+wf_status vae_attn_fwd(vae_run *r, const vae_attn *a, wk_tensor *x) {
+    wf_status st;
+    const int64_t T = x->shape[1], L = x->shape[2] * x->shape[3], C = a->dim;
+    const int64_t s2[2] = {L, C}, s3[3] = {L, 1, C};
+    wk_tensor n = vae_take5(r, VAE_RY, T, x->shape[2], x->shape[3], C);
+    if (!r->dry) TRY(wk_rms_norm_l2(r->be, &n, x, &a->norm, r->err)); /* [1, T, H, W, C] */
+    wk_tensor wq = rows_of(&a->qkv.w, 0, C, C), bq = rows_of(&a->qkv.b, 0, C, 1);
+    wk_tensor wk = rows_of(&a->qkv.w, C, C, C), bk = rows_of(&a->qkv.b, C, C, 1);
+    wk_tensor wv = rows_of(&a->qkv.w, 2 * C, C, C), bv = rows_of(&a->qkv.b, 2 * C, C, 1);
+    wk_tensor wp = rows_of(&a->proj.w, 0, C, C);
+    wk_tensor q = vae_take(r, VAE_RQ, 2, s2), k = vae_take(r, VAE_RK, 2, s2);
+    wk_tensor v = vae_take(r, VAE_RV, 2, s2), o = vae_take(r, VAE_RO, 2, s2);
+    if (r->dry) return WF_OK;
+    const float scale = (float)(1.0 / sqrt((double)C));
+    for (int64_t t = 0; t < T; t++) {
+        wk_tensor nt = wk_tensor_2d(WK_F32, frame_ptr(&n, t), L, C);
+        wk_tensor xt = wk_tensor_2d(WK_F32, frame_ptr(x, t), L, C);
+        TRY(wk_matmul(r->be, &q, &nt, &wq, &bq, r->err)); /* [L, C] */
+        TRY(wk_matmul(r->be, &k, &nt, &wk, &bk, r->err)); /* [L, C] */
+        TRY(wk_matmul(r->be, &v, &nt, &wv, &bv, r->err)); /* [L, C] */
+        wk_tensor q3 = wk_tensor_make(WK_F32, q.data, 3, s3),
+                  k3 = wk_tensor_make(WK_F32, k.data, 3, s3);
+        wk_tensor v3 = wk_tensor_make(WK_F32, v.data, 3, s3),
+                  o3 = wk_tensor_make(WK_F32, o.data, 3, s3);
+        TRY(wk_attention(r->be, &o3, &q3, &k3, &v3, scale, NULL, r->err)); /* [L, 1, C] */
+        TRY(wk_matmul(r->be, &q, &o, &wp, &a->proj.b, r->err));            /* [L, C] */
+        TRY(wk_add(r->be, &xt, &xt, &q, r->err));                          /* + identity */
+    }
+    return WF_OK;
+}
+
+/* ---- WanResample ---- */
+
+/* upsample2d / the spatial step of upsample3d: per frame, nearest 2x then a 3x3 conv (pad 1) */
+static wf_status spatial_up(vae_run *r, const vae_resample *s, wk_tensor *x) {
+    wf_status st;
+    const int64_t T = x->shape[1], H = x->shape[2], W = x->shape[3], C = x->shape[4];
+    const int64_t su[4] = {1, 2 * H, 2 * W, C};
+    wk_tensor u = vae_take(r, VAE_RU, 4, su);                        /* [1, 2H, 2W, C] */
+    wk_tensor y = vae_take5(r, VAE_RY, T, 2 * H, 2 * W, s->out_dim); /* [1, T, 2H, 2W, out] */
+    wk_conv_params cp = {.stride = {1, 1, 1}, .pad = {{0, 0}, {1, 1}, {1, 1}}};
+    for (int64_t t = 0; !r->dry && t < T; t++) {
+        wk_tensor xt = wk_tensor_4d(WK_F32, frame_ptr(x, t), 1, H, W, C);
+        wk_tensor yt = wk_tensor_4d(WK_F32, frame_ptr(&y, t), 1, 2 * H, 2 * W, s->out_dim);
+        TRY(wk_upsample2x(r->be, &u, &xt, r->err));           /* [1, 2H, 2W, C] */
+        TRY(conv2d(r, &yt, &u, &s->conv.w, &s->conv.b, &cp)); /* [1, 2H, 2W, out] */
+    }
+    *x = y;
+    vae_swap_xy(r, x);
+    return WF_OK;
+}
+
+/* The temporal step of upsample3d. The first chunk after a reset passes its first frame through
+ * (Diffusers marks the slot "Rep"); every later frame goes through time_conv with the slot's
+ * history (zeros right after the first chunk: that frame is not history) and becomes two frames,
+ * channel halves [0, C) and [C, 2C) in that order. */
+static wf_status time_up(vae_run *r, const vae_resample *s, wk_tensor *x) {
+    wf_status st;
+    const int64_t T = x->shape[1], H = x->shape[2], W = x->shape[3], C = x->shape[4];
+    vae_slot *slot = next_slot(r, VAE_CACHE_T, x, &s->time_conv);
+    const int64_t first = slot->state == VAE_SLOT_EMPTY, n = T - first;
+    slot->state = VAE_SLOT_LIVE;
+    if (n == 0) return WF_OK;                                       /* [1, 1, H, W, C] */
+    wk_tensor xc = vae_take5(r, VAE_RXC, VAE_CACHE_T + n, H, W, C); /* [1, 2 + n, H, W, C] */
+    wk_tensor y = vae_take5(r, VAE_RY, n, H, W, 2 * C);             /* [1, n, H, W, 2C] */
+    wk_tensor out = vae_take5(r, VAE_RX, first + 2 * n, H, W, C);   /* [1, first + 2n, H, W, C] */
+    const size_t fr = frame_floats(x);
+    if (!r->dry) {
+        memcpy(xc.data, slot->data, VAE_CACHE_T * fr * sizeof(float));
+        memcpy(frame_ptr(&xc, VAE_CACHE_T), frame_ptr(x, first), (size_t)n * fr * sizeof(float));
+        memcpy(slot->data, frame_ptr(&xc, n), VAE_CACHE_T * fr * sizeof(float));
+    }
+    wk_conv_params cp = {.stride = {1, 1, 1}};
+    TRY(conv3d(r, &y, &xc, &s->time_conv.w, &s->time_conv.b, &cp)); /* [1, n, H, W, 2C] */
+    if (!r->dry) /* out[first + 2i + h][p][c] = y[i][p][h C + c] */
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t half = 0; half < 2; half++) {
+                const float *src = frame_ptr(&y, i) + half * C;
+                float *dst = frame_ptr(&out, first + 2 * i + half);
+                for (int64_t p = 0; p < H * W; p++)
+                    memcpy(dst + p * C, src + p * 2 * C, (size_t)C * sizeof(float));
+            }
+    *x = out;
+    return WF_OK;
+}
+
+/* downsample2d / the spatial step of downsample3d: per frame, ZeroPad2d (0, 1, 0, 1), then a 3x3
+ * stride-2 conv */
+static wf_status spatial_down(vae_run *r, const vae_resample *s, wk_tensor *x) {
+    wf_status st;
+    const int64_t T = x->shape[1], H = x->shape[2], W = x->shape[3], C = x->shape[4];
+    int64_t Ho = 0, Wo = 0;
+    TRY(conv_len(r, s->conv.w.name, H, 1, 3, 2, &Ho));
+    TRY(conv_len(r, s->conv.w.name, W, 1, 3, 2, &Wo));
+    const int64_t sy[4] = {T, Ho, Wo, s->out_dim};
+    wk_tensor y = vae_take(r, VAE_RY, 4, sy); /* [T, Ho, Wo, C] */
+    wk_tensor x4 = wk_tensor_4d(WK_F32, x->data, T, H, W, C);
+    wk_conv_params cp = {.stride = {1, 2, 2}, .pad = {{0, 0}, {0, 1}, {0, 1}}};
+    TRY(conv2d(r, &y, &x4, &s->conv.w, &s->conv.b, &cp));
+    *x = wk_tensor_5d(WK_F32, y.data, 1, T, Ho, Wo, s->out_dim);
+    vae_swap_xy(r, x);
+    return WF_OK;
+}
+
+/* The temporal step of downsample3d: the first chunk after a reset keeps its first frame as it is
+ * and as history; afterwards time_conv (kernel 3, stride 2, no padding) runs over
+ * [last frame seen | chunk], and the slot keeps the chunk's last frame. */
+static wf_status time_down(vae_run *r, const vae_resample *s, wk_tensor *x) {
+    wf_status st;
+    const int64_t T = x->shape[1], H = x->shape[2], W = x->shape[3], C = x->shape[4];
+    vae_slot *slot = next_slot(r, 1, x, &s->time_conv);
+    const int64_t first = slot->state == VAE_SLOT_EMPTY;
+    slot->state = VAE_SLOT_LIVE;
+    const int64_t L = first ? T : 1 + T; /* frames the conv sees */
+    const int64_t n = L >= 3 ? (L - 3) / 2 + 1 : 0;
+    if (!first && n == 0)
+        return wf_fail(
+            r->err, WF_EINVAL,
+            "vae: %s: a chunk of %lld frame(s) reaches this temporal downsampling; "
+            "it needs at least 2 (too many temperal_downsample entries for 4-frame chunks)",
+            s->time_conv.w.name, (long long)T);
+    wk_tensor xc = vae_take5(r, VAE_RXC, L, H, W, C);       /* [1, L, H, W, C] */
+    wk_tensor y = vae_take5(r, VAE_RY, first + n, H, W, C); /* [1, first + n, H, W, C] */
+    const size_t fr = frame_floats(x) * sizeof(float);
+    if (!r->dry) {
+        if (first) {
+            memcpy(xc.data, x->data, (size_t)T * fr);
+            memcpy(y.data, x->data, fr); /* frame 0 passes */
+        } else {
+            memcpy(xc.data, slot->data, fr);
+            memcpy(frame_ptr(&xc, 1), x->data, (size_t)T * fr);
+        }
+        memcpy(slot->data, frame_ptr(x, T - 1), fr);
+    }
+    if (n > 0) {
+        wk_tensor yc = vae_take5(r, VAE_RY, first + n, H, W, C);
+        yc.shape[1] = n;
+        yc.data = frame_ptr(&y, first);
+        wk_conv_params cp = {.stride = {2, 1, 1}};
+        TRY(conv3d(r, &yc, &xc, &s->time_conv.w, &s->time_conv.b, &cp)); /* [1, n, H, W, C] */
+    }
+    *x = y;
+    vae_swap_xy(r, x);
+    return WF_OK;
+}
+
+wf_status vae_resample_fwd(vae_run *r, const vae_resample *s, wk_tensor *x) {
+    wf_status st;
+    switch (s->mode) {
+    case VAE_UP2D:
+        return spatial_up(r, s, x);
+    case VAE_UP3D:
+        TRY(time_up(r, s, x));
+        return spatial_up(r, s, x);
+    case VAE_DOWN2D:
+        return spatial_down(r, s, x);
+    case VAE_DOWN3D:
+        TRY(spatial_down(r, s, x));
+        return time_down(r, s, x);
+    }
+    WF_ASSERT(0);
+    return WF_EINVAL;
+}
+
+/* ---- composite parts ---- */
+
+wf_status vae_mid_fwd(vae_run *r, const vae_coder *c, wk_tensor *x, const char *side) {
+    wf_status st;
+    char stage[32];
+    TRY(vae_resblock_fwd(r, &c->mid_res[0], x));
+    TRY(vae_attn_fwd(r, &c->mid_attn, x));
+    TRY(vae_resblock_fwd(r, &c->mid_res[1], x));
+    snprintf(stage, sizeof stage, "%s.mid_block", side);
+    vae_tap(r, stage, x);
+    return WF_OK;
+}
+
+/* Wan2.2's shortcut of a residual block, added to its output x: AvgDown3D (encoder) or DupUp3D
+ * (decoder) of the block's input s, computed in double and rounded once (torch sums the group in
+ * f32; the difference is far below the tolerance). */
+static wf_status shortcut_fwd(vae_run *r, const vae_layer *l, const wk_tensor *s, wk_tensor *x) {
+    const vae_shortcut *sc = &l->shortcut;
+    const int64_t T = s->shape[1], H = s->shape[2], W = s->shape[3], Ci = s->shape[4];
+    const int64_t ft = sc->ft, fs = sc->fs, fac = ft * fs * fs, Co = sc->out;
+    WF_ASSERT(Ci == sc->in);
+    int64_t To, Ho, Wo, pad = 0, drop = 0;
+    if (sc->kind == VAE_SC_AVGDOWN) {
+        if (H % fs || W % fs)
+            return wf_fail(
+                r->err, WF_EINVAL,
+                "vae: %s: AvgDown3D needs a height and width divisible by %lld, got %lldx%lld; "
+                "use an image size that is a multiple of the spatial factor",
+                l->name, (long long)fs, (long long)H, (long long)W);
+        pad = (ft - T % ft) % ft; /* zero frames in front */
+        To = (T + pad) / ft, Ho = H / fs, Wo = W / fs;
+    } else {
+        drop = r->chunk == 0 ? ft - 1 : 0; /* first_chunk */
+        To = T * ft - drop, Ho = H * fs, Wo = W * fs;
+    }
+    if (To != x->shape[1] || Ho != x->shape[2] || Wo != x->shape[3] || Co != x->shape[4])
+        return wf_fail(r->err, WF_EINVAL,
+                       "vae: %s: the block shortcut gives [%lld, %lld, %lld, %lld] but the block "
+                       "[%lld, %lld, %lld, %lld] (frames, height, width, channels)",
+                       l->name, (long long)To, (long long)Ho, (long long)Wo, (long long)Co,
+                       (long long)x->shape[1], (long long)x->shape[2], (long long)x->shape[3],
+                       (long long)x->shape[4]);
+    wk_tensor y = vae_take5(r, VAE_RR, To, Ho, Wo, Co); /* [1, To, Ho, Wo, Co] */
+    if (r->dry) return WF_OK;
+    const float *sd = s->data;
+    float *yd = y.data;
+    if (sc->kind == VAE_SC_AVGDOWN) {
+        const int64_t g = Ci * fac / Co; /* group size */
+        for (int64_t t = 0; t < To; t++)
+            for (int64_t i = 0; i < Ho; i++)
+                for (int64_t j = 0; j < Wo; j++)
+                    for (int64_t o = 0; o < Co; o++) {
+                        double acc = 0;
+                        for (int64_t k = o * g; k < (o + 1) * g; k++) {
+                            const int64_t c = k / fac, rem = k % fac;
+                            const int64_t tt = t * ft + rem / (fs * fs) - pad;
+                            const int64_t hh = i * fs + rem / fs % fs, ww = j * fs + rem % fs;
+                            if (tt >= 0) acc += sd[((tt * H + hh) * W + ww) * Ci + c];
+                        }
+                        yd[((t * Ho + i) * Wo + j) * Co + o] = (float)(acc / (double)g);
+                    }
+    } else {
+        const int64_t rep = Co * fac / Ci; /* repeat_interleave */
+        for (int64_t t = 0; t < To; t++)
+            for (int64_t i = 0; i < Ho; i++)
+                for (int64_t j = 0; j < Wo; j++)
+                    for (int64_t o = 0; o < Co; o++) {
+                        const int64_t tf = t + drop,
+                                      k = o * fac + ((tf % ft) * fs + i % fs) * fs + j % fs;
+                        yd[((t * Ho + i) * Wo + j) * Co + o] =
+                            sd[(((tf / ft) * H + i / fs) * W + j / fs) * Ci + k / rep];
+                    }
+    }
+    return wk_add(r->be, x, x, &y, r->err); /* main + shortcut */
+}
+
+wf_status vae_layers_fwd(vae_run *r, const vae_coder *c, wk_tensor *x) {
+    wf_status st;
+    for (int i = 0; i < c->n_layers; i++) {
+        const vae_layer *l = &c->layers[i];
+        if (l->save_input) {
+            r->saved = vae_take5(r, VAE_RS, x->shape[1], x->shape[2], x->shape[3], x->shape[4]);
+            if (!r->dry) memcpy(r->saved.data, x->data, wk_tensor_nbytes(x));
+        }
+        if (l->is_resample)
+            TRY(vae_resample_fwd(r, &l->rs, x));
+        else
+            TRY(vae_resblock_fwd(r, &l->res, x));
+        if (l->shortcut.kind != VAE_SC_NONE) TRY(shortcut_fwd(r, l, &r->saved, x));
+        vae_tap(r, l->tap, x);
+    }
+    return WF_OK;
+}
+
+wf_status vae_head_fwd(vae_run *r, const vae_coder *c, wk_tensor *x, const char *side) {
+    wf_status st;
+    char stage[32];
+    vae_cconv cc;
+    TRY(vae_cconv_begin(r, x->shape[1], x->shape[2], x->shape[3], x->shape[4], &cc));
+    TRY(norm_silu(r, &cc.in, x, &c->norm_out)); /* [1, T, H, W, C] */
+    wk_tensor y;
+    TRY(vae_cconv_end(r, &cc, &c->conv_out, VAE_RY, &y)); /* [1, T, H, W, Cout] */
+    *x = y;
+    vae_swap_xy(r, x);
+    snprintf(stage, sizeof stage, "%s.conv_out", side);
+    vae_tap(r, stage, x);
+    return WF_OK;
+}

@@ -1,0 +1,149 @@
+/* vae_internal.h: what vae_blocks.c, vae_edges.c, vae_decode.c and vae_encode.c share (prefix
+ * vae_); not part of the VAE's interface (vae.h is).
+ *
+ * What it is: the state of one run of the encoder or decoder over a region (the whole frame, or one
+ * tile) and a schedule of chunks:
+ *   - role buffers: the few activation buffers every layer works in (the stream x and its
+ *     partner y, the causal-conv input xc with its history frames in front, the shortcut r, the
+ *     per-frame upsample u, the per-frame attention q/k/v/o, Wan2.2's block input s);
+ *   - the cache slots: one per causal convolution, in Diffusers' traversal order (the running index
+ *     feat_idx restarts at 0 every chunk), holding the last VAE_CACHE_T input frames seen (or one
+ *     for the stride-2 down3d time conv), zero after vae_run_reset_cache.
+ * A run first goes over its whole schedule "dry" (shapes only, nothing computed, no memory
+ * touched): that records the largest size each role buffer and each slot needs. vae_run_alloc then
+ * carves exactly that from the arena, and the real run follows. So the arena is sized by the code
+ * that uses it, and a measuring arena (vae_*_arena_bytes) gets the exact peak without computing.
+ * What it is not: an allocator (everything is arena memory) or thread-safe (one run per thread).
+ * Tested by: tests/test_vae.c (through vae_decode / vae_encode).
+ */
+#ifndef VAE_INTERNAL_H
+#define VAE_INTERNAL_H
+
+#include "vae.h"
+
+enum vae_role {
+    VAE_RX = 0,
+    VAE_RY,
+    VAE_RXC,
+    VAE_RR,
+    VAE_RU,
+    VAE_RQ,
+    VAE_RK,
+    VAE_RV,
+    VAE_RO,
+    VAE_RS, /* Wan2.2: a residual block's input, kept for its shortcut */
+    VAE_NROLES
+};
+
+typedef enum vae_slot_state {
+    VAE_SLOT_EMPTY = 0, /* after a reset: no chunk has passed (Diffusers' None) */
+    VAE_SLOT_LIVE,      /* holds the history (zeros where the sequence had none) */
+} vae_slot_state;
+
+typedef struct vae_slot {
+    const char *name;        /* the conv weight's checkpoint name, for messages */
+    int64_t frames, H, W, C; /* capacity and frame shape, fixed by the first (dry) use */
+    float *data;             /* [frames, H, W, C] */
+    vae_slot_state state;
+} vae_slot;
+
+typedef struct vae_run {
+    wk_backend *be;
+    wf_err *err;
+    bool dry; /* shapes only */
+    float *buf[VAE_NROLES];
+    size_t cap[VAE_NROLES];  /* floats allocated per role */
+    size_t need[VAE_NROLES]; /* floats the dry run asked for */
+    vae_slot slots[VAE_MAX_SLOTS];
+    int n_slots;   /* slots of the coder this run drives */
+    int next_slot; /* Diffusers' feat_idx: reset to 0 at each chunk */
+    vae_tap_fn tap;
+    void *tap_ctx;
+    int64_t chunk;   /* index of the running chunk (taps; DupUp3D's first chunk) */
+    wk_tensor saved; /* Wan2.2: the running residual block's input (role s) */
+} vae_run;
+
+/* A fresh run (dry, no buffers) over a coder with n_slots cached convolutions. */
+void vae_run_init(vae_run *r, wk_backend *be, int n_slots, vae_tap_fn tap, void *tap_ctx,
+                  wf_err *err);
+/* Carves the role buffers and slots the dry run asked for from the arena; with a measuring
+ * arena only the sizes are recorded. Then resets the cache and leaves dry mode. */
+wf_status vae_run_alloc(vae_run *r, wk_arena *arena);
+/* Zeros every slot and marks it empty (Diffusers' clear_cache). States are reset in dry mode too.
+ */
+void vae_run_reset_cache(vae_run *r);
+/* Called at the start of each chunk: feat_idx = 0. Checks that the previous chunk used every slot.
+ */
+void vae_run_begin_chunk(vae_run *r, int64_t chunk);
+
+/* A view of role buffer `role` as an f32 tensor of the given shape (the dry run records the size;
+ * the real run asserts it fits). */
+wk_tensor vae_take(vae_run *r, int role, int ndim, const int64_t *shape);
+wk_tensor vae_take5(vae_run *r, int role, int64_t T, int64_t H, int64_t W, int64_t C);
+/* Swaps the x and y role buffers: after a layer wrote its output to y, it becomes the stream x. */
+void vae_swap_xy(vae_run *r, wk_tensor *x);
+
+/* The blocks; x is the stream, a [1, T, H, W, C] tensor over the x role buffer, replaced by the
+ * block's output (also over the x buffer). */
+wf_status vae_resblock_fwd(vae_run *r, const vae_resblock *b, wk_tensor *x);
+wf_status vae_attn_fwd(vae_run *r, const vae_attn *a, wk_tensor *x);
+wf_status vae_resample_fwd(vae_run *r, const vae_resample *s, wk_tensor *x);
+/* mid block, then taps "<side>.mid_block" */
+wf_status vae_mid_fwd(vae_run *r, const vae_coder *c, wk_tensor *x, const char *side);
+/* the layers of c in order (taps each layer's `tap` name) */
+wf_status vae_layers_fwd(vae_run *r, const vae_coder *c, wk_tensor *x);
+/* The head: x = conv_out(SiLU(norm_out(x))), cached; taps "<side>.conv_out". */
+wf_status vae_head_fwd(vae_run *r, const vae_coder *c, wk_tensor *x, const char *side);
+
+/* Cached causal 3x3x3 conv whose input is written by the caller: vae_cconv_begin gives `in`, a view
+ * of frames [hist, hist + T) of the xc buffer, to fill; vae_cconv_end puts the slot's history in
+ * front, saves the new history in the slot and writes conv(x) into role out_role. */
+typedef struct vae_cconv {
+    vae_slot *slot;
+    wk_tensor full; /* [1, hist + T, H, W, C] */
+    wk_tensor in;   /* [1, T, H, W, C]: frames [hist, hist + T) of full */
+    int64_t hist;
+} vae_cconv;
+wf_status vae_cconv_begin(vae_run *r, int64_t T, int64_t H, int64_t W, int64_t C, vae_cconv *cc);
+wf_status vae_cconv_end(vae_run *r, vae_cconv *cc, const vae_conv *c, int out_role, wk_tensor *y);
+
+/* y = conv(x) for a 1x1x1 conv (no cache); y over role out_role. */
+wf_status vae_conv1x1(vae_run *r, const wk_tensor *x, const vae_conv *c, int out_role,
+                      wk_tensor *y);
+
+void vae_tap(vae_run *r, const char *stage, const wk_tensor *t);
+
+/* ---- edges and tiles (pure data movement, vae_blocks.c) ---- */
+
+/* Patchify p (1: none) and channels-last: dst[t, y, x, (c p + r) p + q] =
+ * src[c, t0 + t, (y0 + y) p + q, (x0 + x) p + r] for a [C, Ts, Hs, Ws] source and an
+ * [n, h, w, C p p] destination (region coordinates in patches). */
+void vae_planar_to_cl(const float *src, int64_t C, int64_t Ts, int64_t Hs, int64_t Ws, int64_t t0,
+                      int64_t y0, int64_t x0, int64_t n, int64_t h, int64_t w, int64_t p,
+                      float *dst);
+/* Unpatchify, channels-last: dst[t, i p + q, j p + r, c] = src[t, i, j, (c p + r) p + q] for an
+ * [n, h, w, C p p] source and an [n, h p, w p, C] destination. */
+void vae_unpatchify_cl(const float *src, int64_t n, int64_t h, int64_t w, int64_t C, int64_t p,
+                       float *dst);
+/* dst[c, t0 + t, y0 + y, x0 + x] = src[t, y, x, c] */
+void vae_cl_to_planar(const float *src, int64_t n, int64_t h, int64_t w, int64_t C, float *dst,
+                      int64_t Td, int64_t Hd, int64_t Wd, int64_t t0, int64_t y0, int64_t x0);
+
+/* One tile's output, channels-last [T, h, w, C]. */
+typedef struct vae_tile {
+    float *data;
+    int64_t h, w;
+} vae_tile;
+
+/* Diffusers' blend_v / blend_h / crop-and-concatenate over a grid of tiles (rows x cols,
+ * row-major), all with T frames and C channels; tiles are modified in place in Diffusers' order.
+ * Writes frames [f0, f0 + n) of the assembled, cropped [out_h, out_w] result into dst
+ * (channels-last [n, out_h, out_w, C]). blend_* are the blend extents, stride_* the kept piece
+ * sizes. */
+void vae_tiles_blend(vae_tile *tiles, int rows, int cols, int64_t T, int64_t C, int64_t blend_h,
+                     int64_t blend_w);
+void vae_tiles_assemble(const vae_tile *tiles, int rows, int cols, int64_t T, int64_t C,
+                        int64_t stride_h, int64_t stride_w, int64_t out_h, int64_t out_w,
+                        int64_t f0, int64_t n, float *dst);
+
+#endif
