@@ -98,25 +98,13 @@ typedef struct binder {
     const char *dir;
 } binder;
 
-static ptrdiff_t find_index(const st_checkpoint *c, const char *name) {
-    size_t lo = 0, hi = c->n_tensors;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int r = strcmp(c->by_name[mid]->name, name);
-        if (r == 0) return (ptrdiff_t)mid;
-        if (r < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return -1;
-}
-
 static wf_status bind(binder *b, const dit_field *f, int block, void *base, wf_err *err) {
     const dit_model *m = b->m;
     char name[256];
     const char *suffix = m->names == DIT_NAMES_OFFICIAL ? f->official : f->diffusers;
     if (block >= 0) snprintf(name, sizeof name, "%sblocks.%d.%s", b->prefix, block, suffix);
     else snprintf(name, sizeof name, "%s%s", b->prefix, suffix);
-    ptrdiff_t i = find_index(m->ckpt, name);
+    ptrdiff_t i = st_checkpoint_index(m->ckpt, name);
     if (i < 0)
         return wf_fail(err, WF_EFORMAT, "%s: tensor '%s' is missing (config.json says num_layers %lld)",
                        b->dir, name, (long long)m->cfg.num_layers);

@@ -85,6 +85,9 @@ typedef struct st_checkpoint {
 wf_status st_checkpoint_open(st_checkpoint **out, const char *path, wf_err *err);
 void st_checkpoint_close(st_checkpoint **c);
 const st_tensor *st_checkpoint_find(const st_checkpoint *c, const char *name);
+/* Position of `name` in c->by_name, or -1: lets a loader keep a used[] array beside by_name and
+ * report the tensors its config does not use. */
+ptrdiff_t st_checkpoint_index(const st_checkpoint *c, const char *name);
 
 /* A runtime tensor over the mapped bytes (F32, BF16, F16, F8_E4M3 only; others give
  * WF_EUNSUPPORTED naming the tensor). Rank above WK_MAX_DIMS is WF_EUNSUPPORTED. */

@@ -205,3 +205,15 @@ const st_tensor *st_checkpoint_find(const st_checkpoint *c, const char *name) {
     const st_tensor **r = bsearch(&pk, c->by_name, c->n_tensors, sizeof *c->by_name, cmp_ptr_name);
     return r ? *r : NULL;
 }
+
+ptrdiff_t st_checkpoint_index(const st_checkpoint *c, const char *name) {
+    size_t lo = 0, hi = c->n_tensors;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = strcmp(c->by_name[mid]->name, name);
+        if (r == 0) return (ptrdiff_t)mid;
+        if (r < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return -1;
+}

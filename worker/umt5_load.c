@@ -54,18 +54,6 @@ static int64_t dim_of(const t5_model *m, unsigned char s) {
     }
 }
 
-static ptrdiff_t find_index(const st_checkpoint *c, const char *name) {
-    size_t lo = 0, hi = c->n_tensors;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int r = strcmp(c->by_name[mid]->name, name);
-        if (r == 0) return (ptrdiff_t)mid;
-        if (r < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return -1;
-}
-
 static void shape_str(char *buf, size_t n, const uint64_t *shape, int nd) {
     size_t o = 0;
     buf[0] = '\0';
@@ -77,7 +65,7 @@ static void shape_str(char *buf, size_t n, const uint64_t *shape, int nd) {
 /* Binds `name` (full checkpoint name) with the symbolic shape to *dst and marks it used. */
 static wf_status bind(const t5_model *m, const char *dir, bool *used, const char *name,
                       const unsigned char *shape, wk_tensor *dst, wf_err *err) {
-    ptrdiff_t i = find_index(m->ckpt, name);
+    ptrdiff_t i = st_checkpoint_index(m->ckpt, name);
     if (i < 0)
         return wf_fail(err, WF_EFORMAT,
                        "%s: tensor '%s' is missing (config.json says num_layers %lld; is this a "
@@ -111,7 +99,7 @@ static wf_status bind(const t5_model *m, const char *dir, bool *used, const char
 /* The embedding: shared.weight and/or encoder.embed_tokens.weight (identical when both). */
 static wf_status bind_embed(t5_model *m, const char *dir, bool *used, wf_err *err) {
     static const unsigned char shape[3] = {S_V, S_D, S_END};
-    ptrdiff_t ia = find_index(m->ckpt, EMBED_NAMES[0]), ib = find_index(m->ckpt, EMBED_NAMES[1]);
+    ptrdiff_t ia = st_checkpoint_index(m->ckpt, EMBED_NAMES[0]), ib = st_checkpoint_index(m->ckpt, EMBED_NAMES[1]);
     if (ia < 0 && ib < 0)
         return wf_fail(err, WF_EFORMAT,
                        "%s: not a transformers UMT5EncoderModel checkpoint: neither '%s' nor '%s' "

@@ -84,20 +84,6 @@ typedef struct binder {
     char cfg_desc[256]; /* the config fields shapes depend on, for messages */
 } binder;
 
-static ptrdiff_t find_index(const st_checkpoint *c, const char *name) {
-    size_t lo = 0, hi = c->n_tensors;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int r = strcmp(c->by_name[mid]->name, name);
-        if (r == 0) return (ptrdiff_t)mid;
-        if (r < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -1;
-}
-
 static void shape_str(char *buf, size_t len, const int64_t *d, int nd) {
     size_t o = 0;
     buf[0] = '\0';
@@ -117,7 +103,7 @@ static wf_status bind_module(binder *b, const vae_field *fields, size_t n, const
         char name[256];
         snprintf(name, sizeof name, "%s%s", m->names == VAE_NAMES_OFFICIAL ? po : pd,
                  m->names == VAE_NAMES_OFFICIAL ? f->official : f->diffusers);
-        ptrdiff_t k = find_index(m->ckpt, name);
+        ptrdiff_t k = st_checkpoint_index(m->ckpt, name);
         if (k < 0)
             return wf_fail(err, WF_EFORMAT, "%s: tensor '%s' is missing (config.json: %s)", b->dir,
                            name, b->cfg_desc);
