@@ -1,0 +1,861 @@
+/* bench_umt5.c: one umT5 encoder forward (transformers' UMT5EncoderModel), wanfarm vs
+ * PyTorch/transformers, in the nccl-tests shape.
+ *
+ * What it is: writes a random-weight umT5 encoder checkpoint at the real umt5-xxl widths of Wan's
+ * text encoder (d_model 4096, 64 heads of d_kv 64, d_ff 10240, gated GELU, 32 relative buckets,
+ * max distance 128; --layers blocks of the real 24) with a reduced vocabulary (--vocab, default
+ * 32128: the real 256384-row table alone would be 4 GB in f32 and only the prompt's rows are
+ * read) in the real transformers layout (config.json + model.safetensors, --dtype storage) and one
+ * tokenised prompt (--tokens real tokens ending in </s>, right-padded with 0 to --seq, as the Wan
+ * pipeline pads to 512) into a temporary folder, from a child process so that none of that memory
+ * counts in this process' peak RSS. It loads the folder with t5_load (the real loader), sizes the
+ * arena with t5_arena_bytes, and times t5_forward per row: "all" computes every one of the L rows
+ * as transformers does, "real" only the real ones (t5_input.real_rows_only: the same embedding,
+ * since padding keys are masked and padded rows are zeroed). Each row: the median time of -n
+ * forwards after -w warm-ups, GFLOP/s and % of the measured sgemm peak, the transformers time of
+ * the forward on the same folder and ids (bench/torch_umt5_peer.py, run first, alone) and the
+ * ratio, the relative L2 error against transformers' output with padded rows zeroed (as the
+ * pipeline does),
+ * and memory: arena, backend workspace, and both processes' peak RSS. A footer says OK or FAILED;
+ * the exit status is 1 when it says FAILED. Metrics: bench/PERFORMANCE.md, section "bench_umt5".
+ * What it is not: a test (tests/test_umt5.c owns correctness against fixtures), a tokenizer
+ * benchmark, or a GPU benchmark (yet).
+ * Run:   build/bench/bench_umt5 [--layers 2 --seq 512 --tokens 100 --vocab 32128 --rows all,real
+ *                                --dtype f32|bf16 -w 1 -n 3 --threads N --check 1 --torch 1
+ *                                --json FILE --keep 0]
+ */
+#include <cblas.h>
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "backend.h"
+#include "safetensors.h"
+#include "umt5.h"
+
+#ifndef WANFARM_BENCH_DIR
+#define WANFARM_BENCH_DIR "bench" /* CMake sets the source dir; this works from the repo root */
+#endif
+
+#define REL_L2_TOL 1e-4 /* bound on ||ours - ref|| / ||ref||: see PERFORMANCE.md */
+
+/* The fixed part of the config: umt5-xxl, Wan's text_encoder/config.json (but the vocabulary). */
+enum { DMODEL = 4096, DKV = 64, NHEADS = 64, INNER = NHEADS * DKV, DFF = 10240, NBUCKETS = 32,
+       MAXDIST = 128, REAL_VOCAB = 256384, PAD_ID = 0, EOS_ID = 1 };
+#define LN_EPS 1e-6
+#define NORM_STD 0.02
+
+typedef struct bcfg {
+    int layers;
+    int64_t L, n_real, vocab;
+    wk_dtype wdt;
+} bcfg;
+
+/* ------------------------------------------------------------------------------------------ */
+/* small utilities (as bench_dit.c) */
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static double rng_uniform(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1p-53; }
+
+static uint64_t name_seed(const char *name) { /* FNV-1a: values do not depend on tensor order */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
+    return h;
+}
+
+/* x[i] = mean + std * N(0, 1) (Box-Muller) */
+static void fill_normal(float *x, size_t n, double mean, double std, uint64_t seed) {
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i += 2) {
+        double u1 = rng_uniform(&s), u2 = rng_uniform(&s);
+        double r = sqrt(-2.0 * log(1.0 - u1)), a = 2.0 * M_PI * u2;
+        x[i] = (float)(mean + std * r * cos(a));
+        if (i + 1 < n) x[i + 1] = (float)(mean + std * r * sin(a));
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
+
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return NAN;
+    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
+}
+
+/* Removes the regular files in dir (only what this bench wrote there), then dir. */
+static void remove_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[1200];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* The prompt: n_real - 1 random ids in [2, vocab), then </s> (1), then padding (0) up to L; the
+ * mask is 1 on the n_real real tokens: what the tokenizer gives for a prompt of n_real - 1
+ * pieces. */
+static void make_ids(const bcfg *c, int64_t *ids, int64_t *mask) {
+    uint64_t s = name_seed("ids");
+    for (int64_t i = 0; i < c->L; i++) {
+        ids[i] = i < c->n_real - 1 ? 2 + (int64_t)(rng_next(&s) % (uint64_t)(c->vocab - 2))
+                 : i == c->n_real - 1 ? EOS_ID
+                                      : PAD_ID;
+        mask[i] = i < c->n_real;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the checkpoint: every tensor of UMT5EncoderModel, transformers names */
+
+typedef struct wspec {
+    char name[96];
+    int ndim;
+    uint64_t shape[2];
+    double mean, std;
+    int keep_f32; /* transformers' UMT5 _keep_in_fp32_modules: "wo" */
+} wspec;
+
+/* Fills l (room for 2 + 10 layers entries); returns the count. transformers' T5 init
+ * (_init_weights, initializer_factor 1) except the relative-position tables, N(0, 1) instead of
+ * N(0, 1/d_model), so that the position bias weighs in the scores (scale 1) as in a trained model;
+ * norm gains 1 + N(0, NORM_STD^2) instead of 1. */
+static size_t build_spec(wspec *l, const bcfg *c) {
+    size_t n = 0;
+#define ADD(nm, d0, d1, nd, mu, sd, keep)                                                        \
+    do {                                                                                         \
+        snprintf(l[n].name, sizeof l[n].name, "%s", nm);                                         \
+        l[n].ndim = nd;                                                                          \
+        l[n].shape[0] = (uint64_t)(d0);                                                          \
+        l[n].shape[1] = (uint64_t)(d1);                                                          \
+        l[n].mean = mu;                                                                          \
+        l[n].std = sd;                                                                           \
+        l[n].keep_f32 = keep;                                                                    \
+        n++;                                                                                     \
+    } while (0)
+    const double D = DMODEL;
+    ADD("shared.weight", c->vocab, DMODEL, 2, 0.0, 1.0, 0);
+    ADD("encoder.final_layer_norm.weight", DMODEL, 0, 1, 1.0, NORM_STD, 0);
+    char nm[96];
+    for (int i = 0; i < c->layers; i++) {
+        const char *a = "layer.0.SelfAttention", *f = "layer.1.DenseReluDense";
+        snprintf(nm, sizeof nm, "encoder.block.%d.%s.q.weight", i, a);
+        ADD(nm, INNER, DMODEL, 2, 0.0, 1.0 / sqrt(D * DKV), 0);
+        snprintf(nm, sizeof nm, "encoder.block.%d.%s.k.weight", i, a);
+        ADD(nm, INNER, DMODEL, 2, 0.0, 1.0 / sqrt(D), 0);
+        snprintf(nm, sizeof nm, "encoder.block.%d.%s.v.weight", i, a);
+        ADD(nm, INNER, DMODEL, 2, 0.0, 1.0 / sqrt(D), 0);
+        snprintf(nm, sizeof nm, "encoder.block.%d.%s.o.weight", i, a);
+        ADD(nm, DMODEL, INNER, 2, 0.0, 1.0 / sqrt((double)INNER), 0);
+        snprintf(nm, sizeof nm, "encoder.block.%d.%s.relative_attention_bias.weight", i, a);
+        ADD(nm, NBUCKETS, NHEADS, 2, 0.0, 1.0, 0);
+        snprintf(nm, sizeof nm, "encoder.block.%d.layer.0.layer_norm.weight", i);
+        ADD(nm, DMODEL, 0, 1, 1.0, NORM_STD, 0);
+        snprintf(nm, sizeof nm, "encoder.block.%d.%s.wi_0.weight", i, f);
+        ADD(nm, DFF, DMODEL, 2, 0.0, 1.0 / sqrt(D), 0);
+        snprintf(nm, sizeof nm, "encoder.block.%d.%s.wi_1.weight", i, f);
+        ADD(nm, DFF, DMODEL, 2, 0.0, 1.0 / sqrt(D), 0);
+        snprintf(nm, sizeof nm, "encoder.block.%d.%s.wo.weight", i, f);
+        ADD(nm, DMODEL, DFF, 2, 0.0, 1.0 / sqrt((double)DFF), 1);
+        snprintf(nm, sizeof nm, "encoder.block.%d.layer.1.layer_norm.weight", i);
+        ADD(nm, DMODEL, 0, 1, 1.0, NORM_STD, 0);
+    }
+#undef ADD
+    return n;
+}
+
+/* config.json as save_pretrained writes it for UMT5EncoderModel. */
+static int write_config(const char *path, const bcfg *c) {
+    json_t *o = json_object(), *arch = json_array();
+    if (!o || !arch) return -1;
+    json_array_append_new(arch, json_string("UMT5EncoderModel"));
+    json_object_set_new(o, "architectures", arch);
+    json_object_set_new(o, "classifier_dropout", json_real(0.0));
+    json_object_set_new(o, "d_ff", json_integer(DFF));
+    json_object_set_new(o, "d_kv", json_integer(DKV));
+    json_object_set_new(o, "d_model", json_integer(DMODEL));
+    json_object_set_new(o, "decoder_start_token_id", json_integer(PAD_ID));
+    json_object_set_new(o, "dense_act_fn", json_string("gelu_new"));
+    json_object_set_new(o, "dropout_rate", json_real(0.0));
+    json_object_set_new(o, "dtype", json_string(c->wdt == WK_F32 ? "float32" : "bfloat16"));
+    json_object_set_new(o, "eos_token_id", json_integer(EOS_ID));
+    json_object_set_new(o, "feed_forward_proj", json_string("gated-gelu"));
+    json_object_set_new(o, "initializer_factor", json_real(1.0));
+    json_object_set_new(o, "is_decoder", json_false());
+    json_object_set_new(o, "is_encoder_decoder", json_false());
+    json_object_set_new(o, "is_gated_act", json_true());
+    json_object_set_new(o, "layer_norm_epsilon", json_real(LN_EPS));
+    json_object_set_new(o, "model_type", json_string("umt5"));
+    json_object_set_new(o, "num_decoder_layers", json_integer(c->layers));
+    json_object_set_new(o, "num_heads", json_integer(NHEADS));
+    json_object_set_new(o, "num_layers", json_integer(c->layers));
+    json_object_set_new(o, "pad_token_id", json_integer(PAD_ID));
+    json_object_set_new(o, "relative_attention_max_distance", json_integer(MAXDIST));
+    json_object_set_new(o, "relative_attention_num_buckets", json_integer(NBUCKETS));
+    json_object_set_new(o, "scale_decoder_outputs", json_true());
+    json_object_set_new(o, "tie_word_embeddings", json_true());
+    json_object_set_new(o, "transformers_version", json_string("5.24.0"));
+    json_object_set_new(o, "use_cache", json_false());
+    json_object_set_new(o, "vocab_size", json_integer(c->vocab));
+    int r = json_dump_file(o, path, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(6));
+    json_decref(o);
+    return r;
+}
+
+/* Runs in the child: config.json, model.safetensors, inputs.safetensors. */
+static int write_folder(const char *dir, const bcfg *c) {
+    char path[1200];
+    wf_err err = {0};
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (write_config(path, c) != 0) {
+        fprintf(stderr, "bench_umt5: cannot write %s\n", path);
+        return 1;
+    }
+    const size_t cap = 2 + 10 * (size_t)c->layers;
+    wspec *l = calloc(cap, sizeof *l);
+    st_item *items = calloc(cap, sizeof *items);
+    void **bufs = calloc(cap, sizeof *bufs);
+    size_t nt = 0;
+    int rc = 1;
+    if (!l || !items || !bufs) goto out;
+    nt = build_spec(l, c);
+    for (size_t i = 0; i < nt; i++) {
+        const wspec *s = &l[i];
+        size_t n = (size_t)(s->shape[0] * (s->ndim == 2 ? s->shape[1] : 1));
+        wk_dtype dt = s->keep_f32 ? WK_F32 : c->wdt;
+        float *v = malloc(n * sizeof *v);
+        if (!v) goto out;
+        fill_normal(v, n, s->mean, s->std, name_seed(s->name));
+        if (dt != WK_F32) {
+            void *w = malloc(n * wk_dtype_size(dt));
+            if (!w) {
+                free(v);
+                goto out;
+            }
+            wk_convert_from_f32(w, dt, v, n);
+            free(v);
+            bufs[i] = w;
+        } else {
+            bufs[i] = v;
+        }
+        items[i] = (st_item){s->name, st_dtype_of(dt), s->ndim, s->shape, bufs[i]};
+    }
+    static const char *const meta[2] = {"format", "pt"};
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (st_write(path, items, nt, meta, 1, &err) != WF_OK) {
+        fprintf(stderr, "bench_umt5: %s\n", err.msg);
+        goto out;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        free(bufs[i]);
+        bufs[i] = NULL;
+    }
+
+    /* inputs: input_ids [L] and attention_mask [L], I64 (what the tokenizer returns) */
+    int64_t *ids = malloc((size_t)c->L * sizeof *ids), *mask = malloc((size_t)c->L * sizeof *mask);
+    if (ids && mask) {
+        make_ids(c, ids, mask);
+        const uint64_t sl[1] = {(uint64_t)c->L};
+        const st_item in[2] = {{"input_ids", ST_I64, 1, sl, ids},
+                               {"attention_mask", ST_I64, 1, sl, mask}};
+        snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+        if (st_write(path, in, 2, NULL, 0, &err) != WF_OK)
+            fprintf(stderr, "bench_umt5: %s\n", err.msg);
+        else rc = 0;
+    } else {
+        fprintf(stderr, "bench_umt5: out of memory\n");
+    }
+    free(ids);
+    free(mask);
+out:
+    if (bufs)
+        for (size_t i = 0; i < nt; i++) free(bufs[i]);
+    free(bufs);
+    free(items);
+    free(l);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the torch peer */
+
+typedef struct peer {
+    int ran;
+    char why[256]; /* reason when skipped or failed */
+    char torch[64], transformers[64], attn[32];
+    double ms, load_s, rss_mib, rss_import_mib;
+} peer;
+
+static int python_has_torch(const char *py) {
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, transformers' >/dev/null 2>&1", py);
+    return system(cmd) == 0;
+}
+
+static void json_str_copy(json_t *o, const char *key, char *dst, size_t n) {
+    const char *v = json_string_value(json_object_get(o, key));
+    snprintf(dst, n, "%s", v ? v : "?");
+}
+
+/* Finds the python (WANFARM_TORCH_PYTHON, else ~/.venvs/ref/bin/python), runs torch_umt5_peer.py
+ * on the folder and parses its JSON line. On any failure sets p->why and leaves p->ran 0. */
+static void peer_run(peer *p, const char *dir, int threads, int warm, int iters) {
+    char py[1024];
+    const char *env = getenv("WANFARM_TORCH_PYTHON");
+    const char *home = getenv("HOME");
+    if (env && *env) {
+        snprintf(py, sizeof py, "%s", env);
+    } else {
+        snprintf(py, sizeof py, "%s/.venvs/ref/bin/python", home ? home : "");
+        if (access(py, X_OK) != 0) {
+            snprintf(p->why, sizeof p->why, "WANFARM_TORCH_PYTHON unset and %.200s not found", py);
+            return;
+        }
+    }
+    if (strchr(py, '\'') || strchr(dir, '\'')) {
+        snprintf(p->why, sizeof p->why, "a path contains a quote: %.200s", py);
+        return;
+    }
+    if (!python_has_torch(py)) {
+        snprintf(p->why, sizeof p->why, "%.200s cannot import torch and transformers", py);
+        return;
+    }
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "OMP_NUM_THREADS=%d '%s' '%s/torch_umt5_peer.py' '%s' '%s/inputs.safetensors' "
+             "'%s/torch_out.safetensors' --threads %d --warmup %d --iters %d 2>&1",
+             threads, py, WANFARM_BENCH_DIR, dir, dir, dir, threads, warm, iters);
+    FILE *f = popen(cmd, "r");
+    if (!f) {
+        snprintf(p->why, sizeof p->why, "cannot start %.150s: %.80s", py, strerror(errno));
+        return;
+    }
+    char line[8192], last[256] = "";
+    int got = 0;
+    while (fgets(line, sizeof line, f)) {
+        json_t *o = line[0] == '{' ? json_loads(line, 0, NULL) : NULL;
+        if (o && json_is_number(json_object_get(o, "ms"))) {
+            json_str_copy(o, "torch", p->torch, sizeof p->torch);
+            json_str_copy(o, "transformers", p->transformers, sizeof p->transformers);
+            json_str_copy(o, "attn_implementation", p->attn, sizeof p->attn);
+            p->ms = json_number_value(json_object_get(o, "ms"));
+            p->load_s = json_number_value(json_object_get(o, "load_s"));
+            p->rss_mib = json_number_value(json_object_get(o, "peak_rss_mib"));
+            p->rss_import_mib = json_number_value(json_object_get(o, "rss_import_mib"));
+            got = 1;
+        } else {
+            line[strcspn(line, "\n")] = 0;
+            if (*line) snprintf(last, sizeof last, "%.200s", line);
+        }
+        json_decref(o);
+    }
+    int rc = pclose(f);
+    if (rc != 0 || !got) {
+        snprintf(p->why, sizeof p->why, "torch_umt5_peer.py failed (status %d): %.200s", rc, last);
+        return;
+    }
+    p->ran = 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static double measure_peak(int threads) {
+    const int n = 2048;
+    float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float));
+    float *c = malloc((size_t)n * n * sizeof(float));
+    double best = 1e30;
+    if (a && b && c) {
+        fill_normal(a, (size_t)n * n, 0.0, 1.0, 11);
+        fill_normal(b, (size_t)n * n, 0.0, 1.0, 12);
+        openblas_set_num_threads(threads);
+        /* best of up to 10 calls or 2 s after a warm-up call (as bench_ops) */
+        double start = now_s();
+        for (int it = 0; it < 11 && (it < 3 || now_s() - start < 2.0); it++) {
+            double t0 = now_s();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n,
+                        0.0f, c, n);
+            double t = now_s() - t0;
+            if (it > 0 && t < best) best = t;
+        }
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best < 1e30 ? 2.0 * n * n * (double)n / best * 1e-9 : NAN;
+}
+
+/* FLOPs of one forward computing Lc rows (PERFORMANCE.md, "bench_umt5"): per layer the q, k, v, o
+ * projections (4 x 2 Lc D IN), the gated FFN (3 x 2 Lc D FF) and the attention GEMMs Q K^T and
+ * P V over all heads (4 Lc^2 IN, masked keys counted). Embedding lookup, norms, softmax, the
+ * position bias and the GELU are not counted. */
+static double t5_flops(int layers, int64_t Lc) {
+    const double l = (double)Lc, D = DMODEL, IN = INNER, FF = DFF;
+    return layers * (2 * l * (4 * D * IN + 3 * D * FF) + 4 * l * l * IN);
+}
+
+/* A malloc'd copy of an F32 tensor of `f`, checking its shape. */
+static float *load_f32(const st_file *f, const char *name, int ndim, const uint64_t *shape,
+                       char *why, size_t nwhy) {
+    const st_tensor *t = st_file_find(f, name);
+    int ok = t && t->dtype == ST_F32 && t->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
+    if (!ok) {
+        snprintf(why, nwhy, "%s: tensor '%s' missing or not F32 of the expected shape", f->path,
+                 name);
+        return NULL;
+    }
+    float *v = malloc((size_t)t->numel * sizeof *v + 1);
+    if (!v) {
+        snprintf(why, nwhy, "out of memory");
+        return NULL;
+    }
+    memcpy(v, t->data, (size_t)t->numel * sizeof *v);
+    return v;
+}
+
+static double rel_l2(const float *x, const float *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)x[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1e-300));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the rows */
+
+enum { ROW_ALL, ROW_REAL, NROWS };
+static const char *ROW_NAME[NROWS] = {"all", "real"};
+
+typedef struct row {
+    int kind, on;
+    int64_t Lc; /* rows computed */
+    double flops, ms, gflops, pct, ws_mib, rss_mib, rel;
+    float *out, *out_first; /* [L, D]: the last forward, and the first (self check) */
+    int nfwd;
+    char check[16]; /* the reference: "torch", "all", "real", "self" or "" */
+    int self_same;  /* -1 not checked */
+    char err[512];
+} row;
+
+static void usage(const char *argv0) {
+    fprintf(stderr,
+            "usage: %s [--layers N] [--seq L] [--tokens N] [--vocab V] [--rows all,real]\n"
+            "          [--dtype f32|bf16] [-w warmup] [-n iters] [--threads N] [--check 0|1]\n"
+            "          [--torch 0|1] [--json FILE] [--keep 0|1]\n"
+            "Metrics are defined in bench/PERFORMANCE.md (section bench_umt5).\n",
+            argv0);
+}
+
+static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+int main(int argc, char **argv) {
+    bcfg c = {.layers = 2, .L = 512, .n_real = 100, .vocab = 32128, .wdt = WK_F32};
+    const char *json = NULL, *dtype = "f32", *rows_arg = "all,real";
+    int warm = 1, iters = 3, check = 1, threads = 0, torch = 1, keep = 0, bad = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(argv[0]);
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "bench_umt5: %s needs a value\n", a);
+            usage(argv[0]);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--layers")) c.layers = atoi(v);
+        else if (!strcmp(a, "--seq")) c.L = atoll(v);
+        else if (!strcmp(a, "--tokens")) c.n_real = atoll(v);
+        else if (!strcmp(a, "--vocab")) c.vocab = atoll(v);
+        else if (!strcmp(a, "--rows")) rows_arg = v;
+        else if (!strcmp(a, "--dtype")) dtype = v;
+        else if (!strcmp(a, "-w")) warm = atoi(v);
+        else if (!strcmp(a, "-n")) iters = atoi(v);
+        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--check")) check = atoi(v);
+        else if (!strcmp(a, "--torch")) torch = atoi(v);
+        else if (!strcmp(a, "--json")) json = v;
+        else if (!strcmp(a, "--keep")) keep = atoi(v);
+        else {
+            fprintf(stderr, "bench_umt5: unknown option %s\n", a);
+            usage(argv[0]);
+            return 2;
+        }
+    }
+    row rows[NROWS];
+    memset(rows, 0, sizeof rows);
+    for (int k = 0; k < NROWS; k++) {
+        rows[k].kind = k;
+        rows[k].self_same = -1;
+        rows[k].rel = NAN;
+    }
+    { /* --rows: a comma-separated subset of all, real */
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s", rows_arg);
+        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            int k = 0;
+            while (k < NROWS && strcmp(t, ROW_NAME[k])) k++;
+            if (k == NROWS) bad = 1;
+            else rows[k].on = 1;
+        }
+        if (!rows[ROW_ALL].on && !rows[ROW_REAL].on) bad = 1;
+    }
+    c.wdt = !strcmp(dtype, "f32") ? WK_F32 : !strcmp(dtype, "bf16") ? WK_BF16 : WK_DTYPE_COUNT;
+    if (bad || c.wdt == WK_DTYPE_COUNT || c.layers < 1 || c.layers > 1000 || c.L < 1 ||
+        c.L > 1 << 16 || c.n_real < 1 || c.n_real > c.L || c.vocab < 3 ||
+        c.vocab > REAL_VOCAB || iters < 1 || warm < 0 || threads < 0) {
+        fprintf(stderr, "bench_umt5: bad value (--layers %d --seq %lld --tokens %lld (1..seq) "
+                "--vocab %lld (3..%d) --rows %s --dtype %s -n %d -w %d --threads %d)\n", c.layers,
+                (long long)c.L, (long long)c.n_real, (long long)c.vocab, REAL_VOCAB, rows_arg,
+                dtype, iters, warm, threads);
+        usage(argv[0]);
+        return 2;
+    }
+
+    /* 1. the folder, written by a child (see bench_dit.c) */
+    char dir[1100];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/bench_umt5.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "bench_umt5: cannot create a folder %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    double t0 = now_s();
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) _exit(write_folder(dir, &c));
+    int wst = 0;
+    if (pid < 0 || waitpid(pid, &wst, 0) != pid || !WIFEXITED(wst) || WEXITSTATUS(wst) != 0) {
+        fprintf(stderr, "bench_umt5: writing the checkpoint into %s failed\n", dir);
+        if (!keep) remove_dir(dir);
+        return 1;
+    }
+    double write_s = now_s() - t0;
+
+    wf_err err = {0};
+    wk_backend *be = NULL;
+    t5_model *m = NULL;
+    wk_arena arena = {0};
+    int64_t *ids64 = malloc((size_t)c.L * sizeof *ids64);
+    int64_t *mask64 = malloc((size_t)c.L * sizeof *mask64);
+    int32_t *ids = malloc((size_t)c.L * sizeof *ids), *mask = malloc((size_t)c.L * sizeof *mask);
+    int failed_runs = 0;
+    char path[1200], why[512] = "";
+    if (wk_backend_cpu_new(&be, threads, &err) != WF_OK) {
+        fprintf(stderr, "bench_umt5: %s\n", err.msg);
+        if (!keep) remove_dir(dir);
+        return 1;
+    }
+    threads = be->nthreads;
+    omp_set_num_threads(threads);
+    double peak = measure_peak(threads);
+
+    /* 2. load (the real loader), size the arena, the prompt (the ids the child wrote) */
+    t0 = now_s();
+    wf_status st = t5_load(&m, dir, &err);
+    double load_s = now_s() - t0;
+    size_t arena_bytes = 0;
+    if (!st) st = t5_arena_bytes(m, c.L, &arena_bytes, &err);
+    if (!st) st = wk_arena_init(&arena, "umt5 activations", arena_bytes, &err);
+    const size_t nout = (size_t)(c.L * DMODEL);
+    for (int k = 0; k < NROWS && !st; k++) {
+        row *r = &rows[k];
+        r->Lc = k == ROW_REAL ? c.n_real : c.L;
+        r->flops = t5_flops(c.layers, r->Lc);
+        if (!r->on) continue;
+        r->out = malloc(nout * sizeof *r->out);
+        r->out_first = malloc(nout * sizeof *r->out_first);
+        if (!r->out || !r->out_first) st = wf_fail(&err, WF_ENOMEM, "out of memory");
+    }
+    if (!st && (!ids64 || !mask64 || !ids || !mask)) st = wf_fail(&err, WF_ENOMEM, "out of memory");
+    if (!st) {
+        make_ids(&c, ids64, mask64);
+        for (int64_t i = 0; i < c.L; i++) {
+            ids[i] = (int32_t)ids64[i];
+            mask[i] = (int32_t)mask64[i];
+        }
+    }
+
+    printf("# bench_umt5: wanfarm CPU backend, %d threads, OpenBLAS %s\n", threads,
+           openblas_get_config());
+    printf("# peak: %.1f GFLOP/s (f32 cblas_sgemm 2048^3, best of <= 10 calls after a warm-up)\n",
+           peak);
+    printf("# model: UMT5EncoderModel at umt5-xxl width (d_model %d, %d heads x d_kv %d, d_ff %d "
+           "gated-gelu, %d buckets, max distance %d), %d layer%s (of 24); vocab reduced to %lld "
+           "(real %d: only the prompt's rows are read); random weights: T5 init, relative bias "
+           "N(0, 1), norm gains 1 + N(0, %.2g)\n", DMODEL, NHEADS, DKV, DFF, NBUCKETS, MAXDIST,
+           c.layers, c.layers == 1 ? "" : "s", (long long)c.vocab, REAL_VOCAB, NORM_STD);
+    printf("# storage: %s%s; %.1f MiB of weights, mapped (%s)\n", dtype,
+           c.wdt == WK_F32 ? "" : " (wo in f32, as transformers' _keep_in_fp32_modules)",
+           m ? mib((double)m->weight_bytes) : NAN, dir);
+    printf("# input: L %lld tokens, %lld real (random ids, </s> last) then padding 0; warm-up %d, "
+           "iters %d (time = median)\n", (long long)c.L, (long long)c.n_real, warm, iters);
+    printf("# checkpoint written in %.1f s (child process), t5_load %.3f s; check %s\n", write_s,
+           load_s, !check ? "off" : "rel L2 vs torch with padded rows zeroed (bound 1e-4); "
+                                     "without torch all <-> real, else self bit-identity");
+    fflush(stdout);
+    if (st) {
+        printf("# FAILED before the forward: %s: %s\n", wf_status_str(st), err.msg);
+        failed_runs++;
+    }
+
+    /* 3. the peer, alone on the machine, before our forwards */
+    peer pr = {0};
+    if (!torch) snprintf(pr.why, sizeof pr.why, "--torch 0");
+    else if (st) snprintf(pr.why, sizeof pr.why, "our setup failed");
+    else peer_run(&pr, dir, threads, warm, iters);
+    if (pr.ran)
+        printf("# torch peer: torch %s, transformers %s, %d threads (bench/torch_umt5_peer.py: "
+               "from_pretrained(dtype=float32) in %.2f s, attention '%s'; all %lld rows, fp32, "
+               "no_grad)\n", pr.torch, pr.transformers, threads, pr.load_s, pr.attn,
+               (long long)c.L);
+    else printf("# torch peer: skipped (%s)\n", pr.why);
+    printf("#\n# %-4s %6s %5s %5s %-4s %9s %9s %6s %8s %6s %10s %-5s %8s %7s %8s %9s\n", "rows",
+           "layers", "L", "Lc", "wdt", "ours(ms)", "torch(ms)", "ratio", "GFLOP/s", "%peak",
+           "rel-L2", "ref", "arena", "ws", "rss", "torch-rss");
+    printf("# %-4s %6s %5s %5s %-4s %9s %9s %6s %8s %6s %10s %-5s %8s %7s %8s %9s\n", "", "", "",
+           "", "", "", "", "", "", "", "", "", "(MiB)", "(MiB)", "(MiB)", "(MiB)");
+    fflush(stdout);
+
+    /* 4. our forwards, per row: -w warm-up, -n timed; the first output is kept for the self
+     * check. Both rows use the one arena (t5_arena_bytes covers both). */
+    const int pair = rows[ROW_ALL].on && rows[ROW_REAL].on;
+    double *times = malloc((size_t)iters * sizeof *times);
+    if (!st && !times) st = wf_fail(&err, WF_ENOMEM, "out of memory");
+    for (int k = 0; k < NROWS && !st; k++) {
+        row *r = &rows[k];
+        if (!r->on) continue;
+        const t5_input in = {.L = c.L, .ids = ids, .mask = mask, .real_rows_only = k == ROW_REAL};
+        const int self = check && !pr.ran && !pair;
+        wf_status rs = WF_OK;
+        for (int i = 0; !rs && i < warm + iters + (self && warm + iters < 2); i++) {
+            double s0 = now_s();
+            rs = t5_forward(m, be, &arena, &in, r->out, NULL, NULL, &err);
+            double t = now_s() - s0;
+            if (i >= warm && i < warm + iters) times[i - warm] = t;
+            if (i == 0 && !rs) memcpy(r->out_first, r->out, nout * sizeof *r->out);
+            r->nfwd++;
+        }
+        if (rs) {
+            snprintf(r->err, sizeof r->err, "%s: %.480s", wf_status_str(rs), err.msg);
+            failed_runs++;
+            continue;
+        }
+        qsort(times, (size_t)iters, sizeof *times, cmp_double);
+        double med = iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
+        r->ms = med * 1e3;
+        r->gflops = r->flops * 1e-9 / med;
+        r->pct = 100.0 * r->gflops / peak;
+        r->ws_mib = mib((double)be->ws_cap);
+        r->rss_mib = peak_rss_mib();
+        if (r->nfwd >= 2) r->self_same = memcmp(r->out, r->out_first, nout * sizeof *r->out) == 0;
+    }
+    free(times);
+
+    /* 5. correctness: rel L2 against transformers' output (padded rows zeroed); without torch,
+     * the two rows against each other; else bit-identity of a row's first and last forward */
+    long out_of_bounds = 0;
+    float *ref_torch = NULL;
+    if (!st && check && pr.ran) {
+        st_file *tf = NULL;
+        const uint64_t so[2] = {(uint64_t)c.L, DMODEL};
+        snprintf(path, sizeof path, "%s/torch_out.safetensors", dir);
+        if (st_open(&tf, path, &err) == WF_OK)
+            ref_torch = load_f32(tf, "out", 2, so, why, sizeof why);
+        else snprintf(why, sizeof why, "%.400s", err.msg);
+        st_close(&tf);
+        if (!ref_torch) printf("# FAILED reading torch's output: %s\n", why);
+    }
+    double out_rms = NAN;
+    size_t pad_nonzero = 0;
+    for (int k = 0; k < NROWS && !st; k++) {
+        row *r = &rows[k];
+        if (!r->on || r->err[0]) continue;
+        size_t nonfinite = 0;
+        for (size_t i = 0; i < nout; i++) nonfinite += !isfinite(r->out[i]);
+        for (size_t i = (size_t)(c.n_real * DMODEL); i < nout; i++)
+            pad_nonzero += r->out[i] != 0.0f;
+        out_of_bounds += (long)nonfinite;
+        if (!isfinite(out_rms)) {
+            double s = 0;
+            for (size_t i = 0; i < (size_t)(c.n_real * DMODEL); i++)
+                s += (double)r->out[i] * r->out[i];
+            out_rms = sqrt(s / (double)(c.n_real * DMODEL));
+        }
+        if (!check) continue;
+        const float *ref = NULL;
+        if (pr.ran) {
+            snprintf(r->check, sizeof r->check, "torch");
+            ref = ref_torch;
+        } else if (pair) {
+            const row *o = &rows[k == ROW_ALL ? ROW_REAL : ROW_ALL];
+            snprintf(r->check, sizeof r->check, "%s", ROW_NAME[o->kind]);
+            ref = o->err[0] ? NULL : o->out;
+        } else {
+            snprintf(r->check, sizeof r->check, "self");
+            if (r->self_same != 1) out_of_bounds++;
+            continue;
+        }
+        if (ref) r->rel = rel_l2(r->out, ref, nout);
+        if (!(r->rel <= REL_L2_TOL)) out_of_bounds++; /* NaN too */
+    }
+    out_of_bounds += (long)pad_nonzero; /* the pipeline's trim: padded rows are exact zeros */
+    free(ref_torch);
+
+    for (int k = 0; k < NROWS && !st; k++) {
+        const row *r = &rows[k];
+        if (!r->on) continue;
+        char tm[16] = "n/a", ra[16] = "n/a", rl[24] = "n/a", trss[16] = "n/a";
+        if (pr.ran) {
+            snprintf(tm, sizeof tm, "%.1f", pr.ms);
+            if (isfinite(pr.ms / r->ms)) snprintf(ra, sizeof ra, "%.2f", pr.ms / r->ms);
+            snprintf(trss, sizeof trss, "%.1f", pr.rss_mib);
+        }
+        if (!strcmp(r->check, "self"))
+            snprintf(rl, sizeof rl, "%s", r->self_same == 1 ? "same" : "DIFF");
+        else if (r->check[0]) snprintf(rl, sizeof rl, "%.2e", r->rel);
+        if (!r->err[0])
+            printf("  %-4s %6d %5lld %5lld %-4s %9.1f %9s %6s %8.1f %5.1f%% %10s %-5s %8.1f %7.1f "
+                   "%8.1f %9s\n", ROW_NAME[k], c.layers, (long long)c.L, (long long)r->Lc, dtype,
+                   r->ms, tm, ra, r->gflops, r->pct, rl, r->check[0] ? r->check : "n/a",
+                   mib((double)arena_bytes), r->ws_mib, r->rss_mib, trss);
+        else
+            printf("  %-4s %6d %5lld %5lld %-4s FAILED: %s\n", ROW_NAME[k], c.layers,
+                   (long long)c.L, (long long)r->Lc, dtype, r->err);
+    }
+
+    /* 6. footer (the peak RSS before the second sgemm peak measurement, which allocates) */
+    double rss = peak_rss_mib();
+    double peak_after = measure_peak(threads);
+    int noisy = fabs(peak_after - peak) > 0.15 * fmax(peak, peak_after);
+    printf("# peak after: %.1f GFLOP/s%s\n", peak_after,
+           noisy ? " -- moved by more than 15%: the machine is loaded, timings are noisy" : "");
+    printf("# FLOPs per forward : %.1f GFLOP all rows, %.1f GFLOP real rows only (projections, "
+           "FFN, attention GEMMs; PERFORMANCE.md)\n", rows[ROW_ALL].flops * 1e-9,
+           rows[ROW_REAL].flops * 1e-9);
+    for (int k = 0; k < NROWS; k++)
+        if (rows[k].self_same >= 0)
+            printf("# Repeatability %-4s : forwards 1 and %d %s\n", ROW_NAME[k], rows[k].nfwd,
+                   rows[k].self_same ? "bit-identical" : "DIFFER (not bit-identical)");
+    if (isfinite(out_rms))
+        printf("# Output : rms %.3f over the real rows; %zu nonzero values in padded rows\n",
+               out_rms, pad_nonzero);
+    if (pr.ran)
+        printf("# Peak RSS (MiB) : ours %.1f, torch %.1f (of which %.1f after importing torch and "
+               "transformers)\n", rss, pr.rss_mib, pr.rss_import_mib);
+    else printf("# Peak RSS (MiB) : ours %.1f\n", rss);
+    int ok = out_of_bounds == 0 && failed_runs == 0;
+    printf("# Out of bounds values : %ld %s\n", out_of_bounds, ok ? "OK" : "FAILED");
+    if (failed_runs) printf("# Failed runs : %d\n", failed_runs);
+
+    if (json) {
+        json_t *o = json_object(), *ja = json_array();
+        json_object_set_new(o, "bench", json_string("bench_umt5"));
+        json_object_set_new(o, "threads", json_integer(threads));
+        json_object_set_new(o, "peak_gflops", real_or_null(peak));
+        json_object_set_new(o, "peak_gflops_after", real_or_null(peak_after));
+        json_object_set_new(o, "noisy", json_boolean(noisy));
+        json_object_set_new(o, "layers", json_integer(c.layers));
+        json_object_set_new(o, "L", json_integer(c.L));
+        json_object_set_new(o, "n_real", json_integer(c.n_real));
+        json_object_set_new(o, "vocab", json_integer(c.vocab));
+        json_object_set_new(o, "dtype", json_string(dtype));
+        json_object_set_new(o, "warmup", json_integer(warm));
+        json_object_set_new(o, "iters", json_integer(iters));
+        json_object_set_new(o, "torch", pr.ran ? json_string(pr.torch) : json_null());
+        json_object_set_new(o, "transformers", pr.ran ? json_string(pr.transformers) : json_null());
+        json_object_set_new(o, "weights_mib", real_or_null(m ? mib((double)m->weight_bytes) : NAN));
+        json_object_set_new(o, "arena_mib", real_or_null(mib((double)arena_bytes)));
+        for (int k = 0; k < NROWS; k++) {
+            const row *r = &rows[k];
+            if (!r->on || st) continue;
+            json_t *jr = json_object();
+            const int good = !r->err[0];
+            json_object_set_new(jr, "rows", json_string(ROW_NAME[k]));
+            json_object_set_new(jr, "Lc", json_integer(r->Lc));
+            json_object_set_new(jr, "ok", json_boolean(good));
+            json_object_set_new(jr, "ms", real_or_null(good ? r->ms : NAN));
+            json_object_set_new(jr, "gflop", real_or_null(r->flops * 1e-9));
+            json_object_set_new(jr, "gflops", real_or_null(good ? r->gflops : NAN));
+            json_object_set_new(jr, "pct_peak", real_or_null(good ? r->pct : NAN));
+            json_object_set_new(jr, "torch_ms", real_or_null(pr.ran ? pr.ms : NAN));
+            json_object_set_new(jr, "ratio", real_or_null(pr.ran && good ? pr.ms / r->ms : NAN));
+            json_object_set_new(jr, "check", r->check[0] ? json_string(r->check) : json_null());
+            json_object_set_new(jr, "rel_l2", real_or_null(r->rel));
+            json_object_set_new(jr, "self_identical",
+                                r->self_same < 0 ? json_null() : json_boolean(r->self_same));
+            json_object_set_new(jr, "ws_mib", real_or_null(good ? r->ws_mib : NAN));
+            json_object_set_new(jr, "rss_mib", real_or_null(good ? r->rss_mib : NAN));
+            json_object_set_new(jr, "error", good ? json_null() : json_string(r->err));
+            json_array_append_new(ja, jr);
+        }
+        json_object_set_new(o, "rows", ja);
+        json_object_set_new(o, "rss_mib", real_or_null(rss));
+        json_object_set_new(o, "torch_rss_mib", real_or_null(pr.ran ? pr.rss_mib : NAN));
+        json_object_set_new(o, "torch_rss_import_mib",
+                            real_or_null(pr.ran ? pr.rss_import_mib : NAN));
+        json_object_set_new(o, "out_of_bounds", json_integer(out_of_bounds));
+        json_object_set_new(o, "failed_runs", json_integer(failed_runs));
+        json_object_set_new(o, "ok", json_boolean(ok));
+        FILE *jf = fopen(json, "w");
+        int jr = jf ? json_dumpf(o, jf, JSON_INDENT(1) | JSON_REAL_PRECISION(6)) : -1;
+        if (jf && (fputc('\n', jf) == EOF || fclose(jf) != 0)) jr = -1;
+        if (jr != 0) {
+            fprintf(stderr, "bench_umt5: cannot write %s: %s\n", json, strerror(errno));
+            ok = 0;
+        }
+        json_decref(o);
+    }
+
+    for (int k = 0; k < NROWS; k++) {
+        free(rows[k].out);
+        free(rows[k].out_first);
+    }
+    free(ids64);
+    free(mask64);
+    free(ids);
+    free(mask);
+    wk_arena_free(&arena);
+    t5_free(&m);
+    wk_backend_destroy(&be);
+    if (keep) printf("# kept %s\n", dir);
+    else remove_dir(dir);
+    return ok ? 0 : 1;
+}
