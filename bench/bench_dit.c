@@ -34,6 +34,7 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "bench_util.h"
 #include "dit.h"
 #include "safetensors.h"
 
@@ -58,64 +59,13 @@ typedef struct bcfg {
 /* ------------------------------------------------------------------------------------------ */
 /* small utilities */
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
-static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double rng_uniform(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1p-53; }
 
-static uint64_t name_seed(const char *name) { /* FNV-1a: values do not depend on tensor order */
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
-    return h;
-}
 
-/* x[i] = mean + std * N(0, 1) (Box-Muller) */
-static void fill_normal(float *x, size_t n, double mean, double std, uint64_t seed) {
-    uint64_t s = seed;
-    for (size_t i = 0; i < n; i += 2) {
-        double u1 = rng_uniform(&s), u2 = rng_uniform(&s);
-        double r = sqrt(-2.0 * log(1.0 - u1)), a = 2.0 * M_PI * u2;
-        x[i] = (float)(mean + std * r * cos(a));
-        if (i + 1 < n) x[i + 1] = (float)(mean + std * r * sin(a));
-    }
-}
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
-static double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
 
-static double peak_rss_mib(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return NAN;
-    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
-}
 
-/* Removes the regular files in dir (only what this bench wrote there), then dir. */
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[1200];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* the checkpoint: every tensor of WanTransformer3DModel (no image branch), Diffusers names */
@@ -271,7 +221,7 @@ static int write_folder(const char *dir, const bcfg *c) {
         wk_dtype dt = s->keep_f32 ? WK_F32 : c->wdt;
         float *v = malloc(n * sizeof *v);
         if (!v) goto out;
-        fill_normal(v, n, s->kind == K_NORM ? 1.0 : 0.0, WEIGHT_STD, name_seed(s->name));
+        bu_fill_normal(v, n, s->kind == K_NORM ? 1.0 : 0.0, WEIGHT_STD, bu_name_seed(s->name));
         if (dt != WK_F32) {
             void *w = malloc(n * wk_dtype_size(dt));
             if (!w) {
@@ -300,8 +250,8 @@ static int write_folder(const char *dir, const bcfg *c) {
     const size_t nlat = (size_t)(CIN * c->F * c->H * c->W), ntxt = (size_t)(c->Lt * TEXT_DIM);
     float *lat = malloc(nlat * sizeof *lat), *txt = malloc(ntxt * sizeof *txt), ts = TIMESTEP;
     if (lat && txt) {
-        fill_normal(lat, nlat, 0.0, 1.0, name_seed("latents"));
-        fill_normal(txt, ntxt, 0.0, 1.0, name_seed("text"));
+        bu_fill_normal(lat, nlat, 0.0, 1.0, bu_name_seed("latents"));
+        bu_fill_normal(txt, ntxt, 0.0, 1.0, bu_name_seed("text"));
         const uint64_t sl[4] = {CIN, (uint64_t)c->F, (uint64_t)c->H, (uint64_t)c->W};
         const uint64_t st1[1] = {1}, stx[2] = {(uint64_t)c->Lt, TEXT_DIM};
         const st_item in[3] = {{"latents", ST_F32, 4, sl, lat},
@@ -340,10 +290,6 @@ static int python_has_torch(const char *py) {
     return system(cmd) == 0;
 }
 
-static void json_str_copy(json_t *o, const char *key, char *dst, size_t n) {
-    const char *v = json_string_value(json_object_get(o, key));
-    snprintf(dst, n, "%s", v ? v : "?");
-}
 
 /* Finds the python (WANFARM_TORCH_PYTHON, else ~/.venvs/ref/bin/python), runs torch_dit_peer.py
  * on the folder and parses its JSON line. On any failure sets p->why and leaves p->ran 0. */
@@ -383,11 +329,11 @@ static void peer_run(peer *p, const char *dir, int threads, int warm, int iters)
     while (fgets(line, sizeof line, f)) {
         json_t *o = line[0] == '{' ? json_loads(line, 0, NULL) : NULL;
         if (o && json_is_number(json_object_get(o, "ms"))) {
-            json_str_copy(o, "torch", p->torch, sizeof p->torch);
-            json_str_copy(o, "diffusers", p->diffusers, sizeof p->diffusers);
+            bu_json_str_copy(o, "torch", p->torch, sizeof p->torch);
+            bu_json_str_copy(o, "diffusers", p->diffusers, sizeof p->diffusers);
             p->ms = json_number_value(json_object_get(o, "ms"));
             p->load_s = json_number_value(json_object_get(o, "load_s"));
-            p->rss_mib = json_number_value(json_object_get(o, "peak_rss_mib"));
+            p->rss_mib = json_number_value(json_object_get(o, "bu_peak_rss_mib"));
             p->rss_import_mib = json_number_value(json_object_get(o, "rss_import_mib"));
             got = 1;
         } else {
@@ -406,30 +352,6 @@ static void peer_run(peer *p, const char *dir, int threads, int warm, int iters)
 
 /* ------------------------------------------------------------------------------------------ */
 
-static double measure_peak(int threads) {
-    const int n = 2048;
-    float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float));
-    float *c = malloc((size_t)n * n * sizeof(float));
-    double best = 1e30;
-    if (a && b && c) {
-        fill_normal(a, (size_t)n * n, 0.0, 1.0, 11);
-        fill_normal(b, (size_t)n * n, 0.0, 1.0, 12);
-        openblas_set_num_threads(threads);
-        /* best of up to 10 calls or 2 s after a warm-up call (as bench_ops) */
-        double start = now_s();
-        for (int it = 0; it < 11 && (it < 3 || now_s() - start < 2.0); it++) {
-            double t0 = now_s();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n,
-                        0.0f, c, n);
-            double t = now_s() - t0;
-            if (it > 0 && t < best) best = t;
-        }
-    }
-    free(a);
-    free(b);
-    free(c);
-    return best < 1e30 ? 2.0 * n * n * (double)n / best * 1e-9 : NAN;
-}
 
 /* FLOPs of one forward: the matmuls and the attention GEMMs (PERFORMANCE.md, "bench_dit"). */
 static double dit_flops(const bcfg *c, int64_t L) {
@@ -447,25 +369,6 @@ static double dit_flops(const bcfg *c, int64_t L) {
     return c->layers * block + small;
 }
 
-/* A malloc'd copy of an F32 tensor of `f`, checking its shape. */
-static float *load_f32(const st_file *f, const char *name, int ndim, const uint64_t *shape,
-                       char *why, size_t nwhy) {
-    const st_tensor *t = st_file_find(f, name);
-    int ok = t && t->dtype == ST_F32 && t->ndim == ndim;
-    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
-    if (!ok) {
-        snprintf(why, nwhy, "%s: tensor '%s' missing or not F32 of the expected shape", f->path,
-                 name);
-        return NULL;
-    }
-    float *v = malloc((size_t)t->numel * sizeof *v + 1);
-    if (!v) {
-        snprintf(why, nwhy, "out of memory");
-        return NULL;
-    }
-    memcpy(v, t->data, (size_t)t->numel * sizeof *v);
-    return v;
-}
 
 static void usage(const char *argv0) {
     fprintf(stderr,
@@ -476,7 +379,6 @@ static void usage(const char *argv0) {
             argv0);
 }
 
-static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 int main(int argc, char **argv) {
     bcfg c = {.layers = 2, .F = 5, .H = 40, .W = 80, .Lt = 512, .wdt = WK_F32};
@@ -548,7 +450,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_dit: cannot create a folder %s: %s\n", dir, strerror(errno));
         return 1;
     }
-    double t0 = now_s();
+    double t0 = bu_now_s();
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
@@ -556,10 +458,10 @@ int main(int argc, char **argv) {
     int wst = 0;
     if (pid < 0 || waitpid(pid, &wst, 0) != pid || !WIFEXITED(wst) || WEXITSTATUS(wst) != 0) {
         fprintf(stderr, "bench_dit: writing the checkpoint into %s failed\n", dir);
-        if (!keep) remove_dir(dir);
+        if (!keep) bu_remove_dir(dir);
         return 1;
     }
-    double write_s = now_s() - t0;
+    double write_s = bu_now_s() - t0;
 
     wf_err err = {0};
     wk_backend *be = NULL;
@@ -571,17 +473,17 @@ int main(int argc, char **argv) {
     char path[1200], why[512] = "";
     if (wk_backend_cpu_new(&be, threads, &err) != WF_OK) {
         fprintf(stderr, "bench_dit: %s\n", err.msg);
-        if (!keep) remove_dir(dir);
+        if (!keep) bu_remove_dir(dir);
         return 1;
     }
     threads = be->nthreads;
     omp_set_num_threads(threads);
-    double peak = measure_peak(threads);
+    double peak = bu_measure_peak(threads);
 
     /* 2. load (the real loader), size the arena, read the inputs */
-    t0 = now_s();
+    t0 = bu_now_s();
     wf_status st = dit_load(&m, dir, &err);
-    double load_s = now_s() - t0;
+    double load_s = bu_now_s() - t0;
     dit_shape shp = {.F = c.F, .H = c.H, .W = c.W, .Lt = c.Lt, .per_token_t = false};
     size_t arena_bytes = 0;
     if (!st) st = dit_arena_bytes(m, &shp, &arena_bytes, &err);
@@ -592,9 +494,9 @@ int main(int argc, char **argv) {
     if (!st) {
         const uint64_t sl[4] = {CIN, (uint64_t)c.F, (uint64_t)c.H, (uint64_t)c.W};
         const uint64_t s1[1] = {1}, stx[2] = {(uint64_t)c.Lt, TEXT_DIM};
-        lat = load_f32(inf, "latents", 4, sl, why, sizeof why);
-        if (lat) ts = load_f32(inf, "timestep", 1, s1, why, sizeof why);
-        if (ts) txt = load_f32(inf, "text", 2, stx, why, sizeof why);
+        lat = bu_load_f32(inf, "latents", 4, sl, why, sizeof why);
+        if (lat) ts = bu_load_f32(inf, "timestep", 1, s1, why, sizeof why);
+        if (ts) txt = bu_load_f32(inf, "text", 2, stx, why, sizeof why);
         out = malloc(nout * sizeof *out);
         out_first = malloc(nout * sizeof *out_first);
         if (!txt || !out || !out_first) st = wf_fail(&err, WF_ENOMEM, "%s", *why ? why : "out of memory");
@@ -612,7 +514,7 @@ int main(int argc, char **argv) {
     printf("# storage: %s%s; %.1f MiB of weights, mapped (%s)\n", dtype,
            c.wdt == WK_F32 ? "" : " (scale_shift_table, time_embedder, norm2 in f32, as Diffusers "
                                   "keeps them)",
-           m ? mib((double)m->weight_bytes) : NAN, dir);
+           m ? bu_mib((double)m->weight_bytes) : NAN, dir);
     printf("# input: latent %dx%lldx%lldx%lld -> L %lld tokens, text Lt %lld, timestep %g; "
            "warm-up %d, iters %d (time = median)\n", CIN, (long long)c.F, (long long)c.H,
            (long long)c.W, (long long)L, (long long)c.Lt, (double)TIMESTEP, warm, iters);
@@ -650,16 +552,16 @@ int main(int argc, char **argv) {
     if (!st) {
         const int self = check && !pr.ran;
         for (int i = 0; i < warm + iters + (self && warm + iters < 2) && !st; i++) {
-            double s0 = now_s();
+            double s0 = bu_now_s();
             st = dit_forward(m, be, &arena, &shp, lat, ts, txt, out, NULL, NULL, &err);
-            double t = now_s() - s0;
+            double t = bu_now_s() - s0;
             if (i >= warm && i < warm + iters) times[i - warm] = t;
             if (i == 0 && !st) memcpy(out_first, out, nout * sizeof *out);
             nfwd++;
         }
         if (st) failed_runs++;
         else {
-            qsort(times, (size_t)iters, sizeof *times, cmp_double);
+            qsort(times, (size_t)iters, sizeof *times, bu_cmp_double);
             med = iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
         }
     }
@@ -681,7 +583,7 @@ int main(int argc, char **argv) {
             snprintf(path, sizeof path, "%s/torch_out.safetensors", dir);
             const uint64_t so[4] = {COUT, (uint64_t)c.F, (uint64_t)c.H, (uint64_t)c.W};
             float *ref = NULL;
-            if (st_open(&tf, path, &err) == WF_OK) ref = load_f32(tf, "out", 4, so, why, sizeof why);
+            if (st_open(&tf, path, &err) == WF_OK) ref = bu_load_f32(tf, "out", 4, so, why, sizeof why);
             else snprintf(why, sizeof why, "%.400s", err.msg);
             st_close(&tf);
             if (ref) {
@@ -704,7 +606,7 @@ int main(int argc, char **argv) {
     }
 
     double gflop = dit_flops(&c, L) * 1e-9, gflops = gflop / med, pct = 100.0 * gflops / peak;
-    double ws_mib = mib((double)be->ws_cap), rss = peak_rss_mib();
+    double ws_mib = bu_mib((double)be->ws_cap), rss = bu_peak_rss_mib();
     double ratio = pr.ran ? pr.ms / (med * 1e3) : NAN;
     char tm[16] = "n/a", ra[16] = "n/a", rl[16] = "n/a", trss[16] = "n/a";
     if (pr.ran) {
@@ -717,13 +619,13 @@ int main(int argc, char **argv) {
     if (!st)
         printf("  %-6d %5lld %5lld %-4s %10.1f %10s %6s %8.1f %5.1f%% %12s %9.1f %8.1f %9.1f %9s\n",
                c.layers, (long long)L, (long long)c.Lt, dtype, med * 1e3, tm, ra, gflops, pct, rl,
-               mib((double)arena_bytes), ws_mib, rss, trss);
+               bu_mib((double)arena_bytes), ws_mib, rss, trss);
     else
         printf("  %-6d %5lld %5lld %-4s FAILED: %s: %s\n", c.layers, (long long)L,
                (long long)c.Lt, dtype, wf_status_str(st), err.msg);
 
     /* 6. footer */
-    double peak_after = measure_peak(threads);
+    double peak_after = bu_measure_peak(threads);
     int noisy = fabs(peak_after - peak) > 0.15 * fmax(peak, peak_after);
     printf("# peak after: %.1f GFLOP/s%s\n", peak_after,
            noisy ? " -- moved by more than 15%: the machine is loaded, timings are noisy" : "");
@@ -747,8 +649,8 @@ int main(int argc, char **argv) {
         json_array_append_new(lt, json_integer(c.W));
         json_object_set_new(o, "bench", json_string("bench_dit"));
         json_object_set_new(o, "threads", json_integer(threads));
-        json_object_set_new(o, "peak_gflops", real_or_null(peak));
-        json_object_set_new(o, "peak_gflops_after", real_or_null(peak_after));
+        json_object_set_new(o, "peak_gflops", bu_real_or_null(peak));
+        json_object_set_new(o, "peak_gflops_after", bu_real_or_null(peak_after));
         json_object_set_new(o, "noisy", json_boolean(noisy));
         json_object_set_new(o, "layers", json_integer(c.layers));
         json_object_set_new(o, "latent", lt);
@@ -759,21 +661,21 @@ int main(int argc, char **argv) {
         json_object_set_new(o, "iters", json_integer(iters));
         json_object_set_new(o, "torch", pr.ran ? json_string(pr.torch) : json_null());
         json_object_set_new(o, "diffusers", pr.ran ? json_string(pr.diffusers) : json_null());
-        json_object_set_new(o, "ms", real_or_null(med * 1e3));
-        json_object_set_new(o, "gflop", real_or_null(gflop));
-        json_object_set_new(o, "gflops", real_or_null(gflops));
-        json_object_set_new(o, "pct_peak", real_or_null(pct));
-        json_object_set_new(o, "torch_ms", real_or_null(pr.ran ? pr.ms : NAN));
-        json_object_set_new(o, "ratio", real_or_null(ratio));
+        json_object_set_new(o, "ms", bu_real_or_null(med * 1e3));
+        json_object_set_new(o, "gflop", bu_real_or_null(gflop));
+        json_object_set_new(o, "gflops", bu_real_or_null(gflops));
+        json_object_set_new(o, "pct_peak", bu_real_or_null(pct));
+        json_object_set_new(o, "torch_ms", bu_real_or_null(pr.ran ? pr.ms : NAN));
+        json_object_set_new(o, "ratio", bu_real_or_null(ratio));
         json_object_set_new(o, "check", check_kind ? json_string(check_kind) : json_null());
-        json_object_set_new(o, "rel_l2", real_or_null(rel));
+        json_object_set_new(o, "bu_rel_l2", bu_real_or_null(rel));
         json_object_set_new(o, "self_identical",
                             self_same < 0 ? json_null() : json_boolean(self_same));
-        json_object_set_new(o, "weights_mib", real_or_null(m ? mib((double)m->weight_bytes) : NAN));
-        json_object_set_new(o, "arena_mib", real_or_null(mib((double)arena_bytes)));
-        json_object_set_new(o, "ws_mib", real_or_null(ws_mib));
-        json_object_set_new(o, "rss_mib", real_or_null(rss));
-        json_object_set_new(o, "torch_rss_mib", real_or_null(pr.ran ? pr.rss_mib : NAN));
+        json_object_set_new(o, "weights_mib", bu_real_or_null(m ? bu_mib((double)m->weight_bytes) : NAN));
+        json_object_set_new(o, "arena_mib", bu_real_or_null(bu_mib((double)arena_bytes)));
+        json_object_set_new(o, "ws_mib", bu_real_or_null(ws_mib));
+        json_object_set_new(o, "rss_mib", bu_real_or_null(rss));
+        json_object_set_new(o, "torch_rss_mib", bu_real_or_null(pr.ran ? pr.rss_mib : NAN));
         json_object_set_new(o, "out_of_bounds", json_integer(out_of_bounds));
         json_object_set_new(o, "failed_runs", json_integer(failed_runs));
         json_object_set_new(o, "ok", json_boolean(ok));
@@ -796,6 +698,6 @@ int main(int argc, char **argv) {
     dit_free(&m);
     wk_backend_destroy(&be);
     if (keep) printf("# kept %s\n", dir);
-    else remove_dir(dir);
+    else bu_remove_dir(dir);
     return ok ? 0 : 1;
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "bench_util.h"
 
 #ifndef WANFARM_BENCH_DIR
 #define WANFARM_BENCH_DIR "bench" /* CMake sets the source dir; this works from the repo root */
@@ -35,31 +36,15 @@
 /* ------------------------------------------------------------------------------------------ */
 /* small utilities */
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
-static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double rng_uniform(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1p-53; }
-static int64_t rng_below(uint64_t *s, int64_t n) { return (int64_t)(rng_uniform(s) * (double)n); }
+static int64_t rng_below(uint64_t *s, int64_t n) { return (int64_t)(bu_rng_uniform(s) * (double)n); }
 
 /* uniform in [-a, a): cheap and enough for timing and checking */
 static void fill_uniform(float *x, size_t n, float a, uint64_t seed) {
     uint64_t s = seed;
-    for (size_t i = 0; i < n; i++) x[i] = (float)((2.0 * rng_uniform(&s) - 1.0) * a);
+    for (size_t i = 0; i < n; i++) x[i] = (float)((2.0 * bu_rng_uniform(&s) - 1.0) * a);
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static size_t count_nonfinite(const float *y, size_t n) {
     size_t c = 0;
@@ -406,31 +391,6 @@ static double peer_ms(const peer *p, const char *key) {
 
 /* ------------------------------------------------------------------------------------------ */
 
-static double measure_peak(int threads) {
-    const int n = 2048;
-    float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float));
-    float *c = malloc((size_t)n * n * sizeof(float));
-    double best = 1e30;
-    if (a && b && c) {
-        fill_uniform(a, (size_t)n * n, 1.0f, 11);
-        fill_uniform(b, (size_t)n * n, 1.0f, 12);
-        openblas_set_num_threads(threads);
-        /* best of up to 10 calls or 2 s after a warm-up call: the best call is the one least
-         * disturbed by anything else running on the machine */
-        double start = now_s();
-        for (int it = 0; it < 11 && (it < 3 || now_s() - start < 2.0); it++) {
-            double t0 = now_s();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n,
-                        0.0f, c, n);
-            double t = now_s() - t0;
-            if (it > 0 && t < best) best = t;
-        }
-    }
-    free(a);
-    free(b);
-    free(c);
-    return best < 1e30 ? 2.0 * n * n * (double)n / best * 1e-9 : NAN;
-}
 
 static void usage(const char *argv0) {
     fprintf(stderr,
@@ -519,7 +479,7 @@ int main(int argc, char **argv) {
         }
     }
 
-    double peak = measure_peak(threads);
+    double peak = bu_measure_peak(threads);
     printf("# bench_ops: wanfarm CPU backend, %d threads, OpenBLAS %s\n", threads,
            openblas_get_config());
     printf("# peak: %.1f GFLOP/s (f32 cblas_sgemm 2048^3, best of <= 10 calls after a warm-up)\n",
@@ -566,9 +526,9 @@ int main(int argc, char **argv) {
         wf_status st = WF_OK;
         for (int i = 0; i < warm && st == WF_OK; i++) st = op->run(be, &s, &err);
         for (int i = 0; i < iters && st == WF_OK; i++) {
-            double t0 = now_s();
+            double t0 = bu_now_s();
             st = op->run(be, &s, &err);
-            times[i] = now_s() - t0;
+            times[i] = bu_now_s() - t0;
         }
         if (st != WF_OK) {
             printf("  %-9s %-22s %-4s FAILED: %s: %s\n", op->name, r->shape, wk_dtype_name(shown),
@@ -577,7 +537,7 @@ int main(int argc, char **argv) {
             failed_runs++;
             continue;
         }
-        qsort(times, (size_t)iters, sizeof *times, cmp_double);
+        qsort(times, (size_t)iters, sizeof *times, bu_cmp_double);
         double med = iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
         r->ms = med * 1e3;
         r->gflops = op->flops(s.d) / med * 1e-9;
@@ -613,7 +573,7 @@ int main(int argc, char **argv) {
     free(times);
 
     /* the peak again: if it moved, something else was running and every figure is suspect */
-    double peak_after = measure_peak(threads);
+    double peak_after = bu_measure_peak(threads);
     int noisy = fabs(peak_after - peak) > 0.15 * fmax(peak, peak_after);
     printf("# peak after: %.1f GFLOP/s%s\n", peak_after,
            noisy ? " -- moved by more than 15%: the machine is loaded, timings are noisy" : "");

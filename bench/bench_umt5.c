@@ -41,6 +41,7 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "bench_util.h"
 #include "safetensors.h"
 #include "umt5.h"
 
@@ -65,72 +66,21 @@ typedef struct bcfg {
 /* ------------------------------------------------------------------------------------------ */
 /* small utilities (as bench_dit.c) */
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
-static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double rng_uniform(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1p-53; }
 
-static uint64_t name_seed(const char *name) { /* FNV-1a: values do not depend on tensor order */
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
-    return h;
-}
 
-/* x[i] = mean + std * N(0, 1) (Box-Muller) */
-static void fill_normal(float *x, size_t n, double mean, double std, uint64_t seed) {
-    uint64_t s = seed;
-    for (size_t i = 0; i < n; i += 2) {
-        double u1 = rng_uniform(&s), u2 = rng_uniform(&s);
-        double r = sqrt(-2.0 * log(1.0 - u1)), a = 2.0 * M_PI * u2;
-        x[i] = (float)(mean + std * r * cos(a));
-        if (i + 1 < n) x[i + 1] = (float)(mean + std * r * sin(a));
-    }
-}
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
-static double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
 
-static double peak_rss_mib(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return NAN;
-    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
-}
 
-/* Removes the regular files in dir (only what this bench wrote there), then dir. */
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[1200];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 /* The prompt: n_real - 1 random ids in [2, vocab), then </s> (1), then padding (0) up to L; the
  * mask is 1 on the n_real real tokens: what the tokenizer gives for a prompt of n_real - 1
  * pieces. */
 static void make_ids(const bcfg *c, int64_t *ids, int64_t *mask) {
-    uint64_t s = name_seed("ids");
+    uint64_t s = bu_name_seed("ids");
     for (int64_t i = 0; i < c->L; i++) {
-        ids[i] = i < c->n_real - 1 ? 2 + (int64_t)(rng_next(&s) % (uint64_t)(c->vocab - 2))
+        ids[i] = i < c->n_real - 1 ? 2 + (int64_t)(bu_rng_next(&s) % (uint64_t)(c->vocab - 2))
                  : i == c->n_real - 1 ? EOS_ID
                                       : PAD_ID;
         mask[i] = i < c->n_real;
@@ -257,7 +207,7 @@ static int write_folder(const char *dir, const bcfg *c) {
         wk_dtype dt = s->keep_f32 ? WK_F32 : c->wdt;
         float *v = malloc(n * sizeof *v);
         if (!v) goto out;
-        fill_normal(v, n, s->mean, s->std, name_seed(s->name));
+        bu_fill_normal(v, n, s->mean, s->std, bu_name_seed(s->name));
         if (dt != WK_F32) {
             void *w = malloc(n * wk_dtype_size(dt));
             if (!w) {
@@ -324,10 +274,6 @@ static int python_has_torch(const char *py) {
     return system(cmd) == 0;
 }
 
-static void json_str_copy(json_t *o, const char *key, char *dst, size_t n) {
-    const char *v = json_string_value(json_object_get(o, key));
-    snprintf(dst, n, "%s", v ? v : "?");
-}
 
 /* Finds the python (WANFARM_TORCH_PYTHON, else ~/.venvs/ref/bin/python), runs torch_umt5_peer.py
  * on the folder and parses its JSON line. On any failure sets p->why and leaves p->ran 0. */
@@ -367,12 +313,12 @@ static void peer_run(peer *p, const char *dir, int threads, int warm, int iters)
     while (fgets(line, sizeof line, f)) {
         json_t *o = line[0] == '{' ? json_loads(line, 0, NULL) : NULL;
         if (o && json_is_number(json_object_get(o, "ms"))) {
-            json_str_copy(o, "torch", p->torch, sizeof p->torch);
-            json_str_copy(o, "transformers", p->transformers, sizeof p->transformers);
-            json_str_copy(o, "attn_implementation", p->attn, sizeof p->attn);
+            bu_json_str_copy(o, "torch", p->torch, sizeof p->torch);
+            bu_json_str_copy(o, "transformers", p->transformers, sizeof p->transformers);
+            bu_json_str_copy(o, "attn_implementation", p->attn, sizeof p->attn);
             p->ms = json_number_value(json_object_get(o, "ms"));
             p->load_s = json_number_value(json_object_get(o, "load_s"));
-            p->rss_mib = json_number_value(json_object_get(o, "peak_rss_mib"));
+            p->rss_mib = json_number_value(json_object_get(o, "bu_peak_rss_mib"));
             p->rss_import_mib = json_number_value(json_object_get(o, "rss_import_mib"));
             got = 1;
         } else {
@@ -391,30 +337,6 @@ static void peer_run(peer *p, const char *dir, int threads, int warm, int iters)
 
 /* ------------------------------------------------------------------------------------------ */
 
-static double measure_peak(int threads) {
-    const int n = 2048;
-    float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float));
-    float *c = malloc((size_t)n * n * sizeof(float));
-    double best = 1e30;
-    if (a && b && c) {
-        fill_normal(a, (size_t)n * n, 0.0, 1.0, 11);
-        fill_normal(b, (size_t)n * n, 0.0, 1.0, 12);
-        openblas_set_num_threads(threads);
-        /* best of up to 10 calls or 2 s after a warm-up call (as bench_ops) */
-        double start = now_s();
-        for (int it = 0; it < 11 && (it < 3 || now_s() - start < 2.0); it++) {
-            double t0 = now_s();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n,
-                        0.0f, c, n);
-            double t = now_s() - t0;
-            if (it > 0 && t < best) best = t;
-        }
-    }
-    free(a);
-    free(b);
-    free(c);
-    return best < 1e30 ? 2.0 * n * n * (double)n / best * 1e-9 : NAN;
-}
 
 /* FLOPs of one forward computing Lc rows (PERFORMANCE.md, "bench_umt5"): per layer the q, k, v, o
  * projections (4 x 2 Lc D IN), the gated FFN (3 x 2 Lc D FF) and the attention GEMMs Q K^T and
@@ -425,35 +347,7 @@ static double t5_flops(int layers, int64_t Lc) {
     return layers * (2 * l * (4 * D * IN + 3 * D * FF) + 4 * l * l * IN);
 }
 
-/* A malloc'd copy of an F32 tensor of `f`, checking its shape. */
-static float *load_f32(const st_file *f, const char *name, int ndim, const uint64_t *shape,
-                       char *why, size_t nwhy) {
-    const st_tensor *t = st_file_find(f, name);
-    int ok = t && t->dtype == ST_F32 && t->ndim == ndim;
-    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
-    if (!ok) {
-        snprintf(why, nwhy, "%s: tensor '%s' missing or not F32 of the expected shape", f->path,
-                 name);
-        return NULL;
-    }
-    float *v = malloc((size_t)t->numel * sizeof *v + 1);
-    if (!v) {
-        snprintf(why, nwhy, "out of memory");
-        return NULL;
-    }
-    memcpy(v, t->data, (size_t)t->numel * sizeof *v);
-    return v;
-}
 
-static double rel_l2(const float *x, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)x[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1e-300));
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* the rows */
@@ -481,7 +375,6 @@ static void usage(const char *argv0) {
             argv0);
 }
 
-static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 int main(int argc, char **argv) {
     bcfg c = {.layers = 2, .L = 512, .n_real = 100, .vocab = 32128, .wdt = WK_F32};
@@ -556,7 +449,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_umt5: cannot create a folder %s: %s\n", dir, strerror(errno));
         return 1;
     }
-    double t0 = now_s();
+    double t0 = bu_now_s();
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
@@ -564,10 +457,10 @@ int main(int argc, char **argv) {
     int wst = 0;
     if (pid < 0 || waitpid(pid, &wst, 0) != pid || !WIFEXITED(wst) || WEXITSTATUS(wst) != 0) {
         fprintf(stderr, "bench_umt5: writing the checkpoint into %s failed\n", dir);
-        if (!keep) remove_dir(dir);
+        if (!keep) bu_remove_dir(dir);
         return 1;
     }
-    double write_s = now_s() - t0;
+    double write_s = bu_now_s() - t0;
 
     wf_err err = {0};
     wk_backend *be = NULL;
@@ -580,17 +473,17 @@ int main(int argc, char **argv) {
     char path[1200], why[512] = "";
     if (wk_backend_cpu_new(&be, threads, &err) != WF_OK) {
         fprintf(stderr, "bench_umt5: %s\n", err.msg);
-        if (!keep) remove_dir(dir);
+        if (!keep) bu_remove_dir(dir);
         return 1;
     }
     threads = be->nthreads;
     omp_set_num_threads(threads);
-    double peak = measure_peak(threads);
+    double peak = bu_measure_peak(threads);
 
     /* 2. load (the real loader), size the arena, the prompt (the ids the child wrote) */
-    t0 = now_s();
+    t0 = bu_now_s();
     wf_status st = t5_load(&m, dir, &err);
-    double load_s = now_s() - t0;
+    double load_s = bu_now_s() - t0;
     size_t arena_bytes = 0;
     if (!st) st = t5_arena_bytes(m, c.L, &arena_bytes, &err);
     if (!st) st = wk_arena_init(&arena, "umt5 activations", arena_bytes, &err);
@@ -624,7 +517,7 @@ int main(int argc, char **argv) {
            c.layers, c.layers == 1 ? "" : "s", (long long)c.vocab, REAL_VOCAB, NORM_STD);
     printf("# storage: %s%s; %.1f MiB of weights, mapped (%s)\n", dtype,
            c.wdt == WK_F32 ? "" : " (wo in f32, as transformers' _keep_in_fp32_modules)",
-           m ? mib((double)m->weight_bytes) : NAN, dir);
+           m ? bu_mib((double)m->weight_bytes) : NAN, dir);
     printf("# input: L %lld tokens, %lld real (random ids, </s> last) then padding 0; warm-up %d, "
            "iters %d (time = median)\n", (long long)c.L, (long long)c.n_real, warm, iters);
     printf("# checkpoint written in %.1f s (child process), t5_load %.3f s; check %s\n", write_s,
@@ -666,9 +559,9 @@ int main(int argc, char **argv) {
         const int self = check && !pr.ran && !pair;
         wf_status rs = WF_OK;
         for (int i = 0; !rs && i < warm + iters + (self && warm + iters < 2); i++) {
-            double s0 = now_s();
+            double s0 = bu_now_s();
             rs = t5_forward(m, be, &arena, &in, r->out, NULL, NULL, &err);
-            double t = now_s() - s0;
+            double t = bu_now_s() - s0;
             if (i >= warm && i < warm + iters) times[i - warm] = t;
             if (i == 0 && !rs) memcpy(r->out_first, r->out, nout * sizeof *r->out);
             r->nfwd++;
@@ -678,13 +571,13 @@ int main(int argc, char **argv) {
             failed_runs++;
             continue;
         }
-        qsort(times, (size_t)iters, sizeof *times, cmp_double);
+        qsort(times, (size_t)iters, sizeof *times, bu_cmp_double);
         double med = iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
         r->ms = med * 1e3;
         r->gflops = r->flops * 1e-9 / med;
         r->pct = 100.0 * r->gflops / peak;
-        r->ws_mib = mib((double)be->ws_cap);
-        r->rss_mib = peak_rss_mib();
+        r->ws_mib = bu_mib((double)be->ws_cap);
+        r->rss_mib = bu_peak_rss_mib();
         if (r->nfwd >= 2) r->self_same = memcmp(r->out, r->out_first, nout * sizeof *r->out) == 0;
     }
     free(times);
@@ -698,7 +591,7 @@ int main(int argc, char **argv) {
         const uint64_t so[2] = {(uint64_t)c.L, DMODEL};
         snprintf(path, sizeof path, "%s/torch_out.safetensors", dir);
         if (st_open(&tf, path, &err) == WF_OK)
-            ref_torch = load_f32(tf, "out", 2, so, why, sizeof why);
+            ref_torch = bu_load_f32(tf, "out", 2, so, why, sizeof why);
         else snprintf(why, sizeof why, "%.400s", err.msg);
         st_close(&tf);
         if (!ref_torch) printf("# FAILED reading torch's output: %s\n", why);
@@ -733,7 +626,7 @@ int main(int argc, char **argv) {
             if (r->self_same != 1) out_of_bounds++;
             continue;
         }
-        if (ref) r->rel = rel_l2(r->out, ref, nout);
+        if (ref) r->rel = bu_rel_l2(r->out, ref, nout);
         if (!(r->rel <= REL_L2_TOL)) out_of_bounds++; /* NaN too */
     }
     out_of_bounds += (long)pad_nonzero; /* the pipeline's trim: padded rows are exact zeros */
@@ -755,15 +648,15 @@ int main(int argc, char **argv) {
             printf("  %-4s %6d %5lld %5lld %-4s %9.1f %9s %6s %8.1f %5.1f%% %10s %-5s %8.1f %7.1f "
                    "%8.1f %9s\n", ROW_NAME[k], c.layers, (long long)c.L, (long long)r->Lc, dtype,
                    r->ms, tm, ra, r->gflops, r->pct, rl, r->check[0] ? r->check : "n/a",
-                   mib((double)arena_bytes), r->ws_mib, r->rss_mib, trss);
+                   bu_mib((double)arena_bytes), r->ws_mib, r->rss_mib, trss);
         else
             printf("  %-4s %6d %5lld %5lld %-4s FAILED: %s\n", ROW_NAME[k], c.layers,
                    (long long)c.L, (long long)r->Lc, dtype, r->err);
     }
 
     /* 6. footer (the peak RSS before the second sgemm peak measurement, which allocates) */
-    double rss = peak_rss_mib();
-    double peak_after = measure_peak(threads);
+    double rss = bu_peak_rss_mib();
+    double peak_after = bu_measure_peak(threads);
     int noisy = fabs(peak_after - peak) > 0.15 * fmax(peak, peak_after);
     printf("# peak after: %.1f GFLOP/s%s\n", peak_after,
            noisy ? " -- moved by more than 15%: the machine is loaded, timings are noisy" : "");
@@ -789,8 +682,8 @@ int main(int argc, char **argv) {
         json_t *o = json_object(), *ja = json_array();
         json_object_set_new(o, "bench", json_string("bench_umt5"));
         json_object_set_new(o, "threads", json_integer(threads));
-        json_object_set_new(o, "peak_gflops", real_or_null(peak));
-        json_object_set_new(o, "peak_gflops_after", real_or_null(peak_after));
+        json_object_set_new(o, "peak_gflops", bu_real_or_null(peak));
+        json_object_set_new(o, "peak_gflops_after", bu_real_or_null(peak_after));
         json_object_set_new(o, "noisy", json_boolean(noisy));
         json_object_set_new(o, "layers", json_integer(c.layers));
         json_object_set_new(o, "L", json_integer(c.L));
@@ -801,8 +694,8 @@ int main(int argc, char **argv) {
         json_object_set_new(o, "iters", json_integer(iters));
         json_object_set_new(o, "torch", pr.ran ? json_string(pr.torch) : json_null());
         json_object_set_new(o, "transformers", pr.ran ? json_string(pr.transformers) : json_null());
-        json_object_set_new(o, "weights_mib", real_or_null(m ? mib((double)m->weight_bytes) : NAN));
-        json_object_set_new(o, "arena_mib", real_or_null(mib((double)arena_bytes)));
+        json_object_set_new(o, "weights_mib", bu_real_or_null(m ? bu_mib((double)m->weight_bytes) : NAN));
+        json_object_set_new(o, "arena_mib", bu_real_or_null(bu_mib((double)arena_bytes)));
         for (int k = 0; k < NROWS; k++) {
             const row *r = &rows[k];
             if (!r->on || st) continue;
@@ -811,26 +704,26 @@ int main(int argc, char **argv) {
             json_object_set_new(jr, "rows", json_string(ROW_NAME[k]));
             json_object_set_new(jr, "Lc", json_integer(r->Lc));
             json_object_set_new(jr, "ok", json_boolean(good));
-            json_object_set_new(jr, "ms", real_or_null(good ? r->ms : NAN));
-            json_object_set_new(jr, "gflop", real_or_null(r->flops * 1e-9));
-            json_object_set_new(jr, "gflops", real_or_null(good ? r->gflops : NAN));
-            json_object_set_new(jr, "pct_peak", real_or_null(good ? r->pct : NAN));
-            json_object_set_new(jr, "torch_ms", real_or_null(pr.ran ? pr.ms : NAN));
-            json_object_set_new(jr, "ratio", real_or_null(pr.ran && good ? pr.ms / r->ms : NAN));
+            json_object_set_new(jr, "ms", bu_real_or_null(good ? r->ms : NAN));
+            json_object_set_new(jr, "gflop", bu_real_or_null(r->flops * 1e-9));
+            json_object_set_new(jr, "gflops", bu_real_or_null(good ? r->gflops : NAN));
+            json_object_set_new(jr, "pct_peak", bu_real_or_null(good ? r->pct : NAN));
+            json_object_set_new(jr, "torch_ms", bu_real_or_null(pr.ran ? pr.ms : NAN));
+            json_object_set_new(jr, "ratio", bu_real_or_null(pr.ran && good ? pr.ms / r->ms : NAN));
             json_object_set_new(jr, "check", r->check[0] ? json_string(r->check) : json_null());
-            json_object_set_new(jr, "rel_l2", real_or_null(r->rel));
+            json_object_set_new(jr, "bu_rel_l2", bu_real_or_null(r->rel));
             json_object_set_new(jr, "self_identical",
                                 r->self_same < 0 ? json_null() : json_boolean(r->self_same));
-            json_object_set_new(jr, "ws_mib", real_or_null(good ? r->ws_mib : NAN));
-            json_object_set_new(jr, "rss_mib", real_or_null(good ? r->rss_mib : NAN));
+            json_object_set_new(jr, "ws_mib", bu_real_or_null(good ? r->ws_mib : NAN));
+            json_object_set_new(jr, "rss_mib", bu_real_or_null(good ? r->rss_mib : NAN));
             json_object_set_new(jr, "error", good ? json_null() : json_string(r->err));
             json_array_append_new(ja, jr);
         }
         json_object_set_new(o, "rows", ja);
-        json_object_set_new(o, "rss_mib", real_or_null(rss));
-        json_object_set_new(o, "torch_rss_mib", real_or_null(pr.ran ? pr.rss_mib : NAN));
+        json_object_set_new(o, "rss_mib", bu_real_or_null(rss));
+        json_object_set_new(o, "torch_rss_mib", bu_real_or_null(pr.ran ? pr.rss_mib : NAN));
         json_object_set_new(o, "torch_rss_import_mib",
-                            real_or_null(pr.ran ? pr.rss_import_mib : NAN));
+                            bu_real_or_null(pr.ran ? pr.rss_import_mib : NAN));
         json_object_set_new(o, "out_of_bounds", json_integer(out_of_bounds));
         json_object_set_new(o, "failed_runs", json_integer(failed_runs));
         json_object_set_new(o, "ok", json_boolean(ok));
@@ -856,6 +749,6 @@ int main(int argc, char **argv) {
     t5_free(&m);
     wk_backend_destroy(&be);
     if (keep) printf("# kept %s\n", dir);
-    else remove_dir(dir);
+    else bu_remove_dir(dir);
     return ok ? 0 : 1;
 }

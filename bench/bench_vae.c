@@ -38,6 +38,7 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "bench_util.h"
 #include "safetensors.h"
 #include "vae.h"
 
@@ -71,64 +72,13 @@ typedef struct bcfg {
 /* ------------------------------------------------------------------------------------------ */
 /* small utilities (as bench_dit.c) */
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
-static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static double rng_uniform(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1p-53; }
 
-static uint64_t name_seed(const char *name) { /* FNV-1a: values do not depend on tensor order */
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
-    return h;
-}
 
-/* x[i] = mean + std * N(0, 1) (Box-Muller) */
-static void fill_normal(float *x, size_t n, double mean, double std, uint64_t seed) {
-    uint64_t s = seed;
-    for (size_t i = 0; i < n; i += 2) {
-        double u1 = rng_uniform(&s), u2 = rng_uniform(&s);
-        double r = sqrt(-2.0 * log(1.0 - u1)), a = 2.0 * M_PI * u2;
-        x[i] = (float)(mean + std * r * cos(a));
-        if (i + 1 < n) x[i + 1] = (float)(mean + std * r * sin(a));
-    }
-}
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
-static double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
 
-static double peak_rss_mib(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return NAN;
-    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
-}
 
-/* Removes the regular files in dir (only what this bench wrote there), then dir. */
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[1200];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* the checkpoint: every tensor of AutoencoderKLWan (Wan2.1 layout), Diffusers names */
@@ -349,7 +299,7 @@ static int write_folder(const char *dir, const bcfg *c) {
         size_t n = (size_t)spec_numel(s);
         float *v = malloc(n * sizeof *v);
         if (!v) goto out;
-        fill_normal(v, n, s->mean, s->std, name_seed(s->name));
+        bu_fill_normal(v, n, s->mean, s->std, bu_name_seed(s->name));
         if (c->wdt != WK_F32) {
             void *w = malloc(n * wk_dtype_size(c->wdt));
             if (!w) {
@@ -379,7 +329,7 @@ static int write_folder(const char *dir, const bcfg *c) {
         for (int ch = 0; ch < ZDIM; ch++) {
             char nm[32];
             snprintf(nm, sizeof nm, "z.%d", ch);
-            fill_normal(z + (size_t)ch * per, per, WAN21_MEAN[ch], WAN21_STD[ch], name_seed(nm));
+            bu_fill_normal(z + (size_t)ch * per, per, WAN21_MEAN[ch], WAN21_STD[ch], bu_name_seed(nm));
         }
         const uint64_t sz[4] = {ZDIM, (uint64_t)c->T, (uint64_t)c->h, (uint64_t)c->w};
         const st_item in[1] = {{"z", ST_F32, 4, sz, z}};
@@ -416,10 +366,6 @@ static int python_has_torch(const char *py) {
     return system(cmd) == 0;
 }
 
-static void json_str_copy(json_t *o, const char *key, char *dst, size_t n) {
-    const char *v = json_string_value(json_object_get(o, key));
-    snprintf(dst, n, "%s", v ? v : "?");
-}
 
 static double json_num_or_nan(json_t *o, const char *key) {
     json_t *v = json_object_get(o, key);
@@ -468,13 +414,13 @@ static void peer_run(peer *p, const char *dir, int threads, int warm, int iters,
     int got = 0;
     while (fgets(line, sizeof line, f)) {
         json_t *o = line[0] == '{' ? json_loads(line, 0, NULL) : NULL;
-        if (o && json_object_get(o, "peak_rss_mib")) {
-            json_str_copy(o, "torch", p->torch, sizeof p->torch);
-            json_str_copy(o, "diffusers", p->diffusers, sizeof p->diffusers);
+        if (o && json_object_get(o, "bu_peak_rss_mib")) {
+            bu_json_str_copy(o, "torch", p->torch, sizeof p->torch);
+            bu_json_str_copy(o, "diffusers", p->diffusers, sizeof p->diffusers);
             p->ms = json_num_or_nan(o, "ms");
             p->tiled_ms = json_num_or_nan(o, "tiled_ms");
             p->load_s = json_num_or_nan(o, "load_s");
-            p->rss_mib = json_num_or_nan(o, "peak_rss_mib");
+            p->rss_mib = json_num_or_nan(o, "bu_peak_rss_mib");
             p->rss_import_mib = json_num_or_nan(o, "rss_import_mib");
             got = 1;
         } else {
@@ -493,30 +439,6 @@ static void peer_run(peer *p, const char *dir, int threads, int warm, int iters,
 
 /* ------------------------------------------------------------------------------------------ */
 
-static double measure_peak(int threads) {
-    const int n = 2048;
-    float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float));
-    float *c = malloc((size_t)n * n * sizeof(float));
-    double best = 1e30;
-    if (a && b && c) {
-        fill_normal(a, (size_t)n * n, 0.0, 1.0, 11);
-        fill_normal(b, (size_t)n * n, 0.0, 1.0, 12);
-        openblas_set_num_threads(threads);
-        /* best of up to 10 calls or 2 s after a warm-up call (as bench_ops) */
-        double start = now_s();
-        for (int it = 0; it < 11 && (it < 3 || now_s() - start < 2.0); it++) {
-            double t0 = now_s();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n,
-                        0.0f, c, n);
-            double t = now_s() - t0;
-            if (it > 0 && t < best) best = t;
-        }
-    }
-    free(a);
-    free(b);
-    free(c);
-    return best < 1e30 ? 2.0 * n * n * (double)n / best * 1e-9 : NAN;
-}
 
 /* FLOPs of decoding a latent region of T frames of h x w (PERFORMANCE.md, "bench_vae"): every
  * convolution 2 * (output elements) * Cin * kT * kH * kW, padding counted as real; the mid-block
@@ -576,35 +498,7 @@ static double vae_tiled_flops(const vae_model *m, const bcfg *c, int *ntiles) {
     return f;
 }
 
-/* A malloc'd copy of an F32 tensor of `f`, checking its shape. */
-static float *load_f32(const st_file *f, const char *name, int ndim, const uint64_t *shape,
-                       char *why, size_t nwhy) {
-    const st_tensor *t = st_file_find(f, name);
-    int ok = t && t->dtype == ST_F32 && t->ndim == ndim;
-    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
-    if (!ok) {
-        snprintf(why, nwhy, "%s: tensor '%s' missing or not F32 of the expected shape", f->path,
-                 name);
-        return NULL;
-    }
-    float *v = malloc((size_t)t->numel * sizeof *v + 1);
-    if (!v) {
-        snprintf(why, nwhy, "out of memory");
-        return NULL;
-    }
-    memcpy(v, t->data, (size_t)t->numel * sizeof *v);
-    return v;
-}
 
-static double rel_l2(const float *x, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)x[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1e-300));
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* the rows */
@@ -668,7 +562,6 @@ static void usage(const char *argv0) {
             argv0);
 }
 
-static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 int main(int argc, char **argv) {
     bcfg c = {.F = 9, .H = 256, .W = 256, .wdt = WK_F32, .tile_min = 128, .tile_stride = 96};
@@ -761,7 +654,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_vae: cannot create a folder %s: %s\n", dir, strerror(errno));
         return 1;
     }
-    double t0 = now_s();
+    double t0 = bu_now_s();
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
@@ -769,10 +662,10 @@ int main(int argc, char **argv) {
     int wst = 0;
     if (pid < 0 || waitpid(pid, &wst, 0) != pid || !WIFEXITED(wst) || WEXITSTATUS(wst) != 0) {
         fprintf(stderr, "bench_vae: writing the checkpoint into %s failed\n", dir);
-        if (!keep) remove_dir(dir);
+        if (!keep) bu_remove_dir(dir);
         return 1;
     }
-    double write_s = now_s() - t0;
+    double write_s = bu_now_s() - t0;
 
     wf_err err = {0};
     wk_backend *be = NULL;
@@ -783,17 +676,17 @@ int main(int argc, char **argv) {
     char path[1200], why[512] = "";
     if (wk_backend_cpu_new(&be, threads, &err) != WF_OK) {
         fprintf(stderr, "bench_vae: %s\n", err.msg);
-        if (!keep) remove_dir(dir);
+        if (!keep) bu_remove_dir(dir);
         return 1;
     }
     threads = be->nthreads;
     omp_set_num_threads(threads);
-    double peak = measure_peak(threads);
+    double peak = bu_measure_peak(threads);
 
     /* 2. load (the real loader), size each row's arena, read the latent */
-    t0 = now_s();
+    t0 = bu_now_s();
     wf_status st = vae_load(&m, dir, &err);
-    double load_s = now_s() - t0;
+    double load_s = bu_now_s() - t0;
     const size_t nout = (size_t)(3 * c.F * c.H * c.W);
     int ntiles = 1;
     /* Tiling is used when the latent is larger than one tile (vae.h; Diffusers' condition too) */
@@ -821,7 +714,7 @@ int main(int argc, char **argv) {
     if (!st) st = st_open(&inf, path, &err);
     if (!st) {
         const uint64_t sz[4] = {ZDIM, (uint64_t)c.T, (uint64_t)c.h, (uint64_t)c.w};
-        z = load_f32(inf, "z", 4, sz, why, sizeof why);
+        z = bu_load_f32(inf, "z", 4, sz, why, sizeof why);
         if (!z) st = wf_fail(&err, WF_ENOMEM, "%s", why);
         st_close(&inf);
     }
@@ -836,7 +729,7 @@ int main(int argc, char **argv) {
            "weights: convs N(0, 1/fan_in) (conv_out x%.1f), biases N(0, %.2g), gammas 1 + N(0, "
            "%.2g)\n", BASE_DIM, ZDIM, NRES, OUT_GAIN, BIAS_STD, GAMMA_STD);
     printf("# storage: %s; %.1f MiB of weights (encoder + decoder), mapped (%s)\n", dtype,
-           m ? mib((double)m->weight_bytes) : NAN, dir);
+           m ? bu_mib((double)m->weight_bytes) : NAN, dir);
     printf("# input: latent %dx%lldx%lldx%lld = z N(0,1)*std+mean -> video %lld frames of "
            "%lldx%lld; warm-up %d, iters %d (time = median)\n", ZDIM, (long long)c.T,
            (long long)c.h, (long long)c.w, (long long)c.F, (long long)c.W, (long long)c.H, warm,
@@ -892,10 +785,10 @@ int main(int argc, char **argv) {
         r->st = wk_arena_init(&arena, "vae decode activations", r->arena_bytes, &err);
         for (int i = 0; !r->st && i < warm + iters + (self && warm + iters < 2); i++) {
             frames_ctx fc = {.out = r->out, .F = c.F};
-            double s0 = now_s();
+            double s0 = bu_now_s();
             r->st = vae_decode(m, be, &arena, &r->opts, z, c.T, c.h, c.w, NULL, on_frames, &fc,
                                NULL, NULL, &err);
-            double t = now_s() - s0;
+            double t = bu_now_s() - s0;
             if (!r->st && fc.seen != c.F)
                 r->st = wf_fail(&err, WF_EINVAL, "the callback got %lld of %lld frames",
                                 (long long)fc.seen, (long long)c.F);
@@ -912,13 +805,13 @@ int main(int argc, char **argv) {
             failed_runs++;
             continue;
         }
-        qsort(times, (size_t)iters, sizeof *times, cmp_double);
+        qsort(times, (size_t)iters, sizeof *times, bu_cmp_double);
         double med = iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
         r->ms = med * 1e3;
         r->gflops = r->flops * 1e-9 / med;
         r->pct = 100.0 * r->gflops / peak;
-        r->ws_mib = mib((double)be->ws_cap);
-        r->rss_mib = peak_rss_mib();
+        r->ws_mib = bu_mib((double)be->ws_cap);
+        r->rss_mib = bu_peak_rss_mib();
         if (r->ndec >= 2) r->self_same = memcmp(r->out, r->out_first, nout * sizeof *r->out) == 0;
     }
     free(times);
@@ -933,8 +826,8 @@ int main(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/torch_out.safetensors", dir);
         if (st_open(&tf, path, &err) == WF_OK) {
             if (rows[ROW_STREAM].on || rows[ROW_WHOLE].on)
-                ref_untiled = load_f32(tf, "video", 4, so, why, sizeof why);
-            if (rows[ROW_TILED].on) ref_tiled = load_f32(tf, "tiled", 4, so, why, sizeof why);
+                ref_untiled = bu_load_f32(tf, "video", 4, so, why, sizeof why);
+            if (rows[ROW_TILED].on) ref_tiled = bu_load_f32(tf, "tiled", 4, so, why, sizeof why);
         } else {
             snprintf(why, sizeof why, "%.400s", err.msg);
         }
@@ -971,7 +864,7 @@ int main(int argc, char **argv) {
             if (r->self_same != 1) out_of_bounds++;
             continue;
         }
-        if (ref) r->rel = rel_l2(r->out, ref, nout);
+        if (ref) r->rel = bu_rel_l2(r->out, ref, nout);
         if (!(r->rel <= REL_L2_TOL)) out_of_bounds++; /* NaN too */
     }
     free(ref_untiled);
@@ -996,15 +889,15 @@ int main(int argc, char **argv) {
             printf("  %-6s %4lld %9s %-4s %10.1f %10s %6s %8.1f %5.1f%% %10s %-6s %8.1f %8.1f "
                    "%8.1f %9s\n", ROW_NAME[r->kind], (long long)c.F, hw, dtype, r->ms, tm, ra,
                    r->gflops, r->pct, rl, r->check[0] ? r->check : "n/a",
-                   mib((double)r->arena_bytes), r->ws_mib, r->rss_mib, trss);
+                   bu_mib((double)r->arena_bytes), r->ws_mib, r->rss_mib, trss);
         else
             printf("  %-6s %4lld %9s %-4s FAILED: %s\n", ROW_NAME[r->kind], (long long)c.F, hw,
                    dtype, r->err);
     }
 
     /* 6. footer (the peak RSS before the second sgemm peak measurement, which allocates) */
-    double rss = peak_rss_mib();
-    double peak_after = measure_peak(threads);
+    double rss = bu_peak_rss_mib();
+    double peak_after = bu_measure_peak(threads);
     int noisy = fabs(peak_after - peak) > 0.15 * fmax(peak, peak_after);
     printf("# peak after: %.1f GFLOP/s%s\n", peak_after,
            noisy ? " -- moved by more than 15%: the machine is loaded, timings are noisy" : "");
@@ -1036,8 +929,8 @@ int main(int argc, char **argv) {
         json_t *o = json_object(), *ja = json_array();
         json_object_set_new(o, "bench", json_string("bench_vae"));
         json_object_set_new(o, "threads", json_integer(threads));
-        json_object_set_new(o, "peak_gflops", real_or_null(peak));
-        json_object_set_new(o, "peak_gflops_after", real_or_null(peak_after));
+        json_object_set_new(o, "peak_gflops", bu_real_or_null(peak));
+        json_object_set_new(o, "peak_gflops_after", bu_real_or_null(peak_after));
         json_object_set_new(o, "noisy", json_boolean(noisy));
         json_object_set_new(o, "frames", json_integer(c.F));
         json_object_set_new(o, "height", json_integer(c.H));
@@ -1048,37 +941,37 @@ int main(int argc, char **argv) {
         json_object_set_new(o, "iters", json_integer(iters));
         json_object_set_new(o, "torch", pr.ran ? json_string(pr.torch) : json_null());
         json_object_set_new(o, "diffusers", pr.ran ? json_string(pr.diffusers) : json_null());
-        json_object_set_new(o, "weights_mib", real_or_null(m ? mib((double)m->weight_bytes) : NAN));
-        json_object_set_new(o, "gflop", real_or_null(full_flops * 1e-9));
+        json_object_set_new(o, "weights_mib", bu_real_or_null(m ? bu_mib((double)m->weight_bytes) : NAN));
+        json_object_set_new(o, "gflop", bu_real_or_null(full_flops * 1e-9));
         for (int oi = 0; oi < nrows; oi++) {
             const row *r = order[oi];
             json_t *jr = json_object();
             const double tms = r->kind == ROW_TILED ? pr.tiled_ms : pr.ms;
             json_object_set_new(jr, "row", json_string(ROW_NAME[r->kind]));
             json_object_set_new(jr, "ok", json_boolean(!r->err[0] && !st));
-            json_object_set_new(jr, "ms", real_or_null(r->err[0] ? NAN : r->ms));
-            json_object_set_new(jr, "gflop", real_or_null(r->flops * 1e-9));
-            json_object_set_new(jr, "gflops", real_or_null(r->err[0] ? NAN : r->gflops));
-            json_object_set_new(jr, "pct_peak", real_or_null(r->err[0] ? NAN : r->pct));
-            json_object_set_new(jr, "torch_ms", real_or_null(pr.ran ? tms : NAN));
+            json_object_set_new(jr, "ms", bu_real_or_null(r->err[0] ? NAN : r->ms));
+            json_object_set_new(jr, "gflop", bu_real_or_null(r->flops * 1e-9));
+            json_object_set_new(jr, "gflops", bu_real_or_null(r->err[0] ? NAN : r->gflops));
+            json_object_set_new(jr, "pct_peak", bu_real_or_null(r->err[0] ? NAN : r->pct));
+            json_object_set_new(jr, "torch_ms", bu_real_or_null(pr.ran ? tms : NAN));
             json_object_set_new(jr, "ratio",
-                                real_or_null(pr.ran && !r->err[0] ? tms / r->ms : NAN));
+                                bu_real_or_null(pr.ran && !r->err[0] ? tms / r->ms : NAN));
             json_object_set_new(jr, "check", r->check[0] ? json_string(r->check) : json_null());
-            json_object_set_new(jr, "rel_l2", real_or_null(r->rel));
+            json_object_set_new(jr, "bu_rel_l2", bu_real_or_null(r->rel));
             json_object_set_new(jr, "self_identical",
                                 r->self_same < 0 ? json_null() : json_boolean(r->self_same));
-            json_object_set_new(jr, "arena_mib", real_or_null(mib((double)r->arena_bytes)));
-            json_object_set_new(jr, "ws_mib", real_or_null(r->err[0] ? NAN : r->ws_mib));
-            json_object_set_new(jr, "rss_mib", real_or_null(r->err[0] ? NAN : r->rss_mib));
-            json_object_set_new(jr, "torch_rss_mib", real_or_null(pr.ran ? pr.rss_mib : NAN));
+            json_object_set_new(jr, "arena_mib", bu_real_or_null(bu_mib((double)r->arena_bytes)));
+            json_object_set_new(jr, "ws_mib", bu_real_or_null(r->err[0] ? NAN : r->ws_mib));
+            json_object_set_new(jr, "rss_mib", bu_real_or_null(r->err[0] ? NAN : r->rss_mib));
+            json_object_set_new(jr, "torch_rss_mib", bu_real_or_null(pr.ran ? pr.rss_mib : NAN));
             json_object_set_new(jr, "error", r->err[0] ? json_string(r->err) : json_null());
             json_array_append_new(ja, jr);
         }
         json_object_set_new(o, "rows", ja);
-        json_object_set_new(o, "rss_mib", real_or_null(rss));
-        json_object_set_new(o, "torch_rss_mib", real_or_null(pr.ran ? pr.rss_mib : NAN));
+        json_object_set_new(o, "rss_mib", bu_real_or_null(rss));
+        json_object_set_new(o, "torch_rss_mib", bu_real_or_null(pr.ran ? pr.rss_mib : NAN));
         json_object_set_new(o, "torch_rss_import_mib",
-                            real_or_null(pr.ran ? pr.rss_import_mib : NAN));
+                            bu_real_or_null(pr.ran ? pr.rss_import_mib : NAN));
         json_object_set_new(o, "out_of_bounds", json_integer(out_of_bounds));
         json_object_set_new(o, "failed_runs", json_integer(failed_runs));
         json_object_set_new(o, "ok", json_boolean(ok));
@@ -1100,6 +993,6 @@ int main(int argc, char **argv) {
     vae_free(&m);
     wk_backend_destroy(&be);
     if (keep) printf("# kept %s\n", dir);
-    else remove_dir(dir);
+    else bu_remove_dir(dir);
     return ok ? 0 : 1;
 }

@@ -1,0 +1,134 @@
+/* bench_util.c: shared bench helpers (see bench_util.h). */
+#include "bench_util.h"
+
+#include <cblas.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+double bu_now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+uint64_t bu_rng_next(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+double bu_rng_uniform(uint64_t *s) { return (double)(bu_rng_next(s) >> 11) * 0x1p-53; }
+
+uint64_t bu_name_seed(const char *name) { /* FNV-1a: values do not depend on tensor order */
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
+    return h;
+}
+
+/* x[i] = mean + std * N(0, 1) (Box-Muller) */
+void bu_fill_normal(float *x, size_t n, double mean, double std, uint64_t seed) {
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i += 2) {
+        double u1 = bu_rng_uniform(&s), u2 = bu_rng_uniform(&s);
+        double r = sqrt(-2.0 * log(1.0 - u1)), a = 2.0 * M_PI * u2;
+        x[i] = (float)(mean + std * r * cos(a));
+        if (i + 1 < n) x[i + 1] = (float)(mean + std * r * sin(a));
+    }
+}
+
+int bu_cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bu_mib(double bytes) { return bytes / (1024.0 * 1024.0); }
+
+double bu_peak_rss_mib(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return NAN;
+    return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
+}
+
+/* Removes the regular files in dir (only what this bench wrote there), then dir. */
+void bu_remove_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[1200];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+void bu_json_str_copy(json_t *o, const char *key, char *dst, size_t n) {
+    const char *v = json_string_value(json_object_get(o, key));
+    snprintf(dst, n, "%s", v ? v : "?");
+}
+
+/* A malloc'd copy of an F32 tensor of `f`, checking its shape. */
+float *bu_load_f32(const st_file *f, const char *name, int ndim, const uint64_t *shape,
+                       char *why, size_t nwhy) {
+    const st_tensor *t = st_file_find(f, name);
+    int ok = t && t->dtype == ST_F32 && t->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++) ok = t->shape[d] == shape[d];
+    if (!ok) {
+        snprintf(why, nwhy, "%s: tensor '%s' missing or not F32 of the expected shape", f->path,
+                 name);
+        return NULL;
+    }
+    float *v = malloc((size_t)t->numel * sizeof *v + 1);
+    if (!v) {
+        snprintf(why, nwhy, "out of memory");
+        return NULL;
+    }
+    memcpy(v, t->data, (size_t)t->numel * sizeof *v);
+    return v;
+}
+
+double bu_rel_l2(const float *x, const float *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)x[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1e-300));
+}
+
+json_t *bu_real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+double bu_measure_peak(int threads) {
+    const int n = 2048;
+    float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float));
+    float *c = malloc((size_t)n * n * sizeof(float));
+    double best = 1e30;
+    if (a && b && c) {
+        bu_fill_normal(a, (size_t)n * n, 0.0, 1.0, 11);
+        bu_fill_normal(b, (size_t)n * n, 0.0, 1.0, 12);
+        openblas_set_num_threads(threads);
+        /* best of up to 10 calls or 2 s after a warm-up call (as bench_ops) */
+        double start = bu_now_s();
+        for (int it = 0; it < 11 && (it < 3 || bu_now_s() - start < 2.0); it++) {
+            double t0 = bu_now_s();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n,
+                        0.0f, c, n);
+            double t = bu_now_s() - t0;
+            if (it > 0 && t < best) best = t;
+        }
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best < 1e30 ? 2.0 * n * n * (double)n / best * 1e-9 : NAN;
+}

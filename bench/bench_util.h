@@ -1,0 +1,34 @@
+/* bench_util.h: what the model benches share (prefix bu_): timing, a seeded RNG, random tensors,
+ * the measured sgemm peak, peak RSS, reading tensors back, relative L2, and small JSON helpers.
+ * What it is not: the bench engine (each bench keeps its own rows and peer).
+ * Used by bench_ops.c, bench_dit.c, bench_umt5.c, bench_vae.c.
+ */
+#ifndef BU_BENCH_UTIL_H
+#define BU_BENCH_UTIL_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "safetensors.h"
+
+double bu_now_s(void);                       /* monotonic seconds */
+uint64_t bu_rng_next(uint64_t *s);           /* splitmix64 */
+double bu_rng_uniform(uint64_t *s);          /* [0, 1) */
+uint64_t bu_name_seed(const char *name);     /* FNV-1a of a tensor name: order-independent values */
+void bu_fill_normal(float *x, size_t n, double mean, double std, uint64_t seed);
+int bu_cmp_double(const void *a, const void *b); /* for qsort */
+double bu_mib(double bytes);
+double bu_peak_rss_mib(void);                /* this process's peak RSS */
+void bu_remove_dir(const char *dir);         /* the regular files in dir, then dir */
+void bu_json_str_copy(json_t *o, const char *key, char *dst, size_t n);
+/* A malloc'd copy of F32 tensor `name` of f with exactly this shape; NULL and `why` otherwise. */
+float *bu_load_f32(const st_file *f, const char *name, int ndim, const uint64_t *shape, char *why,
+                   size_t nwhy);
+double bu_rel_l2(const float *a, const float *ref, size_t n); /* ||a - ref|| / ||ref|| */
+json_t *bu_real_or_null(double v);
+/* The best of up to ten 2048^3 f32 sgemm calls (after a warm-up) on `threads` threads, GFLOP/s:
+ * the practical f32 peak every bench reports its %peak against. */
+double bu_measure_peak(int threads);
+
+#endif
