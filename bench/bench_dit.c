@@ -333,7 +333,7 @@ static void peer_run(peer *p, const char *dir, int threads, int warm, int iters)
             bu_json_str_copy(o, "diffusers", p->diffusers, sizeof p->diffusers);
             p->ms = json_number_value(json_object_get(o, "ms"));
             p->load_s = json_number_value(json_object_get(o, "load_s"));
-            p->rss_mib = json_number_value(json_object_get(o, "bu_peak_rss_mib"));
+            p->rss_mib = json_number_value(json_object_get(o, "peak_rss_mib"));
             p->rss_import_mib = json_number_value(json_object_get(o, "rss_import_mib"));
             got = 1;
         } else {
@@ -668,7 +668,7 @@ int main(int argc, char **argv) {
         json_object_set_new(o, "torch_ms", bu_real_or_null(pr.ran ? pr.ms : NAN));
         json_object_set_new(o, "ratio", bu_real_or_null(ratio));
         json_object_set_new(o, "check", check_kind ? json_string(check_kind) : json_null());
-        json_object_set_new(o, "bu_rel_l2", bu_real_or_null(rel));
+        json_object_set_new(o, "rel_l2", bu_real_or_null(rel));
         json_object_set_new(o, "self_identical",
                             self_same < 0 ? json_null() : json_boolean(self_same));
         json_object_set_new(o, "weights_mib", bu_real_or_null(m ? bu_mib((double)m->weight_bytes) : NAN));

@@ -318,7 +318,7 @@ static void peer_run(peer *p, const char *dir, int threads, int warm, int iters)
             bu_json_str_copy(o, "attn_implementation", p->attn, sizeof p->attn);
             p->ms = json_number_value(json_object_get(o, "ms"));
             p->load_s = json_number_value(json_object_get(o, "load_s"));
-            p->rss_mib = json_number_value(json_object_get(o, "bu_peak_rss_mib"));
+            p->rss_mib = json_number_value(json_object_get(o, "peak_rss_mib"));
             p->rss_import_mib = json_number_value(json_object_get(o, "rss_import_mib"));
             got = 1;
         } else {
@@ -711,7 +711,7 @@ int main(int argc, char **argv) {
             json_object_set_new(jr, "torch_ms", bu_real_or_null(pr.ran ? pr.ms : NAN));
             json_object_set_new(jr, "ratio", bu_real_or_null(pr.ran && good ? pr.ms / r->ms : NAN));
             json_object_set_new(jr, "check", r->check[0] ? json_string(r->check) : json_null());
-            json_object_set_new(jr, "bu_rel_l2", bu_real_or_null(r->rel));
+            json_object_set_new(jr, "rel_l2", bu_real_or_null(r->rel));
             json_object_set_new(jr, "self_identical",
                                 r->self_same < 0 ? json_null() : json_boolean(r->self_same));
             json_object_set_new(jr, "ws_mib", bu_real_or_null(good ? r->ws_mib : NAN));

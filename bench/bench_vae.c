@@ -414,13 +414,13 @@ static void peer_run(peer *p, const char *dir, int threads, int warm, int iters,
     int got = 0;
     while (fgets(line, sizeof line, f)) {
         json_t *o = line[0] == '{' ? json_loads(line, 0, NULL) : NULL;
-        if (o && json_object_get(o, "bu_peak_rss_mib")) {
+        if (o && json_object_get(o, "peak_rss_mib")) {
             bu_json_str_copy(o, "torch", p->torch, sizeof p->torch);
             bu_json_str_copy(o, "diffusers", p->diffusers, sizeof p->diffusers);
             p->ms = json_num_or_nan(o, "ms");
             p->tiled_ms = json_num_or_nan(o, "tiled_ms");
             p->load_s = json_num_or_nan(o, "load_s");
-            p->rss_mib = json_num_or_nan(o, "bu_peak_rss_mib");
+            p->rss_mib = json_num_or_nan(o, "peak_rss_mib");
             p->rss_import_mib = json_num_or_nan(o, "rss_import_mib");
             got = 1;
         } else {
@@ -957,7 +957,7 @@ int main(int argc, char **argv) {
             json_object_set_new(jr, "ratio",
                                 bu_real_or_null(pr.ran && !r->err[0] ? tms / r->ms : NAN));
             json_object_set_new(jr, "check", r->check[0] ? json_string(r->check) : json_null());
-            json_object_set_new(jr, "bu_rel_l2", bu_real_or_null(r->rel));
+            json_object_set_new(jr, "rel_l2", bu_real_or_null(r->rel));
             json_object_set_new(jr, "self_identical",
                                 r->self_same < 0 ? json_null() : json_boolean(r->self_same));
             json_object_set_new(jr, "arena_mib", bu_real_or_null(bu_mib((double)r->arena_bytes)));
