@@ -3,6 +3,7 @@
  *   wanfarm inspect PATH      tensors and configs of a safetensors file, sharded index or
  *                             Diffusers folder
  *   wanfarm devices           CUDA devices, runtime, cuBLASLt and NCCL versions
+ *   wanfarm generate ...     text to video with a Diffusers WanPipeline folder
  *   wanfarm version
  * Exit codes: 0 success, 1 the input is bad or the work failed (one line on stderr says why),
  * 2 bad command line.
@@ -23,6 +24,7 @@ static const struct {
 } commands[] = {
     {"inspect", cmd_inspect, "list the tensors and configs of a checkpoint"},
     {"devices", cmd_devices, "list CUDA devices and library versions"},
+    {"generate", cmd_generate, "generate a video from a text prompt"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,375 @@
+/* pipeline.c: WanPipeline.__call__ in C (see pipeline.h). */
+#include "pipeline.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "arena.h"
+
+const char PL_WAN_NEGATIVE_PROMPT_ZH[] =
+    "\xe8\x89\xb2\xe8\xb0\x83\xe8\x89\xb3\xe4\xb8\xbd\xef\xbc\x8c\xe8\xbf\x87\xe6\x9b\x9d\xef\xbc"
+    "\x8c\xe9\x9d\x99\xe6\x80\x81\xef\xbc\x8c\xe7\xbb\x86\xe8\x8a\x82\xe6\xa8\xa1\xe7\xb3\x8a\xe4"
+    "\xb8\x8d\xe6\xb8\x85\xef\xbc\x8c\xe5\xad\x97\xe5\xb9\x95\xef\xbc\x8c\xe9\xa3\x8e\xe6\xa0\xbc"
+    "\xef\xbc\x8c\xe4\xbd\x9c\xe5\x93\x81\xef\xbc\x8c\xe7\x94\xbb\xe4\xbd\x9c\xef\xbc\x8c\xe7\x94"
+    "\xbb\xe9\x9d\xa2\xef\xbc\x8c\xe9\x9d\x99\xe6\xad\xa2\xef\xbc\x8c\xe6\x95\xb4\xe4\xbd\x93\xe5"
+    "\x8f\x91\xe7\x81\xb0\xef\xbc\x8c\xe6\x9c\x80\xe5\xb7\xae\xe8\xb4\xa8\xe9\x87\x8f\xef\xbc\x8c"
+    "\xe4\xbd\x8e\xe8\xb4\xa8\xe9\x87\x8f\xef\xbc\x8cJPEG\xe5\x8e\x8b\xe7\xbc\xa9\xe6\xae\x8b\xe7"
+    "\x95\x99\xef\xbc\x8c\xe4\xb8\x91\xe9\x99\x8b\xe7\x9a\x84\xef\xbc\x8c\xe6\xae\x8b\xe7\xbc\xba"
+    "\xe7\x9a\x84\xef\xbc\x8c\xe5\xa4\x9a\xe4\xbd\x99\xe7\x9a\x84\xe6\x89\x8b\xe6\x8c\x87\xef\xbc"
+    "\x8c\xe7\x94\xbb\xe5\xbe\x97\xe4\xb8\x8d\xe5\xa5\xbd\xe7\x9a\x84\xe6\x89\x8b\xe9\x83\xa8\xef"
+    "\xbc\x8c\xe7\x94\xbb\xe5\xbe\x97\xe4\xb8\x8d\xe5\xa5\xbd\xe7\x9a\x84\xe8\x84\xb8\xe9\x83\xa8"
+    "\xef\xbc\x8c\xe7\x95\xb8\xe5\xbd\xa2\xe7\x9a\x84\xef\xbc\x8c\xe6\xaf\x81\xe5\xae\xb9\xe7\x9a"
+    "\x84\xef\xbc\x8c\xe5\xbd\xa2\xe6\x80\x81\xe7\x95\xb8\xe5\xbd\xa2\xe7\x9a\x84\xe8\x82\xa2\xe4"
+    "\xbd\x93\xef\xbc\x8c\xe6\x89\x8b\xe6\x8c\x87\xe8\x9e\x8d\xe5\x90\x88\xef\xbc\x8c\xe9\x9d\x99"
+    "\xe6\xad\xa2\xe4\xb8\x8d\xe5\x8a\xa8\xe7\x9a\x84\xe7\x94\xbb\xe9\x9d\xa2\xef\xbc\x8c\xe6\x9d"
+    "\x82\xe4\xb9\xb1\xe7\x9a\x84\xe8\x83\x8c\xe6\x99\xaf\xef\xbc\x8c\xe4\xb8\x89\xe6\x9d\xa1\xe8"
+    "\x85\xbf\xef\xbc\x8c\xe8\x83\x8c\xe6\x99\xaf\xe4\xba\xba\xe5\xbe\x88\xe5\xa4\x9a\xef\xbc\x8c"
+    "\xe5\x80\x92\xe7\x9d\x80\xe8\xb5\xb0";
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static char *join(const char *a, const char *b) {
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s/%s", a, b);
+    return s;
+}
+
+wf_status pl_open(pl_pipeline **out, const char *root, wk_backend *be, int nthreads, wf_err *err) {
+    *out = NULL;
+    pl_pipeline *p = calloc(1, sizeof *p);
+    if (!p) return wf_fail(err, WF_ENOMEM, "pl_open: out of memory");
+    wf_status st = dfs_open(&p->cfg, root, err);
+    char *dir = NULL;
+    if (st) goto fail;
+    if (p->cfg->expand_timesteps) {
+        st = wf_fail(err, WF_EUNSUPPORTED,
+                     "%s: expand_timesteps (TI2V-5B) pipelines are not supported by generate", root);
+        goto fail;
+    }
+#define LOAD(sub, call, what)                                                                    \
+    do {                                                                                         \
+        dir = join(root, sub);                                                                   \
+        if (!dir) {                                                                              \
+            st = wf_fail(err, WF_ENOMEM, "pl_open: out of memory");                              \
+            goto fail;                                                                           \
+        }                                                                                        \
+        st = call;                                                                               \
+        if (st) {                                                                                \
+            wf_err_prefix(err, "loading %s: ", what);                                            \
+            goto fail;                                                                           \
+        }                                                                                        \
+        free(dir);                                                                               \
+        dir = NULL;                                                                              \
+    } while (0)
+    LOAD("tokenizer", tok_load(&p->tok, dir, err), "tokenizer/");
+    LOAD("text_encoder", t5_load(&p->t5, dir, err), "text_encoder/");
+    LOAD("transformer", dit_load(&p->dit[0], dir, err), "transformer/");
+    if (p->cfg->has_transformer_2)
+        LOAD("transformer_2", dit_load(&p->dit[1], dir, err), "transformer_2/");
+    LOAD("vae", vae_load(&p->vae, dir, err), "vae/");
+#undef LOAD
+    if (p->t5->cfg.d_model != p->dit[0]->cfg.text_dim ||
+        (p->dit[1] && p->t5->cfg.d_model != p->dit[1]->cfg.text_dim)) {
+        st = wf_fail(err, WF_EFORMAT, "%s: text_encoder d_model %lld != transformer text_dim %lld",
+                     root, (long long)p->t5->cfg.d_model, (long long)p->dit[0]->cfg.text_dim);
+        goto fail;
+    }
+    if (p->vae->cfg.z_dim != p->dit[0]->cfg.in_channels ||
+        p->dit[0]->cfg.in_channels != p->dit[0]->cfg.out_channels ||
+        (p->dit[1] && (p->dit[1]->cfg.in_channels != p->dit[0]->cfg.in_channels ||
+                       p->dit[1]->cfg.out_channels != p->dit[0]->cfg.out_channels))) {
+        st = wf_fail(err, WF_EFORMAT,
+                     "%s: latent channels disagree (vae z_dim %lld, transformer in %lld out %lld)",
+                     root, (long long)p->vae->cfg.z_dim, (long long)p->dit[0]->cfg.in_channels,
+                     (long long)p->dit[0]->cfg.out_channels);
+        goto fail;
+    }
+    if (be) {
+        p->be = be;
+    } else {
+        st = wk_backend_cpu_new(&p->be, nthreads, err);
+        if (st) goto fail;
+        p->own_be = true;
+    }
+    *out = p;
+    return WF_OK;
+fail:
+    free(dir);
+    pl_close(&p);
+    return st;
+}
+
+void pl_close(pl_pipeline **pp) {
+    if (!pp || !*pp) return;
+    pl_pipeline *p = *pp;
+    if (p->own_be) wk_backend_destroy(&p->be);
+    vae_free(&p->vae);
+    dit_free(&p->dit[1]);
+    dit_free(&p->dit[0]);
+    t5_free(&p->t5);
+    tok_free(&p->tok);
+    dfs_close(&p->cfg);
+    free(p);
+    *pp = NULL;
+}
+
+void pl_request_default(pl_request *r) {
+    memset(r, 0, sizeof *r);
+    r->width = 832;
+    r->height = 480;
+    r->frames = 81;
+    r->steps = 50;
+    r->guidance = 5.0;
+    r->guidance_2 = NAN;
+    r->boundary = NAN;
+    r->sampler = -1;
+    r->max_sequence_length = 512;
+}
+
+static double boundary_ratio(const pl_pipeline *p, const pl_request *r) {
+    return isnan(r->boundary) ? p->cfg->boundary_ratio : r->boundary;
+}
+
+static int64_t lcm(int64_t a, int64_t b) {
+    int64_t x = a, y = b;
+    while (y) {
+        int64_t t = x % y;
+        x = y;
+        y = t;
+    }
+    return a / x * b;
+}
+
+wf_status pl_check_request(const pl_pipeline *p, const pl_request *r, int64_t shape[4],
+                           wf_err *err) {
+    if (!r->prompt) return wf_fail(err, WF_EINVAL, "no prompt given");
+    const vae_model *v = p->vae;
+    int64_t s = v->s, ph = p->dit[0]->cfg.patch_size[1], pw = p->dit[0]->cfg.patch_size[2];
+    int64_t mh = s * ph, mw = s * pw;
+    mh = lcm(mh, 16); /* Diffusers' check_inputs (16) and its rounding (s x patch) */
+    mw = lcm(mw, 16);
+    if (r->width <= 0 || r->width % mw)
+        return wf_fail(err, WF_EINVAL,
+                       "width %lld must be a positive multiple of %lld (16 and the VAE spatial "
+                       "factor %lld x patch %lld); try %lld or %lld",
+                       (long long)r->width, (long long)mw, (long long)s, (long long)pw,
+                       (long long)(r->width > mw ? r->width / mw * mw : mw),
+                       (long long)(r->width > mw ? (r->width / mw + 1) * mw : 2 * mw));
+    if (r->height <= 0 || r->height % mh)
+        return wf_fail(err, WF_EINVAL,
+                       "height %lld must be a positive multiple of %lld (16 and the VAE spatial "
+                       "factor %lld x patch %lld); try %lld or %lld",
+                       (long long)r->height, (long long)mh, (long long)s, (long long)ph,
+                       (long long)(r->height > mh ? r->height / mh * mh : mh),
+                       (long long)(r->height > mh ? (r->height / mh + 1) * mh : 2 * mh));
+    int64_t st = v->s_t;
+    if (r->frames < 1 || (r->frames - 1) % st)
+        return wf_fail(err, WF_EINVAL,
+                       "frames %lld must be %lld k + 1 (1, %lld, %lld, ..., 81); try %lld or %lld",
+                       (long long)r->frames, (long long)st, (long long)(st + 1),
+                       (long long)(2 * st + 1),
+                       (long long)(r->frames < 1 ? 1 : (r->frames - 1) / st * st + 1),
+                       (long long)(r->frames < 1 ? 1 : ((r->frames - 1) / st + 1) * st + 1));
+    if (r->steps < 1 || r->steps > SMP_MAX_STEPS)
+        return wf_fail(err, WF_EINVAL, "steps %lld must be in 1..%d", (long long)r->steps,
+                       SMP_MAX_STEPS);
+    if (!isfinite(r->guidance) || (!isnan(r->guidance_2) && !isfinite(r->guidance_2)))
+        return wf_fail(err, WF_EINVAL, "guidance scales must be finite numbers");
+    if (r->max_sequence_length < 1 || r->max_sequence_length > 1000000)
+        return wf_fail(err, WF_EINVAL, "max_sequence_length %lld must be in 1..1000000",
+                       (long long)r->max_sequence_length);
+    if (!(r->shift >= 0) || !isfinite(r->shift))
+        return wf_fail(err, WF_EINVAL, "shift %g must be > 0 (or 0 for the scheduler's)",
+                       r->shift);
+    if (!isnan(r->boundary)) {
+        if (!(r->boundary >= 0 && r->boundary <= 1))
+            return wf_fail(err, WF_EINVAL, "boundary %g must be in [0, 1]", r->boundary);
+        if (!p->dit[1])
+            return wf_fail(err, WF_EINVAL,
+                           "a boundary needs two experts, and %s has no transformer_2; drop the "
+                           "boundary option",
+                           p->cfg->root);
+    }
+    if (r->sampler != -1 && r->sampler != SMP_UNIPC && r->sampler != SMP_EULER)
+        return wf_fail(err, WF_EINVAL, "unknown sampler %d", r->sampler);
+    double b = boundary_ratio(p, r);
+    if (!isnan(b) && !p->dit[1])
+        return wf_fail(err, WF_EFORMAT, "%s: boundary_ratio is set but there is no transformer_2",
+                       p->cfg->root);
+    shape[0] = p->dit[0]->cfg.in_channels;
+    shape[1] = (r->frames - 1) / st + 1;
+    shape[2] = r->height / s;
+    shape[3] = r->width / s;
+    dit_shape ds = {shape[1], shape[2], shape[3], r->max_sequence_length, false};
+    for (int k = 0; k < 2; k++) {
+        if (!p->dit[k]) continue;
+        wf_status e = dit_check_shape(p->dit[k], &ds, err);
+        if (e) {
+            wf_err_prefix(err, "%s: ", k ? "transformer_2" : "transformer");
+            return e;
+        }
+    }
+    return WF_OK;
+}
+
+/* splitmix64 */
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void pl_noise(uint64_t seed, float *x, size_t n) {
+    const double two_pi = 6.283185307179586476925286766559;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k = mix64(seed + 0x9E3779B97F4A7C15ull * (uint64_t)(i / 2 + 1));
+        double u1 = ((double)(k >> 32) + 1.0) / 4294967296.0;
+        double u2 = (double)(k & 0xffffffffu) / 4294967296.0;
+        double rr = sqrt(-2.0 * log(u1));
+        x[i] = (float)(rr * ((i & 1) ? sin(two_pi * u2) : cos(two_pi * u2)));
+    }
+}
+
+/* One prompt -> [L, D] embedding. */
+static wf_status encode(pl_pipeline *p, wk_arena *arena, const char *text, int64_t L, float *out,
+                        wf_err *err) {
+    int32_t *ids = malloc((size_t)L * sizeof *ids), *mask = malloc((size_t)L * sizeof *mask);
+    wf_status st;
+    if (!ids || !mask) {
+        st = wf_fail(err, WF_ENOMEM, "out of memory for %lld tokens", (long long)L);
+        goto done;
+    }
+    st = tok_encode_prompt(p->tok, text, L, ids, mask, NULL, NULL, err);
+    if (st) goto done;
+    t5_input in = {L, ids, mask, true};
+    st = t5_forward(p->t5, p->be, arena, &in, out, NULL, NULL, err);
+done:
+    free(ids);
+    free(mask);
+    return st;
+}
+
+
+wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
+    int64_t shape[4];
+    wf_status st = pl_check_request(p, r, shape, err);
+    if (st) return st;
+    const int64_t C = shape[0], T = shape[1], h = shape[2], w = shape[3];
+    const size_t n = (size_t)(C * T * h * w);
+    const int64_t L = r->max_sequence_length, D = p->t5->cfg.d_model;
+    const bool cfg_on = r->guidance > 1.0;
+    double br = boundary_ratio(p, r);
+    double g2 = isnan(r->guidance_2) ? r->guidance : r->guidance_2;
+    double boundary_t = isnan(br) ? NAN : br * (double)p->cfg->scheduler.num_train_timesteps;
+
+    float *cond = NULL, *uncond = NULL, *x = NULL, *v = NULL, *vu = NULL, *z = NULL;
+    smp_sampler *smp = NULL;
+    wk_arena arena;
+    memset(&arena, 0, sizeof arena);
+
+    cond = malloc((size_t)(L * D) * sizeof *cond);
+    uncond = cfg_on ? malloc((size_t)(L * D) * sizeof *uncond) : NULL;
+    x = malloc(n * sizeof *x);
+    v = malloc(n * sizeof *v);
+    vu = cfg_on ? malloc(n * sizeof *vu) : NULL;
+    if (!cond || !x || !v || (cfg_on && (!uncond || !vu))) {
+        st = wf_fail(err, WF_ENOMEM, "out of memory for latents and text embeddings");
+        goto done;
+    }
+
+    /* text */
+    size_t bytes = 0;
+    if ((st = t5_arena_bytes(p->t5, L, &bytes, err))) goto done;
+    if ((st = wk_arena_init(&arena, "umt5 activations", bytes, err))) goto done;
+    if ((st = encode(p, &arena, r->prompt, L, cond, err))) {
+        wf_err_prefix(err, "prompt: ");
+        goto done;
+    }
+    if (cfg_on &&
+        (st = encode(p, &arena, r->negative_prompt ? r->negative_prompt : "", L, uncond, err))) {
+        wf_err_prefix(err, "negative prompt: ");
+        goto done;
+    }
+    wk_arena_free(&arena);
+
+    /* sampler and latents */
+    smp_options so;
+    smp_options_default(&so);
+    so.steps = r->steps;
+    so.shift = r->shift;
+    so.solver = r->sampler;
+    if ((st = smp_create(&smp, &p->cfg->scheduler, &so, n, err))) goto done;
+    if (r->latents) memcpy(x, r->latents, n * sizeof *x);
+    else pl_noise(r->seed, x, n);
+
+    /* the loop */
+    dit_shape ds = {T, h, w, L, false};
+    size_t dbytes = 0;
+    for (int k = 0; k < 2; k++) {
+        if (!p->dit[k]) continue;
+        size_t b = 0;
+        if ((st = dit_arena_bytes(p->dit[k], &ds, &b, err))) goto done;
+        if (b > dbytes) dbytes = b;
+    }
+    if ((st = wk_arena_init(&arena, "dit activations", dbytes, err))) goto done;
+    double t0 = now_s();
+    for (int64_t i = 0; i < r->steps; i++) {
+        double ts = now_s();
+        float t = smp->solver == SMP_EULER ? smp->timesteps_f[i] : (float)smp->timesteps[i];
+        int e = (isnan(boundary_t) || (double)t >= boundary_t) ? 0 : 1;
+        if (e == 0 && !p->dit[0]) e = 1;
+        const dit_model *m = p->dit[e];
+        double g = e == 0 ? r->guidance : g2;
+        if ((st = dit_forward(m, p->be, &arena, &ds, x, &t, cond, v, NULL, NULL, err))) goto step_fail;
+        if (cfg_on) {
+            if ((st = dit_forward(m, p->be, &arena, &ds, x, &t, uncond, vu, NULL, NULL, err)))
+                goto step_fail;
+            const float gf = (float)g;
+            for (size_t j = 0; j < n; j++) v[j] = vu[j] + gf * (v[j] - vu[j]);
+        }
+        if ((st = smp_step(smp, v, x, i, err))) goto step_fail;
+        if (r->expert_out) r->expert_out[i] = e;
+        if (r->progress) {
+            double tn = now_s();
+            pl_progress pr = {i, r->steps, e, (double)t, cfg_on ? g : 1.0, tn - ts, tn - t0};
+            r->progress(r->progress_ctx, &pr);
+        }
+        continue;
+    step_fail:
+        wf_err_prefix(err, "step %lld/%lld (%s): ", (long long)(i + 1), (long long)r->steps,
+                      e ? "transformer_2" : "transformer");
+        goto done;
+    }
+    wk_arena_free(&arena);
+    if (r->latents_out) memcpy(r->latents_out, x, n * sizeof *x);
+    if (r->skip_decode) goto done;
+
+    /* decode */
+    z = x; /* de-normalised in place: x is no longer needed */
+    x = NULL;
+    vae_latents_denormalize(&p->vae->cfg, z, T * h * w);
+    vae_opts vo = vae_opts_default();
+    if ((st = vae_decode_arena_bytes(p->vae, T, h, w, &vo, &bytes, err))) goto done;
+    if ((st = wk_arena_init(&arena, "vae activations", bytes, err))) goto done;
+    st = vae_decode(p->vae, p->be, &arena, &vo, z, T, h, w, r->video_out, r->on_frames,
+                    r->frames_ctx, NULL, NULL, err);
+    if (st) wf_err_prefix(err, "decoding: ");
+done:
+    wk_arena_free(&arena);
+    smp_free(&smp);
+    free(cond);
+    free(uncond);
+    free(x);
+    free(v);
+    free(vu);
+    free(z);
+    return st;
+}

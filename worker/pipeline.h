@@ -1,0 +1,118 @@
+/* pipeline.h: text-to-video generation, end to end (prefix pl_): Diffusers' WanPipeline.__call__
+ * (../shared/wan_spec.md §5) on a wk backend.
+ *
+ * What it is: pl_open loads every component of a Diffusers WanPipeline folder once (configs,
+ * tokenizer, umT5, transformer and transformer_2 when present, VAE); pl_generate then runs one
+ * request:
+ *   1. validation (pl_check_request): width/height positive multiples of 16 and of the VAE spatial
+ *      factor x the transformer's patch (16 for the Wan2.1 VAE), frames = 4k + 1 (Diffusers
+ *      silently rounds frames down instead; wanfarm refuses and names the nearest valid counts),
+ *      steps, guidance, max_sequence_length, boundary, sampler;
+ *   2. text: the prompt and, only when CFG is on (guidance > 1, as Diffusers'
+ *      do_classifier_free_guidance), the negative prompt are cleaned, tokenised to
+ *      max_sequence_length and encoded once each (rows past the real tokens are zero). The default
+ *      negative prompt is Diffusers' own: NULL means "" (NOT the official Wan negative prompt of
+ *      §5.7; pass PL_WAN_NEGATIVE_PROMPT_ZH to get that);
+ *   3. initial latents [C, T, h, w] f32 (C = transformer in_channels, T = (frames - 1)/4 + 1,
+ *      h = height/8, w = width/8): the caller's, or N(0, 1) noise from pl_noise(seed) (below; it is
+ *      not torch's generator, so seeds do not reproduce Diffusers' videos);
+ *   4. the loop (§5.3): for each step i, t = the sampler's timestep (UniPC: int64, truncated;
+ *      Euler: the fractional fp32 value); expert = transformer when there is no boundary or
+ *      t >= boundary_ratio * num_train_timesteps (compared in double), else transformer_2;
+ *      g = guidance for transformer, guidance_2 for transformer_2 (guidance_2 defaults to
+ *      guidance); v = model(x, t, cond), and with CFG u = model(x, t, uncond) run after it,
+ *      v = u + g (v - u) in f32; smp_step updates the f32 latents in place;
+ *   5. decoding (§5.5): a copy of the latents is de-normalised (z / (1/std) + mean) and
+ *      VAE-decoded in streaming mode; frames [n, H, W, 3] in [-1, 1] go to the frame callback as
+ *      each latent frame finishes.
+ *   Every activation arena is sized by its measuring function before the work starts (t5, dit
+ *   for the larger of the two experts, vae) and freed when its stage ends.
+ * What it is not: image-to-video, TI2V-5B (expand_timesteps folders are refused), batching
+ *   (one video per call), or distributed. All computation is f32 (a bf16 checkpoint is widened).
+ * Tested by: tests/test_pipeline.c against Diffusers' WanPipeline on tiny-wan22 (two experts, the
+ *   boundary between steps 1 and 2 of 5) and tiny-wan21 (tests/fixtures/pipeline, written by
+ *   make_pipeline_fixtures.py): final latents, frames and the expert of every step.
+ */
+#ifndef PL_PIPELINE_H
+#define PL_PIPELINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "diffusers.h"
+#include "dit.h"
+#include "sampler.h"
+#include "status.h"
+#include "tokenizer.h"
+#include "umt5.h"
+#include "vae.h"
+
+/* The official Wan negative prompt (wan_spec.md §5.7), UTF-8. */
+extern const char PL_WAN_NEGATIVE_PROMPT_ZH[];
+
+typedef struct pl_pipeline {
+    dfs_pipeline *cfg;
+    tok_tokenizer *tok;
+    t5_model *t5;
+    dit_model *dit[2];      /* [0] transformer (high noise), [1] transformer_2 or NULL */
+    vae_model *vae;
+    wk_backend *be;
+    bool own_be;
+} pl_pipeline;
+
+/* Loads the folder. be: the backend to run on (borrowed), or NULL for a CPU backend with
+ * nthreads threads (<= 0: all). Errors name the component. */
+wf_status pl_open(pl_pipeline **out, const char *root, wk_backend *be, int nthreads, wf_err *err);
+void pl_close(pl_pipeline **p); /* NULLs *p; accepts NULL */
+
+typedef struct pl_progress {
+    int64_t step, steps;    /* step just finished (0-based) and the total */
+    int expert;             /* 0 transformer, 1 transformer_2 */
+    double timestep;        /* what the model received */
+    double guidance;        /* the scale used (1 when CFG is off) */
+    double step_seconds;    /* wall time of this step */
+    double elapsed_seconds; /* since the loop started */
+} pl_progress;
+typedef void (*pl_progress_fn)(void *ctx, const pl_progress *pr);
+
+typedef struct pl_request {
+    const char *prompt;            /* required, UTF-8 */
+    const char *negative_prompt;   /* NULL: "" (Diffusers' default) */
+    int64_t width, height, frames; /* defaults 832, 480, 81 */
+    int64_t steps;                 /* default 50 */
+    double guidance;               /* default 5.0; <= 1 turns CFG off */
+    double guidance_2;             /* NaN (default): = guidance */
+    double shift;                  /* > 0 overrides the scheduler's flow_shift / shift; 0: config */
+    double boundary;               /* NaN (default): the folder's boundary_ratio; else in [0, 1],
+                                    * needs transformer_2 */
+    int sampler;                   /* -1 (default): the scheduler config's; else an smp_solver */
+    uint64_t seed;                 /* for pl_noise when latents is NULL */
+    const float *latents;          /* initial latents [C, T, h, w], or NULL */
+    int64_t max_sequence_length;   /* default 512 */
+    pl_progress_fn progress;
+    void *progress_ctx;
+    vae_frames_fn on_frames;       /* decoded frames, rgb [n, H, W, 3] in [-1, 1]; may be NULL */
+    void *frames_ctx;
+    float *latents_out;            /* optional: final latents [C, T, h, w] (before de-norm.) */
+    float *video_out;              /* optional: [3, F, H, W] in [-1, 1] */
+    int *expert_out;               /* optional: [steps] expert used per step */
+    bool skip_decode;              /* stop after the loop (latents only) */
+} pl_request;
+
+void pl_request_default(pl_request *r);
+
+/* Validates r against p (messages say what to change) and gives the latent shape {C, T, h, w}. */
+wf_status pl_check_request(const pl_pipeline *p, const pl_request *r, int64_t shape[4],
+                           wf_err *err);
+
+wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err);
+
+/* The initial noise wanfarm draws from a seed: element i of x gets the Box-Muller normal
+ *   u1 = (hi32(k) + 1) / 2^32 (never 0), u2 = lo32(k) / 2^32, k = splitmix64(seed + 0x9E37... * (i/2+1))
+ *   x[i] = sqrt(-2 ln u1) * (i even ? cos(2 pi u2) : sin(2 pi u2))
+ * computed in double and rounded to f32: counter-based, so any element can be drawn on its own and
+ * the result does not depend on threads. Not torch's stream. */
+void pl_noise(uint64_t seed, float *x, size_t n);
+
+#endif

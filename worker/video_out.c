@@ -1,0 +1,593 @@
+/* video_out.c: MP4 (H.264 over libavformat), PNG frames, contact sheets and HDF5 latents (see
+ * video_out.h).
+ *
+ * Every file is written to a temporary name beside its path (path.tmp.XXXXXX), fsync'd and renamed
+ * into place, as st_write.c does, so a reader sees either no file or the complete one.
+ * The MP4 follows shared/ENVIRONMENT.md §7 (FFmpeg 5.1): packet timestamps are rescaled from the
+ * encoder's 1/fps to the stream's time base (the mp4 muxer changes it), pkt->duration is set
+ * (FFmpeg 5.1 frames carry none), and the muxer's global-header flag is honoured.
+ * HDF5 uses the serial calls (default file access), which work with the parallel library; its
+ * automatic error printing is switched off around our calls, whose failures become wf_err lines.
+ * Tested by: tests/test_video_out.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/error.h>
+#include <libavutil/imgutils.h>
+#include <libavutil/opt.h>
+#include <libswscale/swscale.h>
+
+#include "video_out.h"
+
+/* ---- shared: temporary names, fsync + rename ---- */
+
+/* A fresh temporary file beside path (created empty, closed): *tmp malloc'd. */
+static wf_status tmp_create(const char *path, char **tmp, wf_err *err) {
+    char *t = malloc(strlen(path) + 16);
+    if (!t) return wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
+    sprintf(t, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(t);
+    if (fd < 0) {
+        wf_status st = wf_fail(err, WF_EIO,
+                               "%s: cannot create a temporary file beside it: %s (check that the "
+                               "folder exists and is writable)",
+                               path, strerror(errno));
+        free(t);
+        return st;
+    }
+    close(fd);
+    *tmp = t;
+    return WF_OK;
+}
+
+/* fsyncs tmp (already written and closed by its writer) and renames it to path; unlinks tmp on
+ * failure. */
+static wf_status tmp_commit(const char *tmp, const char *path, wf_err *err) {
+    wf_status st = WF_OK;
+    int fd = open(tmp, O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0) {
+        st = wf_fail(err, WF_EIO, "%s: cannot sync the written file: %s", path, strerror(errno));
+        goto out;
+    }
+    if (rename(tmp, path) != 0)
+        st = wf_fail(err, WF_EIO, "%s: cannot rename the temporary file into place: %s", path,
+                     strerror(errno));
+out:
+    if (fd >= 0) close(fd);
+    if (st) unlink(tmp);
+    return st;
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+    const unsigned char *c = p;
+    while (n) {
+        ssize_t w = write(fd, c, n > (1u << 30) ? (1u << 30) : n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Writes n bytes to path atomically. */
+static wf_status file_write_atomic(const char *path, const void *data, size_t n, wf_err *err) {
+    char *tmp = NULL;
+    wf_status st = tmp_create(path, &tmp, err);
+    if (st) return st;
+    int fd = open(tmp, O_WRONLY | O_TRUNC);
+    if (fd < 0 || write_all(fd, data, n) != 0) {
+        st = wf_fail(err, WF_EIO, "%s: write failed: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        unlink(tmp);
+        goto out;
+    }
+    if (close(fd) != 0) {
+        st = wf_fail(err, WF_EIO, "%s: close failed: %s", path, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    st = tmp_commit(tmp, path, err);
+out:
+    free(tmp);
+    return st;
+}
+
+/* wf_fail with FFmpeg's text for code r: "path: what: text". */
+static wf_status av_fail(wf_err *err, wf_status s, int r, const char *path, const char *what) {
+    char e[AV_ERROR_MAX_STRING_SIZE];
+    av_strerror(r, e, sizeof e);
+    return wf_fail(err, s, "%s: %s failed: %s", path, what, e);
+}
+
+/* ---- MP4 ---- */
+
+struct vout_mp4 {
+    char *path, *tmp;
+    int w, h, fps;
+    int64_t nframes;   /* frames accepted so far */
+    int failed;        /* an earlier call failed: the file cannot be completed */
+    AVFormatContext *oc;
+    AVCodecContext *enc;
+    AVStream *st;
+    struct SwsContext *sws;
+    AVFrame *frm;
+    AVPacket *pkt;
+};
+
+static void mp4_free(vout_mp4 *v) {
+    if (!v) return;
+    if (v->oc) {
+        if (v->oc->pb) avio_closep(&v->oc->pb);
+        avformat_free_context(v->oc);
+    }
+    avcodec_free_context(&v->enc);
+    sws_freeContext(v->sws);
+    av_frame_free(&v->frm);
+    av_packet_free(&v->pkt);
+    free(v->path);
+    free(v->tmp);
+    free(v);
+}
+
+void vout_mp4_abort(vout_mp4 **pv) {
+    if (!pv || !*pv) return;
+    vout_mp4 *v = *pv;
+    if (v->oc && v->oc->pb) avio_closep(&v->oc->pb);
+    if (v->tmp) unlink(v->tmp);
+    mp4_free(v);
+    *pv = NULL;
+}
+
+int64_t vout_mp4_frame_count(const vout_mp4 *v) { return v ? v->nframes : 0; }
+
+wf_status vout_mp4_open(vout_mp4 **out, const char *path, int w, int h, int fps, int crf,
+                        wf_err *err) {
+    *out = NULL;
+    if (w <= 0 || h <= 0 || (w & 1) || (h & 1))
+        return wf_fail(err, WF_EINVAL,
+                       "%s: frame size %dx%d: H.264 in yuv420p needs a positive, even width and "
+                       "height (crop or pad the frames by one pixel)",
+                       path, w, h);
+    if (fps <= 0 || fps > 1000)
+        return wf_fail(err, WF_EINVAL, "%s: frame rate %d is out of range (1..1000)", path, fps);
+    if (crf <= 0 || crf > 51)
+        return wf_fail(err, WF_EINVAL, "%s: crf %d is out of range (1..51; 18 is visually lossless)",
+                       path, crf);
+    av_log_set_level(AV_LOG_ERROR); /* libx264 prints its statistics otherwise */
+
+    wf_status st = WF_OK;
+    int r;
+    vout_mp4 *v = calloc(1, sizeof *v);
+    if (!v || !(v->path = strdup(path))) {
+        free(v);
+        return wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
+    }
+    v->w = w;
+    v->h = h;
+    v->fps = fps;
+    if ((st = tmp_create(path, &v->tmp, err))) goto fail;
+
+    if ((r = avformat_alloc_output_context2(&v->oc, NULL, "mp4", v->tmp)) < 0) {
+        st = av_fail(err, WF_EUNSUPPORTED, r, path, "creating the mp4 muxer");
+        goto fail;
+    }
+    const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
+    if (!codec) codec = avcodec_find_encoder(AV_CODEC_ID_H264);
+    if (!codec) {
+        st = wf_fail(err, WF_EUNSUPPORTED,
+                     "%s: this FFmpeg has no H.264 encoder (run scripts/setup.sh for libavcodec "
+                     "with libx264)",
+                     path);
+        goto fail;
+    }
+    v->st = avformat_new_stream(v->oc, NULL);
+    v->enc = avcodec_alloc_context3(codec);
+    v->frm = av_frame_alloc();
+    v->pkt = av_packet_alloc();
+    if (!v->st || !v->enc || !v->frm || !v->pkt) {
+        st = wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    AVCodecContext *enc = v->enc;
+    enc->width = w;
+    enc->height = h;
+    enc->pix_fmt = AV_PIX_FMT_YUV420P;
+    enc->time_base = (AVRational){1, fps};
+    enc->framerate = (AVRational){fps, 1};
+    enc->gop_size = fps * 2 > 0 ? fps * 2 : 12; /* a keyframe every 2 s */
+    enc->max_b_frames = 2;
+    /* swscale's RGB -> YUV is BT.601, limited range: say so, so players convert back the same way */
+    enc->color_range = AVCOL_RANGE_MPEG;
+    enc->colorspace = AVCOL_SPC_SMPTE170M;
+    if (v->oc->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    char crfs[16];
+    snprintf(crfs, sizeof crfs, "%d", crf);
+    /* options of libx264; another H.264 encoder may not have them, which is fine */
+    av_opt_set(enc->priv_data, "preset", "medium", 0);
+    av_opt_set(enc->priv_data, "crf", crfs, 0);
+    if ((r = avcodec_open2(enc, codec, NULL)) < 0) {
+        st = av_fail(err, WF_EUNSUPPORTED, r, path, "opening the H.264 encoder");
+        goto fail;
+    }
+    if ((r = avcodec_parameters_from_context(v->st->codecpar, enc)) < 0) {
+        st = av_fail(err, WF_EUNSUPPORTED, r, path, "copying the encoder parameters");
+        goto fail;
+    }
+    v->st->time_base = enc->time_base; /* a hint: the muxer picks its own in write_header */
+    if (!(v->oc->oformat->flags & AVFMT_NOFILE) &&
+        (r = avio_open(&v->oc->pb, v->tmp, AVIO_FLAG_WRITE)) < 0) {
+        st = av_fail(err, WF_EIO, r, path, "opening the temporary file");
+        goto fail;
+    }
+    AVDictionary *mux = NULL;
+    av_dict_set(&mux, "movflags", "+faststart", 0); /* moov first: plays while downloading */
+    r = avformat_write_header(v->oc, &mux);
+    av_dict_free(&mux);
+    if (r < 0) {
+        st = av_fail(err, WF_EIO, r, path, "writing the MP4 header");
+        goto fail;
+    }
+    v->sws = sws_getContext(w, h, AV_PIX_FMT_RGB24, w, h, AV_PIX_FMT_YUV420P, SWS_BICUBIC, NULL,
+                            NULL, NULL);
+    if (!v->sws) {
+        st = wf_fail(err, WF_EUNSUPPORTED, "%s: swscale cannot convert RGB24 to yuv420p at %dx%d",
+                     path, w, h);
+        goto fail;
+    }
+    v->frm->format = enc->pix_fmt;
+    v->frm->width = w;
+    v->frm->height = h;
+    if ((r = av_frame_get_buffer(v->frm, 0)) < 0) {
+        st = av_fail(err, WF_ENOMEM, r, path, "allocating a frame");
+        goto fail;
+    }
+    *out = v;
+    return WF_OK;
+fail:
+    vout_mp4_abort(&v);
+    return st;
+}
+
+/* Sends frm (NULL: flush) and writes every packet the encoder has ready. */
+static wf_status mp4_drain(vout_mp4 *v, const AVFrame *frm, wf_err *err) {
+    int r = avcodec_send_frame(v->enc, frm);
+    if (r < 0) return av_fail(err, WF_EIO, r, v->path, frm ? "sending a frame to the encoder"
+                                                           : "flushing the encoder");
+    for (;;) {
+        r = avcodec_receive_packet(v->enc, v->pkt);
+        if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return WF_OK;
+        if (r < 0) return av_fail(err, WF_EIO, r, v->path, "encoding a frame");
+        if (v->pkt->duration == 0) v->pkt->duration = 1; /* one frame, in enc->time_base */
+        av_packet_rescale_ts(v->pkt, v->enc->time_base, v->st->time_base);
+        v->pkt->stream_index = v->st->index;
+        r = av_interleaved_write_frame(v->oc, v->pkt); /* unrefs pkt */
+        if (r < 0) return av_fail(err, WF_EIO, r, v->path, "writing a packet");
+    }
+}
+
+wf_status vout_mp4_write(vout_mp4 *v, const uint8_t *rgb, wf_err *err) {
+    if (!v)
+        return wf_fail(err, WF_EINVAL,
+                       "vout_mp4_write: the MP4 writer is closed (a frame was written after "
+                       "vout_mp4_close or a failed vout_mp4_open)");
+    if (v->failed)
+        return wf_fail(err, WF_EINVAL,
+                       "%s: an earlier write failed; the file cannot be completed (abort it)",
+                       v->path);
+    WF_ASSERT(rgb);
+    int r = av_frame_make_writable(v->frm); /* the encoder may still hold the previous buffer */
+    if (r < 0) {
+        v->failed = 1;
+        return av_fail(err, WF_ENOMEM, r, v->path, "making the frame writable");
+    }
+    const uint8_t *src[1] = {rgb};
+    int stride[1] = {3 * v->w};
+    sws_scale(v->sws, src, stride, 0, v->h, v->frm->data, v->frm->linesize);
+    v->frm->pts = v->nframes;
+    wf_status st = mp4_drain(v, v->frm, err);
+    if (st) {
+        v->failed = 1;
+        return st;
+    }
+    v->nframes++;
+    return WF_OK;
+}
+
+wf_status vout_mp4_close(vout_mp4 **pv, wf_err *err) {
+    if (!pv || !*pv)
+        return wf_fail(err, WF_EINVAL, "vout_mp4_close: the MP4 writer is already closed");
+    vout_mp4 *v = *pv;
+    wf_status st = WF_OK;
+    int r;
+    if (v->failed) {
+        st = wf_fail(err, WF_EINVAL, "%s: an earlier write failed; the file was abandoned",
+                     v->path);
+        goto out_abort;
+    }
+    if (v->nframes == 0) {
+        st = wf_fail(err, WF_EINVAL, "%s: no frames were written; the file was abandoned",
+                     v->path);
+        goto out_abort;
+    }
+    if ((st = mp4_drain(v, NULL, err))) goto out_abort;
+    if ((r = av_write_trailer(v->oc)) < 0) {
+        st = av_fail(err, WF_EIO, r, v->path, "writing the MP4 trailer");
+        goto out_abort;
+    }
+    if ((r = avio_closep(&v->oc->pb)) < 0) {
+        st = av_fail(err, WF_EIO, r, v->path, "closing the file");
+        goto out_abort;
+    }
+    st = tmp_commit(v->tmp, v->path, err); /* unlinks tmp on failure */
+    mp4_free(v);
+    *pv = NULL;
+    return st;
+out_abort:
+    vout_mp4_abort(pv);
+    return st;
+}
+
+/* ---- PNG ---- */
+
+/* Encodes w x h RGB24 as PNG with libavcodec: *png malloc'd (av_malloc'd packet copied out). */
+static wf_status png_encode(const char *path, const uint8_t *rgb, int w, int h, uint8_t **png,
+                            size_t *n, wf_err *err) {
+    wf_status st = WF_OK;
+    int r;
+    const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_PNG);
+    if (!codec)
+        return wf_fail(err, WF_EUNSUPPORTED,
+                       "%s: this FFmpeg has no PNG encoder (run scripts/setup.sh)", path);
+    AVCodecContext *enc = avcodec_alloc_context3(codec);
+    AVFrame *frm = av_frame_alloc();
+    AVPacket *pkt = av_packet_alloc();
+    if (!enc || !frm || !pkt) {
+        st = wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    enc->width = w;
+    enc->height = h;
+    enc->pix_fmt = AV_PIX_FMT_RGB24;
+    enc->time_base = (AVRational){1, 1};
+    if ((r = avcodec_open2(enc, codec, NULL)) < 0) {
+        st = av_fail(err, WF_EUNSUPPORTED, r, path, "opening the PNG encoder");
+        goto out;
+    }
+    frm->format = AV_PIX_FMT_RGB24;
+    frm->width = w;
+    frm->height = h;
+    if ((r = av_frame_get_buffer(frm, 0)) < 0) {
+        st = av_fail(err, WF_ENOMEM, r, path, "allocating a frame");
+        goto out;
+    }
+    av_image_copy_plane(frm->data[0], frm->linesize[0], rgb, 3 * w, 3 * w, h);
+    frm->pts = 0;
+    if ((r = avcodec_send_frame(enc, frm)) < 0 || (r = avcodec_receive_packet(enc, pkt)) < 0) {
+        st = av_fail(err, WF_EIO, r, path, "PNG encoding");
+        goto out;
+    }
+    *png = malloc((size_t)pkt->size);
+    if (!*png) {
+        st = wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    memcpy(*png, pkt->data, (size_t)pkt->size);
+    *n = (size_t)pkt->size;
+out:
+    av_packet_free(&pkt);
+    av_frame_free(&frm);
+    avcodec_free_context(&enc);
+    return st;
+}
+
+wf_status vout_png_write(const char *path, const uint8_t *rgb, int w, int h, wf_err *err) {
+    if (w <= 0 || h <= 0 || w > 32767 || h > 32767)
+        return wf_fail(err, WF_EINVAL, "%s: image size %dx%d is out of range (1..32767)", path, w,
+                       h);
+    uint8_t *png = NULL;
+    size_t n = 0;
+    wf_status st = png_encode(path, rgb, w, h, &png, &n, err);
+    if (!st) st = file_write_atomic(path, png, n, err);
+    free(png);
+    return st;
+}
+
+wf_status vout_contact_sheet(const char *path, const uint8_t *const *frames, int n, int w, int h,
+                             int cols, int shrink, wf_err *err) {
+    if (n <= 0 || w <= 0 || h <= 0 || cols <= 0 || shrink <= 0)
+        return wf_fail(err, WF_EINVAL,
+                       "%s: contact sheet of %d frames %dx%d in %d columns, shrink %d: every value "
+                       "must be positive",
+                       path, n, w, h, cols, shrink);
+    int tw = w / shrink, th = h / shrink;
+    if (tw == 0 || th == 0)
+        return wf_fail(err, WF_EINVAL, "%s: shrink %d makes the %dx%d frames vanish", path, shrink,
+                       w, h);
+    if (cols > n) cols = n;
+    int rows = (n + cols - 1) / cols;
+    if ((int64_t)tw * cols > 32767 || (int64_t)th * rows > 32767)
+        return wf_fail(err, WF_EINVAL,
+                       "%s: the sheet would be %lldx%lld, beyond PNG's practical limit; raise "
+                       "shrink or lower the frame count",
+                       path, (long long)tw * cols, (long long)th * rows);
+    int sw = tw * cols, sh = th * rows;
+    uint8_t *sheet = calloc((size_t)sw * sh * 3, 1); /* black background */
+    if (!sheet) return wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
+    for (int k = 0; k < n; k++) {
+        const uint8_t *f = frames[k];
+        int x0 = (k % cols) * tw, y0 = (k / cols) * th;
+        for (int y = 0; y < th; y++)
+            for (int x = 0; x < tw; x++) {
+                const uint8_t *s = f + ((size_t)y * shrink * w + (size_t)x * shrink) * 3;
+                uint8_t *d = sheet + ((size_t)(y0 + y) * sw + (size_t)(x0 + x)) * 3;
+                d[0] = s[0];
+                d[1] = s[1];
+                d[2] = s[2];
+            }
+    }
+    wf_status st = vout_png_write(path, sheet, sw, sh, err);
+    free(sheet);
+    return st;
+}
+
+/* ---- HDF5 ---- */
+
+static wf_status h5_write(const char *path, const char *tmp, const float *data, int ndim,
+                          const int64_t *shape, const char *const *attrs, int n_attrs,
+                          wf_err *err) {
+    wf_status st = WF_OK;
+    hid_t file = H5I_INVALID_HID, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    hsize_t dims[5];
+    for (int d = 0; d < ndim; d++) dims[d] = (hsize_t)shape[d];
+    file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file < 0) {
+        st = wf_fail(err, WF_EIO, "%s: HDF5 cannot create the temporary file %s", path, tmp);
+        goto out;
+    }
+    space = H5Screate_simple(ndim, dims, NULL);
+    if (space < 0) {
+        st = wf_fail(err, WF_EINVAL, "%s: HDF5 refused the dataspace", path);
+        goto out;
+    }
+    dset = H5Dcreate2(file, "latents", H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
+                      H5P_DEFAULT);
+    if (dset < 0 || H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+        st = wf_fail(err, WF_EIO, "%s: HDF5 cannot write /latents (disk full?)", path);
+        goto out;
+    }
+    for (int i = 0; i < n_attrs; i++) {
+        const char *key = attrs[2 * i], *val = attrs[2 * i + 1];
+        hid_t ty = H5Tcopy(H5T_C_S1), as = H5Screate(H5S_SCALAR), a = H5I_INVALID_HID;
+        int bad = ty < 0 || as < 0 || H5Tset_size(ty, strlen(val) + 1) < 0 ||
+                  H5Tset_cset(ty, H5T_CSET_UTF8) < 0 ||
+                  (a = H5Acreate2(dset, key, ty, as, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+                  H5Awrite(a, ty, val) < 0;
+        if (a >= 0) H5Aclose(a);
+        if (as >= 0) H5Sclose(as);
+        if (ty >= 0) H5Tclose(ty);
+        if (bad) {
+            st = wf_fail(err, WF_EINVAL, "%s: HDF5 cannot write attribute '%s' (given twice?)",
+                         path, key);
+            goto out;
+        }
+    }
+out:
+    if (dset >= 0) H5Dclose(dset);
+    if (space >= 0) H5Sclose(space);
+    if (file >= 0 && H5Fclose(file) < 0 && !st)
+        st = wf_fail(err, WF_EIO, "%s: HDF5 cannot close the file (disk full?)", path);
+    return st;
+}
+
+wf_status vout_h5_write_latents_meta(const char *path, const float *data, int ndim,
+                                     const int64_t *shape, const char *const *attrs, int n_attrs,
+                                     wf_err *err) {
+    if (ndim < 1 || ndim > 5)
+        return wf_fail(err, WF_EINVAL, "%s: latents of rank %d: expected 1..5 dimensions", path,
+                       ndim);
+    for (int d = 0; d < ndim; d++)
+        if (shape[d] <= 0)
+            return wf_fail(err, WF_EINVAL, "%s: latents dimension %d is %lld: expected > 0", path,
+                           d, (long long)shape[d]);
+    for (int i = 0; i < n_attrs; i++)
+        if (!attrs[2 * i] || !*attrs[2 * i] || !attrs[2 * i + 1])
+            return wf_fail(err, WF_EINVAL, "%s: attribute %d has an empty name or no value", path,
+                           i);
+    char *tmp = NULL;
+    wf_status st = tmp_create(path, &tmp, err);
+    if (st) return st;
+    H5E_BEGIN_TRY { st = h5_write(path, tmp, data, ndim, shape, attrs, n_attrs, err); }
+    H5E_END_TRY;
+    if (st) unlink(tmp);
+    else st = tmp_commit(tmp, path, err);
+    free(tmp);
+    return st;
+}
+
+wf_status vout_h5_write_latents(const char *path, const float *data, int ndim, const int64_t *shape,
+                                wf_err *err) {
+    static const char *const attrs[] = {"producer", "wanfarm"};
+    return vout_h5_write_latents_meta(path, data, ndim, shape, attrs, 1, err);
+}
+
+static wf_status h5_read(const char *path, float **data, int *ndim, int64_t *shape, wf_err *err) {
+    wf_status st = WF_OK;
+    hid_t file = H5I_INVALID_HID, dset = H5I_INVALID_HID, space = H5I_INVALID_HID,
+          ty = H5I_INVALID_HID;
+    float *buf = NULL;
+    if (access(path, R_OK) != 0)
+        return wf_fail(err, WF_EIO, "%s: cannot read: %s", path, strerror(errno));
+    if (H5Fis_hdf5(path) <= 0)
+        return wf_fail(err, WF_EFORMAT, "%s: not an HDF5 file (expected latents written by wanfarm)",
+                       path);
+    file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) {
+        st = wf_fail(err, WF_EIO, "%s: HDF5 cannot open the file", path);
+        goto out;
+    }
+    dset = H5Dopen2(file, "latents", H5P_DEFAULT);
+    if (dset < 0) {
+        st = wf_fail(err, WF_EFORMAT, "%s: no dataset /latents", path);
+        goto out;
+    }
+    ty = H5Dget_type(dset);
+    if (ty < 0 || H5Tget_class(ty) != H5T_FLOAT) {
+        st = wf_fail(err, WF_EFORMAT, "%s: /latents is not a floating-point dataset", path);
+        goto out;
+    }
+    space = H5Dget_space(dset);
+    int nd = space < 0 ? -1 : H5Sget_simple_extent_ndims(space);
+    if (nd < 1 || nd > 5) {
+        st = wf_fail(err, WF_EFORMAT, "%s: /latents has rank %d: expected 1..5", path, nd);
+        goto out;
+    }
+    hsize_t dims[5];
+    H5Sget_simple_extent_dims(space, dims, NULL);
+    size_t count = 1;
+    for (int d = 0; d < nd; d++)
+        if (dims[d] > (hsize_t)INT64_MAX || wf_mul_overflow(count, (size_t)dims[d], &count) ||
+            wf_mul_overflow(count, sizeof(float), &(size_t){0})) {
+            st = wf_fail(err, WF_EFORMAT, "%s: /latents is too large", path);
+            goto out;
+        }
+    buf = malloc(count ? count * sizeof(float) : 1);
+    if (!buf) {
+        st = wf_fail(err, WF_ENOMEM, "%s: out of memory for %zu floats", path, count);
+        goto out;
+    }
+    if (H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        st = wf_fail(err, WF_EIO, "%s: HDF5 cannot read /latents (truncated file?)", path);
+        goto out;
+    }
+    *ndim = nd;
+    for (int d = 0; d < nd; d++) shape[d] = (int64_t)dims[d];
+    *data = buf;
+    buf = NULL;
+out:
+    free(buf);
+    if (space >= 0) H5Sclose(space);
+    if (ty >= 0) H5Tclose(ty);
+    if (dset >= 0) H5Dclose(dset);
+    if (file >= 0) H5Fclose(file);
+    return st;
+}
+
+wf_status vout_h5_read_latents(const char *path, float **data, int *ndim, int64_t *shape,
+                               wf_err *err) {
+    wf_status st;
+    *data = NULL;
+    H5E_BEGIN_TRY { st = h5_read(path, data, ndim, shape, err); }
+    H5E_END_TRY;
+    return st;
+}
