@@ -1,14 +1,42 @@
 #!/usr/bin/env bash
-# scripts/demo.sh: build wanfarm and run what exists of the main job on the built-in demo model.
-# Today (foundation issue) that is: the devices this machine offers, a full inspection of the
-# tiny Wan2.2-layout Diffusers model in tests/fixtures/tiny-wan22 (configs parsed, every
-# safetensors file validated), and the CPU op benchmark at small sizes.
+# scripts/demo.sh: build wanfarm and run the main job on the built-in demo model: write a
+# random-weight Wan2.2 text-to-video model in the full Diffusers layout (`wanfarm mkmodel`), then
+# generate a 17-frame 64x64 video from a prompt with it (both experts, UniPC, 8 steps) as an H.264
+# MP4, PNG frames and the final latents (HDF5). The weights are random, so the video is
+# noise-like: the demo shows the whole path (tokenizer, umT5, two DiT experts, sampler, VAE
+# decode, MP4), not a picture of a fox.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
+WF=build/worker/wanfarm
 echo "== wanfarm devices =="
-build/worker/wanfarm devices
-echo "== wanfarm inspect tests/fixtures/tiny-wan22 =="
-build/worker/wanfarm inspect tests/fixtures/tiny-wan22
-echo "== bench_ops --sizes small =="
-build/bench/bench_ops --op all --sizes small
+$WF devices
+echo "== wanfarm mkmodel --preset tiny build/demo-model =="
+$WF mkmodel --preset tiny --force build/demo-model
+rm -rf build/demo-frames
+GEN=($WF generate --model build/demo-model --prompt "a red fox running through snow at sunset"
+     --size 64x64 --frames 17 --steps 8 --seed 42 --out build/demo.mp4
+     --frames-dir build/demo-frames --save-latents build/demo-latents.h5
+     --contact-sheet build/demo-sheet.png)
+echo "== ${GEN[*]} =="
+if [ -x /usr/bin/time ] && /usr/bin/time -v true >/dev/null 2>&1; then
+  /usr/bin/time -v -o build/demo-time.txt "${GEN[@]}"
+  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' build/demo-time.txt)
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' build/demo-time.txt)
+else
+  "${GEN[@]}"
+  rss=""
+fi
+echo "== ffprobe build/demo.mp4 =="
+if command -v ffprobe >/dev/null; then
+  ffprobe -v error -select_streams v:0 -count_frames \
+          -show_entries stream=codec_name,pix_fmt,width,height,r_frame_rate,nb_read_frames \
+          -show_entries format=duration,size -of default=noprint_wrappers=1 build/demo.mp4 |
+    paste -sd' ' -
+else
+  echo "(ffprobe not installed)"
+fi
+echo "frames: build/demo-frames/ ($(ls build/demo-frames | wc -l) PNG), latents: build/demo-latents.h5, contact sheet: build/demo-sheet.png"
+[ -n "$rss" ] && echo "generate: wall $wall, peak RSS $((rss / 1024)) MiB ($rss KiB)"
+echo "== wanfarm inspect --summary build/demo-model =="
+$WF inspect --summary build/demo-model | head -40

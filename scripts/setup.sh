@@ -19,6 +19,7 @@ PKGS=(
   libsentencepiece-dev sentencepiece         # tokenizer
   libjansson-dev                             # config.json / safetensors headers
   python3                                    # fixture checks and bench helpers (stdlib only)
+  time                                       # /usr/bin/time -v: the demo reports peak RSS
 )
 if [ "${WANFARM_SETUP_SLURM:-0}" = 1 ]; then
   PKGS+=(slurm-wlm slurmctld slurmd munge slurm-client)

@@ -113,5 +113,68 @@ check "inspect --summary" 0 "$WF" inspect --summary "$FX/tiny-wan21"
 check "inspect scheduler folder" 0 "$WF" inspect "$FX/tiny-wan22/scheduler"
 grep -q "flow_shift 3" "$T/out" || { echo "FAIL: scheduler folder"; fail=1; }
 
+# mkmodel, then generate on the result: MP4 checked with ffprobe, PNG contact sheet
+M="$T/model"
+check "mkmodel --help" 0 "$WF" mkmodel --help
+check "mkmodel without DIR" 2 "$WF" mkmodel
+check "mkmodel unknown preset" 2 "$WF" mkmodel --preset huge "$T/m0"
+check "mkmodel tiny" 0 "$WF" mkmodel --preset tiny --seed 5 "$M"
+for f in model_index.json transformer/config.json transformer_2/config.json vae/config.json \
+         text_encoder/config.json tokenizer/spiece.model tokenizer/tokenizer_config.json \
+         scheduler/scheduler_config.json; do
+  [ -s "$M/$f" ] || { echo "FAIL: mkmodel wrote no $f"; fail=1; }
+done
+check "inspect mkmodel folder" 0 "$WF" inspect "$M"
+for want in "boundary_ratio: 0.875" "transformer_2 (low-noise expert)" "flow_shift 3"; do
+  grep -qF "$want" "$T/out" || { echo "FAIL: mkmodel folder inspection lacks '$want'"; fail=1; }
+done
+check "mkmodel into a non-empty dir" 1 "$WF" mkmodel "$M"
+expect_err "mkmodel into a non-empty dir" "is not empty; refusing to overwrite it (use --force)"
+check "mkmodel --force" 0 "$WF" mkmodel --force --seed 5 "$M"
+BASE=("$WF" generate --model "$M" --prompt "a red fox running through snow at sunset" --steps 3
+      --seed 42 --threads 2)
+GEN=("${BASE[@]}" --size 64x32 --frames 17)
+check "generate on the mkmodel folder" 0 "${GEN[@]}" --out "$T/v.mp4" --contact-sheet "$T/sheet.png"
+if command -v ffprobe >/dev/null; then
+  got=$(ffprobe -v error -select_streams v:0 -count_frames \
+        -show_entries stream=codec_name,pix_fmt,width,height,r_frame_rate,nb_read_frames \
+        -of default=noprint_wrappers=1 "$T/v.mp4" | sort | paste -sd' ' -)
+  want="codec_name=h264 height=32 nb_read_frames=17 pix_fmt=yuv420p r_frame_rate=16/1 width=64"
+  [ "$got" = "$want" ] || { echo "FAIL: ffprobe of the MP4: '$got', expected '$want'"; fail=1; }
+else
+  echo "note: ffprobe not installed, MP4 not probed"
+fi
+python3 - "$T/sheet.png" <<'PY' || { echo "FAIL: contact sheet"; fail=1; }
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+assert b[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+w, h = struct.unpack(">II", b[16:24])
+assert (w, h) == (5 * 64, 4 * 32), (w, h)  # 17 frames in 5 columns, 4 rows
+PY
+
+# bad command lines and inputs of generate
+check "generate without --model" 2 "$WF" generate --prompt x --out "$T/x.mp4"
+expect_err "generate without --model" "missing --model"
+check "generate frames 10" 2 "${BASE[@]}" --size 64x32 --frames 10 --out "$T/x.mp4"
+expect_err "generate frames 10" "try 9 or 13"
+check "generate size 40x40" 2 "${BASE[@]}" --size 40x40 --frames 17 --out "$T/x.mp4"
+expect_err "generate size 40x40" "width 40 must be a positive multiple of 16"
+check "generate unknown sampler" 2 "${GEN[@]}" --sampler dpm --out "$T/x.mp4"
+expect_err "generate unknown sampler" "--sampler 'dpm'"
+check "generate missing model folder" 1 "$WF" generate --model "$T/nomodel" --prompt x --seed 1 --out "$T/x.mp4"
+expect_err "generate missing model folder" "no model_index.json"
+python3 - "$T/lat.safetensors" <<'PY'
+import json, struct, sys
+h = json.dumps({"latents": {"dtype": "F32", "shape": [1, 16, 5, 4, 4], "data_offsets": [0, 16 * 5 * 16 * 4]}}).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + bytes(16 * 5 * 16 * 4))
+PY
+check "generate --latents of the wrong shape" 1 "$WF" generate --model "$M" --prompt x --size 64x32 \
+  --frames 17 --steps 2 --latents "$T/lat.safetensors" --out "$T/x.mp4"
+expect_err "generate --latents of the wrong shape" "'latents' must be [1, 16, 5, 4, 8]"
+check "generate --out in a missing folder" 1 "${GEN[@]}" --out "$T/absent/x.mp4"
+expect_err "generate --out in a missing folder" "the folder $T/absent does not exist"
+[ -e "$T/x.mp4" ] && { echo "FAIL: a failed generate left $T/x.mp4"; fail=1; }
+
 [ $fail = 0 ] && echo OK || echo FAILED
 exit $fail

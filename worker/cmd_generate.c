@@ -46,9 +46,10 @@ static void help(void) {
            "  --crf N                x264 quality 1..51 (default 18)\n"
            "  --frames-dir DIR       PNG frames frame_00000.png ... (created if missing)\n"
            "  --save-latents FILE.h5 final latents (HDF5 dataset /latents [1, C, T, h, w])\n"
+           "  --contact-sheet FILE.png  every frame on one PNG (a grid, for a quick look)\n"
            "  --threads N            CPU threads (default: all)\n"
            "  --json-progress        JSON lines on stdout instead of progress lines on stderr\n"
-           "At least one of --out, --frames-dir, --save-latents is required.\n"
+           "At least one of --out, --frames-dir, --save-latents, --contact-sheet is required.\n"
            "exit codes: 0 written, 1 bad model/input file or failed work, 2 bad command line\n");
 }
 
@@ -95,7 +96,39 @@ typedef struct gen_ctx {
     int64_t written;
     bool json;
     double t_start;
+    bool sheet;       /* keep every 8-bit frame for the contact sheet */
+    uint8_t **kept;   /* [n_kept] frames of H x W x 3 */
+    int64_t n_kept, kept_cap, kept_w, kept_h;
 } gen_ctx;
+
+/* Keeps a copy of one 8-bit frame for the contact sheet. */
+static wf_status keep_frame(gen_ctx *g, const uint8_t *rgb, size_t fs, int64_t W, int64_t H,
+                            wf_err *err) {
+    if (g->n_kept == g->kept_cap) {
+        int64_t c = g->kept_cap ? 2 * g->kept_cap : 32;
+        uint8_t **q = realloc(g->kept, (size_t)c * sizeof *q);
+        if (!q) return wf_fail(err, WF_ENOMEM, "out of memory for the contact sheet");
+        g->kept = q;
+        g->kept_cap = c;
+    }
+    uint8_t *f = malloc(fs);
+    if (!f) return wf_fail(err, WF_ENOMEM, "out of memory for the contact sheet");
+    memcpy(f, rgb, fs);
+    g->kept[g->n_kept++] = f;
+    g->kept_w = W;
+    g->kept_h = H;
+    return WF_OK;
+}
+
+/* The contact sheet: about square, frames shrunk so that the sheet stays near 2048 px wide. */
+static wf_status write_sheet(const gen_ctx *g, const char *path, wf_err *err) {
+    if (g->n_kept == 0) return wf_fail(err, WF_EINVAL, "no frames were decoded");
+    int cols = (int)ceil(sqrt((double)g->n_kept));
+    int shrink = 1;
+    while (g->kept_w / shrink * cols > 2048 && shrink < 16) shrink *= 2;
+    return vout_contact_sheet(path, (const uint8_t *const *)g->kept, (int)g->n_kept,
+                              (int)g->kept_w, (int)g->kept_h, cols, shrink, err);
+}
 
 static wf_status on_frames(void *ctx, int64_t first, int64_t n, int64_t H, int64_t W,
                            const float *rgb, wf_err *err) {
@@ -117,6 +150,7 @@ static wf_status on_frames(void *ctx, int64_t first, int64_t n, int64_t H, int64
                      (long long)(first + k));
             if ((st = vout_png_write(path, g->rgb8, (int)W, (int)H, err))) return st;
         }
+        if (g->sheet && (st = keep_frame(g, g->rgb8, fs, W, H, err))) return st;
         g->written++;
     }
     return WF_OK;
@@ -138,6 +172,24 @@ static void on_progress(void *ctx, const pl_progress *pr) {
                 (long long)(pr->step + 1), (long long)pr->steps,
                 pr->expert ? "transformer_2" : "transformer", pr->timestep, per, eta);
     }
+}
+
+/* 0 when the folder that would hold path exists; else prints why (naming opt) and returns 1. */
+static int check_out_dir(const char *opt, const char *path) {
+    if (!path) return 0;
+    const char *slash = strrchr(path, '/');
+    if (!slash) return 0;
+    char dir[4096];
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    if (n >= sizeof dir) n = sizeof dir - 1;
+    memcpy(dir, path, n);
+    dir[n] = 0;
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, PROG ": %s %s: the folder %s does not exist\n", opt, path, dir);
+        return 1;
+    }
+    return 0;
 }
 
 static double now_s(void) {
@@ -186,7 +238,7 @@ int cmd_generate(int argc, char **argv) {
     pl_request r;
     pl_request_default(&r);
     const char *model = NULL, *out = NULL, *latents_in = NULL, *save_latents = NULL,
-               *frames_dir = NULL;
+               *frames_dir = NULL, *sheet = NULL;
     bool have_seed = false, json = false;
     int64_t threads = 0, fps = 16, crf = 18;
     for (int i = 0; i < argc; i++) {
@@ -241,18 +293,22 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--crf")) ok = parse_i64(v, &crf) && crf >= 1 && crf <= 51;
         else if (!strcmp(a, "--frames-dir")) frames_dir = v;
         else if (!strcmp(a, "--save-latents")) save_latents = v;
+        else if (!strcmp(a, "--contact-sheet")) sheet = v;
         else if (!strcmp(a, "--threads")) ok = parse_i64(v, &threads) && threads >= 0 && threads < 100000;
         else return usage_err("unknown option '%s'%s", a, "");
         if (!ok) return usage_err("%s: bad value '%s'", a, v);
     }
     if (!model) return usage_err("missing --model DIR%s%s", "", "");
     if (!r.prompt) return usage_err("missing --prompt TEXT%s%s", "", "");
-    if (!out && !frames_dir && !save_latents)
-        return usage_err("nothing would be written: give --out FILE.mp4, --frames-dir DIR or "
-                         "--save-latents FILE.h5%s%s", "", "");
+    if (!out && !frames_dir && !save_latents && !sheet)
+        return usage_err("nothing would be written: give --out FILE.mp4, --frames-dir DIR, "
+                         "--save-latents FILE.h5 or --contact-sheet FILE.png%s%s", "", "");
     if (latents_in && have_seed)
         return usage_err("--seed and --latents exclude each other%s%s", "", "");
     if (!latents_in && !have_seed) r.seed = (uint64_t)time(NULL);
+    if (check_out_dir("--out", out) || check_out_dir("--save-latents", save_latents) ||
+        check_out_dir("--contact-sheet", sheet))
+        return WF_EXIT_FAIL;
     if (frames_dir) {
         struct stat sb;
         if (stat(frames_dir, &sb) != 0 && mkdir(frames_dir, 0777) != 0) {
@@ -278,6 +334,7 @@ int cmd_generate(int argc, char **argv) {
     gen_ctx g = {0};
     g.json = json;
     g.frames_dir = frames_dir;
+    g.sheet = sheet != NULL;
     int64_t shape[4];
     wf_status st = pl_check_request(p, &r, shape, &err);
     if (st) {
@@ -316,7 +373,7 @@ int cmd_generate(int argc, char **argv) {
     r.progress_ctx = &g;
     r.on_frames = on_frames;
     r.frames_ctx = &g;
-    r.skip_decode = !out && !frames_dir;
+    r.skip_decode = !out && !frames_dir && !sheet;
     g.t_start = now_s();
     if (pl_generate(p, &r, &err)) {
         fprintf(stderr, PROG ": %s\n", err.msg);
@@ -324,6 +381,10 @@ int cmd_generate(int argc, char **argv) {
     }
     if (g.mp4 && vout_mp4_close(&g.mp4, &err)) {
         fprintf(stderr, PROG ": --out %s: %s\n", out, err.msg);
+        goto done;
+    }
+    if (sheet && write_sheet(&g, sheet, &err)) {
+        fprintf(stderr, PROG ": --contact-sheet %s: %s\n", sheet, err.msg);
         goto done;
     }
     if (save_latents) {
@@ -337,14 +398,16 @@ int cmd_generate(int argc, char **argv) {
         printf("{\"event\":\"done\",\"frames\":%lld,\"seconds\":%.3f}\n", (long long)g.written,
                now_s() - t0);
     else
-        fprintf(stderr, PROG ": done in %.1f s (%lld frames)%s%s%s%s%s%s\n", now_s() - t0,
+        fprintf(stderr, PROG ": done in %.1f s (%lld frames)%s%s%s%s%s%s%s%s\n", now_s() - t0,
                 (long long)g.written, out ? ", " : "", out ? out : "", frames_dir ? ", " : "",
                 frames_dir ? frames_dir : "", save_latents ? ", " : "",
-                save_latents ? save_latents : "");
+                save_latents ? save_latents : "", sheet ? ", " : "", sheet ? sheet : "");
     rc = WF_EXIT_OK;
 done:
     vout_mp4_abort(&g.mp4);
     free(g.rgb8);
+    for (int64_t k = 0; k < g.n_kept; k++) free(g.kept[k]);
+    free(g.kept);
     free(lat0);
     free(lat);
     pl_close(&p);

@@ -12,5 +12,6 @@ enum {
 int cmd_inspect(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_mkmodel(int argc, char **argv);
 
 #endif

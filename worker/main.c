@@ -4,6 +4,7 @@
  *                             Diffusers folder
  *   wanfarm devices           CUDA devices, runtime, cuBLASLt and NCCL versions
  *   wanfarm generate ...     text to video with a Diffusers WanPipeline folder
+ *   wanfarm mkmodel DIR      a random-weight Wan2.2 T2V Diffusers folder (demos, tests)
  *   wanfarm version
  * Exit codes: 0 success, 1 the input is bad or the work failed (one line on stderr says why),
  * 2 bad command line.
@@ -25,6 +26,7 @@ static const struct {
     {"inspect", cmd_inspect, "list the tensors and configs of a checkpoint"},
     {"devices", cmd_devices, "list CUDA devices and library versions"},
     {"generate", cmd_generate, "generate a video from a text prompt"},
+    {"mkmodel", cmd_mkmodel, "write a random-weight Wan2.2 model folder (demos, tests)"},
 };
 
 static void usage(FILE *f) {

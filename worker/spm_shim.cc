@@ -5,10 +5,17 @@
 #include "spm_shim.h"
 
 #include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <exception>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -149,4 +156,65 @@ extern "C" int spm_pad_id(const spm_model *m) {
     } catch (...) {
         return -1;
     }
+}
+
+namespace {
+// The training sentences: the lines of one text, no temporary file.
+class LineIterator : public sentencepiece::SentenceIterator {
+  public:
+    explicit LineIterator(const char *text) : in_(text) { Next(); }
+    bool done() const override { return done_; }
+    void Next() override {
+        while (std::getline(in_, line_))
+            if (!line_.empty()) return;
+        done_ = true;
+    }
+    const std::string &value() const override { return line_; }
+    sentencepiece::util::Status status() const override { return {}; }
+
+  private:
+    std::istringstream in_;
+    std::string line_;
+    bool done_ = false;
+};
+} // namespace
+
+extern "C" int spm_train_model(const char *text, const char *model_path, int vocab, char *err,
+                               size_t errlen) {
+    try {
+        sentencepiece::SetRandomGeneratorSeed(1234u);
+        LineIterator it(text);
+        std::string proto;
+        std::string args = "--model_type=unigram --vocab_size=" + std::to_string(vocab) +
+                           " --pad_id=0 --eos_id=1 --unk_id=2 --bos_id=-1"
+                           " --pad_piece=<pad> --eos_piece=</s> --unk_piece=<unk>"
+                           " --hard_vocab_limit=false --num_threads=1 --character_coverage=1.0"
+                           " --minloglevel=2";
+        // The trainer logs its command line to stderr before it reads --minloglevel: stderr is
+        // pointed at /dev/null for the duration (failures still come back in the status).
+        std::fflush(stderr);
+        int saved = dup(2), null = open("/dev/null", O_WRONLY);
+        if (saved >= 0 && null >= 0) dup2(null, 2);
+        auto st = sentencepiece::SentencePieceTrainer::Train(args, &it, &proto);
+        if (saved >= 0 && null >= 0) dup2(saved, 2);
+        if (saved >= 0) close(saved);
+        if (null >= 0) close(null);
+        if (!st.ok()) {
+            set_err(err, errlen, "sentencepiece training: " + st.ToString());
+            return -1;
+        }
+        std::ofstream f(model_path, std::ios::binary | std::ios::trunc);
+        f.write(proto.data(), static_cast<std::streamsize>(proto.size()));
+        f.close();
+        if (!f) {
+            set_err(err, errlen, std::string(model_path) + ": cannot write the model");
+            return -1;
+        }
+        return 0;
+    } catch (const std::exception &e) {
+        set_err(err, errlen, std::string("sentencepiece training: ") + e.what());
+    } catch (...) {
+        set_err(err, errlen, "sentencepiece training: unknown C++ exception");
+    }
+    return -1;
 }

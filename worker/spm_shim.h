@@ -41,6 +41,14 @@ int spm_unk_id(const spm_model *m);
 int spm_eos_id(const spm_model *m); /* -1 when the model has none */
 int spm_pad_id(const spm_model *m); /* -1 when the model has none */
 
+/* Trains a unigram SentencePiece model on `text` (UTF-8, one sentence per line) and writes it to
+ * model_path (the serialized ModelProto, what spiece.model holds): pad 0, eos 1, unk 2, no bos,
+ * about `vocab` pieces (hard_vocab_limit off, so a small corpus may give fewer), one thread and a
+ * fixed seed so the result is the same on every run; sentencepiece's log on stderr is silenced.
+ * Returns 0, or -1 with the reason in err. */
+int spm_train_model(const char *text, const char *model_path, int vocab, char *err,
+                    size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif
