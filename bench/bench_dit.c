@@ -284,69 +284,26 @@ typedef struct peer {
     double ms, load_s, rss_mib, rss_import_mib;
 } peer;
 
-static int python_has_torch(const char *py) {
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, diffusers' >/dev/null 2>&1", py);
-    return system(cmd) == 0;
-}
 
 
-/* Finds the python (WANFARM_TORCH_PYTHON, else ~/.venvs/ref/bin/python), runs torch_dit_peer.py
- * on the folder and parses its JSON line. On any failure sets p->why and leaves p->ran 0. */
+/* Runs torch_dit_peer.py on the folder (bu_run_peer). On any failure sets p->why, p->ran 0. */
 static void peer_run(peer *p, const char *dir, int threads, int warm, int iters) {
-    char py[1024];
-    const char *env = getenv("WANFARM_TORCH_PYTHON");
-    const char *home = getenv("HOME");
-    if (env && *env) {
-        snprintf(py, sizeof py, "%s", env);
-    } else {
-        snprintf(py, sizeof py, "%s/.venvs/ref/bin/python", home ? home : "");
-        if (access(py, X_OK) != 0) {
-            snprintf(p->why, sizeof p->why, "WANFARM_TORCH_PYTHON unset and %.200s not found", py);
-            return;
-        }
-    }
-    if (strchr(py, '\'') || strchr(dir, '\'')) {
-        snprintf(p->why, sizeof p->why, "a path contains a quote: %.200s", py);
-        return;
-    }
-    if (!python_has_torch(py)) {
-        snprintf(p->why, sizeof p->why, "%.200s cannot import torch and diffusers", py);
-        return;
-    }
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "OMP_NUM_THREADS=%d '%s' '%s/torch_dit_peer.py' '%s' '%s/inputs.safetensors' "
-             "'%s/torch_out.safetensors' --threads %d --warmup %d --iters %d 2>&1",
-             threads, py, WANFARM_BENCH_DIR, dir, dir, dir, threads, warm, iters);
-    FILE *f = popen(cmd, "r");
-    if (!f) {
-        snprintf(p->why, sizeof p->why, "cannot start %.150s: %.80s", py, strerror(errno));
-        return;
-    }
-    char line[8192], last[256] = "";
-    int got = 0;
-    while (fgets(line, sizeof line, f)) {
-        json_t *o = line[0] == '{' ? json_loads(line, 0, NULL) : NULL;
-        if (o && json_is_number(json_object_get(o, "ms"))) {
-            bu_json_str_copy(o, "torch", p->torch, sizeof p->torch);
-            bu_json_str_copy(o, "diffusers", p->diffusers, sizeof p->diffusers);
-            p->ms = json_number_value(json_object_get(o, "ms"));
-            p->load_s = json_number_value(json_object_get(o, "load_s"));
-            p->rss_mib = json_number_value(json_object_get(o, "peak_rss_mib"));
-            p->rss_import_mib = json_number_value(json_object_get(o, "rss_import_mib"));
-            got = 1;
-        } else {
-            line[strcspn(line, "\n")] = 0;
-            if (*line) snprintf(last, sizeof last, "%.200s", line);
-        }
-        json_decref(o);
-    }
-    int rc = pclose(f);
-    if (rc != 0 || !got) {
-        snprintf(p->why, sizeof p->why, "torch_dit_peer.py failed (status %d): %.200s", rc, last);
-        return;
-    }
+    char py[1024], args[4096];
+    if (bu_find_python("torch, diffusers", py, sizeof py, p->why, sizeof p->why)) return;
+    snprintf(args, sizeof args,
+             "'%s' '%s/inputs.safetensors' '%s/torch_out.safetensors' --threads %d --warmup %d "
+             "--iters %d",
+             dir, dir, dir, threads, warm, iters);
+    json_t *o = bu_run_peer(py, WANFARM_BENCH_DIR, "torch_dit_peer.py", args, threads, "ms", p->why,
+                            sizeof p->why);
+    if (!o) return;
+    bu_json_str_copy(o, "torch", p->torch, sizeof p->torch);
+    bu_json_str_copy(o, "diffusers", p->diffusers, sizeof p->diffusers);
+    p->ms = bu_json_num_or_nan(o, "ms");
+    p->load_s = bu_json_num_or_nan(o, "load_s");
+    p->rss_mib = bu_json_num_or_nan(o, "peak_rss_mib");
+    p->rss_import_mib = bu_json_num_or_nan(o, "rss_import_mib");
+    json_decref(o);
     p->ran = 1;
 }
 

@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,4 +132,64 @@ double bu_measure_peak(int threads) {
     free(b);
     free(c);
     return best < 1e30 ? 2.0 * n * n * (double)n / best * 1e-9 : NAN;
+}
+
+int bu_find_python(const char *modules, char *py, size_t npy, char *why, size_t nwhy) {
+    const char *env = getenv("WANFARM_TORCH_PYTHON"), *home = getenv("HOME");
+    if (env && *env) {
+        snprintf(py, npy, "%s", env);
+    } else {
+        snprintf(py, npy, "%s/.venvs/ref/bin/python", home ? home : "");
+        if (access(py, X_OK) != 0) {
+            snprintf(why, nwhy, "WANFARM_TORCH_PYTHON unset and %.200s not found", py);
+            return -1;
+        }
+    }
+    if (strchr(py, '\'')) {
+        snprintf(why, nwhy, "the python path contains a quote: %.200s", py);
+        return -1;
+    }
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import %s' >/dev/null 2>&1", py, modules);
+    if (system(cmd) != 0) {
+        snprintf(why, nwhy, "%.200s cannot import %s", py, modules);
+        return -1;
+    }
+    return 0;
+}
+
+json_t *bu_run_peer(const char *py, const char *bench_dir, const char *script, const char *args,
+                    int threads, const char *key, char *why, size_t nwhy) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=%d '%s' '%s/%s' %s 2>&1", threads, py, bench_dir,
+             script, args);
+    FILE *f = popen(cmd, "r");
+    if (!f) {
+        snprintf(why, nwhy, "cannot start %.150s: %.80s", py, strerror(errno));
+        return NULL;
+    }
+    char line[8192], last[256] = "";
+    json_t *found = NULL;
+    while (fgets(line, sizeof line, f)) {
+        json_t *o = !found && line[0] == '{' ? json_loads(line, 0, NULL) : NULL;
+        if (o && json_object_get(o, key)) {
+            found = o;
+            continue;
+        }
+        json_decref(o);
+        line[strcspn(line, "\n")] = 0;
+        if (*line) snprintf(last, sizeof last, "%.200s", line);
+    }
+    int rc = pclose(f);
+    if (rc != 0 || !found) {
+        snprintf(why, nwhy, "%s failed (status %d): %.200s", script, rc, last);
+        json_decref(found);
+        return NULL;
+    }
+    return found;
+}
+
+double bu_json_num_or_nan(json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    return json_is_number(v) ? json_number_value(v) : NAN;
 }

@@ -31,4 +31,14 @@ json_t *bu_real_or_null(double v);
  * the practical f32 peak every bench reports its %peak against. */
 double bu_measure_peak(int threads);
 
+/* The PyTorch peer. bu_find_python: WANFARM_TORCH_PYTHON, else ~/.venvs/ref/bin/python, which
+ * must import `modules` ("torch, diffusers"); 0 on success, else -1 and `why`.
+ * bu_run_peer: runs `script` (in WANFARM_BENCH_DIR) with `args` under that python with
+ * OMP_NUM_THREADS=threads, and returns the first line of its output that is a JSON object holding
+ * `key`; NULL and `why` (exit status and last output line) otherwise. The caller decrefs. */
+int bu_find_python(const char *modules, char *py, size_t npy, char *why, size_t nwhy);
+json_t *bu_run_peer(const char *py, const char *bench_dir, const char *script, const char *args,
+                    int threads, const char *key, char *why, size_t nwhy);
+double bu_json_num_or_nan(json_t *o, const char *key);
+
 #endif
