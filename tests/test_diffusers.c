@@ -2,7 +2,8 @@
  *
  *   - the fixtures saved by diffusers' own save_pretrained (tests/fixtures/tiny-wan22: two experts,
  *     sharded high-noise expert, bf16 low-noise expert; tiny-wan21: one transformer) parse to the
- *     values the generator gave diffusers (tests/fixtures/make_fixtures.py);
+ *     values the generator gave diffusers (tests/fixtures/make_fixtures.py); tiny-ti2v
+ *     (make_pipeline_fixtures.py: expand_timesteps, z_dim 48, Wan2.2 residual VAE) opens too;
  *   - broken copies (a field removed, mistyped, out of range; components that do not fit; bad
  *     JSON; missing files) are refused with messages naming the file and the field;
  *   - the weights of every component open through st_checkpoint.
@@ -115,6 +116,31 @@ static void test_fixture_wan21(void) {
     TU_CHECK(!p->has_transformer_2, "one transformer");
     TU_CHECK(isnan(p->boundary_ratio), "no boundary");
     check_tiny_transformer(&p->transformer, "transformer");
+    dfs_close(&p);
+}
+
+/* TI2V-5B-shaped (make_pipeline_fixtures.py): expand_timesteps, one transformer with in/out 48,
+ * the Wan2.2 residual VAE (z_dim 48, patch_size 2, 16x spatial), flow_shift 5. */
+static void test_fixture_ti2v(void) {
+    char root[4096];
+    snprintf(root, sizeof root, "%s/tiny-ti2v", fixtures);
+    dfs_pipeline *p = NULL;
+    wf_err err;
+    TU_CHECK(dfs_open(&p, root, &err) == WF_OK, "tiny-ti2v: %s", err.msg);
+    if (!p) return;
+    TU_CHECK(p->expand_timesteps, "tiny-ti2v expand_timesteps");
+    TU_CHECK(!p->has_transformer_2 && isnan(p->boundary_ratio), "tiny-ti2v one transformer");
+    TU_CHECK(p->transformer.in_channels == 48 && p->transformer.out_channels == 48,
+             "tiny-ti2v transformer channels %lld/%lld", (long long)p->transformer.in_channels,
+             (long long)p->transformer.out_channels);
+    const dfs_vae_config *v = &p->vae;
+    TU_CHECK(v->z_dim == 48 && v->is_residual && v->patch_size == 2 &&
+                 v->scale_factor_spatial == 16 && v->scale_factor_temporal == 4,
+             "tiny-ti2v vae z_dim %lld patch %lld s %lld", (long long)v->z_dim,
+             (long long)v->patch_size, (long long)v->scale_factor_spatial);
+    TU_CHECK(v->latents_std[47] > 0, "tiny-ti2v latents_std[47] %g", v->latents_std[47]);
+    TU_CHECK(fabs(p->scheduler.flow_shift - 5.0) < 1e-12, "tiny-ti2v flow_shift %g",
+             p->scheduler.flow_shift);
     dfs_close(&p);
 }
 
@@ -289,6 +315,7 @@ int main(int argc, char **argv) {
     sprintf(copy_root, "%s/copy", t);
     test_fixture_wan22();
     test_fixture_wan21();
+    test_fixture_ti2v();
     test_broken();
     tu_rmtree(t);
     free(t);

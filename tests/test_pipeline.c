@@ -1,7 +1,9 @@
 /* test_pipeline.c: pl_generate end to end against Diffusers' WanPipeline.
  *
  * For tiny-wan22 (two experts, boundary 0.875: steps 0-1 on transformer, 2-4 on transformer_2) and
- * tiny-wan21 (one transformer), tests/fixtures/pipeline/<name>.safetensors (make_pipeline_fixtures.py)
+ * tiny-wan21 (one transformer) and tiny-ti2v (TI2V-5B-shaped: expand_timesteps, transformer in/out
+ * 48, Wan2.2 VAE with z_dim 48 / patch_size 2 / is_residual, 16x spatial, flow_shift 5.0),
+ * tests/fixtures/pipeline/<name>.safetensors (make_pipeline_fixtures.py)
  * holds the seeded initial latents, the final latents of output_type="latent", the frames of
  * output_type="np" ([F, H, W, 3] in [0, 1]), the timesteps and the expert of every step.
  * pl_generate runs with the same latents, prompt, negative prompt and settings; checked:
@@ -191,6 +193,7 @@ int main(int argc, char **argv) {
     test_noise();
     run_case("tiny-wan22");
     run_case("tiny-wan21");
+    run_case("tiny-ti2v");
     if (tu_failures) printf("%d failure(s)\n", tu_failures);
     else printf("ok\n");
     return tu_failures ? 1 : 0;

@@ -27,11 +27,19 @@
  *      each latent frame finishes.
  *   Every activation arena is sized by its measuring function before the work starts (t5, dit
  *   for the larger of the two experts, vae) and freed when its stage ends.
- * What it is not: image-to-video, TI2V-5B (expand_timesteps folders are refused), batching
+ *   TI2V-5B-style folders (expand_timesteps true, one transformer, Wan2.2 VAE with z_dim 48 and
+ *   16x spatial compression) generate text-to-video the same way: for T2V Diffusers' per-token
+ *   timestep is mask * t with mask = 1 on every token (§1.9), i.e. t itself as fp32 for every
+ *   token (t is an integer < 1000, or Euler's fp32 value: exact), and its transformer then applies
+ *   the same embedding, modulation and head math to each token's t as the scalar path does once
+ *   (broadcast), so the DiT's scalar path is used (not dit_shape.per_token_t): identical numbers
+ *   without L timestep embeddings per call.
+ * What it is not: image-to-video (including TI2V-5B's image-conditioned mode), batching
  *   (one video per call), or distributed. All computation is f32 (a bf16 checkpoint is widened).
  * Tested by: tests/test_pipeline.c against Diffusers' WanPipeline on tiny-wan22 (two experts, the
- *   boundary between steps 1 and 2 of 5) and tiny-wan21 (tests/fixtures/pipeline, written by
- *   make_pipeline_fixtures.py): final latents, frames and the expert of every step.
+ *   boundary between steps 1 and 2 of 5), tiny-wan21 and tiny-ti2v (expand_timesteps, z_dim 48,
+ *   Wan2.2 residual VAE) (tests/fixtures/pipeline, written by make_pipeline_fixtures.py): final
+ *   latents, frames and the expert of every step.
  */
 #ifndef PL_PIPELINE_H
 #define PL_PIPELINE_H
