@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -192,4 +193,27 @@ json_t *bu_run_peer(const char *py, const char *bench_dir, const char *script, c
 double bu_json_num_or_nan(json_t *o, const char *key) {
     json_t *v = json_object_get(o, key);
     return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+int bu_write_in_child(const char *bench, int (*write)(const char *dir, const void *ctx),
+                      const void *ctx, int keep, char *dir, size_t ndir, double *secs) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, ndir, "%s/%s.XXXXXX", tmp && *tmp ? tmp : "/tmp", bench);
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "%s: cannot create a folder %s: %s\n", bench, dir, strerror(errno));
+        return 1;
+    }
+    double t0 = bu_now_s();
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) _exit(write(dir, ctx));
+    int wst = 0;
+    if (pid < 0 || waitpid(pid, &wst, 0) != pid || !WIFEXITED(wst) || WEXITSTATUS(wst) != 0) {
+        fprintf(stderr, "%s: writing the checkpoint into %s failed\n", bench, dir);
+        if (!keep) bu_remove_dir(dir);
+        return 1;
+    }
+    *secs = bu_now_s() - t0;
+    return 0;
 }

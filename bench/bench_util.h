@@ -41,4 +41,11 @@ json_t *bu_run_peer(const char *py, const char *bench_dir, const char *script, c
                     int threads, const char *key, char *why, size_t nwhy);
 double bu_json_num_or_nan(json_t *o, const char *key);
 
+/* Makes a fresh $TMPDIR/<bench>.XXXXXX folder into dir and runs write(dir, ctx) in a child process,
+ * so the memory of generating random checkpoints never counts in the bench's peak RSS and no
+ * OpenMP thread exists yet when it forks. 0 on success (seconds taken in *secs); otherwise prints
+ * why, removes the folder unless keep, and returns non-zero. */
+int bu_write_in_child(const char *bench, int (*write)(const char *dir, const void *ctx),
+                      const void *ctx, int keep, char *dir, size_t ndir, double *secs);
+
 #endif

@@ -350,6 +350,8 @@ out:
     return rc;
 }
 
+static int write_folder_ctx(const char *dir, const void *ctx) { return write_folder(dir, ctx); }
+
 /* ------------------------------------------------------------------------------------------ */
 /* the torch peer */
 
@@ -601,24 +603,9 @@ int main(int argc, char **argv) {
     /* 1. the folder, written by a child: its memory never counts in our peak RSS, and it runs
      * before any OpenMP thread exists here */
     char dir[1100];
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/bench_vae.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
-        fprintf(stderr, "bench_vae: cannot create a folder %s: %s\n", dir, strerror(errno));
+    double write_s = 0;
+    if (bu_write_in_child("bench_vae", write_folder_ctx, &c, keep, dir, sizeof dir, &write_s))
         return 1;
-    }
-    double t0 = bu_now_s();
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) _exit(write_folder(dir, &c));
-    int wst = 0;
-    if (pid < 0 || waitpid(pid, &wst, 0) != pid || !WIFEXITED(wst) || WEXITSTATUS(wst) != 0) {
-        fprintf(stderr, "bench_vae: writing the checkpoint into %s failed\n", dir);
-        if (!keep) bu_remove_dir(dir);
-        return 1;
-    }
-    double write_s = bu_now_s() - t0;
 
     wf_err err = {0};
     wk_backend *be = NULL;
@@ -637,7 +624,7 @@ int main(int argc, char **argv) {
     double peak = bu_measure_peak(threads);
 
     /* 2. load (the real loader), size each row's arena, read the latent */
-    t0 = bu_now_s();
+    double t0 = bu_now_s();
     wf_status st = vae_load(&m, dir, &err);
     double load_s = bu_now_s() - t0;
     const size_t nout = (size_t)(3 * c.F * c.H * c.W);
