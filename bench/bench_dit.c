@@ -430,7 +430,7 @@ int main(int argc, char **argv) {
     double load_s = bu_now_s() - t0;
     dit_shape shp = {.F = c.F, .H = c.H, .W = c.W, .Lt = c.Lt, .per_token_t = false};
     size_t arena_bytes = 0;
-    if (!st) st = dit_arena_bytes(m, &shp, &arena_bytes, &err);
+    if (!st) st = dit_arena_bytes(m, &shp, 1, &arena_bytes, &err);
     if (!st) st = wk_arena_init(&arena, "dit activations", arena_bytes, &err);
     snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
     if (!st) st = st_open(&inf, path, &err);
@@ -497,7 +497,7 @@ int main(int argc, char **argv) {
         const int self = check && !pr.ran;
         for (int i = 0; i < warm + iters + (self && warm + iters < 2) && !st; i++) {
             double s0 = bu_now_s();
-            st = dit_forward(m, be, &arena, &shp, lat, ts, txt, out, NULL, NULL, &err);
+            st = dit_forward(m, be, &arena, &shp, NULL, lat, ts, txt, out, NULL, NULL, &err);
             double t = bu_now_s() - s0;
             if (i >= warm && i < warm + iters) times[i - warm] = t;
             if (i == 0 && !st) memcpy(out_first, out, nout * sizeof *out);

@@ -131,5 +131,9 @@ wf_status wk_upsample2x(wk_backend *be, wk_tensor *y, const wk_tensor *x, wf_err
  * cos/sin cast to f32 and repeated per pair. cos, sin: [F*H*W, hd], token order (f, h, w). */
 wf_status wk_rope_table_3d(float *cos_out, float *sin_out, int64_t F, int64_t H, int64_t W, int hd,
                            double theta, wf_err *err);
+/* Rows [l0, l0 + n) of the same tables (a rank's tokens under sequence parallelism); rows past
+ * F*H*W (padding) get the identity rotation (cos 1, sin 0). */
+wf_status wk_rope_table_3d_rows(float *cos_out, float *sin_out, int64_t F, int64_t H, int64_t W,
+                                int hd, double theta, int64_t l0, int64_t n, wf_err *err);
 
 #endif

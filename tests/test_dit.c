@@ -97,12 +97,12 @@ static float *run_case(const char *cname, const char *dir, const char *tdir, dou
                    .Lt = (int64_t)eh->shape[1], .per_token_t = ts->numel > 1};
     g.D = m->cfg.dim;
     size_t bytes = 0;
-    TU_CHECK(dit_arena_bytes(m, &s, &bytes, &err) == WF_OK, "%s: %s", cname, err.msg);
+    TU_CHECK(dit_arena_bytes(m, &s, 1, &bytes, &err) == WF_OK, "%s: %s", cname, err.msg);
     wk_arena ar;
     TU_CHECK(wk_arena_init(&ar, "dit test", bytes, &err) == WF_OK, "%s", err.msg);
     out = malloc(ot->numel * sizeof *out);
     if (show_stages) printf("  %s (%s):\n", cname, tdir);
-    wf_status st = dit_forward(m, be, &ar, &s, (const float *)hs->data, (const float *)ts->data,
+    wf_status st = dit_forward(m, be, &ar, &s, NULL, (const float *)hs->data, (const float *)ts->data,
                                (const float *)eh->data, out, tap, &g, &err);
     TU_CHECK(st == WF_OK, "%s: forward: %s", cname, err.msg);
     TU_CHECK(ar.peak == bytes, "%s: the forward used %zu arena bytes, the measuring pass said %zu",
@@ -115,7 +115,7 @@ static float *run_case(const char *cname, const char *dir, const char *tdir, dou
     /* a second forward: same result, no workspace growth */
     unsigned grows = be->ws_grows;
     float *out2 = malloc(ot->numel * sizeof *out2);
-    st = dit_forward(m, be, &ar, &s, (const float *)hs->data, (const float *)ts->data,
+    st = dit_forward(m, be, &ar, &s, NULL, (const float *)hs->data, (const float *)ts->data,
                      (const float *)eh->data, out2, NULL, NULL, &err);
     TU_CHECK(st == WF_OK && memcmp(out, out2, ot->numel * sizeof *out) == 0,
              "%s: a second forward must give the same bits", cname);
@@ -263,7 +263,7 @@ static void test_broken(void) {
         wk_arena small;
         wk_arena_init(&small, "too small", 1024, &err);
         float dummy[4];
-        TU_CHECK(dit_forward(m, be, &small, &s, dummy, dummy, dummy, dummy, NULL, NULL, &err) ==
+        TU_CHECK(dit_forward(m, be, &small, &s, NULL, dummy, dummy, dummy, dummy, NULL, NULL, &err) ==
                          WF_ENOMEM &&
                      strstr(err.msg, "too small"),
                  "a too-small arena is refused: %s", err.msg);

@@ -14,8 +14,14 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <mpi.h>
+#include <unistd.h>
+
 #include "cmds.h"
+#include "layout.h"
 #include "pipeline.h"
+#include "pl_dist.h"
+#include "plan.h"
 #include "safetensors.h"
 #include "video_out.h"
 
@@ -47,7 +53,19 @@ static void help(void) {
            "  --frames-dir DIR       PNG frames frame_00000.png ... (created if missing)\n"
            "  --save-latents FILE.h5 final latents (HDF5 dataset /latents [1, C, T, h, w])\n"
            "  --contact-sheet FILE.png  every frame on one PNG (a grid, for a quick look)\n"
-           "  --threads N            CPU threads (default: all)\n"
+           "  --threads N            CPU threads per rank (default: the cores / the ranks on the node)\n"
+           "  --count N              generate N videos of each prompt (seeds seed, seed+1, ...);\n"
+           "                         --prompt may also be given several times. With several videos\n"
+           "                         the output names get -K before the extension (K = 0, 1, ...)\n"
+           "Under mpirun/srun (several ranks), the layout (DESIGN.md 2) comes from the planner\n"
+           "(`wanfarm plan`) unless every choice is given:\n"
+           "  --placement shared|split  one group with both experts, or a high-noise and a\n"
+           "                         low-noise group (a two-stage pipeline across videos)\n"
+           "  --ulysses N[,M]        sequence-parallel degree (of the high and low group)\n"
+           "  --cfg-parallel / --no-cfg-parallel  conditional and unconditional passes on two\n"
+           "                         halves of each group\n"
+           "  --vae-ranks N          ranks that decode (parallel row tiles)\n"
+           "  --mem-gb G             memory per rank for the planner (default: host memory / ranks)\n"
            "  --json-progress        JSON lines on stdout instead of progress lines on stderr\n"
            "At least one of --out, --frames-dir, --save-latents, --contact-sheet is required.\n"
            "exit codes: 0 written, 1 bad model/input file or failed work, 2 bad command line\n");
@@ -90,6 +108,10 @@ static bool parse_f64(const char *s, double *out) {
 
 typedef struct gen_ctx {
     vout_mp4 *mp4;
+    const char *mp4_path; /* opened at the first frame */
+    int fps, crf;
+    int64_t job;
+    int rank;             /* for progress lines under MPI (-1: single process) */
     const char *frames_dir;
     uint8_t *rgb8;
     size_t rgb8_cap;
@@ -133,6 +155,13 @@ static wf_status write_sheet(const gen_ctx *g, const char *path, wf_err *err) {
 static wf_status on_frames(void *ctx, int64_t first, int64_t n, int64_t H, int64_t W,
                            const float *rgb, wf_err *err) {
     gen_ctx *g = ctx;
+    if (g->mp4_path && !g->mp4) {
+        wf_status st = vout_mp4_open(&g->mp4, g->mp4_path, (int)W, (int)H, g->fps, g->crf, err);
+        if (st) {
+            wf_err_prefix(err, "--out %s: ", g->mp4_path);
+            return st;
+        }
+    }
     size_t fs = (size_t)(H * W * 3);
     if (g->rgb8_cap < fs) {
         uint8_t *q = realloc(g->rgb8, fs);
@@ -146,8 +175,12 @@ static wf_status on_frames(void *ctx, int64_t first, int64_t n, int64_t H, int64
         if (g->mp4 && (st = vout_mp4_write(g->mp4, g->rgb8, err))) return st;
         if (g->frames_dir) {
             char path[4200];
-            snprintf(path, sizeof path, "%s/frame_%05lld.png", g->frames_dir,
-                     (long long)(first + k));
+            if (g->job >= 0)
+                snprintf(path, sizeof path, "%s/job%lld_frame_%05lld.png", g->frames_dir,
+                         (long long)g->job, (long long)(first + k));
+            else
+                snprintf(path, sizeof path, "%s/frame_%05lld.png", g->frames_dir,
+                         (long long)(first + k));
             if ((st = vout_png_write(path, g->rgb8, (int)W, (int)H, err))) return st;
         }
         if (g->sheet && (st = keep_frame(g, g->rgb8, fs, W, H, err))) return st;
@@ -161,12 +194,18 @@ static void on_progress(void *ctx, const pl_progress *pr) {
     double per = pr->elapsed_seconds / (double)(pr->step + 1);
     double eta = per * (double)(pr->steps - pr->step - 1);
     if (g->json) {
-        printf("{\"event\":\"step\",\"step\":%lld,\"steps\":%lld,\"expert\":\"%s\",\"timestep\":%g,"
-               "\"guidance\":%g,\"step_seconds\":%.4f,\"elapsed_seconds\":%.4f,\"eta_seconds\":%.2f}\n",
-               (long long)(pr->step + 1), (long long)pr->steps,
-               pr->expert ? "transformer_2" : "transformer", pr->timestep, pr->guidance,
-               pr->step_seconds, pr->elapsed_seconds, eta);
+        printf("{\"event\":\"step\",\"job\":%lld,\"group\":%d,\"rank\":%d,\"step\":%lld,"
+               "\"steps\":%lld,\"expert\":\"%s\",\"timestep\":%g,\"guidance\":%g,"
+               "\"step_seconds\":%.4f,\"elapsed_seconds\":%.4f,\"eta_seconds\":%.2f,"
+               "\"wall_end\":%.6f}\n",
+               (long long)pr->job, pr->group, g->rank < 0 ? 0 : g->rank, (long long)(pr->step + 1),
+               (long long)pr->steps, pr->expert ? "transformer_2" : "transformer", pr->timestep,
+               pr->guidance, pr->step_seconds, pr->elapsed_seconds, eta, pr->wall_end);
         fflush(stdout);
+    } else if (g->rank >= 0) {
+        fprintf(stderr, "[rank %d, job %lld] step %lld/%lld  %-13s  t=%-7g  %.2f s/step\n",
+                g->rank, (long long)pr->job, (long long)(pr->step + 1), (long long)pr->steps,
+                pr->expert ? "transformer_2" : "transformer", pr->timestep, pr->step_seconds);
     } else {
         fprintf(stderr, "step %lld/%lld  %-13s  t=%-7g  %.2f s/step  ETA %.0f s\n",
                 (long long)(pr->step + 1), (long long)pr->steps,
@@ -234,13 +273,337 @@ static int read_latents(const char *path, const int64_t shape[4], float **out) {
     return rc;
 }
 
+#define MAX_PROMPTS 256
+
+typedef struct gen_opts {
+    const char *prompts[MAX_PROMPTS];
+    int nprompts;
+    int64_t count;
+    const char *model, *out, *latents_in, *save_latents, *frames_dir, *sheet;
+    bool have_seed, json;
+    int64_t threads, fps, crf;
+    int placement;             /* -1: left to the planner, else an ly_placement */
+    ly_layout layout;          /* ulysses/vae_ranks 0: left to the planner */
+    int cfg_par;               /* -1 free, 0, 1 */
+    double mem_gb;             /* 0: host memory / local ranks */
+} gen_opts;
+
+/* The path of job k of n: base itself when n == 1, else "-k" before the extension. */
+static void job_path(const char *base, int64_t k, int64_t n, char *out, size_t cap) {
+    if (n == 1) {
+        snprintf(out, cap, "%s", base);
+        return;
+    }
+    const char *slash = strrchr(base, '/'), *dot = strrchr(base, '.');
+    if (!dot || (slash && dot < slash) || dot == (slash ? slash + 1 : base)) {
+        snprintf(out, cap, "%s-%lld", base, (long long)k);
+        return;
+    }
+    snprintf(out, cap, "%.*s-%lld%s", (int)(dot - base), base, (long long)k, dot);
+}
+
+/* Under mpirun or srun (a process manager started us)? Then MPI is initialised. */
+static bool under_launcher(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_SIZE") ||
+           getenv("PMI_RANK");
+}
+
+/* Ranks on this node (for the default thread count). */
+static int local_ranks(void) {
+    MPI_Comm node;
+    int n = 1;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) ==
+        MPI_SUCCESS) {
+        MPI_Comm_size(node, &n);
+        MPI_Comm_free(&node);
+    }
+    return n;
+}
+
+typedef struct gen_run {
+    gen_opts *o;
+    pl_request *reqs;
+    gen_ctx *ctx;
+    float **lat_out;
+    int64_t njobs;
+    int64_t shape[4];          /* latents [C, T, h, w] (every job has the same size) */
+    int rank, size;
+    bool quiet; /* not world rank 0: input errors are printed once */
+} gen_run;
+
+/* Per job outputs after the work (writer only). */
+static int finish_outputs(gen_run *g, int64_t k) {
+    const gen_opts *o = g->o;
+    wf_err err;
+    char path[4200];
+    gen_ctx *c = &g->ctx[k];
+    if (c->mp4 && vout_mp4_close(&c->mp4, &err)) {
+        fprintf(stderr, PROG ": --out %s: %s\n", c->mp4_path, err.msg);
+        return WF_EXIT_FAIL;
+    }
+    if (o->sheet) {
+        job_path(o->sheet, k, g->njobs, path, sizeof path);
+        if (write_sheet(c, path, &err)) {
+            fprintf(stderr, PROG ": --contact-sheet %s: %s\n", path, err.msg);
+            return WF_EXIT_FAIL;
+        }
+    }
+    if (o->save_latents) {
+        job_path(o->save_latents, k, g->njobs, path, sizeof path);
+        int64_t s5[5] = {1, g->shape[0], g->shape[1], g->shape[2], g->shape[3]};
+        if (vout_h5_write_latents(path, g->lat_out[k], 5, s5, &err)) {
+            fprintf(stderr, PROG ": --save-latents %s: %s\n", path, err.msg);
+            return WF_EXIT_FAIL;
+        }
+    }
+    return WF_EXIT_OK;
+}
+
+static void free_run(gen_run *g) {
+    for (int64_t k = 0; g->ctx && k < g->njobs; k++) {
+        gen_ctx *c = &g->ctx[k];
+        vout_mp4_abort(&c->mp4);
+        free(c->rgb8);
+        for (int64_t i = 0; i < c->n_kept; i++) free(c->kept[i]);
+        free(c->kept);
+        free((char *)c->mp4_path);
+    }
+    for (int64_t k = 0; g->lat_out && k < g->njobs; k++) free(g->lat_out[k]);
+    free(g->lat_out);
+    free(g->ctx);
+    free(g->reqs);
+}
+
+/* The requests and their output contexts (outputs only where `writer`). */
+static int setup_jobs(gen_run *g, const pl_request *base, const float *lat0, bool writer) {
+    const gen_opts *o = g->o;
+    g->reqs = calloc((size_t)g->njobs, sizeof *g->reqs);
+    g->ctx = calloc((size_t)g->njobs, sizeof *g->ctx);
+    g->lat_out = calloc((size_t)g->njobs, sizeof *g->lat_out);
+    if (!g->reqs || !g->ctx || !g->lat_out) return WF_EXIT_FAIL;
+    size_t n = (size_t)(g->shape[0] * g->shape[1] * g->shape[2] * g->shape[3]);
+    for (int64_t k = 0; k < g->njobs; k++) {
+        pl_request *r = &g->reqs[k];
+        gen_ctx *c = &g->ctx[k];
+        *r = *base;
+        r->prompt = o->prompts[k / o->count];
+        r->seed = base->seed + (uint64_t)(k % o->count);
+        r->latents = lat0;
+        c->json = o->json;
+        c->rank = g->size > 1 ? g->rank : -1;
+        c->job = g->njobs > 1 ? k : -1;
+        c->fps = (int)o->fps;
+        c->crf = (int)o->crf;
+        r->progress = on_progress;
+        r->progress_ctx = c;
+        r->skip_decode = !o->out && !o->frames_dir && !o->sheet;
+        if (!writer) continue;
+        c->frames_dir = o->frames_dir;
+        c->sheet = o->sheet != NULL;
+        if (o->out) {
+            char path[4200];
+            job_path(o->out, k, g->njobs, path, sizeof path);
+            if (!(c->mp4_path = strdup(path))) return WF_EXIT_FAIL;
+        }
+        r->on_frames = on_frames;
+        r->frames_ctx = c;
+        if (o->save_latents) {
+            if (!(g->lat_out[k] = malloc(n * sizeof(float)))) return WF_EXIT_FAIL;
+            r->latents_out = g->lat_out[k];
+        }
+    }
+    return WF_EXIT_OK;
+}
+
+static void report_done(const gen_run *g, double t0) {
+    int64_t frames = 0;
+    for (int64_t k = 0; k < g->njobs; k++) frames += g->ctx[k].written;
+    const gen_opts *o = g->o;
+    if (o->json)
+        printf("{\"event\":\"done\",\"videos\":%lld,\"frames\":%lld,\"seconds\":%.3f}\n",
+               (long long)g->njobs, (long long)frames, now_s() - t0);
+    else
+        fprintf(stderr, PROG ": done in %.1f s (%lld video%s, %lld frames)%s%s\n", now_s() - t0,
+                (long long)g->njobs, g->njobs == 1 ? "" : "s", (long long)frames,
+                o->out ? ", " : "", o->out ? o->out : "");
+}
+
+/* One process: pl_generate for each job. */
+static int run_single(gen_run *g, const pl_request *base, double t0) {
+    const gen_opts *o = g->o;
+    wf_err err;
+    pl_pipeline *p = NULL;
+    float *lat0 = NULL;
+    int rc = WF_EXIT_FAIL;
+    if (pl_open(&p, o->model, NULL, (int)o->threads, &err)) {
+        fprintf(stderr, PROG ": %s\n", err.msg);
+        return WF_EXIT_FAIL;
+    }
+    wf_status st = pl_check_request(p, base, g->shape, &err);
+    if (st) {
+        fprintf(stderr, PROG ": %s\n", err.msg);
+        rc = st == WF_EINVAL ? WF_EXIT_USAGE : WF_EXIT_FAIL;
+        goto done;
+    }
+    if (o->latents_in && read_latents(o->latents_in, g->shape, &lat0) != WF_EXIT_OK) goto done;
+    if (setup_jobs(g, base, lat0, true) != WF_EXIT_OK) {
+        fprintf(stderr, PROG ": out of memory\n");
+        goto done;
+    }
+    if (!o->json)
+        fprintf(stderr, PROG ": loaded %s in %.1f s; %lldx%lld, %lld frames, latents [%lld, %lld, "
+                "%lld, %lld], %lld steps\n",
+                o->model, now_s() - t0, (long long)base->width, (long long)base->height,
+                (long long)base->frames, (long long)g->shape[0], (long long)g->shape[1],
+                (long long)g->shape[2], (long long)g->shape[3], (long long)base->steps);
+    for (int64_t k = 0; k < g->njobs; k++) {
+        if (pl_generate(p, &g->reqs[k], &err)) {
+            fprintf(stderr, PROG ": %s%s\n", g->njobs > 1 ? "" : "", err.msg);
+            goto done;
+        }
+        if ((rc = finish_outputs(g, k)) != WF_EXIT_OK) goto done;
+        rc = WF_EXIT_FAIL;
+    }
+    report_done(g, t0);
+    rc = WF_EXIT_OK;
+done:
+    free(lat0);
+    pl_close(&p);
+    return rc;
+}
+
+/* The layout: the command line's when it gives every choice, else the planner's with them fixed. */
+static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *base,
+                       ly_layout *out) {
+    const gen_opts *o = g->o;
+    wf_err err;
+    const ly_layout *l = &o->layout;
+    if (o->placement >= 0 && l->ulysses[0] > 0 && o->cfg_par >= 0 && l->vae_ranks > 0) {
+        *out = *l;
+        out->placement = (ly_placement)o->placement;
+        out->cfg_parallel = o->cfg_par == 1;
+        if (out->ulysses[1] <= 0) out->ulysses[1] = out->ulysses[0];
+        return WF_EXIT_OK;
+    }
+    pn_inputs in;
+    pn_inputs_default(&in);
+    pn_request pr;
+    pn_request_default(&pr);
+    pr.width = base->width, pr.height = base->height, pr.frames = base->frames;
+    pr.steps = base->steps, pr.guidance = base->guidance, pr.boundary = base->boundary;
+    pr.shift = base->shift, pr.sampler = base->sampler, pr.text_len = base->max_sequence_length;
+    in.world = g->size;
+    in.ranks_per_node = local_ranks();
+    if (pn_inputs_from_pipeline(&in, shell->cfg, &pr, &err)) {
+        if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
+        return WF_EXIT_USAGE;
+    }
+    in.queue = g->njobs;
+    in.replicas = 1;
+    in.allow_idle = false;
+    if (o->mem_gb > 0) {
+        in.cost.mem_per_rank = o->mem_gb * 1e9;
+    } else { /* CPU ranks share the host's memory */
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        if (pages > 0 && psz > 0)
+            in.cost.mem_per_rank = (double)pages * (double)psz / in.ranks_per_node;
+    }
+    in.placement = o->placement >= 0 ? o->placement : PN_FREE;
+    in.ulysses[0] = l->ulysses[0] > 0 ? l->ulysses[0] : PN_FREE;
+    in.ulysses[1] = l->ulysses[1] > 0 ? l->ulysses[1] : (l->ulysses[0] > 0 ? l->ulysses[0] : PN_FREE);
+    in.cfg_parallel = o->cfg_par >= 0 ? o->cfg_par : PN_FREE;
+    in.vae_ranks = l->vae_ranks > 0 ? l->vae_ranks : PN_FREE;
+    pn_plan plan;
+    if (pn_choose(&in, &plan, &err)) {
+        if (!g->quiet) fprintf(stderr, PROG ": no layout of %d ranks: %s\n", g->size, err.msg);
+        return WF_EXIT_USAGE;
+    }
+    *out = plan.layout;
+    return WF_EXIT_OK;
+}
+
+/* Several ranks: the distributed pipeline (pl_dist.h). */
+static int run_dist(gen_run *g, pl_request *base, double t0) {
+    const gen_opts *o = g->o;
+    wf_err err;
+    cm_comm *world = NULL;
+    pl_pipeline *shell = NULL;
+    pd_world *d = NULL;
+    float *lat0 = NULL;
+    int rc = WF_EXIT_FAIL;
+    if (cm_world(&world, &err) || pl_open_parts(&shell, o->model, NULL, 1, 0, &err)) {
+        if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
+        goto done;
+    }
+    wf_status st = pl_check_request(shell, base, g->shape, &err);
+    if (st) {
+        if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
+        rc = st == WF_EINVAL ? WF_EXIT_USAGE : WF_EXIT_FAIL;
+        goto done;
+    }
+    ly_layout l;
+    if ((rc = pick_layout(g, shell, base, &l)) != WF_EXIT_OK) goto done;
+    rc = WF_EXIT_FAIL;
+    ly_limits lim;
+    if ((st = pd_limits(shell, base, &lim, &err)) || (st = ly_check(&l, g->size, &lim, &err))) {
+        if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
+        rc = st == WF_EINVAL ? WF_EXIT_USAGE : WF_EXIT_FAIL;
+        goto done;
+    }
+    char desc[160];
+    ly_format(&l, desc, sizeof desc);
+    if (!g->quiet && !o->json)
+        fprintf(stderr, PROG ": %d ranks, layout %s\n", g->size, desc);
+    if (o->latents_in && read_latents(o->latents_in, g->shape, &lat0) != WF_EXIT_OK) {
+        MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
+    }
+    int64_t threads = o->threads;
+    if (threads == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores > 0 ? cores / local_ranks() : 1;
+        if (threads < 1) threads = 1;
+    }
+    if ((st = pd_open(&d, world, &l, o->model, NULL, (int)threads, &err))) {
+        fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
+        MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
+    }
+    if (setup_jobs(g, base, lat0, d->role.writer) != WF_EXIT_OK) {
+        fprintf(stderr, PROG " (rank %d): out of memory\n", g->rank);
+        MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
+    }
+    if (!g->quiet && !o->json)
+        fprintf(stderr, PROG ": loaded in %.1f s; %lld video%s of %lldx%lld, %lld frames\n",
+                now_s() - t0, (long long)g->njobs, g->njobs == 1 ? "" : "s",
+                (long long)base->width, (long long)base->height, (long long)base->frames);
+    if ((st = pd_run(d, g->reqs, g->njobs, &err))) {
+        fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
+        MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
+    }
+    rc = WF_EXIT_OK;
+    if (d->role.writer) {
+        for (int64_t k = 0; k < g->njobs && rc == WF_EXIT_OK; k++) rc = finish_outputs(g, k);
+        if (rc == WF_EXIT_OK) report_done(g, t0);
+    }
+    /* every rank leaves with the writer's verdict */
+    int wrc = rc, any = 0;
+    MPI_Allreduce(&wrc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    rc = any;
+done:
+    free(lat0);
+    pd_close(&d);
+    pl_close(&shell);
+    cm_free(&world);
+    return rc;
+}
+
 int cmd_generate(int argc, char **argv) {
     pl_request r;
     pl_request_default(&r);
-    const char *model = NULL, *out = NULL, *latents_in = NULL, *save_latents = NULL,
-               *frames_dir = NULL, *sheet = NULL;
-    bool have_seed = false, json = false;
-    int64_t threads = 0, fps = 16, crf = 18;
+    gen_opts o;
+    memset(&o, 0, sizeof o);
+    o.fps = 16, o.crf = 18, o.count = 1;
+    o.placement = -1;
+    o.cfg_par = -1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -248,16 +611,22 @@ int cmd_generate(int argc, char **argv) {
             return WF_EXIT_OK;
         }
         if (!strcmp(a, "--json-progress")) {
-            json = true;
+            o.json = true;
+            continue;
+        }
+        if (!strcmp(a, "--cfg-parallel") || !strcmp(a, "--no-cfg-parallel")) {
+            o.cfg_par = a[2] != 'n';
             continue;
         }
         if (strncmp(a, "--", 2)) return usage_err("unexpected argument '%s'%s", a, "");
         if (i + 1 == argc) return usage_err("%s needs a value%s", a, "");
         const char *v = argv[++i];
         bool ok = true;
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--prompt")) r.prompt = v;
-        else if (!strcmp(a, "--negative-prompt"))
+        if (!strcmp(a, "--model")) o.model = v;
+        else if (!strcmp(a, "--prompt")) {
+            if (o.nprompts == MAX_PROMPTS) return usage_err("more than %s prompts%s", "256", "");
+            o.prompts[o.nprompts++] = v;
+        } else if (!strcmp(a, "--negative-prompt"))
             r.negative_prompt = !strcmp(v, "wan") ? PL_WAN_NEGATIVE_PROMPT_ZH : v;
         else if (!strcmp(a, "--size")) {
             char *x = strchr(v, 'x');
@@ -284,132 +653,95 @@ int cmd_generate(int argc, char **argv) {
             if (!strcmp(v, "unipc")) r.sampler = SMP_UNIPC;
             else if (!strcmp(v, "euler")) r.sampler = SMP_EULER;
             else return usage_err("--sampler '%s': use unipc or euler%s", v, "");
-        } else if (!strcmp(a, "--seed")) ok = have_seed = parse_u64(v, &r.seed);
-        else if (!strcmp(a, "--latents")) latents_in = v;
+        } else if (!strcmp(a, "--seed")) ok = o.have_seed = parse_u64(v, &r.seed);
+        else if (!strcmp(a, "--latents")) o.latents_in = v;
         else if (!strcmp(a, "--max-sequence-length"))
             ok = parse_i64(v, &r.max_sequence_length) && r.max_sequence_length >= 1;
-        else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--fps")) ok = parse_i64(v, &fps) && fps >= 1 && fps <= 240;
-        else if (!strcmp(a, "--crf")) ok = parse_i64(v, &crf) && crf >= 1 && crf <= 51;
-        else if (!strcmp(a, "--frames-dir")) frames_dir = v;
-        else if (!strcmp(a, "--save-latents")) save_latents = v;
-        else if (!strcmp(a, "--contact-sheet")) sheet = v;
-        else if (!strcmp(a, "--threads")) ok = parse_i64(v, &threads) && threads >= 0 && threads < 100000;
+        else if (!strcmp(a, "--out")) o.out = v;
+        else if (!strcmp(a, "--fps")) ok = parse_i64(v, &o.fps) && o.fps >= 1 && o.fps <= 240;
+        else if (!strcmp(a, "--crf")) ok = parse_i64(v, &o.crf) && o.crf >= 1 && o.crf <= 51;
+        else if (!strcmp(a, "--frames-dir")) o.frames_dir = v;
+        else if (!strcmp(a, "--save-latents")) o.save_latents = v;
+        else if (!strcmp(a, "--contact-sheet")) o.sheet = v;
+        else if (!strcmp(a, "--threads"))
+            ok = parse_i64(v, &o.threads) && o.threads >= 0 && o.threads < 100000;
+        else if (!strcmp(a, "--count")) ok = parse_i64(v, &o.count) && o.count >= 1 && o.count <= 100000;
+        else if (!strcmp(a, "--placement")) {
+            if (!strcmp(v, "shared")) o.placement = LY_SHARED;
+            else if (!strcmp(v, "split")) o.placement = LY_SPLIT;
+            else return usage_err("--placement '%s': use shared or split%s", v, "");
+        } else if (!strcmp(a, "--ulysses")) {
+            int64_t u0 = 0, u1 = 0;
+            const char *comma = strchr(v, ',');
+            char b0[32];
+            size_t n0 = comma ? (size_t)(comma - v) : strlen(v);
+            ok = n0 > 0 && n0 < sizeof b0;
+            if (ok) {
+                memcpy(b0, v, n0);
+                b0[n0] = 0;
+                ok = parse_i64(b0, &u0) && u0 >= 1 && u0 <= 65536 &&
+                     (!comma || (parse_i64(comma + 1, &u1) && u1 >= 1 && u1 <= 65536));
+            }
+            if (!ok) return usage_err("--ulysses '%s' must be N or N,M (degrees >= 1)%s", v, "");
+            o.layout.ulysses[0] = (int)u0;
+            o.layout.ulysses[1] = (int)u1;
+            continue;
+        } else if (!strcmp(a, "--vae-ranks")) {
+            int64_t vr = 0;
+            ok = parse_i64(v, &vr) && vr >= 1 && vr <= 65536;
+            o.layout.vae_ranks = (int)vr;
+        } else if (!strcmp(a, "--mem-gb")) ok = parse_f64(v, &o.mem_gb) && o.mem_gb > 0;
         else return usage_err("unknown option '%s'%s", a, "");
         if (!ok) return usage_err("%s: bad value '%s'", a, v);
     }
-    if (!model) return usage_err("missing --model DIR%s%s", "", "");
-    if (!r.prompt) return usage_err("missing --prompt TEXT%s%s", "", "");
-    if (!out && !frames_dir && !save_latents && !sheet)
+    if (!o.model) return usage_err("missing --model DIR%s%s", "", "");
+    if (!o.nprompts) return usage_err("missing --prompt TEXT%s%s", "", "");
+    if (!o.out && !o.frames_dir && !o.save_latents && !o.sheet)
         return usage_err("nothing would be written: give --out FILE.mp4, --frames-dir DIR, "
                          "--save-latents FILE.h5 or --contact-sheet FILE.png%s%s", "", "");
-    if (latents_in && have_seed)
+    if (o.latents_in && o.have_seed)
         return usage_err("--seed and --latents exclude each other%s%s", "", "");
-    if (!latents_in && !have_seed) r.seed = (uint64_t)time(NULL);
-    if (check_out_dir("--out", out) || check_out_dir("--save-latents", save_latents) ||
-        check_out_dir("--contact-sheet", sheet))
+    if (check_out_dir("--out", o.out) || check_out_dir("--save-latents", o.save_latents) ||
+        check_out_dir("--contact-sheet", o.sheet))
         return WF_EXIT_FAIL;
-    if (frames_dir) {
+    if (o.frames_dir) {
         struct stat sb;
-        if (stat(frames_dir, &sb) != 0 && mkdir(frames_dir, 0777) != 0) {
-            fprintf(stderr, PROG ": --frames-dir %s: cannot create: %s\n", frames_dir,
+        if (stat(o.frames_dir, &sb) != 0 && mkdir(o.frames_dir, 0777) != 0 && errno != EEXIST) {
+            fprintf(stderr, PROG ": --frames-dir %s: cannot create: %s\n", o.frames_dir,
                     strerror(errno));
             return WF_EXIT_FAIL;
         }
-        if (stat(frames_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-            fprintf(stderr, PROG ": --frames-dir %s is not a folder\n", frames_dir);
+        if (stat(o.frames_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            fprintf(stderr, PROG ": --frames-dir %s is not a folder\n", o.frames_dir);
             return WF_EXIT_FAIL;
         }
     }
 
-    wf_err err;
-    pl_pipeline *p = NULL;
+    gen_run g;
+    memset(&g, 0, sizeof g);
+    g.o = &o;
+    g.size = 1;
+    bool mpi = under_launcher();
+    if (mpi) {
+        int provided = 0;
+        if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+            fprintf(stderr, PROG ": MPI_Init failed\n");
+            return WF_EXIT_FAIL;
+        }
+        MPI_Comm_rank(MPI_COMM_WORLD, &g.rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &g.size);
+        g.quiet = g.rank != 0;
+    }
+    if (!o.latents_in && !o.have_seed) {
+        r.seed = (uint64_t)time(NULL);
+        if (mpi) MPI_Bcast(&r.seed, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD); /* one seed for all */
+        if (!g.quiet) fprintf(stderr, PROG ": seed %llu\n", (unsigned long long)r.seed);
+    }
+    r.prompt = o.prompts[0];
+    g.njobs = (int64_t)o.nprompts * o.count;
     double t0 = now_s();
-    if (pl_open(&p, model, NULL, (int)threads, &err)) {
-        fprintf(stderr, PROG ": %s\n", err.msg);
-        return WF_EXIT_FAIL;
-    }
-    int rc = WF_EXIT_FAIL;
-    float *lat0 = NULL, *lat = NULL;
-    gen_ctx g = {0};
-    g.json = json;
-    g.frames_dir = frames_dir;
-    g.sheet = sheet != NULL;
-    int64_t shape[4];
-    wf_status st = pl_check_request(p, &r, shape, &err);
-    if (st) {
-        fprintf(stderr, PROG ": %s\n", err.msg);
-        rc = st == WF_EINVAL ? WF_EXIT_USAGE : WF_EXIT_FAIL;
-        goto done;
-    }
-    if (!latents_in && !have_seed) fprintf(stderr, PROG ": seed %llu\n", (unsigned long long)r.seed);
-    if (latents_in) {
-        if ((rc = read_latents(latents_in, shape, &lat0)) != WF_EXIT_OK) {
-            rc = WF_EXIT_FAIL;
-            goto done;
-        }
-        rc = WF_EXIT_FAIL;
-        r.latents = lat0;
-    }
-    size_t n = (size_t)(shape[0] * shape[1] * shape[2] * shape[3]);
-    if (save_latents) {
-        lat = malloc(n * sizeof *lat);
-        if (!lat) {
-            fprintf(stderr, PROG ": out of memory\n");
-            goto done;
-        }
-        r.latents_out = lat;
-    }
-    if (out && vout_mp4_open(&g.mp4, out, (int)r.width, (int)r.height, (int)fps, (int)crf, &err)) {
-        fprintf(stderr, PROG ": --out %s: %s\n", out, err.msg);
-        goto done;
-    }
-    if (!json)
-        fprintf(stderr, PROG ": loaded %s in %.1f s; %lldx%lld, %lld frames, latents [%lld, %lld, %lld, %lld], %lld steps\n",
-                model, now_s() - t0, (long long)r.width, (long long)r.height, (long long)r.frames,
-                (long long)shape[0], (long long)shape[1], (long long)shape[2], (long long)shape[3],
-                (long long)r.steps);
-    r.progress = on_progress;
-    r.progress_ctx = &g;
-    r.on_frames = on_frames;
-    r.frames_ctx = &g;
-    r.skip_decode = !out && !frames_dir && !sheet;
-    g.t_start = now_s();
-    if (pl_generate(p, &r, &err)) {
-        fprintf(stderr, PROG ": %s\n", err.msg);
-        goto done;
-    }
-    if (g.mp4 && vout_mp4_close(&g.mp4, &err)) {
-        fprintf(stderr, PROG ": --out %s: %s\n", out, err.msg);
-        goto done;
-    }
-    if (sheet && write_sheet(&g, sheet, &err)) {
-        fprintf(stderr, PROG ": --contact-sheet %s: %s\n", sheet, err.msg);
-        goto done;
-    }
-    if (save_latents) {
-        int64_t s5[5] = {1, shape[0], shape[1], shape[2], shape[3]};
-        if (vout_h5_write_latents(save_latents, lat, 5, s5, &err)) {
-            fprintf(stderr, PROG ": --save-latents %s: %s\n", save_latents, err.msg);
-            goto done;
-        }
-    }
-    if (json)
-        printf("{\"event\":\"done\",\"frames\":%lld,\"seconds\":%.3f}\n", (long long)g.written,
-               now_s() - t0);
-    else
-        fprintf(stderr, PROG ": done in %.1f s (%lld frames)%s%s%s%s%s%s%s%s\n", now_s() - t0,
-                (long long)g.written, out ? ", " : "", out ? out : "", frames_dir ? ", " : "",
-                frames_dir ? frames_dir : "", save_latents ? ", " : "",
-                save_latents ? save_latents : "", sheet ? ", " : "", sheet ? sheet : "");
-    rc = WF_EXIT_OK;
-done:
-    vout_mp4_abort(&g.mp4);
-    free(g.rgb8);
-    for (int64_t k = 0; k < g.n_kept; k++) free(g.kept[k]);
-    free(g.kept);
-    free(lat0);
-    free(lat);
-    pl_close(&p);
+    int rc = g.size > 1 ? run_dist(&g, &r, t0) : run_single(&g, &r, t0);
+    free_run(&g);
+    if (mpi) MPI_Finalize();
     return rc;
 }

@@ -10,8 +10,12 @@
  *     (dit_arena_bytes); a forward allocates nothing else (the backend workspace grows only on the
  *     first call).
  *   - The timestep is a scalar or one value per token (TI2V-5B's expand_timesteps path).
- * What it is not: batched (B = 1; CFG runs two forwards), or distributed (a later issue).
- * Tested by: tests/test_dit.c against Diffusers fp32 outputs (tests/fixtures/dit), per stage.
+ *   - Sequence parallel (Ulysses) over the ranks of a communicator: each rank computes the
+ *     tokens [r Ll, (r + 1) Ll) of the (padded) sequence and exchanges q/k/v and the attention
+ *     output by all-to-all (dit_forward.c's head comment); the result equals the one-rank forward.
+ * What it is not: batched (B = 1; CFG runs two forwards).
+ * Tested by: tests/test_dit.c against Diffusers fp32 outputs (tests/fixtures/dit), per stage;
+ *   tests/test_dit_sp.c (mpirun, np 1..4): Ulysses forwards equal the one-rank forward.
  *
  * Shape vocabulary: Cin/Cout latent channels, F H W latent frames/height/width, L tokens
  * (F/pt * H/ph * W/pw), Lt text tokens, D width, NH heads, HD head dim, FF ffn width,
@@ -24,6 +28,7 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "comm.h"
 #include "diffusers.h"
 #include "safetensors.h"
 
@@ -81,20 +86,26 @@ typedef struct dit_shape {
 
 /* Checks a shape against the model (divisibility by the patch, rope table length, Lt >= 1). */
 wf_status dit_check_shape(const dit_model *m, const dit_shape *s, wf_err *err);
-/* Bytes of arena one forward of this shape needs (a measuring pass over dit_forward's
- * allocations; exact). */
-wf_status dit_arena_bytes(const dit_model *m, const dit_shape *s, size_t *bytes, wf_err *err);
+/* Bytes of arena one forward of this shape needs on each of sp_size Ulysses ranks (1: no
+ * parallelism); a measuring pass over dit_forward's allocations, exact. Errors when sp_size does
+ * not divide the heads or exceeds the tokens. */
+wf_status dit_arena_bytes(const dit_model *m, const dit_shape *s, int sp_size, size_t *bytes,
+                          wf_err *err);
 
 /* Called after each stage with its output, for debugging a mismatch: "patch_tokens" [L, D],
  * "timestep_freq" [Tn, freq_dim], "temb" [Tn, D], "timestep_proj.j" [Tn, D] (j = 0..5), "context" [Lt, D], "block_i" [L, D],
- * "head_out" [L, pt*ph*pw*Cout]. */
+ * "head_out" [L, pt*ph*pw*Cout]. Under Ulysses the per-token stages hold this rank's Ll rows. */
 typedef void (*dit_tap_fn)(void *ctx, const char *stage, const wk_tensor *t);
 
 /* out[Cout, F, H, W] = model(latents [Cin, F, H, W], timestep [Tn], text [Lt, text_dim]).
- * All f32 host memory. Activations come from `arena` (reset to its mark on return). */
+ * All f32 host memory. Activations come from `arena` (reset to its mark on return).
+ * sp: the Ulysses group (NULL or size 1: this rank alone). Collective over sp: every rank passes
+ * the same full latents, timestep and text, and gets the full out. Bytes each rank sends per
+ * forward: 4 layers (U-1) Ll (D/U) 4 (all-to-alls) + (U-1) Ll pt ph pw Cout 4 (the head
+ * all-gather), Ll = ceil(L/U) (bench/PERFORMANCE.md). */
 wf_status dit_forward(const dit_model *m, wk_backend *be, wk_arena *arena, const dit_shape *s,
-                      const float *latents, const float *timestep, const float *text, float *out,
-                      dit_tap_fn tap, void *tap_ctx, wf_err *err);
+                      cm_comm *sp, const float *latents, const float *timestep, const float *text,
+                      float *out, dit_tap_fn tap, void *tap_ctx, wf_err *err);
 
 /* The sinusoidal timestep features as torch computes them in fp32 (wan_spec.md §1.3, §9.3):
  * out[i, :] = [cos(t_i * f_k), sin(t_i * f_k)], f_k = expf(-ln(10000) * k / half), k < half. */

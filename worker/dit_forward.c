@@ -1,9 +1,19 @@
 /* dit_forward.c: one forward pass of the Wan DiT (see dit.h), written to read like Diffusers'
  * WanTransformer3DModel.forward (wan_spec.md §1.2-1.6), one backend op per line.
  *
- * Buffer reuse inside a block (all [L, D] unless noted): x the residual stream, n the normalised
+ * Buffer reuse inside a block (all [Ll, D] unless noted): x the residual stream, n the normalised
  * input of a sub-block, q/k/v/o the attention operands and output, q again for the projected
  * output of each sub-block (attention out, FFN out) before its gated add.
+ *
+ * Ulysses (U ranks in the sp communicator): the L tokens are padded to Lp = U * Ll and rank r
+ * holds tokens [r Ll, (r + 1) Ll). Everything but self-attention is per token (or on the text and
+ * timestep, computed by every rank), so it runs on the local rows unchanged. Self-attention:
+ * q, k, v are projected, RMS-normed (across all heads: each token has them all) and rotated with
+ * the tokens' global positions, then packed head-group-major ([U][Ll][D/U], n is the scratch) and
+ * exchanged by an all-to-all, after which each rank holds all Lp tokens of heads
+ * [r NH/U, (r + 1) NH/U) ([Lp, NH/U, HD], contiguous as received); padded keys are masked (-inf);
+ * the output goes back by a second all-to-all and is unpacked into o [Ll, D]. The head output is
+ * all-gathered ([Lp, P Cout]) so that every rank returns the whole velocity.
  */
 #include <math.h>
 #include <stdio.h>
@@ -11,20 +21,32 @@
 
 #include "dit.h"
 
+/* Every rank's token count is a multiple of this (the padding is masked): then the GEMM row
+ * tiles of a BLAS (4, 6, 8, 16 or 24 rows) start at the same tokens whatever the Ulysses degree,
+ * so each token's numbers do not depend on how the sequence is split, and U ranks reproduce one
+ * rank to the bit where the BLAS's kernels allow. It costs at most 47 padded tokens per rank. */
+#define DIT_ROW_QUANTUM 48
+
 typedef struct dit_acts {
-    wk_tensor patches;            /* [L, Cin*pt*ph*pw] */
-    wk_tensor x, n, q, k, v, o;   /* [L, D] */
-    wk_tensor ffh;                /* [L, FF] */
+    wk_tensor patches;            /* [Ll, Cin*pt*ph*pw] */
+    wk_tensor x, n, q, k, v, o;   /* [Ll, D] */
+    wk_tensor ffh;                /* [Ll, FF] */
     wk_tensor txt_h, ctx;         /* [Lt, D] */
     wk_tensor k2, v2;             /* [Lt, D] */
     wk_tensor sinus;              /* [Tn, freq_dim] */
     wk_tensor th, temb, temb_silu;/* [Tn, D] */
     wk_tensor tproj[6];           /* [Tn, D]: time_proj output, chunk j */
     wk_tensor shift, scale, gate; /* [Tn, D] */
-    wk_tensor cos, sin;           /* [L, HD] */
-    wk_tensor head;               /* [L, pt*ph*pw*Cout] */
+    wk_tensor cos, sin;           /* [Ll, HD] */
+    wk_tensor head;               /* [Ll, pt*ph*pw*Cout] */
     wk_tensor one;                /* [1]: the 1 of (1 + scale) */
+    /* Ulysses only (U > 1) */
+    wk_tensor qh, kh, vh, oh;     /* [Lp, NH/U, HD]: all tokens, this rank's heads */
+    wk_tensor mask;               /* [Lp]: 0, or -inf on padding (only when Lp > L) */
+    wk_tensor headg;              /* [Lp, pt*ph*pw*Cout]: every rank's head rows */
+    wk_tensor tsl;                /* [Ll]: this rank's per-token timesteps */
     int64_t L, Tn, Fp, Hp, Wp;    /* tokens, timestep rows, token grid */
+    int64_t U, rank, Lp, Ll, l0;  /* Ulysses degree and rank, padded and local tokens, first row */
 } dit_acts;
 
 wf_status dit_check_shape(const dit_model *m, const dit_shape *s, wf_err *err) {
@@ -49,16 +71,21 @@ wf_status dit_check_shape(const dit_model *m, const dit_shape *s, wf_err *err) {
 }
 
 /* Every activation of one forward, from the arena. A measuring arena gives the exact size. */
-static wf_status acts_alloc(const dit_model *m, const dit_shape *s, wk_arena *ar, dit_acts *a,
-                            wf_err *err) {
+static wf_status acts_alloc(const dit_model *m, const dit_shape *s, int U, int rank, wk_arena *ar,
+                            dit_acts *a, wf_err *err) {
     const dfs_transformer_config *c = &m->cfg;
     const int64_t *p = c->patch_size, D = c->dim;
     a->Fp = s->F / p[0];
     a->Hp = s->H / p[1];
     a->Wp = s->W / p[2];
     a->L = a->Fp * a->Hp * a->Wp;
-    a->Tn = s->per_token_t ? a->L : 1;
-    int64_t L = a->L, Tn = a->Tn, Lt = s->Lt, P = p[0] * p[1] * p[2];
+    a->U = U;
+    a->rank = rank;
+    a->Ll = (a->L + U * DIT_ROW_QUANTUM - 1) / (U * DIT_ROW_QUANTUM) * DIT_ROW_QUANTUM;
+    a->Lp = a->Ll * U;
+    a->l0 = a->Ll * rank;
+    a->Tn = s->per_token_t ? a->Ll : 1;
+    int64_t L = a->Ll, Tn = a->Tn, Lt = s->Lt, P = p[0] * p[1] * p[2];
     wf_status st;
 #define A(t, ...)                                                                                \
     do {                                                                                         \
@@ -90,18 +117,43 @@ static wf_status acts_alloc(const dit_model *m, const dit_shape *s, wk_arena *ar
     A(cos, L, c->attention_head_dim);
     A(sin, L, c->attention_head_dim);
     A(head, L, c->out_channels * P);
+    if (a->Lp > a->L) A(mask, a->Lp);
+    if (U > 1) {
+        int64_t NHl = c->num_attention_heads / U, HD = c->attention_head_dim;
+        A(qh, a->Lp, NHl, HD);
+        A(kh, a->Lp, NHl, HD);
+        A(vh, a->Lp, NHl, HD);
+        A(oh, a->Lp, NHl, HD);
+        A(headg, a->Lp, c->out_channels * P);
+    }
+    if (s->per_token_t && a->Lp > a->L) A(tsl, L);
 #undef A
     a->one = wk_tensor_1d(WK_F32, (void *)&m->one, 1);
     return WF_OK;
 }
 
-wf_status dit_arena_bytes(const dit_model *m, const dit_shape *s, size_t *bytes, wf_err *err) {
+/* Ulysses degree U must divide the heads and be at most the token count. */
+static wf_status check_sp(const dit_model *m, const dit_shape *s, int U, wf_err *err) {
+    const dfs_transformer_config *c = &m->cfg;
+    int64_t L = s->F / c->patch_size[0] * (s->H / c->patch_size[1]) * (s->W / c->patch_size[2]);
+    if (U < 1 || c->num_attention_heads % U)
+        return wf_fail(err, WF_EINVAL,
+                       "dit: Ulysses degree %d does not divide the %lld attention heads", U,
+                       (long long)c->num_attention_heads);
+    if (U > L)
+        return wf_fail(err, WF_EINVAL, "dit: Ulysses degree %d is more than the %lld tokens", U,
+                       (long long)L);
+    return WF_OK;
+}
+
+wf_status dit_arena_bytes(const dit_model *m, const dit_shape *s, int sp_size, size_t *bytes,
+                          wf_err *err) {
     wf_status st = dit_check_shape(m, s, err);
-    if (st) return st;
+    if (st || (st = check_sp(m, s, sp_size, err))) return st;
     wk_arena ar;
     dit_acts a;
     wk_arena_init_measure(&ar, "dit activations");
-    if ((st = acts_alloc(m, s, &ar, &a, err))) return st;
+    if ((st = acts_alloc(m, s, sp_size, 0, &ar, &a, err))) return st;
     *bytes = ar.peak;
     return WF_OK;
 }
@@ -165,22 +217,61 @@ static wf_status modulated_norm(wk_backend *be, dit_acts *a, float eps, wf_err *
     return wk_add(be, &a->n, &a->n, &a->shift, err);
 }
 
-/* o = attention of q against (k, v), each [L*, D] seen as [L*, NH, HD]. */
+/* o = attention of q against (k, v), each [L*, D] seen as [L*, NH, HD]; mask: NULL or [Lk]. */
 static wf_status attend(wk_backend *be, const dfs_transformer_config *c, wk_tensor *o,
-                        const wk_tensor *q, const wk_tensor *k, const wk_tensor *v, wf_err *err) {
+                        const wk_tensor *q, const wk_tensor *k, const wk_tensor *v,
+                        const wk_tensor *mask, wf_err *err) {
     int64_t NH = c->num_attention_heads, HD = c->attention_head_dim;
     wk_tensor o3 = wk_tensor_3d(WK_F32, o->data, o->shape[0], NH, HD);
     wk_tensor q3 = wk_tensor_3d(WK_F32, q->data, q->shape[0], NH, HD);
     wk_tensor k3 = wk_tensor_3d(WK_F32, k->data, k->shape[0], NH, HD);
     wk_tensor v3 = wk_tensor_3d(WK_F32, v->data, v->shape[0], NH, HD);
-    return wk_attention(be, &o3, &q3, &k3, &v3, (float)(1.0 / sqrt((double)HD)), NULL, err);
+    return wk_attention(be, &o3, &q3, &k3, &v3, (float)(1.0 / sqrt((double)HD)), mask, err);
 }
 
-static wf_status block_forward(wk_backend *be, const dfs_transformer_config *c, const dit_block *b,
-                               dit_acts *a, wf_err *err) {
+/* src [Ll, D] -> dst [U][Ll][D/U]: rank j's block holds head group j of every local token. */
+static void pack_heads(const float *src, float *dst, int64_t Ll, int64_t D, int64_t U) {
+    const int64_t Dl = D / U;
+#pragma omp parallel for schedule(static) if (Ll * D >= 65536)
+    for (int64_t l = 0; l < Ll; l++)
+        for (int64_t j = 0; j < U; j++)
+            memcpy(dst + (j * Ll + l) * Dl, src + l * D + j * Dl, (size_t)Dl * sizeof *dst);
+}
+
+/* The inverse: src [U][Ll][D/U] (block j: head group j) -> dst [Ll, D]. */
+static void unpack_heads(const float *src, float *dst, int64_t Ll, int64_t D, int64_t U) {
+    const int64_t Dl = D / U;
+#pragma omp parallel for schedule(static) if (Ll * D >= 65536)
+    for (int64_t l = 0; l < Ll; l++)
+        for (int64_t j = 0; j < U; j++)
+            memcpy(dst + l * D + j * Dl, src + (j * Ll + l) * Dl, (size_t)Dl * sizeof *dst);
+}
+
+/* Self-attention under Ulysses: o [Ll, D] = attention of the whole sequence for this rank's
+ * tokens, from local q, k, v [Ll, D] (normed and rotated). n is the scratch. */
+static wf_status ulysses_attend(wk_backend *be, cm_comm *sp, const dfs_transformer_config *c,
+                                dit_acts *a, wf_err *err) {
+    wf_status st;
+    const int64_t D = c->dim, U = a->U, HD = c->attention_head_dim;
+    const size_t block = (size_t)(a->Ll * (D / U)) * sizeof(float);
+    wk_tensor *in[3] = {&a->q, &a->k, &a->v}, *out[3] = {&a->qh, &a->kh, &a->vh};
+    for (int i = 0; i < 3; i++) {
+        pack_heads(in[i]->data, a->n.data, a->Ll, D, U);
+        if ((st = cm_alltoall(sp, a->n.data, out[i]->data, block, err))) return st;
+    }
+    st = wk_attention(be, &a->oh, &a->qh, &a->kh, &a->vh, (float)(1.0 / sqrt((double)HD)),
+                      a->Lp > a->L ? &a->mask : NULL, err);
+    if (st) return st;
+    if ((st = cm_alltoall(sp, a->oh.data, a->n.data, block, err))) return st;
+    unpack_heads(a->n.data, a->o.data, a->Ll, D, U);
+    return WF_OK;
+}
+
+static wf_status block_forward(wk_backend *be, cm_comm *sp, const dfs_transformer_config *c,
+                               const dit_block *b, dit_acts *a, wf_err *err) {
     wf_status st;
     const float eps = (float)c->eps;
-    int64_t L = a->L, NH = c->num_attention_heads, HD = c->attention_head_dim;
+    int64_t L = a->Ll, NH = c->num_attention_heads, HD = c->attention_head_dim;
     /* 1. self-attention: n = LN1(x) (1 + scale_msa) + shift_msa */
     if ((st = modulation(be, a, &b->scale_shift_table, 0, true, err))) return st;
     if ((st = modulated_norm(be, a, eps, err))) return st;
@@ -192,7 +283,9 @@ static wf_status block_forward(wk_backend *be, const dfs_transformer_config *c, 
     wk_tensor q3 = wk_tensor_3d(WK_F32, a->q.data, L, NH, HD), k3 = wk_tensor_3d(WK_F32, a->k.data, L, NH, HD);
     if ((st = wk_rope(be, &q3, &q3, &a->cos, &a->sin, err))) return st; /* [L, NH, HD] */
     if ((st = wk_rope(be, &k3, &k3, &a->cos, &a->sin, err))) return st;
-    if ((st = attend(be, c, &a->o, &a->q, &a->k, &a->v, err))) return st;
+    if (a->U > 1) st = ulysses_attend(be, sp, c, a, err);
+    else st = attend(be, c, &a->o, &a->q, &a->k, &a->v, a->Lp > a->L ? &a->mask : NULL, err);
+    if (st) return st;
     if ((st = wk_matmul(be, &a->q, &a->o, &b->attn1.to_out_w, &b->attn1.to_out_b, err))) return st;
     if ((st = wk_mul(be, &a->q, &a->q, &a->gate, err))) return st; /* x = x + attn * gate_msa */
     if ((st = wk_add(be, &a->x, &a->x, &a->q, err))) return st;
@@ -208,7 +301,7 @@ static wf_status block_forward(wk_backend *be, const dfs_transformer_config *c, 
     if ((st = wk_matmul(be, &a->v2, &a->ctx, &b->attn2.to_v_w, &b->attn2.to_v_b, err))) return st; /* [Lt, D] */
     if ((st = wk_rms_norm(be, &a->q, &a->q, &b->attn2.norm_q, eps, err))) return st;
     if ((st = wk_rms_norm(be, &a->k2, &a->k2, &b->attn2.norm_k, eps, err))) return st;
-    if ((st = attend(be, c, &a->o, &a->q, &a->k2, &a->v2, err))) return st;
+    if ((st = attend(be, c, &a->o, &a->q, &a->k2, &a->v2, NULL, err))) return st;
     if ((st = wk_matmul(be, &a->q, &a->o, &b->attn2.to_out_w, &b->attn2.to_out_b, err))) return st;
     if ((st = wk_add(be, &a->x, &a->x, &a->q, err))) return st;
 
@@ -230,9 +323,14 @@ static void patchify(const dfs_transformer_config *c, const dit_acts *a, const d
     const int64_t pt = c->patch_size[0], ph = c->patch_size[1], pw = c->patch_size[2];
     const int64_t Cin = c->in_channels, P = pt * ph * pw;
 #pragma omp parallel for schedule(static)
-    for (int64_t l = 0; l < a->L; l++) {
+    for (int64_t i = 0; i < a->Ll; i++) { /* local row i is token l0 + i; padding rows are 0 */
+        int64_t l = a->l0 + i;
+        float *row = patches + i * Cin * P;
+        if (l >= a->L) {
+            memset(row, 0, (size_t)(Cin * P) * sizeof *row);
+            continue;
+        }
         int64_t f = l / (a->Hp * a->Wp), h = l / a->Wp % a->Hp, w = l % a->Wp;
-        float *row = patches + l * Cin * P;
         for (int64_t ch = 0; ch < Cin; ch++)
             for (int64_t it = 0; it < pt; it++)
                 for (int64_t ih = 0; ih < ph; ih++)
@@ -242,7 +340,7 @@ static void patchify(const dfs_transformer_config *c, const dit_acts *a, const d
     }
 }
 
-/* out[c, f*pt + it, h*ph + ih, w*pw + iw] = head[l, ((it*ph + ih)*pw + iw)*Cout + c] */
+/* out[c, f*pt + it, h*ph + ih, w*pw + iw] = head[l, ((it*ph + ih)*pw + iw)*Cout + c], l < L */
 static void unpatchify(const dfs_transformer_config *c, const dit_acts *a, const dit_shape *s,
                        const float *head, float *out) {
     const int64_t pt = c->patch_size[0], ph = c->patch_size[1], pw = c->patch_size[2];
@@ -261,45 +359,71 @@ static void unpatchify(const dfs_transformer_config *c, const dit_acts *a, const
 }
 
 wf_status dit_forward(const dit_model *m, wk_backend *be, wk_arena *arena, const dit_shape *s,
-                      const float *latents, const float *timestep, const float *text, float *out,
-                      dit_tap_fn tap, void *tap_ctx, wf_err *err) {
+                      cm_comm *sp, const float *latents, const float *timestep, const float *text,
+                      float *out, dit_tap_fn tap, void *tap_ctx, wf_err *err) {
     const dfs_transformer_config *c = &m->cfg;
     const dit_weights *w = &m->w;
+    const int U = sp ? sp->size : 1, rank = sp ? sp->rank : 0;
     wf_status st = dit_check_shape(m, s, err);
-    if (st) return st;
+    if (st || (st = check_sp(m, s, U, err))) return st;
     size_t mark = wk_arena_mark(arena);
     dit_acts a;
-    TRY(acts_alloc(m, s, arena, &a, err));
+    TRY(acts_alloc(m, s, U, rank, arena, &a, err));
     const int64_t D = c->dim, P = c->patch_size[0] * c->patch_size[1] * c->patch_size[2];
     char stage[32];
 #define TAP(name, t)                                                                             \
     do {                                                                                         \
         if (tap) tap(tap_ctx, name, t);                                                          \
     } while (0)
+    /* timestep stages: one row, or one per token */
+#define TAP_T(name, t)                                                                           \
+    do {                                                                                         \
+        if (a.Tn > 1) TAP_ROWS(name, t);                                                         \
+        else TAP(name, t);                                                                       \
+    } while (0)
+    /* per-token stages: this rank's real tokens only (not the padding) */
+    const int64_t nreal = a.l0 >= a.L ? 0 : (a.L - a.l0 < a.Ll ? a.L - a.l0 : a.Ll);
+#define TAP_ROWS(name, t)                                                                        \
+    do {                                                                                         \
+        if (tap) {                                                                               \
+            wk_tensor v_ = *(t);                                                                 \
+            v_.shape[0] = nreal;                                                                 \
+            tap(tap_ctx, name, &v_);                                                             \
+        }                                                                                        \
+    } while (0)
 
     /* rotary tables for the token grid (float64 maths, cast to f32) */
-    TRY(wk_rope_table_3d(a.cos.data, a.sin.data, a.Fp, a.Hp, a.Wp, (int)c->attention_head_dim,
-                         10000.0, err));
+    TRY(wk_rope_table_3d_rows(a.cos.data, a.sin.data, a.Fp, a.Hp, a.Wp,
+                              (int)c->attention_head_dim, 10000.0, a.l0, a.Ll, err));
+    if (a.Lp > a.L) {
+        float *mk = a.mask.data;
+        for (int64_t l = 0; l < a.Lp; l++) mk[l] = l < a.L ? 0.0f : -INFINITY;
+        if (s->per_token_t) { /* this rank's rows of the per-token timesteps (padding: 0) */
+            float *t = a.tsl.data;
+            for (int64_t i = 0; i < a.Ll; i++) t[i] = a.l0 + i < a.L ? timestep[a.l0 + i] : 0.0f;
+            timestep = t;
+        }
+    }
 
     /* patch embedding: x[L, D] = patches[L, Cin*P] . patch_w[D, Cin*P]^T + b */
     patchify(c, &a, s, latents, a.patches.data);
     wk_tensor pw2 = wk_tensor_2d(w->patch_w.dtype, w->patch_w.data, D, c->in_channels * P);
     TRY(wk_matmul(be, &a.x, &a.patches, &pw2, &w->patch_b, err));
-    TAP("patch_tokens", &a.x);
+    TAP_ROWS("patch_tokens", &a.x);
 
     /* condition embedder: temb = time_embedder(sinusoid(t)); timestep_proj = time_proj(SiLU(temb)) */
     dit_timestep_features(a.sinus.data, timestep, a.Tn, c->freq_dim);
-    TAP("timestep_freq", &a.sinus);
+    TAP_T("timestep_freq", &a.sinus);
     TRY(wk_matmul(be, &a.th, &a.sinus, &w->time1_w, &w->time1_b, err));  /* [Tn, D] */
     TRY(wk_silu(be, &a.th, &a.th, err));
     TRY(wk_matmul(be, &a.temb, &a.th, &w->time2_w, &w->time2_b, err));  /* [Tn, D] */
-    TAP("temb", &a.temb);
+    TAP_T("temb", &a.temb);
     TRY(wk_silu(be, &a.temb_silu, &a.temb, err));
     for (int j = 0; j < 6; j++) { /* rows [jD, (j+1)D) of time_proj give chunk j, contiguous */
         wk_tensor wj = rows_view(&w->tproj_w, j * D, D), bj = rows_view(&w->tproj_b, j * D, D);
         TRY(wk_matmul(be, &a.tproj[j], &a.temb_silu, &wj, &bj, err));   /* [Tn, D] */
         snprintf(stage, sizeof stage, "timestep_proj.%d", j);
-        TAP(stage, &a.tproj[j]);
+        TAP_T(stage, &a.tproj[j]);
     }
     /* text embedder: context = linear_2(GELU_tanh(linear_1(text))) */
     wk_tensor txt = wk_tensor_2d(WK_F32, (void *)text, s->Lt, c->text_dim);
@@ -309,9 +433,9 @@ wf_status dit_forward(const dit_model *m, wk_backend *be, wk_arena *arena, const
     TAP("context", &a.ctx);
 
     for (int64_t i = 0; i < c->num_layers; i++) {
-        TRY(block_forward(be, c, &w->blocks[i], &a, err));
+        TRY(block_forward(be, sp, c, &w->blocks[i], &a, err));
         snprintf(stage, sizeof stage, "block_%lld", (long long)i);
-        TAP(stage, &a.x);
+        TAP_ROWS(stage, &a.x);
     }
 
     /* output head: n = LN(x) (1 + scale) + shift with (shift, scale) = table + temb */
@@ -321,9 +445,16 @@ wf_status dit_forward(const dit_model *m, wk_backend *be, wk_arena *arena, const
     TRY(wk_add(be, &a.scale, &a.scale, &a.one, err));
     TRY(modulated_norm(be, &a, (float)c->eps, err));
     TRY(wk_matmul(be, &a.head, &a.n, &w->proj_out_w, &w->proj_out_b, err)); /* [L, P*Cout] */
-    TAP("head_out", &a.head);
-    unpatchify(c, &a, s, a.head.data, out);
+    TAP_ROWS("head_out", &a.head);
+    const float *head = a.head.data;
+    if (U > 1) { /* every rank gets every rank's rows */
+        TRY(cm_allgather(sp, a.head.data, a.headg.data, wk_tensor_nbytes(&a.head), err));
+        head = a.headg.data;
+    }
+    unpatchify(c, &a, s, head, out);
 #undef TAP
+#undef TAP_ROWS
+#undef TAP_T
 out:
     wk_arena_reset(arena, mark);
     return st;

@@ -27,6 +27,7 @@ static const struct {
     {"devices", cmd_devices, "list CUDA devices and library versions"},
     {"generate", cmd_generate, "generate a video from a text prompt"},
     {"mkmodel", cmd_mkmodel, "write a random-weight Wan2.2 model folder (demos, tests)"},
+    {"plan", cmd_plan, "choose a layout for N ranks and predict step time and memory"},
 };
 
 static void usage(FILE *f) {

@@ -22,6 +22,14 @@ static const mk_preset presets[] = {
      .vae_base_dim = 8, .vae_dim_mult = {1, 1, 1, 1}, .vae_num_res_blocks = 1,
      .t5_d_model = 32, .t5_d_kv = 8, .t5_heads = 4, .t5_d_ff = 37, .t5_layers = 2,
      .t5_buckets = 32, .tokenizer_vocab = 256},
+    /* "tiny" with 12 heads (of 8), so that Ulysses degrees 1, 2, 3, 4 and 6 all divide them (the
+     * MPI tests) */
+    {.name = "tiny12",
+     .heads = 12, .head_dim = 8, .ffn_dim = 64, .layers = 2, .freq_dim = 256,
+     .rope_max_seq_len = 32,
+     .vae_base_dim = 8, .vae_dim_mult = {1, 1, 1, 1}, .vae_num_res_blocks = 1,
+     .t5_d_model = 32, .t5_d_kv = 8, .t5_heads = 4, .t5_d_ff = 37, .t5_layers = 2,
+     .t5_buckets = 32, .tokenizer_vocab = 256},
 };
 
 const mk_preset *mk_find_preset(const char *name) {
@@ -30,7 +38,7 @@ const mk_preset *mk_find_preset(const char *name) {
     return NULL;
 }
 
-const char *mk_preset_names(void) { return "tiny"; }
+const char *mk_preset_names(void) { return "tiny, tiny12"; }
 
 /* The embedded training text of the tokenizer: plain English scene descriptions, the kind of
  * prompt the model is given. */

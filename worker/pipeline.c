@@ -42,7 +42,18 @@ static char *join(const char *a, const char *b) {
     return s;
 }
 
+static double wall_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 wf_status pl_open(pl_pipeline **out, const char *root, wk_backend *be, int nthreads, wf_err *err) {
+    return pl_open_parts(out, root, be, nthreads, PL_PART_ALL, err);
+}
+
+wf_status pl_open_parts(pl_pipeline **out, const char *root, wk_backend *be, int nthreads,
+                        unsigned parts, wf_err *err) {
     *out = NULL;
     pl_pipeline *p = calloc(1, sizeof *p);
     if (!p) return wf_fail(err, WF_ENOMEM, "pl_open: out of memory");
@@ -68,29 +79,33 @@ wf_status pl_open(pl_pipeline **out, const char *root, wk_backend *be, int nthre
         free(dir);                                                                               \
         dir = NULL;                                                                              \
     } while (0)
-    LOAD("tokenizer", tok_load(&p->tok, dir, err), "tokenizer/");
-    LOAD("text_encoder", t5_load(&p->t5, dir, err), "text_encoder/");
-    LOAD("transformer", dit_load(&p->dit[0], dir, err), "transformer/");
-    if (p->cfg->has_transformer_2)
-        LOAD("transformer_2", dit_load(&p->dit[1], dir, err), "transformer_2/");
-    LOAD("vae", vae_load(&p->vae, dir, err), "vae/");
-#undef LOAD
-    if (p->t5->cfg.d_model != p->dit[0]->cfg.text_dim ||
-        (p->dit[1] && p->t5->cfg.d_model != p->dit[1]->cfg.text_dim)) {
+    /* the configs must fit each other whatever this rank loads */
+    const dfs_pipeline *c = p->cfg;
+    const dfs_transformer_config *t0 = &c->transformer, *t1 = &c->transformer_2;
+    if (c->text_encoder.d_model != t0->text_dim ||
+        (c->has_transformer_2 && c->text_encoder.d_model != t1->text_dim)) {
         st = wf_fail(err, WF_EFORMAT, "%s: text_encoder d_model %lld != transformer text_dim %lld",
-                     root, (long long)p->t5->cfg.d_model, (long long)p->dit[0]->cfg.text_dim);
+                     root, (long long)c->text_encoder.d_model, (long long)t0->text_dim);
         goto fail;
     }
-    if (p->vae->cfg.z_dim != p->dit[0]->cfg.in_channels ||
-        p->dit[0]->cfg.in_channels != p->dit[0]->cfg.out_channels ||
-        (p->dit[1] && (p->dit[1]->cfg.in_channels != p->dit[0]->cfg.in_channels ||
-                       p->dit[1]->cfg.out_channels != p->dit[0]->cfg.out_channels))) {
+    if (c->vae.z_dim != t0->in_channels || t0->in_channels != t0->out_channels ||
+        (c->has_transformer_2 &&
+         (t1->in_channels != t0->in_channels || t1->out_channels != t0->out_channels))) {
         st = wf_fail(err, WF_EFORMAT,
                      "%s: latent channels disagree (vae z_dim %lld, transformer in %lld out %lld)",
-                     root, (long long)p->vae->cfg.z_dim, (long long)p->dit[0]->cfg.in_channels,
-                     (long long)p->dit[0]->cfg.out_channels);
+                     root, (long long)c->vae.z_dim, (long long)t0->in_channels,
+                     (long long)t0->out_channels);
         goto fail;
     }
+    if (parts & PL_PART_TEXT) {
+        LOAD("tokenizer", tok_load(&p->tok, dir, err), "tokenizer/");
+        LOAD("text_encoder", t5_load(&p->t5, dir, err), "text_encoder/");
+    }
+    if (parts & PL_PART_EXPERT0) LOAD("transformer", dit_load(&p->dit[0], dir, err), "transformer/");
+    if ((parts & PL_PART_EXPERT1) && c->has_transformer_2)
+        LOAD("transformer_2", dit_load(&p->dit[1], dir, err), "transformer_2/");
+    if (parts & PL_PART_VAE) LOAD("vae", vae_load(&p->vae, dir, err), "vae/");
+#undef LOAD
     if (be) {
         p->be = be;
     } else {
@@ -150,8 +165,9 @@ static int64_t lcm(int64_t a, int64_t b) {
 wf_status pl_check_request(const pl_pipeline *p, const pl_request *r, int64_t shape[4],
                            wf_err *err) {
     if (!r->prompt) return wf_fail(err, WF_EINVAL, "no prompt given");
-    const vae_model *v = p->vae;
-    int64_t s = v->s, ph = p->dit[0]->cfg.patch_size[1], pw = p->dit[0]->cfg.patch_size[2];
+    const dfs_pipeline *c = p->cfg;
+    int64_t s = c->vae.scale_factor_spatial, ph = c->transformer.patch_size[1],
+            pw = c->transformer.patch_size[2];
     int64_t mh = s * ph, mw = s * pw;
     mh = lcm(mh, 16); /* Diffusers' check_inputs (16) and its rounding (s x patch) */
     mw = lcm(mw, 16);
@@ -169,7 +185,7 @@ wf_status pl_check_request(const pl_pipeline *p, const pl_request *r, int64_t sh
                        (long long)r->height, (long long)mh, (long long)s, (long long)ph,
                        (long long)(r->height > mh ? r->height / mh * mh : mh),
                        (long long)(r->height > mh ? (r->height / mh + 1) * mh : 2 * mh));
-    int64_t st = v->s_t;
+    int64_t st = c->vae.scale_factor_temporal;
     if (r->frames < 1 || (r->frames - 1) % st)
         return wf_fail(err, WF_EINVAL,
                        "frames %lld must be %lld k + 1 (1, %lld, %lld, ..., 81); try %lld or %lld",
@@ -191,7 +207,7 @@ wf_status pl_check_request(const pl_pipeline *p, const pl_request *r, int64_t sh
     if (!isnan(r->boundary)) {
         if (!(r->boundary >= 0 && r->boundary <= 1))
             return wf_fail(err, WF_EINVAL, "boundary %g must be in [0, 1]", r->boundary);
-        if (!p->dit[1])
+        if (!c->has_transformer_2)
             return wf_fail(err, WF_EINVAL,
                            "a boundary needs two experts, and %s has no transformer_2; drop the "
                            "boundary option",
@@ -200,17 +216,18 @@ wf_status pl_check_request(const pl_pipeline *p, const pl_request *r, int64_t sh
     if (r->sampler != -1 && r->sampler != SMP_UNIPC && r->sampler != SMP_EULER)
         return wf_fail(err, WF_EINVAL, "unknown sampler %d", r->sampler);
     double b = boundary_ratio(p, r);
-    if (!isnan(b) && !p->dit[1])
+    if (!isnan(b) && !c->has_transformer_2)
         return wf_fail(err, WF_EFORMAT, "%s: boundary_ratio is set but there is no transformer_2",
                        p->cfg->root);
-    shape[0] = p->dit[0]->cfg.in_channels;
+    shape[0] = c->transformer.in_channels;
     shape[1] = (r->frames - 1) / st + 1;
     shape[2] = r->height / s;
     shape[3] = r->width / s;
     dit_shape ds = {shape[1], shape[2], shape[3], r->max_sequence_length, false};
     for (int k = 0; k < 2; k++) {
-        if (!p->dit[k]) continue;
-        wf_status e = dit_check_shape(p->dit[k], &ds, err);
+        if (k == 1 && !c->has_transformer_2) continue;
+        dit_model cfg_only = {.cfg = k ? c->transformer_2 : c->transformer};
+        wf_status e = dit_check_shape(&cfg_only, &ds, err);
         if (e) {
             wf_err_prefix(err, "%s: ", k ? "transformer_2" : "transformer");
             return e;
@@ -237,9 +254,16 @@ void pl_noise(uint64_t seed, float *x, size_t n) {
     }
 }
 
-/* One prompt -> [L, D] embedding. */
-static wf_status encode(pl_pipeline *p, wk_arena *arena, const char *text, int64_t L, float *out,
-                        wf_err *err) {
+int pl_expert_of(const pl_pipeline *p, const pl_request *r, double t) {
+    double br = boundary_ratio(p, r);
+    double boundary_t = isnan(br) ? NAN : br * (double)p->cfg->scheduler.num_train_timesteps;
+    return (isnan(boundary_t) || t >= boundary_t) ? 0 : 1;
+}
+
+wf_status pl_encode(pl_pipeline *p, wk_arena *arena, const char *text, int64_t L, float *out,
+                    wf_err *err) {
+    if (!p->t5 || !p->tok)
+        return wf_fail(err, WF_EINVAL, "pl_encode: the text encoder is not loaded on this rank");
     int32_t *ids = malloc((size_t)L * sizeof *ids), *mask = malloc((size_t)L * sizeof *mask);
     wf_status st;
     if (!ids || !mask) {
@@ -261,13 +285,13 @@ wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
     int64_t shape[4];
     wf_status st = pl_check_request(p, r, shape, err);
     if (st) return st;
+    if (!p->t5 || !p->dit[0] || !p->vae || (p->cfg->has_transformer_2 && !p->dit[1]))
+        return wf_fail(err, WF_EINVAL, "pl_generate needs every component loaded (PL_PART_ALL)");
     const int64_t C = shape[0], T = shape[1], h = shape[2], w = shape[3];
     const size_t n = (size_t)(C * T * h * w);
     const int64_t L = r->max_sequence_length, D = p->t5->cfg.d_model;
     const bool cfg_on = r->guidance > 1.0;
-    double br = boundary_ratio(p, r);
     double g2 = isnan(r->guidance_2) ? r->guidance : r->guidance_2;
-    double boundary_t = isnan(br) ? NAN : br * (double)p->cfg->scheduler.num_train_timesteps;
 
     float *cond = NULL, *uncond = NULL, *x = NULL, *v = NULL, *vu = NULL, *z = NULL;
     smp_sampler *smp = NULL;
@@ -288,12 +312,12 @@ wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
     size_t bytes = 0;
     if ((st = t5_arena_bytes(p->t5, L, &bytes, err))) goto done;
     if ((st = wk_arena_init(&arena, "umt5 activations", bytes, err))) goto done;
-    if ((st = encode(p, &arena, r->prompt, L, cond, err))) {
+    if ((st = pl_encode(p, &arena, r->prompt, L, cond, err))) {
         wf_err_prefix(err, "prompt: ");
         goto done;
     }
     if (cfg_on &&
-        (st = encode(p, &arena, r->negative_prompt ? r->negative_prompt : "", L, uncond, err))) {
+        (st = pl_encode(p, &arena, r->negative_prompt ? r->negative_prompt : "", L, uncond, err))) {
         wf_err_prefix(err, "negative prompt: ");
         goto done;
     }
@@ -315,7 +339,7 @@ wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
     for (int k = 0; k < 2; k++) {
         if (!p->dit[k]) continue;
         size_t b = 0;
-        if ((st = dit_arena_bytes(p->dit[k], &ds, &b, err))) goto done;
+        if ((st = dit_arena_bytes(p->dit[k], &ds, 1, &b, err))) goto done;
         if (b > dbytes) dbytes = b;
     }
     if ((st = wk_arena_init(&arena, "dit activations", dbytes, err))) goto done;
@@ -323,13 +347,13 @@ wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
     for (int64_t i = 0; i < r->steps; i++) {
         double ts = now_s();
         float t = smp->solver == SMP_EULER ? smp->timesteps_f[i] : (float)smp->timesteps[i];
-        int e = (isnan(boundary_t) || (double)t >= boundary_t) ? 0 : 1;
+        int e = pl_expert_of(p, r, (double)t);
         if (e == 0 && !p->dit[0]) e = 1;
         const dit_model *m = p->dit[e];
         double g = e == 0 ? r->guidance : g2;
-        if ((st = dit_forward(m, p->be, &arena, &ds, x, &t, cond, v, NULL, NULL, err))) goto step_fail;
+        if ((st = dit_forward(m, p->be, &arena, &ds, NULL, x, &t, cond, v, NULL, NULL, err))) goto step_fail;
         if (cfg_on) {
-            if ((st = dit_forward(m, p->be, &arena, &ds, x, &t, uncond, vu, NULL, NULL, err)))
+            if ((st = dit_forward(m, p->be, &arena, &ds, NULL, x, &t, uncond, vu, NULL, NULL, err)))
                 goto step_fail;
             const float gf = (float)g;
             for (size_t j = 0; j < n; j++) v[j] = vu[j] + gf * (v[j] - vu[j]);
@@ -338,7 +362,8 @@ wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
         if (r->expert_out) r->expert_out[i] = e;
         if (r->progress) {
             double tn = now_s();
-            pl_progress pr = {i, r->steps, e, (double)t, cfg_on ? g : 1.0, tn - ts, tn - t0};
+            pl_progress pr = {0, 0, wall_s(), i, r->steps, e, (double)t, cfg_on ? g : 1.0,
+                              tn - ts, tn - t0};
             r->progress(r->progress_ctx, &pr);
         }
         continue;

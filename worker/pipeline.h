@@ -72,9 +72,30 @@ typedef struct pl_pipeline {
 /* Loads the folder. be: the backend to run on (borrowed), or NULL for a CPU backend with
  * nthreads threads (<= 0: all). Errors name the component. */
 wf_status pl_open(pl_pipeline **out, const char *root, wk_backend *be, int nthreads, wf_err *err);
+
+/* The components a rank of a distributed run loads (pl_dist.h): any subset; configs are always
+ * read and checked against each other. pl_generate needs them all. */
+enum {
+    PL_PART_TEXT = 1,    /* tokenizer + text encoder */
+    PL_PART_EXPERT0 = 2, /* transformer/ */
+    PL_PART_EXPERT1 = 4, /* transformer_2/ (when the folder has one) */
+    PL_PART_VAE = 8,
+    PL_PART_ALL = 15
+};
+wf_status pl_open_parts(pl_pipeline **out, const char *root, wk_backend *be, int nthreads,
+                        unsigned parts, wf_err *err);
+
+/* One prompt -> its [L, d_model] embedding (rows past the real tokens are zero). Needs the text
+ * part; activations from arena (t5_arena_bytes). */
+wf_status pl_encode(pl_pipeline *p, wk_arena *arena, const char *text, int64_t L, float *out,
+                    wf_err *err);
 void pl_close(pl_pipeline **p); /* NULLs *p; accepts NULL */
 
 typedef struct pl_progress {
+    int64_t job;            /* index of the request (distributed runs; 0 otherwise) */
+    int group;              /* expert group that ran the step (distributed runs; 0 otherwise) */
+    double wall_end;        /* CLOCK_REALTIME seconds when the step finished (comparable across
+                             * ranks of one machine) */
     int64_t step, steps;    /* step just finished (0-based) and the total */
     int expert;             /* 0 transformer, 1 transformer_2 */
     double timestep;        /* what the model received */
@@ -109,6 +130,9 @@ typedef struct pl_request {
 } pl_request;
 
 void pl_request_default(pl_request *r);
+
+/* Which expert step t uses (0 transformer, 1 transformer_2), as pl_generate chooses. */
+int pl_expert_of(const pl_pipeline *p, const pl_request *r, double t);
 
 /* Validates r against p (messages say what to change) and gives the latent shape {C, T, h, w}. */
 wf_status pl_check_request(const pl_pipeline *p, const pl_request *r, int64_t shape[4],

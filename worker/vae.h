@@ -24,13 +24,17 @@
  *     until all tiles are done (as Diffusers does), so its memory grows with the video length.
  *   - Every activation comes from one arena sized by a measuring pass over the same code
  *     (vae_decode_arena_bytes, vae_encode_arena_bytes); nothing else is allocated.
+ *   - Row-parallel decoding over the ranks of a communicator (vae_decode_dist): each rank decodes a
+ *     band of latent rows with one-row halos at every spatial convolution and a gathered attention,
+ *     equal to the one-rank decode; frames are gathered to one writer rank.
  * What it is not: batched (B = 1), or a sampler of the posterior (the pipelines use its mode).
  *   The latent (de)normalisation with latents_mean/std is the pipeline's job (§2.3); the functions
  *   for it are here so that it is written once.
  * Tested by: tests/test_vae.c against Diffusers fp32 outputs (tests/fixtures/vae, made by
  *   make_vae_fixtures.py): decode of 1-4 latent frames, encode of 1/5/9 frames, tiled both ways,
  *   streaming == whole-video, 8-bit frames, official names, broken checkpoints; a Wan2.2-layout
- *   case.
+ *   case. tests/test_vae_dist.c (under mpirun, 1-4 ranks): the row-parallel decode equals
+ *   vae_decode.
  *
  * Shape vocabulary: z latent channels (z_dim), T latent frames, h w latent height/width, F video
  * frames, H W pixel height/width, C channels of an activation, s_t temporal factor (frames per
@@ -44,6 +48,7 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "comm.h"
 #include "diffusers.h"
 #include "safetensors.h"
 
@@ -210,6 +215,38 @@ wf_status vae_decode(const vae_model *m, wk_backend *be, wk_arena *arena, const 
                      const float *z, int64_t T, int64_t h, int64_t w, float *out,
                      vae_frames_fn on_frames, void *frames_ctx, vae_tap_fn tap, void *tap_ctx,
                      wf_err *err);
+
+/* ---- row-parallel decode (vae_dist.c) ---- */
+
+/* Decodes z [z_dim, T, h, w] (the same full latents on every rank of comm) over comm's ranks: rank
+ * r decodes latent rows [r0, r1) (vae_dist_rows), exchanging one-row halos with its neighbours
+ * before every spatial convolution (and keeping halo rows in the causal caches), gathering the
+ * mid-block attention's keys/values, so the frames equal vae_decode's (same schedule) within float
+ * rounding. Decoded frames are gathered chunk by chunk to rank `writer` of comm, which alone gets
+ * on_frames / out (the others pass NULL). Collective over comm. comm NULL or size 1: vae_decode.
+ * Both layouts (Wan2.1, and Wan2.2 with patchify and DupUp3D, whose row bands map to row bands) and
+ * both schedules (VAE_STREAM; VAE_WHOLE, the same maths in one chunk) are supported; tiling is
+ * refused (WF_EINVAL) when comm has more than one rank, as are more ranks than latent rows and a
+ * writer outside comm; comm must use the MPI backend (host buffers). Input errors are found by the
+ * same checks on every rank before any communication, so every rank returns the same status. After
+ * the arena is carved, and after each chunk, the ranks agree on a status (an all-reduce): a rank
+ * whose arena is too small, or the writer's failing on_frames, makes every rank return that status
+ * with its message ("rank k of n failed: ..."). A failing op in the middle of a chunk on one rank (a
+ * device fault) is not recovered from: the others wait in the next exchange (as comm.h says, the
+ * communicator is not fault tolerant). */
+wf_status vae_decode_dist(const vae_model *m, wk_backend *be, wk_arena *arena, const vae_opts *o,
+                          cm_comm *comm, int writer, const float *z, int64_t T, int64_t h,
+                          int64_t w, float *out, vae_frames_fn on_frames, void *frames_ctx,
+                          wf_err *err);
+/* Arena bytes rank `rank` of `nranks` needs for it (measuring pass, exact; includes the gather
+ * buffers). Every rank reserves the writer's frame buffer (inside its y role buffer, which is free
+ * between chunks), so the size does not depend on which rank writes. nranks 1:
+ * vae_decode_arena_bytes. */
+wf_status vae_decode_dist_arena_bytes(const vae_model *m, int64_t T, int64_t h, int64_t w,
+                                      const vae_opts *o, int nranks, int rank, size_t *bytes,
+                                      wf_err *err);
+/* Latent rows of rank r of n: a balanced split (the first h % n ranks get one more row). */
+void vae_dist_rows(int64_t h, int n, int r, int64_t *r0, int64_t *r1);
 
 /* mean [z, Tl, h, w] = mode of the posterior of video [3, F, H, W] (values in [-1, 1]), with
  * Tl = vae_encoded_frames(F), h = vae_encoded_size(H), w = vae_encoded_size(W). With patchify, H

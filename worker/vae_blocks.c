@@ -172,31 +172,58 @@ static wf_status conv_len(vae_run *r, const char *what, int64_t in, int64_t pad,
 /* ---- cached causal convs ---- */
 
 wf_status vae_cconv_begin(vae_run *r, int64_t T, int64_t H, int64_t W, int64_t C, vae_cconv *cc) {
+    const int64_t e = r->halo ? 2 : 0; /* halo rows above and below */
     cc->hist = VAE_CACHE_T;
-    cc->full = vae_take5(r, VAE_RXC, cc->hist + T, H, W, C); /* [1, 2 + T, H, W, C] */
+    cc->full = vae_take5(r, VAE_RXC, cc->hist + T, H + e, W, C); /* [1, 2 + T, H (+ 2), W, C] */
     cc->in = wk_tensor_5d(WK_F32, NULL, 1, T, H, W, C);
-    cc->in.data = frame_ptr(&cc->full, cc->hist); /* frames [2, 2 + T) */
+    if (!r->halo) cc->in.data = frame_ptr(&cc->full, cc->hist); /* frames [2, 2 + T) */
     cc->slot = NULL;
+    return WF_OK;
+}
+
+wf_status vae_cconv_fill(vae_run *r, vae_cconv *cc, const wk_tensor *x, const wk_tensor *gamma) {
+    wf_status st;
+    if (!r->halo) {
+        if (gamma) return norm_silu(r, &cc->in, x, gamma); /* [1, T, H, W, C] */
+        if (!r->dry) memcpy(cc->in.data, x->data, wk_tensor_nbytes(x));
+        return WF_OK;
+    }
+    const int64_t T = cc->in.shape[1], H = cc->in.shape[2], W = cc->in.shape[3],
+                  C = cc->in.shape[4];
+    WF_ASSERT(x->shape[1] == T && x->shape[2] == H && x->shape[3] == W && x->shape[4] == C);
+    for (int64_t t = 0; !r->dry && t < T; t++) { /* rows [1, H + 1) of frame hist + t */
+        wk_tensor d = wk_tensor_4d(WK_F32, frame_ptr(&cc->full, cc->hist + t) + W * C, 1, H, W, C);
+        wk_tensor s = wk_tensor_4d(WK_F32, frame_ptr(x, t), 1, H, W, C);
+        if (gamma)
+            TRY(norm_silu(r, &d, &s, gamma)); /* [1, H, W, C] */
+        else
+            memcpy(d.data, s.data, wk_tensor_nbytes(&s));
+    }
     return WF_OK;
 }
 
 wf_status vae_cconv_end(vae_run *r, vae_cconv *cc, const vae_conv *c, int out_role, wk_tensor *y) {
     wf_status st;
-    const int64_t T = cc->in.shape[1], H = cc->in.shape[2], W = cc->in.shape[3];
+    const int64_t T = cc->in.shape[1], Hf = cc->full.shape[2], W = cc->in.shape[3];
     const int64_t k = c->w.shape[3], p = k / 2; /* 3x3x3, padding 1 */
+    const int64_t ph = r->halo ? 0 : p;         /* halo rows replace the row padding */
     WF_ASSERT(c->w.ndim == 5 && c->w.shape[2] == 2 * p + 1);
-    cc->slot = next_slot(r, cc->hist, &cc->in, c);
+    WF_ASSERT(!r->halo || p == 1);
+    cc->slot = next_slot(r, cc->hist, &cc->full, c);
     cc->slot->state = VAE_SLOT_LIVE;
     if (!r->dry) {
         const size_t fr = frame_floats(&cc->full) * sizeof(float);
+        for (int64_t t = 0; r->halo && t < T; t++) /* the new frames' halo rows */
+            TRY(vae_halo_rows(r, frame_ptr(&cc->full, cc->hist + t), Hf - 2, W, cc->in.shape[4]));
         memcpy(cc->full.data, cc->slot->data, (size_t)cc->hist * fr);           /* history */
         memcpy(cc->slot->data, frame_ptr(&cc->full, T), (size_t)cc->hist * fr); /* last 2 frames */
     }
     int64_t Ho = 0, Wo = 0;
-    TRY(conv_len(r, c->w.name, H, 2 * p, k, 1, &Ho));
+    TRY(conv_len(r, c->w.name, Hf, 2 * ph, k, 1, &Ho));
     TRY(conv_len(r, c->w.name, W, 2 * p, k, 1, &Wo));
     *y = vae_take5(r, out_role, T, Ho, Wo, c->w.shape[0]); /* [1, T, H, W, Cout] */
-    wk_conv_params cp = {.stride = {1, 1, 1}, .pad = {{0, 0}, {(int)p, (int)p}, {(int)p, (int)p}}};
+    wk_conv_params cp = {.stride = {1, 1, 1},
+                         .pad = {{0, 0}, {(int)ph, (int)ph}, {(int)p, (int)p}}};
     return conv3d(r, y, &cc->full, &c->w, &c->b, &cp);
 }
 
@@ -218,10 +245,10 @@ wf_status vae_resblock_fwd(vae_run *r, const vae_resblock *b, wk_tensor *x) {
         TRY(vae_conv1x1(r, x, &b->shortcut, VAE_RR, &h)); /* [1, T, H, W, out] */
     vae_cconv c1, c2;
     TRY(vae_cconv_begin(r, T, H, W, b->in, &c1));
-    TRY(norm_silu(r, &c1.in, x, &b->norm1));           /* [1, T, H, W, in] */
+    TRY(vae_cconv_fill(r, &c1, x, &b->norm1));         /* [1, T, H, W, in] */
     TRY(vae_cconv_end(r, &c1, &b->conv1, VAE_RY, &y)); /* [1, T, H, W, out] */
     TRY(vae_cconv_begin(r, T, H, W, b->out, &c2));
-    TRY(norm_silu(r, &c2.in, &y, &b->norm2));          /* dropout: identity */
+    TRY(vae_cconv_fill(r, &c2, &y, &b->norm2));        /* dropout: identity */
     TRY(vae_cconv_end(r, &c2, &b->conv2, VAE_RY, &y)); /* [1, T, H, W, out] */
     TRY(add(r, &y, &y, &h));                           /* main + shortcut */
     *x = y;
@@ -247,29 +274,41 @@ static wk_tensor rows_of(const wk_tensor *w, int64_t r0, int64_t n, int64_t K) {
     return v;
 }
 
+/* With a halo (row-parallel decode) the queries are this rank's pixels and the keys and values
+ * every rank's, gathered in rank order (= pixel order): Lk = the whole frame's H * W. */
 wf_status vae_attn_fwd(vae_run *r, const vae_attn *a, wk_tensor *x) {
     wf_status st;
     const int64_t T = x->shape[1], L = x->shape[2] * x->shape[3], C = a->dim;
-    const int64_t s2[2] = {L, C}, s3[3] = {L, 1, C};
+    const int64_t Lk = r->halo ? r->halo->attn_keys : L;
+    WF_ASSERT(r->dry || !r->halo ||
+              r->halo->counts[r->halo->rank] == (size_t)(L * C) * sizeof(float));
+    const int64_t s2[2] = {L, C}, s3[3] = {L, 1, C}, sk2[2] = {Lk, C}, sk3[3] = {Lk, 1, C};
     wk_tensor n = vae_take5(r, VAE_RY, T, x->shape[2], x->shape[3], C);
     if (!r->dry) TRY(wk_rms_norm_l2(r->be, &n, x, &a->norm, r->err)); /* [1, T, H, W, C] */
     wk_tensor wq = rows_of(&a->qkv.w, 0, C, C), bq = rows_of(&a->qkv.b, 0, C, 1);
     wk_tensor wk = rows_of(&a->qkv.w, C, C, C), bk = rows_of(&a->qkv.b, C, C, 1);
     wk_tensor wv = rows_of(&a->qkv.w, 2 * C, C, C), bv = rows_of(&a->qkv.b, 2 * C, C, 1);
     wk_tensor wp = rows_of(&a->proj.w, 0, C, C);
-    wk_tensor q = vae_take(r, VAE_RQ, 2, s2), k = vae_take(r, VAE_RK, 2, s2);
-    wk_tensor v = vae_take(r, VAE_RV, 2, s2), o = vae_take(r, VAE_RO, 2, s2);
+    wk_tensor q = vae_take(r, VAE_RQ, 2, s2), k = vae_take(r, VAE_RK, 2, sk2);
+    wk_tensor v = vae_take(r, VAE_RV, 2, sk2), o = vae_take(r, VAE_RO, 2, s2);
     if (r->dry) return WF_OK;
     const float scale = (float)(1.0 / sqrt((double)C));
     for (int64_t t = 0; t < T; t++) {
         wk_tensor nt = wk_tensor_2d(WK_F32, frame_ptr(&n, t), L, C);
         wk_tensor xt = wk_tensor_2d(WK_F32, frame_ptr(x, t), L, C);
         TRY(wk_matmul(r->be, &q, &nt, &wq, &bq, r->err)); /* [L, C] */
-        TRY(wk_matmul(r->be, &k, &nt, &wk, &bk, r->err)); /* [L, C] */
-        TRY(wk_matmul(r->be, &v, &nt, &wv, &bv, r->err)); /* [L, C] */
+        if (r->halo) { /* ours into o, then every rank's into k / v */
+            TRY(wk_matmul(r->be, &o, &nt, &wk, &bk, r->err)); /* [L, C] */
+            TRY(vae_halo_gather(r, o.data, k.data));          /* [Lk, C] */
+            TRY(wk_matmul(r->be, &o, &nt, &wv, &bv, r->err)); /* [L, C] */
+            TRY(vae_halo_gather(r, o.data, v.data));          /* [Lk, C] */
+        } else {
+            TRY(wk_matmul(r->be, &k, &nt, &wk, &bk, r->err)); /* [L, C] */
+            TRY(wk_matmul(r->be, &v, &nt, &wv, &bv, r->err)); /* [L, C] */
+        }
         wk_tensor q3 = wk_tensor_make(WK_F32, q.data, 3, s3),
-                  k3 = wk_tensor_make(WK_F32, k.data, 3, s3);
-        wk_tensor v3 = wk_tensor_make(WK_F32, v.data, 3, s3),
+                  k3 = wk_tensor_make(WK_F32, k.data, 3, sk3);
+        wk_tensor v3 = wk_tensor_make(WK_F32, v.data, 3, sk3),
                   o3 = wk_tensor_make(WK_F32, o.data, 3, s3);
         TRY(wk_attention(r->be, &o3, &q3, &k3, &v3, scale, NULL, r->err)); /* [L, 1, C] */
         TRY(wk_matmul(r->be, &q, &o, &wp, &a->proj.b, r->err));            /* [L, C] */
@@ -281,17 +320,22 @@ wf_status vae_attn_fwd(vae_run *r, const vae_attn *a, wk_tensor *x) {
 /* ---- WanResample ---- */
 
 /* upsample2d / the spatial step of upsample3d: per frame, nearest 2x then a 3x3 conv (pad 1) */
+/* With a halo the upsampled frame gets a halo row above and below (the neighbours' upsampled edge
+ * rows) in place of the conv's row padding. */
 static wf_status spatial_up(vae_run *r, const vae_resample *s, wk_tensor *x) {
     wf_status st;
     const int64_t T = x->shape[1], H = x->shape[2], W = x->shape[3], C = x->shape[4];
-    const int64_t su[4] = {1, 2 * H, 2 * W, C};
-    wk_tensor u = vae_take(r, VAE_RU, 4, su);                        /* [1, 2H, 2W, C] */
+    const int64_t e = r->halo ? 1 : 0; /* halo rows on each side */
+    const int64_t su[4] = {1, 2 * H + 2 * e, 2 * W, C};
+    wk_tensor u = vae_take(r, VAE_RU, 4, su);                        /* [1, 2H (+ 2), 2W, C] */
     wk_tensor y = vae_take5(r, VAE_RY, T, 2 * H, 2 * W, s->out_dim); /* [1, T, 2H, 2W, out] */
-    wk_conv_params cp = {.stride = {1, 1, 1}, .pad = {{0, 0}, {1, 1}, {1, 1}}};
+    wk_conv_params cp = {.stride = {1, 1, 1}, .pad = {{0, 0}, {1 - (int)e, 1 - (int)e}, {1, 1}}};
     for (int64_t t = 0; !r->dry && t < T; t++) {
         wk_tensor xt = wk_tensor_4d(WK_F32, frame_ptr(x, t), 1, H, W, C);
         wk_tensor yt = wk_tensor_4d(WK_F32, frame_ptr(&y, t), 1, 2 * H, 2 * W, s->out_dim);
-        TRY(wk_upsample2x(r->be, &u, &xt, r->err));           /* [1, 2H, 2W, C] */
+        wk_tensor ui = wk_tensor_4d(WK_F32, (float *)u.data + e * 2 * W * C, 1, 2 * H, 2 * W, C);
+        TRY(wk_upsample2x(r->be, &ui, &xt, r->err)); /* [1, 2H, 2W, C] */
+        if (e) TRY(vae_halo_rows(r, u.data, 2 * H, 2 * W, C)); /* [1, 2H + 2, 2W, C] */
         TRY(conv2d(r, &yt, &u, &s->conv.w, &s->conv.b, &cp)); /* [1, 2H, 2W, out] */
     }
     *x = y;
@@ -510,7 +554,7 @@ wf_status vae_head_fwd(vae_run *r, const vae_coder *c, wk_tensor *x, const char 
     char stage[32];
     vae_cconv cc;
     TRY(vae_cconv_begin(r, x->shape[1], x->shape[2], x->shape[3], x->shape[4], &cc));
-    TRY(norm_silu(r, &cc.in, x, &c->norm_out)); /* [1, T, H, W, C] */
+    TRY(vae_cconv_fill(r, &cc, x, &c->norm_out)); /* [1, T, H, W, C] */
     wk_tensor y;
     TRY(vae_cconv_end(r, &cc, &c->conv_out, VAE_RY, &y)); /* [1, T, H, W, Cout] */
     *x = y;

@@ -58,22 +58,9 @@ int64_t vae_decoded_frames(const vae_model *m, int64_t T) { return 1 + m->s_t * 
 
 /* ---- one region ---- */
 
-typedef struct dec_job {
-    const vae_model *m;
-    const vae_opts *o;
-    const float *z; /* [z, T, h, w] */
-    int64_t T, h, w;
-    int64_t y0, x0, th, tw; /* the latent region decoded */
-    float *store;           /* tiled: [F, th s/p, tw s/p, 3pp], unclamped; NULL when measuring */
-    bool tiled;
-    float *out; /* untiled: [3, F, s h, s w] or NULL */
-    vae_frames_fn on_frames;
-    void *frames_ctx;
-} dec_job;
+typedef vae_dec_job dec_job;
 
-/* x = decoder(post_quant_conv(z[:, t0:t0+n, region])) before the clamp: [1, n', H, W, 3], or in
- * patches [1, n', H/p, W/p, 3pp] for a tile of a patchified (Wan2.2) VAE */
-static wf_status decoder_chunk(vae_run *r, const dec_job *j, int64_t t0, int64_t n, wk_tensor *x) {
+wf_status vae_decoder_chunk(vae_run *r, const dec_job *j, int64_t t0, int64_t n, wk_tensor *x) {
     wf_status st = WF_OK;
     const vae_model *m = j->m;
     const vae_coder *d = &m->w.dec;
@@ -87,7 +74,7 @@ static wf_status decoder_chunk(vae_run *r, const dec_job *j, int64_t t0, int64_t
     vae_swap_xy(r, x);
     vae_cconv cc;
     TRY(vae_cconv_begin(r, n, j->th, j->tw, zc, &cc));
-    if (!r->dry) memcpy(cc.in.data, x->data, wk_tensor_nbytes(x));
+    TRY(vae_cconv_fill(r, &cc, x, NULL));
     TRY(vae_cconv_end(r, &cc, &d->conv_in, VAE_RY, &y)); /* [1, n, h, w, C0] */
     *x = y;
     vae_swap_xy(r, x);
@@ -108,7 +95,7 @@ out:
     return st;
 }
 
-static void clamp_pm1(float *x, size_t n) {
+void vae_clamp_pm1(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) /* torch.clamp(-1, 1): NaN stays NaN */
         x[i] = x[i] < -1.0f ? -1.0f : (x[i] > 1.0f ? 1.0f : x[i]);
 }
@@ -120,7 +107,7 @@ static wf_status emit(const dec_job *j, wk_tensor *x, int64_t f, int64_t F, wf_e
         memcpy(j->store + (size_t)(f * H * W * x->shape[4]), x->data, wk_tensor_nbytes(x));
         return WF_OK;
     }
-    clamp_pm1(x->data, (size_t)wk_tensor_numel(x));
+    vae_clamp_pm1(x->data, (size_t)wk_tensor_numel(x));
     if (j->out) vae_cl_to_planar(x->data, n, H, W, 3, j->out, F, H, W, f, 0, 0);
     if (j->on_frames) {
         wf_status st = j->on_frames(j->frames_ctx, f, n, H, W, x->data, err);
@@ -142,7 +129,7 @@ static wf_status run_schedule(vae_run *r, const dec_job *j) {
     for (int64_t c = 0; c < (stream ? j->T : 1); c++) {
         vae_run_begin_chunk(r, c);
         wk_tensor x;
-        TRY(decoder_chunk(r, j, stream ? c : 0, stream ? 1 : j->T, &x));
+        TRY(vae_decoder_chunk(r, j, stream ? c : 0, stream ? 1 : j->T, &x));
         WF_ASSERT(x.shape[1] >= 1 && f + x.shape[1] <= F);
         if (!r->dry) TRY(emit(j, &x, f, F, r->err));
         f += x.shape[1];

@@ -47,6 +47,19 @@ typedef struct vae_slot {
     vae_slot_state state;
 } vae_slot;
 
+/* Row-parallel decoding (vae_dist.c): this rank holds a band of rows of every activation (latent
+ * rows [r0, r1) scaled to each resolution). Spatial convolutions see one halo row on each side,
+ * taken from the neighbouring ranks (zeros at the global top and bottom, the conv's own padding);
+ * the mid-block attention gathers its keys and values from every rank. NULL in a vae_run: the
+ * single-rank code, unchanged. */
+typedef struct vae_halo {
+    cm_comm *comm;        /* MPI backend, host buffers; NULL in a measuring pass */
+    int rank, size;       /* ours, and the ranks splitting the rows */
+    int up, down;         /* ranks holding the rows just above / below ours; -1 at the edges */
+    int64_t attn_keys;    /* pixels of a whole frame at the mid block (h w): keys per frame */
+    const size_t *counts; /* [size]: bytes of each rank's keys of one frame (real runs only) */
+} vae_halo;
+
 typedef struct vae_run {
     wk_backend *be;
     wf_err *err;
@@ -61,6 +74,7 @@ typedef struct vae_run {
     void *tap_ctx;
     int64_t chunk;   /* index of the running chunk (taps; DupUp3D's first chunk) */
     wk_tensor saved; /* Wan2.2: the running residual block's input (role s) */
+    const vae_halo *halo; /* row-parallel decode (set after vae_run_init); NULL: one rank */
 } vae_run;
 
 /* A fresh run (dry, no buffers) over a coder with n_slots cached convolutions. */
@@ -96,16 +110,51 @@ wf_status vae_layers_fwd(vae_run *r, const vae_coder *c, wk_tensor *x);
 wf_status vae_head_fwd(vae_run *r, const vae_coder *c, wk_tensor *x, const char *side);
 
 /* Cached causal 3x3x3 conv whose input is written by the caller: vae_cconv_begin gives `in`, a view
- * of frames [hist, hist + T) of the xc buffer, to fill; vae_cconv_end puts the slot's history in
- * front, saves the new history in the slot and writes conv(x) into role out_role. */
+ * of frames [hist, hist + T) of the xc buffer, to fill (or vae_cconv_fill fills it); vae_cconv_end
+ * puts the slot's history in front, saves the new history in the slot and writes conv(x) into role
+ * out_role. With a halo (row-parallel decode) each frame of `full` has a halo row above and below
+ * its H rows: `in` is then no contiguous view (its data is NULL) and only vae_cconv_fill writes it;
+ * vae_cconv_end fetches the halo rows of the new frames, and the slot keeps whole halo-extended
+ * frames, so the history of later chunks has its halo rows too. */
 typedef struct vae_cconv {
     vae_slot *slot;
-    wk_tensor full; /* [1, hist + T, H, W, C] */
-    wk_tensor in;   /* [1, T, H, W, C]: frames [hist, hist + T) of full */
+    wk_tensor full; /* [1, hist + T, H, W, C]; with a halo [1, hist + T, 1 + H + 1, W, C] */
+    wk_tensor in;   /* [1, T, H, W, C]: frames [hist, hist + T) of full (rows [1, H + 1)) */
     int64_t hist;
 } vae_cconv;
 wf_status vae_cconv_begin(vae_run *r, int64_t T, int64_t H, int64_t W, int64_t C, vae_cconv *cc);
+/* in = SiLU(norm(x)) with gamma, or a copy of x when gamma is NULL. x [1, T, H, W, C]. */
+wf_status vae_cconv_fill(vae_run *r, vae_cconv *cc, const wk_tensor *x, const wk_tensor *gamma);
 wf_status vae_cconv_end(vae_run *r, vae_cconv *cc, const vae_conv *c, int out_role, wk_tensor *y);
+
+/* ---- the decoder's chunk (vae_decode.c), shared with the row-parallel decode ---- */
+
+typedef struct vae_dec_job {
+    const vae_model *m;
+    const vae_opts *o;
+    const float *z; /* [z, T, h, w] */
+    int64_t T, h, w;
+    int64_t y0, x0, th, tw; /* the latent region decoded */
+    float *store;           /* tiled: [F, th s/p, tw s/p, 3pp], unclamped; NULL when measuring */
+    bool tiled;
+    float *out; /* untiled: [3, F, s h, s w] or NULL */
+    vae_frames_fn on_frames;
+    void *frames_ctx;
+} vae_dec_job;
+
+/* x = decoder(post_quant_conv(z[:, t0:t0+n, region])) before the clamp: [1, n', H, W, 3], or in
+ * patches [1, n', H/p, W/p, 3pp] for a tile of a patchified (Wan2.2) VAE */
+wf_status vae_decoder_chunk(vae_run *r, const vae_dec_job *j, int64_t t0, int64_t n, wk_tensor *x);
+/* torch.clamp(x, -1, 1) in place (NaN stays NaN) */
+void vae_clamp_pm1(float *x, size_t n);
+
+/* ---- row-parallel decode (vae_dist.c) ---- */
+
+/* Rows 0 and H + 1 of frame [1 + H + 1, W, C]: the neighbours' edge rows (their rows next to
+ * ours), zeros at the global top / bottom. Collective with the two neighbours. */
+wf_status vae_halo_rows(vae_run *r, float *frame, int64_t H, int64_t W, int64_t C);
+/* recv [sum of counts] = every rank's send (counts bytes each, in rank order). Over r->halo. */
+wf_status vae_halo_gather(vae_run *r, const float *send, float *recv);
 
 /* y = conv(x) for a 1x1x1 conv (no cache); y over role out_role. */
 wf_status vae_conv1x1(vae_run *r, const wk_tensor *x, const vae_conv *c, int out_role,

@@ -69,6 +69,12 @@ static void rope_axis(float *c, float *s, int64_t pos, int d, double theta) {
 
 wf_status wk_rope_table_3d(float *cos_out, float *sin_out, int64_t F, int64_t H, int64_t W, int hd,
                            double theta, wf_err *err) {
+    int64_t L = F < 0 || H < 0 || W < 0 ? 0 : F * H * W;
+    return wk_rope_table_3d_rows(cos_out, sin_out, F, H, W, hd, theta, 0, L, err);
+}
+
+wf_status wk_rope_table_3d_rows(float *cos_out, float *sin_out, int64_t F, int64_t H, int64_t W,
+                                int hd, double theta, int64_t l0, int64_t n, wf_err *err) {
     if (hd <= 0 || hd % 2 != 0)
         return wf_fail(err, WF_EINVAL,
                        "rope_table_3d: head dim %d must be positive and even (split into "
@@ -82,11 +88,19 @@ wf_status wk_rope_table_3d(float *cos_out, float *sin_out, int64_t F, int64_t H,
                        theta);
     int dh = 2 * (hd / 6), dw = dh, dt = hd - dh - dw; /* hd 128: t 44, h 42, w 42 */
     WF_ASSERT(dt % 2 == 0 && dh % 2 == 0);
+    if (l0 < 0 || n < 0)
+        return wf_fail(err, WF_EINVAL, "rope_table_3d: rows [%lld, %lld) are negative",
+                       (long long)l0, (long long)(l0 + n));
     int64_t L = F * H * W;
-#pragma omp parallel for if (L * hd >= ROPE_PAR_MIN) schedule(static)
-    for (int64_t tok = 0; tok < L; tok++) { /* token order (f, h, w), w fastest */
+#pragma omp parallel for if (n * hd >= ROPE_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) { /* token order (f, h, w), w fastest */
+        int64_t tok = l0 + i;
+        float *c = cos_out + i * hd, *s = sin_out + i * hd;
+        if (tok >= L) { /* padding past the grid: the identity rotation */
+            for (int k = 0; k < hd; k++) c[k] = 1.0f, s[k] = 0.0f;
+            continue;
+        }
         int64_t f = tok / (H * W), h = tok / W % H, w = tok % W;
-        float *c = cos_out + tok * hd, *s = sin_out + tok * hd;
         rope_axis(c, s, f, dt, theta);
         rope_axis(c + dt, s + dt, h, dh, theta);
         rope_axis(c + dt + dh, s + dt + dh, w, dw, theta);

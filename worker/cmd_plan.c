@@ -1,0 +1,282 @@
+/* cmd_plan.c: `wanfarm plan`: the placement planner (plan.h) on the command line.
+ *
+ * Prints the chosen layout for a world of --ranks ranks: per-group step counts, the predicted step
+ * time of each group with its compute/communication split, per-rank memory, seconds per video and
+ * videos/hour for a queue; --all adds every valid candidate, ranked; --json prints one JSON object
+ * instead. Choices given on the command line (--placement, --ulysses, --cfg-parallel, --vae-ranks,
+ * --replicas) are kept; the planner picks the rest.
+ * Exit codes: 0 a plan was printed; 1 the model folder or cost file is bad, or no layout fits;
+ * 2 bad command line (including values the model cannot take, and fixed choices that break a
+ * layout rule).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmds.h"
+#include "diffusers.h"
+#include "plan.h"
+
+#define PROG "wanfarm plan"
+
+static void help(void) {
+    printf("usage: wanfarm plan --ranks N [options]\n\n"
+           "Chooses how N ranks generate videos (placement, Ulysses and CFG degrees, VAE decode\n"
+           "ranks, worker worlds) and predicts step time, memory and videos/hour.\n"
+           "The cost model and its stated defaults: bench/PERFORMANCE.md.\n\n"
+           "  --ranks N              ranks (GPUs) available\n"
+           "  --ranks-per-node R     ranks per node (default 8); rank r is on node r / R\n"
+           "  --mem-gb G             device memory per rank in GB of 1e9 bytes (default: the cost\n"
+           "                         model's, 80)\n"
+           "  --model DIR            plan for a Diffusers WanPipeline folder (configs only)\n"
+           "  --preset a14b          plan for Wan2.2-T2V-A14B without a folder (the default)\n"
+           "  --size WxH             video size (default 1280x720)\n"
+           "  --frames F             4k+1 frames (default 81)\n"
+           "  --steps S              denoising steps (default 40)\n"
+           "  --boundary B           expert boundary ratio in [0, 1] (default: the model's)\n"
+           "  --shift S              sampler shift (default: the scheduler's)\n"
+           "  --guidance G           CFG scale; <= 1 turns CFG off (default 5)\n"
+           "  --text-len N           text tokens (default 512)\n"
+           "  --queue Q              videos to plan for (default 1: latency)\n"
+           "  --cost FILE.json       cost model parameters (keys: bench/PERFORMANCE.md)\n"
+           "fixed choices (the planner picks what is not given):\n"
+           "  --placement shared|split\n"
+           "  --ulysses N | H,L      Ulysses degree (both groups, or high,low with split)\n"
+           "  --cfg-parallel | --no-cfg-parallel\n"
+           "  --vae-ranks N          ranks of the decoding group that decode\n"
+           "  --replicas N           independent worker worlds of the layout\n"
+           "  --no-idle              every rank must be used (no idle ranks)\n"
+           "output:\n"
+           "  --all                  also every valid candidate, best first\n"
+           "  --json                 one JSON object on stdout\n"
+           "exit codes: 0 plan printed, 1 bad model/cost file or no layout fits, 2 bad command line\n");
+}
+
+static int usage_err(const char *fmt, const char *a, const char *b) {
+    fprintf(stderr, PROG ": ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, " (see --help)\n");
+    return WF_EXIT_USAGE;
+}
+
+static bool parse_i64(const char *s, int64_t *out) {
+    char *e;
+    errno = 0;
+    long long v = strtoll(s, &e, 10);
+    if (errno || e == s || *e) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_int(const char *s, int lo, int hi, int *out) {
+    int64_t v;
+    if (!parse_i64(s, &v) || v < lo || v > hi) return false;
+    *out = (int)v;
+    return true;
+}
+
+static bool parse_f64(const char *s, double *out) {
+    char *e;
+    errno = 0;
+    double v = strtod(s, &e);
+    if (errno || e == s || *e || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+static void print_candidates(const pn_plan *v, size_t n, FILE *f) {
+    fprintf(f, "\ncandidates (%zu, best first):\n", n);
+    fprintf(f, "  %4s  %-44s %4s %4s %5s %9s %9s %10s %9s %8s\n", "#", "layout", "rk", "wld",
+            "idle", "step(s)", "comm%", "latency(s)", "videos/h", "GB/rank");
+    for (size_t i = 0; i < n; i++) {
+        char lay[160];
+        ly_format(&v[i].layout, lay, sizeof lay);
+        const pn_group *g = &v[i].group[0];
+        fprintf(f, "  %4zu  %-44s %4d %4d %5d %9.3f %8.1f%% %10.1f %9.2f %8.1f\n", i + 1, lay,
+                v[i].ranks, v[i].replicas, v[i].idle, g->t_step, 100.0 * g->t_comm / g->t_step,
+                v[i].latency, v[i].videos_per_hour, v[i].mem.peak / 1e9);
+    }
+}
+
+int cmd_plan(int argc, char **argv) {
+    pn_inputs in;
+    pn_inputs_default(&in);
+    pn_request r;
+    pn_request_default(&r);
+    const char *model = NULL, *preset = NULL, *cost = NULL;
+    bool json = false, all = false, have_ranks = false;
+    double mem_gb = NAN;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            help();
+            return WF_EXIT_OK;
+        }
+        if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--all")) all = true;
+        else if (!strcmp(a, "--cfg-parallel")) in.cfg_parallel = 1;
+        else if (!strcmp(a, "--no-cfg-parallel")) in.cfg_parallel = 0;
+        else if (!strcmp(a, "--no-idle")) in.allow_idle = false;
+        else {
+            if (strncmp(a, "--", 2)) return usage_err("unexpected argument '%s'%s", a, "");
+            if (i + 1 == argc) return usage_err("%s needs a value%s", a, "");
+            const char *v = argv[++i];
+            bool ok = true;
+            if (!strcmp(a, "--ranks")) ok = have_ranks = parse_int(v, 1, 1000000, &in.world);
+            else if (!strcmp(a, "--ranks-per-node")) ok = parse_int(v, 1, 1000000, &in.ranks_per_node);
+            else if (!strcmp(a, "--mem-gb")) ok = parse_f64(v, &mem_gb) && mem_gb > 0;
+            else if (!strcmp(a, "--model")) model = v;
+            else if (!strcmp(a, "--preset")) {
+                if (strcmp(v, "a14b")) return usage_err("--preset '%s': the presets are: a14b%s", v, "");
+                preset = v;
+            } else if (!strcmp(a, "--size")) {
+                const char *x = strchr(v, 'x');
+                if (!x) x = strchr(v, 'X');
+                char wbuf[32];
+                size_t wl = x ? (size_t)(x - v) : 0;
+                ok = x && wl > 0 && wl < sizeof wbuf;
+                if (ok) {
+                    memcpy(wbuf, v, wl);
+                    wbuf[wl] = 0;
+                    ok = parse_i64(wbuf, &r.width) && parse_i64(x + 1, &r.height) && r.width > 0 &&
+                         r.height > 0;
+                }
+                if (!ok) return usage_err("--size '%s' must be WIDTHxHEIGHT, e.g. 1280x720%s", v, "");
+            } else if (!strcmp(a, "--frames")) ok = parse_i64(v, &r.frames) && r.frames >= 1;
+            else if (!strcmp(a, "--steps")) ok = parse_i64(v, &r.steps) && r.steps >= 1;
+            else if (!strcmp(a, "--boundary"))
+                ok = parse_f64(v, &r.boundary) && r.boundary >= 0 && r.boundary <= 1;
+            else if (!strcmp(a, "--shift")) ok = parse_f64(v, &r.shift) && r.shift > 0;
+            else if (!strcmp(a, "--guidance")) ok = parse_f64(v, &r.guidance);
+            else if (!strcmp(a, "--text-len")) ok = parse_i64(v, &r.text_len) && r.text_len >= 1;
+            else if (!strcmp(a, "--queue")) ok = parse_i64(v, &in.queue) && in.queue >= 1 && in.queue <= 1000000000;
+            else if (!strcmp(a, "--cost")) cost = v;
+            else if (!strcmp(a, "--placement")) {
+                if (!strcmp(v, "shared")) in.placement = LY_SHARED;
+                else if (!strcmp(v, "split")) in.placement = LY_SPLIT;
+                else return usage_err("--placement '%s': use shared or split%s", v, "");
+            } else if (!strcmp(a, "--ulysses")) {
+                const char *c = strchr(v, ',');
+                if (c) {
+                    char b0[32];
+                    size_t n0 = (size_t)(c - v);
+                    ok = n0 > 0 && n0 < sizeof b0;
+                    if (ok) {
+                        memcpy(b0, v, n0);
+                        b0[n0] = 0;
+                        ok = parse_int(b0, 1, 1000000, &in.ulysses[0]) &&
+                             parse_int(c + 1, 1, 1000000, &in.ulysses[1]);
+                    }
+                    if (ok && in.placement == LY_SHARED)
+                        return usage_err("--ulysses '%s': two degrees (high,low) need placement "
+                                         "split%s", v, "");
+                    if (ok && in.placement == PN_FREE) in.placement = LY_SPLIT;
+                } else {
+                    ok = parse_int(v, 1, 1000000, &in.ulysses[0]);
+                    in.ulysses[1] = in.ulysses[0];
+                }
+                if (!ok) return usage_err("--ulysses '%s' must be N or HIGH,LOW (integers >= 1)%s", v, "");
+            } else if (!strcmp(a, "--vae-ranks")) ok = parse_int(v, 1, 1000000, &in.vae_ranks);
+            else if (!strcmp(a, "--replicas")) ok = parse_int(v, 1, 1000000, &in.replicas);
+            else return usage_err("unknown option '%s'%s", a, "");
+            if (!ok) return usage_err("%s: bad value '%s'", a, v);
+        }
+    }
+    if (!have_ranks) return usage_err("missing --ranks N%s%s", "", "");
+    if (model && preset) return usage_err("--model and --preset exclude each other%s%s", "", "");
+    if (in.placement == LY_SHARED && in.ulysses[0] != in.ulysses[1] && in.ulysses[1] != PN_FREE)
+        return usage_err("--ulysses: placement shared has one degree%s%s", "", "");
+
+    wf_err err;
+    if (cost && pn_cost_load(&in.cost, cost, &err)) {
+        fprintf(stderr, PROG ": --cost: %s\n", err.msg);
+        return WF_EXIT_FAIL;
+    }
+    if (!isnan(mem_gb)) in.cost.mem_per_rank = mem_gb * 1e9;
+    if (in.cost.mem_reserve >= in.cost.mem_per_rank) {
+        fprintf(stderr, PROG ": --mem-gb %g: must be more than the runtime reserve of %.1f GB (see "
+                "--help)\n", mem_gb, in.cost.mem_reserve / 1e9);
+        return WF_EXIT_USAGE;
+    }
+
+    wf_status st;
+    if (model) {
+        dfs_pipeline *p = NULL;
+        if (dfs_open(&p, model, &err)) {
+            fprintf(stderr, PROG ": %s\n", err.msg);
+            return WF_EXIT_FAIL;
+        }
+        st = pn_inputs_from_pipeline(&in, p, &r, &err);
+        dfs_close(&p);
+    } else {
+        st = pn_preset_a14b(&in, &r, &err);
+    }
+    if (st) {
+        fprintf(stderr, PROG ": %s\n", err.msg);
+        return st == WF_EINVAL ? WF_EXIT_USAGE : WF_EXIT_FAIL;
+    }
+
+    pn_plan *v = NULL;
+    size_t n = 0;
+    st = pn_enumerate(&in, &v, &n, &err);
+    if (st) {
+        fprintf(stderr, PROG ": %s\n", err.msg);
+        return st == WF_EINVAL ? WF_EXIT_USAGE : WF_EXIT_FAIL;
+    }
+    int nodes = (in.world + in.ranks_per_node - 1) / in.ranks_per_node;
+    if (json) {
+        json_t *o = json_object(), *req = json_object();
+        json_object_set_new(o, "model", json_string(in.model.name));
+        json_object_set_new(req, "width", json_integer(in.width));
+        json_object_set_new(req, "height", json_integer(in.height));
+        json_object_set_new(req, "frames", json_integer(in.frames));
+        json_object_set_new(req, "latent", json_pack("[IIII]", (json_int_t)in.model.in_channels,
+                                                     (json_int_t)in.T, (json_int_t)in.h,
+                                                     (json_int_t)in.w));
+        json_object_set_new(req, "tokens", json_integer(in.tokens));
+        json_object_set_new(req, "text_len", json_integer(in.text_len));
+        json_object_set_new(req, "steps", json_integer(in.steps));
+        json_object_set_new(req, "steps_high", json_integer(in.steps_high));
+        json_object_set_new(req, "steps_low", json_integer(in.steps_low));
+        json_object_set_new(req, "boundary_t", isnan(in.boundary_t) ? json_null() : json_real(in.boundary_t));
+        json_object_set_new(req, "shift", json_real(in.shift));
+        json_object_set_new(req, "cfg", json_boolean(in.cfg));
+        json_object_set_new(req, "queue", json_integer(in.queue));
+        json_object_set_new(o, "request", req);
+        json_object_set_new(o, "world", json_integer(in.world));
+        json_object_set_new(o, "ranks_per_node", json_integer(in.ranks_per_node));
+        json_object_set_new(o, "cost", pn_cost_json(&in.cost));
+        json_object_set_new(o, "plan", pn_plan_json(&v[0]));
+        if (all) {
+            json_t *c = json_array();
+            for (size_t i = 0; i < n; i++) json_array_append_new(c, pn_plan_json(&v[i]));
+            json_object_set_new(o, "candidates", c);
+        }
+        char *s = json_dumps(o, JSON_INDENT(1) | JSON_REAL_PRECISION(6));
+        if (s) puts(s);
+        free(s);
+        json_decref(o);
+    } else {
+        printf("wanfarm plan: %d rank%s (%d per node, %d node%s), %.1f GB per rank; %s\n", in.world,
+               in.world == 1 ? "" : "s", in.ranks_per_node, nodes, nodes == 1 ? "" : "s",
+               in.cost.mem_per_rank / 1e9, in.model.name);
+        printf("request: %lldx%lld, %lld frames -> latent %lldx%lldx%lldx%lld, %lld tokens (text "
+               "%lld); CFG %s\n",
+               (long long)in.width, (long long)in.height, (long long)in.frames,
+               (long long)in.model.in_channels, (long long)in.T, (long long)in.h, (long long)in.w,
+               (long long)in.tokens, (long long)in.text_len, in.cfg ? "on (2 passes per step)" : "off");
+        if (isnan(in.boundary_t))
+            printf("steps: %lld, one expert (shift %g)\n", (long long)in.steps, in.shift);
+        else
+            printf("steps: %lld (shift %g): %lld high-noise (t >= %g), %lld low-noise\n",
+                   (long long)in.steps, in.shift, (long long)in.steps_high, in.boundary_t,
+                   (long long)in.steps_low);
+        printf("cost model: %s\n\n", in.cost.source);
+        pn_print(&v[0], stdout);
+        if (all) print_candidates(v, n, stdout);
+    }
+    free(v);
+    return WF_EXIT_OK;
+}

@@ -1,0 +1,109 @@
+/* comm.h: the communicator every distributed part of wanfarm talks through (prefix cm_).
+ *
+ * What it is: one interface, two backends.
+ *   - MPI (CM_MPI): buffers are host memory; every operation is the MPI collective or point-to-point
+ *     call of the same name on the group's MPI_Comm. CPU runs and CI use it.
+ *   - NCCL (CM_NCCL): buffers are device memory; one ncclComm per group, made from a unique id that
+ *     the group's rank 0 draws and broadcasts over the group's MPI_Comm (cm_enable_nccl). Each call
+ *     is enqueued on the communicator's stream and waited for before returning (so counters hold
+ *     true wall times). Only in CUDA builds; elsewhere cm_enable_nccl says so.
+ * Groups come from MPI_Comm_split (cm_split), so a group always has an MPI_Comm, whatever its data
+ * backend: the NCCL id is broadcast over it, and barriers use it.
+ *
+ * Sizes are bytes. Every rank of the group calls a collective with the same sizes (all-to-all and
+ * all-gather: `bytes` is the block one rank sends to, or receives from, each rank). Messages of any
+ * size are split into pieces MPI's int counts can take.
+ *
+ * Counters (cm_stats): per operation kind, the calls, the bytes this rank *sent to other ranks*
+ * (its own block of an all-to-all or all-gather stays home and is not counted; a broadcast counts
+ * `bytes` on the root only, as a tree would send it at least once; barrier 0), and the wall seconds
+ * spent inside the calls (waiting included). bench/PERFORMANCE.md states the per-step formulas these
+ * must match.
+ *
+ * Rank -> GPU binding: cm_local_rank() reads SLURM_LOCALID, then OMPI_COMM_WORLD_LOCAL_RANK, then
+ * MPI_COMM_TYPE_SHARED; the device is local_rank % device count.
+ *
+ * What it is not: asynchronous, or fault tolerant (a dead rank makes MPI abort the job).
+ * Tested by: tests/test_comm.c under mpirun (np 1..4) against the MPI reference results and the
+ * counter formulas; the NCCL path by the same test on a GPU machine (cm_enable_nccl).
+ */
+#ifndef CM_COMM_H
+#define CM_COMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mpi.h>
+
+#include "status.h"
+
+typedef enum cm_backend { CM_MPI = 0, CM_NCCL } cm_backend;
+
+typedef enum cm_op {
+    CM_ALLTOALL = 0,
+    CM_ALLGATHER,
+    CM_SEND,
+    CM_RECV,
+    CM_BCAST,
+    CM_BARRIER,
+    CM_NOPS
+} cm_op;
+
+typedef struct cm_stats {
+    uint64_t calls[CM_NOPS];
+    uint64_t bytes[CM_NOPS];  /* sent to other ranks (CM_RECV: received) */
+    double seconds[CM_NOPS];
+} cm_stats;
+
+typedef struct cm_comm {
+    MPI_Comm mpi;      /* owned (freed by cm_free) unless borrowed */
+    bool borrowed;
+    int rank, size;
+    cm_backend backend;
+    void *nccl;        /* ncclComm_t when backend == CM_NCCL */
+    void *stream;      /* cudaStream_t */
+    int device;
+    char name[32];     /* for messages: "world", "high", "ulysses", ... */
+    cm_stats stats;
+} cm_comm;
+
+/* Wraps MPI_COMM_WORLD (MPI must be initialised; the comm is borrowed, not freed). */
+wf_status cm_world(cm_comm **out, wf_err *err);
+/* Wraps any MPI communicator (borrowed). */
+wf_status cm_wrap(cm_comm **out, MPI_Comm mpi, const char *name, wf_err *err);
+/* MPI_Comm_split of parent: ranks with the same color form a group, ordered by key. color < 0:
+ * this rank joins no group and *out is NULL. Collective over parent. The child uses the MPI
+ * backend; call cm_enable_nccl on it for NCCL. */
+wf_status cm_split(cm_comm *parent, int color, int key, const char *name, cm_comm **out,
+                   wf_err *err);
+void cm_free(cm_comm **c); /* NULLs *c; accepts NULL */
+
+/* Switches c to NCCL on `device` (collective over c). WF_EUNSUPPORTED in builds without CUDA. */
+wf_status cm_enable_nccl(cm_comm *c, int device, wf_err *err);
+
+/* The node-local rank (see the head of this file), for device binding. */
+int cm_local_rank(void);
+
+/* recv[r * bytes ...] = the block rank r sent to us; send[r * bytes ...] goes to rank r. */
+wf_status cm_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err);
+/* recv[r * bytes ...] = rank r's send. */
+wf_status cm_allgather(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err);
+/* Ranks may send different sizes: counts[r] bytes from rank r land at recv + sum(counts[<r]). */
+wf_status cm_allgatherv(cm_comm *c, const void *send, void *recv, const size_t *counts,
+                        wf_err *err);
+wf_status cm_send(cm_comm *c, const void *buf, size_t bytes, int peer, int tag, wf_err *err);
+wf_status cm_recv(cm_comm *c, void *buf, size_t bytes, int peer, int tag, wf_err *err);
+/* Sends to dst and receives from src at once (either may be -1: none), as halo exchanges need. */
+wf_status cm_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst, void *recv,
+                      size_t rbytes, int src, int tag, wf_err *err);
+wf_status cm_bcast(cm_comm *c, void *buf, size_t bytes, int root, wf_err *err);
+wf_status cm_barrier(cm_comm *c, wf_err *err);
+
+/* The counters. */
+void cm_stats_reset(cm_comm *c);
+const char *cm_op_name(cm_op op); /* "alltoall", ... */
+/* Sum of a group of counters into total (for reports over several comms). */
+void cm_stats_add(cm_stats *total, const cm_stats *s);
+
+#endif

@@ -1,0 +1,277 @@
+/* comm_nccl.c: the NCCL backend of the communicator (see comm_nccl.h and comm.h), CUDA builds only.
+ *
+ * What it is: one ncclComm per group, made from a unique id that the group's rank 0 draws and
+ * broadcasts over the group's MPI_Comm, and one non-blocking CUDA stream. Every call enqueues its
+ * NCCL work on that stream and synchronises it before returning, so the counters (kept by the same
+ * rules as comm.c's MPI backend) hold true wall times. Buffers are device pointers; counts are
+ * size_t, so no message is split.
+ * What it is not: asynchronous, or able to recover a comm after a failed call (free it).
+ * Tested by: tests/test_comm.c on a machine with GPUs (its NCCL section runs when
+ * cudaGetDeviceCount reports one GPU per node-local rank; otherwise it says why it skipped).
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include "comm_nccl.h"
+
+#define NC(c) ((ncclComm_t)(c)->nccl)
+#define ST(c) ((cudaStream_t)(c)->stream)
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The same rule as comm.c's count(). */
+static void count(cm_comm *c, cm_op op, size_t bytes, double t0) {
+    c->stats.calls[op]++;
+    c->stats.bytes[op] += bytes;
+    c->stats.seconds[op] += now_s() - t0;
+}
+
+static wf_status cuda_fail(wf_err *err, const cm_comm *c, cudaError_t e, const char *what) {
+    return wf_fail(err, WF_ECUDA, "%s on communicator '%s' (rank %d of %d, device %d): %s (%s)",
+                   what, c->name, c->rank, c->size, c->device, cudaGetErrorString(e),
+                   cudaGetErrorName(e));
+}
+
+static wf_status nccl_fail(wf_err *err, const cm_comm *c, ncclResult_t r, const char *what) {
+    const char *last = ncclGetLastError(c->backend == CM_NCCL ? NC(c) : NULL);
+    return wf_fail(err, WF_ECUDA, "%s on communicator '%s' (rank %d of %d, device %d): %s%s%s",
+                   what, c->name, c->rank, c->size, c->device, ncclGetErrorString(r),
+                   last && *last ? ": " : "", last ? last : "");
+}
+
+static wf_status mpi_fail(wf_err *err, const cm_comm *c, int rc, const char *what) {
+    char s[MPI_MAX_ERROR_STRING];
+    int n = 0;
+    if (MPI_Error_string(rc, s, &n) != MPI_SUCCESS) snprintf(s, sizeof s, "error %d", rc);
+    return wf_fail(err, WF_EMPI, "%s on communicator '%s' (rank %d of %d): %s", what, c->name,
+                   c->rank, c->size, s);
+}
+
+/* Waits for the stream; a failure there is also where an asynchronous NCCL error shows. */
+static wf_status sync_stream(cm_comm *c, const char *what, wf_err *err) {
+    cudaError_t e = cudaStreamSynchronize(ST(c));
+    if (e != cudaSuccess) return cuda_fail(err, c, e, what);
+    ncclResult_t ae = ncclSuccess;
+    if (ncclCommGetAsyncError(NC(c), &ae) == ncclSuccess && ae != ncclSuccess)
+        return nccl_fail(err, c, ae, what);
+    return WF_OK;
+}
+
+/* The lowest rank whose flag is false, or c->size when every rank's is true (collective). */
+static int first_failed(cm_comm *c, bool ok, int *rc) {
+    int mine = ok ? c->size : c->rank, first = c->size;
+    *rc = MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, c->mpi);
+    return first;
+}
+
+/* ---- life cycle ---- */
+
+wf_status cm_nccl_init(cm_comm *c, int device, wf_err *err) {
+    if (c->backend == CM_NCCL)
+        return wf_fail(err, WF_EINVAL, "communicator '%s' (rank %d) already uses NCCL on device %d",
+                       c->name, c->rank, c->device);
+    wf_status st = WF_OK;
+    int rc, bad;
+    cudaStream_t stream = NULL;
+    ncclComm_t comm = NULL;
+
+    /* 1. every rank binds its device; all learn whether all could, so none waits in NCCL's init
+     * for a rank that will never come */
+    cudaError_t e = cudaSetDevice(device);
+    if (e != cudaSuccess)
+        st = wf_fail(err, WF_ECUDA,
+                     "cudaSetDevice(%d) for NCCL on communicator '%s' (rank %d of %d): %s (%s); "
+                     "check CUDA_VISIBLE_DEVICES and that each rank has a GPU",
+                     device, c->name, c->rank, c->size, cudaGetErrorString(e),
+                     cudaGetErrorName(e));
+    bad = first_failed(c, st == WF_OK, &rc);
+    if (rc != MPI_SUCCESS) return mpi_fail(err, c, rc, "MPI_Allreduce (NCCL device check)");
+    if (bad < c->size) {
+        if (st == WF_OK)
+            st = wf_fail(err, WF_ECUDA,
+                         "NCCL on communicator '%s' (rank %d of %d): rank %d could not bind its "
+                         "GPU (see that rank's error); no rank switched to NCCL",
+                         c->name, c->rank, c->size, bad);
+        return st;
+    }
+
+    /* 2. rank 0 draws the unique id and broadcasts it, with whether it could */
+    struct {
+        int ok;
+        ncclUniqueId id;
+    } msg;
+    memset(&msg, 0, sizeof msg);
+    ncclResult_t r = ncclSuccess;
+    if (c->rank == 0) {
+        r = ncclGetUniqueId(&msg.id);
+        msg.ok = r == ncclSuccess;
+    }
+    rc = MPI_Bcast(&msg, (int)sizeof msg, MPI_BYTE, 0, c->mpi);
+    if (rc != MPI_SUCCESS) return mpi_fail(err, c, rc, "MPI_Bcast (NCCL unique id)");
+    if (!msg.ok) {
+        if (c->rank == 0) return nccl_fail(err, c, r, "ncclGetUniqueId");
+        return wf_fail(err, WF_ECUDA,
+                       "NCCL on communicator '%s' (rank %d of %d): rank 0 could not draw the NCCL "
+                       "unique id (see rank 0's error); no rank switched to NCCL",
+                       c->name, c->rank, c->size);
+    }
+
+    /* 3. the communicator and the stream; then all agree that all have both */
+    int old_device = c->device;
+    c->device = device; /* for the messages below */
+    r = ncclCommInitRank(&comm, c->size, msg.id, c->rank);
+    if (r != ncclSuccess) {
+        comm = NULL;
+        st = nccl_fail(err, c, r, "ncclCommInitRank");
+    } else if ((e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        stream = NULL;
+        st = cuda_fail(err, c, e, "cudaStreamCreateWithFlags");
+    }
+    bad = first_failed(c, st == WF_OK, &rc);
+    if (rc != MPI_SUCCESS && st == WF_OK) st = mpi_fail(err, c, rc, "MPI_Allreduce (NCCL init)");
+    else if (bad < c->size && st == WF_OK)
+        st = wf_fail(err, WF_ECUDA,
+                     "NCCL on communicator '%s' (rank %d of %d): rank %d failed to create its NCCL "
+                     "communicator or stream (see that rank's error); no rank switched to NCCL",
+                     c->name, c->rank, c->size, bad);
+    if (st != WF_OK) goto out_destroy;
+
+    c->nccl = comm;
+    c->stream = stream;
+    c->backend = CM_NCCL;
+    return WF_OK;
+
+out_destroy:
+    if (stream) cudaStreamDestroy(stream);
+    if (comm) ncclCommDestroy(comm);
+    c->device = old_device;
+    return st;
+}
+
+void cm_nccl_destroy(cm_comm *c) {
+    if (!c || c->backend != CM_NCCL) return;
+    if (c->stream) cudaStreamDestroy(ST(c));
+    if (c->nccl) ncclCommDestroy(NC(c));
+    c->stream = NULL;
+    c->nccl = NULL;
+    c->backend = CM_MPI;
+}
+
+/* ---- operations ---- */
+
+/* Closes a group whatever happened inside it; the first failure wins. */
+static ncclResult_t group_end(ncclResult_t r) {
+    ncclResult_t r2 = ncclGroupEnd();
+    return r != ncclSuccess ? r : r2;
+}
+
+wf_status cm_nccl_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err) {
+    double t0 = now_s();
+    if (bytes) {
+        const char *s = send;
+        char *d = recv;
+        ncclResult_t r = ncclGroupStart();
+        if (r == ncclSuccess) {
+            for (int p = 0; p < c->size && r == ncclSuccess; p++) {
+                r = ncclSend(s + (size_t)p * bytes, bytes, ncclUint8, p, NC(c), ST(c));
+                if (r == ncclSuccess)
+                    r = ncclRecv(d + (size_t)p * bytes, bytes, ncclUint8, p, NC(c), ST(c));
+            }
+            r = group_end(r);
+        }
+        if (r != ncclSuccess) return nccl_fail(err, c, r, "all-to-all");
+        wf_status st = sync_stream(c, "all-to-all", err);
+        if (st) return st;
+    }
+    count(c, CM_ALLTOALL, bytes * (size_t)(c->size - 1), t0);
+    return WF_OK;
+}
+
+wf_status cm_nccl_allgather(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err) {
+    double t0 = now_s();
+    if (bytes) {
+        ncclResult_t r = ncclAllGather(send, recv, bytes, ncclUint8, NC(c), ST(c));
+        if (r != ncclSuccess) return nccl_fail(err, c, r, "all-gather");
+        wf_status st = sync_stream(c, "all-gather", err);
+        if (st) return st;
+    }
+    count(c, CM_ALLGATHER, bytes * (size_t)(c->size - 1), t0);
+    return WF_OK;
+}
+
+/* One broadcast per rank with something to say, fused in a group: rank r's counts[r] bytes land
+ * at recv + sum(counts[<r]) everywhere (its own block too, as MPI_Allgatherv does). */
+wf_status cm_nccl_allgatherv(cm_comm *c, const void *send, void *recv, const size_t *counts,
+                             wf_err *err) {
+    double t0 = now_s();
+    size_t total = 0;
+    for (int p = 0; p < c->size; p++) total += counts[p];
+    if (total) {
+        char *d = recv;
+        size_t off = 0;
+        ncclResult_t r = ncclGroupStart();
+        if (r == ncclSuccess) {
+            for (int p = 0; p < c->size && r == ncclSuccess; p++) {
+                if (counts[p])
+                    r = ncclBroadcast(p == c->rank ? send : NULL, d + off, counts[p], ncclUint8, p,
+                                      NC(c), ST(c));
+                off += counts[p];
+            }
+            r = group_end(r);
+        }
+        if (r != ncclSuccess) return nccl_fail(err, c, r, "all-gather (v)");
+        wf_status st = sync_stream(c, "all-gather (v)", err);
+        if (st) return st;
+    }
+    count(c, CM_ALLGATHER, counts[c->rank] * (size_t)(c->size - 1), t0);
+    return WF_OK;
+}
+
+/* Also cm_send (src < 0) and cm_recv (dst < 0): the counting rule is comm.c's cm_sendrecv, which
+ * counts each side only when it is there, so those two count as their MPI versions do. */
+wf_status cm_nccl_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst, void *recv,
+                           size_t rbytes, int src, wf_err *err) {
+    double t0 = now_s();
+    bool s = dst >= 0 && sbytes, rv = src >= 0 && rbytes;
+    if (s || rv) {
+        ncclResult_t r = ncclGroupStart();
+        if (r == ncclSuccess) {
+            if (s) r = ncclSend(send, sbytes, ncclUint8, dst, NC(c), ST(c));
+            if (rv && r == ncclSuccess) r = ncclRecv(recv, rbytes, ncclUint8, src, NC(c), ST(c));
+            r = group_end(r);
+        }
+        if (r != ncclSuccess) return nccl_fail(err, c, r, "send/recv");
+        wf_status st = sync_stream(c, "send/recv", err);
+        if (st) return st;
+    }
+    if (src >= 0) {
+        if (dst >= 0) {
+            c->stats.calls[CM_SEND]++;
+            c->stats.bytes[CM_SEND] += sbytes;
+        }
+        count(c, CM_RECV, rbytes, t0);
+    } else if (dst >= 0) {
+        count(c, CM_SEND, sbytes, t0);
+    }
+    return WF_OK;
+}
+
+wf_status cm_nccl_bcast(cm_comm *c, void *buf, size_t bytes, int root, wf_err *err) {
+    double t0 = now_s();
+    if (bytes) {
+        ncclResult_t r = ncclBroadcast(buf, buf, bytes, ncclUint8, root, NC(c), ST(c));
+        if (r != ncclSuccess) return nccl_fail(err, c, r, "broadcast");
+        wf_status st = sync_stream(c, "broadcast", err);
+        if (st) return st;
+    }
+    count(c, CM_BCAST, c->rank == root && c->size > 1 ? bytes : 0, t0);
+    return WF_OK;
+}

@@ -1,0 +1,22 @@
+/* comm_nccl.h: the NCCL backend of the communicator (comm.h), internal to comm.c.
+ * comm_nccl.c implements it in CUDA builds; comm_nccl_none.c in the others, where cm_nccl_init
+ * refuses with WF_EUNSUPPORTED and the rest are never reached (no comm can be CM_NCCL).
+ * Buffers are device pointers; every call synchronises the comm's stream before returning and
+ * updates c->stats as the MPI backend does. */
+#ifndef CM_COMM_NCCL_H
+#define CM_COMM_NCCL_H
+
+#include "comm.h"
+
+wf_status cm_nccl_init(cm_comm *c, int device, wf_err *err);
+void cm_nccl_destroy(cm_comm *c);
+wf_status cm_nccl_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err);
+wf_status cm_nccl_allgather(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err);
+wf_status cm_nccl_allgatherv(cm_comm *c, const void *send, void *recv, const size_t *counts,
+                             wf_err *err);
+/* dst < 0: no send; src < 0: no receive. */
+wf_status cm_nccl_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst, void *recv,
+                           size_t rbytes, int src, wf_err *err);
+wf_status cm_nccl_bcast(cm_comm *c, void *buf, size_t bytes, int root, wf_err *err);
+
+#endif

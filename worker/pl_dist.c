@@ -1,0 +1,413 @@
+/* pl_dist.c: distributed text-to-video (see pl_dist.h). */
+#include "pl_dist.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "arena.h"
+
+#define TAG_HANDOFF 101
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double wall_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+unsigned pd_parts(const ly_layout *l, int rank) {
+    ly_role r = ly_role_of(l, rank);
+    unsigned parts = 0;
+    if (r.group_rank == 0 && r.group == 0) parts |= PL_PART_TEXT; /* the high/shared leader */
+    if (l->placement == LY_SHARED) parts |= PL_PART_EXPERT0 | PL_PART_EXPERT1;
+    else parts |= r.group == 0 ? PL_PART_EXPERT0 : PL_PART_EXPERT1;
+    if (r.decodes) parts |= PL_PART_VAE;
+    return parts;
+}
+
+wf_status pd_open(pd_world **out, cm_comm *world, const ly_layout *l, const char *root,
+                  wk_backend *be, int nthreads, wf_err *err) {
+    *out = NULL;
+    if (ly_ranks(l) != world->size) {
+        char f[128];
+        ly_format(l, f, sizeof f);
+        return wf_fail(err, WF_EINVAL, "the layout (%s) uses %d ranks but the world has %d: %s",
+                       f, ly_ranks(l), world->size,
+                       ly_ranks(l) > world->size ? "start more ranks or lower the degrees"
+                                                 : "too many ranks for this layout; raise the "
+                                                   "degrees or start fewer ranks");
+    }
+    pd_world *d = calloc(1, sizeof *d);
+    if (!d) return wf_fail(err, WF_ENOMEM, "pd_open: out of memory");
+    d->world = world;
+    d->layout = *l;
+    d->role = ly_role_of(l, world->rank);
+    const ly_role *r = &d->role;
+    const int me = world->rank;
+    wf_status st;
+    /* every rank makes every split, in this order */
+    if ((st = cm_split(world, r->group, me, r->group ? "low-noise group" : "group", &d->group, err)))
+        goto fail;
+    if ((st = cm_split(world, r->group * 2 + r->half, me, "ulysses", &d->sp, err))) goto fail;
+    if (l->cfg_parallel &&
+        (st = cm_split(world, r->group * 65536 + r->sp_rank, me, "cfg pair", &d->pair, err)))
+        goto fail;
+    if ((st = cm_split(world, r->decodes ? 0 : -1, me, "vae", &d->vae, err))) goto fail;
+    if (l->placement == LY_SPLIT &&
+        (st = cm_split(world, r->group_rank == 0 ? 0 : -1, me, "hand-off", &d->bridge, err)))
+        goto fail;
+    d->parts = pd_parts(l, me);
+    if ((st = pl_open_parts(&d->p, root, be, nthreads, d->parts, err))) goto fail;
+    *out = d;
+    return WF_OK;
+fail:
+    pd_close(&d);
+    return st;
+}
+
+void pd_close(pd_world **pd) {
+    if (!pd || !*pd) return;
+    pd_world *d = *pd;
+    pl_close(&d->p);
+    cm_free(&d->bridge);
+    cm_free(&d->vae);
+    cm_free(&d->pair);
+    cm_free(&d->sp);
+    cm_free(&d->group);
+    free(d);
+    *pd = NULL;
+}
+
+wf_status pd_limits(const pl_pipeline *p, const pl_request *r, ly_limits *lim, wf_err *err) {
+    int64_t shape[4];
+    wf_status st = pl_check_request(p, r, shape, err);
+    if (st) return st;
+    const dfs_pipeline *c = p->cfg;
+    const int64_t *pt = c->transformer.patch_size;
+    lim->heads = c->transformer.num_attention_heads;
+    if (c->has_transformer_2 && c->transformer_2.num_attention_heads != lim->heads)
+        return wf_fail(err, WF_EUNSUPPORTED,
+                       "the experts have different head counts (%lld, %lld): not supported",
+                       (long long)lim->heads, (long long)c->transformer_2.num_attention_heads);
+    lim->tokens = shape[1] / pt[0] * (shape[2] / pt[1]) * (shape[3] / pt[2]);
+    lim->latent_h = shape[2];
+    double br = isnan(r->boundary) ? c->boundary_ratio : r->boundary;
+    lim->two_experts = c->has_transformer_2 && !isnan(br);
+    lim->cfg = r->guidance > 1.0;
+    return WF_OK;
+}
+
+wf_status pd_check(const pd_world *d, const pl_request *reqs, int64_t njobs, wf_err *err) {
+    if (njobs < 1) return wf_fail(err, WF_EINVAL, "no requests to run");
+    for (int64_t j = 0; j < njobs; j++) {
+        ly_limits lim;
+        wf_status st = pd_limits(d->p, &reqs[j], &lim, err);
+        if (!st) st = ly_check(&d->layout, d->world->size, &lim, err);
+        if (st) {
+            if (njobs > 1) wf_err_prefix(err, "request %lld: ", (long long)j);
+            return st;
+        }
+    }
+    return WF_OK;
+}
+
+/* ---- one request on one group ---- */
+
+typedef struct job {
+    const pl_request *r;
+    int64_t index;
+    int64_t C, T, h, w, L, D;
+    size_t n;
+    bool cfg;
+    float *cond, *uncond; /* [L, D] */
+    float *x, *v, *vu;    /* [n]; vu: the unconditional velocity (CFG) */
+    float *both;          /* [2n]: CFG parallel: both halves' velocities */
+    smp_sampler *smp;
+    int64_t i_switch;     /* first step of the low-noise group */
+} job;
+
+static void job_free(job *j) {
+    free(j->cond);
+    free(j->uncond);
+    free(j->x);
+    free(j->v);
+    free(j->vu);
+    free(j->both);
+    smp_free(&j->smp);
+    memset(j, 0, sizeof *j);
+}
+
+static wf_status job_init(pd_world *d, const pl_request *r, int64_t index, job *j, wf_err *err) {
+    memset(j, 0, sizeof *j);
+    int64_t shape[4];
+    wf_status st = pl_check_request(d->p, r, shape, err);
+    if (st) return st;
+    j->r = r;
+    j->index = index;
+    j->C = shape[0], j->T = shape[1], j->h = shape[2], j->w = shape[3];
+    j->n = (size_t)(j->C * j->T * j->h * j->w);
+    j->L = r->max_sequence_length;
+    j->D = d->p->cfg->text_encoder.d_model;
+    j->cfg = r->guidance > 1.0;
+    size_t tb = (size_t)(j->L * j->D) * sizeof(float), nb = j->n * sizeof(float);
+    j->cond = malloc(tb);
+    j->uncond = j->cfg ? malloc(tb) : NULL;
+    j->x = malloc(nb);
+    j->v = malloc(nb);
+    j->vu = j->cfg ? malloc(nb) : NULL;
+    j->both = d->pair ? malloc(2 * nb) : NULL;
+    if (!j->cond || !j->x || !j->v || (j->cfg && (!j->uncond || !j->vu)) || (d->pair && !j->both))
+        return wf_fail(err, WF_ENOMEM, "out of memory for the latents and text embeddings");
+    smp_options so;
+    smp_options_default(&so);
+    so.steps = r->steps;
+    so.shift = r->shift;
+    so.solver = r->sampler;
+    return smp_create(&j->smp, &d->p->cfg->scheduler, &so, j->n, err);
+}
+
+/* The group's rank 0 encodes; everyone gets the embeddings. */
+static wf_status job_text(pd_world *d, job *j, wf_err *err) {
+    wf_status st = WF_OK;
+    const size_t tb = (size_t)(j->L * j->D) * sizeof(float);
+    if (d->group->rank == 0) {
+        wk_arena arena;
+        memset(&arena, 0, sizeof arena);
+        size_t bytes = 0;
+        if ((st = t5_arena_bytes(d->p->t5, j->L, &bytes, err)) ||
+            (st = wk_arena_init(&arena, "umt5 activations", bytes, err)))
+            return st;
+        st = pl_encode(d->p, &arena, j->r->prompt, j->L, j->cond, err);
+        if (st) wf_err_prefix(err, "prompt: ");
+        if (!st && j->cfg) {
+            const char *neg = j->r->negative_prompt ? j->r->negative_prompt : "";
+            if ((st = pl_encode(d->p, &arena, neg, j->L, j->uncond, err)))
+                wf_err_prefix(err, "negative prompt: ");
+        }
+        wk_arena_free(&arena);
+        if (st) return st;
+    }
+    if ((st = cm_bcast(d->group, j->cond, tb, 0, err))) return st;
+    if (j->cfg && (st = cm_bcast(d->group, j->uncond, tb, 0, err))) return st;
+    return WF_OK;
+}
+
+static float step_timestep(const smp_sampler *s, int64_t i) {
+    return s->solver == SMP_EULER ? s->timesteps_f[i] : (float)s->timesteps[i];
+}
+
+/* One denoising step i with expert e: v = model(x) (CFG: combined), then the sampler update. */
+static wf_status job_step(pd_world *d, job *j, wk_arena *arena, int64_t i, int e, wf_err *err) {
+    wf_status st;
+    const pl_request *r = j->r;
+    const dit_model *m = d->p->dit[e];
+    dit_shape ds = {j->T, j->h, j->w, j->L, false};
+    float t = step_timestep(j->smp, i);
+    double g2 = isnan(r->guidance_2) ? r->guidance : r->guidance_2;
+    const float gf = (float)(e == 0 ? r->guidance : g2);
+    if (d->pair) { /* CFG parallel: half 0 conditional, half 1 unconditional */
+        const float *text = d->role.half ? j->uncond : j->cond;
+        if ((st = dit_forward(m, d->p->be, arena, &ds, d->sp, j->x, &t, text, j->v, NULL, NULL,
+                              err)))
+            return st;
+        if ((st = cm_allgather(d->pair, j->v, j->both, j->n * sizeof(float), err))) return st;
+        const float *c = j->both, *u = j->both + j->n;
+        for (size_t k = 0; k < j->n; k++) j->v[k] = u[k] + gf * (c[k] - u[k]);
+    } else {
+        if ((st = dit_forward(m, d->p->be, arena, &ds, d->sp, j->x, &t, j->cond, j->v, NULL, NULL,
+                              err)))
+            return st;
+        if (j->cfg) {
+            if ((st = dit_forward(m, d->p->be, arena, &ds, d->sp, j->x, &t, j->uncond, j->vu,
+                                  NULL, NULL, err)))
+                return st;
+            for (size_t k = 0; k < j->n; k++) j->v[k] = j->vu[k] + gf * (j->v[k] - j->vu[k]);
+        }
+    }
+    return smp_step(j->smp, j->v, j->x, i, err);
+}
+
+/* Steps [i0, i1) on this group. expert_fixed >= 0: that expert for every step (split); else the
+ * step's own (shared). */
+static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *err) {
+    const pl_request *r = j->r;
+    wk_arena arena;
+    memset(&arena, 0, sizeof arena);
+    dit_shape ds = {j->T, j->h, j->w, j->L, false};
+    size_t bytes = 0;
+    wf_status st = WF_OK;
+    for (int e = 0; e < 2; e++) {
+        if (!d->p->dit[e]) continue;
+        size_t b = 0;
+        if ((st = dit_arena_bytes(d->p->dit[e], &ds, d->sp->size, &b, err))) return st;
+        if (b > bytes) bytes = b;
+    }
+    if (i1 > i0 && (st = wk_arena_init(&arena, "dit activations", bytes, err))) return st;
+    double t0 = now_s();
+    for (int64_t i = i0; i < i1; i++) {
+        double ts = now_s();
+        float t = step_timestep(j->smp, i);
+        int e = pl_expert_of(d->p, r, (double)t);
+        if (!d->p->dit[e]) {
+            st = wf_fail(err, WF_EINVAL, "expert %d is not loaded on this rank (a layout bug)", e);
+            break;
+        }
+        if ((st = job_step(d, j, &arena, i, e, err))) {
+            wf_err_prefix(err, "request %lld, step %lld/%lld (%s): ", (long long)j->index,
+                          (long long)(i + 1), (long long)r->steps,
+                          e ? "transformer_2" : "transformer");
+            break;
+        }
+        if (r->expert_out && d->role.writer) r->expert_out[i] = e;
+        if (r->progress && d->group->rank == 0) {
+            double tn = now_s();
+            double g2 = isnan(r->guidance_2) ? r->guidance : r->guidance_2;
+            pl_progress pr = {j->index, d->role.group, wall_s(), i, r->steps, e, (double)t,
+                              j->cfg ? (e ? g2 : r->guidance) : 1.0, tn - ts, tn - t0};
+            r->progress(r->progress_ctx, &pr);
+        }
+    }
+    wk_arena_free(&arena);
+    return st;
+}
+
+/* The first step of the low-noise expert (steps when every step is high). */
+static int64_t switch_step(const pd_world *d, const job *j) {
+    int64_t i = 0;
+    while (i < j->r->steps && pl_expert_of(d->p, j->r, (double)step_timestep(j->smp, i)) == 0) i++;
+    return i;
+}
+
+/* The hand-off: latents, sampler state and text, high rank 0 -> low rank 0 -> low group. */
+typedef struct handoff_head {
+    int64_t job, i_switch, n, state_bytes, text_floats;
+} handoff_head;
+
+static wf_status handoff_send(pd_world *d, job *j, wf_err *err) {
+    if (d->group->rank != 0) return WF_OK;
+    size_t sb = smp_state_bytes(j->smp);
+    void *state = malloc(sb);
+    if (!state) return wf_fail(err, WF_ENOMEM, "out of memory for the sampler state");
+    smp_state_save(j->smp, state);
+    handoff_head h = {j->index, j->i_switch, (int64_t)j->n, (int64_t)sb, j->L * j->D};
+    cm_comm *b = d->bridge;
+    wf_status st;
+    if (!(st = cm_send(b, &h, sizeof h, 1, TAG_HANDOFF, err)) &&
+        !(st = cm_send(b, j->x, j->n * sizeof(float), 1, TAG_HANDOFF, err)) &&
+        !(st = cm_send(b, state, sb, 1, TAG_HANDOFF, err)) &&
+        !(st = cm_send(b, j->cond, (size_t)h.text_floats * sizeof(float), 1, TAG_HANDOFF, err)) &&
+        j->cfg)
+        st = cm_send(b, j->uncond, (size_t)h.text_floats * sizeof(float), 1, TAG_HANDOFF, err);
+    free(state);
+    if (st) wf_err_prefix(err, "hand-off of request %lld: ", (long long)j->index);
+    return st;
+}
+
+static wf_status handoff_recv(pd_world *d, job *j, wf_err *err) {
+    handoff_head h;
+    memset(&h, 0, sizeof h);
+    const size_t sb = smp_state_bytes(j->smp), tb = (size_t)(j->L * j->D) * sizeof(float);
+    void *state = malloc(sb);
+    if (!state) return wf_fail(err, WF_ENOMEM, "out of memory for the sampler state");
+    wf_status st = WF_OK;
+    cm_comm *b = d->bridge;
+    if (d->group->rank == 0) {
+        if ((st = cm_recv(b, &h, sizeof h, 0, TAG_HANDOFF, err))) goto out;
+        if (h.job != j->index || h.n != (int64_t)j->n || h.state_bytes != (int64_t)sb ||
+            h.text_floats != j->L * j->D) {
+            st = wf_fail(err, WF_EPROTO,
+                         "hand-off: got request %lld (n %lld, state %lld B) while expecting "
+                         "request %lld (n %zu, state %zu B)",
+                         (long long)h.job, (long long)h.n, (long long)h.state_bytes,
+                         (long long)j->index, j->n, sb);
+            goto out;
+        }
+        if ((st = cm_recv(b, j->x, j->n * sizeof(float), 0, TAG_HANDOFF, err)) ||
+            (st = cm_recv(b, state, sb, 0, TAG_HANDOFF, err)) ||
+            (st = cm_recv(b, j->cond, tb, 0, TAG_HANDOFF, err)) ||
+            (j->cfg && (st = cm_recv(b, j->uncond, tb, 0, TAG_HANDOFF, err))))
+            goto out;
+    }
+    cm_comm *g = d->group;
+    if ((st = cm_bcast(g, &h, sizeof h, 0, err)) ||
+        (st = cm_bcast(g, j->x, j->n * sizeof(float), 0, err)) ||
+        (st = cm_bcast(g, state, sb, 0, err)) || (st = cm_bcast(g, j->cond, tb, 0, err)) ||
+        (j->cfg && (st = cm_bcast(g, j->uncond, tb, 0, err))))
+        goto out;
+    if ((st = smp_state_load(j->smp, state, sb, err))) goto out;
+    j->i_switch = h.i_switch;
+out:
+    free(state);
+    if (st) wf_err_prefix(err, "hand-off of request %lld: ", (long long)j->index);
+    return st;
+}
+
+/* Parallel decode on the decoding ranks; the writer gets the frames and outputs. */
+static wf_status job_decode(pd_world *d, job *j, wf_err *err) {
+    const pl_request *r = j->r;
+    if (d->role.writer && r->latents_out) memcpy(r->latents_out, j->x, j->n * sizeof(float));
+    if (r->skip_decode || !d->vae) return WF_OK;
+    vae_latents_denormalize(&d->p->vae->cfg, j->x, j->T * j->h * j->w);
+    vae_opts vo = vae_opts_default();
+    size_t bytes = 0;
+    wk_arena arena;
+    memset(&arena, 0, sizeof arena);
+    wf_status st = vae_decode_dist_arena_bytes(d->p->vae, j->T, j->h, j->w, &vo, d->vae->size,
+                                               d->vae->rank, &bytes, err);
+    if (!st) st = wk_arena_init(&arena, "vae activations", bytes, err);
+    if (!st) {
+        bool w = d->vae->rank == 0;
+        st = vae_decode_dist(d->p->vae, d->p->be, &arena, &vo, d->vae, 0, j->x, j->T, j->h, j->w,
+                             w ? r->video_out : NULL, w ? r->on_frames : NULL,
+                             w ? r->frames_ctx : NULL, err);
+    }
+    wk_arena_free(&arena);
+    if (st) wf_err_prefix(err, "request %lld, decoding: ", (long long)j->index);
+    return st;
+}
+
+static wf_status start_job(pd_world *d, job *j, wf_err *err) {
+    const pl_request *r = j->r;
+    wf_status st = job_text(d, j, err);
+    if (st) return st;
+    if (r->latents) memcpy(j->x, r->latents, j->n * sizeof(float));
+    else pl_noise(r->seed, j->x, j->n);
+    return WF_OK;
+}
+
+wf_status pd_run(pd_world *d, const pl_request *reqs, int64_t njobs, wf_err *err) {
+    wf_status st = pd_check(d, reqs, njobs, err);
+    if (st) return st;
+    const bool split = d->layout.placement == LY_SPLIT;
+    for (int64_t k = 0; k < njobs && !st; k++) {
+        job j;
+        if ((st = job_init(d, &reqs[k], k, &j, err))) {
+            job_free(&j);
+            break;
+        }
+        if (!split) {
+            if (!(st = start_job(d, &j, err)) && !(st = job_steps(d, &j, 0, reqs[k].steps, err)))
+                st = job_decode(d, &j, err);
+        } else if (d->role.group == 0) {
+            j.i_switch = switch_step(d, &j);
+            if (!(st = start_job(d, &j, err)) && !(st = job_steps(d, &j, 0, j.i_switch, err)))
+                st = handoff_send(d, &j, err);
+        } else {
+            if (!(st = handoff_recv(d, &j, err)) &&
+                !(st = job_steps(d, &j, j.i_switch, reqs[k].steps, err))) {
+                if (reqs[k].expert_out && d->role.writer)
+                    for (int64_t i = 0; i < j.i_switch; i++) reqs[k].expert_out[i] = 0;
+                st = job_decode(d, &j, err);
+            }
+        }
+        job_free(&j);
+    }
+    return st;
+}

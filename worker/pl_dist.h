@@ -1,0 +1,74 @@
+/* pl_dist.h: text-to-video over the ranks of an MPI world (prefix pd_): the placements of
+ * ../shared/DESIGN.md §2 around the single-rank pipeline's maths (pipeline.h).
+ *
+ * What it is: pd_open arranges the world by a layout (layout.h), splits its communicators and loads
+ * only what each rank needs; pd_run then generates a queue of requests:
+ *   - text: the group's rank 0 encodes the prompt (and the negative prompt, with CFG) and
+ *     broadcasts the embeddings over the group; only that rank loads umT5 and the tokenizer;
+ *   - denoising: every rank of a group holds the whole latents and the sampler (an elementwise
+ *     update, run redundantly so that no rank waits for it); each step's DiT forward is
+ *     Ulysses-parallel over the rank's sequence-parallel group (dit.h); with CFG parallelism the two
+ *     halves of the group run the conditional and unconditional passes at once and the partners
+ *     exchange their velocities (one all-gather of n floats over the pair), then every rank combines
+ *     u + g (c - u) exactly as pl_generate does;
+ *   - placement shared: one group runs every step with both experts loaded;
+ *     placement split: the high-noise group runs the steps whose timestep is at or above the
+ *     boundary, then its rank 0 sends the latents, the whole sampler state (smp_state_save:
+ *     multistep history included) and the text embeddings to the low-noise group's rank 0, which
+ *     broadcasts them over its group and finishes the steps; the high group meanwhile starts the
+ *     next request: a two-stage pipeline (the hand-off of request j+1 waits until the low group
+ *     has taken request j);
+ *   - decoding: the decoding group's first vae_ranks ranks decode in parallel row tiles
+ *     (vae_decode_dist); frames reach the writer (the decoding group's rank 0), which alone calls
+ *     the request's on_frames and fills latents_out / video_out / expert_out.
+ * Requests must be the same on every rank (each rank parses the same command line). Progress
+ * callbacks run on each group's rank 0, with the job, the group and a wall-clock time.
+ * The result equals pl_generate's on one rank within float rounding (tests/test_dist.c).
+ * Failure: input errors (pd_check) are found identically on every rank before any communication, so
+ * every rank returns the same error and nothing hangs; a failure during the work returns an error on
+ * the rank that saw it, and the caller must then MPI_Abort (the others may be blocked in a
+ * collective).
+ * What it is not: fault tolerant, or a server (the coordinator hands out jobs; a later issue).
+ * Tested by: tests/test_dist.c (mpirun np 1..4: every placement equals np = 1; bytes per step equal
+ * the formula of bench/PERFORMANCE.md), tests/test_dist.sh (the CLI: pipelining, bad layouts).
+ */
+#ifndef PD_PL_DIST_H
+#define PD_PL_DIST_H
+
+#include "comm.h"
+#include "layout.h"
+#include "pipeline.h"
+
+typedef struct pd_world {
+    cm_comm *world;   /* borrowed */
+    ly_layout layout;
+    ly_role role;
+    cm_comm *group;   /* this rank's expert group */
+    cm_comm *sp;      /* its Ulysses group (size ulysses[group]) */
+    cm_comm *pair;    /* CFG parallel: {conditional rank, unconditional rank}; else NULL */
+    cm_comm *vae;     /* the decoding ranks (NULL on the others) */
+    cm_comm *bridge;  /* split: {high group rank 0, low group rank 0}; else NULL */
+    pl_pipeline *p;   /* the components this rank loaded */
+    unsigned parts;   /* PL_PART_* loaded */
+} pd_world;
+
+/* The components rank `rank` loads under layout l (PL_PART_* bits). */
+unsigned pd_parts(const ly_layout *l, int rank);
+
+/* Collective over world. Checks that the layout uses exactly the world's ranks (ly_check's other
+ * rules need the request: pd_check). */
+wf_status pd_open(pd_world **out, cm_comm *world, const ly_layout *l, const char *root,
+                  wk_backend *be, int nthreads, wf_err *err);
+void pd_close(pd_world **d);
+
+/* The layout rules for these requests (ly_check) plus pl_check_request for each; the same answer
+ * on every rank, without communication. */
+wf_status pd_check(const pd_world *d, const pl_request *reqs, int64_t njobs, wf_err *err);
+
+/* Generates reqs[0..njobs) (collective over the world). Calls pd_check first. */
+wf_status pd_run(pd_world *d, const pl_request *reqs, int64_t njobs, wf_err *err);
+
+/* Fills lim for ly_check from a request (tokens, heads, latent rows, CFG, experts). */
+wf_status pd_limits(const pl_pipeline *p, const pl_request *r, ly_limits *lim, wf_err *err);
+
+#endif

@@ -1,0 +1,216 @@
+/* plan.h: the placement planner and its cost model (prefix pn_).
+ *
+ * What it is: given a world (ranks, ranks per node, memory per rank), a model (the DiT's heads,
+ * layers and widths, the text encoder and VAE sizes), a request (size, frames, the step counts on
+ * each side of the expert boundary, CFG) and a cost model (op rates, bandwidths, latencies), it
+ * predicts the step time, memory and videos/hour of a layout (pn_evaluate) and picks the best
+ * valid one (pn_choose): placement shared or split, the Ulysses degree of each group, CFG
+ * parallelism and the VAE decode ranks (a ly_layout, layout.h), and how many independent worker
+ * worlds ("replicas", DESIGN.md §2: several worlds can serve one coordinator) of that layout the
+ * ranks hold. Every candidate is validated by ly_check; choices the caller fixes are respected.
+ * The cost model is written out in bench/PERFORMANCE.md ("Placement planner and scaling model"):
+ * per block and forward, GEMM and attention FLOPs over stated rates, elementwise passes over the
+ * memory bandwidth, 4 all-to-alls (+ 1 all-gather after the last block) whose time is bounded by
+ * NVLink for on-node peers and InfiniBand for off-node peers, no compute/communication overlap.
+ * What it is not: the communicators (pl_dist.c) or the generation loop; it runs nothing and
+ * measures nothing (bench/bench_scaling --calibrate measures rates for a cost file).
+ * Tested by: tests/test_plan.c (rules, roles, byte counts against an independent formula, choices
+ * for 1..64 ranks), tests/test_plan_cli.sh (`wanfarm plan`).
+ */
+#ifndef PN_PLAN_H
+#define PN_PLAN_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "diffusers.h"
+#include "layout.h"
+#include "status.h"
+
+/* The cost model's parameters. pn_cost_default gives the stated H100 SXM numbers (sources in
+ * PERFORMANCE.md); pn_cost_load overrides any of them from a JSON object with these keys. */
+typedef struct pn_cost {
+    double gemm_flops;          /* FLOP/s of the DiT's GEMMs (bf16, dense, effective) */
+    double attn_flops;          /* FLOP/s of fused attention (4 L Lk D counting) */
+    double vae_flops;           /* FLOP/s of the VAE decoder's convolutions */
+    double mem_bw;              /* B/s device memory (elementwise passes, weight streaming) */
+    double intra_bw;            /* B/s per rank, all-to-all to peers on the same node (NVLink) */
+    double inter_bw;            /* B/s per rank, all-to-all to peers on other nodes (InfiniBand) */
+    double intra_latency;       /* s per collective inside a node */
+    double inter_latency;       /* s per collective spanning nodes */
+    double host_bw;             /* B/s host -> device (staging the text encoder when it does not fit) */
+    double elem_bytes;          /* activation element bytes (2 bf16 on GPUs, 4 f32 on CPUs) */
+    double weight_bytes;        /* DiT and text encoder weight bytes per parameter */
+    double vae_weight_bytes;    /* VAE weight bytes per parameter (the VAE runs in f32) */
+    double vae_bytes_per_pixel; /* decode activation bytes per output pixel (streaming decode) */
+    double mem_per_rank;        /* bytes of device memory per rank */
+    double mem_reserve;         /* bytes per rank kept for the runtime (context, NCCL, workspaces) */
+    char source[160];           /* "stated (H100 SXM)" or the file it was loaded from */
+} pn_cost;
+
+void pn_cost_default(pn_cost *c);
+/* Overrides the fields named in the JSON object of `path` (numbers > 0; keys starting with '_'
+ * are comments; an unknown key is an error that lists the known ones). */
+wf_status pn_cost_load(pn_cost *c, const char *path, wf_err *err);
+json_t *pn_cost_json(const pn_cost *c);
+
+/* What the planner needs of the model (per expert: both experts have the same shape). */
+typedef struct pn_model {
+    char name[128];
+    int64_t heads, head_dim, dim, ffn_dim, layers, text_dim, freq_dim, in_channels, out_channels;
+    int64_t patch[3];            /* (t, h, w) */
+    bool has_expert_2;           /* transformer_2 present: a shared placement loads both */
+    double expert_params;        /* parameters of one expert (exact, from the config) */
+    int64_t t5_dim, t5_ff, t5_layers, t5_inner, t5_heads, t5_vocab;
+    double t5_params;            /* umT5 encoder parameters (exact, from the config) */
+    int64_t vae_s, vae_st;       /* spatial and temporal compression */
+    int64_t vae_patch;           /* 1 (Wan2.1 VAE) or 2 (Wan2.2 VAE) */
+    double vae_params;           /* stated: 1.27e8 at Wan2.1 width, scaled by width^2 */
+    double vae_flop_per_pixel;   /* decoder FLOPs per output pixel of one frame (see PERFORMANCE.md) */
+    double vae_mem_scale;        /* decode activation bytes relative to the Wan2.1 VAE's */
+    int sampler_order;           /* multistep history length (sampler state handed between groups) */
+} pn_model;
+
+/* The request, as `wanfarm generate` takes it. */
+typedef struct pn_request {
+    int64_t width, height, frames; /* pixels; frames = 4k + 1 */
+    int64_t steps;                 /* denoising steps */
+    double guidance;               /* <= 1: CFG off (one forward per step) */
+    double boundary;               /* NaN: the model's boundary_ratio; else in [0, 1] */
+    double shift;                  /* > 0: overrides the scheduler's shift; 0: the config's */
+    int sampler;                   /* -1: the scheduler config's; else an smp_solver */
+    int64_t text_len;              /* max_sequence_length (512) */
+} pn_request;
+
+/* 1280x720, 81 frames, 40 steps, guidance 5, the model's boundary and shift, 512 text tokens. */
+void pn_request_default(pn_request *r);
+
+#define PN_FREE (-1) /* a choice left to the planner */
+
+typedef struct pn_inputs {
+    /* the world */
+    int world;                   /* ranks available */
+    int ranks_per_node;          /* world rank r lives on node r / ranks_per_node */
+    /* the model and request (pn_inputs_from_pipeline / pn_preset_a14b fill these) */
+    pn_model model;
+    int64_t width, height, frames;
+    int64_t T, h, w;             /* latent frames, rows, columns */
+    int64_t tokens;              /* L = (T/pt)(h/ph)(w/pw) */
+    int64_t text_len;            /* Lt */
+    int64_t steps, steps_high, steps_low; /* steps_high: transformer, steps_low: transformer_2 */
+    double boundary_t;           /* boundary_ratio * num_train_timesteps; NaN: none */
+    double shift;                /* the sampler shift in use (informative) */
+    bool cfg;                    /* guidance > 1: two forwards per step */
+    bool two_experts;            /* transformer_2 present and a boundary in use */
+    int64_t queue;               /* videos to plan for (1: latency) */
+    pn_cost cost;
+    /* fixed choices: PN_FREE or a value */
+    int placement;               /* LY_SHARED / LY_SPLIT */
+    int ulysses[2];              /* group 0 (shared or high noise), group 1 (low noise) */
+    int cfg_parallel;            /* 0 / 1 */
+    int vae_ranks;
+    int replicas;                /* worker worlds of the layout (1 for one `wanfarm generate`) */
+    bool allow_idle;             /* ranks may be left unused when no layout uses them all */
+} pn_inputs;
+
+/* world 1, 8 ranks per node, queue 1, the stated cost, every choice free, idle ranks allowed. */
+void pn_inputs_default(pn_inputs *in);
+
+/* Fills the model and request parts of `in` (the rest is kept) from a Diffusers folder's configs
+ * and a request. The request is validated as pl_check_request does (sizes, frames, steps,
+ * boundary: WF_EINVAL with what to change), and steps_high/steps_low are counted exactly as the
+ * pipeline chooses the expert: the sampler's timesteps (smp_create), t >= boundary_ratio *
+ * num_train_timesteps runs transformer. */
+wf_status pn_inputs_from_pipeline(pn_inputs *in, const dfs_pipeline *p, const pn_request *r,
+                                  wf_err *err);
+/* The same for Wan2.2-T2V-A14B without a model folder: its configs as the Diffusers repo ships
+ * them (transformer and transformer_2 40 x 128 heads, ffn 13824, 40 layers; umT5-XXL; the Wan2.1
+ * VAE; UniPC flow_shift 3.0; boundary_ratio 0.875). */
+wf_status pn_preset_a14b(pn_inputs *in, const pn_request *r, wf_err *err);
+/* The limits ly_check needs, for this request. */
+ly_limits pn_limits(const pn_inputs *in);
+
+/* The prediction for one group (0: shared or high noise, 1: low noise), times in seconds. */
+typedef struct pn_group {
+    int ranks, ulysses;
+    int64_t steps;                 /* steps this group runs per video */
+    int64_t tokens_local;          /* Ll = ceil(L / U) */
+    int64_t tokens_padded;         /* Lp = Ll * U */
+    int forwards_per_step;         /* per rank: 2 with CFG unless cfg_parallel, else 1 */
+    double gemm_flops, attn_flops; /* per rank per forward */
+    double elem_bytes;             /* per rank per forward: elementwise passes */
+    double a2a_bytes;              /* per rank per forward: 4 x layers all-to-alls */
+    double gather_bytes;           /* per rank per forward: the head all-gather */
+    double cfg_bytes;              /* per rank per step: the velocity exchange (cfg_parallel) */
+    double bytes_step;             /* per rank per step, all of the above */
+    int offnode_peers;             /* most Ulysses peers of one rank on other nodes */
+    double t_gemm, t_attn, t_elem; /* per step */
+    double t_compute;              /* per step: t_gemm + t_attn + t_elem */
+    double t_a2a, t_gather, t_cfg; /* per step */
+    double t_comm;                 /* per step: t_a2a + t_gather + t_cfg */
+    double t_step;                 /* t_compute + t_comm */
+} pn_group;
+
+/* Device memory of one rank, bytes. peak = reserve + resident weights + the largest stage. */
+typedef struct pn_mem {
+    int rank;                      /* the rank (of a replica) with the largest peak */
+    double experts;                /* expert weights (one, or two for shared with transformer_2) */
+    double dit_act;                /* DiT activations of Ll tokens (PERFORMANCE.md lists them) */
+    double text;                   /* text encoder weights (resident) + activations, on the leader */
+    double vae;                    /* VAE weights + decode activations of its rows, on decode ranks */
+    double reserve;
+    double peak;
+} pn_mem;
+
+typedef struct pn_plan {
+    ly_layout layout;              /* the layout of each replica */
+    int ranks;                     /* ranks of one replica: ly_ranks(&layout) */
+    int replicas;                  /* worker worlds of `ranks` ranks, at world ranks k * ranks */
+    int idle;                      /* world - replicas * ranks */
+    bool text_staged;              /* the text encoder does not stay on the device: it is uploaded,
+                                    * run and freed for each video (costs host_bw time) */
+    pn_group group[2];             /* [1] only with placement split */
+    double t_text;                 /* per video: (upload +) umT5 forwards + broadcast */
+    double t_handoff;              /* split: latents + sampler state high -> low group */
+    double t_decode;               /* VAE decode over vae_ranks + frames to the writer */
+    double t_stage[2];             /* shared: [0] the whole video; split: [0] text + high steps +
+                                    * handoff, [1] low steps + decode */
+    double latency;                /* seconds for one video alone */
+    double period;                 /* seconds between videos of one replica in steady state */
+    double queue_seconds;          /* makespan of the queue over the replicas */
+    double videos_per_hour;        /* queue / queue_seconds * 3600 */
+    double bytes_per_video;        /* collective bytes sent by all ranks for one video */
+    pn_mem mem;
+    bool fits;                     /* mem.peak <= mem_per_rank */
+    /* copied from the inputs, so that a plan prints on its own */
+    int world, ranks_per_node;
+    int64_t tokens, text_len, steps, steps_high, steps_low, queue;
+    bool cfg;
+    double mem_per_rank;
+} pn_plan;
+
+/* Predictions for `replicas` worker worlds of layout l (ly_check with world = ly_ranks(l) must
+ * pass, and replicas * ly_ranks(l) <= in->world). Memory that does not fit is not an error:
+ * out->fits is false. WF_EINVAL (ly_check's message) for an invalid layout. */
+wf_status pn_evaluate(const pn_inputs *in, const ly_layout *l, int replicas, pn_plan *out,
+                      wf_err *err);
+
+/* Every valid layout (fixed choices respected, memory fits), best first: most videos/hour for the
+ * queue, then fewest collective bytes per video, then fewest ranks, then fewest replicas; for each
+ * (replicas, placement, degrees, cfg_parallel) only its best vae_ranks. *out is malloc'd (free()).
+ * When nothing is valid: WF_EINVAL if a fixed choice breaks a layout rule (ly_check's message),
+ * else WF_EUNSUPPORTED with why (which rule or which part of the memory). */
+wf_status pn_enumerate(const pn_inputs *in, pn_plan **out, size_t *n, wf_err *err);
+/* The best of pn_enumerate. */
+wf_status pn_choose(const pn_inputs *in, pn_plan *out, wf_err *err);
+
+/* The plan as a table (pn_print) or a JSON object (caller decrefs). */
+void pn_print(const pn_plan *p, FILE *f);
+json_t *pn_plan_json(const pn_plan *p);
+
+/* Divisors of the head count up to max: "1, 2, 4, 5, 8, 10, 20, 40". */
+void pn_divisors(int64_t heads, int64_t max, char *buf, size_t cap);
+
+#endif
