@@ -15,7 +15,7 @@ echo "== wanfarm mkmodel --preset tiny build/demo-model =="
 $WF mkmodel --preset tiny --force build/demo-model
 rm -rf build/demo-frames
 GEN=($WF generate --model build/demo-model --prompt "a red fox running through snow at sunset"
-     --size 64x64 --frames 17 --steps 8 --seed 42 --out build/demo.mp4
+     --size 64x64 --frames 17 --steps 8 --seed 42 --threads 1 --out build/demo.mp4
      --frames-dir build/demo-frames --save-latents build/demo-latents.h5
      --contact-sheet build/demo-sheet.png)
 echo "== ${GEN[*]} =="
@@ -40,3 +40,20 @@ echo "frames: build/demo-frames/ ($(ls build/demo-frames | wc -l) PNG), latents:
 [ -n "$rss" ] && echo "generate: wall $wall, peak RSS $((rss / 1024)) MiB ($rss KiB)"
 echo "== wanfarm inspect --summary build/demo-model =="
 $WF inspect --summary build/demo-model | head -40
+# The same video over 2 MPI ranks (the layout the planner picks: with one video, split placement,
+# the high-noise expert on rank 0 and the low-noise one on rank 1, one thread each): the latents
+# must equal the one-process run's (which runs on one thread too: OpenBLAS splits a GEMM's rows
+# between threads at places that depend on the thread count, which changes the last bits).
+echo "== mpirun -np 2 ${GEN[0]} generate ... (2 ranks) =="
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+mpirun -np 2 $WF generate --model build/demo-model --prompt "a red fox running through snow at sunset" \
+  --size 64x64 --frames 17 --steps 8 --seed 42 --out build/demo-np2.mp4 \
+  --save-latents build/demo-np2-latents.h5
+if cmp -s <(h5dump -d /latents -w 0 build/demo-latents.h5 | sed 1d) \
+          <(h5dump -d /latents -w 0 build/demo-np2-latents.h5 | sed 1d); then
+  echo "2 ranks: build/demo-np2.mp4; final latents identical to the one-process run"
+else
+  echo "2 ranks: final latents DIFFER from the one-process run" >&2
+  exit 1
+fi

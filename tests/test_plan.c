@@ -397,7 +397,7 @@ static void test_fixed(void) {
     CHECK_FAILS(pn_choose(&b, &p, &e), e, WF_EINVAL, "degree 3 does not divide the 40|valid degrees");
     b = a14b(12, 1280, 720, 81);
     b.vae_ranks = 100;
-    CHECK_FAILS(pn_choose(&b, &p, &e), e, WF_EINVAL, "100 VAE decode ranks|1..12");
+    CHECK_FAILS(pn_choose(&b, &p, &e), e, WF_EINVAL, "100 VAE decode ranks|must be in 1..");
     b = a14b(1, 1280, 720, 81);
     b.placement = LY_SPLIT;
     CHECK_FAILS(pn_choose(&b, &p, &e), e, WF_EINVAL, "at least 2 ranks");

@@ -445,6 +445,20 @@ static int run_single(gen_run *g, const pl_request *base, double t0) {
         rc = st == WF_EINVAL ? WF_EXIT_USAGE : WF_EXIT_FAIL;
         goto done;
     }
+    if (o->placement >= 0 || o->layout.ulysses[0] > 1 || o->layout.ulysses[1] > 1 ||
+        o->cfg_par == 1 || o->layout.vae_ranks > 1) { /* layout options on one rank */
+        ly_layout l = o->layout;
+        l.placement = o->placement >= 0 ? (ly_placement)o->placement : LY_SHARED;
+        for (int k = 0; k < 2; k++) l.ulysses[k] = l.ulysses[k] > 0 ? l.ulysses[k] : 1;
+        l.cfg_parallel = o->cfg_par == 1;
+        l.vae_ranks = l.vae_ranks > 0 ? l.vae_ranks : 1;
+        ly_limits lim;
+        if ((st = pd_limits(p, base, &lim, &err)) || (st = ly_check(&l, 1, &lim, &err))) {
+            fprintf(stderr, PROG ": one rank (start more with mpirun or srun): %s\n", err.msg);
+            rc = st == WF_EINVAL ? WF_EXIT_USAGE : WF_EXIT_FAIL;
+            goto done;
+        }
+    }
     if (o->latents_in && read_latents(o->latents_in, g->shape, &lat0) != WF_EXIT_OK) goto done;
     if (setup_jobs(g, base, lat0, true) != WF_EXIT_OK) {
         fprintf(stderr, PROG ": out of memory\n");

@@ -254,7 +254,7 @@ int cmd_plan(int argc, char **argv) {
             for (size_t i = 0; i < n; i++) json_array_append_new(c, pn_plan_json(&v[i]));
             json_object_set_new(o, "candidates", c);
         }
-        char *s = json_dumps(o, JSON_INDENT(1) | JSON_REAL_PRECISION(6));
+        char *s = json_dumps(o, JSON_INDENT(1) | JSON_REAL_PRECISION(12));
         if (s) puts(s);
         free(s);
         json_decref(o);

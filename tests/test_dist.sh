@@ -1,0 +1,97 @@
+#!/bin/bash
+# test_dist.sh: `wanfarm generate` under mpirun (the CLI side of pl_dist.h).
+#   usage: test_dist.sh WANFARM MPIEXEC
+# Checks, on a random-weight model written by `wanfarm mkmodel`:
+#   1. a queue of two videos in split placement over 2 ranks: the high-noise group (rank 0) runs
+#      video 1's steps while the low-noise group (rank 1) runs video 0's (overlapping step times in
+#      the JSON progress log), and each video's final latents equal a one-process run's;
+#   2. the planner's choice (no layout flags) over 2 and 3 ranks equals one process;
+#   3. bad layouts fail fast on every rank with a clear message and exit code 2, never hanging:
+#      more ranks than the layout uses, a Ulysses degree that does not divide the 12 heads, split on
+#      one rank, more decode ranks than the group has.
+set -u
+WF=$1
+MPIEXEC=$2
+export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/wf_test_dist.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+"$WF" mkmodel --preset tiny12 --seed 3 "$TMP/model" >/dev/null 2>&1 || { echo "FAIL: mkmodel"; exit 1; }
+# every rank and the one-process reference on one thread: BLAS threading splits rows differently
+GEN=(generate --threads 1 --model "$TMP/model" --size 96x96 --frames 9 --steps 6 --guidance 2
+     --max-sequence-length 16)
+
+same_latents() { # a.h5 b.h5: identical /latents datasets
+    python3 - "$1" "$2" <<'EOF'
+import subprocess, sys
+def dump(p):
+    out = subprocess.run(["h5dump", "-d", "/latents", "-w", "0", p], capture_output=True, text=True)
+    if out.returncode: sys.exit("h5dump %s: %s" % (p, out.stderr.strip()))
+    return out.stdout.split("DATA", 1)[1]
+sys.exit(0 if dump(sys.argv[1]) == dump(sys.argv[2]) else 1)
+EOF
+}
+
+# ---- 1. two videos, split placement: pipelined, and equal to one process ----
+"$WF" "${GEN[@]}" --prompt "a red fox" --count 2 --seed 7 --save-latents "$TMP/one.h5" \
+    2>"$TMP/one.err" || fail "one-process run: $(tail -1 "$TMP/one.err")"
+timeout 300 "$MPIEXEC" -np 2 "$WF" "${GEN[@]}" --prompt "a red fox" --count 2 --seed 7 \
+    --placement split --ulysses 1 --no-cfg-parallel --vae-ranks 1 --json-progress \
+    --save-latents "$TMP/split.h5" --out "$TMP/split.mp4" >"$TMP/split.json" 2>"$TMP/split.err"
+rc=$?
+[ $rc -eq 0 ] || fail "split run exited $rc: $(tail -3 "$TMP/split.err")"
+for k in 0 1; do
+    [ -s "$TMP/split-$k.mp4" ] || fail "split run: no $TMP/split-$k.mp4"
+    same_latents "$TMP/one-$k.h5" "$TMP/split-$k.h5" || fail "video $k: split latents differ from one process"
+done
+python3 - "$TMP/split.json" <<'EOF' || fail "split run: the two groups did not work at the same time"
+import json, sys
+steps = [json.loads(l) for l in open(sys.argv[1]) if '"event":"step"' in l]
+def span(job, group):
+    s = [e for e in steps if e["job"] == job and e["group"] == group]
+    if not s: sys.exit("no steps of job %d on group %d" % (job, group))
+    return min(e["wall_end"] - e["step_seconds"] for e in s), max(e["wall_end"] for e in s)
+hi1, lo0 = span(1, 0), span(0, 1)
+overlap = min(hi1[1], lo0[1]) - max(hi1[0], lo0[0])
+print("high group on video 1: %.3f..%.3f s; low group on video 0: %.3f..%.3f s; overlap %.3f s"
+      % (hi1[0] - hi1[0], hi1[1] - hi1[0], lo0[0] - hi1[0], lo0[1] - hi1[0], overlap))
+assert {e["group"] for e in steps if e["expert"] == "transformer"} == {0}
+assert {e["group"] for e in steps if e["expert"] == "transformer_2"} == {1}
+sys.exit(0 if overlap > 0 else 1)
+EOF
+
+# ---- 2. the planner's layout equals one process ----
+for np in 2 3; do
+    timeout 300 "$MPIEXEC" -np $np "$WF" "${GEN[@]}" --prompt "a red fox" --count 2 --seed 7 \
+        --save-latents "$TMP/plan$np.h5" >/dev/null 2>"$TMP/plan$np.err" ||
+        fail "np $np with the planner: $(tail -2 "$TMP/plan$np.err")"
+    grep -q "layout" "$TMP/plan$np.err" || fail "np $np: the chosen layout is not printed"
+    for k in 0 1; do
+        same_latents "$TMP/one-$k.h5" "$TMP/plan$np-$k.h5" || fail "np $np video $k differs from one process"
+    done
+done
+
+# ---- 3. bad layouts: exit 2, one clear line, no hang ----
+bad() { # np want-text args...
+    local np=$1 want=$2
+    shift 2
+    timeout 60 "$MPIEXEC" -np "$np" "$WF" "${GEN[@]}" --prompt x --seed 1 --out "$TMP/bad.mp4" \
+        "$@" >/dev/null 2>"$TMP/bad.err"
+    local rc=$?
+    [ $rc -ne 124 ] || { fail "np $np $*: hung (killed after 60 s)"; return; }
+    [ $rc -eq 2 ] || fail "np $np $*: exit $rc, expected 2: $(grep -v '^-\|^ \|^$' "$TMP/bad.err" | head -2)"
+    grep -q -- "$want" "$TMP/bad.err" || fail "np $np $*: no '$want' in: $(head -3 "$TMP/bad.err")"
+    [ ! -e "$TMP/bad.mp4" ] || fail "np $np $*: wrote an output"
+}
+bad 3 "too many ranks" --placement shared --ulysses 1 --no-cfg-parallel --vae-ranks 1
+bad 2 "start more ranks" --placement split --ulysses 2 --no-cfg-parallel --vae-ranks 1
+bad 3 "valid degrees: 1, 2, 3" --placement shared --ulysses 5 --no-cfg-parallel --vae-ranks 1
+bad 1 "at least 2 ranks" --placement split --ulysses 1 --no-cfg-parallel --vae-ranks 1
+bad 2 "VAE decode ranks" --placement shared --ulysses 2 --no-cfg-parallel --vae-ranks 3
+bad 2 "guidance" --placement shared --ulysses 1 --cfg-parallel --vae-ranks 1 --guidance 1
+
+[ $fails -eq 0 ] && echo "test_dist.sh: OK" || echo "test_dist.sh: $fails failure(s)"
+[ $fails -eq 0 ]
