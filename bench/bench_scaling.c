@@ -76,7 +76,7 @@ static long check_group(const pn_inputs *in, const pn_plan *p, int g, char *why,
     const pn_model *m = &in->model;
     const pn_group *x = &p->group[g];
     const int U = p->layout.ulysses[g], halves = p->layout.cfg_parallel ? 2 : 1;
-    const int64_t Ll = (in->tokens + U - 1) / U, Lp = Ll * U;
+    const int64_t Ll = (in->tokens + 48 * U - 1) / (48 * U) * 48, Lp = Ll * U; /* 48-token quantum */
     const double e = in->cost.elem_bytes, Lt = (double)in->text_len, D = (double)m->dim;
     const double FF = (double)m->ffn_dim, l = (double)Ll, P = (double)(m->patch[0] * m->patch[1] * m->patch[2]);
     const int f = in->cfg && !p->layout.cfg_parallel ? 2 : 1;

@@ -49,6 +49,17 @@ static wf_status wrap(cm_comm **out, MPI_Comm mpi, bool borrowed, const char *na
         free(c);
         return st;
     }
+    c->icounts = malloc(2 * (size_t)c->size * sizeof *c->icounts);
+    c->zdispl = malloc((size_t)c->size * sizeof *c->zdispl);
+    c->reqs = malloc(2 * (size_t)c->size * sizeof *c->reqs);
+    if (!c->icounts || !c->zdispl || !c->reqs) {
+        free(c->icounts);
+        free(c->zdispl);
+        free(c->reqs);
+        int n = c->size;
+        free(c);
+        return wf_fail(err, WF_ENOMEM, "cm: out of memory for a communicator of %d ranks", n);
+    }
     /* errors come back as codes, so that they can be reported with context */
     MPI_Comm_set_errhandler(mpi, MPI_ERRORS_RETURN);
     *out = c;
@@ -83,6 +94,9 @@ void cm_free(cm_comm **pc) {
     cm_comm *c = *pc;
     if (c->backend == CM_NCCL) cm_nccl_destroy(c);
     if (!c->borrowed) MPI_Comm_free(&c->mpi);
+    free(c->icounts);
+    free(c->zdispl);
+    free(c->reqs);
     free(c);
     *pc = NULL;
 }
@@ -141,8 +155,7 @@ static int recv_pieces(cm_comm *c, void *buf, size_t bytes, int peer, int tag) {
  * blocks MPI's int counts cannot describe. sendoff(r)/recvoff(r): where rank r's block lies. */
 static int exchange_big(cm_comm *c, const char *send, size_t sstride, char *recv,
                         const size_t *counts, const size_t *displs, size_t bytes) {
-    MPI_Request *rq = malloc(2 * (size_t)c->size * sizeof *rq);
-    if (!rq) return MPI_ERR_NO_MEM;
+    MPI_Request *rq = c->reqs;
     int rc = MPI_SUCCESS;
     for (size_t off = 0; rc == MPI_SUCCESS; off += CM_PIECE) {
         int nr = 0, more = 0;
@@ -171,7 +184,6 @@ static int exchange_big(cm_comm *c, const char *send, size_t sstride, char *recv
         if (rc == MPI_SUCCESS) rc = rc2;
         if (!more) break;
     }
-    free(rq);
     return rc;
 }
 
@@ -203,13 +215,8 @@ wf_status cm_allgatherv(cm_comm *c, const void *send, void *recv, const size_t *
                         wf_err *err) {
     if (c->backend == CM_NCCL) return cm_nccl_allgatherv(c, send, recv, counts, err);
     double t0 = now_s();
-    int *ic = malloc(2 * (size_t)c->size * sizeof *ic);
-    size_t *dz = malloc((size_t)c->size * sizeof *dz);
-    if (!ic || !dz) {
-        free(ic);
-        free(dz);
-        return wf_fail(err, WF_ENOMEM, "cm_allgatherv: out of memory");
-    }
+    int *ic = c->icounts;
+    size_t *dz = c->zdispl;
     size_t total = 0;
     bool small = true;
     for (int r = 0; r < c->size; r++) {
@@ -224,8 +231,6 @@ wf_status cm_allgatherv(cm_comm *c, const void *send, void *recv, const size_t *
     int rc = small ? MPI_Allgatherv(send, ic[c->rank], MPI_BYTE, recv, ic, ic + c->size,
                                     MPI_BYTE, c->mpi)
                    : exchange_big(c, send, 0, recv, counts, dz, 0);
-    free(ic);
-    free(dz);
     if (rc != MPI_SUCCESS) return mpi_fail(err, c, rc, "all-gather (v)");
     count(c, CM_ALLGATHER, counts[c->rank] * (size_t)(c->size - 1), t0);
     return WF_OK;

@@ -66,6 +66,10 @@ typedef struct cm_comm {
     int device;
     char name[32];     /* for messages: "world", "high", "ulysses", ... */
     cm_stats stats;
+    /* per-rank scratch for counts and requests, sized at creation: no collective allocates */
+    int *icounts;      /* [2 size]: counts, displacements */
+    size_t *zdispl;    /* [size] */
+    MPI_Request *reqs; /* [2 size] */
 } cm_comm;
 
 /* Wraps MPI_COMM_WORLD (MPI must be initialised; the comm is borrowed, not freed). */

@@ -77,6 +77,17 @@ typedef struct dit_model {
 wf_status dit_load(dit_model **out, const char *dir, wf_err *err);
 void dit_free(dit_model **m);
 
+/* Every rank's token count is a multiple of this (the padding is masked): then the GEMM row
+ * tiles of a BLAS (4, 6, 8, 16 or 24 rows) start at the same tokens whatever the Ulysses degree,
+ * so a token's numbers do not depend on how the sequence is split, and U ranks reproduce one rank
+ * to the bit where the BLAS's kernels allow (tests/test_dist.c). At most 47 padded tokens per
+ * rank. */
+#define DIT_ROW_QUANTUM 48
+
+/* Tokens each of U ranks holds for a sequence of L: Ll = ceil(L / (48 U)) * 48 (the padded
+ * sequence is U Ll). */
+int64_t dit_tokens_per_rank(int64_t L, int U);
+
 /* The sizes of one forward. */
 typedef struct dit_shape {
     int64_t F, H, W;              /* latent frames, height, width */
@@ -102,7 +113,7 @@ typedef void (*dit_tap_fn)(void *ctx, const char *stage, const wk_tensor *t);
  * sp: the Ulysses group (NULL or size 1: this rank alone). Collective over sp: every rank passes
  * the same full latents, timestep and text, and gets the full out. Bytes each rank sends per
  * forward: 4 layers (U-1) Ll (D/U) 4 (all-to-alls) + (U-1) Ll pt ph pw Cout 4 (the head
- * all-gather), Ll = ceil(L/U) (bench/PERFORMANCE.md). */
+ * all-gather), Ll = dit_tokens_per_rank(L, U) (bench/PERFORMANCE.md). */
 wf_status dit_forward(const dit_model *m, wk_backend *be, wk_arena *arena, const dit_shape *s,
                       cm_comm *sp, const float *latents, const float *timestep, const float *text,
                       float *out, dit_tap_fn tap, void *tap_ctx, wf_err *err);

@@ -21,11 +21,6 @@
 
 #include "dit.h"
 
-/* Every rank's token count is a multiple of this (the padding is masked): then the GEMM row
- * tiles of a BLAS (4, 6, 8, 16 or 24 rows) start at the same tokens whatever the Ulysses degree,
- * so each token's numbers do not depend on how the sequence is split, and U ranks reproduce one
- * rank to the bit where the BLAS's kernels allow. It costs at most 47 padded tokens per rank. */
-#define DIT_ROW_QUANTUM 48
 
 typedef struct dit_acts {
     wk_tensor patches;            /* [Ll, Cin*pt*ph*pw] */
@@ -81,7 +76,7 @@ static wf_status acts_alloc(const dit_model *m, const dit_shape *s, int U, int r
     a->L = a->Fp * a->Hp * a->Wp;
     a->U = U;
     a->rank = rank;
-    a->Ll = (a->L + U * DIT_ROW_QUANTUM - 1) / (U * DIT_ROW_QUANTUM) * DIT_ROW_QUANTUM;
+    a->Ll = dit_tokens_per_rank(a->L, U);
     a->Lp = a->Ll * U;
     a->l0 = a->Ll * rank;
     a->Tn = s->per_token_t ? a->Ll : 1;
@@ -156,6 +151,11 @@ wf_status dit_arena_bytes(const dit_model *m, const dit_shape *s, int sp_size, s
     if ((st = acts_alloc(m, s, sp_size, 0, &ar, &a, err))) return st;
     *bytes = ar.peak;
     return WF_OK;
+}
+
+int64_t dit_tokens_per_rank(int64_t L, int U) {
+    const int64_t q = (int64_t)U * DIT_ROW_QUANTUM;
+    return (L + q - 1) / q * DIT_ROW_QUANTUM;
 }
 
 void dit_timestep_features(float *out, const float *t, int64_t n, int64_t dim) {

@@ -7,6 +7,8 @@
  */
 #include "plan.h"
 
+#include "dit.h"
+
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -192,7 +194,10 @@ static void base_name(const char *root, char *out, size_t cap) {
     size_t n = strlen(tmp);
     while (n > 1 && tmp[n - 1] == '/') tmp[--n] = 0;
     const char *s = strrchr(tmp, '/');
-    snprintf(out, cap, "%s", s && s[1] ? s + 1 : tmp);
+    const char *b = s && s[1] ? s + 1 : tmp;
+    size_t k = strlen(b) < cap ? strlen(b) : cap - 1; /* truncate quietly: a name for messages */
+    memcpy(out, b, k);
+    out[k] = 0;
 }
 
 wf_status pn_inputs_from_pipeline(pn_inputs *in, const dfs_pipeline *p, const pn_request *r,
@@ -455,7 +460,7 @@ static void eval_group(const pn_inputs *in, const ly_layout *l, int g, int64_t b
     o->ulysses = U;
     o->steps = l->placement == LY_SPLIT ? (g ? in->steps_low : in->steps_high)
                                         : in->steps_high + in->steps_low;
-    o->tokens_local = (in->tokens + U - 1) / U;
+    o->tokens_local = dit_tokens_per_rank(in->tokens, U); /* padded to the 48-token quantum */
     o->tokens_padded = o->tokens_local * U;
     const double Ll = (double)o->tokens_local, Lp = (double)o->tokens_padded;
     o->forwards_per_step = in->cfg && !l->cfg_parallel ? 2 : 1;
@@ -535,7 +540,7 @@ static double t5_act_bytes(const pn_inputs *in) {
 static double dit_act_bytes(const pn_inputs *in, int U) {
     const pn_model *m = &in->model;
     const double e = in->cost.elem_bytes, D = (double)m->dim, Lt = (double)in->text_len;
-    const double Ll = (double)((in->tokens + U - 1) / U), Lp = Ll * U;
+    const double Ll = (double)dit_tokens_per_rank(in->tokens, U), Lp = Ll * U;
     const double P = (double)(m->patch[0] * m->patch[1] * m->patch[2]);
     return e * (7 * Ll * D + Ll * (double)m->ffn_dim + 4 * Lp * D / U + 3 * Lt * D +
                 Lp * P * (double)m->out_channels) +
@@ -565,23 +570,22 @@ static pn_mem eval_mem(const pn_inputs *in, const ly_layout *l, bool staged) {
         pn_mem x;
         memset(&x, 0, sizeof x);
         x.rank = r;
-        x.experts = experts * m->expert_params * c->weight_bytes;
-        x.dit_act = act[ro.group];
-        x.text = leader ? t5w + t5a : 0;
-        x.vae = ro.decodes ? vw + va : 0;
         x.reserve = c->mem_reserve;
-        double resident = x.reserve + x.experts + (leader && !staged ? t5w : 0) + (ro.decodes ? vw : 0);
-        double stage = x.dit_act;
-        if (ro.decodes && va > stage) stage = va;
-        if (leader && t5a + (staged ? t5w : 0) > stage) stage = t5a + (staged ? t5w : 0);
-        x.peak = resident + stage;
+        x.experts = experts * m->expert_params * c->weight_bytes;
+        x.text_weights = leader && !staged ? t5w : 0;
+        x.vae_weights = ro.decodes ? vw : 0;
+        x.dit_act = act[ro.group];
+        x.vae_act = ro.decodes ? va : 0;
+        x.text_act = leader ? t5a + (staged ? t5w : 0) : 0;
+        x.peak = x.reserve + x.experts + x.text_weights + x.vae_weights +
+                 fmax(x.dit_act, fmax(x.vae_act, x.text_act));
         if (x.peak > best.peak) best = x;
     }
     return best;
 }
 
-/* Latency and period of one replica whose rank 0 is world rank `base`; fills p's groups and
- * stage times when `fill`. */
+/* Latency, period and collective bytes per video of one replica whose rank 0 is world rank
+ * `base`; also fills p's groups and stage times when p is not NULL. */
 static void eval_replica(const pn_inputs *in, const ly_layout *l, int64_t base, bool staged,
                          pn_plan *p, double *latency, double *period, double *bytes) {
     const pn_model *m = &in->model;
@@ -805,15 +809,27 @@ static void near_worlds(const pn_inputs *in, char *buf, size_t cap) {
     else snprintf(buf, cap, "another rank count");
 }
 
-static void mem_why(const pn_plan *p, char *buf, size_t cap) {
+/* "74.4 GB = reserve 2.0 + expert weights 57.2 + ... + largest stage 14.8 (VAE decode; ...)" */
+static void mem_parts(const pn_plan *p, char *buf, size_t cap) {
     const pn_mem *m = &p->mem;
-    char lay[128];
-    ly_format(&p->layout, lay, sizeof lay);
+    double stage = fmax(m->dit_act, fmax(m->vae_act, m->text_act));
+    const char *which = stage == m->dit_act ? "DiT activations"
+                        : stage == m->vae_act ? "VAE decode"
+                                              : (p->text_staged ? "text encoder, staged" : "text encoder");
     snprintf(buf, cap,
-             "the smallest need is %s: %.1f GB on rank %d (expert weights %.1f, DiT activations "
-             "%.1f, text encoder %.1f%s, VAE %.1f, reserve %.1f)",
-             lay, m->peak / 1e9, m->rank, m->experts / 1e9, m->dit_act / 1e9, m->text / 1e9,
-             p->text_staged ? " staged" : "", m->vae / 1e9, m->reserve / 1e9);
+             "%.1f GB on rank %d = reserve %.1f + expert weights %.1f + text encoder weights %.1f + "
+             "VAE weights %.1f + the largest stage %.1f (%s; DiT activations %.1f, VAE decode %.1f, "
+             "text encoder%s %.1f)",
+             m->peak / 1e9, m->rank, m->reserve / 1e9, m->experts / 1e9, m->text_weights / 1e9,
+             m->vae_weights / 1e9, stage / 1e9, which, m->dit_act / 1e9, m->vae_act / 1e9,
+             p->text_staged ? " staged" : "", m->text_act / 1e9);
+}
+
+static void mem_why(const pn_plan *p, char *buf, size_t cap) {
+    char lay[128], parts[400];
+    ly_format(&p->layout, lay, sizeof lay);
+    mem_parts(p, parts, sizeof parts);
+    snprintf(buf, cap, "the smallest need is %s: %s", lay, parts);
 }
 
 /* Whether a layout of n ranks is nearer to using the world than one of m ranks (for messages). */
@@ -999,12 +1015,10 @@ void pn_print(const pn_plan *p, FILE *f) {
                 x->t_gather + x->t_cfg, 100.0 * x->t_comm / x->t_step, x->offnode_peers,
                 x->bytes_step / 1e6);
     }
-    const pn_mem *m = &p->mem;
-    fprintf(f,
-            "\nmemory per rank (peak, rank %d): expert weights %.1f + DiT activations %.1f + text "
-            "encoder %.1f + VAE %.1f + reserve %.1f -> %.1f of %.1f GB%s\n",
-            m->rank, m->experts / 1e9, m->dit_act / 1e9, m->text / 1e9, m->vae / 1e9,
-            m->reserve / 1e9, m->peak / 1e9, p->mem_per_rank / 1e9, p->fits ? "" : "  DOES NOT FIT");
+    char parts[400];
+    mem_parts(p, parts, sizeof parts);
+    fprintf(f, "\nmemory per rank (%.1f GB available%s): %s\n", p->mem_per_rank / 1e9,
+            p->fits ? "" : ", DOES NOT FIT", parts);
     if (p->layout.placement == LY_SPLIT)
         fprintf(f,
                 "per video: text %.2f s + high %lld x %.3f s + handoff %.3f s | low %lld x %.3f s "
@@ -1072,11 +1086,13 @@ json_t *pn_plan_json(const pn_plan *p) {
         json_array_append_new(gs, group_json(&p->group[g], group_name(p, g)));
     json_object_set_new(o, "groups", gs);
     json_object_set_new(mem, "rank", json_integer(p->mem.rank));
-    json_object_set_new(mem, "experts", json_real(p->mem.experts));
-    json_object_set_new(mem, "dit_activations", json_real(p->mem.dit_act));
-    json_object_set_new(mem, "text_encoder", json_real(p->mem.text));
-    json_object_set_new(mem, "vae", json_real(p->mem.vae));
     json_object_set_new(mem, "reserve", json_real(p->mem.reserve));
+    json_object_set_new(mem, "experts", json_real(p->mem.experts));
+    json_object_set_new(mem, "text_weights", json_real(p->mem.text_weights));
+    json_object_set_new(mem, "vae_weights", json_real(p->mem.vae_weights));
+    json_object_set_new(mem, "dit_activations", json_real(p->mem.dit_act));
+    json_object_set_new(mem, "vae_activations", json_real(p->mem.vae_act));
+    json_object_set_new(mem, "text_activations", json_real(p->mem.text_act));
     json_object_set_new(mem, "peak", json_real(p->mem.peak));
     json_object_set_new(mem, "per_rank", json_real(p->mem_per_rank));
     json_object_set_new(o, "memory_bytes", mem);

@@ -136,7 +136,7 @@ ly_limits pn_limits(const pn_inputs *in);
 typedef struct pn_group {
     int ranks, ulysses;
     int64_t steps;                 /* steps this group runs per video */
-    int64_t tokens_local;          /* Ll = ceil(L / U) */
+    int64_t tokens_local;          /* Ll = dit_tokens_per_rank(L, U): ceil(L / 48U) 48 */
     int64_t tokens_padded;         /* Lp = Ll * U */
     int forwards_per_step;         /* per rank: 2 with CFG unless cfg_parallel, else 1 */
     double gemm_flops, attn_flops; /* per rank per forward */
@@ -153,14 +153,18 @@ typedef struct pn_group {
     double t_step;                 /* t_compute + t_comm */
 } pn_group;
 
-/* Device memory of one rank, bytes. peak = reserve + resident weights + the largest stage. */
+/* Device memory of one rank, bytes: what stays resident plus the largest stage (the stages run
+ * one after the other and free their activations):
+ *   peak = reserve + experts + text_weights + vae_weights + max(dit_act, vae_act, text_act). */
 typedef struct pn_mem {
     int rank;                      /* the rank (of a replica) with the largest peak */
+    double reserve;                /* the runtime's (cost.mem_reserve) */
     double experts;                /* expert weights (one, or two for shared with transformer_2) */
+    double text_weights;           /* text encoder weights kept resident (group 0's rank 0) */
+    double vae_weights;            /* VAE weights (decode ranks) */
     double dit_act;                /* DiT activations of Ll tokens (PERFORMANCE.md lists them) */
-    double text;                   /* text encoder weights (resident) + activations, on the leader */
-    double vae;                    /* VAE weights + decode activations of its rows, on decode ranks */
-    double reserve;
+    double vae_act;                /* VAE decode activations of this rank's rows (decode ranks) */
+    double text_act;               /* text encoder activations, + its weights when staged */
     double peak;
 } pn_mem;
 
