@@ -42,8 +42,9 @@ echo "== wanfarm inspect --summary build/demo-model =="
 $WF inspect --summary build/demo-model | head -40
 # The same video over 2 MPI ranks (the layout the planner picks: with one video, split placement,
 # the high-noise expert on rank 0 and the low-noise one on rank 1, one thread each): the latents
-# must equal the one-process run's (which runs on one thread too: OpenBLAS splits a GEMM's rows
-# between threads at places that depend on the thread count, which changes the last bits).
+# must equal the one-process run's bit for bit (which runs on one thread too: a multithreaded
+# OpenBLAS GEMM splits the weight rows between threads at places that depend on the thread count,
+# and rows at a split go through its edge kernels, which round differently).
 echo "== mpirun -np 2 ${GEN[0]} generate ... (2 ranks) =="
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none

@@ -1,8 +1,8 @@
 /* attention.c: the CPU reference for scaled dot-product attention (wk_cpu_attention).
  *
  * What it is: o = softmax(scale q k^T + bias) v per head (semantics in kernels/backend.h), computed
- * flash-style. Work is split into (head, query block) tasks (BQ = 256 query rows, halved down to
- * 32 while there are fewer than 4 tasks per thread); each task walks the keys in blocks of 512,
+ * flash-style. Work is split into (head, query block) tasks (BQ = 240 query rows, lowered to 96
+ * then 48 while there are fewer than 4 tasks per thread); each task walks the keys in blocks of 512,
  * S = scale Qb Kb^T is one sgemm straight out of the token-major [L, NH, HD] arrays (lda = NH*HD,
  * no copies), the bias is added, an online softmax keeps a running max m and sum l per row and
  * rescales the partial output, and O += P Vb is a second sgemm. Scratch per thread is
@@ -23,10 +23,13 @@
 #include "cpu_ops.h"
 
 /* Block sizes, measured on 2 cores (bench/PERFORMANCE.md); -D overrides them for experiments. */
+/* Query rows per task are a multiple of 48 (240, 96 or 48), so that a query's row of an sgemm
+ * lands in the same BLAS row tile whatever the head count and thread count chose: the outputs of
+ * a query then do not depend on how many heads a rank holds (Ulysses, worker/dit.h). */
 #ifndef ATT_BQ_MAX
-#define ATT_BQ_MAX 256 /* query rows per task, at most (fewer when there are few tasks) */
+#define ATT_BQ_MAX 240 /* query rows per task, at most (fewer when there are few tasks) */
 #endif
-#define ATT_BQ_MIN 32
+#define ATT_BQ_MIN 48
 #ifndef ATT_BK
 #define ATT_BK 512 /* keys per inner block */
 #endif
@@ -170,7 +173,8 @@ wf_status wk_cpu_attention(wk_backend *be, wk_tensor *o, const wk_tensor *q, con
      * tasks per thread for the dynamic schedule to balance. */
     const int nth = be->nthreads > 0 ? be->nthreads : 1;
     int64_t BQ = ATT_BQ_MAX;
-    while (BQ > ATT_BQ_MIN && NH * ((Lq + BQ - 1) / BQ) < 4 * (int64_t)nth) BQ /= 2;
+    while (BQ > ATT_BQ_MIN && NH * ((Lq + BQ - 1) / BQ) < 4 * (int64_t)nth)
+        BQ = BQ / 2 / ATT_BQ_MIN * ATT_BQ_MIN < ATT_BQ_MIN ? ATT_BQ_MIN : BQ / 2 / ATT_BQ_MIN * ATT_BQ_MIN;
 
     /* Per-thread scratch, in floats, each part a multiple of 16 (64 bytes):
      * S/P [BQ, BK] | O [BQ, HD] | m, l, alpha [BQ] | widened bias row [BK] */
