@@ -152,6 +152,22 @@ static void run_layout(const char *dir, const ly_layout *l, const dims *dm, ref 
                  "%s rank %d: CFG exchange sent %llu bytes, the formula says %llu", name,
                  world_rank, (unsigned long long)d->pair->stats.bytes[CM_ALLGATHER],
                  (unsigned long long)pairb);
+    /* the split hand-off, per video: a 40-byte header, the latents, the whole sampler state and
+     * both text embeddings (CFG), sent by the high group's rank 0 only */
+    if (d->bridge && ro->group == 0) {
+        smp_options so;
+        smp_options_default(&so);
+        so.steps = rq[0].steps;
+        smp_sampler *smp = NULL;
+        WF_ASSERT(smp_create(&smp, &d->p->cfg->scheduler, &so, dm->n, &err) == WF_OK);
+        uint64_t per = 40 + dm->n * 4 + smp_state_bytes(smp) +
+                       2 * (uint64_t)rq[0].max_sequence_length * 32 * 4; /* text d_model 32 */
+        smp_free(&smp);
+        TU_CHECK(d->bridge->stats.bytes[CM_SEND] == NJOBS * per,
+                 "%s: the hand-off sent %llu bytes, the formula says %llu", name,
+                 (unsigned long long)d->bridge->stats.bytes[CM_SEND],
+                 (unsigned long long)(NJOBS * per));
+    }
     for (int k = 0; k < NJOBS; k++) {
         free(video[k]);
         free(lat[k]);
