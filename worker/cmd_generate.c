@@ -78,34 +78,6 @@ static int usage_err(const char *fmt, const char *a, const char *b) {
     return WF_EXIT_USAGE;
 }
 
-static bool parse_i64(const char *s, int64_t *out) {
-    char *e;
-    errno = 0;
-    long long v = strtoll(s, &e, 10);
-    if (errno || e == s || *e) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_u64(const char *s, uint64_t *out) {
-    char *e;
-    errno = 0;
-    if (*s == '-') return false;
-    unsigned long long v = strtoull(s, &e, 10);
-    if (errno || e == s || *e) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_f64(const char *s, double *out) {
-    char *e;
-    errno = 0;
-    double v = strtod(s, &e);
-    if (errno || e == s || *e || !isfinite(v)) return false;
-    *out = v;
-    return true;
-}
-
 typedef struct gen_ctx {
     vout_mp4 *mp4;
     const char *mp4_path; /* opened at the first frame */
@@ -655,35 +627,35 @@ int cmd_generate(int argc, char **argv) {
             if (ok) {
                 memcpy(wbuf, v, wl);
                 wbuf[wl] = 0;
-                ok = parse_i64(wbuf, &r.width) && parse_i64(x + 1, &r.height) && r.width > 0 &&
+                ok = cmd_parse_i64(wbuf, &r.width) && cmd_parse_i64(x + 1, &r.height) && r.width > 0 &&
                      r.height > 0;
             }
             if (!ok) return usage_err("--size '%s' must be WIDTHxHEIGHT, e.g. 832x480%s", v, "");
             continue;
-        } else if (!strcmp(a, "--frames")) ok = parse_i64(v, &r.frames);
-        else if (!strcmp(a, "--steps")) ok = parse_i64(v, &r.steps) && r.steps >= 1;
-        else if (!strcmp(a, "--guidance")) ok = parse_f64(v, &r.guidance);
-        else if (!strcmp(a, "--guidance-2")) ok = parse_f64(v, &r.guidance_2);
-        else if (!strcmp(a, "--shift")) ok = parse_f64(v, &r.shift) && r.shift > 0;
+        } else if (!strcmp(a, "--frames")) ok = cmd_parse_i64(v, &r.frames);
+        else if (!strcmp(a, "--steps")) ok = cmd_parse_i64(v, &r.steps) && r.steps >= 1;
+        else if (!strcmp(a, "--guidance")) ok = cmd_parse_f64(v, &r.guidance);
+        else if (!strcmp(a, "--guidance-2")) ok = cmd_parse_f64(v, &r.guidance_2);
+        else if (!strcmp(a, "--shift")) ok = cmd_parse_f64(v, &r.shift) && r.shift > 0;
         else if (!strcmp(a, "--boundary"))
-            ok = parse_f64(v, &r.boundary) && r.boundary >= 0 && r.boundary <= 1;
+            ok = cmd_parse_f64(v, &r.boundary) && r.boundary >= 0 && r.boundary <= 1;
         else if (!strcmp(a, "--sampler")) {
             if (!strcmp(v, "unipc")) r.sampler = SMP_UNIPC;
             else if (!strcmp(v, "euler")) r.sampler = SMP_EULER;
             else return usage_err("--sampler '%s': use unipc or euler%s", v, "");
-        } else if (!strcmp(a, "--seed")) ok = o.have_seed = parse_u64(v, &r.seed);
+        } else if (!strcmp(a, "--seed")) ok = o.have_seed = cmd_parse_u64(v, &r.seed);
         else if (!strcmp(a, "--latents")) o.latents_in = v;
         else if (!strcmp(a, "--max-sequence-length"))
-            ok = parse_i64(v, &r.max_sequence_length) && r.max_sequence_length >= 1;
+            ok = cmd_parse_i64(v, &r.max_sequence_length) && r.max_sequence_length >= 1;
         else if (!strcmp(a, "--out")) o.out = v;
-        else if (!strcmp(a, "--fps")) ok = parse_i64(v, &o.fps) && o.fps >= 1 && o.fps <= 240;
-        else if (!strcmp(a, "--crf")) ok = parse_i64(v, &o.crf) && o.crf >= 1 && o.crf <= 51;
+        else if (!strcmp(a, "--fps")) ok = cmd_parse_i64(v, &o.fps) && o.fps >= 1 && o.fps <= 240;
+        else if (!strcmp(a, "--crf")) ok = cmd_parse_i64(v, &o.crf) && o.crf >= 1 && o.crf <= 51;
         else if (!strcmp(a, "--frames-dir")) o.frames_dir = v;
         else if (!strcmp(a, "--save-latents")) o.save_latents = v;
         else if (!strcmp(a, "--contact-sheet")) o.sheet = v;
         else if (!strcmp(a, "--threads"))
-            ok = parse_i64(v, &o.threads) && o.threads >= 0 && o.threads < 100000;
-        else if (!strcmp(a, "--count")) ok = parse_i64(v, &o.count) && o.count >= 1 && o.count <= 100000;
+            ok = cmd_parse_i64(v, &o.threads) && o.threads >= 0 && o.threads < 100000;
+        else if (!strcmp(a, "--count")) ok = cmd_parse_i64(v, &o.count) && o.count >= 1 && o.count <= 100000;
         else if (!strcmp(a, "--placement")) {
             if (!strcmp(v, "shared")) o.placement = LY_SHARED;
             else if (!strcmp(v, "split")) o.placement = LY_SPLIT;
@@ -697,8 +669,8 @@ int cmd_generate(int argc, char **argv) {
             if (ok) {
                 memcpy(b0, v, n0);
                 b0[n0] = 0;
-                ok = parse_i64(b0, &u0) && u0 >= 1 && u0 <= 65536 &&
-                     (!comma || (parse_i64(comma + 1, &u1) && u1 >= 1 && u1 <= 65536));
+                ok = cmd_parse_i64(b0, &u0) && u0 >= 1 && u0 <= 65536 &&
+                     (!comma || (cmd_parse_i64(comma + 1, &u1) && u1 >= 1 && u1 <= 65536));
             }
             if (!ok) return usage_err("--ulysses '%s' must be N or N,M (degrees >= 1)%s", v, "");
             o.layout.ulysses[0] = (int)u0;
@@ -706,9 +678,9 @@ int cmd_generate(int argc, char **argv) {
             continue;
         } else if (!strcmp(a, "--vae-ranks")) {
             int64_t vr = 0;
-            ok = parse_i64(v, &vr) && vr >= 1 && vr <= 65536;
+            ok = cmd_parse_i64(v, &vr) && vr >= 1 && vr <= 65536;
             o.layout.vae_ranks = (int)vr;
-        } else if (!strcmp(a, "--mem-gb")) ok = parse_f64(v, &o.mem_gb) && o.mem_gb > 0;
+        } else if (!strcmp(a, "--mem-gb")) ok = cmd_parse_f64(v, &o.mem_gb) && o.mem_gb > 0;
         else return usage_err("unknown option '%s'%s", a, "");
         if (!ok) return usage_err("%s: bad value '%s'", a, v);
     }

@@ -47,10 +47,8 @@ int cmd_mkmodel(int argc, char **argv) {
             if (!strcmp(a, "--preset")) {
                 preset = v;
             } else {
-                char *e;
-                errno = 0;
-                unsigned long long s = strtoull(v, &e, 10);
-                if (errno || e == v || *e || *v == '-') {
+                uint64_t s;
+                if (!cmd_parse_u64(v, &s)) {
                     fprintf(stderr, PROG ": --seed: bad value '%s' (see --help)\n", v);
                     return WF_EXIT_USAGE;
                 }

@@ -61,31 +61,6 @@ static int usage_err(const char *fmt, const char *a, const char *b) {
     return WF_EXIT_USAGE;
 }
 
-static bool parse_i64(const char *s, int64_t *out) {
-    char *e;
-    errno = 0;
-    long long v = strtoll(s, &e, 10);
-    if (errno || e == s || *e) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_int(const char *s, int lo, int hi, int *out) {
-    int64_t v;
-    if (!parse_i64(s, &v) || v < lo || v > hi) return false;
-    *out = (int)v;
-    return true;
-}
-
-static bool parse_f64(const char *s, double *out) {
-    char *e;
-    errno = 0;
-    double v = strtod(s, &e);
-    if (errno || e == s || *e || !isfinite(v)) return false;
-    *out = v;
-    return true;
-}
-
 static void print_candidates(const pn_plan *v, size_t n, FILE *f) {
     fprintf(f, "\ncandidates (%zu, best first):\n", n);
     fprintf(f, "  %4s  %-44s %4s %4s %5s %9s %9s %10s %9s %8s\n", "#", "layout", "rk", "wld",
@@ -124,9 +99,9 @@ int cmd_plan(int argc, char **argv) {
             if (i + 1 == argc) return usage_err("%s needs a value%s", a, "");
             const char *v = argv[++i];
             bool ok = true;
-            if (!strcmp(a, "--ranks")) ok = have_ranks = parse_int(v, 1, 1000000, &in.world);
-            else if (!strcmp(a, "--ranks-per-node")) ok = parse_int(v, 1, 1000000, &in.ranks_per_node);
-            else if (!strcmp(a, "--mem-gb")) ok = parse_f64(v, &mem_gb) && mem_gb > 0;
+            if (!strcmp(a, "--ranks")) ok = have_ranks = cmd_parse_int(v, 1, 1000000, &in.world);
+            else if (!strcmp(a, "--ranks-per-node")) ok = cmd_parse_int(v, 1, 1000000, &in.ranks_per_node);
+            else if (!strcmp(a, "--mem-gb")) ok = cmd_parse_f64(v, &mem_gb) && mem_gb > 0;
             else if (!strcmp(a, "--model")) model = v;
             else if (!strcmp(a, "--preset")) {
                 if (strcmp(v, "a14b")) return usage_err("--preset '%s': the presets are: a14b%s", v, "");
@@ -140,18 +115,18 @@ int cmd_plan(int argc, char **argv) {
                 if (ok) {
                     memcpy(wbuf, v, wl);
                     wbuf[wl] = 0;
-                    ok = parse_i64(wbuf, &r.width) && parse_i64(x + 1, &r.height) && r.width > 0 &&
+                    ok = cmd_parse_i64(wbuf, &r.width) && cmd_parse_i64(x + 1, &r.height) && r.width > 0 &&
                          r.height > 0;
                 }
                 if (!ok) return usage_err("--size '%s' must be WIDTHxHEIGHT, e.g. 1280x720%s", v, "");
-            } else if (!strcmp(a, "--frames")) ok = parse_i64(v, &r.frames) && r.frames >= 1;
-            else if (!strcmp(a, "--steps")) ok = parse_i64(v, &r.steps) && r.steps >= 1;
+            } else if (!strcmp(a, "--frames")) ok = cmd_parse_i64(v, &r.frames) && r.frames >= 1;
+            else if (!strcmp(a, "--steps")) ok = cmd_parse_i64(v, &r.steps) && r.steps >= 1;
             else if (!strcmp(a, "--boundary"))
-                ok = parse_f64(v, &r.boundary) && r.boundary >= 0 && r.boundary <= 1;
-            else if (!strcmp(a, "--shift")) ok = parse_f64(v, &r.shift) && r.shift > 0;
-            else if (!strcmp(a, "--guidance")) ok = parse_f64(v, &r.guidance);
-            else if (!strcmp(a, "--text-len")) ok = parse_i64(v, &r.text_len) && r.text_len >= 1;
-            else if (!strcmp(a, "--queue")) ok = parse_i64(v, &in.queue) && in.queue >= 1 && in.queue <= 1000000000;
+                ok = cmd_parse_f64(v, &r.boundary) && r.boundary >= 0 && r.boundary <= 1;
+            else if (!strcmp(a, "--shift")) ok = cmd_parse_f64(v, &r.shift) && r.shift > 0;
+            else if (!strcmp(a, "--guidance")) ok = cmd_parse_f64(v, &r.guidance);
+            else if (!strcmp(a, "--text-len")) ok = cmd_parse_i64(v, &r.text_len) && r.text_len >= 1;
+            else if (!strcmp(a, "--queue")) ok = cmd_parse_i64(v, &in.queue) && in.queue >= 1 && in.queue <= 1000000000;
             else if (!strcmp(a, "--cost")) cost = v;
             else if (!strcmp(a, "--placement")) {
                 if (!strcmp(v, "shared")) in.placement = LY_SHARED;
@@ -166,20 +141,20 @@ int cmd_plan(int argc, char **argv) {
                     if (ok) {
                         memcpy(b0, v, n0);
                         b0[n0] = 0;
-                        ok = parse_int(b0, 1, 1000000, &in.ulysses[0]) &&
-                             parse_int(c + 1, 1, 1000000, &in.ulysses[1]);
+                        ok = cmd_parse_int(b0, 1, 1000000, &in.ulysses[0]) &&
+                             cmd_parse_int(c + 1, 1, 1000000, &in.ulysses[1]);
                     }
                     if (ok && in.placement == LY_SHARED)
                         return usage_err("--ulysses '%s': two degrees (high,low) need placement "
                                          "split%s", v, "");
                     if (ok && in.placement == PN_FREE) in.placement = LY_SPLIT;
                 } else {
-                    ok = parse_int(v, 1, 1000000, &in.ulysses[0]);
+                    ok = cmd_parse_int(v, 1, 1000000, &in.ulysses[0]);
                     in.ulysses[1] = in.ulysses[0];
                 }
                 if (!ok) return usage_err("--ulysses '%s' must be N or HIGH,LOW (integers >= 1)%s", v, "");
-            } else if (!strcmp(a, "--vae-ranks")) ok = parse_int(v, 1, 1000000, &in.vae_ranks);
-            else if (!strcmp(a, "--replicas")) ok = parse_int(v, 1, 1000000, &in.replicas);
+            } else if (!strcmp(a, "--vae-ranks")) ok = cmd_parse_int(v, 1, 1000000, &in.vae_ranks);
+            else if (!strcmp(a, "--replicas")) ok = cmd_parse_int(v, 1, 1000000, &in.replicas);
             else return usage_err("unknown option '%s'%s", a, "");
             if (!ok) return usage_err("%s: bad value '%s'", a, v);
         }

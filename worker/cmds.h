@@ -3,11 +3,21 @@
 #ifndef CMD_CMDS_H
 #define CMD_CMDS_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 enum {
     WF_EXIT_OK = 0,
     WF_EXIT_FAIL = 1,  /* the input was read and is bad, or the work failed */
     WF_EXIT_USAGE = 2, /* bad command line */
 };
+
+/* Whole-string number parsing for option values (cmd_args.c): false on anything but a number
+ * that fits (no trailing characters; f64: finite; int: in [lo, hi]). */
+bool cmd_parse_i64(const char *s, int64_t *out);
+bool cmd_parse_u64(const char *s, uint64_t *out);
+bool cmd_parse_f64(const char *s, double *out);
+bool cmd_parse_int(const char *s, int lo, int hi, int *out);
 
 int cmd_inspect(int argc, char **argv);
 int cmd_devices(int argc, char **argv);

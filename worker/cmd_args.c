@@ -1,0 +1,41 @@
+/* cmd_args.c: option value parsing shared by the subcommands (see cmds.h). */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "cmds.h"
+
+bool cmd_parse_i64(const char *s, int64_t *out) {
+    char *e;
+    errno = 0;
+    long long v = strtoll(s, &e, 10);
+    if (errno || e == s || *e) return false;
+    *out = v;
+    return true;
+}
+
+bool cmd_parse_u64(const char *s, uint64_t *out) {
+    char *e;
+    errno = 0;
+    if (*s == '-') return false;
+    unsigned long long v = strtoull(s, &e, 10);
+    if (errno || e == s || *e) return false;
+    *out = v;
+    return true;
+}
+
+bool cmd_parse_f64(const char *s, double *out) {
+    char *e;
+    errno = 0;
+    double v = strtod(s, &e);
+    if (errno || e == s || *e || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+bool cmd_parse_int(const char *s, int lo, int hi, int *out) {
+    int64_t v;
+    if (!cmd_parse_i64(s, &v) || v < lo || v > hi) return false;
+    *out = (int)v;
+    return true;
+}
