@@ -65,7 +65,11 @@ static void help(void) {
            "  --cfg-parallel / --no-cfg-parallel  conditional and unconditional passes on two\n"
            "                         halves of each group\n"
            "  --vae-ranks N          ranks that decode (parallel row tiles)\n"
-           "  --mem-gb G             memory per rank for the planner (default: host memory / ranks)\n"
+           "  --replicas N           N independent worker worlds of the layout, each taking every\n"
+           "                         N-th video of the queue (default: the planner's; 1 when the\n"
+           "                         layout is given)\n"
+           "  --mem-gb G             memory per rank for the planner (default: the host's)\n"
+           "When the planner's best layout does not use every rank, the rest stay idle (said).\n"
            "  --json-progress        JSON lines on stdout instead of progress lines on stderr\n"
            "At least one of --out, --frames-dir, --save-latents, --contact-sheet is required.\n"
            "exit codes: 0 written, 1 bad model/input file or failed work, 2 bad command line\n");
@@ -81,8 +85,10 @@ static int usage_err(const char *fmt, const char *a, const char *b) {
 typedef struct gen_ctx {
     vout_mp4 *mp4;
     const char *mp4_path; /* opened at the first frame */
+    bool mine;            /* this rank writes this job's outputs */
     int fps, crf;
-    int64_t job;
+    int64_t job;          /* -1 when there is one job (file names without -K) */
+    int64_t gjob;         /* the job's index in the queue */
     int rank;             /* for progress lines under MPI (-1: single process) */
     const char *frames_dir;
     uint8_t *rgb8;
@@ -170,13 +176,13 @@ static void on_progress(void *ctx, const pl_progress *pr) {
                "\"steps\":%lld,\"expert\":\"%s\",\"timestep\":%g,\"guidance\":%g,"
                "\"step_seconds\":%.4f,\"elapsed_seconds\":%.4f,\"eta_seconds\":%.2f,"
                "\"wall_end\":%.6f}\n",
-               (long long)pr->job, pr->group, g->rank < 0 ? 0 : g->rank, (long long)(pr->step + 1),
+               (long long)g->gjob, pr->group, g->rank < 0 ? 0 : g->rank, (long long)(pr->step + 1),
                (long long)pr->steps, pr->expert ? "transformer_2" : "transformer", pr->timestep,
                pr->guidance, pr->step_seconds, pr->elapsed_seconds, eta, pr->wall_end);
         fflush(stdout);
     } else if (g->rank >= 0) {
         fprintf(stderr, "[rank %d, job %lld] step %lld/%lld  %-13s  t=%-7g  %.2f s/step\n",
-                g->rank, (long long)pr->job, (long long)(pr->step + 1), (long long)pr->steps,
+                g->rank, (long long)g->gjob, (long long)(pr->step + 1), (long long)pr->steps,
                 pr->expert ? "transformer_2" : "transformer", pr->timestep, pr->step_seconds);
     } else {
         fprintf(stderr, "step %lld/%lld  %-13s  t=%-7g  %.2f s/step  ETA %.0f s\n",
@@ -257,6 +263,7 @@ typedef struct gen_opts {
     int placement;             /* -1: left to the planner, else an ly_placement */
     ly_layout layout;          /* ulysses/vae_ranks 0: left to the planner */
     int cfg_par;               /* -1 free, 0, 1 */
+    int replicas;              /* 0: the planner's (1 when the layout is given) */
     double mem_gb;             /* 0: host memory / local ranks */
 } gen_opts;
 
@@ -346,8 +353,10 @@ static void free_run(gen_run *g) {
     free(g->reqs);
 }
 
-/* The requests and their output contexts (outputs only where `writer`). */
-static int setup_jobs(gen_run *g, const pl_request *base, const float *lat0, bool writer) {
+/* The requests and their output contexts. Job k is written here when `writer` and
+ * k % replicas == replica (the worker world that runs it). */
+static int setup_jobs(gen_run *g, const pl_request *base, const float *lat0, bool writer,
+                      int replicas, int replica) {
     const gen_opts *o = g->o;
     g->reqs = calloc((size_t)g->njobs, sizeof *g->reqs);
     g->ctx = calloc((size_t)g->njobs, sizeof *g->ctx);
@@ -364,12 +373,14 @@ static int setup_jobs(gen_run *g, const pl_request *base, const float *lat0, boo
         c->json = o->json;
         c->rank = g->size > 1 ? g->rank : -1;
         c->job = g->njobs > 1 ? k : -1;
+        c->gjob = k;
         c->fps = (int)o->fps;
         c->crf = (int)o->crf;
         r->progress = on_progress;
         r->progress_ctx = c;
         r->skip_decode = !o->out && !o->frames_dir && !o->sheet;
-        if (!writer) continue;
+        c->mine = writer && k % replicas == replica;
+        if (!c->mine) continue;
         c->frames_dir = o->frames_dir;
         c->sheet = o->sheet != NULL;
         if (o->out) {
@@ -389,14 +400,19 @@ static int setup_jobs(gen_run *g, const pl_request *base, const float *lat0, boo
 
 static void report_done(const gen_run *g, double t0) {
     int64_t frames = 0;
-    for (int64_t k = 0; k < g->njobs; k++) frames += g->ctx[k].written;
+    int64_t videos = 0;
+    for (int64_t k = 0; k < g->njobs; k++) {
+        frames += g->ctx[k].written;
+        videos += g->ctx[k].mine;
+    }
     const gen_opts *o = g->o;
     if (o->json)
-        printf("{\"event\":\"done\",\"videos\":%lld,\"frames\":%lld,\"seconds\":%.3f}\n",
-               (long long)g->njobs, (long long)frames, now_s() - t0);
+        printf("{\"event\":\"done\",\"rank\":%d,\"videos\":%lld,\"frames\":%lld,"
+               "\"seconds\":%.3f}\n",
+               g->rank, (long long)videos, (long long)frames, now_s() - t0);
     else
         fprintf(stderr, PROG ": done in %.1f s (%lld video%s, %lld frames)%s%s\n", now_s() - t0,
-                (long long)g->njobs, g->njobs == 1 ? "" : "s", (long long)frames,
+                (long long)videos, videos == 1 ? "" : "s", (long long)frames,
                 o->out ? ", " : "", o->out ? o->out : "");
 }
 
@@ -432,7 +448,7 @@ static int run_single(gen_run *g, const pl_request *base, double t0) {
         }
     }
     if (o->latents_in && read_latents(o->latents_in, g->shape, &lat0) != WF_EXIT_OK) goto done;
-    if (setup_jobs(g, base, lat0, true) != WF_EXIT_OK) {
+    if (setup_jobs(g, base, lat0, true, 1, 0) != WF_EXIT_OK) {
         fprintf(stderr, PROG ": out of memory\n");
         goto done;
     }
@@ -460,7 +476,7 @@ done:
 
 /* The layout: the command line's when it gives every choice, else the planner's with them fixed. */
 static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *base,
-                       ly_layout *out) {
+                       ly_layout *out, int *replicas) {
     const gen_opts *o = g->o;
     wf_err err;
     const ly_layout *l = &o->layout;
@@ -469,6 +485,7 @@ static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *b
         out->placement = (ly_placement)o->placement;
         out->cfg_parallel = o->cfg_par == 1;
         if (out->ulysses[1] <= 0) out->ulysses[1] = out->ulysses[0];
+        *replicas = o->replicas > 0 ? o->replicas : 1;
         return WF_EXIT_OK;
     }
     pn_inputs in;
@@ -485,8 +502,8 @@ static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *b
         return WF_EXIT_USAGE;
     }
     in.queue = g->njobs;
-    in.replicas = 1;
-    in.allow_idle = false;
+    in.replicas = o->replicas > 0 ? o->replicas : PN_FREE; /* several worker worlds for a queue */
+    in.allow_idle = true;
     /* The ranks compute on the CPU backend today: f32 activations, no device reserve, and the
      * weights mapped from the checkpoint files (the page cache shares them between the ranks of
      * a node), so the memory limit is the host's unless --mem-gb says otherwise. */
@@ -509,6 +526,7 @@ static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *b
         return WF_EXIT_USAGE;
     }
     *out = plan.layout;
+    *replicas = plan.replicas;
     return WF_EXIT_OK;
 }
 
@@ -516,10 +534,11 @@ static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *b
 static int run_dist(gen_run *g, pl_request *base, double t0) {
     const gen_opts *o = g->o;
     wf_err err;
-    cm_comm *world = NULL;
+    cm_comm *world = NULL, *rep = NULL;
     pl_pipeline *shell = NULL;
     pd_world *d = NULL;
     float *lat0 = NULL;
+    pl_request *mine = NULL;
     int rc = WF_EXIT_FAIL;
     if (cm_world(&world, &err) || pl_open_parts(&shell, o->model, NULL, 1, 0, &err)) {
         if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
@@ -532,55 +551,85 @@ static int run_dist(gen_run *g, pl_request *base, double t0) {
         goto done;
     }
     ly_layout l;
-    if ((rc = pick_layout(g, shell, base, &l)) != WF_EXIT_OK) goto done;
+    int R = 1;
+    if ((rc = pick_layout(g, shell, base, &l, &R)) != WF_EXIT_OK) goto done;
     rc = WF_EXIT_FAIL;
+    /* R worker worlds of `per` ranks each; explicit layouts must use every rank */
+    const int per = ly_ranks(&l);
+    const bool given = o->placement >= 0 && l.ulysses[0] > 0 && o->cfg_par >= 0 && l.vae_ranks > 0;
     ly_limits lim;
-    if ((st = pd_limits(shell, base, &lim, &err)) || (st = ly_check(&l, g->size, &lim, &err))) {
+    if ((st = pd_limits(shell, base, &lim, &err)) ||
+        (st = ly_check(&l, given && o->replicas <= 0 ? g->size : per, &lim, &err))) {
         if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
         rc = st == WF_EINVAL ? WF_EXIT_USAGE : WF_EXIT_FAIL;
         goto done;
     }
+    if (R < 1 || (int64_t)R * per > g->size || (given && (int64_t)R * per != g->size)) {
+        if (!g->quiet)
+            fprintf(stderr, PROG ": %d worker worlds of %d ranks need %lld ranks, the world has %d: "
+                    "%s\n", R, per, (long long)R * per, g->size,
+                    (int64_t)R * per > g->size ? "start more ranks or lower --replicas"
+                                               : "too many ranks for this layout; raise --replicas");
+        rc = WF_EXIT_USAGE;
+        goto done;
+    }
+    const int my_rep = g->rank < R * per ? g->rank / per : -1;
     char desc[160];
     ly_format(&l, desc, sizeof desc);
-    if (!g->quiet && !o->json)
-        fprintf(stderr, PROG ": %d ranks, layout %s\n", g->size, desc);
-    if (o->latents_in && read_latents(o->latents_in, g->shape, &lat0) != WF_EXIT_OK) {
-        MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
+    if (!g->quiet && !o->json) {
+        fprintf(stderr, PROG ": %d ranks, layout %s", g->size, desc);
+        if (R > 1) fprintf(stderr, ", %d worker worlds of %d ranks (videos dealt round-robin)", R, per);
+        if (g->size > R * per) fprintf(stderr, ", %d ranks idle", g->size - R * per);
+        fprintf(stderr, "\n");
     }
+    if (o->latents_in && read_latents(o->latents_in, g->shape, &lat0) != WF_EXIT_OK)
+        MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
     int64_t threads = o->threads;
     if (threads == 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cores > 0 ? cores / local_ranks() : 1;
         if (threads < 1) threads = 1;
     }
-    if ((st = pd_open(&d, world, &l, o->model, NULL, (int)threads, &err))) {
-        fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
-        MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
-    }
-    if (setup_jobs(g, base, lat0, d->role.writer) != WF_EXIT_OK) {
-        fprintf(stderr, PROG " (rank %d): out of memory\n", g->rank);
-        MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
-    }
-    if (!g->quiet && !o->json)
-        fprintf(stderr, PROG ": loaded in %.1f s; %lld video%s of %lldx%lld, %lld frames\n",
-                now_s() - t0, (long long)g->njobs, g->njobs == 1 ? "" : "s",
-                (long long)base->width, (long long)base->height, (long long)base->frames);
-    if ((st = pd_run(d, g->reqs, g->njobs, &err))) {
+    if ((st = cm_split(world, my_rep, g->rank, "worker world", &rep, &err))) {
         fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
         MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
     }
     rc = WF_EXIT_OK;
-    if (d->role.writer) {
-        for (int64_t k = 0; k < g->njobs && rc == WF_EXIT_OK; k++) rc = finish_outputs(g, k);
-        if (rc == WF_EXIT_OK) report_done(g, t0);
+    if (rep) { /* not an idle rank */
+        if ((st = pd_open(&d, rep, &l, o->model, NULL, (int)threads, &err))) {
+            fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
+            MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
+        }
+        if (setup_jobs(g, base, lat0, d->role.writer, R, my_rep) != WF_EXIT_OK ||
+            !(mine = calloc((size_t)g->njobs, sizeof *mine))) {
+            fprintf(stderr, PROG " (rank %d): out of memory\n", g->rank);
+            MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
+        }
+        int64_t nmine = 0;
+        for (int64_t k = my_rep; k < g->njobs; k += R) mine[nmine++] = g->reqs[k];
+        if (!g->quiet && !o->json)
+            fprintf(stderr, PROG ": loaded in %.1f s; %lld video%s of %lldx%lld, %lld frames\n",
+                    now_s() - t0, (long long)g->njobs, g->njobs == 1 ? "" : "s",
+                    (long long)base->width, (long long)base->height, (long long)base->frames);
+        if (nmine && (st = pd_run(d, mine, nmine, &err))) {
+            fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
+            MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
+        }
+        if (d->role.writer) {
+            for (int64_t k = 0; k < g->njobs && rc == WF_EXIT_OK; k++)
+                if (g->ctx[k].mine) rc = finish_outputs(g, k);
+            if (rc == WF_EXIT_OK && nmine) report_done(g, t0);
+        }
     }
-    /* every rank leaves with the writer's verdict */
+    /* every rank leaves with the writers' verdict */
     int wrc = rc, any = 0;
     MPI_Allreduce(&wrc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     rc = any;
 done:
+    free(mine);
     free(lat0);
     pd_close(&d);
+    cm_free(&rep);
     pl_close(&shell);
     cm_free(&world);
     return rc;
@@ -681,6 +730,7 @@ int cmd_generate(int argc, char **argv) {
             ok = cmd_parse_i64(v, &vr) && vr >= 1 && vr <= 65536;
             o.layout.vae_ranks = (int)vr;
         } else if (!strcmp(a, "--mem-gb")) ok = cmd_parse_f64(v, &o.mem_gb) && o.mem_gb > 0;
+        else if (!strcmp(a, "--replicas")) ok = cmd_parse_int(v, 1, 65536, &o.replicas);
         else return usage_err("unknown option '%s'%s", a, "");
         if (!ok) return usage_err("%s: bad value '%s'", a, v);
     }
