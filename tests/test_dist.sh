@@ -5,7 +5,8 @@
 #   1. a queue of two videos in split placement over 2 ranks: the high-noise group (rank 0) runs
 #      video 1's steps while the low-noise group (rank 1) runs video 0's (overlapping step times in
 #      the JSON progress log), and each video's final latents equal a one-process run's;
-#   2. the planner's choice (no layout flags) over 2 and 3 ranks equals one process;
+#   2. the planner's choice (no layout flags) over 2 and 3 ranks equals one process, and so do two
+#      worker worlds in one MPI job (--replicas 2);
 #   3. bad layouts fail fast on every rank with a clear message and exit code 2, never hanging:
 #      more ranks than the layout uses, a Ulysses degree that does not divide the 12 heads, split on
 #      one rank, more decode ranks than the group has.
@@ -74,6 +75,16 @@ for np in 2 3; do
     done
 done
 
+# ---- 2b. two worker worlds of one rank each in one MPI job, videos dealt round-robin ----
+timeout 300 "$MPIEXEC" -np 2 "$WF" "${GEN[@]}" --prompt "a red fox" --count 2 --seed 7 \
+    --placement shared --ulysses 1 --no-cfg-parallel --vae-ranks 1 --replicas 2 \
+    --save-latents "$TMP/rep.h5" >/dev/null 2>"$TMP/rep.err" ||
+    fail "2 replicas: $(tail -2 "$TMP/rep.err")"
+grep -q "2 worker worlds of 1 ranks" "$TMP/rep.err" || fail "2 replicas: not announced"
+for k in 0 1; do
+    same_latents "$TMP/one-$k.h5" "$TMP/rep-$k.h5" || fail "2 replicas: video $k differs from one process"
+done
+
 # ---- 3. bad layouts: exit 2, one clear line, no hang ----
 bad() { # np want-text args...
     local np=$1 want=$2
@@ -92,6 +103,7 @@ bad 3 "valid degrees: 1, 2, 3" --placement shared --ulysses 5 --no-cfg-parallel 
 bad 1 "at least 2 ranks" --placement split --ulysses 1 --no-cfg-parallel --vae-ranks 1
 bad 2 "VAE decode ranks" --placement shared --ulysses 2 --no-cfg-parallel --vae-ranks 3
 bad 2 "guidance" --placement shared --ulysses 1 --cfg-parallel --vae-ranks 1 --guidance 1
+bad 3 "raise --replicas" --placement shared --ulysses 1 --no-cfg-parallel --vae-ranks 1 --replicas 2
 
 [ $fails -eq 0 ] && echo "test_dist.sh: OK" || echo "test_dist.sh: $fails failure(s)"
 [ $fails -eq 0 ]
