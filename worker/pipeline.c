@@ -164,8 +164,12 @@ static int64_t lcm(int64_t a, int64_t b) {
 
 wf_status pl_check_request(const pl_pipeline *p, const pl_request *r, int64_t shape[4],
                            wf_err *err) {
+    return pl_check_request_cfg(p->cfg, r, shape, err);
+}
+
+wf_status pl_check_request_cfg(const dfs_pipeline *c, const pl_request *r, int64_t shape[4],
+                               wf_err *err) {
     if (!r->prompt) return wf_fail(err, WF_EINVAL, "no prompt given");
-    const dfs_pipeline *c = p->cfg;
     int64_t s = c->vae.scale_factor_spatial, ph = c->transformer.patch_size[1],
             pw = c->transformer.patch_size[2];
     int64_t mh = s * ph, mw = s * pw;
@@ -211,14 +215,14 @@ wf_status pl_check_request(const pl_pipeline *p, const pl_request *r, int64_t sh
             return wf_fail(err, WF_EINVAL,
                            "a boundary needs two experts, and %s has no transformer_2; drop the "
                            "boundary option",
-                           p->cfg->root);
+                           c->root);
     }
     if (r->sampler != -1 && r->sampler != SMP_UNIPC && r->sampler != SMP_EULER)
         return wf_fail(err, WF_EINVAL, "unknown sampler %d", r->sampler);
-    double b = boundary_ratio(p, r);
+    double b = isnan(r->boundary) ? c->boundary_ratio : r->boundary;
     if (!isnan(b) && !c->has_transformer_2)
         return wf_fail(err, WF_EFORMAT, "%s: boundary_ratio is set but there is no transformer_2",
-                       p->cfg->root);
+                       c->root);
     shape[0] = c->transformer.in_channels;
     shape[1] = (r->frames - 1) / st + 1;
     shape[2] = r->height / s;

@@ -137,6 +137,9 @@ int pl_expert_of(const pl_pipeline *p, const pl_request *r, double t);
 /* Validates r against p (messages say what to change) and gives the latent shape {C, T, h, w}. */
 wf_status pl_check_request(const pl_pipeline *p, const pl_request *r, int64_t shape[4],
                            wf_err *err);
+/* The same from the folder's configs alone (the planner checks requests without loading). */
+wf_status pl_check_request_cfg(const dfs_pipeline *c, const pl_request *r, int64_t shape[4],
+                               wf_err *err);
 
 wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err);
 

@@ -8,6 +8,7 @@
 #include "plan.h"
 
 #include "dit.h"
+#include "pipeline.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -178,16 +179,6 @@ static double t5_params(const dfs_umt5_config *c) {
     return (double)c->vocab_size * d + (double)c->num_layers * layer + d;
 }
 
-static int64_t lcm64(int64_t a, int64_t b) {
-    int64_t x = a, y = b;
-    while (y) {
-        int64_t t = x % y;
-        x = y;
-        y = t;
-    }
-    return a / x * b;
-}
-
 static void base_name(const char *root, char *out, size_t cap) {
     char tmp[1024];
     snprintf(tmp, sizeof tmp, "%s", root ? root : "?");
@@ -243,48 +234,18 @@ wf_status pn_inputs_from_pipeline(pn_inputs *in, const dfs_pipeline *p, const pn
     m.vae_flop_per_pixel = 8.71e6 * wr * wr / pp;
     m.vae_mem_scale = wr / pp;
 
-    /* the request, checked as pl_check_request checks it */
-    int64_t s = m.vae_s, mh = lcm64(s * m.patch[1], 16), mw = lcm64(s * m.patch[2], 16);
-    if (r->width <= 0 || r->width % mw)
-        return wf_fail(err, WF_EINVAL,
-                       "width %lld must be a positive multiple of %lld (16 and the VAE spatial "
-                       "factor %lld x patch %lld); try %lld or %lld",
-                       (long long)r->width, (long long)mw, (long long)s, (long long)m.patch[2],
-                       (long long)(r->width > mw ? r->width / mw * mw : mw),
-                       (long long)(r->width > mw ? (r->width / mw + 1) * mw : 2 * mw));
-    if (r->height <= 0 || r->height % mh)
-        return wf_fail(err, WF_EINVAL,
-                       "height %lld must be a positive multiple of %lld (16 and the VAE spatial "
-                       "factor %lld x patch %lld); try %lld or %lld",
-                       (long long)r->height, (long long)mh, (long long)s, (long long)m.patch[1],
-                       (long long)(r->height > mh ? r->height / mh * mh : mh),
-                       (long long)(r->height > mh ? (r->height / mh + 1) * mh : 2 * mh));
-    int64_t st = m.vae_st;
-    if (r->frames < 1 || (r->frames - 1) % st)
-        return wf_fail(err, WF_EINVAL, "frames %lld must be %lld k + 1; try %lld or %lld",
-                       (long long)r->frames, (long long)st,
-                       (long long)(r->frames < 1 ? 1 : (r->frames - 1) / st * st + 1),
-                       (long long)(r->frames < 1 ? 1 : ((r->frames - 1) / st + 1) * st + 1));
-    if (r->steps < 1 || r->steps > SMP_MAX_STEPS)
-        return wf_fail(err, WF_EINVAL, "steps %lld must be in 1..%d", (long long)r->steps,
-                       SMP_MAX_STEPS);
-    if (r->text_len < 1 || r->text_len > 1000000)
-        return wf_fail(err, WF_EINVAL, "text length %lld must be in 1..1000000",
-                       (long long)r->text_len);
-    if (!isfinite(r->guidance)) return wf_fail(err, WF_EINVAL, "guidance must be a finite number");
-    if (!isnan(r->boundary)) {
-        if (!(r->boundary >= 0 && r->boundary <= 1))
-            return wf_fail(err, WF_EINVAL, "boundary %g must be in [0, 1]", r->boundary);
-        if (!p->has_transformer_2)
-            return wf_fail(err, WF_EINVAL,
-                           "a boundary needs two experts, and %s has no transformer_2; drop the "
-                           "boundary option",
-                           m.name);
-    }
+    /* the request, checked by the pipeline's own rules */
+    pl_request pr;
+    pl_request_default(&pr);
+    pr.prompt = "";
+    pr.width = r->width, pr.height = r->height, pr.frames = r->frames, pr.steps = r->steps;
+    pr.guidance = r->guidance, pr.boundary = r->boundary, pr.shift = r->shift;
+    pr.sampler = r->sampler, pr.max_sequence_length = r->text_len;
+    int64_t shape[4];
+    wf_status e0 = pl_check_request_cfg(p, &pr, shape, err);
+    if (e0) return e0;
+    const int64_t s = m.vae_s, st = m.vae_st;
     double br = isnan(r->boundary) ? p->boundary_ratio : r->boundary;
-    if (!isnan(br) && !p->has_transformer_2)
-        return wf_fail(err, WF_EFORMAT, "%s: boundary_ratio is set but there is no transformer_2",
-                       m.name);
     double boundary_t = isnan(br) ? NAN : br * (double)p->scheduler.num_train_timesteps;
 
     /* the steps of each expert, chosen as pl_generate chooses them */
