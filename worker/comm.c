@@ -34,6 +34,28 @@ static void count(cm_comm *c, cm_op op, size_t bytes, double t0) {
     c->stats.seconds[op] += now_s() - t0;
 }
 
+/* The counters of both backends are kept here, around the backend's call. */
+static wf_status counted(cm_comm *c, wf_status st, cm_op op, size_t bytes, double t0) {
+    if (!st) count(c, op, bytes, t0);
+    return st;
+}
+
+/* A side counts only when it is there, so that cm_send/cm_recv (which the NCCL backend runs as a
+ * one-sided sendrecv) and halo exchanges at the ends count alike; the time goes to the receive,
+ * if any. */
+static void count_sendrecv(cm_comm *c, size_t sbytes, int dst, size_t rbytes, int src,
+                           double t0) {
+    if (src >= 0) {
+        if (dst >= 0) {
+            c->stats.calls[CM_SEND]++;
+            c->stats.bytes[CM_SEND] += sbytes;
+        }
+        count(c, CM_RECV, rbytes, t0);
+    } else if (dst >= 0) {
+        count(c, CM_SEND, sbytes, t0);
+    }
+}
+
 static wf_status wrap(cm_comm **out, MPI_Comm mpi, bool borrowed, const char *name, wf_err *err) {
     cm_comm *c = calloc(1, sizeof *c);
     if (!c) return wf_fail(err, WF_ENOMEM, "cm: out of memory");
@@ -190,8 +212,10 @@ static int exchange_big(cm_comm *c, const char *send, size_t sstride, char *recv
 /* ---- collectives ---- */
 
 wf_status cm_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err) {
-    if (c->backend == CM_NCCL) return cm_nccl_alltoall(c, send, recv, bytes, err);
     double t0 = now_s();
+    if (c->backend == CM_NCCL)
+        return counted(c, cm_nccl_alltoall(c, send, recv, bytes, err), CM_ALLTOALL,
+                       bytes * (size_t)(c->size - 1), t0);
     int rc = bytes <= INT_MAX
                  ? MPI_Alltoall(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, c->mpi)
                  : exchange_big(c, send, bytes, recv, NULL, NULL, bytes);
@@ -201,8 +225,10 @@ wf_status cm_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes, wf
 }
 
 wf_status cm_allgather(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err) {
-    if (c->backend == CM_NCCL) return cm_nccl_allgather(c, send, recv, bytes, err);
     double t0 = now_s();
+    if (c->backend == CM_NCCL)
+        return counted(c, cm_nccl_allgather(c, send, recv, bytes, err), CM_ALLGATHER,
+                       bytes * (size_t)(c->size - 1), t0);
     int rc = bytes <= INT_MAX
                  ? MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, c->mpi)
                  : exchange_big(c, send, 0, recv, NULL, NULL, bytes);
@@ -213,8 +239,10 @@ wf_status cm_allgather(cm_comm *c, const void *send, void *recv, size_t bytes, w
 
 wf_status cm_allgatherv(cm_comm *c, const void *send, void *recv, const size_t *counts,
                         wf_err *err) {
-    if (c->backend == CM_NCCL) return cm_nccl_allgatherv(c, send, recv, counts, err);
     double t0 = now_s();
+    if (c->backend == CM_NCCL)
+        return counted(c, cm_nccl_allgatherv(c, send, recv, counts, err), CM_ALLGATHER,
+                       counts[c->rank] * (size_t)(c->size - 1), t0);
     int *ic = c->icounts;
     size_t *dz = c->zdispl;
     size_t total = 0;
@@ -246,8 +274,10 @@ static wf_status check_peer(cm_comm *c, int peer, const char *what, wf_err *err)
 wf_status cm_send(cm_comm *c, const void *buf, size_t bytes, int peer, int tag, wf_err *err) {
     wf_status st = check_peer(c, peer, "send", err);
     if (st) return st;
-    if (c->backend == CM_NCCL) return cm_nccl_sendrecv(c, buf, bytes, peer, NULL, 0, -1, err);
     double t0 = now_s();
+    if (c->backend == CM_NCCL)
+        return counted(c, cm_nccl_sendrecv(c, buf, bytes, peer, NULL, 0, -1, err), CM_SEND,
+                       bytes, t0);
     int rc = send_pieces(c, buf, bytes, peer, tag);
     if (rc != MPI_SUCCESS) return mpi_fail(err, c, rc, "send");
     count(c, CM_SEND, bytes, t0);
@@ -257,8 +287,10 @@ wf_status cm_send(cm_comm *c, const void *buf, size_t bytes, int peer, int tag, 
 wf_status cm_recv(cm_comm *c, void *buf, size_t bytes, int peer, int tag, wf_err *err) {
     wf_status st = check_peer(c, peer, "recv", err);
     if (st) return st;
-    if (c->backend == CM_NCCL) return cm_nccl_sendrecv(c, NULL, 0, -1, buf, bytes, peer, err);
     double t0 = now_s();
+    if (c->backend == CM_NCCL)
+        return counted(c, cm_nccl_sendrecv(c, NULL, 0, -1, buf, bytes, peer, err), CM_RECV,
+                       bytes, t0);
     int rc = recv_pieces(c, buf, bytes, peer, tag);
     if (rc != MPI_SUCCESS) return mpi_fail(err, c, rc, "recv");
     count(c, CM_RECV, bytes, t0);
@@ -270,9 +302,12 @@ wf_status cm_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst, void
     wf_status st;
     if (dst >= 0 && (st = check_peer(c, dst, "sendrecv", err))) return st;
     if (src >= 0 && (st = check_peer(c, src, "sendrecv", err))) return st;
-    if (c->backend == CM_NCCL)
-        return cm_nccl_sendrecv(c, send, sbytes, dst, recv, rbytes, src, err);
     double t0 = now_s();
+    if (c->backend == CM_NCCL) {
+        if ((st = cm_nccl_sendrecv(c, send, sbytes, dst, recv, rbytes, src, err))) return st;
+        count_sendrecv(c, sbytes, dst, rbytes, src, t0);
+        return WF_OK;
+    }
     int rc;
     if (sbytes <= INT_MAX && rbytes <= INT_MAX) {
         rc = MPI_Sendrecv(send, dst < 0 ? 0 : (int)sbytes, MPI_BYTE,
@@ -299,25 +334,17 @@ wf_status cm_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst, void
         }
     }
     if (rc != MPI_SUCCESS) return mpi_fail(err, c, rc, "sendrecv");
-    /* a side counts only when it is there, so that cm_send/cm_recv, which the NCCL backend runs
-     * as a one-sided sendrecv, count alike on both backends; the time goes to the receive if any */
-    if (src >= 0) {
-        if (dst >= 0) {
-            c->stats.calls[CM_SEND]++;
-            c->stats.bytes[CM_SEND] += sbytes;
-        }
-        count(c, CM_RECV, rbytes, t0);
-    } else if (dst >= 0) {
-        count(c, CM_SEND, sbytes, t0);
-    }
+    count_sendrecv(c, sbytes, dst, rbytes, src, t0);
     return WF_OK;
 }
 
 wf_status cm_bcast(cm_comm *c, void *buf, size_t bytes, int root, wf_err *err) {
     wf_status st = check_peer(c, root, "broadcast", err);
     if (st) return st;
-    if (c->backend == CM_NCCL) return cm_nccl_bcast(c, buf, bytes, root, err);
     double t0 = now_s();
+    if (c->backend == CM_NCCL)
+        return counted(c, cm_nccl_bcast(c, buf, bytes, root, err), CM_BCAST,
+                       c->rank == root && c->size > 1 ? bytes : 0, t0);
     char *p = buf;
     size_t left = bytes;
     int rc = MPI_SUCCESS;

@@ -2,8 +2,8 @@
  *
  * What it is: one ncclComm per group, made from a unique id that the group's rank 0 draws and
  * broadcasts over the group's MPI_Comm, and one non-blocking CUDA stream. Every call enqueues its
- * NCCL work on that stream and synchronises it before returning, so the counters (kept by the same
- * rules as comm.c's MPI backend) hold true wall times. Buffers are device pointers; counts are
+ * NCCL work on that stream and synchronises it before returning, so the counters (comm.c keeps
+ * them around these calls, for both backends) hold true wall times. Buffers are device pointers; counts are
  * size_t, so no message is split.
  * What it is not: asynchronous, or able to recover a comm after a failed call (free it).
  * Tested by: tests/test_comm.c on a machine with GPUs (its NCCL section runs when
@@ -21,18 +21,7 @@
 #define NC(c) ((ncclComm_t)(c)->nccl)
 #define ST(c) ((cudaStream_t)(c)->stream)
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
-/* The same rule as comm.c's count(). */
-static void count(cm_comm *c, cm_op op, size_t bytes, double t0) {
-    c->stats.calls[op]++;
-    c->stats.bytes[op] += bytes;
-    c->stats.seconds[op] += now_s() - t0;
-}
 
 static wf_status cuda_fail(wf_err *err, const cm_comm *c, cudaError_t e, const char *what) {
     return wf_fail(err, WF_ECUDA, "%s on communicator '%s' (rank %d of %d, device %d): %s (%s)",
@@ -174,7 +163,6 @@ static ncclResult_t group_end(ncclResult_t r) {
 }
 
 wf_status cm_nccl_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err) {
-    double t0 = now_s();
     if (bytes) {
         const char *s = send;
         char *d = recv;
@@ -191,19 +179,16 @@ wf_status cm_nccl_alltoall(cm_comm *c, const void *send, void *recv, size_t byte
         wf_status st = sync_stream(c, "all-to-all", err);
         if (st) return st;
     }
-    count(c, CM_ALLTOALL, bytes * (size_t)(c->size - 1), t0);
     return WF_OK;
 }
 
 wf_status cm_nccl_allgather(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err) {
-    double t0 = now_s();
     if (bytes) {
         ncclResult_t r = ncclAllGather(send, recv, bytes, ncclUint8, NC(c), ST(c));
         if (r != ncclSuccess) return nccl_fail(err, c, r, "all-gather");
         wf_status st = sync_stream(c, "all-gather", err);
         if (st) return st;
     }
-    count(c, CM_ALLGATHER, bytes * (size_t)(c->size - 1), t0);
     return WF_OK;
 }
 
@@ -211,7 +196,6 @@ wf_status cm_nccl_allgather(cm_comm *c, const void *send, void *recv, size_t byt
  * at recv + sum(counts[<r]) everywhere (its own block too, as MPI_Allgatherv does). */
 wf_status cm_nccl_allgatherv(cm_comm *c, const void *send, void *recv, const size_t *counts,
                              wf_err *err) {
-    double t0 = now_s();
     size_t total = 0;
     for (int p = 0; p < c->size; p++) total += counts[p];
     if (total) {
@@ -231,15 +215,13 @@ wf_status cm_nccl_allgatherv(cm_comm *c, const void *send, void *recv, const siz
         wf_status st = sync_stream(c, "all-gather (v)", err);
         if (st) return st;
     }
-    count(c, CM_ALLGATHER, counts[c->rank] * (size_t)(c->size - 1), t0);
     return WF_OK;
 }
 
-/* Also cm_send (src < 0) and cm_recv (dst < 0): the counting rule is comm.c's cm_sendrecv, which
+/* Also cm_send (src < 0) and cm_recv (dst < 0): the counting is comm.c's cm_sendrecv, which
  * counts each side only when it is there, so those two count as their MPI versions do. */
 wf_status cm_nccl_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst, void *recv,
                            size_t rbytes, int src, wf_err *err) {
-    double t0 = now_s();
     bool s = dst >= 0 && sbytes, rv = src >= 0 && rbytes;
     if (s || rv) {
         ncclResult_t r = ncclGroupStart();
@@ -252,26 +234,15 @@ wf_status cm_nccl_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst,
         wf_status st = sync_stream(c, "send/recv", err);
         if (st) return st;
     }
-    if (src >= 0) {
-        if (dst >= 0) {
-            c->stats.calls[CM_SEND]++;
-            c->stats.bytes[CM_SEND] += sbytes;
-        }
-        count(c, CM_RECV, rbytes, t0);
-    } else if (dst >= 0) {
-        count(c, CM_SEND, sbytes, t0);
-    }
     return WF_OK;
 }
 
 wf_status cm_nccl_bcast(cm_comm *c, void *buf, size_t bytes, int root, wf_err *err) {
-    double t0 = now_s();
     if (bytes) {
         ncclResult_t r = ncclBroadcast(buf, buf, bytes, ncclUint8, root, NC(c), ST(c));
         if (r != ncclSuccess) return nccl_fail(err, c, r, "broadcast");
         wf_status st = sync_stream(c, "broadcast", err);
         if (st) return st;
     }
-    count(c, CM_BCAST, c->rank == root && c->size > 1 ? bytes : 0, t0);
     return WF_OK;
 }

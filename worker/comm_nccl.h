@@ -1,8 +1,8 @@
 /* comm_nccl.h: the NCCL backend of the communicator (comm.h), internal to comm.c.
  * comm_nccl.c implements it in CUDA builds; comm_nccl_none.c in the others, where cm_nccl_init
  * refuses with WF_EUNSUPPORTED and the rest are never reached (no comm can be CM_NCCL).
- * Buffers are device pointers; every call synchronises the comm's stream before returning and
- * updates c->stats as the MPI backend does. */
+ * Buffers are device pointers; every call synchronises the comm's stream before returning.
+ * Counting is comm.c's, around these calls, for both backends. */
 #ifndef CM_COMM_NCCL_H
 #define CM_COMM_NCCL_H
 
