@@ -447,8 +447,8 @@ int main(int argc, char **argv) {
         printf("# bench_dist: Ulysses DiT forward over %d MPI rank%s (sp = MPI_COMM_WORLD), wanfarm "
                "CPU backend, %d thread%s/rank, OpenBLAS %s, %s\n", np, np == 1 ? "" : "s", threads,
                threads == 1 ? "" : "s", openblas_get_config(), lib);
-        printf("# node: %ld cores, %d ranks on rank 0's node, rank 0 may run on %d cpus%s\n",
-               ncores, nlocal, cpus,
+        printf("# node: %ld cores, %d rank%s on rank 0's node, rank 0 may run on %d cpus%s\n",
+               ncores, nlocal, nlocal == 1 ? "" : "s", cpus,
                (long)nlocal * threads > ncores ? " -- oversubscribed: more threads than cores" : "");
         printf("# model: WanTransformer3DModel at Wan2.1-1.3B width (D %d = %dx%d, FFN %d, text_dim "
                "%d, patch %dx%dx%d), %d layer%s, random weights N(0, %.2g), f32; %.1f MiB mapped "
@@ -624,13 +624,20 @@ int main(int argc, char **argv) {
                    "ranks)\n");
             printf("# Forward : %.1f ms wall (max over ranks), %.1f ms compute (mean), %.1f ms in "
                    "collectives (mean)\n", wmax * 1e3, comp * 1e3, (a2a + ag) * 1e3);
+            double rep = 0, fl = rank_flops(&c, Ll, Lp, &rep);
+            printf("# Compute rate : %.1f GFLOP/s per rank (%.1f GFLOP of work per rank / mean "
+                   "compute), %.1f GFLOP/s over all ranks\n", fl * 1e-9 / comp, fl * 1e-9,
+                   np * fl * 1e-9 / comp);
             if (check && isfinite(rows[0].ref_s))
-                printf("# 1-rank reference : %.1f ms on rank 0 (%d thread%s, sp = NULL, the other "
-                       "ranks asleep)\n", rows[0].ref_s * 1e3, rows[0].threads,
-                       rows[0].threads == 1 ? "" : "s");
-            printf("# Collective calls per forward : all-to-all %llu (4 x %d layers), all-gather "
-                   "%llu%s\n", (unsigned long long)a2a_calls_want, c.layers,
-                   (unsigned long long)ag_calls_want, U > 1 ? "" : " (one rank: none)");
+                printf("# 1-rank reference : %.1f ms on rank 0 (%d thread%s, sp = NULL%s)\n",
+                       rows[0].ref_s * 1e3, rows[0].threads, rows[0].threads == 1 ? "" : "s",
+                       np > 1 ? ", the other ranks asleep" : "");
+            if (U > 1)
+                printf("# Collective calls per forward : all-to-all %llu (4 x %d layer%s), "
+                       "all-gather %llu\n", (unsigned long long)a2a_calls_want, c.layers,
+                       c.layers == 1 ? "" : "s", (unsigned long long)ag_calls_want);
+            else
+                printf("# Collective calls per forward : none (one rank)\n");
             printf("# Bytes per forward, all ranks : all-to-all %.2f MiB, all-gather %.3f MiB "
                    "(formula: %.2f, %.3f) %s\n", bu_mib((double)sa), bu_mib((double)sg),
                    bu_mib((double)spa), bu_mib((double)spg),
@@ -638,7 +645,7 @@ int main(int argc, char **argv) {
             if (check && checked)
                 printf("# Correctness : %s (max|diff| %.2e, bound %.2e = 1e-5 x rms %.3g)\n",
                        same ? "every rank's output bit-identical to the 1-rank forward"
-                            : "outputs differ from the 1-rank forward",
+                            : "not bit-identical to the 1-rank forward",
                        dmax, tol, rows[0].rms_ref);
         }
         ok = out_of_bounds == 0 && failed_runs == 0 && allok && !any;
@@ -668,6 +675,9 @@ int main(int argc, char **argv) {
             json_object_set_new(o, "compute_ms", bu_real_or_null(any ? NAN : comp * 1e3));
             json_object_set_new(o, "collectives_ms", bu_real_or_null(any ? NAN : (a2a + ag) * 1e3));
             json_object_set_new(o, "ref_ms", bu_real_or_null(rows[0].ref_s * 1e3));
+            double rep = 0;
+            json_object_set_new(o, "gflop_per_rank", bu_real_or_null(rank_flops(&c, Ll, Lp, &rep) * 1e-9));
+            json_object_set_new(o, "gflop_replicated", bu_real_or_null(rep * 1e-9));
             json_object_set_new(o, "alltoall_bytes", json_integer((json_int_t)sa));
             json_object_set_new(o, "allgather_bytes", json_integer((json_int_t)sg));
             json_object_set_new(o, "max_abs_diff", check && checked && !any ? bu_real_or_null(dmax)

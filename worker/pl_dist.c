@@ -234,8 +234,8 @@ static wf_status job_step(pd_world *d, job *j, wk_arena *arena, int64_t i, int e
     return smp_step(j->smp, j->v, j->x, i, err);
 }
 
-/* Steps [i0, i1) on this group. expert_fixed >= 0: that expert for every step (split); else the
- * step's own (shared). */
+/* Steps [i0, i1) on this group, each with the expert its timestep selects (split placements give
+ * each group only the steps of its own expert). */
 static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *err) {
     const pl_request *r = j->r;
     wk_arena arena;
