@@ -34,6 +34,7 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "bench_dit_ckpt.h"
 #include "bench_util.h"
 #include "dit.h"
 #include "safetensors.h"
@@ -44,11 +45,12 @@
 
 #define REL_L2_TOL 1e-4 /* bound on ||ours - torch|| / ||torch||: see PERFORMANCE.md */
 
-/* The fixed part of the config: Wan2.1-1.3B's block width (transformer/config.json there). */
-enum { NHEADS = 12, HDIM = 128, DIM = NHEADS * HDIM, CIN = 16, COUT = 16, TEXT_DIM = 4096,
-       FREQ_DIM = 256, FFN_DIM = 8960, PT = 1, PH = 2, PW = 2, ROPE_MAX = 1024 };
+/* The fixed part of the config: Wan2.1-1.3B's block width (bench_dit_ckpt.h). */
+enum { NHEADS = BDC_NHEADS, HDIM = BDC_HDIM, DIM = BDC_DIM, CIN = BDC_CIN, COUT = BDC_COUT,
+       TEXT_DIM = BDC_TEXT_DIM, ROPE_MAX = BDC_ROPE_MAX,
+       FREQ_DIM = BDC_FREQ_DIM, FFN_DIM = BDC_FFN_DIM, PT = BDC_PT, PH = BDC_PH, PW = BDC_PW };
 #define TIMESTEP 999.0f
-#define WEIGHT_STD 0.02
+#define WEIGHT_STD BDC_WEIGHT_STD
 
 typedef struct bcfg {
     int layers;
@@ -70,182 +72,12 @@ typedef struct bcfg {
 /* ------------------------------------------------------------------------------------------ */
 /* the checkpoint: every tensor of WanTransformer3DModel (no image branch), Diffusers names */
 
-enum { K_WEIGHT, K_NORM, K_TABLE }; /* N(0, 0.02); 1 + N(0, 0.02) (norm gains); N(0, 0.02) */
-
-typedef struct wspec {
-    char name[96];
-    int ndim;
-    uint64_t shape[5];
-    int kind;
-    int keep_f32; /* Diffusers' _keep_in_fp32_modules: time_embedder, scale_shift_table, norm2 */
-} wspec;
-
-typedef struct wlist {
-    wspec *v;
-    size_t n, cap;
-} wlist;
-
-static int wl_add(wlist *l, const char *name, int kind, int keep_f32, int ndim, uint64_t d0,
-                  uint64_t d1, uint64_t d2, uint64_t d3, uint64_t d4) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 64;
-        wspec *v = realloc(l->v, cap * sizeof *v);
-        if (!v) return -1;
-        l->v = v;
-        l->cap = cap;
-    }
-    wspec *s = &l->v[l->n++];
-    memset(s, 0, sizeof *s);
-    snprintf(s->name, sizeof s->name, "%s", name);
-    s->ndim = ndim;
-    uint64_t d[5] = {d0, d1, d2, d3, d4};
-    memcpy(s->shape, d, sizeof d);
-    s->kind = kind;
-    s->keep_f32 = keep_f32;
-    return 0;
-}
-
-static int build_spec(wlist *l, int layers) {
-    const uint64_t D = DIM, P = PT * PH * PW;
-    int r = 0;
-#define W2(n, a, b) (r |= wl_add(l, n, K_WEIGHT, 0, 2, a, b, 0, 0, 0))
-#define B1(n, a) (r |= wl_add(l, n, K_WEIGHT, 0, 1, a, 0, 0, 0, 0))
-    r |= wl_add(l, "patch_embedding.weight", K_WEIGHT, 0, 5, D, CIN, PT, PH, PW);
-    B1("patch_embedding.bias", D);
-    r |= wl_add(l, "condition_embedder.time_embedder.linear_1.weight", K_WEIGHT, 1, 2, D, FREQ_DIM, 0, 0, 0);
-    r |= wl_add(l, "condition_embedder.time_embedder.linear_1.bias", K_WEIGHT, 1, 1, D, 0, 0, 0, 0);
-    r |= wl_add(l, "condition_embedder.time_embedder.linear_2.weight", K_WEIGHT, 1, 2, D, D, 0, 0, 0);
-    r |= wl_add(l, "condition_embedder.time_embedder.linear_2.bias", K_WEIGHT, 1, 1, D, 0, 0, 0, 0);
-    W2("condition_embedder.time_proj.weight", 6 * D, D);
-    B1("condition_embedder.time_proj.bias", 6 * D);
-    W2("condition_embedder.text_embedder.linear_1.weight", D, TEXT_DIM);
-    B1("condition_embedder.text_embedder.linear_1.bias", D);
-    W2("condition_embedder.text_embedder.linear_2.weight", D, D);
-    B1("condition_embedder.text_embedder.linear_2.bias", D);
-    r |= wl_add(l, "scale_shift_table", K_TABLE, 1, 3, 1, 2, D, 0, 0);
-    W2("proj_out.weight", COUT * P, D);
-    B1("proj_out.bias", COUT * P);
-    static const char *attn[2] = {"attn1", "attn2"};
-    static const char *proj[4] = {"to_q", "to_k", "to_v", "to_out.0"};
-    char n[96];
-    for (int i = 0; i < layers; i++) {
-        snprintf(n, sizeof n, "blocks.%d.scale_shift_table", i);
-        r |= wl_add(l, n, K_TABLE, 1, 3, 1, 6, D, 0, 0);
-        for (int a = 0; a < 2; a++) {
-            for (int p = 0; p < 4; p++) {
-                snprintf(n, sizeof n, "blocks.%d.%s.%s.weight", i, attn[a], proj[p]);
-                W2(n, D, D);
-                snprintf(n, sizeof n, "blocks.%d.%s.%s.bias", i, attn[a], proj[p]);
-                B1(n, D);
-            }
-            snprintf(n, sizeof n, "blocks.%d.%s.norm_q.weight", i, attn[a]);
-            r |= wl_add(l, n, K_NORM, 0, 1, D, 0, 0, 0, 0);
-            snprintf(n, sizeof n, "blocks.%d.%s.norm_k.weight", i, attn[a]);
-            r |= wl_add(l, n, K_NORM, 0, 1, D, 0, 0, 0, 0);
-        }
-        snprintf(n, sizeof n, "blocks.%d.norm2.weight", i);
-        r |= wl_add(l, n, K_NORM, 1, 1, D, 0, 0, 0, 0);
-        snprintf(n, sizeof n, "blocks.%d.norm2.bias", i);
-        r |= wl_add(l, n, K_WEIGHT, 1, 1, D, 0, 0, 0, 0);
-        snprintf(n, sizeof n, "blocks.%d.ffn.net.0.proj.weight", i);
-        W2(n, FFN_DIM, D);
-        snprintf(n, sizeof n, "blocks.%d.ffn.net.0.proj.bias", i);
-        B1(n, FFN_DIM);
-        snprintf(n, sizeof n, "blocks.%d.ffn.net.2.weight", i);
-        W2(n, D, FFN_DIM);
-        snprintf(n, sizeof n, "blocks.%d.ffn.net.2.bias", i);
-        B1(n, D);
-    }
-#undef W2
-#undef B1
-    return r;
-}
-
-static uint64_t spec_numel(const wspec *s) {
-    uint64_t n = 1;
-    for (int d = 0; d < s->ndim; d++) n *= s->shape[d];
-    return n;
-}
-
-/* config.json as save_pretrained writes it (every __init__ argument). */
-static int write_config(const char *path, int layers) {
-    json_t *o = json_object(), *ps = json_array();
-    if (!o || !ps) return -1;
-    json_array_append_new(ps, json_integer(PT));
-    json_array_append_new(ps, json_integer(PH));
-    json_array_append_new(ps, json_integer(PW));
-    json_object_set_new(o, "_class_name", json_string("WanTransformer3DModel"));
-    json_object_set_new(o, "_diffusers_version", json_string("0.42.1"));
-    json_object_set_new(o, "added_kv_proj_dim", json_null());
-    json_object_set_new(o, "attention_head_dim", json_integer(HDIM));
-    json_object_set_new(o, "cross_attn_norm", json_true());
-    json_object_set_new(o, "eps", json_real(1e-6));
-    json_object_set_new(o, "ffn_dim", json_integer(FFN_DIM));
-    json_object_set_new(o, "freq_dim", json_integer(FREQ_DIM));
-    json_object_set_new(o, "image_dim", json_null());
-    json_object_set_new(o, "in_channels", json_integer(CIN));
-    json_object_set_new(o, "num_attention_heads", json_integer(NHEADS));
-    json_object_set_new(o, "num_layers", json_integer(layers));
-    json_object_set_new(o, "out_channels", json_integer(COUT));
-    json_object_set_new(o, "patch_size", ps);
-    json_object_set_new(o, "pos_embed_seq_len", json_null());
-    json_object_set_new(o, "qk_norm", json_string("rms_norm_across_heads"));
-    json_object_set_new(o, "rope_max_seq_len", json_integer(ROPE_MAX));
-    json_object_set_new(o, "text_dim", json_integer(TEXT_DIM));
-    int r = json_dump_file(o, path, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(6));
-    json_decref(o);
-    return r;
-}
-
 /* Runs in the child: config.json, diffusion_pytorch_model.safetensors, inputs.safetensors. */
 static int write_folder(const char *dir, const bcfg *c) {
     char path[1200];
     wf_err err = {0};
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (write_config(path, c->layers) != 0) {
-        fprintf(stderr, "bench_dit: cannot write %s\n", path);
-        return 1;
-    }
-    wlist l = {0};
-    if (build_spec(&l, c->layers) != 0) {
-        fprintf(stderr, "bench_dit: out of memory\n");
-        return 1;
-    }
-    st_item *items = calloc(l.n, sizeof *items);
-    void **bufs = calloc(l.n, sizeof *bufs);
+    if (bdc_write(dir, c->layers, c->wdt, "bench_dit")) return 1;
     int rc = 1;
-    if (!items || !bufs) goto out;
-    for (size_t i = 0; i < l.n; i++) {
-        const wspec *s = &l.v[i];
-        size_t n = (size_t)spec_numel(s);
-        wk_dtype dt = s->keep_f32 ? WK_F32 : c->wdt;
-        float *v = malloc(n * sizeof *v);
-        if (!v) goto out;
-        bu_fill_normal(v, n, s->kind == K_NORM ? 1.0 : 0.0, WEIGHT_STD, bu_name_seed(s->name));
-        if (dt != WK_F32) {
-            void *w = malloc(n * wk_dtype_size(dt));
-            if (!w) {
-                free(v);
-                goto out;
-            }
-            wk_convert_from_f32(w, dt, v, n);
-            free(v);
-            bufs[i] = w;
-        } else {
-            bufs[i] = v;
-        }
-        items[i] = (st_item){s->name, st_dtype_of(dt), s->ndim, s->shape, bufs[i]};
-    }
-    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
-    if (st_write(path, items, l.n, NULL, 0, &err) != WF_OK) {
-        fprintf(stderr, "bench_dit: %s\n", err.msg);
-        goto out;
-    }
-    for (size_t i = 0; i < l.n; i++) {
-        free(bufs[i]);
-        bufs[i] = NULL;
-    }
-
     /* inputs: latents N(0, 1) [Cin, F, H, W], timestep [1], text N(0, 1) [Lt, text_dim] */
     const size_t nlat = (size_t)(CIN * c->F * c->H * c->W), ntxt = (size_t)(c->Lt * TEXT_DIM);
     float *lat = malloc(nlat * sizeof *lat), *txt = malloc(ntxt * sizeof *txt), ts = TIMESTEP;
@@ -265,12 +97,6 @@ static int write_folder(const char *dir, const bcfg *c) {
     }
     free(lat);
     free(txt);
-out:
-    if (bufs)
-        for (size_t i = 0; i < l.n; i++) free(bufs[i]);
-    free(bufs);
-    free(items);
-    free(l.v);
     return rc;
 }
 

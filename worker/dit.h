@@ -15,7 +15,8 @@
  *     output by all-to-all (dit_forward.c's head comment); the result equals the one-rank forward.
  * What it is not: batched (B = 1; CFG runs two forwards).
  * Tested by: tests/test_dit.c against Diffusers fp32 outputs (tests/fixtures/dit), per stage;
- *   tests/test_dit_sp.c (mpirun, np 1..4): Ulysses forwards equal the one-rank forward.
+ *   tests/test_dist.c (mpirun, np 1..4): Ulysses forwards inside whole generations equal one rank, to
+ *   the bit; bench/bench_dist.c checks one forward the same way.
  *
  * Shape vocabulary: Cin/Cout latent channels, F H W latent frames/height/width, L tokens
  * (F/pt * H/ph * W/pw), Lt text tokens, D width, NH heads, HD head dim, FF ffn width,
