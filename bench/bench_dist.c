@@ -164,20 +164,7 @@ int main(int argc, char **argv) {
         i++;
         if (!strcmp(a, "--layers")) c.layers = atoi(v);
         else if (!strcmp(a, "--latent")) {
-            long long ch, f, h, w; /* F,H,W or, with the channels, 16,F,H,W */
-            char extra;
-            int k = sscanf(v, "%lld,%lld,%lld,%lld%c", &ch, &f, &h, &w, &extra);
-            if (k == 3) {
-                w = h;
-                h = f;
-                f = ch;
-            }
-            if ((k != 3 && k != 4) || (k == 4 && ch != CIN)) bad = 1;
-            else {
-                c.F = f;
-                c.H = h;
-                c.W = w;
-            }
+            if (bu_parse_latent(v, CIN, &c.F, &c.H, &c.W)) bad = 1;
         } else if (!strcmp(a, "--text-len")) c.Lt = atoll(v);
         else if (!strcmp(a, "-w")) warm = atoi(v);
         else if (!strcmp(a, "-n")) iters = atoi(v);

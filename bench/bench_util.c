@@ -217,3 +217,19 @@ int bu_write_in_child(const char *bench, int (*write)(const char *dir, const voi
     *secs = bu_now_s() - t0;
     return 0;
 }
+
+int bu_parse_latent(const char *v, int64_t cin, int64_t *F, int64_t *H, int64_t *W) {
+    long long ch, f, h, w;
+    char extra;
+    int k = sscanf(v, "%lld,%lld,%lld,%lld%c", &ch, &f, &h, &w, &extra);
+    if (k == 3) { /* F,H,W */
+        w = h;
+        h = f;
+        f = ch;
+    }
+    if ((k != 3 && k != 4) || (k == 4 && ch != cin)) return -1;
+    *F = f;
+    *H = h;
+    *W = w;
+    return 0;
+}

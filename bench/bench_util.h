@@ -48,4 +48,7 @@ double bu_json_num_or_nan(json_t *o, const char *key);
 int bu_write_in_child(const char *bench, int (*write)(const char *dir, const void *ctx),
                       const void *ctx, int keep, char *dir, size_t ndir, double *secs);
 
+/* A --latent value: "F,H,W" or, with the channels, "C,F,H,W" (C must be cin). 0 on success. */
+int bu_parse_latent(const char *v, int64_t cin, int64_t *F, int64_t *H, int64_t *W);
+
 #endif

@@ -1,6 +1,8 @@
 /* cmd_args.c: option value parsing shared by the subcommands (see cmds.h). */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "cmds.h"
@@ -38,4 +40,14 @@ bool cmd_parse_int(const char *s, int lo, int hi, int *out) {
     if (!cmd_parse_i64(s, &v) || v < lo || v > hi) return false;
     *out = (int)v;
     return true;
+}
+
+int cmd_usage_err(const char *prog, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see --help)\n");
+    va_end(ap);
+    return WF_EXIT_USAGE;
 }

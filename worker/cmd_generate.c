@@ -69,18 +69,13 @@ static void help(void) {
            "                         N-th video of the queue (default: the planner's; 1 when the\n"
            "                         layout is given)\n"
            "  --mem-gb G             memory per rank for the planner (default: the host's)\n"
-           "When the planner's best layout does not use every rank, the rest stay idle (said).\n"
            "  --json-progress        JSON lines on stdout instead of progress lines on stderr\n"
+           "When the planner's best layout does not use every rank, the rest stay idle (said).\n"
            "At least one of --out, --frames-dir, --save-latents, --contact-sheet is required.\n"
            "exit codes: 0 written, 1 bad model/input file or failed work, 2 bad command line\n");
 }
 
-static int usage_err(const char *fmt, const char *a, const char *b) {
-    fprintf(stderr, PROG ": ");
-    fprintf(stderr, fmt, a, b);
-    fprintf(stderr, " (see --help)\n");
-    return WF_EXIT_USAGE;
-}
+#define usage_err(...) cmd_usage_err(PROG, __VA_ARGS__)
 
 typedef struct gen_ctx {
     vout_mp4 *mp4;

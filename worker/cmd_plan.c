@@ -54,12 +54,7 @@ static void help(void) {
            "exit codes: 0 plan printed, 1 bad model/cost file or no layout fits, 2 bad command line\n");
 }
 
-static int usage_err(const char *fmt, const char *a, const char *b) {
-    fprintf(stderr, PROG ": ");
-    fprintf(stderr, fmt, a, b);
-    fprintf(stderr, " (see --help)\n");
-    return WF_EXIT_USAGE;
-}
+#define usage_err(...) cmd_usage_err(PROG, __VA_ARGS__)
 
 static void print_candidates(const pn_plan *v, size_t n, FILE *f) {
     fprintf(f, "\ncandidates (%zu, best first):\n", n);
