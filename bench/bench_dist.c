@@ -519,13 +519,7 @@ int main(int argc, char **argv) {
             json_object_set_new(o, "out_of_bounds", json_integer(out_of_bounds));
             json_object_set_new(o, "failed_runs", json_integer(failed_runs));
             json_object_set_new(o, "ok", json_boolean(ok));
-            FILE *jf = fopen(json, "w");
-            int jr = jf ? json_dumpf(o, jf, JSON_INDENT(1) | JSON_REAL_PRECISION(6)) : -1;
-            if (jf && (fputc('\n', jf) == EOF || fclose(jf) != 0)) jr = -1;
-            if (jr != 0) {
-                fprintf(stderr, "bench_dist: cannot write %s: %s\n", json, strerror(errno));
-                ok = 0;
-            }
+            if (bu_write_json(json, o, "bench_dist")) ok = 0;
             json_decref(o);
         }
         if (keep) printf("# kept %s\n", dir);

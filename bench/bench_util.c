@@ -233,3 +233,11 @@ int bu_parse_latent(const char *v, int64_t cin, int64_t *F, int64_t *H, int64_t 
     *W = w;
     return 0;
 }
+
+int bu_write_json(const char *path, json_t *o, const char *who) {
+    FILE *f = fopen(path, "w");
+    int r = f ? json_dumpf(o, f, JSON_INDENT(1) | JSON_REAL_PRECISION(6)) : -1;
+    if (f && (fputc('\n', f) == EOF || fclose(f) != 0)) r = -1;
+    if (r != 0) fprintf(stderr, "%s: cannot write %s: %s\n", who, path, strerror(errno));
+    return r ? -1 : 0;
+}

@@ -27,6 +27,9 @@ float *bu_load_f32(const st_file *f, const char *name, int ndim, const uint64_t 
                    size_t nwhy);
 double bu_rel_l2(const float *a, const float *ref, size_t n); /* ||a - ref|| / ||ref|| */
 json_t *bu_real_or_null(double v);
+/* Writes o to path (indented, 6 significant digits, a final newline). 0, or -1 after printing why,
+ * prefixed with `who`. Does not take o's reference. */
+int bu_write_json(const char *path, json_t *o, const char *who);
 /* The best of up to ten 2048^3 f32 sgemm calls (after a warm-up) on `threads` threads, GFLOP/s:
  * the practical f32 peak every bench reports its %peak against. */
 double bu_measure_peak(int threads);

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cmds.h"
 
@@ -39,6 +40,21 @@ bool cmd_parse_int(const char *s, int lo, int hi, int *out) {
     int64_t v;
     if (!cmd_parse_i64(s, &v) || v < lo || v > hi) return false;
     *out = (int)v;
+    return true;
+}
+
+bool cmd_parse_size(const char *s, int64_t *w, int64_t *h) {
+    const char *x = strchr(s, 'x');
+    if (!x) x = strchr(s, 'X');
+    char wbuf[32];
+    size_t wl = x ? (size_t)(x - s) : 0;
+    if (!x || wl == 0 || wl >= sizeof wbuf) return false;
+    memcpy(wbuf, s, wl);
+    wbuf[wl] = 0;
+    int64_t a, b;
+    if (!cmd_parse_i64(wbuf, &a) || !cmd_parse_i64(x + 1, &b) || a <= 0 || b <= 0) return false;
+    *w = a;
+    *h = b;
     return true;
 }
 

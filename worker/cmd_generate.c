@@ -663,18 +663,8 @@ int cmd_generate(int argc, char **argv) {
         } else if (!strcmp(a, "--negative-prompt"))
             r.negative_prompt = !strcmp(v, "wan") ? PL_WAN_NEGATIVE_PROMPT_ZH : v;
         else if (!strcmp(a, "--size")) {
-            char *x = strchr(v, 'x');
-            if (!x) x = strchr(v, 'X');
-            char wbuf[32];
-            size_t wl = x ? (size_t)(x - v) : 0;
-            ok = x && wl > 0 && wl < sizeof wbuf;
-            if (ok) {
-                memcpy(wbuf, v, wl);
-                wbuf[wl] = 0;
-                ok = cmd_parse_i64(wbuf, &r.width) && cmd_parse_i64(x + 1, &r.height) && r.width > 0 &&
-                     r.height > 0;
-            }
-            if (!ok) return usage_err("--size '%s' must be WIDTHxHEIGHT, e.g. 832x480%s", v, "");
+            if (!cmd_parse_size(v, &r.width, &r.height))
+                return usage_err("--size '%s' must be WIDTHxHEIGHT, e.g. 832x480", v);
             continue;
         } else if (!strcmp(a, "--frames")) ok = cmd_parse_i64(v, &r.frames);
         else if (!strcmp(a, "--steps")) ok = cmd_parse_i64(v, &r.steps) && r.steps >= 1;

@@ -102,18 +102,8 @@ int cmd_plan(int argc, char **argv) {
                 if (strcmp(v, "a14b")) return usage_err("--preset '%s': the presets are: a14b%s", v, "");
                 preset = v;
             } else if (!strcmp(a, "--size")) {
-                const char *x = strchr(v, 'x');
-                if (!x) x = strchr(v, 'X');
-                char wbuf[32];
-                size_t wl = x ? (size_t)(x - v) : 0;
-                ok = x && wl > 0 && wl < sizeof wbuf;
-                if (ok) {
-                    memcpy(wbuf, v, wl);
-                    wbuf[wl] = 0;
-                    ok = cmd_parse_i64(wbuf, &r.width) && cmd_parse_i64(x + 1, &r.height) && r.width > 0 &&
-                         r.height > 0;
-                }
-                if (!ok) return usage_err("--size '%s' must be WIDTHxHEIGHT, e.g. 1280x720%s", v, "");
+                if (!cmd_parse_size(v, &r.width, &r.height))
+                    return usage_err("--size '%s' must be WIDTHxHEIGHT, e.g. 1280x720", v);
             } else if (!strcmp(a, "--frames")) ok = cmd_parse_i64(v, &r.frames) && r.frames >= 1;
             else if (!strcmp(a, "--steps")) ok = cmd_parse_i64(v, &r.steps) && r.steps >= 1;
             else if (!strcmp(a, "--boundary"))

@@ -18,6 +18,8 @@ bool cmd_parse_i64(const char *s, int64_t *out);
 bool cmd_parse_u64(const char *s, uint64_t *out);
 bool cmd_parse_f64(const char *s, double *out);
 bool cmd_parse_int(const char *s, int lo, int hi, int *out);
+/* "WIDTHxHEIGHT" (x or X), both positive. */
+bool cmd_parse_size(const char *s, int64_t *w, int64_t *h);
 /* Prints "PROG: <message> (see --help)" on stderr and returns WF_EXIT_USAGE. */
 int cmd_usage_err(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
