@@ -157,6 +157,40 @@ static void run_case(const char *name) {
     b.prompt = NULL;
     TU_CHECK(pl_check_request(p, &b, shape, &err) == WF_EINVAL, "%s: no prompt", name);
 
+    /* the same bits on any thread count (matmul.c, conv.c and attention.c cut their work on
+     * multiples of the BLAS tiles): 1 and 3 threads against the default's, with 512 text tokens */
+    if (st == WF_OK) {
+        float *video = calloc(fr->numel, sizeof *video), *video_t = calloc(fr->numel, sizeof *video_t);
+        float *lat_t = malloc(n * sizeof *lat_t);
+        pl_request q = r;
+        q.max_sequence_length = 512; /* GEMMs big enough for OpenBLAS to thread them itself */
+        q.latents_out = lat;
+        q.on_frames = NULL;
+        q.progress = NULL;
+        q.expert_out = NULL;
+        q.video_out = video;
+        wk_backend *own = p->be;
+        WF_ASSERT(video && video_t && lat_t && pl_generate(p, &q, &err) == WF_OK);
+        const int nth[2] = {1, 3};
+        for (int k = 0; k < 2; k++) {
+            wk_backend *be = NULL;
+            WF_ASSERT(wk_backend_cpu_new(&be, nth[k], &err) == WF_OK);
+            p->be = be;
+            q.video_out = video_t;
+            q.latents_out = lat_t;
+            st = pl_generate(p, &q, &err);
+            p->be = own;
+            wk_backend_destroy(&be);
+            TU_CHECK(st == WF_OK && !memcmp(lat_t, lat, n * sizeof *lat) &&
+                         !memcmp(video_t, video, fr->numel * sizeof *video),
+                     "%s: %d thread(s) do not give the same bits as %d (latents max diff %.3g, "
+                     "frames %.3g)", name, nth[k], own->nthreads, max_abs(lat_t, lat, n),
+                     max_abs(video_t, video, fr->numel));
+        }
+        free(video);
+        free(video_t);
+        free(lat_t);
+    }
     free(lat);
     free(frames);
     free(expert);

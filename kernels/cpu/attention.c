@@ -204,7 +204,9 @@ wf_status wk_cpu_attention(wk_backend *be, wk_tensor *o, const wk_tensor *q, con
 
     const double macs = (double)Lq * (double)Lk * (double)(NH * HD);
     const int par = ntask > 1 && macs >= (double)ATT_PAR_MIN;
-#pragma omp parallel for schedule(dynamic) num_threads(nth) if (par)
+    /* small problems use at most two threads, but always inside a parallel region, so that
+     * OpenBLAS never threads an sgemm itself (its splits would depend on nth) */
+#pragma omp parallel for schedule(dynamic) num_threads(par ? nth : (nth > 1 ? 2 : 1))
     for (int64_t task = 0; task < ntask; task++) {
         const int64_t h = task / nqb, r0 = (task % nqb) * BQ;
         const int bq = (int)(Lq - r0 < BQ ? Lq - r0 : BQ);

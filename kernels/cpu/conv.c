@@ -31,7 +31,8 @@
  * on 2 cores), and at most 16 MiB. */
 #define CONV_COL_BYTES ((size_t)4 << 20)
 #define CONV_COL_MAX_BYTES ((size_t)16 << 20)
-#define CONV_MIN_ROWS 256
+#define CONV_MIN_ROWS 240
+#define CONV_ROW_QUANTUM 48 /* im2col blocks start at multiples of this many positions */
 /* Below these sizes a loop runs on one thread: waking the others costs more than it saves,
  * and far more on a loaded machine. Elements copied, and multiply-adds of the main loop. */
 #define CONV_PAR_MIN ((int64_t)1 << 16)
@@ -106,8 +107,11 @@ static wf_status conv_run(wk_backend *be, const char *op, float *y, const float 
     if (rb < CONV_MIN_ROWS) rb = CONV_MIN_ROWS;
     const size_t cap = CONV_COL_MAX_BYTES / (K * sizeof(float));
     if (rb > cap) rb = cap > 0 ? cap : 1;
-    if (rb > (size_t)npos) rb = (size_t)npos;
     if (rb > (size_t)INT_MAX) rb = (size_t)INT_MAX;
+    /* blocks start at multiples of 48 positions, whatever nth made of rb: every output element
+     * then comes from the same BLAS tile on any thread count (matmul.c's head comment) */
+    if (rb >= CONV_ROW_QUANTUM) rb = rb / CONV_ROW_QUANTUM * CONV_ROW_QUANTUM;
+    if (rb > (size_t)npos) rb = (size_t)npos;
 
     /* workspace, in floats (each part rounded up to 16 = 64 bytes):
      * Wp [Cout, K] | bias [Cout] | col [nth, rb, K] (also the weight-widening scratch) */
@@ -146,11 +150,11 @@ static wf_status conv_run(wk_backend *be, const char *op, float *y, const float 
             for (int64_t p = 0; p < npos; p++)
                 memcpy(y + (size_t)p * Cout, bf, Cout * sizeof(float));
         }
-        for (int64_t p0 = 0; p0 < npos; p0 += INT_MAX) {
-            int m = (int)(npos - p0 < INT_MAX ? npos - p0 : INT_MAX);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, (int)Cout, (int)K, 1.0f,
-                        x + (size_t)p0 * K, (int)K, Wp, (int)K, beta, y + (size_t)p0 * Cout,
-                        (int)Cout);
+        const int64_t piece = (int64_t)INT_MAX / CONV_ROW_QUANTUM * CONV_ROW_QUANTUM;
+        for (int64_t p0 = 0; p0 < npos; p0 += piece) {
+            int64_t m = npos - p0 < piece ? npos - p0 : piece;
+            wk_cpu_sgemm_nt(nth, m, (int64_t)Cout, (int64_t)K, x + (size_t)p0 * K, Wp, beta,
+                            y + (size_t)p0 * Cout, (int64_t)Cout);
         }
         return WF_OK;
     }
@@ -160,8 +164,10 @@ static wf_status conv_run(wk_backend *be, const char *op, float *y, const float 
      * writes y[block, Cout]. Dynamic scheduling keeps both cores busy when one is disturbed. */
     const int64_t nblk = (npos + (int64_t)rb - 1) / (int64_t)rb;
     const double macs = (double)npos * (double)K * (double)Cout;
+    /* small convolutions use at most two threads, but always inside a parallel region, so that
+     * OpenBLAS does not thread the sgemm itself (its splits would depend on nth) */
     const int par = nblk > 1 && macs >= (double)CONV_PAR_MIN_MACS;
-#pragma omp parallel for schedule(dynamic) num_threads(nth) if (par)
+#pragma omp parallel for schedule(dynamic) num_threads(par ? nth : (nth > 1 ? 2 : 1))
     for (int64_t blk = 0; blk < nblk; blk++) {
         float *cb = col + (size_t)omp_get_thread_num() * rb * K;
         const int64_t p0 = blk * (int64_t)rb;

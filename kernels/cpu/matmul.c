@@ -2,11 +2,18 @@
  *
  * What it is: the op behind every nn.Linear of the DiT and the text encoder (see backend.h).
  * f32 weights go to OpenBLAS sgemm as they are. Narrow weights (bf16, f16, fp8-e4m3) are widened
- * blockwise: MATMUL_BLOCK_N rows of w at a time into the backend workspace, then one sgemm per
+ * blockwise: MATMUL_BLOCK_N rows of w at a time into the backend workspace, then the GEMM of that
  * block writes columns [n0, n0 + nb) of y (ldc = N). The widening is exact, so the result equals
- * an f32 GEMM with the rounded weights; the whole weight is never copied. The conversion loop is
- * OpenMP-parallel, the sgemm calls sit outside any parallel region so OpenBLAS (OpenMP build)
- * threads them. The bias, of any dtype, is added afterwards.
+ * an f32 GEMM with the rounded weights; the whole weight is never copied. The bias, of any dtype,
+ * is added afterwards.
+ * Threads: a GEMM is cut into tasks of whole 48-row blocks of x (or whole 384-row blocks of w, when
+ * w is the larger operand), each one single-threaded sgemm inside an OpenMP loop (the OpenMP build
+ * of OpenBLAS runs a call made inside a parallel region on one thread). The cuts fall on multiples
+ * of every BLAS register tile (4, 6, 8, 16, 24 rows; 16, 24, 32, 64 columns), so each element of y
+ * is computed by the same kernel, in the same order, whatever the thread count: a run gives the
+ * same bits on 1 or 64 threads, and under Ulysses (whose ranks hold multiples of 48 tokens) the
+ * same bits as one rank. OpenBLAS's own threading splits at places that depend on the thread
+ * count, which changes the last bits.
  * What it is not: a tuned kernel (no packing of our own, no fused dequantising GEMM).
  * Tested by: tests/test_ops.c, rows "matmul" in tests/ops_basic.c (every weight dtype, odd shapes,
  * leading dims, a shape that crosses block boundaries).
@@ -16,10 +23,35 @@
 
 #include "cpu_ops.h"
 
-/* Rows of w widened per sgemm call: 256 rows of a K = 13824 weight is 13.5 MiB of f32. */
-#define MATMUL_BLOCK_N 256
+/* Rows of w widened per block: 384 rows of a K = 13824 weight is 20 MiB of f32. A multiple of
+ * MATMUL_COLS. */
+#define MATMUL_BLOCK_N 384
+/* Task cuts: rows of x (a multiple of the DiT's 48-token quantum), rows of w. */
+#define MATMUL_ROWS 48
+#define MATMUL_COLS 384
 /* Below this many elements a loop runs on one thread: the fork costs more than it saves. */
 #define MATMUL_PAR_MIN 32768
+
+void wk_cpu_sgemm_nt(int nth, int64_t M, int64_t nb, int64_t K, const float *x, const float *w,
+                     float beta, float *y, int64_t ldy) {
+    /* cut the larger operand: x by rows when it is at least as big as w, else w by rows */
+    const bool by_rows = M >= nb;
+    const int64_t len = by_rows ? M : nb, q = by_rows ? MATMUL_ROWS : MATMUL_COLS;
+    int64_t per = (len + nth - 1) / nth;
+    per = (per + q - 1) / q * q;
+    const int64_t ntask = (len + per - 1) / per;
+    /* even one task runs inside the parallel region: there OpenBLAS stays on one thread */
+#pragma omp parallel for num_threads(nth) schedule(static, 1) if (nth > 1)
+    for (int64_t t = 0; t < ntask; t++) {
+        const int64_t a = t * per, n = len - a < per ? len - a : per;
+        if (by_rows)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nb, (int)K, 1.0f,
+                        x + a * K, (int)K, w, (int)K, beta, y + a * ldy, (int)ldy);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)n, (int)K, 1.0f, x,
+                        (int)K, w + a * K, (int)K, beta, y + a, (int)ldy);
+    }
+}
 
 /* Checks dtypes and shapes; on success sets M, N, K. */
 static wf_status matmul_check(const wk_tensor *y, const wk_tensor *x, const wk_tensor *w,
@@ -82,8 +114,7 @@ wf_status wk_cpu_matmul(wk_backend *be, wk_tensor *y, const wk_tensor *x, const 
 #pragma omp parallel for num_threads(be->nthreads) if (n >= MATMUL_PAR_MIN) schedule(static)
         for (int64_t i = 0; i < n; i++) yd[i] = 0.0f;
     } else if (w->dtype == WK_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, xd,
-                    (int)K, (const float *)w->data, (int)K, 0.0f, yd, (int)N);
+        wk_cpu_sgemm_nt(be->nthreads, M, N, K, xd, (const float *)w->data, 0.0f, yd, N);
     } else {
         const unsigned char *wb = w->data;
         size_t esz = wk_dtype_size(w->dtype);
@@ -94,9 +125,8 @@ wf_status wk_cpu_matmul(wk_backend *be, wk_tensor *y, const wk_tensor *x, const 
             for (int64_t r = 0; r < nb; r++)
                 wk_convert_to_f32(ws + r * K, wb + (size_t)((n0 + r) * K) * esz, w->dtype,
                                   (size_t)K);
-            /* y[:, n0:n0+nb] = x . wf^T, outside any parallel region so OpenBLAS threads it */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)nb, (int)K, 1.0f,
-                        xd, (int)K, ws, (int)K, 0.0f, yd + n0, (int)N);
+            /* y[:, n0:n0+nb] = x . wf^T */
+            wk_cpu_sgemm_nt(be->nthreads, M, nb, K, xd, ws, 0.0f, yd + n0, N);
         }
     }
 
