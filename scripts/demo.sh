@@ -15,7 +15,7 @@ echo "== wanfarm mkmodel --preset tiny build/demo-model =="
 $WF mkmodel --preset tiny --force build/demo-model
 rm -rf build/demo-frames
 GEN=($WF generate --model build/demo-model --prompt "a red fox running through snow at sunset"
-     --size 64x64 --frames 17 --steps 8 --seed 42 --threads 1 --out build/demo.mp4
+     --size 64x64 --frames 17 --steps 8 --seed 42 --out build/demo.mp4
      --frames-dir build/demo-frames --save-latents build/demo-latents.h5
      --contact-sheet build/demo-sheet.png)
 echo "== ${GEN[*]} =="
@@ -41,10 +41,9 @@ echo "frames: build/demo-frames/ ($(ls build/demo-frames | wc -l) PNG), latents:
 echo "== wanfarm inspect --summary build/demo-model =="
 $WF inspect --summary build/demo-model | head -40
 # The same video over 2 MPI ranks (the layout the planner picks: with one video, split placement,
-# the high-noise expert on rank 0 and the low-noise one on rank 1, one thread each): the latents
-# must equal the one-process run's bit for bit (which runs on one thread too: a multithreaded
-# OpenBLAS GEMM splits the weight rows between threads at places that depend on the thread count,
-# and rows at a split go through its edge kernels, which round differently).
+# the high-noise expert on rank 0 and the low-noise one on rank 1): the final latents must equal
+# the one-process run's bit for bit (whatever the thread counts: the CPU backend cuts its GEMMs on
+# BLAS-tile multiples, and Ulysses ranks hold multiples of 48 tokens).
 echo "== mpirun -np 2 ${GEN[0]} generate ... (2 ranks) =="
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
