@@ -104,5 +104,13 @@ bad 2 "VAE decode ranks" --placement shared --ulysses 2 --no-cfg-parallel --vae-
 bad 2 "guidance" --placement shared --ulysses 1 --cfg-parallel --vae-ranks 1 --guidance 1
 bad 3 "raise --replicas" --placement shared --ulysses 1 --no-cfg-parallel --vae-ranks 1 --replicas 2
 
+# an srun step of several tasks whose MPI does not see them (no PMI plugin): every task would
+# otherwise make the same video alone
+SLURM_STEP_NUM_TASKS=4 timeout 60 "$WF" "${GEN[@]}" --prompt x --seed 1 --out "$TMP/bad.mp4" \
+    >/dev/null 2>"$TMP/srun.err"
+rc=$?
+[ $rc -eq 2 ] && grep -q "srun started 4 tasks but MPI sees a world of 1" "$TMP/srun.err" ||
+    fail "srun without PMI: exit $rc: $(head -2 "$TMP/srun.err")"
+
 [ $fails -eq 0 ] && echo "test_dist.sh: OK" || echo "test_dist.sh: $fails failure(s)"
 [ $fails -eq 0 ]

@@ -276,10 +276,18 @@ static void job_path(const char *base, int64_t k, int64_t n, char *out, size_t c
     snprintf(out, cap, "%.*s-%lld%s", (int)(dot - base), base, (long long)k, dot);
 }
 
-/* Under mpirun or srun (a process manager started us)? Then MPI is initialised. */
+/* Tasks of the srun step that started us (0: not in an srun step). */
+static long srun_tasks(void) {
+    const char *v = getenv("SLURM_STEP_NUM_TASKS");
+    return v ? strtol(v, NULL, 10) : 0;
+}
+
+/* Under mpirun or srun (a process manager started us)? Then MPI is initialised. An srun step of
+ * several tasks counts even without PMI variables, so that a missing --mpi plugin is reported
+ * instead of every task generating the same video alone. */
 static bool under_launcher(void) {
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_SIZE") ||
-           getenv("PMI_RANK");
+           getenv("PMI_RANK") || srun_tasks() > 1;
 }
 
 /* Ranks on this node (for the default thread count). */
@@ -756,6 +764,15 @@ int cmd_generate(int argc, char **argv) {
         MPI_Comm_rank(MPI_COMM_WORLD, &g.rank);
         MPI_Comm_size(MPI_COMM_WORLD, &g.size);
         g.quiet = g.rank != 0;
+        if (srun_tasks() > 1 && g.size != srun_tasks()) {
+            fprintf(stderr,
+                    PROG ": srun started %ld tasks but MPI sees a world of %d: srun and MPI are "
+                    "not connected; use srun --mpi=pmix (or the plugin `srun --mpi=list` shows "
+                    "for this MPI), or mpirun\n",
+                    srun_tasks(), g.size);
+            MPI_Finalize();
+            return WF_EXIT_USAGE;
+        }
     }
     if (!o.latents_in && !o.have_seed) {
         r.seed = (uint64_t)time(NULL);
