@@ -332,6 +332,32 @@ static void test_barrier(tctx *t) {
     check_stats(t, &before, &w, "barrier");
 }
 
+/* cm_agree: all OK; then the last rank fails (and, when np >= 3, rank 1 too with a lower code):
+ * every rank gets the worst status, the others with the failing rank's message. */
+static void test_agree(tctx *t) {
+    cm_stats before = t->c->stats;
+    wf_err err = {0};
+    wf_status st = cm_agree(t->c, WF_OK, "agree test", &err);
+    EXPECT_OK(t, st, err, "agree (all OK)");
+    const int n = t->c->size, last = n - 1;
+    wf_status mine = WF_OK;
+    if (g_rank == last) mine = wf_fail(&err, WF_EIO, "disk full on rank %d", g_rank);
+    else if (g_rank == 1) mine = wf_fail(&err, WF_EINVAL, "a lesser failure on rank 1");
+    st = cm_agree(t->c, mine, "agree test", &err);
+    char want_msg[128];
+    snprintf(want_msg, sizeof want_msg, "agree test: rank %d of %d failed: disk full on rank %d",
+             last, n, last);
+    TU_CHECK(st == WF_EIO, "[%s rank %d] agree: status %d, want WF_EIO", t->tag, g_rank, (int)st);
+    char own[64];
+    snprintf(own, sizeof own, "disk full on rank %d", last);
+    TU_CHECK(!strcmp(err.msg, g_rank == last ? own : want_msg),
+             "[%s rank %d] agree: message '%s', want '%s'", t->tag, g_rank, err.msg,
+             g_rank == last ? "(its own)" : want_msg);
+    want w = {0};
+    w.calls[CM_AGREE] = 2;
+    check_stats(t, &before, &w, "agree");
+}
+
 /* ---- point to point ---- */
 
 /* size of the ring message from rank r */
@@ -592,6 +618,7 @@ static void run_data_checks(tctx *t, bool big) {
     test_sendrecv(t);
     test_bcast(t);
     test_barrier(t);
+    if (!t->dev) test_agree(t); /* a control exchange on host memory, whatever the backend */
     test_bad(t);
     if (big) test_big(t);
 }

@@ -367,10 +367,30 @@ wf_status cm_barrier(cm_comm *c, wf_err *err) {
     return WF_OK;
 }
 
+wf_status cm_agree(cm_comm *c, wf_status st, const char *what, wf_err *err) {
+    double t0 = now_s();
+    struct {
+        int st, rank;
+    } mine = {(int)st, c->rank}, worst;
+    int rc = MPI_Allreduce(&mine, &worst, 1, MPI_2INT, MPI_MAXLOC, c->mpi);
+    if (rc != MPI_SUCCESS) return mpi_fail(err, c, rc, "status agreement");
+    count(c, CM_AGREE, 0, t0);
+    if (worst.st == WF_OK) return WF_OK;
+    char msg[WF_ERR_MSG] = {0};
+    if (c->rank == worst.rank) snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+    rc = MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, worst.rank, c->mpi);
+    if (rc != MPI_SUCCESS) snprintf(msg, sizeof msg, "(its message was lost: MPI error %d)", rc);
+    msg[sizeof msg - 1] = 0;
+    if (c->rank == worst.rank) return st;
+    return wf_fail(err, (wf_status)worst.st, "%s: rank %d of %d failed: %s", what, worst.rank,
+                   c->size, msg);
+}
+
 void cm_stats_reset(cm_comm *c) { memset(&c->stats, 0, sizeof c->stats); }
 
 const char *cm_op_name(cm_op op) {
-    static const char *n[CM_NOPS] = {"alltoall", "allgather", "send", "recv", "bcast", "barrier"};
+    static const char *n[CM_NOPS] = {"alltoall", "allgather", "send", "recv",
+                                     "bcast",    "barrier",   "agree"};
     return op >= 0 && op < CM_NOPS ? n[op] : "?";
 }
 

@@ -47,6 +47,7 @@ typedef enum cm_op {
     CM_RECV,
     CM_BCAST,
     CM_BARRIER,
+    CM_AGREE,
     CM_NOPS
 } cm_op;
 
@@ -103,6 +104,13 @@ wf_status cm_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst, void
                       size_t rbytes, int src, int tag, wf_err *err);
 wf_status cm_bcast(cm_comm *c, void *buf, size_t bytes, int root, wf_err *err);
 wf_status cm_barrier(cm_comm *c, wf_err *err);
+/* Every rank passes its status; every rank returns the worst one of the group (the highest code;
+ * ties: the lowest rank), the failing rank with its own message and the others with
+ * "<what>: rank r of n failed: <its message>". A control exchange over the MPI_Comm whatever the
+ * backend (one all-reduce of an int pair, then a broadcast of the message only on failure);
+ * counted as CM_AGREE with 0 bytes. Lets a group stop together when one rank fails before the
+ * next collective. */
+wf_status cm_agree(cm_comm *c, wf_status st, const char *what, wf_err *err);
 
 /* The counters. */
 void cm_stats_reset(cm_comm *c);

@@ -65,26 +65,8 @@ wf_status vae_halo_gather(vae_run *r, const float *send, float *recv) {
 
 /* ---- status agreement ---- */
 
-/* Every rank learns the worst status of the group (the highest code; ties: the lowest rank) and
- * returns it, with the failing rank's message. A control message of one int pair: MPI_Allreduce on
- * the group's MPI_Comm (comm.h has no all-reduce, and its data calls would count it). */
 static wf_status agree(cm_comm *c, wf_status st, wf_err *err) {
-    struct {
-        int st, rank;
-    } mine = {(int)st, c->rank}, worst;
-    int rc = MPI_Allreduce(&mine, &worst, 1, MPI_2INT, MPI_MAXLOC, c->mpi);
-    if (rc != MPI_SUCCESS)
-        return wf_fail(err, WF_EMPI,
-                       "vae parallel decode: the status all-reduce on '%s' failed (MPI error %d)",
-                       c->name, rc);
-    if (worst.st == WF_OK) return WF_OK;
-    char msg[WF_ERR_MSG] = {0};
-    if (c->rank == worst.rank) snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
-    wf_err berr = {0};
-    if (cm_bcast(c, msg, sizeof msg, worst.rank, &berr)) snprintf(msg, sizeof msg, "%s", berr.msg);
-    if (c->rank == worst.rank) return st;
-    return wf_fail(err, (wf_status)worst.st, "vae parallel decode: rank %d of %d failed: %s",
-                   worst.rank, c->size, msg);
+    return cm_agree(c, st, "vae parallel decode", err);
 }
 
 /* ---- the schedule ---- */
