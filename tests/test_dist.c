@@ -198,6 +198,53 @@ static void bad_layout(const char *dir, const ly_layout *l, double boundary, dou
     MPI_Barrier(MPI_COMM_WORLD); /* nobody hangs: everyone gets here */
 }
 
+/* One DiT forward over the world's ranks (Ulysses, U = world size) equals the one-rank forward to
+ * the bit, with a scalar timestep and with one timestep per token (TI2V's path: each rank takes
+ * its tokens' values, padding gets 0). */
+static void test_dit_sp(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/transformer", dir);
+    wf_err err;
+    dit_model *m = NULL;
+    wk_backend *be = NULL;
+    cm_comm *world = NULL;
+    WF_ASSERT(dit_load(&m, path, &err) == WF_OK && wk_backend_cpu_new(&be, 1, &err) == WF_OK &&
+              cm_world(&world, &err) == WF_OK);
+    const int64_t Lt = 16, text_dim = m->cfg.text_dim;
+    for (int per_token = 0; per_token < 2; per_token++) {
+        dit_shape sh = {2, 10, 14, Lt, per_token != 0};
+        const int64_t L = 2 * 5 * 7, n = m->cfg.in_channels * 2 * 10 * 14;
+        float *x = malloc((size_t)n * sizeof *x), *txt = malloc((size_t)(Lt * text_dim) * 4);
+        float *ts = malloc((size_t)L * sizeof *ts), *ref = malloc((size_t)n * 4), *out = malloc((size_t)n * 4);
+        WF_ASSERT(x && txt && ts && ref && out);
+        tu_rng rng = tu_rng_new(99); /* the same inputs on every rank */
+        tu_fill_normal(&rng, x, (size_t)n, 1.0f);
+        tu_fill_normal(&rng, txt, (size_t)(Lt * text_dim), 1.0f);
+        for (int64_t l = 0; l < L; l++) ts[l] = per_token ? (float)(999 - 7 * l) : 999.0f;
+        size_t b1 = 0, bu = 0;
+        WF_ASSERT(dit_arena_bytes(m, &sh, 1, &b1, &err) == WF_OK &&
+                  dit_arena_bytes(m, &sh, world_size, &bu, &err) == WF_OK);
+        wk_arena a1, au;
+        WF_ASSERT(wk_arena_init(&a1, "ref", b1, &err) == WF_OK &&
+                  wk_arena_init(&au, "sp", bu, &err) == WF_OK);
+        WF_ASSERT(dit_forward(m, be, &a1, &sh, NULL, x, ts, txt, ref, NULL, NULL, &err) == WF_OK);
+        wf_status st = dit_forward(m, be, &au, &sh, world, x, ts, txt, out, NULL, NULL, &err);
+        TU_CHECK(st == WF_OK && !memcmp(out, ref, (size_t)n * 4),
+                 "rank %d: DiT over %d ranks (%s timestep) differs from one rank: %s", world_rank,
+                 world_size, per_token ? "per-token" : "scalar", st ? err.msg : "values");
+        wk_arena_free(&a1);
+        wk_arena_free(&au);
+        free(x);
+        free(txt);
+        free(ts);
+        free(ref);
+        free(out);
+    }
+    cm_free(&world);
+    wk_backend_destroy(&be);
+    dit_free(&m);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
@@ -212,6 +259,8 @@ int main(int argc, char **argv) {
         WF_ASSERT(mk_write_model(dir, mk_find_preset("tiny12"), 5, &err) == WF_OK);
     }
     MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
+
+    test_dit_sp(dir);
 
     /* the reference, on rank 0, and a boundary between steps 1 and 2 */
     pl_pipeline *p = NULL;
