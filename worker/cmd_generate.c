@@ -75,7 +75,10 @@ static void help(void) {
            "exit codes: 0 written, 1 bad model/input file or failed work, 2 bad command line\n");
 }
 
-#define usage_err(...) cmd_usage_err(PROG, __VA_ARGS__)
+/* Set on every rank but world rank 0 of a launched run: input errors are printed once. */
+static bool g_quiet;
+
+#define usage_err(...) (g_quiet ? WF_EXIT_USAGE : cmd_usage_err(PROG, __VA_ARGS__))
 
 typedef struct gen_ctx {
     vout_mp4 *mp4;
@@ -198,7 +201,7 @@ static int check_out_dir(const char *opt, const char *path) {
     dir[n] = 0;
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        fprintf(stderr, PROG ": %s %s: the folder %s does not exist\n", opt, path, dir);
+        if (!g_quiet) fprintf(stderr, PROG ": %s %s: the folder %s does not exist\n", opt, path, dir);
         return 1;
     }
     return 0;
@@ -638,7 +641,7 @@ done:
     return rc;
 }
 
-int cmd_generate(int argc, char **argv) {
+static int generate_main(int argc, char **argv, bool mpi, int rank, int size) {
     pl_request r;
     pl_request_default(&r);
     gen_opts o;
@@ -649,7 +652,7 @@ int cmd_generate(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            help();
+            if (!g_quiet) help();
             return WF_EXIT_OK;
         }
         if (!strcmp(a, "--json-progress")) {
@@ -740,12 +743,13 @@ int cmd_generate(int argc, char **argv) {
     if (o.frames_dir) {
         struct stat sb;
         if (stat(o.frames_dir, &sb) != 0 && mkdir(o.frames_dir, 0777) != 0 && errno != EEXIST) {
-            fprintf(stderr, PROG ": --frames-dir %s: cannot create: %s\n", o.frames_dir,
-                    strerror(errno));
+            if (!g_quiet)
+                fprintf(stderr, PROG ": --frames-dir %s: cannot create: %s\n", o.frames_dir,
+                        strerror(errno));
             return WF_EXIT_FAIL;
         }
         if (stat(o.frames_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-            fprintf(stderr, PROG ": --frames-dir %s is not a folder\n", o.frames_dir);
+            if (!g_quiet) fprintf(stderr, PROG ": --frames-dir %s is not a folder\n", o.frames_dir);
             return WF_EXIT_FAIL;
         }
     }
@@ -753,27 +757,9 @@ int cmd_generate(int argc, char **argv) {
     gen_run g;
     memset(&g, 0, sizeof g);
     g.o = &o;
-    g.size = 1;
-    bool mpi = under_launcher();
-    if (mpi) {
-        int provided = 0;
-        if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
-            fprintf(stderr, PROG ": MPI_Init failed\n");
-            return WF_EXIT_FAIL;
-        }
-        MPI_Comm_rank(MPI_COMM_WORLD, &g.rank);
-        MPI_Comm_size(MPI_COMM_WORLD, &g.size);
-        g.quiet = g.rank != 0;
-        if (srun_tasks() > 1 && g.size != srun_tasks()) {
-            fprintf(stderr,
-                    PROG ": srun started %ld tasks but MPI sees a world of %d: srun and MPI are "
-                    "not connected; use srun --mpi=pmix (or the plugin `srun --mpi=list` shows "
-                    "for this MPI), or mpirun\n",
-                    srun_tasks(), g.size);
-            MPI_Finalize();
-            return WF_EXIT_USAGE;
-        }
-    }
+    g.rank = rank;
+    g.size = size;
+    g.quiet = g_quiet;
     if (!o.latents_in && !o.have_seed) {
         r.seed = (uint64_t)time(NULL);
         if (mpi) MPI_Bcast(&r.seed, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD); /* one seed for all */
@@ -784,6 +770,32 @@ int cmd_generate(int argc, char **argv) {
     double t0 = now_s();
     int rc = g.size > 1 ? run_dist(&g, &r, t0) : run_single(&g, &r, t0);
     free_run(&g);
+    return rc;
+}
+
+int cmd_generate(int argc, char **argv) {
+    bool mpi = under_launcher();
+    int rank = 0, size = 1;
+    if (mpi) {
+        int provided = 0;
+        if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+            fprintf(stderr, PROG ": MPI_Init failed\n");
+            return WF_EXIT_FAIL;
+        }
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+        g_quiet = rank != 0;
+        if (srun_tasks() > 1 && size != srun_tasks()) {
+            fprintf(stderr,
+                    PROG ": srun started %ld tasks but MPI sees a world of %d: srun and MPI are "
+                    "not connected; use srun --mpi=pmix (or the plugin `srun --mpi=list` shows "
+                    "for this MPI), or mpirun\n",
+                    srun_tasks(), size);
+            MPI_Finalize();
+            return WF_EXIT_USAGE;
+        }
+    }
+    int rc = generate_main(argc, argv, mpi, rank, size);
     if (mpi) MPI_Finalize();
     return rc;
 }
