@@ -42,18 +42,17 @@ echo "== wanfarm inspect --summary build/demo-model =="
 $WF inspect --summary build/demo-model | head -40
 # The same video over 2 MPI ranks (the layout the planner picks: with one video, split placement,
 # the high-noise expert on rank 0 and the low-noise one on rank 1): the final latents must equal
-# the one-process run's bit for bit (whatever the thread counts: the CPU backend cuts its GEMMs on
-# BLAS-tile multiples, and Ulysses ranks hold multiples of 48 tokens).
+# the one-process run's within 1e-5; with OpenBLAS's Haswell/Zen kernels they are identical, bit
+# for bit, whatever the thread counts (the CPU backend cuts its GEMMs on BLAS-tile multiples).
 echo "== mpirun -np 2 ${GEN[0]} generate ... (2 ranks) =="
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 mpirun -np 2 $WF generate --model build/demo-model --prompt "a red fox running through snow at sunset" \
   --size 64x64 --frames 17 --steps 8 --seed 42 --out build/demo-np2.mp4 \
   --save-latents build/demo-np2-latents.h5
-if cmp -s <(h5dump -d /latents -w 0 build/demo-latents.h5 | sed 1d) \
-          <(h5dump -d /latents -w 0 build/demo-np2-latents.h5 | sed 1d); then
-  echo "2 ranks: build/demo-np2.mp4; final latents identical to the one-process run"
+if cmp_out=$(scripts/compare_latents.py build/demo-latents.h5 build/demo-np2-latents.h5); then
+  echo "2 ranks: build/demo-np2.mp4; final latents vs the one-process run: $cmp_out"
 else
-  echo "2 ranks: final latents DIFFER from the one-process run" >&2
+  echo "2 ranks: final latents DIFFER from the one-process run: $cmp_out" >&2
   exit 1
 fi

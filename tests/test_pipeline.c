@@ -181,11 +181,17 @@ static void run_case(const char *name) {
             st = pl_generate(p, &q, &err);
             p->be = own;
             wk_backend_destroy(&be);
-            TU_CHECK(st == WF_OK && !memcmp(lat_t, lat, n * sizeof *lat) &&
-                         !memcmp(video_t, video, fr->numel * sizeof *video),
-                     "%s: %d thread(s) do not give the same bits as %d (latents max diff %.3g, "
-                     "frames %.3g)", name, nth[k], own->nthreads, max_abs(lat_t, lat, n),
-                     max_abs(video_t, video, fr->numel));
+            const bool same = !memcmp(lat_t, lat, n * sizeof *lat) &&
+                              !memcmp(video_t, video, fr->numel * sizeof *video);
+            const double dl = max_abs(lat_t, lat, n), dv = max_abs(video_t, video, fr->numel);
+            if (tu_blas_bit_exact())
+                TU_CHECK(st == WF_OK && same,
+                         "%s: %d thread(s) do not give the same bits as %d (latents max diff "
+                         "%.3g, frames %.3g)", name, nth[k], own->nthreads, dl, dv);
+            else
+                TU_CHECK(st == WF_OK && dl <= 1e-5 && dv <= 1e-5,
+                         "%s: %d thread(s) vs %d: latents max diff %.3g, frames %.3g (bound 1e-5 "
+                         "on this BLAS core)", name, nth[k], own->nthreads, dl, dv);
         }
         free(video);
         free(video_t);

@@ -4,12 +4,14 @@
 #endif
 #include "test_util.h"
 
+#include <cblas.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 int tu_failures = 0;
@@ -139,4 +141,10 @@ int tu_write_file(const char *path, const void *data, size_t len) {
     size_t w = len ? fwrite(data, 1, len, f) : 0;
     int rc = fclose(f);
     return (w == len && rc == 0) ? 0 : -1;
+}
+
+bool tu_blas_bit_exact(void) {
+    const char *core = openblas_get_corename();
+    if (!core) return false;
+    return !strcasecmp(core, "Haswell") || !strcasecmp(core, "Zen");
 }

@@ -52,4 +52,10 @@ void tu_rmtree(const char *dir);
 /* Writes len bytes to path; returns 0 on success. */
 int tu_write_file(const char *path, const void *data, size_t len);
 
+/* True when the BLAS is one whose GEMM kernels this project checked to give the same bits for an
+ * element wherever the calls are cut on multiples of 48 rows (OpenBLAS's Haswell/Zen cores): the
+ * bit-for-bit tests (thread counts, Ulysses degrees) then assert equality; elsewhere (e.g. cores
+ * with size-dependent small-matrix kernels) they assert 1e-5 and say so. */
+bool tu_blas_bit_exact(void);
+
 #endif
