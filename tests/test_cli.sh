@@ -9,20 +9,7 @@ FX=$2
 T=$(mktemp -d "${TMPDIR:-/tmp}/wanfarm-cli-XXXXXX")
 trap 'rm -rf "$T"' EXIT
 fail=0
-check() { # check DESCRIPTION EXPECTED_RC CMD...; stdout+stderr in $T/out
-  local what=$1 want=$2; shift 2
-  "$@" >"$T/out" 2>"$T/err"
-  local rc=$?
-  if [ "$rc" != "$want" ]; then
-    echo "FAIL: $what: exit $rc, expected $want"; sed 's/^/  | /' "$T/err" | head -5; fail=1
-  fi
-}
-expect_err() { # expect_err DESCRIPTION TEXT: stderr is one line containing TEXT
-  local n; n=$(wc -l <"$T/err")
-  if ! grep -qF -- "$2" "$T/err" || [ "$n" != 1 ]; then
-    echo "FAIL: $1: stderr should be one line containing '$2', got:"; sed 's/^/  | /' "$T/err"; fail=1
-  fi
-}
+. "$(dirname "$0")/cli_lib.sh"
 
 check "no arguments" 2 "$WF"
 check "--help" 0 "$WF" --help
