@@ -40,8 +40,9 @@ echo "frames: build/demo-frames/ ($(ls build/demo-frames | wc -l) PNG), latents:
 [ -n "$rss" ] && echo "generate: wall $wall, peak RSS $((rss / 1024)) MiB ($rss KiB)"
 echo "== wanfarm inspect --summary build/demo-model =="
 $WF inspect --summary build/demo-model | head -40
-# The same video over 2 MPI ranks (the layout the planner picks: with one video, split placement,
-# the high-noise expert on rank 0 and the low-noise one on rank 1): the final latents must equal
+# The same video over 2 MPI ranks (the layout the planner picks and prints: on CPU ranks, CFG
+# parallelism, the conditional pass on rank 0 and the unconditional one on rank 1, and a two-rank
+# VAE decode; --placement split etc. choose others): the final latents must equal
 # the one-process run's within 1e-5; with OpenBLAS's Haswell/Zen kernels they are identical, bit
 # for bit, whatever the thread counts (the CPU backend cuts its GEMMs on BLAS-tile multiples).
 echo "== mpirun -np 2 ${GEN[0]} generate ... (2 ranks) =="

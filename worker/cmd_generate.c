@@ -69,6 +69,8 @@ static void help(void) {
            "                         N-th video of the queue (default: the planner's; 1 when the\n"
            "                         layout is given)\n"
            "  --mem-gb G             memory per rank for the planner (default: the host's)\n"
+           "  --cost FILE.json       the planner's rates (default: stated CPU rates; see\n"
+           "                         `wanfarm plan --help` and bench_scaling --calibrate)\n"
            "  --json-progress        JSON lines on stdout instead of progress lines on stderr\n"
            "When the planner's best layout does not use every rank, the rest stay idle (said).\n"
            "At least one of --out, --frames-dir, --save-latents, --contact-sheet is required.\n"
@@ -263,6 +265,7 @@ typedef struct gen_opts {
     int cfg_par;               /* -1 free, 0, 1 */
     int replicas;              /* 0: the planner's (1 when the layout is given) */
     double mem_gb;             /* 0: host memory / local ranks */
+    const char *cost;          /* planner cost file, or NULL */
 } gen_opts;
 
 /* The path of job k of n: base itself when n == 1, else "-k" before the extension. */
@@ -480,6 +483,14 @@ done:
     return rc;
 }
 
+/* CPU threads of each rank: --threads, else the node's cores shared among its ranks. */
+static int64_t threads_per_rank(const gen_opts *o) {
+    if (o->threads > 0) return o->threads;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int64_t t = cores > 0 ? cores / local_ranks() : 1;
+    return t < 1 ? 1 : t;
+}
+
 /* The layout: the command line's when it gives every choice, else the planner's with them fixed. */
 static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *base,
                        ly_layout *out, int *replicas) {
@@ -510,11 +521,30 @@ static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *b
     in.queue = g->njobs;
     in.replicas = o->replicas > 0 ? o->replicas : PN_FREE; /* several worker worlds for a queue */
     in.allow_idle = true;
-    /* The ranks compute on the CPU backend today: f32 activations, no device reserve, and the
-     * weights mapped from the checkpoint files (the page cache shares them between the ranks of
-     * a node), so the memory limit is the host's unless --mem-gb says otherwise. */
+    /* The ranks compute on the CPU backend today (the CUDA op backend is a later issue): rates per
+     * thread as bench_ops measures them on a 2-core AMD EPYC VM with OpenBLAS (sgemm ~70 GFLOP/s
+     * per core, attention ~45, conv ~55), shared-memory MPI inside a node (~5 GB/s, 5 us), a
+     * 10 GbE-class network between nodes (~1 GB/s, 50 us); f32 activations, no device reserve,
+     * and the weights mapped from the checkpoint files (the page cache shares them between the
+     * ranks of a node), so the memory limit is the host's unless --mem-gb says otherwise.
+     * --cost FILE replaces the rates (bench_scaling --calibrate --write-cost writes one). */
+    const double thr = (double)threads_per_rank(o);
+    in.cost.gemm_flops = 70e9 * thr;
+    in.cost.attn_flops = 45e9 * thr;
+    in.cost.vae_flops = 55e9 * thr;
+    in.cost.mem_bw = 10e9;
+    in.cost.intra_bw = 5e9;
+    in.cost.inter_bw = 1e9;
+    in.cost.intra_latency = 5e-6;
+    in.cost.inter_latency = 50e-6;
+    in.cost.host_bw = 10e9;
     in.cost.elem_bytes = 4;
     in.cost.mem_reserve = 0;
+    snprintf(in.cost.source, sizeof in.cost.source, "stated for CPU ranks of %g thread(s)", thr);
+    if (o->cost && pn_cost_load(&in.cost, o->cost, &err)) {
+        if (!g->quiet) fprintf(stderr, PROG ": --cost %s\n", err.msg);
+        return WF_EXIT_FAIL;
+    }
     if (o->mem_gb > 0) {
         in.cost.mem_per_rank = o->mem_gb * 1e9;
     } else {
@@ -590,12 +620,7 @@ static int run_dist(gen_run *g, pl_request *base, double t0) {
     }
     if (o->latents_in && read_latents(o->latents_in, g->shape, &lat0) != WF_EXIT_OK)
         MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
-    int64_t threads = o->threads;
-    if (threads == 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = cores > 0 ? cores / local_ranks() : 1;
-        if (threads < 1) threads = 1;
-    }
+    const int64_t threads = threads_per_rank(o);
     if ((st = cm_split(world, my_rep, g->rank, "worker world", &rep, &err))) {
         fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
         MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
@@ -727,6 +752,7 @@ static int generate_main(int argc, char **argv, bool mpi, int rank, int size) {
             o.layout.vae_ranks = (int)vr;
         } else if (!strcmp(a, "--mem-gb")) ok = cmd_parse_f64(v, &o.mem_gb) && o.mem_gb > 0;
         else if (!strcmp(a, "--replicas")) ok = cmd_parse_int(v, 1, 65536, &o.replicas);
+        else if (!strcmp(a, "--cost")) o.cost = v;
         else return usage_err("unknown option '%s'%s", a, "");
         if (!ok) return usage_err("%s: bad value '%s'", a, v);
     }
