@@ -1,0 +1,225 @@
+/* gen_dist.c: `wanfarm generate` over several MPI ranks (see cmd_generate.h): launcher
+ * detection, the layout (every choice from the command line, else the planner's with the given
+ * ones fixed, rated for CPU ranks), worker worlds and idle ranks, and the distributed run
+ * (pl_dist.h) with writer-only outputs.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mpi.h>
+
+#include "cmd_generate.h"
+#include "cmds.h"
+#include "pl_dist.h"
+#include "plan.h"
+
+/* Tasks of the srun step that started us (0: not in an srun step). */
+long gen_srun_tasks(void) {
+    const char *v = getenv("SLURM_STEP_NUM_TASKS");
+    return v ? strtol(v, NULL, 10) : 0;
+}
+
+/* Under mpirun or srun (a process manager started us)? Then MPI is initialised. An srun step of
+ * several tasks counts even without PMI variables, so that a missing --mpi plugin is reported
+ * instead of every task generating the same video alone. */
+bool gen_under_launcher(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_SIZE") ||
+           getenv("PMI_RANK") || gen_srun_tasks() > 1;
+}
+
+/* Ranks on this node (for the default thread count). */
+static int gen_local_ranks(void) {
+    MPI_Comm node;
+    int n = 1;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) ==
+        MPI_SUCCESS) {
+        MPI_Comm_size(node, &n);
+        MPI_Comm_free(&node);
+    }
+    return n;
+}
+
+/* CPU threads of each rank: --threads, else the node's cores shared among its ranks. */
+static int64_t gen_threads_per_rank(const gen_opts *o) {
+    if (o->threads > 0) return o->threads;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int64_t t = cores > 0 ? cores / gen_local_ranks() : 1;
+    return t < 1 ? 1 : t;
+}
+
+/* The layout: the command line's when it gives every choice, else the planner's with them fixed. */
+static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *base,
+                       ly_layout *out, int *replicas) {
+    const gen_opts *o = g->o;
+    wf_err err;
+    const ly_layout *l = &o->layout;
+    if (o->placement >= 0 && l->ulysses[0] > 0 && o->cfg_par >= 0 && l->vae_ranks > 0) {
+        *out = *l;
+        out->placement = (ly_placement)o->placement;
+        out->cfg_parallel = o->cfg_par == 1;
+        if (out->ulysses[1] <= 0) out->ulysses[1] = out->ulysses[0];
+        *replicas = o->replicas > 0 ? o->replicas : 1;
+        return WF_EXIT_OK;
+    }
+    pn_inputs in;
+    pn_inputs_default(&in);
+    pn_request pr;
+    pn_request_default(&pr);
+    pr.width = base->width, pr.height = base->height, pr.frames = base->frames;
+    pr.steps = base->steps, pr.guidance = base->guidance, pr.boundary = base->boundary;
+    pr.shift = base->shift, pr.sampler = base->sampler, pr.text_len = base->max_sequence_length;
+    in.world = g->size;
+    in.ranks_per_node = gen_local_ranks();
+    if (pn_inputs_from_pipeline(&in, shell->cfg, &pr, &err)) {
+        if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
+        return WF_EXIT_USAGE;
+    }
+    in.queue = g->njobs;
+    in.replicas = o->replicas > 0 ? o->replicas : PN_FREE; /* several worker worlds for a queue */
+    in.allow_idle = true;
+    /* The ranks compute on the CPU backend today (the CUDA op backend is a later issue): rates per
+     * thread as bench_ops measures them on a 2-core AMD EPYC VM with OpenBLAS (sgemm ~70 GFLOP/s
+     * per core, attention ~45, conv ~55), shared-memory MPI inside a node (~5 GB/s, 5 us), a
+     * 10 GbE-class network between nodes (~1 GB/s, 50 us); f32 activations, no device reserve,
+     * and the weights mapped from the checkpoint files (the page cache shares them between the
+     * ranks of a node), so the memory limit is the host's unless --mem-gb says otherwise.
+     * --cost FILE replaces the rates (bench_scaling --calibrate --write-cost writes one). */
+    const double thr = (double)gen_threads_per_rank(o);
+    in.cost.gemm_flops = 70e9 * thr;
+    in.cost.attn_flops = 45e9 * thr;
+    in.cost.vae_flops = 55e9 * thr;
+    in.cost.mem_bw = 10e9;
+    in.cost.intra_bw = 5e9;
+    in.cost.inter_bw = 1e9;
+    in.cost.intra_latency = 5e-6;
+    in.cost.inter_latency = 50e-6;
+    in.cost.host_bw = 10e9;
+    in.cost.elem_bytes = 4;
+    in.cost.mem_reserve = 0;
+    snprintf(in.cost.source, sizeof in.cost.source, "stated for CPU ranks of %g thread(s)", thr);
+    if (o->cost && pn_cost_load(&in.cost, o->cost, &err)) {
+        if (!g->quiet) fprintf(stderr, PROG ": --cost %s\n", err.msg);
+        return WF_EXIT_FAIL;
+    }
+    if (o->mem_gb > 0) {
+        in.cost.mem_per_rank = o->mem_gb * 1e9;
+    } else {
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        if (pages > 0 && psz > 0) in.cost.mem_per_rank = (double)pages * (double)psz;
+    }
+    in.placement = o->placement >= 0 ? o->placement : PN_FREE;
+    in.ulysses[0] = l->ulysses[0] > 0 ? l->ulysses[0] : PN_FREE;
+    in.ulysses[1] = l->ulysses[1] > 0 ? l->ulysses[1] : (l->ulysses[0] > 0 ? l->ulysses[0] : PN_FREE);
+    in.cfg_parallel = o->cfg_par >= 0 ? o->cfg_par : PN_FREE;
+    in.vae_ranks = l->vae_ranks > 0 ? l->vae_ranks : PN_FREE;
+    pn_plan plan;
+    if (pn_choose(&in, &plan, &err)) {
+        if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
+        return WF_EXIT_USAGE;
+    }
+    *out = plan.layout;
+    *replicas = plan.replicas;
+    return WF_EXIT_OK;
+}
+
+/* Several ranks: the distributed pipeline (pl_dist.h). */
+int gen_run_dist(gen_run *g, pl_request *base, double t0) {
+    const gen_opts *o = g->o;
+    wf_err err;
+    cm_comm *world = NULL, *rep = NULL;
+    pl_pipeline *shell = NULL;
+    pd_world *d = NULL;
+    float *lat0 = NULL;
+    pl_request *mine = NULL;
+    int rc = WF_EXIT_FAIL;
+    if (cm_world(&world, &err) || pl_open_parts(&shell, o->model, NULL, 1, 0, &err)) {
+        if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
+        goto done;
+    }
+    wf_status st = pl_check_request(shell, base, g->shape, &err);
+    if (st) {
+        if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
+        rc = st == WF_EINVAL ? WF_EXIT_USAGE : WF_EXIT_FAIL;
+        goto done;
+    }
+    ly_layout l;
+    int R = 1;
+    if ((rc = pick_layout(g, shell, base, &l, &R)) != WF_EXIT_OK) goto done;
+    rc = WF_EXIT_FAIL;
+    /* R worker worlds of `per` ranks each; explicit layouts must use every rank */
+    const int per = ly_ranks(&l);
+    const bool given = o->placement >= 0 && l.ulysses[0] > 0 && o->cfg_par >= 0 && l.vae_ranks > 0;
+    ly_limits lim;
+    if ((st = pd_limits(shell, base, &lim, &err)) ||
+        (st = ly_check(&l, given && o->replicas <= 0 ? g->size : per, &lim, &err))) {
+        if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
+        rc = st == WF_EINVAL ? WF_EXIT_USAGE : WF_EXIT_FAIL;
+        goto done;
+    }
+    if (R < 1 || (int64_t)R * per > g->size || (given && (int64_t)R * per != g->size)) {
+        if (!g->quiet)
+            fprintf(stderr, PROG ": %d worker worlds of %d ranks need %lld ranks, the world has %d: "
+                    "%s\n", R, per, (long long)R * per, g->size,
+                    (int64_t)R * per > g->size ? "start more ranks or lower --replicas"
+                                               : "too many ranks for this layout; raise --replicas");
+        rc = WF_EXIT_USAGE;
+        goto done;
+    }
+    const int my_rep = g->rank < R * per ? g->rank / per : -1;
+    char desc[160];
+    ly_format(&l, desc, sizeof desc);
+    if (!g->quiet && !o->json) {
+        fprintf(stderr, PROG ": %d ranks, layout %s", g->size, desc);
+        if (R > 1) fprintf(stderr, ", %d worker worlds of %d ranks (videos dealt round-robin)", R, per);
+        if (g->size > R * per) fprintf(stderr, ", %d ranks idle", g->size - R * per);
+        fprintf(stderr, "\n");
+    }
+    if (o->latents_in && gen_read_latents(o->latents_in, g->shape, &lat0) != WF_EXIT_OK)
+        MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
+    const int64_t threads = gen_threads_per_rank(o);
+    if ((st = cm_split(world, my_rep, g->rank, "worker world", &rep, &err))) {
+        fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
+        MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
+    }
+    rc = WF_EXIT_OK;
+    if (rep) { /* not an idle rank */
+        if ((st = pd_open(&d, rep, &l, o->model, NULL, (int)threads, &err))) {
+            fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
+            MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
+        }
+        if (gen_setup_jobs(g, base, lat0, d->role.writer, R, my_rep) != WF_EXIT_OK ||
+            !(mine = calloc((size_t)g->njobs, sizeof *mine))) {
+            fprintf(stderr, PROG " (rank %d): out of memory\n", g->rank);
+            MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
+        }
+        int64_t nmine = 0;
+        for (int64_t k = my_rep; k < g->njobs; k += R) mine[nmine++] = g->reqs[k];
+        if (!g->quiet && !o->json)
+            fprintf(stderr, PROG ": loaded in %.1f s; %lld video%s of %lldx%lld, %lld frames\n",
+                    gen_now() - t0, (long long)g->njobs, g->njobs == 1 ? "" : "s",
+                    (long long)base->width, (long long)base->height, (long long)base->frames);
+        if (nmine && (st = pd_run(d, mine, nmine, &err))) {
+            fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
+            MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
+        }
+        if (d->role.writer) {
+            for (int64_t k = 0; k < g->njobs && rc == WF_EXIT_OK; k++)
+                if (g->ctx[k].mine) rc = gen_finish_outputs(g, k);
+            if (rc == WF_EXIT_OK && nmine) gen_report_done(g, t0);
+        }
+    }
+    /* every rank leaves with the writers' verdict */
+    int wrc = rc, any = 0;
+    MPI_Allreduce(&wrc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    rc = any;
+done:
+    free(mine);
+    free(lat0);
+    pd_close(&d);
+    cm_free(&rep);
+    pl_close(&shell);
+    cm_free(&world);
+    return rc;
+}

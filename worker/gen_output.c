@@ -1,0 +1,266 @@
+/* gen_output.c: the outputs of `wanfarm generate` (see cmd_generate.h): per video, the MP4 (opened
+ * at its first frame), PNG frames, the contact sheet and the final latents, written by the rank
+ * that writes the video; progress lines and the final report.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cmd_generate.h"
+#include "cmds.h"
+#include "safetensors.h"
+
+/* Keeps a copy of one 8-bit frame for the contact sheet. */
+static wf_status keep_frame(gen_ctx *g, const uint8_t *rgb, size_t fs, int64_t W, int64_t H,
+                            wf_err *err) {
+    if (g->n_kept == g->kept_cap) {
+        int64_t c = g->kept_cap ? 2 * g->kept_cap : 32;
+        uint8_t **q = realloc(g->kept, (size_t)c * sizeof *q);
+        if (!q) return wf_fail(err, WF_ENOMEM, "out of memory for the contact sheet");
+        g->kept = q;
+        g->kept_cap = c;
+    }
+    uint8_t *f = malloc(fs);
+    if (!f) return wf_fail(err, WF_ENOMEM, "out of memory for the contact sheet");
+    memcpy(f, rgb, fs);
+    g->kept[g->n_kept++] = f;
+    g->kept_w = W;
+    g->kept_h = H;
+    return WF_OK;
+}
+
+/* The contact sheet: about square, frames shrunk so that the sheet stays near 2048 px wide. */
+static wf_status write_sheet(const gen_ctx *g, const char *path, wf_err *err) {
+    if (g->n_kept == 0) return wf_fail(err, WF_EINVAL, "no frames were decoded");
+    int cols = (int)ceil(sqrt((double)g->n_kept));
+    int shrink = 1;
+    while (g->kept_w / shrink * cols > 2048 && shrink < 16) shrink *= 2;
+    return vout_contact_sheet(path, (const uint8_t *const *)g->kept, (int)g->n_kept,
+                              (int)g->kept_w, (int)g->kept_h, cols, shrink, err);
+}
+
+static wf_status gen_on_frames(void *ctx, int64_t first, int64_t n, int64_t H, int64_t W,
+                           const float *rgb, wf_err *err) {
+    gen_ctx *g = ctx;
+    if (g->mp4_path && !g->mp4) {
+        wf_status st = vout_mp4_open(&g->mp4, g->mp4_path, (int)W, (int)H, g->fps, g->crf, err);
+        if (st) {
+            wf_err_prefix(err, "--out %s: ", g->mp4_path);
+            return st;
+        }
+    }
+    size_t fs = (size_t)(H * W * 3);
+    if (g->rgb8_cap < fs) {
+        uint8_t *q = realloc(g->rgb8, fs);
+        if (!q) return wf_fail(err, WF_ENOMEM, "out of memory for a frame");
+        g->rgb8 = q;
+        g->rgb8_cap = fs;
+    }
+    for (int64_t k = 0; k < n; k++) {
+        vae_to_rgb8(rgb + (size_t)k * fs, fs, g->rgb8);
+        wf_status st;
+        if (g->mp4 && (st = vout_mp4_write(g->mp4, g->rgb8, err))) return st;
+        if (g->frames_dir) {
+            char path[4200];
+            if (g->job >= 0)
+                snprintf(path, sizeof path, "%s/job%lld_frame_%05lld.png", g->frames_dir,
+                         (long long)g->job, (long long)(first + k));
+            else
+                snprintf(path, sizeof path, "%s/frame_%05lld.png", g->frames_dir,
+                         (long long)(first + k));
+            if ((st = vout_png_write(path, g->rgb8, (int)W, (int)H, err))) return st;
+        }
+        if (g->sheet && (st = keep_frame(g, g->rgb8, fs, W, H, err))) return st;
+        g->written++;
+    }
+    return WF_OK;
+}
+
+static void gen_on_progress(void *ctx, const pl_progress *pr) {
+    gen_ctx *g = ctx;
+    double per = pr->elapsed_seconds / (double)(pr->step + 1);
+    double eta = per * (double)(pr->steps - pr->step - 1);
+    if (g->json) {
+        printf("{\"event\":\"step\",\"job\":%lld,\"group\":%d,\"rank\":%d,\"step\":%lld,"
+               "\"steps\":%lld,\"expert\":\"%s\",\"timestep\":%g,\"guidance\":%g,"
+               "\"step_seconds\":%.4f,\"elapsed_seconds\":%.4f,\"eta_seconds\":%.2f,"
+               "\"wall_end\":%.6f}\n",
+               (long long)g->gjob, pr->group, g->rank < 0 ? 0 : g->rank, (long long)(pr->step + 1),
+               (long long)pr->steps, pr->expert ? "transformer_2" : "transformer", pr->timestep,
+               pr->guidance, pr->step_seconds, pr->elapsed_seconds, eta, pr->wall_end);
+        fflush(stdout);
+    } else if (g->rank >= 0) {
+        fprintf(stderr, "[rank %d, job %lld] step %lld/%lld  %-13s  t=%-7g  %.2f s/step\n",
+                g->rank, (long long)g->gjob, (long long)(pr->step + 1), (long long)pr->steps,
+                pr->expert ? "transformer_2" : "transformer", pr->timestep, pr->step_seconds);
+    } else {
+        fprintf(stderr, "step %lld/%lld  %-13s  t=%-7g  %.2f s/step  ETA %.0f s\n",
+                (long long)(pr->step + 1), (long long)pr->steps,
+                pr->expert ? "transformer_2" : "transformer", pr->timestep, per, eta);
+    }
+}
+
+double gen_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Reads 'latents' [1, C, T, h, w] F32 and checks it against shape. */
+int gen_read_latents(const char *path, const int64_t shape[4], float **out) {
+    wf_err err;
+    st_file *f = NULL;
+    if (st_open(&f, path, &err)) {
+        fprintf(stderr, PROG ": --latents: %s\n", err.msg);
+        return WF_EXIT_FAIL;
+    }
+    const st_tensor *t = st_file_find(f, "latents");
+    int rc = WF_EXIT_FAIL;
+    if (!t) {
+        fprintf(stderr, PROG ": --latents %s: no tensor 'latents'\n", path);
+    } else if (t->dtype != ST_F32) {
+        fprintf(stderr, PROG ": --latents %s: 'latents' is %s, expected F32\n", path,
+                st_dtype_name(t->dtype));
+    } else if (t->ndim != 5 || t->shape[0] != 1 || (int64_t)t->shape[1] != shape[0] ||
+               (int64_t)t->shape[2] != shape[1] || (int64_t)t->shape[3] != shape[2] ||
+               (int64_t)t->shape[4] != shape[3]) {
+        fprintf(stderr,
+                PROG ": --latents %s: 'latents' must be [1, %lld, %lld, %lld, %lld] for this "
+                "size and frame count\n",
+                path, (long long)shape[0], (long long)shape[1], (long long)shape[2],
+                (long long)shape[3]);
+    } else {
+        *out = malloc(t->numel * sizeof(float));
+        if (*out) {
+            memcpy(*out, t->data, t->numel * sizeof(float));
+            rc = WF_EXIT_OK;
+        } else {
+            fprintf(stderr, PROG ": out of memory\n");
+        }
+    }
+    st_close(&f);
+    return rc;
+}
+
+/* The path of job k of n: base itself when n == 1, else "-k" before the extension. */
+void gen_job_path(const char *base, int64_t k, int64_t n, char *out, size_t cap) {
+    if (n == 1) {
+        snprintf(out, cap, "%s", base);
+        return;
+    }
+    const char *slash = strrchr(base, '/'), *dot = strrchr(base, '.');
+    if (!dot || (slash && dot < slash) || dot == (slash ? slash + 1 : base)) {
+        snprintf(out, cap, "%s-%lld", base, (long long)k);
+        return;
+    }
+    snprintf(out, cap, "%.*s-%lld%s", (int)(dot - base), base, (long long)k, dot);
+}
+
+/* Per job outputs after the work (writer only). */
+int gen_finish_outputs(gen_run *g, int64_t k) {
+    const gen_opts *o = g->o;
+    wf_err err;
+    char path[4200];
+    gen_ctx *c = &g->ctx[k];
+    if (c->mp4 && vout_mp4_close(&c->mp4, &err)) {
+        fprintf(stderr, PROG ": --out %s: %s\n", c->mp4_path, err.msg);
+        return WF_EXIT_FAIL;
+    }
+    if (o->sheet) {
+        gen_job_path(o->sheet, k, g->njobs, path, sizeof path);
+        if (write_sheet(c, path, &err)) {
+            fprintf(stderr, PROG ": --contact-sheet %s: %s\n", path, err.msg);
+            return WF_EXIT_FAIL;
+        }
+    }
+    if (o->save_latents) {
+        gen_job_path(o->save_latents, k, g->njobs, path, sizeof path);
+        int64_t s5[5] = {1, g->shape[0], g->shape[1], g->shape[2], g->shape[3]};
+        if (vout_h5_write_latents(path, g->lat_out[k], 5, s5, &err)) {
+            fprintf(stderr, PROG ": --save-latents %s: %s\n", path, err.msg);
+            return WF_EXIT_FAIL;
+        }
+    }
+    return WF_EXIT_OK;
+}
+
+void gen_free_run(gen_run *g) {
+    for (int64_t k = 0; g->ctx && k < g->njobs; k++) {
+        gen_ctx *c = &g->ctx[k];
+        vout_mp4_abort(&c->mp4);
+        free(c->rgb8);
+        for (int64_t i = 0; i < c->n_kept; i++) free(c->kept[i]);
+        free(c->kept);
+        free((char *)c->mp4_path);
+    }
+    for (int64_t k = 0; g->lat_out && k < g->njobs; k++) free(g->lat_out[k]);
+    free(g->lat_out);
+    free(g->ctx);
+    free(g->reqs);
+}
+
+/* The requests and their output contexts. Job k is written here when `writer` and
+ * k % replicas == replica (the worker world that runs it). */
+int gen_setup_jobs(gen_run *g, const pl_request *base, const float *lat0, bool writer,
+                      int replicas, int replica) {
+    const gen_opts *o = g->o;
+    g->reqs = calloc((size_t)g->njobs, sizeof *g->reqs);
+    g->ctx = calloc((size_t)g->njobs, sizeof *g->ctx);
+    g->lat_out = calloc((size_t)g->njobs, sizeof *g->lat_out);
+    if (!g->reqs || !g->ctx || !g->lat_out) return WF_EXIT_FAIL;
+    size_t n = (size_t)(g->shape[0] * g->shape[1] * g->shape[2] * g->shape[3]);
+    for (int64_t k = 0; k < g->njobs; k++) {
+        pl_request *r = &g->reqs[k];
+        gen_ctx *c = &g->ctx[k];
+        *r = *base;
+        r->prompt = o->prompts[k / o->count];
+        r->seed = base->seed + (uint64_t)(k % o->count);
+        r->latents = lat0;
+        c->json = o->json;
+        c->rank = g->size > 1 ? g->rank : -1;
+        c->job = g->njobs > 1 ? k : -1;
+        c->gjob = k;
+        c->fps = (int)o->fps;
+        c->crf = (int)o->crf;
+        r->progress = gen_on_progress;
+        r->progress_ctx = c;
+        r->skip_decode = !o->out && !o->frames_dir && !o->sheet;
+        c->mine = writer && k % replicas == replica;
+        if (!c->mine) continue;
+        c->frames_dir = o->frames_dir;
+        c->sheet = o->sheet != NULL;
+        if (o->out) {
+            char path[4200];
+            gen_job_path(o->out, k, g->njobs, path, sizeof path);
+            if (!(c->mp4_path = strdup(path))) return WF_EXIT_FAIL;
+        }
+        r->on_frames = gen_on_frames;
+        r->frames_ctx = c;
+        if (o->save_latents) {
+            if (!(g->lat_out[k] = malloc(n * sizeof(float)))) return WF_EXIT_FAIL;
+            r->latents_out = g->lat_out[k];
+        }
+    }
+    return WF_EXIT_OK;
+}
+
+void gen_report_done(const gen_run *g, double t0) {
+    int64_t frames = 0;
+    int64_t videos = 0;
+    for (int64_t k = 0; k < g->njobs; k++) {
+        frames += g->ctx[k].written;
+        videos += g->ctx[k].mine;
+    }
+    const gen_opts *o = g->o;
+    if (o->json)
+        printf("{\"event\":\"done\",\"rank\":%d,\"videos\":%lld,\"frames\":%lld,"
+               "\"seconds\":%.3f}\n",
+               g->rank, (long long)videos, (long long)frames, gen_now() - t0);
+    else
+        fprintf(stderr, PROG ": done in %.1f s (%lld video%s, %lld frames)%s%s\n", gen_now() - t0,
+                (long long)videos, videos == 1 ? "" : "s", (long long)frames,
+                o->out ? ", " : "", o->out ? o->out : "");
+}
