@@ -5,8 +5,8 @@
  * input of a sub-block, q/k/v/o the attention operands and output, q again for the projected
  * output of each sub-block (attention out, FFN out) before its gated add.
  *
- * Ulysses (U ranks in the sp communicator): the L tokens are padded to Lp = U * Ll and rank r
- * holds tokens [r Ll, (r + 1) Ll). Everything but self-attention is per token (or on the text and
+ * Ulysses (U ranks in the sp communicator): the L tokens are padded to Lp = U * Ll, Ll a multiple
+ * of DIT_ROW_QUANTUM (dit.h; also for U = 1), and rank r holds tokens [r Ll, (r + 1) Ll). Everything but self-attention is per token (or on the text and
  * timestep, computed by every rank), so it runs on the local rows unchanged. Self-attention:
  * q, k, v are projected, RMS-normed (across all heads: each token has them all) and rotated with
  * the tokens' global positions, then packed head-group-major ([U][Ll][D/U], n is the scratch) and
@@ -21,7 +21,6 @@
 
 #include "dit.h"
 
-
 typedef struct dit_acts {
     wk_tensor patches;            /* [Ll, Cin*pt*ph*pw] */
     wk_tensor x, n, q, k, v, o;   /* [Ll, D] */
@@ -35,11 +34,12 @@ typedef struct dit_acts {
     wk_tensor cos, sin;           /* [Ll, HD] */
     wk_tensor head;               /* [Ll, pt*ph*pw*Cout] */
     wk_tensor one;                /* [1]: the 1 of (1 + scale) */
+    /* padding (Lp > L, any U) */
+    wk_tensor mask;               /* [Lp]: 0 on tokens, -inf on padding */
+    wk_tensor tsl;                /* [Ll]: this rank's per-token timesteps (padding: 0) */
     /* Ulysses only (U > 1) */
     wk_tensor qh, kh, vh, oh;     /* [Lp, NH/U, HD]: all tokens, this rank's heads */
-    wk_tensor mask;               /* [Lp]: 0, or -inf on padding (only when Lp > L) */
     wk_tensor headg;              /* [Lp, pt*ph*pw*Cout]: every rank's head rows */
-    wk_tensor tsl;                /* [Ll]: this rank's per-token timesteps */
     int64_t L, Tn, Fp, Hp, Wp;    /* tokens, timestep rows, token grid */
     int64_t U, rank, Lp, Ll, l0;  /* Ulysses degree and rank, padded and local tokens, first row */
 } dit_acts;
