@@ -390,32 +390,21 @@ int main(int argc, char **argv) {
     if (self_same >= 0)
         printf("# Repeatability : forwards 1 and %d %s\n", nfwd,
                self_same ? "bit-identical" : "DIFFER (not bit-identical)");
-    if (pr.ran)
-        printf("# Peak RSS (MiB) : ours %.1f, torch %.1f (of which %.1f after importing torch and "
-               "diffusers)\n", rss, pr.rss_mib, pr.rss_import_mib);
-    else printf("# Peak RSS (MiB) : ours %.1f\n", rss);
-    int ok = out_of_bounds == 0 && failed_runs == 0;
-    printf("# Out of bounds values : %ld %s\n", out_of_bounds, ok ? "OK" : "FAILED");
-    if (failed_runs) printf("# Failed runs : %d\n", failed_runs);
+    int ok = bu_print_footer(rss, pr.ran, pr.rss_mib, pr.rss_import_mib, "torch and diffusers",
+                             out_of_bounds, failed_runs);
 
     if (json) {
-        json_t *o = json_object(), *lt = json_array();
+        json_t *o = bu_json_header("bench_dit", threads, peak, peak_after, noisy, warm, iters),
+               *lt = json_array();
         json_array_append_new(lt, json_integer(CIN));
         json_array_append_new(lt, json_integer(c.F));
         json_array_append_new(lt, json_integer(c.H));
         json_array_append_new(lt, json_integer(c.W));
-        json_object_set_new(o, "bench", json_string("bench_dit"));
-        json_object_set_new(o, "threads", json_integer(threads));
-        json_object_set_new(o, "peak_gflops", bu_real_or_null(peak));
-        json_object_set_new(o, "peak_gflops_after", bu_real_or_null(peak_after));
-        json_object_set_new(o, "noisy", json_boolean(noisy));
         json_object_set_new(o, "layers", json_integer(c.layers));
         json_object_set_new(o, "latent", lt);
         json_object_set_new(o, "L", json_integer(L));
         json_object_set_new(o, "Lt", json_integer(c.Lt));
         json_object_set_new(o, "dtype", json_string(dtype));
-        json_object_set_new(o, "warmup", json_integer(warm));
-        json_object_set_new(o, "iters", json_integer(iters));
         json_object_set_new(o, "torch", pr.ran ? json_string(pr.torch) : json_null());
         json_object_set_new(o, "diffusers", pr.ran ? json_string(pr.diffusers) : json_null());
         json_object_set_new(o, "ms", bu_real_or_null(med * 1e3));

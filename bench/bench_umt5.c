@@ -614,28 +614,17 @@ int main(int argc, char **argv) {
     if (isfinite(out_rms))
         printf("# Output : rms %.3f over the real rows; %zu nonzero values in padded rows\n",
                out_rms, pad_nonzero);
-    if (pr.ran)
-        printf("# Peak RSS (MiB) : ours %.1f, torch %.1f (of which %.1f after importing torch and "
-               "transformers)\n", rss, pr.rss_mib, pr.rss_import_mib);
-    else printf("# Peak RSS (MiB) : ours %.1f\n", rss);
-    int ok = out_of_bounds == 0 && failed_runs == 0;
-    printf("# Out of bounds values : %ld %s\n", out_of_bounds, ok ? "OK" : "FAILED");
-    if (failed_runs) printf("# Failed runs : %d\n", failed_runs);
+    int ok = bu_print_footer(rss, pr.ran, pr.rss_mib, pr.rss_import_mib, "torch and transformers",
+                             out_of_bounds, failed_runs);
 
     if (json) {
-        json_t *o = json_object(), *ja = json_array();
-        json_object_set_new(o, "bench", json_string("bench_umt5"));
-        json_object_set_new(o, "threads", json_integer(threads));
-        json_object_set_new(o, "peak_gflops", bu_real_or_null(peak));
-        json_object_set_new(o, "peak_gflops_after", bu_real_or_null(peak_after));
-        json_object_set_new(o, "noisy", json_boolean(noisy));
+        json_t *o = bu_json_header("bench_umt5", threads, peak, peak_after, noisy, warm, iters),
+               *ja = json_array();
         json_object_set_new(o, "layers", json_integer(c.layers));
         json_object_set_new(o, "L", json_integer(c.L));
         json_object_set_new(o, "n_real", json_integer(c.n_real));
         json_object_set_new(o, "vocab", json_integer(c.vocab));
         json_object_set_new(o, "dtype", json_string(dtype));
-        json_object_set_new(o, "warmup", json_integer(warm));
-        json_object_set_new(o, "iters", json_integer(iters));
         json_object_set_new(o, "torch", pr.ran ? json_string(pr.torch) : json_null());
         json_object_set_new(o, "transformers", pr.ran ? json_string(pr.transformers) : json_null());
         json_object_set_new(o, "weights_mib", bu_real_or_null(m ? bu_mib((double)m->weight_bytes) : NAN));

@@ -241,3 +241,29 @@ int bu_write_json(const char *path, json_t *o, const char *who) {
     if (r != 0) fprintf(stderr, "%s: cannot write %s: %s\n", who, path, strerror(errno));
     return r ? -1 : 0;
 }
+
+int bu_print_footer(double rss_ours, int peer_ran, double rss_peer, double rss_import,
+                    const char *peer_libs, long out_of_bounds, int failed_runs) {
+    if (peer_ran)
+        printf("# Peak RSS (MiB) : ours %.1f, torch %.1f (of which %.1f after importing %s)\n",
+               rss_ours, rss_peer, rss_import, peer_libs);
+    else printf("# Peak RSS (MiB) : ours %.1f\n", rss_ours);
+    int ok = out_of_bounds == 0 && failed_runs == 0;
+    printf("# Out of bounds values : %ld %s\n", out_of_bounds, ok ? "OK" : "FAILED");
+    if (failed_runs) printf("# Failed runs : %d\n", failed_runs);
+    return ok;
+}
+
+json_t *bu_json_header(const char *bench, int threads, double peak, double peak_after,
+                       int noisy, int warmup, int iters) {
+    json_t *o = json_object();
+    if (!o) return NULL;
+    json_object_set_new(o, "bench", json_string(bench));
+    json_object_set_new(o, "threads", json_integer(threads));
+    json_object_set_new(o, "peak_gflops", bu_real_or_null(peak));
+    json_object_set_new(o, "peak_gflops_after", bu_real_or_null(peak_after));
+    json_object_set_new(o, "noisy", json_boolean(noisy));
+    json_object_set_new(o, "warmup", json_integer(warmup));
+    json_object_set_new(o, "iters", json_integer(iters));
+    return o;
+}

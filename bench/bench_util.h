@@ -54,4 +54,14 @@ int bu_write_in_child(const char *bench, int (*write)(const char *dir, const voi
 /* A --latent value: "F,H,W" or, with the channels, "C,F,H,W" (C must be cin). 0 on success. */
 int bu_parse_latent(const char *v, int64_t cin, int64_t *F, int64_t *H, int64_t *W);
 
+/* The footer lines every model bench ends with: peak RSS (ours, and the peer's with its RSS right
+ * after importing `peer_libs` when it ran), out-of-bounds values and failed runs. Returns 1 when
+ * the footer says OK (no out-of-bounds value, no failed run), else 0. */
+int bu_print_footer(double rss_ours, int peer_ran, double rss_peer, double rss_import,
+                    const char *peer_libs, long out_of_bounds, int failed_runs);
+/* The JSON fields every bench's --json object starts with: bench, threads, peak_gflops (and
+ * _after), noisy, warmup, iters. */
+json_t *bu_json_header(const char *bench, int threads, double peak, double peak_after,
+                       int noisy, int warmup, int iters);
+
 #endif

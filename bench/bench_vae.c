@@ -857,28 +857,17 @@ int main(int argc, char **argv) {
         printf("# Output : rms %.3f, %.2f%% of values at the +-1 clamp (%s row)\n",
                sqrt(sumsq / (double)nout), 100.0 * (double)clamped / (double)nout,
                ROW_NAME[first_ok->kind]);
-    if (pr.ran)
-        printf("# Peak RSS (MiB) : ours %.1f, torch %.1f (of which %.1f after importing torch and "
-               "diffusers)\n", rss, pr.rss_mib, pr.rss_import_mib);
-    else printf("# Peak RSS (MiB) : ours %.1f\n", rss);
-    int ok = out_of_bounds == 0 && failed_runs == 0;
-    printf("# Out of bounds values : %ld %s\n", out_of_bounds, ok ? "OK" : "FAILED");
-    if (failed_runs) printf("# Failed runs : %d\n", failed_runs);
+    int ok = bu_print_footer(rss, pr.ran, pr.rss_mib, pr.rss_import_mib, "torch and diffusers",
+                             out_of_bounds, failed_runs);
 
     if (json) {
-        json_t *o = json_object(), *ja = json_array();
-        json_object_set_new(o, "bench", json_string("bench_vae"));
-        json_object_set_new(o, "threads", json_integer(threads));
-        json_object_set_new(o, "peak_gflops", bu_real_or_null(peak));
-        json_object_set_new(o, "peak_gflops_after", bu_real_or_null(peak_after));
-        json_object_set_new(o, "noisy", json_boolean(noisy));
+        json_t *o = bu_json_header("bench_vae", threads, peak, peak_after, noisy, warm, iters),
+               *ja = json_array();
         json_object_set_new(o, "frames", json_integer(c.F));
         json_object_set_new(o, "height", json_integer(c.H));
         json_object_set_new(o, "width", json_integer(c.W));
         json_object_set_new(o, "latent_frames", json_integer(c.T));
         json_object_set_new(o, "dtype", json_string(dtype));
-        json_object_set_new(o, "warmup", json_integer(warm));
-        json_object_set_new(o, "iters", json_integer(iters));
         json_object_set_new(o, "torch", pr.ran ? json_string(pr.torch) : json_null());
         json_object_set_new(o, "diffusers", pr.ran ? json_string(pr.diffusers) : json_null());
         json_object_set_new(o, "weights_mib", bu_real_or_null(m ? bu_mib((double)m->weight_bytes) : NAN));
