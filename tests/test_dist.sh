@@ -57,6 +57,28 @@ assert {e["group"] for e in steps if e["expert"] == "transformer_2"} == {1}
 sys.exit(0 if overlap > 0 else 1)
 EOF
 
+# ---- 1b. the per-step collective bytes in the progress log equal the formula ----
+# shared U=2 without CFG parallelism: 2 forwards per step, each 4 layers' all-to-alls and the head
+# all-gather (bench/PERFORMANCE.md), computed here from the model's config.json
+timeout 300 "$MPIEXEC" -np 2 "$WF" "${GEN[@]}" --prompt "a red fox" --seed 7 --placement shared \
+    --ulysses 2 --no-cfg-parallel --vae-ranks 1 --json-progress --save-latents "$TMP/u2.h5" \
+    >"$TMP/u2.json" 2>"$TMP/u2.err" || fail "shared U=2: $(tail -2 "$TMP/u2.err")"
+python3 - "$TMP/u2.json" "$TMP/model/transformer/config.json" <<'EOF' || fail "shared U=2: comm_bytes per step differ from the formula"
+import json, math, sys
+steps = [json.loads(l) for l in open(sys.argv[1]) if '"event":"step"' in l]
+c = json.load(open(sys.argv[2]))
+D, layers = c["num_attention_heads"] * c["attention_head_dim"], c["num_layers"]
+pt, ph, pw = c["patch_size"]
+T, h, w, U = (9 - 1) // 4 + 1, 96 // 8, 96 // 8, 2           # --frames 9 --size 96x96
+L = (T // pt) * (h // ph) * (w // pw)
+Ll = math.ceil(L / (48 * U)) * 48
+per_fwd = 4 * layers * (U - 1) * Ll * (D // U) * 4 + (U - 1) * Ll * pt * ph * pw * c["out_channels"] * 4
+want = 2 * per_fwd                                            # CFG on, not parallel: 2 forwards
+got = {e["comm_bytes"] for e in steps}
+print("comm_bytes per step:", sorted(got), "formula:", want)
+sys.exit(0 if steps and got == {want} and all(e["comm_seconds"] >= 0 for e in steps) else 1)
+EOF
+
 # ---- 2. the planner's layout equals one process ----
 for np in 2 3; do
     timeout 300 "$MPIEXEC" -np $np "$WF" "${GEN[@]}" --prompt "a red fox" --count 2 --seed 7 \

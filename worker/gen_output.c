@@ -87,15 +87,19 @@ static void gen_on_progress(void *ctx, const pl_progress *pr) {
         printf("{\"event\":\"step\",\"job\":%lld,\"group\":%d,\"rank\":%d,\"step\":%lld,"
                "\"steps\":%lld,\"expert\":\"%s\",\"timestep\":%g,\"guidance\":%g,"
                "\"step_seconds\":%.4f,\"elapsed_seconds\":%.4f,\"eta_seconds\":%.2f,"
-               "\"wall_end\":%.6f}\n",
+               "\"wall_end\":%.6f,\"comm_seconds\":%.4f,\"comm_bytes\":%llu}\n",
                (long long)g->gjob, pr->group, g->rank < 0 ? 0 : g->rank, (long long)(pr->step + 1),
                (long long)pr->steps, pr->expert ? "transformer_2" : "transformer", pr->timestep,
-               pr->guidance, pr->step_seconds, pr->elapsed_seconds, eta, pr->wall_end);
+               pr->guidance, pr->step_seconds, pr->elapsed_seconds, eta, pr->wall_end,
+               pr->comm_seconds, (unsigned long long)pr->comm_bytes);
         fflush(stdout);
     } else if (g->rank >= 0) {
-        fprintf(stderr, "[rank %d, job %lld] step %lld/%lld  %-13s  t=%-7g  %.2f s/step\n",
+        fprintf(stderr,
+                "[rank %d, job %lld] step %lld/%lld  %-13s  t=%-7g  %.2f s/step (%.2f s in "
+                "collectives, %.1f MB sent)\n",
                 g->rank, (long long)g->gjob, (long long)(pr->step + 1), (long long)pr->steps,
-                pr->expert ? "transformer_2" : "transformer", pr->timestep, pr->step_seconds);
+                pr->expert ? "transformer_2" : "transformer", pr->timestep, pr->step_seconds,
+                pr->comm_seconds, (double)pr->comm_bytes / 1e6);
     } else {
         fprintf(stderr, "step %lld/%lld  %-13s  t=%-7g  %.2f s/step  ETA %.0f s\n",
                 (long long)(pr->step + 1), (long long)pr->steps,

@@ -367,7 +367,7 @@ wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
         if (r->progress) {
             double tn = now_s();
             pl_progress pr = {0, 0, wall_s(), i, r->steps, e, (double)t, cfg_on ? g : 1.0,
-                              tn - ts, tn - t0};
+                              tn - ts, tn - t0, 0, 0};
             r->progress(r->progress_ctx, &pr);
         }
         continue;

@@ -102,6 +102,11 @@ typedef struct pl_progress {
     double guidance;        /* the scale used (1 when CFG is off) */
     double step_seconds;    /* wall time of this step */
     double elapsed_seconds; /* since the loop started */
+    /* distributed runs, this rank (its group's rank 0) during the step: seconds inside
+     * collectives (waiting included) and bytes sent, over its Ulysses group and CFG pair
+     * (bench/PERFORMANCE.md gives the formulas); 0 in one process */
+    double comm_seconds;
+    uint64_t comm_bytes;
 } pl_progress;
 typedef void (*pl_progress_fn)(void *ctx, const pl_progress *pr);
 

@@ -234,6 +234,15 @@ static wf_status job_step(pd_world *d, job *j, wk_arena *arena, int64_t i, int e
     return smp_step(j->smp, j->v, j->x, i, err);
 }
 
+/* The counters of the communicators a step uses (Ulysses group, CFG pair), summed. */
+static cm_stats comm_totals(const pd_world *d) {
+    cm_stats t;
+    memset(&t, 0, sizeof t);
+    cm_stats_add(&t, &d->sp->stats);
+    if (d->pair) cm_stats_add(&t, &d->pair->stats);
+    return t;
+}
+
 /* Steps [i0, i1) on this group, each with the expert its timestep selects (split placements give
  * each group only the steps of its own expert). */
 static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *err) {
@@ -253,6 +262,7 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
     double t0 = now_s();
     for (int64_t i = i0; i < i1; i++) {
         double ts = now_s();
+        cm_stats before = comm_totals(d);
         float t = step_timestep(j->smp, i);
         int e = pl_expert_of(d->p, r, (double)t);
         if (!d->p->dit[e]) {
@@ -270,7 +280,12 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
             double tn = now_s();
             double g2 = isnan(r->guidance_2) ? r->guidance : r->guidance_2;
             pl_progress pr = {j->index, d->role.group, wall_s(), i, r->steps, e, (double)t,
-                              j->cfg ? (e ? g2 : r->guidance) : 1.0, tn - ts, tn - t0};
+                              j->cfg ? (e ? g2 : r->guidance) : 1.0, tn - ts, tn - t0, 0, 0};
+            cm_stats after = comm_totals(d);
+            for (int op = 0; op < CM_NOPS; op++) {
+                pr.comm_seconds += after.seconds[op] - before.seconds[op];
+                pr.comm_bytes += after.bytes[op] - before.bytes[op];
+            }
             r->progress(r->progress_ctx, &pr);
         }
     }
