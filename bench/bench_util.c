@@ -267,3 +267,19 @@ json_t *bu_json_header(const char *bench, int threads, double peak, double peak_
     json_object_set_new(o, "iters", json_integer(iters));
     return o;
 }
+
+int bu_common_flag(const char *a, const char *v, int *warm, int *iters, int *threads, int *check,
+                   int *torch, int *keep, const char **json) {
+    static const char *names[6] = {"-w", "-n", "--threads", "--check", "--torch", "--keep"};
+    int *dst[6] = {warm, iters, threads, check, torch, keep};
+    for (int k = 0; k < 6; k++)
+        if (dst[k] && !strcmp(a, names[k])) {
+            *dst[k] = atoi(v);
+            return 1;
+        }
+    if (json && !strcmp(a, "--json")) {
+        *json = v;
+        return 1;
+    }
+    return 0;
+}

@@ -64,4 +64,10 @@ int bu_print_footer(double rss_ours, int peer_ran, double rss_peer, double rss_i
 json_t *bu_json_header(const char *bench, int threads, double peak, double peak_after,
                        int noisy, int warmup, int iters);
 
+/* The flags every bench shares: -w N, -n N, --threads N, --check 0|1, --torch 0|1, --keep 0|1,
+ * --json FILE. Stores v into the matching variable and returns 1 when a is one of them (and the
+ * bench passed a place for it: NULL means the bench has no such flag), else 0. */
+int bu_common_flag(const char *a, const char *v, int *warm, int *iters, int *threads, int *check,
+                   int *torch, int *keep, const char **json);
+
 #endif

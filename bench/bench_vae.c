@@ -552,13 +552,9 @@ int main(int argc, char **argv) {
             }
         } else if (!strcmp(a, "--rows")) rows_arg = v;
         else if (!strcmp(a, "--dtype")) dtype = v;
-        else if (!strcmp(a, "-w")) warm = atoi(v);
-        else if (!strcmp(a, "-n")) iters = atoi(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--check")) check = atoi(v);
-        else if (!strcmp(a, "--torch")) torch = atoi(v);
-        else if (!strcmp(a, "--json")) json = v;
-        else if (!strcmp(a, "--keep")) keep = atoi(v);
+        else if (bu_common_flag(a, v, &warm, &iters, &threads, &check, &torch, &keep, &json)) {
+            /* one of the flags every bench shares (bench_util.h) */
+        }
         else {
             fprintf(stderr, "bench_vae: unknown option %s\n", a);
             usage(argv[0]);
