@@ -105,34 +105,13 @@ static int write_folder_ctx(const char *dir, const void *ctx) { return write_fol
 /* ------------------------------------------------------------------------------------------ */
 /* the torch peer */
 
-typedef struct peer {
-    int ran;
-    char why[256];      /* reason when skipped or failed */
-    char torch[64], diffusers[64];
-    double ms, load_s, rss_mib, rss_import_mib;
-} peer;
+typedef bu_peer peer;
 
-
-
-/* Runs torch_dit_peer.py on the folder (bu_run_peer). On any failure sets p->why, p->ran 0. */
+/* torch_dit_peer.py on the folder (bu_peer_run). */
 static void peer_run(peer *p, const char *dir, int threads, int warm, int iters) {
-    char py[1024], args[4096];
-    if (bu_find_python("torch, diffusers", py, sizeof py, p->why, sizeof p->why)) return;
-    snprintf(args, sizeof args,
-             "'%s' '%s/inputs.safetensors' '%s/torch_out.safetensors' --threads %d --warmup %d "
-             "--iters %d",
-             dir, dir, dir, threads, warm, iters);
-    json_t *o = bu_run_peer(py, WANFARM_BENCH_DIR, "torch_dit_peer.py", args, threads, "ms", p->why,
-                            sizeof p->why);
-    if (!o) return;
-    bu_json_str_copy(o, "torch", p->torch, sizeof p->torch);
-    bu_json_str_copy(o, "diffusers", p->diffusers, sizeof p->diffusers);
-    p->ms = bu_json_num_or_nan(o, "ms");
-    p->load_s = bu_json_num_or_nan(o, "load_s");
-    p->rss_mib = bu_json_num_or_nan(o, "peak_rss_mib");
-    p->rss_import_mib = bu_json_num_or_nan(o, "rss_import_mib");
-    json_decref(o);
-    p->ran = 1;
+    static const bu_peer_spec spec = {"torch, diffusers", "torch_dit_peer.py", "ms", "diffusers",
+                                      NULL, NULL};
+    bu_peer_run(p, &spec, WANFARM_BENCH_DIR, dir, threads, warm, iters, "");
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -287,7 +266,7 @@ int main(int argc, char **argv) {
     if (pr.ran)
         printf("# torch peer: torch %s, diffusers %s, %d threads (bench/torch_dit_peer.py: "
                "from_pretrained + .float() in %.2f s%s; fp32 compute, no_grad)\n", pr.torch,
-               pr.diffusers, threads, pr.load_s,
+               pr.lib, threads, pr.load_s,
                c.wdt == WK_F32 ? "" : ": both sides compute in fp32 on the same bf16-rounded weights");
     else printf("# torch peer: skipped (%s)\n", pr.why);
     printf("#\n# %-6s %5s %5s %-4s %10s %10s %6s %8s %6s %12s %9s %8s %9s %9s\n", "layers", "L",
@@ -402,7 +381,7 @@ int main(int argc, char **argv) {
         json_object_set_new(o, "Lt", json_integer(c.Lt));
         json_object_set_new(o, "dtype", json_string(dtype));
         json_object_set_new(o, "torch", pr.ran ? json_string(pr.torch) : json_null());
-        json_object_set_new(o, "diffusers", pr.ran ? json_string(pr.diffusers) : json_null());
+        json_object_set_new(o, "diffusers", pr.ran ? json_string(pr.lib) : json_null());
         json_object_set_new(o, "ms", bu_real_or_null(med * 1e3));
         json_object_set_new(o, "gflop", bu_real_or_null(gflop));
         json_object_set_new(o, "gflops", bu_real_or_null(gflops));

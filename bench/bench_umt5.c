@@ -263,35 +263,13 @@ static int write_folder_ctx(const char *dir, const void *ctx) { return write_fol
 /* ------------------------------------------------------------------------------------------ */
 /* the torch peer */
 
-typedef struct peer {
-    int ran;
-    char why[256]; /* reason when skipped or failed */
-    char torch[64], transformers[64], attn[32];
-    double ms, load_s, rss_mib, rss_import_mib;
-} peer;
+typedef bu_peer peer;
 
-
-
-/* Runs torch_umt5_peer.py on the folder (bu_run_peer). On any failure sets p->why, p->ran 0. */
+/* torch_umt5_peer.py on the folder (bu_peer_run); str: its attn_implementation. */
 static void peer_run(peer *p, const char *dir, int threads, int warm, int iters) {
-    char py[1024], args[4096];
-    if (bu_find_python("torch, transformers", py, sizeof py, p->why, sizeof p->why)) return;
-    snprintf(args, sizeof args,
-             "'%s' '%s/inputs.safetensors' '%s/torch_out.safetensors' --threads %d --warmup %d "
-             "--iters %d",
-             dir, dir, dir, threads, warm, iters);
-    json_t *o = bu_run_peer(py, WANFARM_BENCH_DIR, "torch_umt5_peer.py", args, threads, "ms", p->why,
-                            sizeof p->why);
-    if (!o) return;
-    bu_json_str_copy(o, "torch", p->torch, sizeof p->torch);
-    bu_json_str_copy(o, "transformers", p->transformers, sizeof p->transformers);
-    bu_json_str_copy(o, "attn_implementation", p->attn, sizeof p->attn);
-    p->ms = bu_json_num_or_nan(o, "ms");
-    p->load_s = bu_json_num_or_nan(o, "load_s");
-    p->rss_mib = bu_json_num_or_nan(o, "peak_rss_mib");
-    p->rss_import_mib = bu_json_num_or_nan(o, "rss_import_mib");
-    json_decref(o);
-    p->ran = 1;
+    static const bu_peer_spec spec = {"torch, transformers", "torch_umt5_peer.py", "ms",
+                                      "transformers", "attn_implementation", NULL};
+    bu_peer_run(p, &spec, WANFARM_BENCH_DIR, dir, threads, warm, iters, "");
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -477,7 +455,7 @@ int main(int argc, char **argv) {
     if (pr.ran)
         printf("# torch peer: torch %s, transformers %s, %d threads (bench/torch_umt5_peer.py: "
                "from_pretrained(dtype=float32) in %.2f s, attention '%s'; all %lld rows, fp32, "
-               "no_grad)\n", pr.torch, pr.transformers, threads, pr.load_s, pr.attn,
+               "no_grad)\n", pr.torch, pr.lib, threads, pr.load_s, pr.str,
                (long long)c.L);
     else printf("# torch peer: skipped (%s)\n", pr.why);
     printf("#\n# %-4s %6s %5s %5s %-4s %9s %9s %6s %8s %6s %10s %-5s %8s %7s %8s %9s\n", "rows",
@@ -622,7 +600,7 @@ int main(int argc, char **argv) {
         json_object_set_new(o, "vocab", json_integer(c.vocab));
         json_object_set_new(o, "dtype", json_string(dtype));
         json_object_set_new(o, "torch", pr.ran ? json_string(pr.torch) : json_null());
-        json_object_set_new(o, "transformers", pr.ran ? json_string(pr.transformers) : json_null());
+        json_object_set_new(o, "transformers", pr.ran ? json_string(pr.lib) : json_null());
         json_object_set_new(o, "weights_mib", bu_real_or_null(m ? bu_mib((double)m->weight_bytes) : NAN));
         json_object_set_new(o, "arena_mib", bu_real_or_null(bu_mib((double)arena_bytes)));
         for (int k = 0; k < NROWS; k++) {

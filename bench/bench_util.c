@@ -283,3 +283,27 @@ int bu_common_flag(const char *a, const char *v, int *warm, int *iters, int *thr
     }
     return 0;
 }
+
+void bu_peer_run(bu_peer *p, const bu_peer_spec *s, const char *bench_dir, const char *dir,
+                 int threads, int warm, int iters, const char *extra) {
+    char py[1024], args[4096];
+    p->num = NAN;
+    if (bu_find_python(s->modules, py, sizeof py, p->why, sizeof p->why)) return;
+    snprintf(args, sizeof args,
+             "'%s' '%s/inputs.safetensors' '%s/torch_out.safetensors' --threads %d --warmup %d "
+             "--iters %d%s",
+             dir, dir, dir, threads, warm, iters, extra);
+    json_t *o = bu_run_peer(py, bench_dir, s->script, args, threads, s->need_key, p->why,
+                            sizeof p->why);
+    if (!o) return;
+    bu_json_str_copy(o, "torch", p->torch, sizeof p->torch);
+    bu_json_str_copy(o, s->lib_key, p->lib, sizeof p->lib);
+    if (s->str_key) bu_json_str_copy(o, s->str_key, p->str, sizeof p->str);
+    if (s->num_key) p->num = bu_json_num_or_nan(o, s->num_key);
+    p->ms = bu_json_num_or_nan(o, "ms");
+    p->load_s = bu_json_num_or_nan(o, "load_s");
+    p->rss_mib = bu_json_num_or_nan(o, "peak_rss_mib");
+    p->rss_import_mib = bu_json_num_or_nan(o, "rss_import_mib");
+    json_decref(o);
+    p->ran = 1;
+}

@@ -70,4 +70,29 @@ json_t *bu_json_header(const char *bench, int threads, double peak, double peak_
 int bu_common_flag(const char *a, const char *v, int *warm, int *iters, int *threads, int *check,
                    int *torch, int *keep, const char **json);
 
+/* A PyTorch peer run (bench/torch_*_peer.py) and what it reported. */
+typedef struct bu_peer {
+    int ran;
+    char why[256];           /* reason when skipped or failed */
+    char torch[64], lib[64]; /* versions: torch and the peer library (diffusers, transformers) */
+    char str[64];            /* the spec's str_key value ("" when none) */
+    double ms, load_s, rss_mib, rss_import_mib;
+    double num;              /* the spec's num_key value (NaN when none) */
+} bu_peer;
+
+typedef struct bu_peer_spec {
+    const char *modules;  /* python modules it needs: "torch, diffusers" */
+    const char *script;   /* in bench_dir: "torch_dit_peer.py" */
+    const char *need_key; /* a key its JSON line must have (bu_run_peer) */
+    const char *lib_key;  /* the peer library's version key: "diffusers" */
+    const char *str_key;  /* NULL, or one more string to keep in str */
+    const char *num_key;  /* NULL, or one more number to keep in num */
+} bu_peer_spec;
+
+/* Runs the peer on `dir` with the arguments every model peer takes ('dir' 'dir/inputs.safetensors'
+ * 'dir/torch_out.safetensors' --threads --warmup --iters) plus `extra` (may be ""), and fills p.
+ * On any failure p->ran is 0 and p->why says why. */
+void bu_peer_run(bu_peer *p, const bu_peer_spec *s, const char *bench_dir, const char *dir,
+                 int threads, int warm, int iters, const char *extra);
+
 #endif

@@ -355,41 +355,20 @@ static int write_folder_ctx(const char *dir, const void *ctx) { return write_fol
 /* ------------------------------------------------------------------------------------------ */
 /* the torch peer */
 
-typedef struct peer {
-    int ran;
-    char why[256]; /* reason when skipped or failed */
-    char torch[64], diffusers[64];
-    double ms, tiled_ms, load_s, rss_mib, rss_import_mib;
-} peer;
+typedef bu_peer peer;
 
-
-
-
-/* Runs torch_vae_peer.py on the folder (bu_run_peer). untiled/tiled: which decodes it runs (the
- * tiled one with c's tiling parameters). On any failure sets p->why and leaves p->ran 0. */
+/* torch_vae_peer.py on the folder (bu_peer_run): the untiled decode and/or the tiled one (its time
+ * in num). */
 static void peer_run(peer *p, const char *dir, int threads, int warm, int iters, int untiled,
                      int tiled, const bcfg *c) {
-    char py[1024], args[4096], tile[64] = "";
-    if (bu_find_python("torch, diffusers", py, sizeof py, p->why, sizeof p->why)) return;
+    static const bu_peer_spec spec = {"torch, diffusers", "torch_vae_peer.py", "peak_rss_mib",
+                                      "diffusers", NULL, "tiled_ms"};
+    char extra[128];
+    int k = snprintf(extra, sizeof extra, " --untiled %d", untiled);
     if (tiled)
-        snprintf(tile, sizeof tile, " --tile %lld,%lld", (long long)c->tile_min,
+        snprintf(extra + k, sizeof extra - (size_t)k, " --tile %lld,%lld", (long long)c->tile_min,
                  (long long)c->tile_stride);
-    snprintf(args, sizeof args,
-             "'%s' '%s/inputs.safetensors' '%s/torch_out.safetensors' --threads %d --warmup %d "
-             "--iters %d --untiled %d%s",
-             dir, dir, dir, threads, warm, iters, untiled, tile);
-    json_t *o = bu_run_peer(py, WANFARM_BENCH_DIR, "torch_vae_peer.py", args, threads,
-                            "peak_rss_mib", p->why, sizeof p->why);
-    if (!o) return;
-    bu_json_str_copy(o, "torch", p->torch, sizeof p->torch);
-    bu_json_str_copy(o, "diffusers", p->diffusers, sizeof p->diffusers);
-    p->ms = bu_json_num_or_nan(o, "ms");
-    p->tiled_ms = bu_json_num_or_nan(o, "tiled_ms");
-    p->load_s = bu_json_num_or_nan(o, "load_s");
-    p->rss_mib = bu_json_num_or_nan(o, "peak_rss_mib");
-    p->rss_import_mib = bu_json_num_or_nan(o, "rss_import_mib");
-    json_decref(o);
-    p->ran = 1;
+    bu_peer_run(p, &spec, WANFARM_BENCH_DIR, dir, threads, warm, iters, extra);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -694,7 +673,7 @@ int main(int argc, char **argv) {
     if (pr.ran)
         printf("# torch peer: torch %s, diffusers %s, %d threads (bench/torch_vae_peer.py: "
                "from_pretrained + .float() in %.2f s; vae.decode(z).sample, fp32, no_grad%s)\n",
-               pr.torch, pr.diffusers, threads, pr.load_s,
+               pr.torch, pr.lib, threads, pr.load_s,
                rows[ROW_TILED].on ? "; tiled: enable_tiling with the same tiles" : "");
     else printf("# torch peer: skipped (%s)\n", pr.why);
     printf("#\n# %-6s %4s %9s %-4s %10s %10s %6s %8s %6s %10s %-6s %8s %8s %8s %9s\n", "row",
@@ -809,7 +788,7 @@ int main(int argc, char **argv) {
     for (int oi = 0; oi < nrows; oi++) {
         const row *r = order[oi];
         char tm[16] = "n/a", ra[16] = "n/a", rl[48] = "n/a", trss[16] = "n/a";
-        const double tms = r->kind == ROW_TILED ? pr.tiled_ms : pr.ms;
+        const double tms = r->kind == ROW_TILED ? pr.num : pr.ms;
         if (pr.ran) {
             if (isfinite(tms)) snprintf(tm, sizeof tm, "%.1f", tms);
             if (isfinite(tms / r->ms)) snprintf(ra, sizeof ra, "%.2f", tms / r->ms);
@@ -865,13 +844,13 @@ int main(int argc, char **argv) {
         json_object_set_new(o, "latent_frames", json_integer(c.T));
         json_object_set_new(o, "dtype", json_string(dtype));
         json_object_set_new(o, "torch", pr.ran ? json_string(pr.torch) : json_null());
-        json_object_set_new(o, "diffusers", pr.ran ? json_string(pr.diffusers) : json_null());
+        json_object_set_new(o, "diffusers", pr.ran ? json_string(pr.lib) : json_null());
         json_object_set_new(o, "weights_mib", bu_real_or_null(m ? bu_mib((double)m->weight_bytes) : NAN));
         json_object_set_new(o, "gflop", bu_real_or_null(full_flops * 1e-9));
         for (int oi = 0; oi < nrows; oi++) {
             const row *r = order[oi];
             json_t *jr = json_object();
-            const double tms = r->kind == ROW_TILED ? pr.tiled_ms : pr.ms;
+            const double tms = r->kind == ROW_TILED ? pr.num : pr.ms;
             json_object_set_new(jr, "row", json_string(ROW_NAME[r->kind]));
             json_object_set_new(jr, "ok", json_boolean(!r->err[0] && !st));
             json_object_set_new(jr, "ms", bu_real_or_null(r->err[0] ? NAN : r->ms));
