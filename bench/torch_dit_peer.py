@@ -18,30 +18,15 @@ What it is not: a correctness reference of its own (tests/test_dit.c owns that, 
 bench_dit compares its output with this one's.
 Run: python bench/torch_dit_peer.py CKPT_DIR INPUTS OUT.safetensors --threads 2 --warmup 1 --iters 3
 """
-import argparse
-import json
-import resource
-import statistics
 import sys
 import time
 
-
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+from peer_util import parse_args, peak_rss_mib, report, timed
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("ckpt_dir", help="transformer folder: config.json + safetensors")
-    ap.add_argument("inputs", help="safetensors with latents, timestep, text")
-    ap.add_argument("out", help="safetensors to write the output to")
-    ap.add_argument("--threads", type=int, required=True)
-    ap.add_argument("--warmup", type=int, default=1, help="untimed forwards")
-    ap.add_argument("--iters", type=int, default=3, help="timed forwards (median reported)")
-    a = ap.parse_args()
-    if a.iters < 1 or a.warmup < 0 or a.threads < 1:
-        print("torch_dit_peer.py: need --iters >= 1, --warmup >= 0, --threads >= 1", file=sys.stderr)
-        return 2
+    a = parse_args(__doc__, "torch_dit_peer.py", "transformer folder: config.json + safetensors",
+                   "safetensors with latents, timestep, text", "safetensors to write the output to")
 
     import torch
     import diffusers
@@ -60,26 +45,13 @@ def main():
     timestep = inp["timestep"].float().reshape(1)  # [1]
     text = inp["text"].float().unsqueeze(0)        # [1, Lt, text_dim]
 
-    out = None
-    times = []
     with torch.no_grad():
-        for _ in range(a.warmup):
-            out = model(latents, timestep, text, return_dict=False)[0]
-        for _ in range(a.iters):
-            t0 = time.perf_counter()
-            out = model(latents, timestep, text, return_dict=False)[0]
-            times.append(time.perf_counter() - t0)
+        out, ms = timed(lambda: model(latents, timestep, text, return_dict=False)[0], a.warmup,
+                        a.iters)
 
     save_file({"out": out[0].contiguous().float()}, a.out)
-    print(json.dumps({
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "threads": torch.get_num_threads(),
-        "ms": statistics.median(times) * 1e3,
-        "load_s": load_s,
-        "rss_import_mib": rss_import,
-        "peak_rss_mib": peak_rss_mib(),
-    }), flush=True)
+    report(torch, "diffusers", diffusers.__version__, ms=ms, load_s=load_s,
+           rss_import_mib=rss_import)
     return 0
 
 

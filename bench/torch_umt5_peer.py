@@ -19,30 +19,16 @@ What it is not: a correctness reference of its own (tests/test_umt5.c owns that,
 bench_umt5 compares its output with this one's.
 Run: python bench/torch_umt5_peer.py CKPT_DIR INPUTS OUT.safetensors --threads 2 --warmup 1 --iters 3
 """
-import argparse
-import json
-import resource
-import statistics
 import sys
 import time
 
-
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+from peer_util import parse_args, peak_rss_mib, report, timed
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("ckpt_dir", help="text_encoder folder: config.json + model.safetensors")
-    ap.add_argument("inputs", help="safetensors with input_ids, attention_mask")
-    ap.add_argument("out", help="safetensors to write the output to")
-    ap.add_argument("--threads", type=int, required=True)
-    ap.add_argument("--warmup", type=int, default=1, help="untimed forwards")
-    ap.add_argument("--iters", type=int, default=3, help="timed forwards (median reported)")
-    a = ap.parse_args()
-    if a.iters < 1 or a.warmup < 0 or a.threads < 1:
-        print("torch_umt5_peer.py: need --iters >= 1, --warmup >= 0, --threads >= 1", file=sys.stderr)
-        return 2
+    a = parse_args(__doc__, "torch_umt5_peer.py",
+                   "text_encoder folder: config.json + model.safetensors",
+                   "safetensors with input_ids, attention_mask", "safetensors to write the output to")
 
     import torch
     import transformers
@@ -66,27 +52,13 @@ def main():
         h[n_real:] = 0
         return h
 
-    out = None
-    times = []
     with torch.no_grad():
-        for _ in range(a.warmup):
-            out = forward()
-        for _ in range(a.iters):
-            t0 = time.perf_counter()
-            out = forward()
-            times.append(time.perf_counter() - t0)
+        out, ms = timed(forward, a.warmup, a.iters)
 
     save_file({"out": out.contiguous().float()}, a.out)
-    print(json.dumps({
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "threads": torch.get_num_threads(),
-        "attn_implementation": str(getattr(model.config, "_attn_implementation", None)),
-        "ms": statistics.median(times) * 1e3,
-        "load_s": load_s,
-        "rss_import_mib": rss_import,
-        "peak_rss_mib": peak_rss_mib(),
-    }), flush=True)
+    report(torch, "transformers", transformers.__version__,
+           attn_implementation=str(getattr(model.config, "_attn_implementation", None)), ms=ms,
+           load_s=load_s, rss_import_mib=rss_import)
     return 0
 
 

@@ -22,45 +22,23 @@ What it is not: a correctness reference of its own (tests/test_vae.c owns that, 
 bench_vae compares its output with this one's.
 Run: python bench/torch_vae_peer.py CKPT_DIR INPUTS OUT.safetensors --threads 2 --warmup 0 --iters 1
 """
-import argparse
-import json
-import resource
-import statistics
 import sys
 import time
 
-
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+from peer_util import parse_args, peak_rss_mib, report, timed
 
 
-def timed(fn, warmup, iters):
-    out = None
-    for _ in range(warmup):
-        out = fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, statistics.median(times) * 1e3
+def extra_args(ap):
+    ap.add_argument("--untiled", type=int, default=1, help="time the untiled decode (0 or 1)")
+    ap.add_argument("--tile", default=None, help="MIN,STRIDE in pixels: also time a tiled decode")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("ckpt_dir", help="vae folder: config.json + diffusion_pytorch_model.safetensors")
-    ap.add_argument("inputs", help="safetensors with z")
-    ap.add_argument("out", help="safetensors to write the videos to")
-    ap.add_argument("--threads", type=int, required=True)
-    ap.add_argument("--warmup", type=int, default=0, help="untimed decodes")
-    ap.add_argument("--iters", type=int, default=1, help="timed decodes (median reported)")
-    ap.add_argument("--untiled", type=int, default=1, help="time the untiled decode (0 or 1)")
-    ap.add_argument("--tile", default=None, help="MIN,STRIDE in pixels: also time a tiled decode")
-    a = ap.parse_args()
-    if a.iters < 1 or a.warmup < 0 or a.threads < 1 or (not a.untiled and not a.tile):
-        print("torch_vae_peer.py: need --iters >= 1, --warmup >= 0, --threads >= 1 and a decode",
-              file=sys.stderr)
-        return 2
+    a = parse_args(__doc__, "torch_vae_peer.py",
+                   "vae folder: config.json + diffusion_pytorch_model.safetensors",
+                   "safetensors with z", "safetensors to write the videos to", warmup=0, iters=1,
+                   extra=extra_args,
+                   check=lambda a: None if (a.untiled or a.tile) else "need a decode to time")
 
     import torch
     import diffusers
@@ -91,16 +69,8 @@ def main():
             outs["tiled"] = video[0].contiguous().float()
 
     save_file(outs, a.out)
-    print(json.dumps({
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "threads": torch.get_num_threads(),
-        "ms": ms,
-        "tiled_ms": tiled_ms,
-        "load_s": load_s,
-        "rss_import_mib": rss_import,
-        "peak_rss_mib": peak_rss_mib(),
-    }), flush=True)
+    report(torch, "diffusers", diffusers.__version__, ms=ms, tiled_ms=tiled_ms, load_s=load_s,
+           rss_import_mib=rss_import)
     return 0
 
 
