@@ -157,21 +157,8 @@ int bdc_write(const char *dir, int layers, wk_dtype wdt, const char *who) {
         const wspec *s = &l.v[i];
         size_t n = (size_t)spec_numel(s);
         wk_dtype dt = s->keep_f32 ? WK_F32 : wdt;
-        float *v = malloc(n * sizeof *v);
-        if (!v) goto out;
-        bu_fill_normal(v, n, s->kind == K_NORM ? 1.0 : 0.0, BDC_WEIGHT_STD, bu_name_seed(s->name));
-        if (dt != WK_F32) {
-            void *w = malloc(n * wk_dtype_size(dt));
-            if (!w) {
-                free(v);
-                goto out;
-            }
-            wk_convert_from_f32(w, dt, v, n);
-            free(v);
-            bufs[i] = w;
-        } else {
-            bufs[i] = v;
-        }
+        double mean = s->kind == K_NORM ? 1.0 : 0.0;
+        if (!(bufs[i] = bu_random_tensor(s->name, n, mean, BDC_WEIGHT_STD, dt))) goto out;
         items[i] = (st_item){s->name, st_dtype_of(dt), s->ndim, s->shape, bufs[i]};
     }
     snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);

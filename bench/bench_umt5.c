@@ -205,21 +205,7 @@ static int write_folder(const char *dir, const bcfg *c) {
         const wspec *s = &l[i];
         size_t n = (size_t)(s->shape[0] * (s->ndim == 2 ? s->shape[1] : 1));
         wk_dtype dt = s->keep_f32 ? WK_F32 : c->wdt;
-        float *v = malloc(n * sizeof *v);
-        if (!v) goto out;
-        bu_fill_normal(v, n, s->mean, s->std, bu_name_seed(s->name));
-        if (dt != WK_F32) {
-            void *w = malloc(n * wk_dtype_size(dt));
-            if (!w) {
-                free(v);
-                goto out;
-            }
-            wk_convert_from_f32(w, dt, v, n);
-            free(v);
-            bufs[i] = w;
-        } else {
-            bufs[i] = v;
-        }
+        if (!(bufs[i] = bu_random_tensor(s->name, n, s->mean, s->std, dt))) goto out;
         items[i] = (st_item){s->name, st_dtype_of(dt), s->ndim, s->shape, bufs[i]};
     }
     static const char *const meta[2] = {"format", "pt"};

@@ -307,3 +307,14 @@ void bu_peer_run(bu_peer *p, const bu_peer_spec *s, const char *bench_dir, const
     json_decref(o);
     p->ran = 1;
 }
+
+void *bu_random_tensor(const char *name, size_t n, double mean, double std, wk_dtype dt) {
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) return NULL;
+    bu_fill_normal(v, n, mean, std, bu_name_seed(name));
+    if (dt == WK_F32) return v;
+    void *w = malloc((n ? n : 1) * wk_dtype_size(dt));
+    if (w) wk_convert_from_f32(w, dt, v, n);
+    free(v);
+    return w;
+}

@@ -95,4 +95,8 @@ typedef struct bu_peer_spec {
 void bu_peer_run(bu_peer *p, const bu_peer_spec *s, const char *bench_dir, const char *dir,
                  int threads, int warm, int iters, const char *extra);
 
+/* n values N(mean, std) seeded by the tensor's name (bu_name_seed), stored as dtype dt: a malloc'd
+ * buffer (free()), or NULL when out of memory. The random weights of the bench checkpoints. */
+void *bu_random_tensor(const char *name, size_t n, double mean, double std, wk_dtype dt);
+
 #endif

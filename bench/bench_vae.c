@@ -297,21 +297,7 @@ static int write_folder(const char *dir, const bcfg *c) {
     for (size_t i = 0; i < l.n; i++) {
         const wspec *s = &l.v[i];
         size_t n = (size_t)spec_numel(s);
-        float *v = malloc(n * sizeof *v);
-        if (!v) goto out;
-        bu_fill_normal(v, n, s->mean, s->std, bu_name_seed(s->name));
-        if (c->wdt != WK_F32) {
-            void *w = malloc(n * wk_dtype_size(c->wdt));
-            if (!w) {
-                free(v);
-                goto out;
-            }
-            wk_convert_from_f32(w, c->wdt, v, n);
-            free(v);
-            bufs[i] = w;
-        } else {
-            bufs[i] = v;
-        }
+        if (!(bufs[i] = bu_random_tensor(s->name, n, s->mean, s->std, c->wdt))) goto out;
         items[i] = (st_item){s->name, st_dtype_of(c->wdt), s->ndim, s->shape, bufs[i]};
     }
     static const char *const meta[2] = {"format", "pt"};
