@@ -246,8 +246,8 @@ int main(int argc, char **argv) {
     double load_s = bu_now_s() - t0;
     dit_shape shp = {.F = c.F, .H = c.H, .W = c.W, .Lt = c.Lt, .per_token_t = false};
     size_t arena_bytes = 0, ab1 = 0;
-    if (!st) st = dit_arena_bytes(m, &shp, U, &arena_bytes, &err);
-    if (!st && root && check) st = dit_arena_bytes(m, &shp, 1, &ab1, &err); /* the reference */
+    if (!st) st = dit_arena_bytes(m, be, &shp, U, &arena_bytes, &err);
+    if (!st && root && check) st = dit_arena_bytes(m, be, &shp, 1, &ab1, &err); /* the reference */
     if (!st) st = wk_arena_init(&arena, "dit activations", arena_bytes > ab1 ? arena_bytes : ab1, &err);
     const size_t nout = (size_t)(COUT * c.F * c.H * c.W), nlat = (size_t)(CIN * c.F * c.H * c.W),
                  ntxt = (size_t)(c.Lt * TEXT_DIM);

@@ -218,7 +218,7 @@ int main(int argc, char **argv) {
     double load_s = bu_now_s() - t0;
     dit_shape shp = {.F = c.F, .H = c.H, .W = c.W, .Lt = c.Lt, .per_token_t = false};
     size_t arena_bytes = 0;
-    if (!st) st = dit_arena_bytes(m, &shp, 1, &arena_bytes, &err);
+    if (!st) st = dit_arena_bytes(m, be, &shp, 1, &arena_bytes, &err);
     if (!st) st = wk_arena_init(&arena, "dit activations", arena_bytes, &err);
     snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
     if (!st) st = st_open(&inf, path, &err);

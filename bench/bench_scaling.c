@@ -1,4 +1,4 @@
-/* bench_scaling.c: the planner's scaling model (worker/plan.h) for the Wan2.2-T2V-A14B 720p step,
+/* bench_scaling.c: the planner's scaling model (coordinator/planner/plan.h) for the Wan2.2-T2V-A14B 720p step,
  * extrapolated to 1..64 GPUs, in the nccl-tests shape.
  *
  * What it is: for each GPU count (default 1, 8, 16, 32, 64; 8 per node) it asks the planner for
@@ -30,7 +30,7 @@
 
 #include "backend.h"
 #include "bench_util.h"
-#include "plan.h"
+#include "pl_plan.h"
 
 #define MAX_GPUS 64
 #define CHECK_TOL 1e-9 /* relative: the counts are exact arithmetic, the times the same formula */
@@ -294,12 +294,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_scaling: --cost: %s\n", err.msg);
         return 2;
     }
-    if (pn_preset_a14b(&in, &rq, &err)) {
+    if (pl_plan_preset_a14b(&in, &rq, &err)) {
         fprintf(stderr, "bench_scaling: %s\n", err.msg);
         return 2;
     }
 
-    printf("# bench_scaling: the planner's cost model (worker/plan.h), %s %lldx%lld x %lld frames\n",
+    printf("# bench_scaling: the planner's cost model (coordinator/planner/plan.h), %s %lldx%lld x %lld frames\n",
            in.model.name, (long long)in.width, (long long)in.height, (long long)in.frames);
     printf("# request: %lld tokens (latent %lldx%lldx%lld), text %lld, %lld steps: %lld high-noise, "
            "%lld low-noise; CFG %s; %ld GPUs per node\n",

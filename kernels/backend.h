@@ -87,6 +87,10 @@ struct wk_backend {
     const char *name;      /* "cpu", "cuda" */
     wk_device device;
     int nthreads;          /* CPU: OpenMP threads used by the ops */
+    int row_quantum;       /* the backend's GEMM row cut: ops give a row of activations the same
+                            * bits wherever a tensor starts, if it starts at a multiple of this
+                            * many rows. A model that splits rows over ranks (the DiT's Ulysses
+                            * tokens) pads each rank's share to a multiple of it. CPU: 48 */
     const wk_ops *ops;
     void *ws;              /* workspace (scratch), 64-byte aligned */
     size_t ws_cap;

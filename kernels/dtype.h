@@ -7,7 +7,7 @@
  *   - f16: IEEE binary16 with subnormals; overflow gives +-inf.
  *   - fp8 e4m3fn (bias 7, no inf, NaN = S.1111.111, max 448): |x| that rounds past 448 gives NaN,
  *     as torch's float8_e4m3fn cast does (it does not saturate); inf gives NaN.
- * What it is not: the safetensors dtype list (worker/safetensors.h has all of those).
+ * What it is not: the safetensors dtype list (worker/io/safetensors.h has all of those).
  * Tested by: tests/test_dtype.c (exhaustive decode, round-trip and rounding ties).
  */
 #ifndef WK_DTYPE_H

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Generates worker/tok_html5.c: the tables behind tok_prompt_clean's html.unescape (tokenizer.c).
+"""Generates worker/models/text/tok_html5.c: the tables behind tok_prompt_clean's html.unescape (tokenizer.c).
 
 Run (from the repository root; any CPython >= 3.9, no packages needed):
 
-    python3 scripts/gen_html_entities.py            # rewrites worker/tok_html5.c
+    python3 scripts/gen_html_entities.py            # rewrites worker/models/text/tok_html5.c
     python3 scripts/gen_html_entities.py --check    # exit 1 if the committed file is stale
 
 What it writes, all taken from the running Python's own `html` module, so that the C code applies
@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "worker" / "tok_html5.c"
+OUT = ROOT / "worker" / "models" / "text" / "tok_html5.c"
 CHARREF_PATTERN = r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)"
 
 
@@ -81,7 +81,7 @@ def render():
 
 
 def header_counts():
-    h = (ROOT / "worker" / "tok_html5.h").read_text()
+    h = (ROOT / "worker" / "models" / "text" / "tok_html5.h").read_text()
     got = []
     for name in ("TOK_HTML5_N_ENTITIES", "TOK_HTML5_N_INVALID_CHARREFS", "TOK_HTML5_N_INVALID_CODEPOINTS"):
         line = [ln for ln in h.splitlines() if ln.startswith("#define " + name + " ")]
@@ -96,7 +96,7 @@ def main():
     args = ap.parse_args()
     body, counts = render()
     if header_counts() != counts:
-        print("worker/tok_html5.h declares %r entries, this Python has %r: update the #defines" %
+        print("worker/models/text/tok_html5.h declares %r entries, this Python has %r: update the #defines" %
               (header_counts(), counts), file=sys.stderr)
         return 1
     if args.check:

@@ -1,4 +1,4 @@
-/* test_comm.c: the communicator (worker/comm.h, comm.c, comm_nccl.c) under mpirun -np 1..4.
+/* test_comm.c: the communicator (worker/comm/comm.h, comm.c, comm_nccl.c) under mpirun -np 1..4.
  *
  * Every expected byte is computed here in closed form, never by another MPI call: the byte i of
  * the message from rank s to rank d in check number k is pat(s, d, k, i), a hash of the four. Each

@@ -1,4 +1,4 @@
-/* test_diffusers.c: the Diffusers folder reader (worker/diffusers.c, worker/json_cfg.c).
+/* test_diffusers.c: the Diffusers folder reader (worker/io/diffusers.c, worker/io/json_cfg.c).
  *
  *   - the fixtures saved by diffusers' own save_pretrained (tests/fixtures/tiny-wan22: two experts,
  *     sharded high-noise expert, bf16 low-noise expert; tiny-wan21: one transformer) parse to the

@@ -222,8 +222,8 @@ static void test_dit_sp(const char *dir) {
         tu_fill_normal(&rng, txt, (size_t)(Lt * text_dim), 1.0f);
         for (int64_t l = 0; l < L; l++) ts[l] = per_token ? (float)(999 - 7 * l) : 999.0f;
         size_t b1 = 0, bu = 0;
-        WF_ASSERT(dit_arena_bytes(m, &sh, 1, &b1, &err) == WF_OK &&
-                  dit_arena_bytes(m, &sh, world_size, &bu, &err) == WF_OK);
+        WF_ASSERT(dit_arena_bytes(m, be, &sh, 1, &b1, &err) == WF_OK &&
+                  dit_arena_bytes(m, be, &sh, world_size, &bu, &err) == WF_OK);
         wk_arena a1, au;
         WF_ASSERT(wk_arena_init(&a1, "ref", b1, &err) == WF_OK &&
                   wk_arena_init(&au, "sp", bu, &err) == WF_OK);

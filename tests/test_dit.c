@@ -97,7 +97,7 @@ static float *run_case(const char *cname, const char *dir, const char *tdir, dou
                    .Lt = (int64_t)eh->shape[1], .per_token_t = ts->numel > 1};
     g.D = m->cfg.dim;
     size_t bytes = 0;
-    TU_CHECK(dit_arena_bytes(m, &s, 1, &bytes, &err) == WF_OK, "%s: %s", cname, err.msg);
+    TU_CHECK(dit_arena_bytes(m, be, &s, 1, &bytes, &err) == WF_OK, "%s: %s", cname, err.msg);
     wk_arena ar;
     TU_CHECK(wk_arena_init(&ar, "dit test", bytes, &err) == WF_OK, "%s", err.msg);
     out = malloc(ot->numel * sizeof *out);

@@ -1,4 +1,4 @@
-/* test_plan.c: layouts (worker/layout.c) and the placement planner (worker/plan.c).
+/* test_plan.c: layouts (coordinator/planner/layout.c) and the placement planner (coordinator/planner/plan.c).
  *
  *   - ly_check: every rule refuses what it should, with a message holding its key words, and
  *     valid layouts pass; ly_role_of over small shared/split, CFG/no-CFG layouts;
@@ -20,7 +20,9 @@
 #include <string.h>
 
 #include "diffusers.h"
+#include "dit.h"
 #include "layout.h"
+#include "pl_plan.h"
 #include "plan.h"
 #include "sampler.h"
 #include "test_util.h"
@@ -156,7 +158,7 @@ static pn_inputs a14b(int world, int64_t W, int64_t H, int64_t F) {
     r.height = H;
     r.frames = F;
     wf_err e;
-    wf_status st = pn_preset_a14b(&in, &r, &e);
+    wf_status st = pl_plan_preset_a14b(&in, &r, &e);
     TU_CHECK(st == WF_OK, "preset: %s", e.msg);
     return in;
 }
@@ -259,23 +261,23 @@ static void test_steps(void) {
     pn_request_default(&r);
     r.shift = 12;
     wf_err e;
-    TU_CHECK(pn_preset_a14b(&in, &r, &e) == WF_OK && in.steps_high == 26 && in.steps_low == 14,
+    TU_CHECK(pl_plan_preset_a14b(&in, &r, &e) == WF_OK && in.steps_high == 26 && in.steps_low == 14,
              "shift 12: %lld high", (long long)in.steps_high);
     r.shift = 0;
     r.boundary = 1.0; /* only transformer_2 */
-    TU_CHECK(pn_preset_a14b(&in, &r, &e) == WF_OK && in.steps_high == 0 && in.steps_low == 40, "b=1");
+    TU_CHECK(pl_plan_preset_a14b(&in, &r, &e) == WF_OK && in.steps_high == 0 && in.steps_low == 40, "b=1");
     r.boundary = NAN;
     r.guidance = 1.0;
-    TU_CHECK(pn_preset_a14b(&in, &r, &e) == WF_OK && !in.cfg, "guidance 1 turns CFG off");
+    TU_CHECK(pl_plan_preset_a14b(&in, &r, &e) == WF_OK && !in.cfg, "guidance 1 turns CFG off");
     pn_request_default(&r);
     r.width = 1000;
-    CHECK_FAILS(pn_preset_a14b(&in, &r, &e), e, WF_EINVAL, "width 1000|multiple of 16|try 992 or 1008");
+    CHECK_FAILS(pl_plan_preset_a14b(&in, &r, &e), e, WF_EINVAL, "width 1000|multiple of 16|try 992 or 1008");
     pn_request_default(&r);
     r.frames = 10;
-    CHECK_FAILS(pn_preset_a14b(&in, &r, &e), e, WF_EINVAL, "frames 10|try 9 or 13");
+    CHECK_FAILS(pl_plan_preset_a14b(&in, &r, &e), e, WF_EINVAL, "frames 10|try 9 or 13");
     pn_request_default(&r);
     r.boundary = 1.5;
-    CHECK_FAILS(pn_preset_a14b(&in, &r, &e), e, WF_EINVAL, "boundary 1.5");
+    CHECK_FAILS(pl_plan_preset_a14b(&in, &r, &e), e, WF_EINVAL, "boundary 1.5");
 
     /* a model folder: its scheduler decides, and its transformer_2 */
     char path[4200];
@@ -291,7 +293,7 @@ static void test_steps(void) {
     r.frames = 9;
     r.steps = 7;
     pn_inputs_default(&in);
-    TU_CHECK(pn_inputs_from_pipeline(&in, p, &r, &e) == WF_OK, "%s", e.msg);
+    TU_CHECK(pl_plan_inputs(&in, p, &r, &e) == WF_OK, "%s", e.msg);
     smp_options so;
     smp_options_default(&so);
     so.steps = 7;
@@ -311,7 +313,7 @@ static void test_steps(void) {
     snprintf(path, sizeof path, "%s/tiny-wan21", fixtures);
     if (dfs_open(&p, path, &e) == WF_OK) {
         r.boundary = 0.5;
-        CHECK_FAILS(pn_inputs_from_pipeline(&in, p, &r, &e), e, WF_EINVAL, "needs two experts");
+        CHECK_FAILS(pl_plan_inputs(&in, p, &r, &e), e, WF_EINVAL, "needs two experts");
         dfs_close(&p);
     }
 }
@@ -547,6 +549,32 @@ static void test_comparisons(void) {
              "4 worlds, queue 10: %.4f vs %.4f", r.queue_seconds, r.latency + 2 * r.period);
 }
 
+/* The planner pads tokens by the rule the DiT's Ulysses forward uses, with the quantum it is
+ * given: the CPU backend's (the default), and others (a GPU backend's may differ). */
+static void test_row_quantum(void) {
+    wk_backend *be = NULL;
+    wf_err e;
+    TU_CHECK(wk_backend_cpu_new(&be, 1, &e) == WF_OK, "%s", e.msg);
+    if (!be) return;
+    pn_inputs in;
+    pn_inputs_default(&in);
+    TU_CHECK(in.row_quantum == be->row_quantum, "default row quantum %lld, the CPU backend's %d",
+             (long long)in.row_quantum, be->row_quantum);
+    const int64_t qs[] = {1, 8, 48, 128};
+    const int64_t Ls[] = {1, 47, 48, 49, 70, 4000, 75600};
+    for (size_t a = 0; a < sizeof qs / sizeof *qs; a++)
+        for (size_t b = 0; b < sizeof Ls / sizeof *Ls; b++)
+            for (int U = 1; U <= 8; U++) {
+                in.row_quantum = qs[a];
+                in.tokens = Ls[b];
+                int64_t p = pn_tokens_per_rank(&in, U), d = dit_tokens_per_rank(Ls[b], U, qs[a]);
+                TU_CHECK(p == d && p % qs[a] == 0 && p * U >= Ls[b] && (p - qs[a]) * U < Ls[b],
+                         "q %lld L %lld U %d: planner %lld, DiT %lld", (long long)qs[a],
+                         (long long)Ls[b], U, (long long)p, (long long)d);
+            }
+    wk_backend_destroy(&be);
+}
+
 static void test_cost_file(void) {
     char *dir = tu_tmpdir("plan");
     char path[4200];
@@ -595,6 +623,7 @@ int main(int argc, char **argv) {
     test_memory();
     test_comparisons();
     test_cost_file();
+    test_row_quantum();
     if (tu_failures) {
         printf("test_plan: %d failures\n", tu_failures);
         return 1;

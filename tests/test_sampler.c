@@ -1,4 +1,4 @@
-/* test_sampler.c: the samplers (worker/sampler.c) against Diffusers' UniPCMultistepScheduler and
+/* test_sampler.c: the samplers (worker/engine/sampler.c) against Diffusers' UniPCMultistepScheduler and
  * FlowMatchEulerDiscreteScheduler.
  *
  * For each case of tests/fixtures/sampler (make_sampler_fixtures.py; cases.json lists them):

@@ -1,4 +1,4 @@
-/* test_tokenizer.c: the prompt tokenizer (worker/tokenizer.c, spm_shim.cc) against diffusers'
+/* test_tokenizer.c: the prompt tokenizer (worker/models/text/tokenizer.c, spm_shim.cc) against diffusers'
  * prompt_clean and transformers' T5Tokenizer.
  *
  * From tests/fixtures/text/tokenizer_golden.json (make_text_fixtures.py):

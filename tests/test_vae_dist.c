@@ -1,4 +1,4 @@
-/* test_vae_dist.c: the row-parallel VAE decode (worker/vae_dist.c) equals the one-rank decode.
+/* test_vae_dist.c: the row-parallel VAE decode (worker/models/vae/vae_dist.c) equals the one-rank decode.
  *
  * An MPI program (ctest runs it under mpirun -np 1, 2, 3, 4). For VAE fixtures of
  * tests/fixtures/vae (the Wan2.1 layout at three depths, and the Wan2.2 layout with patchify and

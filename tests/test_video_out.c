@@ -1,4 +1,4 @@
-/* test_video_out.c: worker/video_out.c (MP4, PNG, contact sheet, HDF5 latents).
+/* test_video_out.c: worker/io/video_out.c (MP4, PNG, contact sheet, HDF5 latents).
  *
  * Checks, reading everything back through independent tools (ffprobe/ffmpeg, h5dump):
  *   - a 17-frame 64x48 video at 16 fps, crf 18: ffprobe sees h264, yuv420p, 64x48, 17 decoded

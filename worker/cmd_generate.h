@@ -1,6 +1,7 @@
-/* cmd_generate.h: what the three files of `wanfarm generate` share (prefix gen_): cmd_generate.c
- * (options, one process), gen_output.c (per-video outputs: MP4, PNG, contact sheet, latents,
- * progress lines) and gen_dist.c (several MPI ranks: the layout and the distributed run).
+/* cmd_generate.h: what the four files of `wanfarm generate` share (prefix gen_): cmd_generate.c
+ * (options, one process), job.c (the queue as requests: the local form of a job spec),
+ * gen_output.c (per-video outputs: MP4, PNG, contact sheet, latents, progress lines) and
+ * gen_dist.c (several MPI ranks: the layout and the distributed run).
  * Internal to the command; not a library interface.
  */
 #ifndef GEN_CMD_GENERATE_H
@@ -61,9 +62,8 @@ typedef struct gen_run {
     bool quiet; /* not world rank 0: input errors are printed once */
 } gen_run;
 
-/* ---- gen_output.c ---- */
+/* ---- job.c: the queue as requests ---- */
 
-double gen_now(void); /* CLOCK_MONOTONIC seconds */
 /* The path of job k of n: base itself when n == 1, else "-k" before the extension. */
 void gen_job_path(const char *base, int64_t k, int64_t n, char *out, size_t cap);
 /* Reads 'latents' [1, C, T, h, w] F32 from a safetensors file and checks it against shape;
@@ -73,10 +73,19 @@ int gen_read_latents(const char *path, const int64_t shape[4], float **out);
  * k % replicas == replica. */
 int gen_setup_jobs(gen_run *g, const pl_request *base, const float *lat0, bool writer,
                    int replicas, int replica);
+void gen_free_run(gen_run *g);
+
+/* ---- gen_output.c: what the writer does with a job ---- */
+
+double gen_now(void); /* CLOCK_MONOTONIC seconds */
+/* The pipeline's callbacks, with a gen_ctx: decoded frames (MP4, PNG, contact sheet) and
+ * progress lines. */
+wf_status gen_on_frames(void *ctx, int64_t first, int64_t n, int64_t H, int64_t W,
+                        const float *rgb, wf_err *err);
+void gen_on_progress(void *ctx, const pl_progress *pr);
 /* Job k's outputs after the work (MP4 close, contact sheet, latents). */
 int gen_finish_outputs(gen_run *g, int64_t k);
 void gen_report_done(const gen_run *g, double t0);
-void gen_free_run(gen_run *g);
 
 /* ---- gen_dist.c ---- */
 

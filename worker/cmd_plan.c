@@ -17,7 +17,7 @@
 
 #include "cmds.h"
 #include "diffusers.h"
-#include "plan.h"
+#include "pl_plan.h"
 
 #define PROG "wanfarm plan"
 
@@ -168,10 +168,10 @@ int cmd_plan(int argc, char **argv) {
             fprintf(stderr, PROG ": %s\n", err.msg);
             return WF_EXIT_FAIL;
         }
-        st = pn_inputs_from_pipeline(&in, p, &r, &err);
+        st = pl_plan_inputs(&in, p, &r, &err);
         dfs_close(&p);
     } else {
-        st = pn_preset_a14b(&in, &r, &err);
+        st = pl_plan_preset_a14b(&in, &r, &err);
     }
     if (st) {
         fprintf(stderr, PROG ": %s\n", err.msg);

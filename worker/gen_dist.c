@@ -13,7 +13,7 @@
 #include "cmd_generate.h"
 #include "cmds.h"
 #include "pl_dist.h"
-#include "plan.h"
+#include "pl_plan.h"
 
 /* Tasks of the srun step that started us (0: not in an srun step). */
 long gen_srun_tasks(void) {
@@ -72,33 +72,16 @@ static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *b
     pr.shift = base->shift, pr.sampler = base->sampler, pr.text_len = base->max_sequence_length;
     in.world = g->size;
     in.ranks_per_node = gen_local_ranks();
-    if (pn_inputs_from_pipeline(&in, shell->cfg, &pr, &err)) {
+    if (pl_plan_inputs(&in, shell->cfg, &pr, &err)) {
         if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
         return WF_EXIT_USAGE;
     }
     in.queue = g->njobs;
     in.replicas = o->replicas > 0 ? o->replicas : PN_FREE; /* several worker worlds for a queue */
     in.allow_idle = true;
-    /* The ranks compute on the CPU backend today (the CUDA op backend is a later issue): rates per
-     * thread as bench_ops measures them on a 2-core AMD EPYC VM with OpenBLAS (sgemm ~70 GFLOP/s
-     * per core, attention ~45, conv ~55), shared-memory MPI inside a node (~5 GB/s, 5 us), a
-     * 10 GbE-class network between nodes (~1 GB/s, 50 us); f32 activations, no device reserve,
-     * and the weights mapped from the checkpoint files (the page cache shares them between the
-     * ranks of a node), so the memory limit is the host's unless --mem-gb says otherwise.
-     * --cost FILE replaces the rates (bench_scaling --calibrate --write-cost writes one). */
-    const double thr = (double)gen_threads_per_rank(o);
-    in.cost.gemm_flops = 70e9 * thr;
-    in.cost.attn_flops = 45e9 * thr;
-    in.cost.vae_flops = 55e9 * thr;
-    in.cost.mem_bw = 10e9;
-    in.cost.intra_bw = 5e9;
-    in.cost.inter_bw = 1e9;
-    in.cost.intra_latency = 5e-6;
-    in.cost.inter_latency = 50e-6;
-    in.cost.host_bw = 10e9;
-    in.cost.elem_bytes = 4;
-    in.cost.mem_reserve = 0;
-    snprintf(in.cost.source, sizeof in.cost.source, "stated for CPU ranks of %g thread(s)", thr);
+    /* The ranks compute on the CPU backend today: its stated rates (pn_cost_cpu), or --cost FILE
+     * (bench_scaling --calibrate --write-cost writes one). */
+    pn_cost_cpu(&in.cost, (double)gen_threads_per_rank(o));
     if (o->cost && pn_cost_load(&in.cost, o->cost, &err)) {
         if (!g->quiet) fprintf(stderr, PROG ": --cost %s\n", err.msg);
         return WF_EXIT_FAIL;

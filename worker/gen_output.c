@@ -1,6 +1,6 @@
 /* gen_output.c: the outputs of `wanfarm generate` (see cmd_generate.h): per video, the MP4 (opened
  * at its first frame), PNG frames, the contact sheet and the final latents, written by the rank
- * that writes the video; progress lines and the final report.
+ * that writes the video; progress lines and the final report. The jobs themselves are job.c's.
  */
 #include <errno.h>
 #include <math.h>
@@ -42,8 +42,8 @@ static wf_status write_sheet(const gen_ctx *g, const char *path, wf_err *err) {
                               (int)g->kept_w, (int)g->kept_h, cols, shrink, err);
 }
 
-static wf_status gen_on_frames(void *ctx, int64_t first, int64_t n, int64_t H, int64_t W,
-                           const float *rgb, wf_err *err) {
+wf_status gen_on_frames(void *ctx, int64_t first, int64_t n, int64_t H, int64_t W,
+                        const float *rgb, wf_err *err) {
     gen_ctx *g = ctx;
     if (g->mp4_path && !g->mp4) {
         wf_status st = vout_mp4_open(&g->mp4, g->mp4_path, (int)W, (int)H, g->fps, g->crf, err);
@@ -79,7 +79,7 @@ static wf_status gen_on_frames(void *ctx, int64_t first, int64_t n, int64_t H, i
     return WF_OK;
 }
 
-static void gen_on_progress(void *ctx, const pl_progress *pr) {
+void gen_on_progress(void *ctx, const pl_progress *pr) {
     gen_ctx *g = ctx;
     double per = pr->elapsed_seconds / (double)(pr->step + 1);
     double eta = per * (double)(pr->steps - pr->step - 1);
@@ -113,56 +113,6 @@ double gen_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Reads 'latents' [1, C, T, h, w] F32 and checks it against shape. */
-int gen_read_latents(const char *path, const int64_t shape[4], float **out) {
-    wf_err err;
-    st_file *f = NULL;
-    if (st_open(&f, path, &err)) {
-        fprintf(stderr, PROG ": --latents: %s\n", err.msg);
-        return WF_EXIT_FAIL;
-    }
-    const st_tensor *t = st_file_find(f, "latents");
-    int rc = WF_EXIT_FAIL;
-    if (!t) {
-        fprintf(stderr, PROG ": --latents %s: no tensor 'latents'\n", path);
-    } else if (t->dtype != ST_F32) {
-        fprintf(stderr, PROG ": --latents %s: 'latents' is %s, expected F32\n", path,
-                st_dtype_name(t->dtype));
-    } else if (t->ndim != 5 || t->shape[0] != 1 || (int64_t)t->shape[1] != shape[0] ||
-               (int64_t)t->shape[2] != shape[1] || (int64_t)t->shape[3] != shape[2] ||
-               (int64_t)t->shape[4] != shape[3]) {
-        fprintf(stderr,
-                PROG ": --latents %s: 'latents' must be [1, %lld, %lld, %lld, %lld] for this "
-                "size and frame count\n",
-                path, (long long)shape[0], (long long)shape[1], (long long)shape[2],
-                (long long)shape[3]);
-    } else {
-        *out = malloc(t->numel * sizeof(float));
-        if (*out) {
-            memcpy(*out, t->data, t->numel * sizeof(float));
-            rc = WF_EXIT_OK;
-        } else {
-            fprintf(stderr, PROG ": out of memory\n");
-        }
-    }
-    st_close(&f);
-    return rc;
-}
-
-/* The path of job k of n: base itself when n == 1, else "-k" before the extension. */
-void gen_job_path(const char *base, int64_t k, int64_t n, char *out, size_t cap) {
-    if (n == 1) {
-        snprintf(out, cap, "%s", base);
-        return;
-    }
-    const char *slash = strrchr(base, '/'), *dot = strrchr(base, '.');
-    if (!dot || (slash && dot < slash) || dot == (slash ? slash + 1 : base)) {
-        snprintf(out, cap, "%s-%lld", base, (long long)k);
-        return;
-    }
-    snprintf(out, cap, "%.*s-%lld%s", (int)(dot - base), base, (long long)k, dot);
-}
-
 /* Per job outputs after the work (writer only). */
 int gen_finish_outputs(gen_run *g, int64_t k) {
     const gen_opts *o = g->o;
@@ -186,66 +136,6 @@ int gen_finish_outputs(gen_run *g, int64_t k) {
         if (vout_h5_write_latents(path, g->lat_out[k], 5, s5, &err)) {
             fprintf(stderr, PROG ": --save-latents %s: %s\n", path, err.msg);
             return WF_EXIT_FAIL;
-        }
-    }
-    return WF_EXIT_OK;
-}
-
-void gen_free_run(gen_run *g) {
-    for (int64_t k = 0; g->ctx && k < g->njobs; k++) {
-        gen_ctx *c = &g->ctx[k];
-        vout_mp4_abort(&c->mp4);
-        free(c->rgb8);
-        for (int64_t i = 0; i < c->n_kept; i++) free(c->kept[i]);
-        free(c->kept);
-        free((char *)c->mp4_path);
-    }
-    for (int64_t k = 0; g->lat_out && k < g->njobs; k++) free(g->lat_out[k]);
-    free(g->lat_out);
-    free(g->ctx);
-    free(g->reqs);
-}
-
-/* The requests and their output contexts. Job k is written here when `writer` and
- * k % replicas == replica (the worker world that runs it). */
-int gen_setup_jobs(gen_run *g, const pl_request *base, const float *lat0, bool writer,
-                      int replicas, int replica) {
-    const gen_opts *o = g->o;
-    g->reqs = calloc((size_t)g->njobs, sizeof *g->reqs);
-    g->ctx = calloc((size_t)g->njobs, sizeof *g->ctx);
-    g->lat_out = calloc((size_t)g->njobs, sizeof *g->lat_out);
-    if (!g->reqs || !g->ctx || !g->lat_out) return WF_EXIT_FAIL;
-    size_t n = (size_t)(g->shape[0] * g->shape[1] * g->shape[2] * g->shape[3]);
-    for (int64_t k = 0; k < g->njobs; k++) {
-        pl_request *r = &g->reqs[k];
-        gen_ctx *c = &g->ctx[k];
-        *r = *base;
-        r->prompt = o->prompts[k / o->count];
-        r->seed = base->seed + (uint64_t)(k % o->count);
-        r->latents = lat0;
-        c->json = o->json;
-        c->rank = g->size > 1 ? g->rank : -1;
-        c->job = g->njobs > 1 ? k : -1;
-        c->gjob = k;
-        c->fps = (int)o->fps;
-        c->crf = (int)o->crf;
-        r->progress = gen_on_progress;
-        r->progress_ctx = c;
-        r->skip_decode = !o->out && !o->frames_dir && !o->sheet;
-        c->mine = writer && k % replicas == replica;
-        if (!c->mine) continue;
-        c->frames_dir = o->frames_dir;
-        c->sheet = o->sheet != NULL;
-        if (o->out) {
-            char path[4200];
-            gen_job_path(o->out, k, g->njobs, path, sizeof path);
-            if (!(c->mp4_path = strdup(path))) return WF_EXIT_FAIL;
-        }
-        r->on_frames = gen_on_frames;
-        r->frames_ctx = c;
-        if (o->save_latents) {
-            if (!(g->lat_out[k] = malloc(n * sizeof(float)))) return WF_EXIT_FAIL;
-            r->latents_out = g->lat_out[k];
         }
     }
     return WF_EXIT_OK;

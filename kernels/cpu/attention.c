@@ -25,7 +25,7 @@
 /* Block sizes, measured on 2 cores (bench/PERFORMANCE.md); -D overrides them for experiments. */
 /* Query rows per task are a multiple of 48 (240, 96 or 48), so that a query's row of an sgemm
  * lands in the same BLAS row tile whatever the head count and thread count chose: the outputs of
- * a query then do not depend on how many heads a rank holds (Ulysses, worker/dit.h). */
+ * a query then do not depend on how many heads a rank holds (Ulysses, worker/models/dit/dit.h). */
 #ifndef ATT_BQ_MAX
 #define ATT_BQ_MAX 240 /* query rows per task, at most (fewer when there are few tasks) */
 #endif

@@ -32,7 +32,7 @@
 #define CONV_COL_BYTES ((size_t)4 << 20)
 #define CONV_COL_MAX_BYTES ((size_t)16 << 20)
 #define CONV_MIN_ROWS 240
-#define CONV_ROW_QUANTUM 48 /* im2col blocks start at multiples of this many positions */
+#define CONV_ROW_QUANTUM WK_CPU_ROW_QUANTUM /* im2col blocks start at multiples of this many positions */
 /* Below these sizes a loop runs on one thread: waking the others costs more than it saves,
  * and far more on a loaded machine. Elements copied, and multiply-adds of the main loop. */
 #define CONV_PAR_MIN ((int64_t)1 << 16)

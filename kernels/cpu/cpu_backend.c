@@ -28,6 +28,7 @@ wf_status wk_backend_cpu_new(wk_backend **out, int nthreads, wf_err *err) {
     be->name = "cpu";
     be->device = WK_DEV_CPU;
     be->nthreads = nthreads > 0 ? nthreads : omp_get_max_threads();
+    be->row_quantum = WK_CPU_ROW_QUANTUM;
     be->ops = &cpu_ops;
     openblas_set_num_threads(be->nthreads); /* GEMMs outside parallel regions use these */
     *out = be;

@@ -36,6 +36,11 @@ wf_status wk_cpu_conv2d(wk_backend *be, wk_tensor *y, const wk_tensor *x, const 
                         const wk_tensor *bias, const wk_conv_params *p, wf_err *err);
 wf_status wk_cpu_upsample2x(wk_backend *be, wk_tensor *y, const wk_tensor *x, wf_err *err);
 
+/* Rows of activations per GEMM task cut (matmul, conv im2col blocks, attention query blocks): a
+ * multiple of every BLAS register tile (4, 6, 8, 16, 24 rows). The backend publishes it as
+ * wk_backend.row_quantum. */
+#define WK_CPU_ROW_QUANTUM 48
+
 /* y[M, N] (leading dim ldy) = x[M, K] . w[N, K]^T + beta y, on nth threads, cut into tasks whose
  * bounds fall on multiples of every BLAS register tile (48 rows of x or 384 rows of w), each a
  * single-threaded sgemm: the bits of y do not depend on nth (matmul.c's head comment). M, N, K

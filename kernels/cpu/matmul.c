@@ -11,7 +11,7 @@
  * of OpenBLAS runs a call made inside a parallel region on one thread). The cuts fall on multiples
  * of every BLAS register tile (4, 6, 8, 16, 24 rows; 16, 24, 32, 64 columns), so each element of y
  * is computed by the same kernel, in the same order, whatever the thread count: a run gives the
- * same bits on 1 or 64 threads, and under Ulysses (whose ranks hold multiples of 48 tokens) the
+ * same bits on 1 or 64 threads, and under Ulysses (whose ranks hold multiples of the row quantum, 48 tokens) the
  * same bits as one rank. OpenBLAS's own threading splits at places that depend on the thread
  * count, which changes the last bits.
  * What it is not: a tuned kernel (no packing of our own, no fused dequantising GEMM).
@@ -26,8 +26,8 @@
 /* Rows of w widened per block: 384 rows of a K = 13824 weight is 20 MiB of f32. A multiple of
  * MATMUL_COLS. */
 #define MATMUL_BLOCK_N 384
-/* Task cuts: rows of x (a multiple of the DiT's 48-token quantum), rows of w. */
-#define MATMUL_ROWS 48
+/* Task cuts: rows of x (the backend's row quantum), rows of w. */
+#define MATMUL_ROWS WK_CPU_ROW_QUANTUM
 #define MATMUL_COLS 384
 /* Below this many elements a loop runs on one thread: the fork costs more than it saves. */
 #define MATMUL_PAR_MIN 32768

@@ -343,7 +343,7 @@ wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
     for (int k = 0; k < 2; k++) {
         if (!p->dit[k]) continue;
         size_t b = 0;
-        if ((st = dit_arena_bytes(p->dit[k], &ds, 1, &b, err))) goto done;
+        if ((st = dit_arena_bytes(p->dit[k], p->be, &ds, 1, &b, err))) goto done;
         if (b > dbytes) dbytes = b;
     }
     if ((st = wk_arena_init(&arena, "dit activations", dbytes, err))) goto done;

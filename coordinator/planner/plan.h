@@ -13,7 +13,10 @@
  * memory bandwidth, 4 all-to-alls (+ 1 all-gather after the last block) whose time is bounded by
  * NVLink for on-node peers and InfiniBand for off-node peers, no compute/communication overlap.
  * What it is not: the communicators (pl_dist.c) or the generation loop; it runs nothing and
- * measures nothing (bench/bench_scaling --calibrate measures rates for a cost file).
+ * measures nothing (bench/bench_scaling --calibrate measures rates for a cost file). It knows no
+ * model code: it takes plain numbers (heads, widths, layers, tokens, the step split, rates), and
+ * depends on kernels/status.h and jansson only, so that the coordinator links it without MPI,
+ * FFmpeg or the models. worker/engine/pl_plan.h turns a Diffusers pipeline into these numbers.
  * Tested by: tests/test_plan.c (rules, roles, byte counts against an independent formula, choices
  * for 1..64 ranks), tests/test_plan_cli.sh (`wanfarm plan`).
  */
@@ -25,7 +28,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "diffusers.h"
 #include "layout.h"
 #include "status.h"
 
@@ -51,6 +53,13 @@ typedef struct pn_cost {
 } pn_cost;
 
 void pn_cost_default(pn_cost *c);
+/* The stated rates of CPU ranks of `threads` OpenMP threads each (the CPU backend: OpenBLAS
+ * sgemm, f32 activations): per thread as bench_ops measures them on a 2-core AMD EPYC VM (sgemm
+ * ~70 GFLOP/s, attention ~45, conv ~55), shared-memory MPI inside a node (~5 GB/s, 5 us), a
+ * 10 GbE-class network between nodes (~1 GB/s, 50 us), no device reserve; the weights are mapped
+ * from the checkpoint files (the page cache shares them between a node's ranks), so the memory
+ * limit is the host's: mem_per_rank is left as pn_cost_default's for the caller to set. */
+void pn_cost_cpu(pn_cost *c, double threads);
 /* Overrides the fields named in the JSON object of `path` (numbers > 0; keys starting with '_'
  * are comments; an unknown key is an error that lists the known ones). */
 wf_status pn_cost_load(pn_cost *c, const char *path, wf_err *err);
@@ -93,11 +102,14 @@ typedef struct pn_inputs {
     /* the world */
     int world;                   /* ranks available */
     int ranks_per_node;          /* world rank r lives on node r / ranks_per_node */
-    /* the model and request (pn_inputs_from_pipeline / pn_preset_a14b fill these) */
+    /* the model and request (the engine's pl_plan_inputs / pl_plan_preset_a14b fill these) */
     pn_model model;
     int64_t width, height, frames;
     int64_t T, h, w;             /* latent frames, rows, columns */
     int64_t tokens;              /* L = (T/pt)(h/ph)(w/pw) */
+    int64_t row_quantum;         /* every rank holds a multiple of this many tokens (the padding
+                                  * is masked): the backend's wk_backend.row_quantum, which the
+                                  * DiT pads to (48 on the CPU backend, the default) */
     int64_t text_len;            /* Lt */
     int64_t steps, steps_high, steps_low; /* steps_high: transformer, steps_low: transformer_2 */
     double boundary_t;           /* boundary_ratio * num_train_timesteps; NaN: none */
@@ -115,20 +127,14 @@ typedef struct pn_inputs {
     bool allow_idle;             /* ranks may be left unused when no layout uses them all */
 } pn_inputs;
 
-/* world 1, 8 ranks per node, queue 1, the stated cost, every choice free, idle ranks allowed. */
+/* world 1, 8 ranks per node, queue 1, the stated cost, row quantum 48, every choice free, idle
+ * ranks allowed. */
 void pn_inputs_default(pn_inputs *in);
 
-/* Fills the model and request parts of `in` (the rest is kept) from a Diffusers folder's configs
- * and a request. The request is validated as pl_check_request does (sizes, frames, steps,
- * boundary: WF_EINVAL with what to change), and steps_high/steps_low are counted exactly as the
- * pipeline chooses the expert: the sampler's timesteps (smp_create), t >= boundary_ratio *
- * num_train_timesteps runs transformer. */
-wf_status pn_inputs_from_pipeline(pn_inputs *in, const dfs_pipeline *p, const pn_request *r,
-                                  wf_err *err);
-/* The same for Wan2.2-T2V-A14B without a model folder: its configs as the Diffusers repo ships
- * them (transformer and transformer_2 40 x 128 heads, ffn 13824, 40 layers; umT5-XXL; the Wan2.1
- * VAE; UniPC flow_shift 3.0; boundary_ratio 0.875). */
-wf_status pn_preset_a14b(pn_inputs *in, const pn_request *r, wf_err *err);
+/* Tokens each of U ranks holds: Ll = ceil(L / (q U)) q with q = in->row_quantum, the rule the
+ * DiT's Ulysses forward pads by (dit_tokens_per_rank; tests/test_plan.c checks they agree). */
+int64_t pn_tokens_per_rank(const pn_inputs *in, int U);
+
 /* The limits ly_check needs, for this request. */
 ly_limits pn_limits(const pn_inputs *in);
 
@@ -136,7 +142,7 @@ ly_limits pn_limits(const pn_inputs *in);
 typedef struct pn_group {
     int ranks, ulysses;
     int64_t steps;                 /* steps this group runs per video */
-    int64_t tokens_local;          /* Ll = dit_tokens_per_rank(L, U): ceil(L / 48U) 48 */
+    int64_t tokens_local;          /* Ll = pn_tokens_per_rank(in, U): ceil(L / qU) q */
     int64_t tokens_padded;         /* Lp = Ll * U */
     int forwards_per_step;         /* per rank: 2 with CFG unless cfg_parallel, else 1 */
     double gemm_flops, attn_flops; /* per rank per forward */

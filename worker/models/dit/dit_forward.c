@@ -6,7 +6,8 @@
  * output of each sub-block (attention out, FFN out) before its gated add.
  *
  * Ulysses (U ranks in the sp communicator): the L tokens are padded to Lp = U * Ll, Ll a multiple
- * of DIT_ROW_QUANTUM (dit.h; also for U = 1), and rank r holds tokens [r Ll, (r + 1) Ll). Everything but self-attention is per token (or on the text and
+ * of the backend's row quantum (dit_tokens_per_rank in dit.h; also for U = 1), and rank r holds
+ * tokens [r Ll, (r + 1) Ll). Everything but self-attention is per token (or on the text and
  * timestep, computed by every rank), so it runs on the local rows unchanged. Self-attention:
  * q, k, v are projected, RMS-normed (across all heads: each token has them all) and rotated with
  * the tokens' global positions, then packed head-group-major ([U][Ll][D/U], n is the scratch) and
@@ -66,8 +67,8 @@ wf_status dit_check_shape(const dit_model *m, const dit_shape *s, wf_err *err) {
 }
 
 /* Every activation of one forward, from the arena. A measuring arena gives the exact size. */
-static wf_status acts_alloc(const dit_model *m, const dit_shape *s, int U, int rank, wk_arena *ar,
-                            dit_acts *a, wf_err *err) {
+static wf_status acts_alloc(const dit_model *m, const dit_shape *s, int U, int rank,
+                            int64_t quantum, wk_arena *ar, dit_acts *a, wf_err *err) {
     const dfs_transformer_config *c = &m->cfg;
     const int64_t *p = c->patch_size, D = c->dim;
     a->Fp = s->F / p[0];
@@ -76,7 +77,7 @@ static wf_status acts_alloc(const dit_model *m, const dit_shape *s, int U, int r
     a->L = a->Fp * a->Hp * a->Wp;
     a->U = U;
     a->rank = rank;
-    a->Ll = dit_tokens_per_rank(a->L, U);
+    a->Ll = dit_tokens_per_rank(a->L, U, quantum);
     a->Lp = a->Ll * U;
     a->l0 = a->Ll * rank;
     a->Tn = s->per_token_t ? a->Ll : 1;
@@ -141,21 +142,22 @@ static wf_status check_sp(const dit_model *m, const dit_shape *s, int U, wf_err 
     return WF_OK;
 }
 
-wf_status dit_arena_bytes(const dit_model *m, const dit_shape *s, int sp_size, size_t *bytes,
-                          wf_err *err) {
+wf_status dit_arena_bytes(const dit_model *m, const wk_backend *be, const dit_shape *s,
+                          int sp_size, size_t *bytes, wf_err *err) {
     wf_status st = dit_check_shape(m, s, err);
     if (st || (st = check_sp(m, s, sp_size, err))) return st;
     wk_arena ar;
     dit_acts a;
     wk_arena_init_measure(&ar, "dit activations");
-    if ((st = acts_alloc(m, s, sp_size, 0, &ar, &a, err))) return st;
+    if ((st = acts_alloc(m, s, sp_size, 0, be->row_quantum, &ar, &a, err))) return st;
     *bytes = ar.peak;
     return WF_OK;
 }
 
-int64_t dit_tokens_per_rank(int64_t L, int U) {
-    const int64_t q = (int64_t)U * DIT_ROW_QUANTUM;
-    return (L + q - 1) / q * DIT_ROW_QUANTUM;
+int64_t dit_tokens_per_rank(int64_t L, int U, int64_t quantum) {
+    if (quantum < 1) quantum = 1;
+    const int64_t q = (int64_t)U * quantum;
+    return (L + q - 1) / q * quantum;
 }
 
 void dit_timestep_features(float *out, const float *t, int64_t n, int64_t dim) {
@@ -368,7 +370,7 @@ wf_status dit_forward(const dit_model *m, wk_backend *be, wk_arena *arena, const
     if (st || (st = check_sp(m, s, U, err))) return st;
     size_t mark = wk_arena_mark(arena);
     dit_acts a;
-    TRY(acts_alloc(m, s, U, rank, arena, &a, err));
+    TRY(acts_alloc(m, s, U, rank, be->row_quantum, arena, &a, err));
     const int64_t D = c->dim, P = c->patch_size[0] * c->patch_size[1] * c->patch_size[2];
     char stage[32];
 #define TAP(name, t)                                                                             \

@@ -78,16 +78,13 @@ typedef struct dit_model {
 wf_status dit_load(dit_model **out, const char *dir, wf_err *err);
 void dit_free(dit_model **m);
 
-/* Every rank's token count is a multiple of this (the padding is masked): then the GEMM row
- * tiles of a BLAS (4, 6, 8, 16 or 24 rows) start at the same tokens whatever the Ulysses degree,
- * so a token's numbers do not depend on how the sequence is split, and U ranks reproduce one rank
- * to the bit where the BLAS's kernels allow (tests/test_dist.c). At most 47 padded tokens per
- * rank. */
-#define DIT_ROW_QUANTUM 48
-
-/* Tokens each of U ranks holds for a sequence of L: Ll = ceil(L / (48 U)) * 48 (the padded
- * sequence is U Ll). */
-int64_t dit_tokens_per_rank(int64_t L, int U);
+/* Tokens each of U ranks holds for a sequence of L: Ll = ceil(L / (q U)) * q, with q the
+ * backend's row quantum (wk_backend.row_quantum; the padded sequence is U Ll, the padding is
+ * masked). Every rank's token count is then a multiple of q, so the backend's GEMM row cuts start
+ * at the same tokens whatever the Ulysses degree: a token's numbers do not depend on how the
+ * sequence is split, and U ranks reproduce one rank to the bit where the backend's kernels allow
+ * (tests/test_dist.c). At most q - 1 padded tokens per rank (47 on the CPU backend). */
+int64_t dit_tokens_per_rank(int64_t L, int U, int64_t quantum);
 
 /* The sizes of one forward. */
 typedef struct dit_shape {
@@ -99,10 +96,10 @@ typedef struct dit_shape {
 /* Checks a shape against the model (divisibility by the patch, rope table length, Lt >= 1). */
 wf_status dit_check_shape(const dit_model *m, const dit_shape *s, wf_err *err);
 /* Bytes of arena one forward of this shape needs on each of sp_size Ulysses ranks (1: no
- * parallelism); a measuring pass over dit_forward's allocations, exact. Errors when sp_size does
+ * parallelism) of backend be (its row quantum pads the tokens); a measuring pass over dit_forward's allocations, exact. Errors when sp_size does
  * not divide the heads or exceeds the tokens. */
-wf_status dit_arena_bytes(const dit_model *m, const dit_shape *s, int sp_size, size_t *bytes,
-                          wf_err *err);
+wf_status dit_arena_bytes(const dit_model *m, const wk_backend *be, const dit_shape *s,
+                          int sp_size, size_t *bytes, wf_err *err);
 
 /* Called after each stage with its output, for debugging a mismatch: "patch_tokens" [L, D],
  * "timestep_freq" [Tn, freq_dim], "temb" [Tn, D], "timestep_proj.j" [Tn, D] (j = 0..5), "context" [Lt, D], "block_i" [L, D],
@@ -114,7 +111,7 @@ typedef void (*dit_tap_fn)(void *ctx, const char *stage, const wk_tensor *t);
  * sp: the Ulysses group (NULL or size 1: this rank alone). Collective over sp: every rank passes
  * the same full latents, timestep and text, and gets the full out. Bytes each rank sends per
  * forward: 4 layers (U-1) Ll (D/U) 4 (all-to-alls) + (U-1) Ll pt ph pw Cout 4 (the head
- * all-gather), Ll = dit_tokens_per_rank(L, U) (bench/PERFORMANCE.md). */
+ * all-gather), Ll = dit_tokens_per_rank(L, U, be->row_quantum) (bench/PERFORMANCE.md). */
 wf_status dit_forward(const dit_model *m, wk_backend *be, wk_arena *arena, const dit_shape *s,
                       cm_comm *sp, const float *latents, const float *timestep, const float *text,
                       float *out, dit_tap_fn tap, void *tap_ctx, wf_err *err);

@@ -255,7 +255,7 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
     for (int e = 0; e < 2; e++) {
         if (!d->p->dit[e]) continue;
         size_t b = 0;
-        if ((st = dit_arena_bytes(d->p->dit[e], &ds, d->sp->size, &b, err))) return st;
+        if ((st = dit_arena_bytes(d->p->dit[e], d->p->be, &ds, d->sp->size, &b, err))) return st;
         if (b > bytes) bytes = b;
     }
     if (i1 > i0 && (st = wk_arena_init(&arena, "dit activations", bytes, err))) return st;

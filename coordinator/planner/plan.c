@@ -7,15 +7,11 @@
  */
 #include "plan.h"
 
-#include "dit.h"
-#include "pipeline.h"
-
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "sampler.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* the cost parameters */
@@ -38,6 +34,22 @@ void pn_cost_default(pn_cost *c) {
     c->mem_per_rank = 80e9;          /* H100 80 GB */
     c->mem_reserve = 2e9;            /* CUDA context, NCCL buffers, cuBLASLt/cuDNN workspaces */
     snprintf(c->source, sizeof c->source, "stated (H100 SXM 80 GB, NVLink 4, NDR InfiniBand)");
+}
+
+void pn_cost_cpu(pn_cost *c, double threads) {
+    pn_cost_default(c); /* weight and VAE byte sizes, mem_per_rank until the caller sets it */
+    c->gemm_flops = 70e9 * threads;
+    c->attn_flops = 45e9 * threads;
+    c->vae_flops = 55e9 * threads;
+    c->mem_bw = 10e9;
+    c->intra_bw = 5e9;
+    c->inter_bw = 1e9;
+    c->intra_latency = 5e-6;
+    c->inter_latency = 50e-6;
+    c->host_bw = 10e9;
+    c->elem_bytes = 4;
+    c->mem_reserve = 0;
+    snprintf(c->source, sizeof c->source, "stated for CPU ranks of %g thread(s)", threads);
 }
 
 static const struct {
@@ -143,6 +155,7 @@ void pn_inputs_default(pn_inputs *in) {
     in->world = 1;
     in->ranks_per_node = 8;
     in->queue = 1;
+    in->row_quantum = 48;
     in->boundary_t = NAN;
     pn_cost_default(&in->cost);
     in->placement = PN_FREE;
@@ -153,200 +166,9 @@ void pn_inputs_default(pn_inputs *in) {
     in->allow_idle = true;
 }
 
-/* Parameters of one WanTransformer3DModel (wan_spec.md §1.7: every weight and bias). */
-static double expert_params(const dfs_transformer_config *t) {
-    const double D = (double)t->dim, FF = (double)t->ffn_dim;
-    const double P = (double)(t->patch_size[0] * t->patch_size[1] * t->patch_size[2]);
-    double top = D * (double)t->in_channels * P + D                  /* patch_embedding */
-                 + (double)t->freq_dim * D + D + D * D + D          /* time_embedder */
-                 + 6 * D * D + 6 * D                                /* time_proj */
-                 + (double)t->text_dim * D + D + D * D + D          /* text_embedder */
-                 + 2 * D                                            /* scale_shift_table */
-                 + (double)t->out_channels * P * (D + 1);           /* proj_out */
-    double block = 8 * (D * D + D)                                  /* attn1, attn2 q k v out */
-                   + 4 * D + 2 * D + 6 * D                          /* norm_q/k x2, norm2, table */
-                   + 2 * FF * D + FF + D;                           /* ffn */
-    if (t->added_kv_proj_dim) block += 2 * ((double)t->added_kv_proj_dim * D + D) + D;
-    return top + (double)t->num_layers * block;
-}
-
-/* Parameters of the umT5 encoder: shared embedding, per layer q k v o, gated FFN (wi_0, wi_1, wo),
- * two norms and a relative-position table (umT5: one per layer), the final norm. */
-static double t5_params(const dfs_umt5_config *c) {
-    const double d = (double)c->d_model, inner = (double)(c->num_heads * c->d_kv);
-    double layer = 4 * d * inner + 3 * d * (double)c->d_ff + 2 * d +
-                   (double)(c->relative_attention_num_buckets * c->num_heads);
-    return (double)c->vocab_size * d + (double)c->num_layers * layer + d;
-}
-
-static void base_name(const char *root, char *out, size_t cap) {
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", root ? root : "?");
-    size_t n = strlen(tmp);
-    while (n > 1 && tmp[n - 1] == '/') tmp[--n] = 0;
-    const char *s = strrchr(tmp, '/');
-    const char *b = s && s[1] ? s + 1 : tmp;
-    size_t k = strlen(b) < cap ? strlen(b) : cap - 1; /* truncate quietly: a name for messages */
-    memcpy(out, b, k);
-    out[k] = 0;
-}
-
-wf_status pn_inputs_from_pipeline(pn_inputs *in, const dfs_pipeline *p, const pn_request *r,
-                                  wf_err *err) {
-    const dfs_transformer_config *t = &p->transformer;
-    const dfs_vae_config *v = &p->vae;
-    pn_model m;
-    memset(&m, 0, sizeof m);
-    base_name(p->root, m.name, sizeof m.name);
-    m.heads = t->num_attention_heads;
-    m.head_dim = t->attention_head_dim;
-    m.dim = t->dim;
-    m.ffn_dim = t->ffn_dim;
-    m.layers = t->num_layers;
-    m.text_dim = t->text_dim;
-    m.freq_dim = t->freq_dim;
-    m.in_channels = t->in_channels;
-    m.out_channels = t->out_channels;
-    memcpy(m.patch, t->patch_size, sizeof m.patch);
-    m.has_expert_2 = p->has_transformer_2;
-    m.expert_params = expert_params(t);
-    if (p->has_transformer_2) { /* both experts have one shape in every released model; be safe */
-        double p2 = expert_params(&p->transformer_2);
-        if (p2 > m.expert_params) m.expert_params = p2;
-    }
-    m.t5_dim = p->text_encoder.d_model;
-    m.t5_ff = p->text_encoder.d_ff;
-    m.t5_layers = p->text_encoder.num_layers;
-    m.t5_heads = p->text_encoder.num_heads;
-    m.t5_inner = p->text_encoder.num_heads * p->text_encoder.d_kv;
-    m.t5_vocab = p->text_encoder.vocab_size;
-    m.t5_params = t5_params(&p->text_encoder);
-    m.vae_s = v->scale_factor_spatial;
-    m.vae_st = v->scale_factor_temporal;
-    m.vae_patch = v->patch_size > 1 ? v->patch_size : 1;
-    /* Stated for the Wan2.1 VAE (base 96): 1.27e8 parameters, 8.71e6 decoder FLOPs per output
-     * pixel (bench_vae's count: 5136.8 GFLOP for 9 frames of 256x256). Other widths scale as
-     * width^2 (weights, FLOPs) and width (activations); a patchified VAE decodes at 1/p^2 of the
-     * pixels. An approximation for VAEs other than Wan2.1's. */
-    double wr = (double)(v->decoder_base_dim ? v->decoder_base_dim : v->base_dim) / 96.0;
-    double pp = (double)(m.vae_patch * m.vae_patch);
-    m.vae_params = 1.27e8 * wr * wr;
-    m.vae_flop_per_pixel = 8.71e6 * wr * wr / pp;
-    m.vae_mem_scale = wr / pp;
-
-    /* the request, checked by the pipeline's own rules */
-    pl_request pr;
-    pl_request_default(&pr);
-    pr.prompt = "";
-    pr.width = r->width, pr.height = r->height, pr.frames = r->frames, pr.steps = r->steps;
-    pr.guidance = r->guidance, pr.boundary = r->boundary, pr.shift = r->shift;
-    pr.sampler = r->sampler, pr.max_sequence_length = r->text_len;
-    int64_t shape[4];
-    wf_status e0 = pl_check_request_cfg(p, &pr, shape, err);
-    if (e0) return e0;
-    const int64_t s = m.vae_s, st = m.vae_st;
-    double br = isnan(r->boundary) ? p->boundary_ratio : r->boundary;
-    double boundary_t = isnan(br) ? NAN : br * (double)p->scheduler.num_train_timesteps;
-
-    /* the steps of each expert, chosen as pl_generate chooses them */
-    smp_options so;
-    smp_options_default(&so);
-    so.steps = r->steps;
-    so.shift = r->shift;
-    so.solver = r->sampler;
-    smp_sampler *smp = NULL;
-    wf_status e = smp_create(&smp, &p->scheduler, &so, 1, err);
-    if (e) return e;
-    int64_t hi = 0;
-    for (int64_t i = 0; i < r->steps; i++) {
-        float tt = smp->solver == SMP_EULER ? smp->timesteps_f[i] : (float)smp->timesteps[i];
-        if (isnan(boundary_t) || (double)tt >= boundary_t) hi++;
-    }
-    m.sampler_order = smp->order;
-    in->shift = smp->shift;
-    smp_free(&smp);
-
-    in->model = m;
-    in->width = r->width;
-    in->height = r->height;
-    in->frames = r->frames;
-    in->T = (r->frames - 1) / st + 1;
-    in->h = r->height / s;
-    in->w = r->width / s;
-    in->tokens = (in->T / m.patch[0]) * (in->h / m.patch[1]) * (in->w / m.patch[2]);
-    in->text_len = r->text_len;
-    in->steps = r->steps;
-    in->steps_high = hi;
-    in->steps_low = r->steps - hi;
-    in->boundary_t = boundary_t;
-    in->cfg = r->guidance > 1.0;
-    in->two_experts = p->has_transformer_2 && !isnan(boundary_t);
-    return WF_OK;
-}
-
-wf_status pn_preset_a14b(pn_inputs *in, const pn_request *r, wf_err *err) {
-    static char root[] = "Wan2.2-T2V-A14B (preset)";
-    dfs_pipeline p;
-    memset(&p, 0, sizeof p);
-    p.root = root;
-    snprintf(p.class_name, sizeof p.class_name, "WanPipeline");
-    dfs_transformer_config *t = &p.transformer;
-    t->patch_size[0] = 1;
-    t->patch_size[1] = t->patch_size[2] = 2;
-    t->num_attention_heads = 40;
-    t->attention_head_dim = 128;
-    t->dim = 5120;
-    t->in_channels = t->out_channels = 16;
-    t->text_dim = 4096;
-    t->freq_dim = 256;
-    t->ffn_dim = 13824;
-    t->num_layers = 40;
-    t->cross_attn_norm = true;
-    snprintf(t->qk_norm, sizeof t->qk_norm, "rms_norm_across_heads");
-    t->eps = 1e-6;
-    t->rope_max_seq_len = 1024;
-    p.has_transformer_2 = true;
-    p.transformer_2 = *t;
-    dfs_vae_config *v = &p.vae;
-    v->base_dim = v->decoder_base_dim = 96;
-    v->z_dim = 16;
-    v->num_res_blocks = 2;
-    const int64_t dm[4] = {1, 2, 4, 4};
-    memcpy(v->dim_mult, dm, sizeof dm);
-    v->n_dim_mult = 4;
-    v->temperal_downsample[1] = v->temperal_downsample[2] = true;
-    v->n_temperal_downsample = 3;
-    v->in_channels = v->out_channels = 3;
-    v->scale_factor_temporal = 4;
-    v->scale_factor_spatial = 8;
-    dfs_umt5_config *c = &p.text_encoder;
-    snprintf(c->model_type, sizeof c->model_type, "umt5");
-    c->vocab_size = 256384;
-    c->d_model = 4096;
-    c->d_kv = 64;
-    c->d_ff = 10240;
-    c->num_layers = 24;
-    c->num_heads = 64;
-    c->relative_attention_num_buckets = 32;
-    c->relative_attention_max_distance = 128;
-    c->layer_norm_epsilon = 1e-6;
-    snprintf(c->feed_forward_proj, sizeof c->feed_forward_proj, "gated-gelu");
-    c->eos_token_id = 1;
-    dfs_scheduler_config *sc = &p.scheduler;
-    sc->kind = DFS_SCHED_UNIPC;
-    snprintf(sc->class_name, sizeof sc->class_name, "UniPCMultistepScheduler");
-    sc->num_train_timesteps = 1000;
-    snprintf(sc->prediction_type, sizeof sc->prediction_type, "flow_prediction");
-    sc->use_flow_sigmas = true;
-    sc->flow_shift = 3.0;
-    sc->shift = 1.0;
-    sc->solver_order = 2;
-    snprintf(sc->solver_type, sizeof sc->solver_type, "bh2");
-    sc->lower_order_final = true;
-    sc->predict_x0 = true;
-    snprintf(sc->final_sigmas_type, sizeof sc->final_sigmas_type, "zero");
-    p.boundary_ratio = 0.875;
-    return pn_inputs_from_pipeline(in, &p, r, err);
+int64_t pn_tokens_per_rank(const pn_inputs *in, int U) {
+    const int64_t q = in->row_quantum > 0 ? in->row_quantum : 1;
+    return (in->tokens + q * U - 1) / (q * U) * q;
 }
 
 ly_limits pn_limits(const pn_inputs *in) {
@@ -421,7 +243,7 @@ static void eval_group(const pn_inputs *in, const ly_layout *l, int g, int64_t b
     o->ulysses = U;
     o->steps = l->placement == LY_SPLIT ? (g ? in->steps_low : in->steps_high)
                                         : in->steps_high + in->steps_low;
-    o->tokens_local = dit_tokens_per_rank(in->tokens, U); /* padded to the 48-token quantum */
+    o->tokens_local = pn_tokens_per_rank(in, U); /* padded to the row quantum */
     o->tokens_padded = o->tokens_local * U;
     const double Ll = (double)o->tokens_local, Lp = (double)o->tokens_padded;
     o->forwards_per_step = in->cfg && !l->cfg_parallel ? 2 : 1;
@@ -501,7 +323,7 @@ static double t5_act_bytes(const pn_inputs *in) {
 static double dit_act_bytes(const pn_inputs *in, int U) {
     const pn_model *m = &in->model;
     const double e = in->cost.elem_bytes, D = (double)m->dim, Lt = (double)in->text_len;
-    const double Ll = (double)dit_tokens_per_rank(in->tokens, U), Lp = Ll * U;
+    const double Ll = (double)pn_tokens_per_rank(in, U), Lp = Ll * U;
     const double P = (double)(m->patch[0] * m->patch[1] * m->patch[2]);
     return e * (7 * Ll * D + Ll * (double)m->ffn_dim + 4 * Lp * D / U + 3 * Lt * D +
                 Lp * P * (double)m->out_channels) +

@@ -17,7 +17,8 @@
  * After each chunk, the writer receives every rank's rows of the chunk's frames (one message per
  * frame and rank), assembles whole frames in its y role buffer (free between chunks), clamps them
  * and hands them on as vae_decode does; then all ranks agree on a status.
- * Not here: the blocks (vae_blocks.c, where the halo branches are), the chunk (vae_decode.c).
+ * Not here: the blocks (vae_blocks.c, where the halo branches are), the exchanges they call
+ * (vae_halo.c), the chunk (vae_decode.c).
  * Tested by: tests/test_vae_dist.c (mpirun -np 1..4 against vae_decode).
  */
 #include <string.h>
@@ -29,39 +30,8 @@
         if ((st = (x))) goto out;                                                                  \
     } while (0)
 
-/* message tags on the decoding group */
-enum { TAG_HALO_UP = 7301, TAG_HALO_DOWN = 7302, TAG_FRAMES = 7303 };
-
-void vae_dist_rows(int64_t h, int n, int r, int64_t *r0, int64_t *r1) {
-    WF_ASSERT(n >= 1 && r >= 0 && r < n);
-    const int64_t q = h / n, e = h % n;
-    *r0 = r * q + (r < e ? r : e);
-    *r1 = *r0 + q + (r < e ? 1 : 0);
-}
-
-/* ---- the exchanges the blocks call ---- */
-
-wf_status vae_halo_rows(vae_run *r, float *frame, int64_t H, int64_t W, int64_t C) {
-    wf_status st;
-    const vae_halo *h = r->halo;
-    const size_t row = (size_t)(W * C), bytes = row * sizeof(float);
-    float *top = frame, *first = frame + row, *last = frame + (size_t)H * row,
-          *bottom = frame + (size_t)(H + 1) * row;
-    /* our first row up, the lower neighbour's first row into our bottom halo; then the reverse */
-    if ((st = cm_sendrecv(h->comm, first, bytes, h->up, bottom, bytes, h->down, TAG_HALO_UP,
-                          r->err)))
-        return st;
-    if ((st = cm_sendrecv(h->comm, last, bytes, h->down, top, bytes, h->up, TAG_HALO_DOWN,
-                          r->err)))
-        return st;
-    if (h->up < 0) memset(top, 0, bytes); /* the global top: the conv's zero padding */
-    if (h->down < 0) memset(bottom, 0, bytes);
-    return WF_OK;
-}
-
-wf_status vae_halo_gather(vae_run *r, const float *send, float *recv) {
-    return cm_allgatherv(r->halo->comm, send, recv, r->halo->counts, r->err);
-}
+/* message tags on the decoding group (vae_halo.c uses 7301 and 7302) */
+enum { TAG_FRAMES = 7303 };
 
 /* ---- status agreement ---- */
 
