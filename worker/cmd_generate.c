@@ -144,9 +144,9 @@ static int run_single(gen_run *g, const pl_request *base, double t0) {
             goto done;
         }
     }
-    if (o->latents_in && gen_read_latents(o->latents_in, g->shape, &lat0) != WF_EXIT_OK) goto done;
-    if (gen_setup_jobs(g, base, lat0, true, 1, 0) != WF_EXIT_OK) {
-        fprintf(stderr, PROG ": out of memory\n");
+    if ((o->latents_in && gen_read_latents(o->latents_in, g->shape, &lat0, &err)) ||
+        gen_setup_jobs(g, base, lat0, true, 1, 0, &err)) {
+        fprintf(stderr, PROG ": %s\n", err.msg);
         goto done;
     }
     if (!o->json)

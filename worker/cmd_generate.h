@@ -66,13 +66,13 @@ typedef struct gen_run {
 
 /* The path of job k of n: base itself when n == 1, else "-k" before the extension. */
 void gen_job_path(const char *base, int64_t k, int64_t n, char *out, size_t cap);
-/* Reads 'latents' [1, C, T, h, w] F32 from a safetensors file and checks it against shape;
- * WF_EXIT_OK or WF_EXIT_FAIL after printing why. */
-int gen_read_latents(const char *path, const int64_t shape[4], float **out);
+/* Reads 'latents' [1, C, T, h, w] F32 from a safetensors file and checks it against shape
+ * (WF_EINVAL naming the option, the file and the shape it must have). */
+wf_status gen_read_latents(const char *path, const int64_t shape[4], float **out, wf_err *err);
 /* The requests and their output contexts: job k is written here when `writer` and
- * k % replicas == replica. */
-int gen_setup_jobs(gen_run *g, const pl_request *base, const float *lat0, bool writer,
-                   int replicas, int replica);
+ * k % replicas == replica. WF_ENOMEM only. */
+wf_status gen_setup_jobs(gen_run *g, const pl_request *base, const float *lat0, bool writer,
+                         int replicas, int replica, wf_err *err);
 void gen_free_run(gen_run *g);
 
 /* ---- gen_output.c: what the writer does with a job ---- */

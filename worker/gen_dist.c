@@ -107,15 +107,55 @@ static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *b
     return WF_EXIT_OK;
 }
 
+/* This rank's part once the layout is chosen: its worker world (or none: an idle rank), the
+ * distributed pipeline, its share of the queue (video k goes to world k % R) and, on a writer, the
+ * outputs. *rc gets the writer's verdict on the outputs; a status is a failure of the work, with
+ * its detail, for the caller to report (it may have left other ranks inside a collective). */
+static wf_status dist_work(gen_run *g, cm_comm *world, const ly_layout *l, int R,
+                           const pl_request *base, const float *lat0, double t0, int *rc,
+                           wf_err *err) {
+    const gen_opts *o = g->o;
+    const int per = ly_ranks(l);
+    const int my_rep = g->rank < R * per ? g->rank / per : -1;
+    cm_comm *rep = NULL;
+    pd_world *d = NULL;
+    pl_request *mine = NULL;
+    *rc = WF_EXIT_OK;
+    wf_status st = cm_split(world, my_rep, g->rank, "worker world", &rep, err);
+    if (st || !rep) goto out; /* !rep: an idle rank */
+    if ((st = pd_open(&d, rep, l, o->model, NULL, (int)gen_threads_per_rank(o), err)) ||
+        (st = gen_setup_jobs(g, base, lat0, d->role.writer, R, my_rep, err)))
+        goto out;
+    if (!(mine = calloc((size_t)g->njobs, sizeof *mine))) {
+        st = wf_fail(err, WF_ENOMEM, "out of memory");
+        goto out;
+    }
+    int64_t nmine = 0;
+    for (int64_t k = my_rep; k < g->njobs; k += R) mine[nmine++] = g->reqs[k];
+    if (!g->quiet && !o->json)
+        fprintf(stderr, PROG ": loaded in %.1f s; %lld video%s of %lldx%lld, %lld frames\n",
+                gen_now() - t0, (long long)g->njobs, g->njobs == 1 ? "" : "s",
+                (long long)base->width, (long long)base->height, (long long)base->frames);
+    if (nmine && (st = pd_run(d, mine, nmine, err))) goto out;
+    if (d->role.writer) {
+        for (int64_t k = 0; k < g->njobs && *rc == WF_EXIT_OK; k++)
+            if (g->ctx[k].mine) *rc = gen_finish_outputs(g, k);
+        if (*rc == WF_EXIT_OK && nmine) gen_report_done(g, t0);
+    }
+out:
+    free(mine);
+    pd_close(&d);
+    cm_free(&rep);
+    return st;
+}
+
 /* Several ranks: the distributed pipeline (pl_dist.h). */
 int gen_run_dist(gen_run *g, pl_request *base, double t0) {
     const gen_opts *o = g->o;
     wf_err err;
-    cm_comm *world = NULL, *rep = NULL;
+    cm_comm *world = NULL;
     pl_pipeline *shell = NULL;
-    pd_world *d = NULL;
     float *lat0 = NULL;
-    pl_request *mine = NULL;
     int rc = WF_EXIT_FAIL;
     if (cm_world(&world, &err) || pl_open_parts(&shell, o->model, NULL, 1, 0, &err)) {
         if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
@@ -150,7 +190,6 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
         rc = WF_EXIT_USAGE;
         goto done;
     }
-    const int my_rep = g->rank < R * per ? g->rank / per : -1;
     char desc[160];
     ly_format(&l, desc, sizeof desc);
     if (!g->quiet && !o->json) {
@@ -159,49 +198,26 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
         if (g->size > R * per) fprintf(stderr, ", %d ranks idle", g->size - R * per);
         fprintf(stderr, "\n");
     }
-    if (o->latents_in && gen_read_latents(o->latents_in, g->shape, &lat0) != WF_EXIT_OK)
-        MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
-    const int64_t threads = gen_threads_per_rank(o);
-    if ((st = cm_split(world, my_rep, g->rank, "worker world", &rep, &err))) {
+    /* the initial latents: read on every rank, which agree before anything else is sent */
+    if (o->latents_in) {
+        st = gen_read_latents(o->latents_in, g->shape, &lat0, &err);
+        if ((st = cm_agree(world, st, "--latents", &err))) {
+            if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
+            goto done;
+        }
+    }
+    /* From here a failing rank may leave others inside a collective: its status and detail come
+     * back up to this one place, which reports it and ends the MPI job. */
+    if ((st = dist_work(g, world, &l, R, base, lat0, t0, &rc, &err))) {
         fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
         MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
-    }
-    rc = WF_EXIT_OK;
-    if (rep) { /* not an idle rank */
-        if ((st = pd_open(&d, rep, &l, o->model, NULL, (int)threads, &err))) {
-            fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
-            MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
-        }
-        if (gen_setup_jobs(g, base, lat0, d->role.writer, R, my_rep) != WF_EXIT_OK ||
-            !(mine = calloc((size_t)g->njobs, sizeof *mine))) {
-            fprintf(stderr, PROG " (rank %d): out of memory\n", g->rank);
-            MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
-        }
-        int64_t nmine = 0;
-        for (int64_t k = my_rep; k < g->njobs; k += R) mine[nmine++] = g->reqs[k];
-        if (!g->quiet && !o->json)
-            fprintf(stderr, PROG ": loaded in %.1f s; %lld video%s of %lldx%lld, %lld frames\n",
-                    gen_now() - t0, (long long)g->njobs, g->njobs == 1 ? "" : "s",
-                    (long long)base->width, (long long)base->height, (long long)base->frames);
-        if (nmine && (st = pd_run(d, mine, nmine, &err))) {
-            fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
-            MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
-        }
-        if (d->role.writer) {
-            for (int64_t k = 0; k < g->njobs && rc == WF_EXIT_OK; k++)
-                if (g->ctx[k].mine) rc = gen_finish_outputs(g, k);
-            if (rc == WF_EXIT_OK && nmine) gen_report_done(g, t0);
-        }
     }
     /* every rank leaves with the writers' verdict */
     int wrc = rc, any = 0;
     MPI_Allreduce(&wrc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     rc = any;
 done:
-    free(mine);
     free(lat0);
-    pd_close(&d);
-    cm_free(&rep);
     pl_close(&shell);
     cm_free(&world);
     return rc;

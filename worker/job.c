@@ -12,39 +12,34 @@
 #include "safetensors.h"
 
 /* Reads 'latents' [1, C, T, h, w] F32 and checks it against shape. */
-int gen_read_latents(const char *path, const int64_t shape[4], float **out) {
-    wf_err err;
+wf_status gen_read_latents(const char *path, const int64_t shape[4], float **out, wf_err *err) {
     st_file *f = NULL;
-    if (st_open(&f, path, &err)) {
-        fprintf(stderr, PROG ": --latents: %s\n", err.msg);
-        return WF_EXIT_FAIL;
+    wf_status st = st_open(&f, path, err);
+    if (st) {
+        wf_err_prefix(err, "--latents: ");
+        return st;
     }
     const st_tensor *t = st_file_find(f, "latents");
-    int rc = WF_EXIT_FAIL;
     if (!t) {
-        fprintf(stderr, PROG ": --latents %s: no tensor 'latents'\n", path);
+        st = wf_fail(err, WF_EINVAL, "--latents %s: no tensor 'latents'", path);
     } else if (t->dtype != ST_F32) {
-        fprintf(stderr, PROG ": --latents %s: 'latents' is %s, expected F32\n", path,
-                st_dtype_name(t->dtype));
+        st = wf_fail(err, WF_EINVAL, "--latents %s: 'latents' is %s, expected F32", path,
+                     st_dtype_name(t->dtype));
     } else if (t->ndim != 5 || t->shape[0] != 1 || (int64_t)t->shape[1] != shape[0] ||
                (int64_t)t->shape[2] != shape[1] || (int64_t)t->shape[3] != shape[2] ||
                (int64_t)t->shape[4] != shape[3]) {
-        fprintf(stderr,
-                PROG ": --latents %s: 'latents' must be [1, %lld, %lld, %lld, %lld] for this "
-                "size and frame count\n",
-                path, (long long)shape[0], (long long)shape[1], (long long)shape[2],
-                (long long)shape[3]);
+        st = wf_fail(err, WF_EINVAL,
+                     "--latents %s: 'latents' must be [1, %lld, %lld, %lld, %lld] for this size "
+                     "and frame count",
+                     path, (long long)shape[0], (long long)shape[1], (long long)shape[2],
+                     (long long)shape[3]);
+    } else if (!(*out = malloc(t->numel * sizeof(float)))) {
+        st = wf_fail(err, WF_ENOMEM, "out of memory");
     } else {
-        *out = malloc(t->numel * sizeof(float));
-        if (*out) {
-            memcpy(*out, t->data, t->numel * sizeof(float));
-            rc = WF_EXIT_OK;
-        } else {
-            fprintf(stderr, PROG ": out of memory\n");
-        }
+        memcpy(*out, t->data, t->numel * sizeof(float));
     }
     st_close(&f);
-    return rc;
+    return st;
 }
 
 /* The path of job k of n: base itself when n == 1, else "-k" before the extension. */
@@ -79,13 +74,13 @@ void gen_free_run(gen_run *g) {
 
 /* The requests and their output contexts. Job k is written here when `writer` and
  * k % replicas == replica (the worker world that runs it). */
-int gen_setup_jobs(gen_run *g, const pl_request *base, const float *lat0, bool writer,
-                      int replicas, int replica) {
+wf_status gen_setup_jobs(gen_run *g, const pl_request *base, const float *lat0, bool writer,
+                         int replicas, int replica, wf_err *err) {
     const gen_opts *o = g->o;
     g->reqs = calloc((size_t)g->njobs, sizeof *g->reqs);
     g->ctx = calloc((size_t)g->njobs, sizeof *g->ctx);
     g->lat_out = calloc((size_t)g->njobs, sizeof *g->lat_out);
-    if (!g->reqs || !g->ctx || !g->lat_out) return WF_EXIT_FAIL;
+    if (!g->reqs || !g->ctx || !g->lat_out) return wf_fail(err, WF_ENOMEM, "out of memory");
     size_t n = (size_t)(g->shape[0] * g->shape[1] * g->shape[2] * g->shape[3]);
     for (int64_t k = 0; k < g->njobs; k++) {
         pl_request *r = &g->reqs[k];
@@ -110,15 +105,15 @@ int gen_setup_jobs(gen_run *g, const pl_request *base, const float *lat0, bool w
         if (o->out) {
             char path[4200];
             gen_job_path(o->out, k, g->njobs, path, sizeof path);
-            if (!(c->mp4_path = strdup(path))) return WF_EXIT_FAIL;
+            if (!(c->mp4_path = strdup(path))) return wf_fail(err, WF_ENOMEM, "out of memory");
         }
         r->on_frames = gen_on_frames;
         r->frames_ctx = c;
         if (o->save_latents) {
-            if (!(g->lat_out[k] = malloc(n * sizeof(float)))) return WF_EXIT_FAIL;
+            if (!(g->lat_out[k] = malloc(n * sizeof(float)))) return wf_fail(err, WF_ENOMEM, "out of memory");
             r->latents_out = g->lat_out[k];
         }
     }
-    return WF_EXIT_OK;
+    return WF_OK;
 }
 
