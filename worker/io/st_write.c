@@ -2,9 +2,9 @@
  *
  * The header is compact JSON (jansson), padded with spaces to a multiple of 8 bytes. The data are
  * laid out by decreasing element size (then in the caller's order), as the reference writer does,
- * so every tensor starts aligned to its element size in an mmap. The file
- * is written to a temporary name in the same folder, fsync'd and renamed, so a reader sees either
- * the old file or the complete new one.
+ * so every tensor starts aligned to its element size in an mmap. The file is written to a
+ * temporary name in the same folder, fsync'd and renamed (fileio.h), so a reader sees either the
+ * old file or the complete new one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,21 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "safetensors.h"
-
-static int write_all(int fd, const void *p, size_t n) {
-    const unsigned char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n > (1u << 30) ? (1u << 30) : n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 /* order[] = item indices by decreasing dtype size, stable. */
 static void layout_order(const st_item *items, size_t n, size_t *order) {
@@ -130,44 +117,28 @@ wf_status st_write(const char *path, const st_item *items, size_t n, const char 
         return st;
     }
     size_t hlen = strlen(hdr), padded = (hlen + 7) / 8 * 8;
-    char *tmp = malloc(strlen(path) + 16);
+    char *tmp = NULL;
     int fd = -1;
-    if (!tmp) {
-        st = wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
-        goto out_free;
-    }
-    sprintf(tmp, "%s.tmp.XXXXXX", path);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = wf_fail(err, WF_EIO, "%s: cannot create a temporary file beside it: %s", path,
-                     strerror(errno));
-        goto out_free;
-    }
+    if ((st = fio_tmp_open(path, &tmp, &fd, err))) goto out_free;
     unsigned char prefix[8];
     for (int i = 0; i < 8; i++) prefix[i] = (unsigned char)((uint64_t)padded >> (8 * i));
     static const char spaces[8] = "        ";
-    int bad = write_all(fd, prefix, 8) || write_all(fd, hdr, hlen) ||
-              write_all(fd, spaces, padded - hlen);
-    for (size_t oi = 0; oi < n && !bad; oi++) bad = write_all(fd, items[order[oi]].data, sizes[order[oi]]);
-    if (bad || fsync(fd) != 0) {
+    int bad = fio_write_all(fd, prefix, 8) || fio_write_all(fd, hdr, hlen) ||
+              fio_write_all(fd, spaces, padded - hlen);
+    for (size_t oi = 0; oi < n && !bad; oi++)
+        bad = fio_write_all(fd, items[order[oi]].data, sizes[order[oi]]);
+    if (bad) {
         st = wf_fail(err, WF_EIO, "%s: write failed: %s", path, strerror(errno));
-        goto out_unlink;
+        close(fd);
+        unlink(tmp);
+        goto out_free;
     }
     if (close(fd) != 0) {
-        fd = -1;
         st = wf_fail(err, WF_EIO, "%s: close failed: %s", path, strerror(errno));
-        goto out_unlink;
+        unlink(tmp);
+        goto out_free;
     }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        st = wf_fail(err, WF_EIO, "%s: cannot rename the temporary file into place: %s", path,
-                     strerror(errno));
-        goto out_unlink;
-    }
-    goto out_free;
-out_unlink:
-    if (fd >= 0) close(fd);
-    unlink(tmp);
+    st = fio_tmp_commit(tmp, path, err); /* fsync, rename; unlinks tmp on failure */
 out_free:
     free(order);
     free(tmp);

@@ -2,7 +2,7 @@
  * video_out.h).
  *
  * Every file is written to a temporary name beside its path (path.tmp.XXXXXX), fsync'd and renamed
- * into place, as st_write.c does, so a reader sees either no file or the complete one.
+ * into place (fileio.h, as st_write.c does), so a reader sees either no file or the complete one.
  * The MP4 follows shared/ENVIRONMENT.md §7 (FFmpeg 5.1): packet timestamps are rescaled from the
  * encoder's 1/fps to the stream's time base (the mp4 muxer changes it), pkt->duration is set
  * (FFmpeg 5.1 frames carry none), and the muxer's global-header flag is honoured.
@@ -25,68 +25,16 @@
 #include <libavutil/opt.h>
 #include <libswscale/swscale.h>
 
+#include "fileio.h"
 #include "video_out.h"
-
-/* ---- shared: temporary names, fsync + rename ---- */
-
-/* A fresh temporary file beside path (created empty, closed): *tmp malloc'd. */
-static wf_status tmp_create(const char *path, char **tmp, wf_err *err) {
-    char *t = malloc(strlen(path) + 16);
-    if (!t) return wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
-    sprintf(t, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(t);
-    if (fd < 0) {
-        wf_status st = wf_fail(err, WF_EIO,
-                               "%s: cannot create a temporary file beside it: %s (check that the "
-                               "folder exists and is writable)",
-                               path, strerror(errno));
-        free(t);
-        return st;
-    }
-    close(fd);
-    *tmp = t;
-    return WF_OK;
-}
-
-/* fsyncs tmp (already written and closed by its writer) and renames it to path; unlinks tmp on
- * failure. */
-static wf_status tmp_commit(const char *tmp, const char *path, wf_err *err) {
-    wf_status st = WF_OK;
-    int fd = open(tmp, O_RDONLY);
-    if (fd < 0 || fsync(fd) != 0) {
-        st = wf_fail(err, WF_EIO, "%s: cannot sync the written file: %s", path, strerror(errno));
-        goto out;
-    }
-    if (rename(tmp, path) != 0)
-        st = wf_fail(err, WF_EIO, "%s: cannot rename the temporary file into place: %s", path,
-                     strerror(errno));
-out:
-    if (fd >= 0) close(fd);
-    if (st) unlink(tmp);
-    return st;
-}
-
-static int write_all(int fd, const void *p, size_t n) {
-    const unsigned char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n > (1u << 30) ? (1u << 30) : n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 /* Writes n bytes to path atomically. */
 static wf_status file_write_atomic(const char *path, const void *data, size_t n, wf_err *err) {
     char *tmp = NULL;
-    wf_status st = tmp_create(path, &tmp, err);
+    wf_status st = fio_tmp_create(path, &tmp, err);
     if (st) return st;
     int fd = open(tmp, O_WRONLY | O_TRUNC);
-    if (fd < 0 || write_all(fd, data, n) != 0) {
+    if (fd < 0 || fio_write_all(fd, data, n) != 0) {
         st = wf_fail(err, WF_EIO, "%s: write failed: %s", path, strerror(errno));
         if (fd >= 0) close(fd);
         unlink(tmp);
@@ -97,7 +45,7 @@ static wf_status file_write_atomic(const char *path, const void *data, size_t n,
         unlink(tmp);
         goto out;
     }
-    st = tmp_commit(tmp, path, err);
+    st = fio_tmp_commit(tmp, path, err);
 out:
     free(tmp);
     return st;
@@ -176,7 +124,7 @@ wf_status vout_mp4_open(vout_mp4 **out, const char *path, int w, int h, int fps,
     v->w = w;
     v->h = h;
     v->fps = fps;
-    if ((st = tmp_create(path, &v->tmp, err))) goto fail;
+    if ((st = fio_tmp_create(path, &v->tmp, err))) goto fail;
 
     if ((r = avformat_alloc_output_context2(&v->oc, NULL, "mp4", v->tmp)) < 0) {
         st = av_fail(err, WF_EUNSUPPORTED, r, path, "creating the mp4 muxer");
@@ -329,7 +277,7 @@ wf_status vout_mp4_close(vout_mp4 **pv, wf_err *err) {
         st = av_fail(err, WF_EIO, r, v->path, "closing the file");
         goto out_abort;
     }
-    st = tmp_commit(v->tmp, v->path, err); /* unlinks tmp on failure */
+    st = fio_tmp_commit(v->tmp, v->path, err); /* unlinks tmp on failure */
     mp4_free(v);
     *pv = NULL;
     return st;
@@ -505,12 +453,12 @@ wf_status vout_h5_write_latents_meta(const char *path, const float *data, int nd
             return wf_fail(err, WF_EINVAL, "%s: attribute %d has an empty name or no value", path,
                            i);
     char *tmp = NULL;
-    wf_status st = tmp_create(path, &tmp, err);
+    wf_status st = fio_tmp_create(path, &tmp, err);
     if (st) return st;
     H5E_BEGIN_TRY { st = h5_write(path, tmp, data, ndim, shape, attrs, n_attrs, err); }
     H5E_END_TRY;
     if (st) unlink(tmp);
-    else st = tmp_commit(tmp, path, err);
+    else st = fio_tmp_commit(tmp, path, err);
     free(tmp);
     return st;
 }
