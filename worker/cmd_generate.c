@@ -1,7 +1,7 @@
 /* cmd_generate.c: `wanfarm generate`: text to video with a Diffusers WanPipeline folder
  * (pipeline.h), written as an H.264 MP4, PNG frames and/or the final latents (video_out.h).
  * This file: the options, MPI start and the one-process run; gen_output.c writes the outputs,
- * gen_dist.c runs over several ranks (cmd_generate.h).
+ * gen_dist.c runs over several ranks (gen.h).
  *
  * Progress: one line per step on stderr (step/total, expert, t, s/step, ETA); with --json-progress
  * one JSON object per step on stdout instead ({"event":"step",...}) and a final {"event":"done"}.
@@ -19,7 +19,7 @@
 #include <mpi.h>
 #include <unistd.h>
 
-#include "cmd_generate.h"
+#include "gen.h"
 #include "cmds.h"
 #include "pl_dist.h"
 

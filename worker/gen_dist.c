@@ -1,4 +1,4 @@
-/* gen_dist.c: `wanfarm generate` over several MPI ranks (see cmd_generate.h): launcher
+/* gen_dist.c: `wanfarm generate` over several MPI ranks (see gen.h): launcher
  * detection, the layout (every choice from the command line, else the planner's with the given
  * ones fixed, rated for CPU ranks), worker worlds and idle ranks, and the distributed run
  * (pl_dist.h) with writer-only outputs.
@@ -10,7 +10,7 @@
 
 #include <mpi.h>
 
-#include "cmd_generate.h"
+#include "gen.h"
 #include "cmds.h"
 #include "pl_dist.h"
 #include "pl_plan.h"

@@ -1,4 +1,4 @@
-/* gen_output.c: the outputs of `wanfarm generate` (see cmd_generate.h): per video, the MP4 (opened
+/* gen_output.c: the outputs of `wanfarm generate` (see gen.h): per video, the MP4 (opened
  * at its first frame), PNG frames, the contact sheet and the final latents, written by the rank
  * that writes the video; progress lines and the final report. The jobs themselves are job.c's.
  */
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cmd_generate.h"
+#include "gen.h"
 #include "cmds.h"
 #include "safetensors.h"
 

@@ -1,4 +1,4 @@
-/* job.c: the local form of a job spec (see cmd_generate.h): the queue of `wanfarm generate` as
+/* job.c: the local form of a job spec (see gen.h): the queue of `wanfarm generate` as
  * requests (prompt, seed, initial latents, outputs) and their output contexts, which rank writes
  * which job, the per-job output paths, and the initial latents read from --latents. The farm's
  * coordinator will build the same requests from its job records.
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd_generate.h"
+#include "gen.h"
 #include "cmds.h"
 #include "safetensors.h"
 

@@ -1,11 +1,11 @@
-/* cmd_generate.h: what the four files of `wanfarm generate` share (prefix gen_): cmd_generate.c
+/* gen.h: what the four files of `wanfarm generate` share (prefix gen_): cmd_generate.c
  * (options, one process), job.c (the queue as requests: the local form of a job spec),
  * gen_output.c (per-video outputs: MP4, PNG, contact sheet, latents, progress lines) and
  * gen_dist.c (several MPI ranks: the layout and the distributed run).
  * Internal to the command; not a library interface.
  */
-#ifndef GEN_CMD_GENERATE_H
-#define GEN_CMD_GENERATE_H
+#ifndef GEN_GEN_H
+#define GEN_GEN_H
 
 #include <stdbool.h>
 #include <stdint.h>
