@@ -623,6 +623,133 @@ static bool closer(int n, int m, int world) {
     return n < m;
 }
 
+/* The search's state: the valid plans, the best plan that does not fit, and the messages that
+ * say why nothing was valid (the first broken rule, nearest the world; the first rank count
+ * missed). */
+typedef struct search {
+    cand_list cl;
+    pn_plan best_unfit;
+    bool have_unfit, rules_passed;
+    wf_err rule_err, count_err;
+    bool have_rule_err, have_count_err;
+    int rule_n; /* ranks of the layout whose broken rule is reported: the nearest the world */
+} search;
+
+/* Worker-world counts to try for a layout of n ranks: the fixed count, else one world and as
+ * many as fit (only the count that fills the world without idle ranks). */
+static int replica_counts(const pn_inputs *in, int n, int reps[2]) {
+    int nr = 0;
+    if (n > 0 && in->replicas != PN_FREE) reps[nr++] = in->replicas;
+    else if (n > 0 && !in->allow_idle) {
+        if (in->world % n == 0) reps[nr++] = in->world / n;
+    } else if (n > 0 && n <= in->world) {
+        reps[nr++] = 1;
+        if (in->world / n > 1) reps[nr++] = in->world / n;
+    }
+    return nr;
+}
+
+/* Layout l of n ranks broke a rule (e1): keep the message that names it, with the divisors listed
+ * up to the world when ly_check stops at the same rule with it. */
+static void note_rule(search *sr, const pn_inputs *in, const ly_layout *l, int n,
+                      const ly_limits *lim, const wf_err *e1) {
+    if (n < 1 || (sr->have_rule_err && !closer(n, sr->rule_n, in->world))) return;
+    wf_err e2;
+    bool same = ly_check(l, in->world, lim, &e2) != WF_OK && strncmp(e2.msg, "the layout uses", 15);
+    sr->rule_err = same ? e2 : *e1;
+    sr->rule_n = n;
+    sr->have_rule_err = true;
+}
+
+/* Layout l is valid but does not use the world as asked: keep the first such message. */
+static void note_count(search *sr, const pn_inputs *in, const ly_layout *l, int n,
+                       const ly_limits *lim) {
+    if (sr->have_count_err) return;
+    if (in->replicas != PN_FREE && in->replicas > 1) {
+        char lay[160];
+        ly_format(l, lay, sizeof lay);
+        wf_fail(&sr->count_err, WF_EINVAL,
+                "%d worker worlds of %d ranks (%s) need %lld ranks, the world has %d",
+                in->replicas, n, lay, (long long)in->replicas * n, in->world);
+    } else {
+        ly_check(l, in->world, lim, &sr->count_err);
+    }
+    sr->have_count_err = true;
+}
+
+/* Evaluates valid layout l of n ranks at each worker-world count that the world allows. */
+static wf_status place_layout(search *sr, const pn_inputs *in, const ly_layout *l, int n,
+                              const int *reps, int nr, const ly_limits *lim, wf_err *err) {
+    bool placed = false;
+    for (int k = 0; k < nr; k++) {
+        int R = reps[k];
+        bool ok = R >= 1 && (int64_t)R * n <= in->world &&
+                  (in->allow_idle || (int64_t)R * n == in->world);
+        if (!ok) continue;
+        placed = true;
+        pn_plan p;
+        wf_status st = pn_evaluate(in, l, R, &p, err);
+        if (st) return st;
+        if (!p.fits) {
+            if (!sr->have_unfit || p.mem.peak < sr->best_unfit.mem.peak) sr->best_unfit = p;
+            sr->have_unfit = true;
+            continue;
+        }
+        if (list_put(&sr->cl, &p)) return wf_fail(err, WF_ENOMEM, "out of memory");
+    }
+    if (placed) sr->rules_passed = true;
+    else note_count(sr, in, l, n, lim);
+    return WF_OK;
+}
+
+/* Every vae_ranks value of one (placement, degrees, cfg_parallel). */
+static wf_status search_layout(search *sr, const pn_inputs *in, ly_layout l,
+                               const ly_limits *lim, wf_err *err) {
+    int n = ly_ranks(&l);
+    if (l.ulysses[0] < 1 || (l.placement == LY_SPLIT && l.ulysses[1] < 1)) n = 0;
+    int dgs = n ? ly_group_size(&l, ly_decode_group(&l)) : 0;
+    int vmax = (int)(dgs < in->h ? dgs : in->h);
+    int vlo = in->vae_ranks != PN_FREE ? in->vae_ranks : 1;
+    int vhi = in->vae_ranks != PN_FREE ? in->vae_ranks : (vmax > 0 ? vmax : 1);
+    int reps[2];
+    int nr = replica_counts(in, n, reps);
+    for (int vr = vlo; vr <= vhi; vr++) {
+        l.vae_ranks = vr;
+        wf_err e1;
+        if (n < 1 || ly_check(&l, n, lim, &e1) != WF_OK) {
+            note_rule(sr, in, &l, n, lim, &e1);
+            continue;
+        }
+        wf_status st = place_layout(sr, in, &l, n, reps, nr, lim, err);
+        if (st) return st;
+    }
+    return WF_OK;
+}
+
+/* Why nothing was valid: memory, the user's fixed choice, or the world size. */
+static wf_status no_layout(const search *sr, const pn_inputs *in, bool fixed_layout, wf_err *err) {
+    char why[700], divs[256], near[64];
+    if (sr->rules_passed && sr->have_unfit) {
+        mem_why(&sr->best_unfit, why, sizeof why);
+        return wf_fail(err, WF_EUNSUPPORTED,
+                       "no layout of %d rank%s fits in %.1f GB per rank: %s; use more ranks, "
+                       "more memory per rank (--mem-gb) or a smaller video",
+                       in->world, in->world == 1 ? "" : "s", in->cost.mem_per_rank / 1e9, why);
+    }
+    if (fixed_layout && (sr->have_rule_err || sr->have_count_err))
+        return wf_fail(err, WF_EINVAL, "%s",
+                       sr->have_rule_err ? sr->rule_err.msg : sr->count_err.msg);
+    pn_divisors(in->model.heads, in->tokens, divs, sizeof divs);
+    near_worlds(in, near, sizeof near);
+    return wf_fail(err, WF_EUNSUPPORTED,
+                   "no layout of %d rank%s fits: %lld heads are divisible by %s (shared "
+                   "uses U ranks, or 2U with CFG parallelism; split U_high + U_low, or "
+                   "twice that%s); use %s%s",
+                   in->world, in->world == 1 ? "" : "s", (long long)in->model.heads, divs,
+                   in->two_experts ? "" : ", and needs two experts, which this model or request lacks",
+                   near, in->allow_idle ? "" : ", or allow idle ranks");
+}
+
 wf_status pn_enumerate(const pn_inputs *in, pn_plan **out, size_t *nout, wf_err *err) {
     *out = NULL;
     *nout = 0;
@@ -635,16 +762,11 @@ wf_status pn_enumerate(const pn_inputs *in, pn_plan **out, size_t *nout, wf_err 
                               in->ulysses[1] != PN_FREE || in->cfg_parallel != PN_FREE ||
                               in->vae_ranks != PN_FREE;
     ly_limits lim = pn_limits(in);
-    cand_list cl = {0};
-    pn_plan best_unfit, p;
-    bool have_unfit = false, rules_passed = false;
-    wf_err rule_err, count_err; /* the first layout rule broken; the first rank count missed */
-    wf_err_clear(&rule_err);
-    wf_err_clear(&count_err);
-    bool have_rule_err = false, have_count_err = false;
-    int rule_n = 0; /* ranks of the layout whose broken rule is reported: the nearest the world */
+    search sr;
+    memset(&sr, 0, sizeof sr);
+    wf_err_clear(&sr.rule_err);
+    wf_err_clear(&sr.count_err);
     wf_status st = WF_OK;
-
     int d0[256], d1[256];
     for (int pl = LY_SHARED; pl <= LY_SPLIT; pl++) {
         if (in->placement != PN_FREE && in->placement != pl) continue;
@@ -656,104 +778,20 @@ wf_status pn_enumerate(const pn_inputs *in, pn_plan **out, size_t *nout, wf_err 
             for (int i = 0; i < n0; i++)
                 for (int j = 0; j < n1; j++) {
                     ly_layout l = {(ly_placement)pl, {d0[i], d1[j]}, cp != 0, 1};
-                    int n = ly_ranks(&l);
-                    if (l.ulysses[0] < 1 || (pl == LY_SPLIT && l.ulysses[1] < 1)) n = 0;
-                    int dgs = n ? ly_group_size(&l, ly_decode_group(&l)) : 0;
-                    int vmax = (int)(dgs < in->h ? dgs : in->h);
-                    int vlo = in->vae_ranks != PN_FREE ? in->vae_ranks : 1;
-                    int vhi = in->vae_ranks != PN_FREE ? in->vae_ranks : (vmax > 0 ? vmax : 1);
-                    /* replicas: the fixed count, else one world and as many as fit */
-                    int reps[2], nr = 0;
-                    if (n > 0 && in->replicas != PN_FREE) reps[nr++] = in->replicas;
-                    else if (n > 0 && !in->allow_idle) {
-                        if (in->world % n == 0) reps[nr++] = in->world / n;
-                    } else if (n > 0 && n <= in->world) {
-                        reps[nr++] = 1;
-                        if (in->world / n > 1) reps[nr++] = in->world / n;
-                    }
-                    for (int vr = vlo; vr <= vhi; vr++) {
-                        l.vae_ranks = vr;
-                        wf_err e1;
-                        if (n < 1 || ly_check(&l, n, &lim, &e1) != WF_OK) {
-                            /* the message that names the rule (with the divisors listed up
-                             * to the world when ly_check stops at the same rule with it) */
-                            if (n >= 1 && (!have_rule_err || closer(n, rule_n, in->world))) {
-                                wf_err e2;
-                                bool same = ly_check(&l, in->world, &lim, &e2) != WF_OK &&
-                                            strncmp(e2.msg, "the layout uses", 15);
-                                rule_err = same ? e2 : e1;
-                                rule_n = n;
-                                have_rule_err = true;
-                            }
-                            continue;
-                        }
-                        bool placed = false;
-                        for (int k = 0; k < nr; k++) {
-                            int R = reps[k];
-                            bool ok = R >= 1 && (int64_t)R * n <= in->world &&
-                                      (in->allow_idle || (int64_t)R * n == in->world);
-                            if (!ok) continue;
-                            placed = true;
-                            st = pn_evaluate(in, &l, R, &p, err);
-                            if (st) goto fail;
-                            if (!p.fits) {
-                                if (!have_unfit || p.mem.peak < best_unfit.mem.peak) best_unfit = p;
-                                have_unfit = true;
-                                continue;
-                            }
-                            if (list_put(&cl, &p)) {
-                                st = wf_fail(err, WF_ENOMEM, "out of memory");
-                                goto fail;
-                            }
-                        }
-                        if (placed) rules_passed = true;
-                        else if (!have_count_err) {
-                            /* the layout is valid but does not use the world as asked */
-                            if (in->replicas != PN_FREE && in->replicas > 1) {
-                                char lay[160];
-                                ly_format(&l, lay, sizeof lay);
-                                wf_fail(&count_err, WF_EINVAL,
-                                        "%d worker worlds of %d ranks (%s) need %lld ranks, the "
-                                        "world has %d",
-                                        in->replicas, n, lay, (long long)in->replicas * n,
-                                        in->world);
-                            } else
-                                ly_check(&l, in->world, &lim, &count_err);
-                            have_count_err = true;
-                        }
-                    }
+                    if ((st = search_layout(&sr, in, l, &lim, err))) goto fail;
                 }
         }
     }
-    if (cl.n == 0) {
-        char why[700], divs[256], near[64];
-        if (rules_passed && have_unfit) {
-            mem_why(&best_unfit, why, sizeof why);
-            st = wf_fail(err, WF_EUNSUPPORTED,
-                         "no layout of %d rank%s fits in %.1f GB per rank: %s; use more ranks, "
-                         "more memory per rank (--mem-gb) or a smaller video",
-                         in->world, in->world == 1 ? "" : "s", in->cost.mem_per_rank / 1e9, why);
-        } else if (fixed_layout && (have_rule_err || have_count_err)) {
-            st = wf_fail(err, WF_EINVAL, "%s", have_rule_err ? rule_err.msg : count_err.msg);
-        } else {
-            pn_divisors(in->model.heads, in->tokens, divs, sizeof divs);
-            near_worlds(in, near, sizeof near);
-            st = wf_fail(err, WF_EUNSUPPORTED,
-                         "no layout of %d rank%s fits: %lld heads are divisible by %s (shared "
-                         "uses U ranks, or 2U with CFG parallelism; split U_high + U_low, or "
-                         "twice that%s); use %s%s",
-                         in->world, in->world == 1 ? "" : "s", (long long)in->model.heads, divs,
-                         in->two_experts ? "" : ", and needs two experts, which this model or request lacks",
-                         near, in->allow_idle ? "" : ", or allow idle ranks");
-        }
+    if (sr.cl.n == 0) {
+        st = no_layout(&sr, in, fixed_layout, err);
         goto fail;
     }
-    qsort(cl.v, cl.n, sizeof *cl.v, cmp_plans);
-    *out = cl.v;
-    *nout = cl.n;
+    qsort(sr.cl.v, sr.cl.n, sizeof *sr.cl.v, cmp_plans);
+    *out = sr.cl.v;
+    *nout = sr.cl.n;
     return WF_OK;
 fail:
-    free(cl.v);
+    free(sr.cl.v);
     return st;
 }
 
