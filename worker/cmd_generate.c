@@ -174,119 +174,149 @@ done:
 
 
 
-static int generate_main(int argc, char **argv, bool mpi, int rank, int size) {
-    pl_request r;
-    pl_request_default(&r);
-    gen_opts o;
-    memset(&o, 0, sizeof o);
-    o.fps = 16, o.crf = 18, o.count = 1;
-    o.placement = -1;
-    o.cfg_par = -1;
+/* --ulysses N or N,M into o->layout. */
+static int parse_ulysses(const char *v, gen_opts *o) {
+    int64_t u0 = 0, u1 = 0;
+    const char *comma = strchr(v, ',');
+    char b0[32];
+    size_t n0 = comma ? (size_t)(comma - v) : strlen(v);
+    bool ok = n0 > 0 && n0 < sizeof b0;
+    if (ok) {
+        memcpy(b0, v, n0);
+        b0[n0] = 0;
+        ok = cmd_parse_i64(b0, &u0) && u0 >= 1 && u0 <= 65536 &&
+             (!comma || (cmd_parse_i64(comma + 1, &u1) && u1 >= 1 && u1 <= 65536));
+    }
+    if (!ok) return usage_err("--ulysses '%s' must be N or N,M (degrees >= 1)%s", v, "");
+    o->layout.ulysses[0] = (int)u0;
+    o->layout.ulysses[1] = (int)u1;
+    return WF_EXIT_OK;
+}
+
+/* One option with a value, into the request r or the options o; WF_EXIT_OK or WF_EXIT_USAGE
+ * after the message. */
+static int parse_valued(const char *a, const char *v, pl_request *r, gen_opts *o) {
+    bool ok = true;
+    if (!strcmp(a, "--model")) o->model = v;
+    else if (!strcmp(a, "--prompt")) {
+        if (o->nprompts == MAX_PROMPTS) return usage_err("more than %s prompts%s", "256", "");
+        o->prompts[o->nprompts++] = v;
+    } else if (!strcmp(a, "--negative-prompt"))
+        r->negative_prompt = !strcmp(v, "wan") ? PL_WAN_NEGATIVE_PROMPT_ZH : v;
+    else if (!strcmp(a, "--size")) {
+        if (!cmd_parse_size(v, &r->width, &r->height))
+            return usage_err("--size '%s' must be WIDTHxHEIGHT, e.g. 832x480", v);
+    } else if (!strcmp(a, "--frames")) ok = cmd_parse_i64(v, &r->frames);
+    else if (!strcmp(a, "--steps")) ok = cmd_parse_i64(v, &r->steps) && r->steps >= 1;
+    else if (!strcmp(a, "--guidance")) ok = cmd_parse_f64(v, &r->guidance);
+    else if (!strcmp(a, "--guidance-2")) ok = cmd_parse_f64(v, &r->guidance_2);
+    else if (!strcmp(a, "--shift")) ok = cmd_parse_f64(v, &r->shift) && r->shift > 0;
+    else if (!strcmp(a, "--boundary"))
+        ok = cmd_parse_f64(v, &r->boundary) && r->boundary >= 0 && r->boundary <= 1;
+    else if (!strcmp(a, "--sampler")) {
+        if (!strcmp(v, "unipc")) r->sampler = SMP_UNIPC;
+        else if (!strcmp(v, "euler")) r->sampler = SMP_EULER;
+        else return usage_err("--sampler '%s': use unipc or euler%s", v, "");
+    } else if (!strcmp(a, "--seed")) ok = o->have_seed = cmd_parse_u64(v, &r->seed);
+    else if (!strcmp(a, "--latents")) o->latents_in = v;
+    else if (!strcmp(a, "--max-sequence-length"))
+        ok = cmd_parse_i64(v, &r->max_sequence_length) && r->max_sequence_length >= 1;
+    else if (!strcmp(a, "--out")) o->out = v;
+    else if (!strcmp(a, "--fps")) ok = cmd_parse_i64(v, &o->fps) && o->fps >= 1 && o->fps <= 240;
+    else if (!strcmp(a, "--crf")) ok = cmd_parse_i64(v, &o->crf) && o->crf >= 1 && o->crf <= 51;
+    else if (!strcmp(a, "--frames-dir")) o->frames_dir = v;
+    else if (!strcmp(a, "--save-latents")) o->save_latents = v;
+    else if (!strcmp(a, "--contact-sheet")) o->sheet = v;
+    else if (!strcmp(a, "--threads"))
+        ok = cmd_parse_i64(v, &o->threads) && o->threads >= 0 && o->threads < 100000;
+    else if (!strcmp(a, "--count"))
+        ok = cmd_parse_i64(v, &o->count) && o->count >= 1 && o->count <= 100000;
+    else if (!strcmp(a, "--placement")) {
+        if (!strcmp(v, "shared")) o->placement = LY_SHARED;
+        else if (!strcmp(v, "split")) o->placement = LY_SPLIT;
+        else return usage_err("--placement '%s': use shared or split%s", v, "");
+    } else if (!strcmp(a, "--ulysses")) return parse_ulysses(v, o);
+    else if (!strcmp(a, "--vae-ranks")) {
+        int64_t vr = 0;
+        ok = cmd_parse_i64(v, &vr) && vr >= 1 && vr <= 65536;
+        o->layout.vae_ranks = (int)vr;
+    } else if (!strcmp(a, "--mem-gb")) ok = cmd_parse_f64(v, &o->mem_gb) && o->mem_gb > 0;
+    else if (!strcmp(a, "--replicas")) ok = cmd_parse_int(v, 1, 65536, &o->replicas);
+    else if (!strcmp(a, "--cost")) o->cost = v;
+    else return usage_err("unknown option '%s'%s", a, "");
+    if (!ok) return usage_err("%s: bad value '%s'", a, v);
+    return WF_EXIT_OK;
+}
+
+/* The command line into r and o; WF_EXIT_OK (*help: --help was asked) or WF_EXIT_USAGE. */
+static int parse_options(int argc, char **argv, pl_request *r, gen_opts *o, bool *help_asked) {
+    pl_request_default(r);
+    memset(o, 0, sizeof *o);
+    o->fps = 16, o->crf = 18, o->count = 1;
+    o->placement = -1;
+    o->cfg_par = -1;
+    *help_asked = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            if (!g_quiet) help();
+            *help_asked = true;
             return WF_EXIT_OK;
         }
         if (!strcmp(a, "--json-progress")) {
-            o.json = true;
+            o->json = true;
             continue;
         }
         if (!strcmp(a, "--cfg-parallel") || !strcmp(a, "--no-cfg-parallel")) {
-            o.cfg_par = a[2] != 'n';
+            o->cfg_par = a[2] != 'n';
             continue;
         }
         if (strncmp(a, "--", 2)) return usage_err("unexpected argument '%s'%s", a, "");
         if (i + 1 == argc) return usage_err("%s needs a value%s", a, "");
-        const char *v = argv[++i];
-        bool ok = true;
-        if (!strcmp(a, "--model")) o.model = v;
-        else if (!strcmp(a, "--prompt")) {
-            if (o.nprompts == MAX_PROMPTS) return usage_err("more than %s prompts%s", "256", "");
-            o.prompts[o.nprompts++] = v;
-        } else if (!strcmp(a, "--negative-prompt"))
-            r.negative_prompt = !strcmp(v, "wan") ? PL_WAN_NEGATIVE_PROMPT_ZH : v;
-        else if (!strcmp(a, "--size")) {
-            if (!cmd_parse_size(v, &r.width, &r.height))
-                return usage_err("--size '%s' must be WIDTHxHEIGHT, e.g. 832x480", v);
-            continue;
-        } else if (!strcmp(a, "--frames")) ok = cmd_parse_i64(v, &r.frames);
-        else if (!strcmp(a, "--steps")) ok = cmd_parse_i64(v, &r.steps) && r.steps >= 1;
-        else if (!strcmp(a, "--guidance")) ok = cmd_parse_f64(v, &r.guidance);
-        else if (!strcmp(a, "--guidance-2")) ok = cmd_parse_f64(v, &r.guidance_2);
-        else if (!strcmp(a, "--shift")) ok = cmd_parse_f64(v, &r.shift) && r.shift > 0;
-        else if (!strcmp(a, "--boundary"))
-            ok = cmd_parse_f64(v, &r.boundary) && r.boundary >= 0 && r.boundary <= 1;
-        else if (!strcmp(a, "--sampler")) {
-            if (!strcmp(v, "unipc")) r.sampler = SMP_UNIPC;
-            else if (!strcmp(v, "euler")) r.sampler = SMP_EULER;
-            else return usage_err("--sampler '%s': use unipc or euler%s", v, "");
-        } else if (!strcmp(a, "--seed")) ok = o.have_seed = cmd_parse_u64(v, &r.seed);
-        else if (!strcmp(a, "--latents")) o.latents_in = v;
-        else if (!strcmp(a, "--max-sequence-length"))
-            ok = cmd_parse_i64(v, &r.max_sequence_length) && r.max_sequence_length >= 1;
-        else if (!strcmp(a, "--out")) o.out = v;
-        else if (!strcmp(a, "--fps")) ok = cmd_parse_i64(v, &o.fps) && o.fps >= 1 && o.fps <= 240;
-        else if (!strcmp(a, "--crf")) ok = cmd_parse_i64(v, &o.crf) && o.crf >= 1 && o.crf <= 51;
-        else if (!strcmp(a, "--frames-dir")) o.frames_dir = v;
-        else if (!strcmp(a, "--save-latents")) o.save_latents = v;
-        else if (!strcmp(a, "--contact-sheet")) o.sheet = v;
-        else if (!strcmp(a, "--threads"))
-            ok = cmd_parse_i64(v, &o.threads) && o.threads >= 0 && o.threads < 100000;
-        else if (!strcmp(a, "--count")) ok = cmd_parse_i64(v, &o.count) && o.count >= 1 && o.count <= 100000;
-        else if (!strcmp(a, "--placement")) {
-            if (!strcmp(v, "shared")) o.placement = LY_SHARED;
-            else if (!strcmp(v, "split")) o.placement = LY_SPLIT;
-            else return usage_err("--placement '%s': use shared or split%s", v, "");
-        } else if (!strcmp(a, "--ulysses")) {
-            int64_t u0 = 0, u1 = 0;
-            const char *comma = strchr(v, ',');
-            char b0[32];
-            size_t n0 = comma ? (size_t)(comma - v) : strlen(v);
-            ok = n0 > 0 && n0 < sizeof b0;
-            if (ok) {
-                memcpy(b0, v, n0);
-                b0[n0] = 0;
-                ok = cmd_parse_i64(b0, &u0) && u0 >= 1 && u0 <= 65536 &&
-                     (!comma || (cmd_parse_i64(comma + 1, &u1) && u1 >= 1 && u1 <= 65536));
-            }
-            if (!ok) return usage_err("--ulysses '%s' must be N or N,M (degrees >= 1)%s", v, "");
-            o.layout.ulysses[0] = (int)u0;
-            o.layout.ulysses[1] = (int)u1;
-            continue;
-        } else if (!strcmp(a, "--vae-ranks")) {
-            int64_t vr = 0;
-            ok = cmd_parse_i64(v, &vr) && vr >= 1 && vr <= 65536;
-            o.layout.vae_ranks = (int)vr;
-        } else if (!strcmp(a, "--mem-gb")) ok = cmd_parse_f64(v, &o.mem_gb) && o.mem_gb > 0;
-        else if (!strcmp(a, "--replicas")) ok = cmd_parse_int(v, 1, 65536, &o.replicas);
-        else if (!strcmp(a, "--cost")) o.cost = v;
-        else return usage_err("unknown option '%s'%s", a, "");
-        if (!ok) return usage_err("%s: bad value '%s'", a, v);
+        int rc = parse_valued(a, argv[++i], r, o);
+        if (rc != WF_EXIT_OK) return rc;
     }
-    if (!o.model) return usage_err("missing --model DIR%s%s", "", "");
-    if (!o.nprompts) return usage_err("missing --prompt TEXT%s%s", "", "");
-    if (!o.out && !o.frames_dir && !o.save_latents && !o.sheet)
+    return WF_EXIT_OK;
+}
+
+/* What the options ask for as a whole, and the output folders, before anything is loaded. */
+static int check_options(const gen_opts *o) {
+    if (!o->model) return usage_err("missing --model DIR%s%s", "", "");
+    if (!o->nprompts) return usage_err("missing --prompt TEXT%s%s", "", "");
+    if (!o->out && !o->frames_dir && !o->save_latents && !o->sheet)
         return usage_err("nothing would be written: give --out FILE.mp4, --frames-dir DIR, "
                          "--save-latents FILE.h5 or --contact-sheet FILE.png%s%s", "", "");
-    if (o.latents_in && o.have_seed)
+    if (o->latents_in && o->have_seed)
         return usage_err("--seed and --latents exclude each other%s%s", "", "");
-    if (check_out_dir("--out", o.out) || check_out_dir("--save-latents", o.save_latents) ||
-        check_out_dir("--contact-sheet", o.sheet))
+    if (check_out_dir("--out", o->out) || check_out_dir("--save-latents", o->save_latents) ||
+        check_out_dir("--contact-sheet", o->sheet))
         return WF_EXIT_FAIL;
-    if (o.frames_dir) {
+    if (o->frames_dir) {
         struct stat sb;
-        if (stat(o.frames_dir, &sb) != 0 && mkdir(o.frames_dir, 0777) != 0 && errno != EEXIST) {
+        if (stat(o->frames_dir, &sb) != 0 && mkdir(o->frames_dir, 0777) != 0 && errno != EEXIST) {
             if (!g_quiet)
-                fprintf(stderr, PROG ": --frames-dir %s: cannot create: %s\n", o.frames_dir,
+                fprintf(stderr, PROG ": --frames-dir %s: cannot create: %s\n", o->frames_dir,
                         strerror(errno));
             return WF_EXIT_FAIL;
         }
-        if (stat(o.frames_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-            if (!g_quiet) fprintf(stderr, PROG ": --frames-dir %s is not a folder\n", o.frames_dir);
+        if (stat(o->frames_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            if (!g_quiet) fprintf(stderr, PROG ": --frames-dir %s is not a folder\n", o->frames_dir);
             return WF_EXIT_FAIL;
         }
     }
+    return WF_EXIT_OK;
+}
+
+static int generate_main(int argc, char **argv, bool mpi, int rank, int size) {
+    pl_request r;
+    gen_opts o;
+    bool help_asked;
+    int rc = parse_options(argc, argv, &r, &o, &help_asked);
+    if (rc != WF_EXIT_OK) return rc;
+    if (help_asked) {
+        if (!g_quiet) help();
+        return WF_EXIT_OK;
+    }
+    if ((rc = check_options(&o)) != WF_EXIT_OK) return rc;
 
     gen_run g;
     memset(&g, 0, sizeof g);
@@ -302,7 +332,7 @@ static int generate_main(int argc, char **argv, bool mpi, int rank, int size) {
     r.prompt = o.prompts[0];
     g.njobs = (int64_t)o.nprompts * o.count;
     double t0 = gen_now();
-    int rc = g.size > 1 ? gen_run_dist(&g, &r, t0) : run_single(&g, &r, t0);
+    rc = g.size > 1 ? gen_run_dist(&g, &r, t0) : run_single(&g, &r, t0);
     gen_free_run(&g);
     return rc;
 }
