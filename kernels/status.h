@@ -47,6 +47,32 @@ void wf_err_prefix(wf_err *err, const char *fmt, ...) __attribute__((format(prin
 
 void wf_err_clear(wf_err *err);
 
+/* Passing a failure on: the one idiom (STYLE.md: one exit path per function).
+ *
+ * A function that can fail at more than one step keeps its status in a local `wf_status st`,
+ * set to WF_OK, and leaves through one exit label, `out:`, which releases what the function took
+ * (buffers, files, arena marks) and returns st:
+ *
+ *     wf_status st = WF_OK;
+ *     WF_TRY(first_step(..., err));
+ *     if (bad) {
+ *         st = wf_fail(err, WF_EINVAL, "...");
+ *         goto out;
+ *     }
+ *     WF_TRY(second_step(..., err));
+ * out:
+ *     release(...);
+ *     return st;
+ *
+ * WF_TRY(expr) evaluates expr once, stores it in st and, unless it is WF_OK, jumps to out; it
+ * never returns by itself. Checks made before anything is taken may `return wf_fail(...)`, and a
+ * function of a few lines with nothing to release may write `if ((st = f(...))) return st;`.
+ */
+#define WF_TRY(expr)                                                                             \
+    do {                                                                                         \
+        if ((st = (expr)) != WF_OK) goto out;                                                    \
+    } while (0)
+
 /* Aborts with file:line and the expression. For bugs only, never for bad input. */
 #define WF_ASSERT(cond)                                                                          \
     do {                                                                                         \

@@ -561,45 +561,47 @@ static wf_status write_weights(const char *dir, const char *sub, const char *fil
 }
 
 wf_status mk_write_model(const char *dir, const mk_preset *p, uint64_t seed, wf_err *err) {
-    wf_status st;
+    wf_status st = WF_OK;
     char path[4096];
-    if ((st = mkdir_p(dir, err))) return st;
+    WF_TRY(mkdir_p(dir, err));
     static const char *const subs[] = {"transformer", "transformer_2", "vae", "text_encoder",
                                        "tokenizer", "scheduler"};
     for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, subs[i]);
-        if ((st = mkdir_p(path, err))) return st;
+        WF_TRY(mkdir_p(path, err));
     }
     /* the tokenizer first: its vocabulary size is the text encoder's */
     snprintf(path, sizeof path, "%s/tokenizer/spiece.model", dir);
     char msg[512] = "";
-    if (spm_train_model(corpus, path, p->tokenizer_vocab, msg, sizeof msg) != 0)
-        return wf_fail(err, WF_EIO, "%s: %s", path, msg);
+    if (spm_train_model(corpus, path, p->tokenizer_vocab, msg, sizeof msg) != 0) {
+        st = wf_fail(err, WF_EIO, "%s: %s", path, msg);
+        goto out;
+    }
     spm_model *sp = spm_load(path, msg, sizeof msg);
-    if (!sp) return wf_fail(err, WF_EFORMAT, "%s: cannot load the trained model: %s", path, msg);
+    if (!sp) {
+        st = wf_fail(err, WF_EFORMAT, "%s: cannot load the trained model: %s", path, msg);
+        goto out;
+    }
     int vocab = spm_vocab_size(sp);
     spm_free(sp);
-    if ((st = write_json(dir, "tokenizer", "tokenizer_config.json", tokenizer_config(), err)))
-        return st;
-    if ((st = write_json(dir, NULL, "model_index.json", model_index(), err))) return st;
-    if ((st = write_json(dir, "scheduler", "scheduler_config.json", scheduler_config(), err)))
-        return st;
+    WF_TRY(write_json(dir, "tokenizer", "tokenizer_config.json", tokenizer_config(), err));
+    WF_TRY(write_json(dir, NULL, "model_index.json", model_index(), err));
+    WF_TRY(write_json(dir, "scheduler", "scheduler_config.json", scheduler_config(), err));
     for (int e = 0; e < 2; e++) {
         const char *sub = e ? "transformer_2" : "transformer";
-        if ((st = write_json(dir, sub, "config.json", transformer_config(p), err))) return st;
+        WF_TRY(write_json(dir, sub, "config.json", transformer_config(p), err));
         mk_list l = {.seed = seed + 0x1000u * (uint64_t)(e + 1)};
         mk_dit_weights(&l, p);
-        if ((st = write_weights(dir, sub, "diffusion_pytorch_model.safetensors", &l, err)))
-            return st;
+        WF_TRY(write_weights(dir, sub, "diffusion_pytorch_model.safetensors", &l, err));
     }
-    if ((st = write_json(dir, "vae", "config.json", vae_config(p), err))) return st;
+    WF_TRY(write_json(dir, "vae", "config.json", vae_config(p), err));
     mk_list lv = {.seed = seed + 0x3000u};
     mk_vae_weights(&lv, p);
-    if ((st = write_weights(dir, "vae", "diffusion_pytorch_model.safetensors", &lv, err)))
-        return st;
-    if ((st = write_json(dir, "text_encoder", "config.json", umt5_config(p, vocab), err)))
-        return st;
+    WF_TRY(write_weights(dir, "vae", "diffusion_pytorch_model.safetensors", &lv, err));
+    WF_TRY(write_json(dir, "text_encoder", "config.json", umt5_config(p, vocab), err));
     mk_list lt = {.seed = seed + 0x4000u};
     mk_t5_weights(&lt, p, vocab);
-    return write_weights(dir, "text_encoder", "model.safetensors", &lt, err);
+    WF_TRY(write_weights(dir, "text_encoder", "model.safetensors", &lt, err));
+out:
+    return st;
 }

@@ -778,19 +778,19 @@ wf_status pn_enumerate(const pn_inputs *in, pn_plan **out, size_t *nout, wf_err 
             for (int i = 0; i < n0; i++)
                 for (int j = 0; j < n1; j++) {
                     ly_layout l = {(ly_placement)pl, {d0[i], d1[j]}, cp != 0, 1};
-                    if ((st = search_layout(&sr, in, l, &lim, err))) goto fail;
+                    WF_TRY(search_layout(&sr, in, l, &lim, err));
                 }
         }
     }
     if (sr.cl.n == 0) {
         st = no_layout(&sr, in, fixed_layout, err);
-        goto fail;
+        goto out;
     }
     qsort(sr.cl.v, sr.cl.n, sizeof *sr.cl.v, cmp_plans);
     *out = sr.cl.v;
     *nout = sr.cl.n;
-    return WF_OK;
-fail:
+    sr.cl.v = NULL;
+out:
     free(sr.cl.v);
     return st;
 }

@@ -57,9 +57,9 @@ wf_status pl_open_parts(pl_pipeline **out, const char *root, wk_backend *be, int
     *out = NULL;
     pl_pipeline *p = calloc(1, sizeof *p);
     if (!p) return wf_fail(err, WF_ENOMEM, "pl_open: out of memory");
-    wf_status st = dfs_open(&p->cfg, root, err);
     char *dir = NULL;
-    if (st) goto fail;
+    wf_status st = WF_OK;
+    WF_TRY(dfs_open(&p->cfg, root, err));
     /* expand_timesteps (TI2V-5B text-to-video) needs nothing special here: Diffusers passes the
      * per-token timestep mask * t with mask = 1 everywhere (the float32 value of the integer, or
      * Euler's fp32, t), and its transformer embeds every token's copy of t with the same math as
@@ -69,12 +69,12 @@ wf_status pl_open_parts(pl_pipeline **out, const char *root, wk_backend *be, int
         dir = join(root, sub);                                                                   \
         if (!dir) {                                                                              \
             st = wf_fail(err, WF_ENOMEM, "pl_open: out of memory");                              \
-            goto fail;                                                                           \
+            goto out;                                                                            \
         }                                                                                        \
         st = call;                                                                               \
         if (st) {                                                                                \
             wf_err_prefix(err, "loading %s: ", what);                                            \
-            goto fail;                                                                           \
+            goto out;                                                                            \
         }                                                                                        \
         free(dir);                                                                               \
         dir = NULL;                                                                              \
@@ -86,7 +86,7 @@ wf_status pl_open_parts(pl_pipeline **out, const char *root, wk_backend *be, int
         (c->has_transformer_2 && c->text_encoder.d_model != t1->text_dim)) {
         st = wf_fail(err, WF_EFORMAT, "%s: text_encoder d_model %lld != transformer text_dim %lld",
                      root, (long long)c->text_encoder.d_model, (long long)t0->text_dim);
-        goto fail;
+        goto out;
     }
     if (c->vae.z_dim != t0->in_channels || t0->in_channels != t0->out_channels ||
         (c->has_transformer_2 &&
@@ -95,7 +95,7 @@ wf_status pl_open_parts(pl_pipeline **out, const char *root, wk_backend *be, int
                      "%s: latent channels disagree (vae z_dim %lld, transformer in %lld out %lld)",
                      root, (long long)c->vae.z_dim, (long long)t0->in_channels,
                      (long long)t0->out_channels);
-        goto fail;
+        goto out;
     }
     if (parts & PL_PART_TEXT) {
         LOAD("tokenizer", tok_load(&p->tok, dir, err), "tokenizer/");
@@ -109,13 +109,12 @@ wf_status pl_open_parts(pl_pipeline **out, const char *root, wk_backend *be, int
     if (be) {
         p->be = be;
     } else {
-        st = wk_backend_cpu_new(&p->be, nthreads, err);
-        if (st) goto fail;
+        WF_TRY(wk_backend_cpu_new(&p->be, nthreads, err));
         p->own_be = true;
     }
     *out = p;
-    return WF_OK;
-fail:
+    p = NULL;
+out:
     free(dir);
     pl_close(&p);
     return st;
@@ -167,6 +166,18 @@ wf_status pl_check_request(const pl_pipeline *p, const pl_request *r, int64_t sh
     return pl_check_request_cfg(p->cfg, r, shape, err);
 }
 
+/* A frame side v ("width", "height") must be a positive multiple of m = lcm(16, s x patch). */
+static wf_status check_side(const char *what, int64_t v, int64_t m, int64_t s, int64_t patch,
+                            wf_err *err) {
+    if (v > 0 && v % m == 0) return WF_OK;
+    return wf_fail(err, WF_EINVAL,
+                   "%s %lld must be a positive multiple of %lld (16 and the VAE spatial factor "
+                   "%lld x patch %lld); try %lld or %lld",
+                   what, (long long)v, (long long)m, (long long)s, (long long)patch,
+                   (long long)(v > m ? v / m * m : m),
+                   (long long)(v > m ? (v / m + 1) * m : 2 * m));
+}
+
 wf_status pl_check_request_cfg(const dfs_pipeline *c, const pl_request *r, int64_t shape[4],
                                wf_err *err) {
     if (!r->prompt) return wf_fail(err, WF_EINVAL, "no prompt given");
@@ -175,20 +186,9 @@ wf_status pl_check_request_cfg(const dfs_pipeline *c, const pl_request *r, int64
     int64_t mh = s * ph, mw = s * pw;
     mh = lcm(mh, 16); /* Diffusers' check_inputs (16) and its rounding (s x patch) */
     mw = lcm(mw, 16);
-    if (r->width <= 0 || r->width % mw)
-        return wf_fail(err, WF_EINVAL,
-                       "width %lld must be a positive multiple of %lld (16 and the VAE spatial "
-                       "factor %lld x patch %lld); try %lld or %lld",
-                       (long long)r->width, (long long)mw, (long long)s, (long long)pw,
-                       (long long)(r->width > mw ? r->width / mw * mw : mw),
-                       (long long)(r->width > mw ? (r->width / mw + 1) * mw : 2 * mw));
-    if (r->height <= 0 || r->height % mh)
-        return wf_fail(err, WF_EINVAL,
-                       "height %lld must be a positive multiple of %lld (16 and the VAE spatial "
-                       "factor %lld x patch %lld); try %lld or %lld",
-                       (long long)r->height, (long long)mh, (long long)s, (long long)ph,
-                       (long long)(r->height > mh ? r->height / mh * mh : mh),
-                       (long long)(r->height > mh ? (r->height / mh + 1) * mh : 2 * mh));
+    wf_status e = check_side("width", r->width, mw, s, pw, err);
+    if (!e) e = check_side("height", r->height, mh, s, ph, err);
+    if (e) return e;
     int64_t st = c->vae.scale_factor_temporal;
     if (r->frames < 1 || (r->frames - 1) % st)
         return wf_fail(err, WF_EINVAL,
@@ -231,7 +231,7 @@ wf_status pl_check_request_cfg(const dfs_pipeline *c, const pl_request *r, int64
     for (int k = 0; k < 2; k++) {
         if (k == 1 && !c->has_transformer_2) continue;
         dit_model cfg_only = {.cfg = k ? c->transformer_2 : c->transformer};
-        wf_status e = dit_check_shape(&cfg_only, &ds, err);
+        e = dit_check_shape(&cfg_only, &ds, err);
         if (e) {
             wf_err_prefix(err, "%s: ", k ? "transformer_2" : "transformer");
             return e;
@@ -269,21 +269,124 @@ wf_status pl_encode(pl_pipeline *p, wk_arena *arena, const char *text, int64_t L
     if (!p->t5 || !p->tok)
         return wf_fail(err, WF_EINVAL, "pl_encode: the text encoder is not loaded on this rank");
     int32_t *ids = malloc((size_t)L * sizeof *ids), *mask = malloc((size_t)L * sizeof *mask);
-    wf_status st;
+    wf_status st = WF_OK;
     if (!ids || !mask) {
         st = wf_fail(err, WF_ENOMEM, "out of memory for %lld tokens", (long long)L);
-        goto done;
+        goto out;
     }
-    st = tok_encode_prompt(p->tok, text, L, ids, mask, NULL, NULL, err);
-    if (st) goto done;
+    WF_TRY(tok_encode_prompt(p->tok, text, L, ids, mask, NULL, NULL, err));
     t5_input in = {L, ids, mask, true};
     st = t5_forward(p->t5, p->be, arena, &in, out, NULL, NULL, err);
-done:
+out:
     free(ids);
     free(mask);
     return st;
 }
 
+/* One generation's sizes and host buffers (pl_generate). */
+typedef struct gen {
+    int64_t T, h, w, L;   /* latent frames, height, width; text tokens */
+    size_t n;             /* latent elements: C T h w */
+    bool cfg;             /* classifier-free guidance (guidance > 1) */
+    float *cond, *uncond; /* [L, D]; uncond: CFG only */
+    float *x, *v, *vu;    /* [n]; vu: the unconditional velocity, CFG only */
+} gen;
+
+/* text: the prompt's embedding into cond and (CFG) the negative prompt's into uncond */
+static wf_status encode_prompts(pl_pipeline *p, const pl_request *r, gen *g, wf_err *err) {
+    wk_arena arena;
+    memset(&arena, 0, sizeof arena);
+    size_t bytes = 0;
+    wf_status st = WF_OK;
+    WF_TRY(t5_arena_bytes(p->t5, g->L, &bytes, err));
+    WF_TRY(wk_arena_init(&arena, "umt5 activations", bytes, err));
+    if ((st = pl_encode(p, &arena, r->prompt, g->L, g->cond, err))) {
+        wf_err_prefix(err, "prompt: ");
+        goto out;
+    }
+    if (g->cfg && (st = pl_encode(p, &arena, r->negative_prompt ? r->negative_prompt : "", g->L,
+                                  g->uncond, err)))
+        wf_err_prefix(err, "negative prompt: ");
+out:
+    wk_arena_free(&arena);
+    return st;
+}
+
+/* One denoising step i with expert m at timestep t: v = m(x) (CFG: vu + g (v - vu)), then the
+ * sampler's update of x. */
+static wf_status denoise_step(pl_pipeline *p, const dit_model *m, wk_arena *arena,
+                              const dit_shape *ds, smp_sampler *smp, gen *g, float t, double gs,
+                              int64_t i, wf_err *err) {
+    wf_status st = WF_OK;
+    WF_TRY(dit_forward(m, p->be, arena, ds, NULL, g->x, &t, g->cond, g->v, NULL, NULL, err));
+    if (g->cfg) {
+        WF_TRY(dit_forward(m, p->be, arena, ds, NULL, g->x, &t, g->uncond, g->vu, NULL, NULL, err));
+        const float gf = (float)gs;
+        for (size_t j = 0; j < g->n; j++) g->v[j] = g->vu[j] + gf * (g->v[j] - g->vu[j]);
+    }
+    WF_TRY(smp_step(smp, g->v, g->x, i, err));
+out:
+    return st;
+}
+
+/* the loop: every step with the expert its timestep selects, on one arena sized for both */
+static wf_status denoise(pl_pipeline *p, const pl_request *r, smp_sampler *smp, gen *g,
+                         wf_err *err) {
+    const double g2 = isnan(r->guidance_2) ? r->guidance : r->guidance_2;
+    dit_shape ds = {g->T, g->h, g->w, g->L, false};
+    wk_arena arena;
+    memset(&arena, 0, sizeof arena);
+    size_t bytes = 0;
+    wf_status st = WF_OK;
+    for (int k = 0; k < 2; k++) {
+        if (!p->dit[k]) continue;
+        size_t b = 0;
+        WF_TRY(dit_arena_bytes(p->dit[k], p->be, &ds, 1, &b, err));
+        if (b > bytes) bytes = b;
+    }
+    WF_TRY(wk_arena_init(&arena, "dit activations", bytes, err));
+    double t0 = now_s();
+    for (int64_t i = 0; i < r->steps; i++) {
+        double ts = now_s();
+        float t = smp->solver == SMP_EULER ? smp->timesteps_f[i] : (float)smp->timesteps[i];
+        int e = pl_expert_of(p, r, (double)t);
+        if (e == 0 && !p->dit[0]) e = 1;
+        double gs = e == 0 ? r->guidance : g2;
+        if ((st = denoise_step(p, p->dit[e], &arena, &ds, smp, g, t, gs, i, err))) {
+            wf_err_prefix(err, "step %lld/%lld (%s): ", (long long)(i + 1), (long long)r->steps,
+                          e ? "transformer_2" : "transformer");
+            goto out;
+        }
+        if (r->expert_out) r->expert_out[i] = e;
+        if (r->progress) {
+            double tn = now_s();
+            pl_progress pr = {0, 0, wall_s(), i, r->steps, e, (double)t, g->cfg ? gs : 1.0,
+                              tn - ts, tn - t0, 0, 0};
+            r->progress(r->progress_ctx, &pr);
+        }
+    }
+out:
+    wk_arena_free(&arena);
+    return st;
+}
+
+/* decode: the latents x, de-normalised in place, to the request's video and frame callback */
+static wf_status decode(pl_pipeline *p, const pl_request *r, gen *g, wf_err *err) {
+    wk_arena arena;
+    memset(&arena, 0, sizeof arena);
+    size_t bytes = 0;
+    wf_status st = WF_OK;
+    vae_latents_denormalize(&p->vae->cfg, g->x, g->T * g->h * g->w);
+    vae_opts vo = vae_opts_default();
+    WF_TRY(vae_decode_arena_bytes(p->vae, g->T, g->h, g->w, &vo, &bytes, err));
+    WF_TRY(wk_arena_init(&arena, "vae activations", bytes, err));
+    st = vae_decode(p->vae, p->be, &arena, &vo, g->x, g->T, g->h, g->w, r->video_out, r->on_frames,
+                    r->frames_ctx, NULL, NULL, err);
+    if (st) wf_err_prefix(err, "decoding: ");
+out:
+    wk_arena_free(&arena);
+    return st;
+}
 
 wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
     int64_t shape[4];
@@ -291,41 +394,24 @@ wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
     if (st) return st;
     if (!p->t5 || !p->dit[0] || !p->vae || (p->cfg->has_transformer_2 && !p->dit[1]))
         return wf_fail(err, WF_EINVAL, "pl_generate needs every component loaded (PL_PART_ALL)");
-    const int64_t C = shape[0], T = shape[1], h = shape[2], w = shape[3];
-    const size_t n = (size_t)(C * T * h * w);
-    const int64_t L = r->max_sequence_length, D = p->t5->cfg.d_model;
-    const bool cfg_on = r->guidance > 1.0;
-    double g2 = isnan(r->guidance_2) ? r->guidance : r->guidance_2;
-
-    float *cond = NULL, *uncond = NULL, *x = NULL, *v = NULL, *vu = NULL, *z = NULL;
+    gen g = {.T = shape[1],
+             .h = shape[2],
+             .w = shape[3],
+             .L = r->max_sequence_length,
+             .n = (size_t)(shape[0] * shape[1] * shape[2] * shape[3]),
+             .cfg = r->guidance > 1.0};
+    const size_t tb = (size_t)(g.L * p->t5->cfg.d_model) * sizeof(float);
     smp_sampler *smp = NULL;
-    wk_arena arena;
-    memset(&arena, 0, sizeof arena);
-
-    cond = malloc((size_t)(L * D) * sizeof *cond);
-    uncond = cfg_on ? malloc((size_t)(L * D) * sizeof *uncond) : NULL;
-    x = malloc(n * sizeof *x);
-    v = malloc(n * sizeof *v);
-    vu = cfg_on ? malloc(n * sizeof *vu) : NULL;
-    if (!cond || !x || !v || (cfg_on && (!uncond || !vu))) {
+    g.cond = malloc(tb);
+    g.uncond = g.cfg ? malloc(tb) : NULL;
+    g.x = malloc(g.n * sizeof *g.x);
+    g.v = malloc(g.n * sizeof *g.v);
+    g.vu = g.cfg ? malloc(g.n * sizeof *g.vu) : NULL;
+    if (!g.cond || !g.x || !g.v || (g.cfg && (!g.uncond || !g.vu))) {
         st = wf_fail(err, WF_ENOMEM, "out of memory for latents and text embeddings");
-        goto done;
+        goto out;
     }
-
-    /* text */
-    size_t bytes = 0;
-    if ((st = t5_arena_bytes(p->t5, L, &bytes, err))) goto done;
-    if ((st = wk_arena_init(&arena, "umt5 activations", bytes, err))) goto done;
-    if ((st = pl_encode(p, &arena, r->prompt, L, cond, err))) {
-        wf_err_prefix(err, "prompt: ");
-        goto done;
-    }
-    if (cfg_on &&
-        (st = pl_encode(p, &arena, r->negative_prompt ? r->negative_prompt : "", L, uncond, err))) {
-        wf_err_prefix(err, "negative prompt: ");
-        goto done;
-    }
-    wk_arena_free(&arena);
+    WF_TRY(encode_prompts(p, r, &g, err));
 
     /* sampler and latents */
     smp_options so;
@@ -333,71 +419,19 @@ wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
     so.steps = r->steps;
     so.shift = r->shift;
     so.solver = r->sampler;
-    if ((st = smp_create(&smp, &p->cfg->scheduler, &so, n, err))) goto done;
-    if (r->latents) memcpy(x, r->latents, n * sizeof *x);
-    else pl_noise(r->seed, x, n);
+    WF_TRY(smp_create(&smp, &p->cfg->scheduler, &so, g.n, err));
+    if (r->latents) memcpy(g.x, r->latents, g.n * sizeof *g.x);
+    else pl_noise(r->seed, g.x, g.n);
 
-    /* the loop */
-    dit_shape ds = {T, h, w, L, false};
-    size_t dbytes = 0;
-    for (int k = 0; k < 2; k++) {
-        if (!p->dit[k]) continue;
-        size_t b = 0;
-        if ((st = dit_arena_bytes(p->dit[k], p->be, &ds, 1, &b, err))) goto done;
-        if (b > dbytes) dbytes = b;
-    }
-    if ((st = wk_arena_init(&arena, "dit activations", dbytes, err))) goto done;
-    double t0 = now_s();
-    for (int64_t i = 0; i < r->steps; i++) {
-        double ts = now_s();
-        float t = smp->solver == SMP_EULER ? smp->timesteps_f[i] : (float)smp->timesteps[i];
-        int e = pl_expert_of(p, r, (double)t);
-        if (e == 0 && !p->dit[0]) e = 1;
-        const dit_model *m = p->dit[e];
-        double g = e == 0 ? r->guidance : g2;
-        if ((st = dit_forward(m, p->be, &arena, &ds, NULL, x, &t, cond, v, NULL, NULL, err))) goto step_fail;
-        if (cfg_on) {
-            if ((st = dit_forward(m, p->be, &arena, &ds, NULL, x, &t, uncond, vu, NULL, NULL, err)))
-                goto step_fail;
-            const float gf = (float)g;
-            for (size_t j = 0; j < n; j++) v[j] = vu[j] + gf * (v[j] - vu[j]);
-        }
-        if ((st = smp_step(smp, v, x, i, err))) goto step_fail;
-        if (r->expert_out) r->expert_out[i] = e;
-        if (r->progress) {
-            double tn = now_s();
-            pl_progress pr = {0, 0, wall_s(), i, r->steps, e, (double)t, cfg_on ? g : 1.0,
-                              tn - ts, tn - t0, 0, 0};
-            r->progress(r->progress_ctx, &pr);
-        }
-        continue;
-    step_fail:
-        wf_err_prefix(err, "step %lld/%lld (%s): ", (long long)(i + 1), (long long)r->steps,
-                      e ? "transformer_2" : "transformer");
-        goto done;
-    }
-    wk_arena_free(&arena);
-    if (r->latents_out) memcpy(r->latents_out, x, n * sizeof *x);
-    if (r->skip_decode) goto done;
-
-    /* decode */
-    z = x; /* de-normalised in place: x is no longer needed */
-    x = NULL;
-    vae_latents_denormalize(&p->vae->cfg, z, T * h * w);
-    vae_opts vo = vae_opts_default();
-    if ((st = vae_decode_arena_bytes(p->vae, T, h, w, &vo, &bytes, err))) goto done;
-    if ((st = wk_arena_init(&arena, "vae activations", bytes, err))) goto done;
-    st = vae_decode(p->vae, p->be, &arena, &vo, z, T, h, w, r->video_out, r->on_frames,
-                    r->frames_ctx, NULL, NULL, err);
-    if (st) wf_err_prefix(err, "decoding: ");
-done:
-    wk_arena_free(&arena);
+    WF_TRY(denoise(p, r, smp, &g, err));
+    if (r->latents_out) memcpy(r->latents_out, g.x, g.n * sizeof *g.x);
+    if (!r->skip_decode) st = decode(p, r, &g, err);
+out:
     smp_free(&smp);
-    free(cond);
-    free(uncond);
-    free(x);
-    free(v);
-    free(vu);
-    free(z);
+    free(g.cond);
+    free(g.uncond);
+    free(g.x);
+    free(g.v);
+    free(g.vu);
     return st;
 }

@@ -51,23 +51,20 @@ wf_status pd_open(pd_world **out, cm_comm *world, const ly_layout *l, const char
     d->role = ly_role_of(l, world->rank);
     const ly_role *r = &d->role;
     const int me = world->rank;
-    wf_status st;
+    wf_status st = WF_OK;
     /* every rank makes every split, in this order */
-    if ((st = cm_split(world, r->group, me, r->group ? "low-noise group" : "group", &d->group, err)))
-        goto fail;
-    if ((st = cm_split(world, r->group * 2 + r->half, me, "ulysses", &d->sp, err))) goto fail;
-    if (l->cfg_parallel &&
-        (st = cm_split(world, r->group * 65536 + r->sp_rank, me, "cfg pair", &d->pair, err)))
-        goto fail;
-    if ((st = cm_split(world, r->decodes ? 0 : -1, me, "vae", &d->vae, err))) goto fail;
-    if (l->placement == LY_SPLIT &&
-        (st = cm_split(world, r->group_rank == 0 ? 0 : -1, me, "hand-off", &d->bridge, err)))
-        goto fail;
+    WF_TRY(cm_split(world, r->group, me, r->group ? "low-noise group" : "group", &d->group, err));
+    WF_TRY(cm_split(world, r->group * 2 + r->half, me, "ulysses", &d->sp, err));
+    if (l->cfg_parallel)
+        WF_TRY(cm_split(world, r->group * 65536 + r->sp_rank, me, "cfg pair", &d->pair, err));
+    WF_TRY(cm_split(world, r->decodes ? 0 : -1, me, "vae", &d->vae, err));
+    if (l->placement == LY_SPLIT)
+        WF_TRY(cm_split(world, r->group_rank == 0 ? 0 : -1, me, "hand-off", &d->bridge, err));
     d->parts = pd_parts(l, me);
-    if ((st = pl_open_parts(&d->p, root, be, nthreads, d->parts, err))) goto fail;
+    WF_TRY(pl_open_parts(&d->p, root, be, nthreads, d->parts, err));
     *out = d;
-    return WF_OK;
-fail:
+    d = NULL;
+out:
     pd_close(&d);
     return st;
 }
@@ -177,26 +174,28 @@ static wf_status job_init(pd_world *d, const pl_request *r, int64_t index, job *
 static wf_status job_text(pd_world *d, job *j, wf_err *err) {
     wf_status st = WF_OK;
     const size_t tb = (size_t)(j->L * j->D) * sizeof(float);
+    wk_arena arena;
+    memset(&arena, 0, sizeof arena);
     if (d->group->rank == 0) {
-        wk_arena arena;
-        memset(&arena, 0, sizeof arena);
         size_t bytes = 0;
-        if ((st = t5_arena_bytes(d->p->t5, j->L, &bytes, err)) ||
-            (st = wk_arena_init(&arena, "umt5 activations", bytes, err)))
-            return st;
-        st = pl_encode(d->p, &arena, j->r->prompt, j->L, j->cond, err);
-        if (st) wf_err_prefix(err, "prompt: ");
-        if (!st && j->cfg) {
-            const char *neg = j->r->negative_prompt ? j->r->negative_prompt : "";
-            if ((st = pl_encode(d->p, &arena, neg, j->L, j->uncond, err)))
-                wf_err_prefix(err, "negative prompt: ");
+        WF_TRY(t5_arena_bytes(d->p->t5, j->L, &bytes, err));
+        WF_TRY(wk_arena_init(&arena, "umt5 activations", bytes, err));
+        if ((st = pl_encode(d->p, &arena, j->r->prompt, j->L, j->cond, err))) {
+            wf_err_prefix(err, "prompt: ");
+            goto out;
         }
-        wk_arena_free(&arena);
-        if (st) return st;
+        const char *neg = j->r->negative_prompt ? j->r->negative_prompt : "";
+        if (j->cfg && (st = pl_encode(d->p, &arena, neg, j->L, j->uncond, err))) {
+            wf_err_prefix(err, "negative prompt: ");
+            goto out;
+        }
+        wk_arena_free(&arena); /* before the broadcast */
     }
-    if ((st = cm_bcast(d->group, j->cond, tb, 0, err))) return st;
-    if (j->cfg && (st = cm_bcast(d->group, j->uncond, tb, 0, err))) return st;
-    return WF_OK;
+    WF_TRY(cm_bcast(d->group, j->cond, tb, 0, err));
+    if (j->cfg) WF_TRY(cm_bcast(d->group, j->uncond, tb, 0, err));
+out:
+    wk_arena_free(&arena);
+    return st;
 }
 
 static float step_timestep(const smp_sampler *s, int64_t i) {
@@ -205,7 +204,7 @@ static float step_timestep(const smp_sampler *s, int64_t i) {
 
 /* One denoising step i with expert e: v = model(x) (CFG: combined), then the sampler update. */
 static wf_status job_step(pd_world *d, job *j, wk_arena *arena, int64_t i, int e, wf_err *err) {
-    wf_status st;
+    wf_status st = WF_OK;
     const pl_request *r = j->r;
     const dit_model *m = d->p->dit[e];
     dit_shape ds = {j->T, j->h, j->w, j->L, false};
@@ -214,24 +213,22 @@ static wf_status job_step(pd_world *d, job *j, wk_arena *arena, int64_t i, int e
     const float gf = (float)(e == 0 ? r->guidance : g2);
     if (d->pair) { /* CFG parallel: half 0 conditional, half 1 unconditional */
         const float *text = d->role.half ? j->uncond : j->cond;
-        if ((st = dit_forward(m, d->p->be, arena, &ds, d->sp, j->x, &t, text, j->v, NULL, NULL,
-                              err)))
-            return st;
-        if ((st = cm_allgather(d->pair, j->v, j->both, j->n * sizeof(float), err))) return st;
+        WF_TRY(dit_forward(m, d->p->be, arena, &ds, d->sp, j->x, &t, text, j->v, NULL, NULL, err));
+        WF_TRY(cm_allgather(d->pair, j->v, j->both, j->n * sizeof(float), err));
         const float *c = j->both, *u = j->both + j->n;
         for (size_t k = 0; k < j->n; k++) j->v[k] = u[k] + gf * (c[k] - u[k]);
     } else {
-        if ((st = dit_forward(m, d->p->be, arena, &ds, d->sp, j->x, &t, j->cond, j->v, NULL, NULL,
-                              err)))
-            return st;
+        WF_TRY(dit_forward(m, d->p->be, arena, &ds, d->sp, j->x, &t, j->cond, j->v, NULL, NULL,
+                           err));
         if (j->cfg) {
-            if ((st = dit_forward(m, d->p->be, arena, &ds, d->sp, j->x, &t, j->uncond, j->vu,
-                                  NULL, NULL, err)))
-                return st;
+            WF_TRY(dit_forward(m, d->p->be, arena, &ds, d->sp, j->x, &t, j->uncond, j->vu, NULL,
+                               NULL, err));
             for (size_t k = 0; k < j->n; k++) j->v[k] = j->vu[k] + gf * (j->v[k] - j->vu[k]);
         }
     }
-    return smp_step(j->smp, j->v, j->x, i, err);
+    WF_TRY(smp_step(j->smp, j->v, j->x, i, err));
+out:
+    return st;
 }
 
 /* The counters of the communicators a step uses (Ulysses group, CFG pair), summed. */
@@ -255,10 +252,10 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
     for (int e = 0; e < 2; e++) {
         if (!d->p->dit[e]) continue;
         size_t b = 0;
-        if ((st = dit_arena_bytes(d->p->dit[e], d->p->be, &ds, d->sp->size, &b, err))) return st;
+        WF_TRY(dit_arena_bytes(d->p->dit[e], d->p->be, &ds, d->sp->size, &b, err));
         if (b > bytes) bytes = b;
     }
-    if (i1 > i0 && (st = wk_arena_init(&arena, "dit activations", bytes, err))) return st;
+    if (i1 > i0) WF_TRY(wk_arena_init(&arena, "dit activations", bytes, err));
     double t0 = now_s();
     for (int64_t i = i0; i < i1; i++) {
         double ts = now_s();
@@ -267,13 +264,13 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
         int e = pl_expert_of(d->p, r, (double)t);
         if (!d->p->dit[e]) {
             st = wf_fail(err, WF_EINVAL, "expert %d is not loaded on this rank (a layout bug)", e);
-            break;
+            goto out;
         }
         if ((st = job_step(d, j, &arena, i, e, err))) {
             wf_err_prefix(err, "request %lld, step %lld/%lld (%s): ", (long long)j->index,
                           (long long)(i + 1), (long long)r->steps,
                           e ? "transformer_2" : "transformer");
-            break;
+            goto out;
         }
         if (r->expert_out && d->role.writer) r->expert_out[i] = e;
         if (r->progress && d->group->rank == 0) {
@@ -289,6 +286,7 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
             r->progress(r->progress_ctx, &pr);
         }
     }
+out:
     wk_arena_free(&arena);
     return st;
 }
@@ -312,14 +310,15 @@ static wf_status handoff_send(pd_world *d, job *j, wf_err *err) {
     if (!state) return wf_fail(err, WF_ENOMEM, "out of memory for the sampler state");
     smp_state_save(j->smp, state);
     handoff_head h = {j->index, j->i_switch, (int64_t)j->n, (int64_t)sb, j->L * j->D};
+    const size_t tb = (size_t)h.text_floats * sizeof(float);
     cm_comm *b = d->bridge;
-    wf_status st;
-    if (!(st = cm_send(b, &h, sizeof h, 1, TAG_HANDOFF, err)) &&
-        !(st = cm_send(b, j->x, j->n * sizeof(float), 1, TAG_HANDOFF, err)) &&
-        !(st = cm_send(b, state, sb, 1, TAG_HANDOFF, err)) &&
-        !(st = cm_send(b, j->cond, (size_t)h.text_floats * sizeof(float), 1, TAG_HANDOFF, err)) &&
-        j->cfg)
-        st = cm_send(b, j->uncond, (size_t)h.text_floats * sizeof(float), 1, TAG_HANDOFF, err);
+    wf_status st = WF_OK;
+    WF_TRY(cm_send(b, &h, sizeof h, 1, TAG_HANDOFF, err));
+    WF_TRY(cm_send(b, j->x, j->n * sizeof(float), 1, TAG_HANDOFF, err));
+    WF_TRY(cm_send(b, state, sb, 1, TAG_HANDOFF, err));
+    WF_TRY(cm_send(b, j->cond, tb, 1, TAG_HANDOFF, err));
+    if (j->cfg) WF_TRY(cm_send(b, j->uncond, tb, 1, TAG_HANDOFF, err));
+out:
     free(state);
     if (st) wf_err_prefix(err, "hand-off of request %lld: ", (long long)j->index);
     return st;
@@ -334,7 +333,7 @@ static wf_status handoff_recv(pd_world *d, job *j, wf_err *err) {
     wf_status st = WF_OK;
     cm_comm *b = d->bridge;
     if (d->group->rank == 0) {
-        if ((st = cm_recv(b, &h, sizeof h, 0, TAG_HANDOFF, err))) goto out;
+        WF_TRY(cm_recv(b, &h, sizeof h, 0, TAG_HANDOFF, err));
         if (h.job != j->index || h.n != (int64_t)j->n || h.state_bytes != (int64_t)sb ||
             h.text_floats != j->L * j->D) {
             st = wf_fail(err, WF_EPROTO,
@@ -344,19 +343,18 @@ static wf_status handoff_recv(pd_world *d, job *j, wf_err *err) {
                          (long long)j->index, j->n, sb);
             goto out;
         }
-        if ((st = cm_recv(b, j->x, j->n * sizeof(float), 0, TAG_HANDOFF, err)) ||
-            (st = cm_recv(b, state, sb, 0, TAG_HANDOFF, err)) ||
-            (st = cm_recv(b, j->cond, tb, 0, TAG_HANDOFF, err)) ||
-            (j->cfg && (st = cm_recv(b, j->uncond, tb, 0, TAG_HANDOFF, err))))
-            goto out;
+        WF_TRY(cm_recv(b, j->x, j->n * sizeof(float), 0, TAG_HANDOFF, err));
+        WF_TRY(cm_recv(b, state, sb, 0, TAG_HANDOFF, err));
+        WF_TRY(cm_recv(b, j->cond, tb, 0, TAG_HANDOFF, err));
+        if (j->cfg) WF_TRY(cm_recv(b, j->uncond, tb, 0, TAG_HANDOFF, err));
     }
     cm_comm *g = d->group;
-    if ((st = cm_bcast(g, &h, sizeof h, 0, err)) ||
-        (st = cm_bcast(g, j->x, j->n * sizeof(float), 0, err)) ||
-        (st = cm_bcast(g, state, sb, 0, err)) || (st = cm_bcast(g, j->cond, tb, 0, err)) ||
-        (j->cfg && (st = cm_bcast(g, j->uncond, tb, 0, err))))
-        goto out;
-    if ((st = smp_state_load(j->smp, state, sb, err))) goto out;
+    WF_TRY(cm_bcast(g, &h, sizeof h, 0, err));
+    WF_TRY(cm_bcast(g, j->x, j->n * sizeof(float), 0, err));
+    WF_TRY(cm_bcast(g, state, sb, 0, err));
+    WF_TRY(cm_bcast(g, j->cond, tb, 0, err));
+    if (j->cfg) WF_TRY(cm_bcast(g, j->uncond, tb, 0, err));
+    WF_TRY(smp_state_load(j->smp, state, sb, err));
     j->i_switch = h.i_switch;
 out:
     free(state);
@@ -374,15 +372,15 @@ static wf_status job_decode(pd_world *d, job *j, wf_err *err) {
     size_t bytes = 0;
     wk_arena arena;
     memset(&arena, 0, sizeof arena);
-    wf_status st = vae_decode_dist_arena_bytes(d->p->vae, j->T, j->h, j->w, &vo, d->vae->size,
-                                               d->vae->rank, &bytes, err);
-    if (!st) st = wk_arena_init(&arena, "vae activations", bytes, err);
-    if (!st) {
-        bool w = d->vae->rank == 0;
-        st = vae_decode_dist(d->p->vae, d->p->be, &arena, &vo, d->vae, 0, j->x, j->T, j->h, j->w,
-                             w ? r->video_out : NULL, w ? r->on_frames : NULL,
-                             w ? r->frames_ctx : NULL, err);
-    }
+    wf_status st = WF_OK;
+    WF_TRY(vae_decode_dist_arena_bytes(d->p->vae, j->T, j->h, j->w, &vo, d->vae->size, d->vae->rank,
+                                       &bytes, err));
+    WF_TRY(wk_arena_init(&arena, "vae activations", bytes, err));
+    const bool w = d->vae->rank == 0;
+    st = vae_decode_dist(d->p->vae, d->p->be, &arena, &vo, d->vae, 0, j->x, j->T, j->h, j->w,
+                         w ? r->video_out : NULL, w ? r->on_frames : NULL, w ? r->frames_ctx : NULL,
+                         err);
+out:
     wk_arena_free(&arena);
     if (st) wf_err_prefix(err, "request %lld, decoding: ", (long long)j->index);
     return st;
@@ -397,31 +395,37 @@ static wf_status start_job(pd_world *d, job *j, wf_err *err) {
     return WF_OK;
 }
 
+/* One request on this rank: the whole of it (shared placement), or its group's part (split: the
+ * high-noise steps and the hand-off, or the hand-off, the low-noise steps and the decode). */
+static wf_status run_job(pd_world *d, job *j, wf_err *err) {
+    const pl_request *r = j->r;
+    wf_status st = WF_OK;
+    if (d->layout.placement != LY_SPLIT) {
+        WF_TRY(start_job(d, j, err));
+        WF_TRY(job_steps(d, j, 0, r->steps, err));
+        WF_TRY(job_decode(d, j, err));
+    } else if (d->role.group == 0) {
+        j->i_switch = switch_step(d, j);
+        WF_TRY(start_job(d, j, err));
+        WF_TRY(job_steps(d, j, 0, j->i_switch, err));
+        WF_TRY(handoff_send(d, j, err));
+    } else {
+        WF_TRY(handoff_recv(d, j, err));
+        WF_TRY(job_steps(d, j, j->i_switch, r->steps, err));
+        if (r->expert_out && d->role.writer)
+            for (int64_t i = 0; i < j->i_switch; i++) r->expert_out[i] = 0;
+        WF_TRY(job_decode(d, j, err));
+    }
+out:
+    return st;
+}
+
 wf_status pd_run(pd_world *d, const pl_request *reqs, int64_t njobs, wf_err *err) {
     wf_status st = pd_check(d, reqs, njobs, err);
-    if (st) return st;
-    const bool split = d->layout.placement == LY_SPLIT;
     for (int64_t k = 0; k < njobs && !st; k++) {
         job j;
-        if ((st = job_init(d, &reqs[k], k, &j, err))) {
-            job_free(&j);
-            break;
-        }
-        if (!split) {
-            if (!(st = start_job(d, &j, err)) && !(st = job_steps(d, &j, 0, reqs[k].steps, err)))
-                st = job_decode(d, &j, err);
-        } else if (d->role.group == 0) {
-            j.i_switch = switch_step(d, &j);
-            if (!(st = start_job(d, &j, err)) && !(st = job_steps(d, &j, 0, j.i_switch, err)))
-                st = handoff_send(d, &j, err);
-        } else {
-            if (!(st = handoff_recv(d, &j, err)) &&
-                !(st = job_steps(d, &j, j.i_switch, reqs[k].steps, err))) {
-                if (reqs[k].expert_out && d->role.writer)
-                    for (int64_t i = 0; i < j.i_switch; i++) reqs[k].expert_out[i] = 0;
-                st = job_decode(d, &j, err);
-            }
-        }
+        st = job_init(d, &reqs[k], k, &j, err);
+        if (!st) st = run_job(d, &j, err);
         job_free(&j);
     }
     return st;

@@ -116,6 +116,61 @@ void smp_free(smp_sampler **sp) {
     *sp = NULL;
 }
 
+/* The UniPC settings of a scheduler config, checked: solver_order, solver_type (bh2), and
+ * lower_order_final. An Euler config gets the Wan default, order 2. */
+static wf_status unipc_settings(const dfs_scheduler_config *cfg, int *order, bool *bh2, bool *lof,
+                                wf_err *err) {
+    if (cfg->kind != DFS_SCHED_UNIPC) {
+        *order = 2; /* the Wan default when a UniPC solver is asked for on an Euler config */
+        return WF_OK;
+    }
+    *order = (int)cfg->solver_order;
+    if (*order < 1 || *order > SMP_MAX_ORDER)
+        return wf_fail(err, WF_EUNSUPPORTED, "sampler: solver_order %lld (want 1..%d)",
+                       (long long)cfg->solver_order, SMP_MAX_ORDER);
+    if (!strcmp(cfg->solver_type, "bh1"))
+        *bh2 = false;
+    else if (cfg->solver_type[0] && strcmp(cfg->solver_type, "bh2"))
+        return wf_fail(err, WF_EUNSUPPORTED, "sampler: solver_type \"%s\" (want bh1, bh2)",
+                       cfg->solver_type);
+    if (cfg->prediction_type[0] && strcmp(cfg->prediction_type, "flow_prediction"))
+        return wf_fail(err, WF_EUNSUPPORTED, "sampler: prediction_type \"%s\" (want "
+                       "flow_prediction)", cfg->prediction_type);
+    if (!cfg->predict_x0)
+        return wf_fail(err, WF_EUNSUPPORTED, "sampler: predict_x0 false with flow "
+                       "prediction (Diffusers refuses it too)");
+    *lof = cfg->lower_order_final;
+    return WF_OK;
+}
+
+/* The sampler's arrays: the grids [steps (+ 1)] and, for UniPC, the history, the last sample and
+ * the scratch [n]. False when one is out of memory (smp_free frees the others). */
+static bool alloc_arrays(smp_sampler *s) {
+    const size_t N = (size_t)s->steps, n = s->n;
+    s->sigmas = calloc(N + 1, sizeof *s->sigmas);
+    s->timesteps = calloc(N, sizeof *s->timesteps);
+    s->timesteps_f = calloc(N, sizeof *s->timesteps_f);
+    s->corrector_off = calloc(N, sizeof *s->corrector_off);
+    bool ok = s->sigmas && s->timesteps && s->timesteps_f && s->corrector_off;
+    if (s->solver == SMP_UNIPC) {
+        for (int k = 0; k < s->order; k++) ok = ok && (s->hist[k] = calloc(n, sizeof(float)));
+        ok = ok && (s->last_sample = calloc(n, sizeof(float)));
+        ok = ok && (s->scratch = calloc(n, sizeof(float)));
+    }
+    return ok;
+}
+
+/* FNV-1a of the sigma bits, the timesteps, the corrector switches and the settings. */
+static uint64_t grid_hash(const smp_sampler *s) {
+    const size_t N = (size_t)s->steps;
+    uint64_t h = 1469598103934665603ull;
+    h = fnv(h, s->sigmas, (N + 1) * sizeof *s->sigmas);
+    h = fnv(h, s->timesteps, N * sizeof *s->timesteps);
+    h = fnv(h, s->corrector_off, N * sizeof *s->corrector_off);
+    int32_t set[4] = {(int32_t)s->grid, (int32_t)s->order, s->bh2, s->lower_order_final};
+    return fnv(h, set, sizeof set);
+}
+
 wf_status smp_create(smp_sampler **out, const dfs_scheduler_config *cfg, const smp_options *opt,
                      size_t n, wf_err *err) {
     *out = NULL;
@@ -134,28 +189,8 @@ wf_status smp_create(smp_sampler **out, const dfs_scheduler_config *cfg, const s
         return wf_fail(err, WF_EINVAL, "sampler: shift %g (want > 0)", shift);
     int order = 1;
     bool bh2 = true, lof = true;
-    if (solver == SMP_UNIPC) {
-        if (cfg->kind == DFS_SCHED_UNIPC) {
-            order = (int)cfg->solver_order;
-            if (order < 1 || order > SMP_MAX_ORDER)
-                return wf_fail(err, WF_EUNSUPPORTED, "sampler: solver_order %lld (want 1..%d)",
-                               (long long)cfg->solver_order, SMP_MAX_ORDER);
-            if (!strcmp(cfg->solver_type, "bh1"))
-                bh2 = false;
-            else if (cfg->solver_type[0] && strcmp(cfg->solver_type, "bh2"))
-                return wf_fail(err, WF_EUNSUPPORTED, "sampler: solver_type \"%s\" (want bh1, bh2)",
-                               cfg->solver_type);
-            if (cfg->prediction_type[0] && strcmp(cfg->prediction_type, "flow_prediction"))
-                return wf_fail(err, WF_EUNSUPPORTED, "sampler: prediction_type \"%s\" (want "
-                               "flow_prediction)", cfg->prediction_type);
-            if (!cfg->predict_x0)
-                return wf_fail(err, WF_EUNSUPPORTED, "sampler: predict_x0 false with flow "
-                               "prediction (Diffusers refuses it too)");
-            lof = cfg->lower_order_final;
-        } else {
-            order = 2; /* the Wan default when a UniPC solver is asked for on an Euler config */
-        }
-    }
+    wf_status st = WF_OK;
+    if (solver == SMP_UNIPC && (st = unipc_settings(cfg, &order, &bh2, &lof, err))) return st;
     smp_sampler *s = calloc(1, sizeof *s);
     if (!s) return wf_fail(err, WF_ENOMEM, "sampler: out of memory");
     s->solver = solver;
@@ -167,41 +202,24 @@ wf_status smp_create(smp_sampler **out, const dfs_scheduler_config *cfg, const s
     s->lower_order_final = lof;
     s->n = n;
     size_t N = (size_t)opt->steps;
-    s->sigmas = calloc(N + 1, sizeof *s->sigmas);
-    s->timesteps = calloc(N, sizeof *s->timesteps);
-    s->timesteps_f = calloc(N, sizeof *s->timesteps_f);
-    s->corrector_off = calloc(N, sizeof *s->corrector_off);
     double *tmp = calloc(N + 1, sizeof *tmp);
-    bool ok = s->sigmas && s->timesteps && s->timesteps_f && s->corrector_off && tmp;
-    if (solver == SMP_UNIPC) {
-        for (int k = 0; k < order; k++) ok = ok && (s->hist[k] = calloc(n, sizeof(float)));
-        ok = ok && (s->last_sample = calloc(n, sizeof(float)));
-        ok = ok && (s->scratch = calloc(n, sizeof(float)));
+    if (!alloc_arrays(s) || !tmp) {
+        st = wf_fail(err, WF_ENOMEM, "sampler: out of memory (%zu elements)", n);
+        goto out;
     }
-    if (!ok) {
-        free(tmp);
-        smp_free(&s);
-        return wf_fail(err, WF_ENOMEM, "sampler: out of memory (%zu elements)", n);
-    }
-    wf_status st = build_grid(s, cfg, tmp, err);
-    free(tmp);
-    if (st != WF_OK) {
-        smp_free(&s);
-        return st;
-    }
+    WF_TRY(build_grid(s, cfg, tmp, err));
     for (size_t k = 0; k < opt->n_disable_corrector; k++) {
         int64_t i = opt->disable_corrector[k];
         if (i >= 0 && i < (int64_t)N) s->corrector_off[i] = true;
     }
-    uint64_t h = 1469598103934665603ull;
-    h = fnv(h, s->sigmas, (N + 1) * sizeof *s->sigmas);
-    h = fnv(h, s->timesteps, N * sizeof *s->timesteps);
-    h = fnv(h, s->corrector_off, N * sizeof *s->corrector_off);
-    int32_t set[4] = {(int32_t)s->grid, (int32_t)order, bh2, lof};
-    s->grid_hash = fnv(h, set, sizeof set);
+    s->grid_hash = grid_hash(s);
     smp_reset(s);
     *out = s;
-    return WF_OK;
+    s = NULL;
+out:
+    free(tmp);
+    smp_free(&s);
+    return st;
 }
 
 /* ---- UniPC ---------------------------------------------------------------------------------- */

@@ -8,11 +8,6 @@
 
 #include "json_cfg.h"
 
-#define TRY(x)                                                                                   \
-    do {                                                                                         \
-        if ((st = (x))) goto out;                                                                \
-    } while (0)
-
 /* If the config names its class, it must be `want`. */
 static wf_status check_class(const jc_doc *d, const char *want, wf_err *err) {
     char cls[96];
@@ -30,24 +25,26 @@ wf_status dfs_read_transformer_config(const char *path, dfs_transformer_config *
     if (st) return st;
     *c = (dfs_transformer_config){0};
     size_t n;
-    TRY(check_class(&d, "WanTransformer3DModel", err));
-    TRY(jc_int_array(&d, "patch_size", JC_REQUIRED, 3, 3, 1, 16, c->patch_size, &n, err));
-    TRY(jc_int(&d, "num_attention_heads", JC_REQUIRED, 0, 1, 1024, &c->num_attention_heads, err));
-    TRY(jc_int(&d, "attention_head_dim", JC_REQUIRED, 0, 2, 1024, &c->attention_head_dim, err));
-    TRY(jc_int(&d, "in_channels", JC_REQUIRED, 0, 1, 4096, &c->in_channels, err));
-    TRY(jc_int(&d, "out_channels", JC_REQUIRED, 0, 1, 4096, &c->out_channels, err));
-    TRY(jc_int(&d, "text_dim", JC_REQUIRED, 0, 1, 65536, &c->text_dim, err));
-    TRY(jc_int(&d, "freq_dim", JC_REQUIRED, 0, 2, 65536, &c->freq_dim, err));
-    TRY(jc_int(&d, "ffn_dim", JC_REQUIRED, 0, 1, 1 << 20, &c->ffn_dim, err));
-    TRY(jc_int(&d, "num_layers", JC_REQUIRED, 0, 1, 1000, &c->num_layers, err));
-    TRY(jc_bool(&d, "cross_attn_norm", JC_OPTIONAL, true, &c->cross_attn_norm, err));
-    TRY(jc_str(&d, "qk_norm", JC_NULLABLE, "rms_norm_across_heads", c->qk_norm, sizeof c->qk_norm,
-               err));
-    TRY(jc_num(&d, "eps", JC_OPTIONAL, 1e-6, 0.0, 1.0, &c->eps, err));
-    TRY(jc_int(&d, "image_dim", JC_NULLABLE, 0, 1, 65536, &c->image_dim, err));
-    TRY(jc_int(&d, "added_kv_proj_dim", JC_NULLABLE, 0, 1, 65536, &c->added_kv_proj_dim, err));
-    TRY(jc_int(&d, "rope_max_seq_len", JC_OPTIONAL, 1024, 1, 1 << 20, &c->rope_max_seq_len, err));
-    TRY(jc_int(&d, "pos_embed_seq_len", JC_NULLABLE, 0, 1, 1 << 20, &c->pos_embed_seq_len, err));
+    WF_TRY(check_class(&d, "WanTransformer3DModel", err));
+    WF_TRY(jc_int_array(&d, "patch_size", JC_REQUIRED, 3, 3, 1, 16, c->patch_size, &n, err));
+    WF_TRY(
+        jc_int(&d, "num_attention_heads", JC_REQUIRED, 0, 1, 1024, &c->num_attention_heads, err));
+    WF_TRY(jc_int(&d, "attention_head_dim", JC_REQUIRED, 0, 2, 1024, &c->attention_head_dim, err));
+    WF_TRY(jc_int(&d, "in_channels", JC_REQUIRED, 0, 1, 4096, &c->in_channels, err));
+    WF_TRY(jc_int(&d, "out_channels", JC_REQUIRED, 0, 1, 4096, &c->out_channels, err));
+    WF_TRY(jc_int(&d, "text_dim", JC_REQUIRED, 0, 1, 65536, &c->text_dim, err));
+    WF_TRY(jc_int(&d, "freq_dim", JC_REQUIRED, 0, 2, 65536, &c->freq_dim, err));
+    WF_TRY(jc_int(&d, "ffn_dim", JC_REQUIRED, 0, 1, 1 << 20, &c->ffn_dim, err));
+    WF_TRY(jc_int(&d, "num_layers", JC_REQUIRED, 0, 1, 1000, &c->num_layers, err));
+    WF_TRY(jc_bool(&d, "cross_attn_norm", JC_OPTIONAL, true, &c->cross_attn_norm, err));
+    WF_TRY(jc_str(&d, "qk_norm", JC_NULLABLE, "rms_norm_across_heads", c->qk_norm,
+                  sizeof c->qk_norm, err));
+    WF_TRY(jc_num(&d, "eps", JC_OPTIONAL, 1e-6, 0.0, 1.0, &c->eps, err));
+    WF_TRY(jc_int(&d, "image_dim", JC_NULLABLE, 0, 1, 65536, &c->image_dim, err));
+    WF_TRY(jc_int(&d, "added_kv_proj_dim", JC_NULLABLE, 0, 1, 65536, &c->added_kv_proj_dim, err));
+    WF_TRY(
+        jc_int(&d, "rope_max_seq_len", JC_OPTIONAL, 1024, 1, 1 << 20, &c->rope_max_seq_len, err));
+    WF_TRY(jc_int(&d, "pos_embed_seq_len", JC_NULLABLE, 0, 1, 1 << 20, &c->pos_embed_seq_len, err));
     if (c->attention_head_dim % 2 || c->freq_dim % 2) {
         st = wf_fail(err, WF_EFORMAT,
                      "%s: attention_head_dim (%lld) and freq_dim (%lld) must be even (rotary pairs, "
@@ -80,18 +77,19 @@ wf_status dfs_read_vae_config(const char *path, dfs_vae_config *c, wf_err *err) 
     *c = (dfs_vae_config){0};
     size_t n, nm, ns;
     int64_t attn[DFS_MAX_LEVELS];
-    TRY(check_class(&d, "AutoencoderKLWan", err));
-    TRY(jc_int(&d, "base_dim", JC_REQUIRED, 0, 1, 4096, &c->base_dim, err));
-    TRY(jc_int(&d, "decoder_base_dim", JC_NULLABLE, c->base_dim, 1, 4096, &c->decoder_base_dim, err));
-    TRY(jc_int(&d, "z_dim", JC_REQUIRED, 0, 1, DFS_MAX_LATENT, &c->z_dim, err));
-    TRY(jc_int_array(&d, "dim_mult", JC_REQUIRED, 0, DFS_MAX_LEVELS, 1, 64, c->dim_mult,
-                     &c->n_dim_mult, err));
+    WF_TRY(check_class(&d, "AutoencoderKLWan", err));
+    WF_TRY(jc_int(&d, "base_dim", JC_REQUIRED, 0, 1, 4096, &c->base_dim, err));
+    WF_TRY(jc_int(&d, "decoder_base_dim", JC_NULLABLE, c->base_dim, 1, 4096, &c->decoder_base_dim,
+                  err));
+    WF_TRY(jc_int(&d, "z_dim", JC_REQUIRED, 0, 1, DFS_MAX_LATENT, &c->z_dim, err));
+    WF_TRY(jc_int_array(&d, "dim_mult", JC_REQUIRED, 0, DFS_MAX_LEVELS, 1, 64, c->dim_mult,
+                        &c->n_dim_mult, err));
     if (c->n_dim_mult < 1) {
         st = wf_fail(err, WF_EFORMAT, "%s: field 'dim_mult' must not be empty", path);
         goto out;
     }
-    TRY(jc_int(&d, "num_res_blocks", JC_REQUIRED, 0, 1, 16, &c->num_res_blocks, err));
-    TRY(jc_int_array(&d, "attn_scales", JC_OPTIONAL, 0, DFS_MAX_LEVELS, 0, 64, attn, &n, err));
+    WF_TRY(jc_int(&d, "num_res_blocks", JC_REQUIRED, 0, 1, 16, &c->num_res_blocks, err));
+    WF_TRY(jc_int_array(&d, "attn_scales", JC_OPTIONAL, 0, DFS_MAX_LEVELS, 0, 64, attn, &n, err));
     c->n_attn_scales = n;
     if (n) {
         st = wf_fail(err, WF_EUNSUPPORTED,
@@ -99,25 +97,28 @@ wf_status dfs_read_vae_config(const char *path, dfs_vae_config *c, wf_err *err) 
                      path);
         goto out;
     }
-    TRY(jc_bool_array(&d, "temperal_downsample", JC_REQUIRED, c->n_dim_mult - 1 ? c->n_dim_mult - 1 : 0,
-                      DFS_MAX_LEVELS, c->temperal_downsample, &c->n_temperal_downsample, err));
+    WF_TRY(jc_bool_array(&d, "temperal_downsample", JC_REQUIRED,
+                         c->n_dim_mult - 1 ? c->n_dim_mult - 1 : 0, DFS_MAX_LEVELS,
+                         c->temperal_downsample, &c->n_temperal_downsample, err));
     if (c->n_temperal_downsample != c->n_dim_mult - 1) {
         st = wf_fail(err, WF_EFORMAT,
                      "%s: field 'temperal_downsample' must have len(dim_mult) - 1 = %zu entries",
                      path, c->n_dim_mult - 1);
         goto out;
     }
-    TRY(jc_num(&d, "dropout", JC_OPTIONAL, 0.0, 0.0, 1.0, &c->dropout, err));
-    TRY(jc_bool(&d, "is_residual", JC_OPTIONAL, false, &c->is_residual, err));
-    TRY(jc_int(&d, "in_channels", JC_OPTIONAL, 3, 1, 4096, &c->in_channels, err));
-    TRY(jc_int(&d, "out_channels", JC_OPTIONAL, 3, 1, 4096, &c->out_channels, err));
-    TRY(jc_int(&d, "patch_size", JC_NULLABLE, 0, 1, 16, &c->patch_size, err));
-    TRY(jc_int(&d, "scale_factor_temporal", JC_OPTIONAL, 4, 1, 64, &c->scale_factor_temporal, err));
-    TRY(jc_int(&d, "scale_factor_spatial", JC_OPTIONAL, 8, 1, 256, &c->scale_factor_spatial, err));
-    TRY(jc_num_array(&d, "latents_mean", JC_REQUIRED, (size_t)c->z_dim, DFS_MAX_LATENT,
-                     c->latents_mean, &nm, err));
-    TRY(jc_num_array(&d, "latents_std", JC_REQUIRED, (size_t)c->z_dim, DFS_MAX_LATENT,
-                     c->latents_std, &ns, err));
+    WF_TRY(jc_num(&d, "dropout", JC_OPTIONAL, 0.0, 0.0, 1.0, &c->dropout, err));
+    WF_TRY(jc_bool(&d, "is_residual", JC_OPTIONAL, false, &c->is_residual, err));
+    WF_TRY(jc_int(&d, "in_channels", JC_OPTIONAL, 3, 1, 4096, &c->in_channels, err));
+    WF_TRY(jc_int(&d, "out_channels", JC_OPTIONAL, 3, 1, 4096, &c->out_channels, err));
+    WF_TRY(jc_int(&d, "patch_size", JC_NULLABLE, 0, 1, 16, &c->patch_size, err));
+    WF_TRY(
+        jc_int(&d, "scale_factor_temporal", JC_OPTIONAL, 4, 1, 64, &c->scale_factor_temporal, err));
+    WF_TRY(
+        jc_int(&d, "scale_factor_spatial", JC_OPTIONAL, 8, 1, 256, &c->scale_factor_spatial, err));
+    WF_TRY(jc_num_array(&d, "latents_mean", JC_REQUIRED, (size_t)c->z_dim, DFS_MAX_LATENT,
+                        c->latents_mean, &nm, err));
+    WF_TRY(jc_num_array(&d, "latents_std", JC_REQUIRED, (size_t)c->z_dim, DFS_MAX_LATENT,
+                        c->latents_std, &ns, err));
     for (int64_t i = 0; i < c->z_dim; i++)
         if (!(c->latents_std[i] > 0) || !isfinite(c->latents_mean[i])) {
             st = wf_fail(err, WF_EFORMAT,
@@ -148,33 +149,34 @@ wf_status dfs_read_umt5_config(const char *path, dfs_umt5_config *c, wf_err *err
     wf_status st = jc_load(&d, path, "text encoder config", err);
     if (st) return st;
     *c = (dfs_umt5_config){0};
-    TRY(jc_str(&d, "model_type", JC_OPTIONAL, "umt5", c->model_type, sizeof c->model_type, err));
+    WF_TRY(jc_str(&d, "model_type", JC_OPTIONAL, "umt5", c->model_type, sizeof c->model_type, err));
     if (strcmp(c->model_type, "umt5") != 0 && strcmp(c->model_type, "t5") != 0) {
         st = wf_fail(err, WF_EUNSUPPORTED, "%s: model_type is \"%s\", expected \"umt5\"", path,
                      c->model_type);
         goto out;
     }
-    TRY(jc_int(&d, "vocab_size", JC_REQUIRED, 0, 1, 1 << 24, &c->vocab_size, err));
-    TRY(jc_int(&d, "d_model", JC_REQUIRED, 0, 1, 65536, &c->d_model, err));
-    TRY(jc_int(&d, "d_kv", JC_REQUIRED, 0, 1, 4096, &c->d_kv, err));
-    TRY(jc_int(&d, "d_ff", JC_REQUIRED, 0, 1, 1 << 20, &c->d_ff, err));
-    TRY(jc_int(&d, "num_layers", JC_REQUIRED, 0, 1, 1000, &c->num_layers, err));
-    TRY(jc_int(&d, "num_heads", JC_REQUIRED, 0, 1, 1024, &c->num_heads, err));
-    TRY(jc_int(&d, "relative_attention_num_buckets", JC_OPTIONAL, 32, 2, 4096,
-               &c->relative_attention_num_buckets, err));
-    TRY(jc_int(&d, "relative_attention_max_distance", JC_OPTIONAL, 128, 1, 1 << 20,
-               &c->relative_attention_max_distance, err));
-    TRY(jc_num(&d, "layer_norm_epsilon", JC_OPTIONAL, 1e-6, 0.0, 1.0, &c->layer_norm_epsilon, err));
-    TRY(jc_str(&d, "feed_forward_proj", JC_OPTIONAL, "gated-gelu", c->feed_forward_proj,
-               sizeof c->feed_forward_proj, err));
+    WF_TRY(jc_int(&d, "vocab_size", JC_REQUIRED, 0, 1, 1 << 24, &c->vocab_size, err));
+    WF_TRY(jc_int(&d, "d_model", JC_REQUIRED, 0, 1, 65536, &c->d_model, err));
+    WF_TRY(jc_int(&d, "d_kv", JC_REQUIRED, 0, 1, 4096, &c->d_kv, err));
+    WF_TRY(jc_int(&d, "d_ff", JC_REQUIRED, 0, 1, 1 << 20, &c->d_ff, err));
+    WF_TRY(jc_int(&d, "num_layers", JC_REQUIRED, 0, 1, 1000, &c->num_layers, err));
+    WF_TRY(jc_int(&d, "num_heads", JC_REQUIRED, 0, 1, 1024, &c->num_heads, err));
+    WF_TRY(jc_int(&d, "relative_attention_num_buckets", JC_OPTIONAL, 32, 2, 4096,
+                  &c->relative_attention_num_buckets, err));
+    WF_TRY(jc_int(&d, "relative_attention_max_distance", JC_OPTIONAL, 128, 1, 1 << 20,
+                  &c->relative_attention_max_distance, err));
+    WF_TRY(
+        jc_num(&d, "layer_norm_epsilon", JC_OPTIONAL, 1e-6, 0.0, 1.0, &c->layer_norm_epsilon, err));
+    WF_TRY(jc_str(&d, "feed_forward_proj", JC_OPTIONAL, "gated-gelu", c->feed_forward_proj,
+                  sizeof c->feed_forward_proj, err));
     if (strcmp(c->feed_forward_proj, "gated-gelu") != 0) {
         st = wf_fail(err, WF_EUNSUPPORTED,
                      "%s: feed_forward_proj is \"%s\"; umT5 as Wan uses it is \"gated-gelu\"", path,
                      c->feed_forward_proj);
         goto out;
     }
-    TRY(jc_int(&d, "pad_token_id", JC_NULLABLE, 0, 0, 1 << 24, &c->pad_token_id, err));
-    TRY(jc_int(&d, "eos_token_id", JC_NULLABLE, 1, 0, 1 << 24, &c->eos_token_id, err));
+    WF_TRY(jc_int(&d, "pad_token_id", JC_NULLABLE, 0, 0, 1 << 24, &c->pad_token_id, err));
+    WF_TRY(jc_int(&d, "eos_token_id", JC_NULLABLE, 1, 0, 1 << 24, &c->eos_token_id, err));
     if (c->pad_token_id >= c->vocab_size || c->eos_token_id >= c->vocab_size) {
         st = wf_fail(err, WF_EFORMAT, "%s: pad/eos token ids must be below vocab_size %lld", path,
                      (long long)c->vocab_size);
@@ -190,22 +192,22 @@ wf_status dfs_read_scheduler_config(const char *path, dfs_scheduler_config *c, w
     wf_status st = jc_load(&d, path, "scheduler config", err);
     if (st) return st;
     *c = (dfs_scheduler_config){0};
-    TRY(jc_str(&d, "_class_name", JC_REQUIRED, NULL, c->class_name, sizeof c->class_name, err));
-    TRY(jc_int(&d, "num_train_timesteps", JC_OPTIONAL, 1000, 1, 1000000, &c->num_train_timesteps,
-               err));
+    WF_TRY(jc_str(&d, "_class_name", JC_REQUIRED, NULL, c->class_name, sizeof c->class_name, err));
+    WF_TRY(jc_int(&d, "num_train_timesteps", JC_OPTIONAL, 1000, 1, 1000000, &c->num_train_timesteps,
+                  err));
     if (strcmp(c->class_name, "UniPCMultistepScheduler") == 0) {
         c->kind = DFS_SCHED_UNIPC;
-        TRY(jc_str(&d, "prediction_type", JC_OPTIONAL, "epsilon", c->prediction_type,
-                   sizeof c->prediction_type, err));
-        TRY(jc_bool(&d, "use_flow_sigmas", JC_OPTIONAL, false, &c->use_flow_sigmas, err));
-        TRY(jc_num(&d, "flow_shift", JC_NULLABLE, 1.0, 1e-3, 1e3, &c->flow_shift, err));
-        TRY(jc_int(&d, "solver_order", JC_OPTIONAL, 2, 1, 3, &c->solver_order, err));
-        TRY(jc_str(&d, "solver_type", JC_OPTIONAL, "bh2", c->solver_type, sizeof c->solver_type,
-                   err));
-        TRY(jc_bool(&d, "lower_order_final", JC_OPTIONAL, true, &c->lower_order_final, err));
-        TRY(jc_bool(&d, "predict_x0", JC_OPTIONAL, true, &c->predict_x0, err));
-        TRY(jc_str(&d, "final_sigmas_type", JC_NULLABLE, "zero", c->final_sigmas_type,
-                   sizeof c->final_sigmas_type, err));
+        WF_TRY(jc_str(&d, "prediction_type", JC_OPTIONAL, "epsilon", c->prediction_type,
+                      sizeof c->prediction_type, err));
+        WF_TRY(jc_bool(&d, "use_flow_sigmas", JC_OPTIONAL, false, &c->use_flow_sigmas, err));
+        WF_TRY(jc_num(&d, "flow_shift", JC_NULLABLE, 1.0, 1e-3, 1e3, &c->flow_shift, err));
+        WF_TRY(jc_int(&d, "solver_order", JC_OPTIONAL, 2, 1, 3, &c->solver_order, err));
+        WF_TRY(jc_str(&d, "solver_type", JC_OPTIONAL, "bh2", c->solver_type, sizeof c->solver_type,
+                      err));
+        WF_TRY(jc_bool(&d, "lower_order_final", JC_OPTIONAL, true, &c->lower_order_final, err));
+        WF_TRY(jc_bool(&d, "predict_x0", JC_OPTIONAL, true, &c->predict_x0, err));
+        WF_TRY(jc_str(&d, "final_sigmas_type", JC_NULLABLE, "zero", c->final_sigmas_type,
+                      sizeof c->final_sigmas_type, err));
         if (strcmp(c->prediction_type, "flow_prediction") != 0 || !c->use_flow_sigmas) {
             st = wf_fail(err, WF_EUNSUPPORTED,
                          "%s: UniPC with prediction_type \"%s\" and use_flow_sigmas %s; Wan models "
@@ -220,8 +222,9 @@ wf_status dfs_read_scheduler_config(const char *path, dfs_scheduler_config *c, w
         }
     } else if (strcmp(c->class_name, "FlowMatchEulerDiscreteScheduler") == 0) {
         c->kind = DFS_SCHED_EULER;
-        TRY(jc_num(&d, "shift", JC_OPTIONAL, 1.0, 1e-3, 1e3, &c->shift, err));
-        TRY(jc_bool(&d, "use_dynamic_shifting", JC_OPTIONAL, false, &c->use_dynamic_shifting, err));
+        WF_TRY(jc_num(&d, "shift", JC_OPTIONAL, 1.0, 1e-3, 1e3, &c->shift, err));
+        WF_TRY(
+            jc_bool(&d, "use_dynamic_shifting", JC_OPTIONAL, false, &c->use_dynamic_shifting, err));
         if (c->use_dynamic_shifting) {
             st = wf_fail(err, WF_EUNSUPPORTED,
                          "%s: use_dynamic_shifting is true; Wan pipelines give no mu, set it false",
@@ -318,8 +321,8 @@ wf_status dfs_open(dfs_pipeline **out, const char *root, wf_err *err) {
                      root);
         goto out;
     }
-    TRY(jc_load(&d, mi_path, "model_index.json", err));
-    TRY(jc_str(&d, "_class_name", JC_REQUIRED, NULL, p->class_name, sizeof p->class_name, err));
+    WF_TRY(jc_load(&d, mi_path, "model_index.json", err));
+    WF_TRY(jc_str(&d, "_class_name", JC_REQUIRED, NULL, p->class_name, sizeof p->class_name, err));
     if (strcmp(p->class_name, "WanPipeline") != 0) {
         st = wf_fail(err, WF_EUNSUPPORTED,
                      "%s: pipeline class is \"%s\"; wanfarm runs text-to-video \"WanPipeline\" "
@@ -327,8 +330,8 @@ wf_status dfs_open(dfs_pipeline **out, const char *root, wf_err *err) {
                      mi_path, p->class_name);
         goto out;
     }
-    TRY(jc_num(&d, "boundary_ratio", JC_NULLABLE, NAN, 0.0, 1.0, &p->boundary_ratio, err));
-    TRY(jc_bool(&d, "expand_timesteps", JC_NULLABLE, false, &p->expand_timesteps, err));
+    WF_TRY(jc_num(&d, "boundary_ratio", JC_NULLABLE, NAN, 0.0, 1.0, &p->boundary_ratio, err));
+    WF_TRY(jc_bool(&d, "expand_timesteps", JC_NULLABLE, false, &p->expand_timesteps, err));
 
     static const struct {
         const char *name;
@@ -345,7 +348,8 @@ wf_status dfs_open(dfs_pipeline **out, const char *root, wf_err *err) {
     for (size_t i = 0; i < sizeof comps / sizeof *comps; i++) {
         char cls[96];
         bool present;
-        TRY(component_class(&d, comps[i].name, comps[i].required, cls, sizeof cls, &present, err));
+        WF_TRY(
+            component_class(&d, comps[i].name, comps[i].required, cls, sizeof cls, &present, err));
         if (!present) continue;
         bool ok = false;
         for (int k = 0; k < 3 && comps[i].classes[k]; k++) ok |= strcmp(cls, comps[i].classes[k]) == 0;
@@ -359,16 +363,17 @@ wf_status dfs_open(dfs_pipeline **out, const char *root, wf_err *err) {
         if (i == 1) p->has_transformer_2 = true;
     }
 
-    TRY(read_component(root, "transformer", "config.json", (reader_fn)dfs_read_transformer_config,
-                       &p->transformer, err));
+    WF_TRY(read_component(root, "transformer", "config.json",
+                          (reader_fn)dfs_read_transformer_config, &p->transformer, err));
     if (p->has_transformer_2)
-        TRY(read_component(root, "transformer_2", "config.json",
-                           (reader_fn)dfs_read_transformer_config, &p->transformer_2, err));
-    TRY(read_component(root, "vae", "config.json", (reader_fn)dfs_read_vae_config, &p->vae, err));
-    TRY(read_component(root, "text_encoder", "config.json", (reader_fn)dfs_read_umt5_config,
-                       &p->text_encoder, err));
-    TRY(read_component(root, "scheduler", "scheduler_config.json",
-                       (reader_fn)dfs_read_scheduler_config, &p->scheduler, err));
+        WF_TRY(read_component(root, "transformer_2", "config.json",
+                              (reader_fn)dfs_read_transformer_config, &p->transformer_2, err));
+    WF_TRY(
+        read_component(root, "vae", "config.json", (reader_fn)dfs_read_vae_config, &p->vae, err));
+    WF_TRY(read_component(root, "text_encoder", "config.json", (reader_fn)dfs_read_umt5_config,
+                          &p->text_encoder, err));
+    WF_TRY(read_component(root, "scheduler", "scheduler_config.json",
+                          (reader_fn)dfs_read_scheduler_config, &p->scheduler, err));
     p->tokenizer_model = join(root, "tokenizer/spiece.model");
     if (!p->tokenizer_model) {
         st = wf_fail(err, WF_ENOMEM, "out of memory");

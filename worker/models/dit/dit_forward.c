@@ -191,24 +191,20 @@ static wk_tensor table_row(const wk_tensor *t, int64_t j) {
     return v;
 }
 
-#define TRY(x)                                                                                   \
-    do {                                                                                         \
-        if ((st = (x))) goto out;                                                                \
-    } while (0)
-
 /* shift = proj[j0] + table[j0], scale = proj[j0 + 1] + table[j0 + 1] + 1, gate = ... + table[j0 + 2] */
 static wf_status modulation(wk_backend *be, dit_acts *a, const wk_tensor *table, int j0,
                             bool with_gate, wf_err *err) {
-    wf_status st;
+    wf_status st = WF_OK;
     wk_tensor r0 = table_row(table, j0), r1 = table_row(table, j0 + 1);
-    if ((st = wk_add(be, &a->shift, &a->tproj[j0], &r0, err))) return st;
-    if ((st = wk_add(be, &a->scale, &a->tproj[j0 + 1], &r1, err))) return st;
-    if ((st = wk_add(be, &a->scale, &a->scale, &a->one, err))) return st;
+    WF_TRY(wk_add(be, &a->shift, &a->tproj[j0], &r0, err));
+    WF_TRY(wk_add(be, &a->scale, &a->tproj[j0 + 1], &r1, err));
+    WF_TRY(wk_add(be, &a->scale, &a->scale, &a->one, err));
     if (with_gate) {
         wk_tensor r2 = table_row(table, j0 + 2);
-        if ((st = wk_add(be, &a->gate, &a->tproj[j0 + 2], &r2, err))) return st;
+        WF_TRY(wk_add(be, &a->gate, &a->tproj[j0 + 2], &r2, err));
     }
-    return WF_OK;
+out:
+    return st;
 }
 
 /* n = LayerNorm(x) * (1 + scale) + shift, LayerNorm without affine (FP32LayerNorm). */
@@ -253,68 +249,70 @@ static void unpack_heads(const float *src, float *dst, int64_t Ll, int64_t D, in
  * tokens, from local q, k, v [Ll, D] (normed and rotated). n is the scratch. */
 static wf_status ulysses_attend(wk_backend *be, cm_comm *sp, const dfs_transformer_config *c,
                                 dit_acts *a, wf_err *err) {
-    wf_status st;
+    wf_status st = WF_OK;
     const int64_t D = c->dim, U = a->U, HD = c->attention_head_dim;
     const size_t block = (size_t)(a->Ll * (D / U)) * sizeof(float);
     wk_tensor *in[3] = {&a->q, &a->k, &a->v}, *out[3] = {&a->qh, &a->kh, &a->vh};
     for (int i = 0; i < 3; i++) {
         pack_heads(in[i]->data, a->n.data, a->Ll, D, U);
-        if ((st = cm_alltoall(sp, a->n.data, out[i]->data, block, err))) return st;
+        WF_TRY(cm_alltoall(sp, a->n.data, out[i]->data, block, err));
     }
-    st = wk_attention(be, &a->oh, &a->qh, &a->kh, &a->vh, (float)(1.0 / sqrt((double)HD)),
-                      a->Lp > a->L ? &a->mask : NULL, err);
-    if (st) return st;
-    if ((st = cm_alltoall(sp, a->oh.data, a->n.data, block, err))) return st;
+    WF_TRY(wk_attention(be, &a->oh, &a->qh, &a->kh, &a->vh, (float)(1.0 / sqrt((double)HD)),
+                        a->Lp > a->L ? &a->mask : NULL, err));
+    WF_TRY(cm_alltoall(sp, a->oh.data, a->n.data, block, err));
     unpack_heads(a->n.data, a->o.data, a->Ll, D, U);
-    return WF_OK;
+out:
+    return st;
 }
 
 static wf_status block_forward(wk_backend *be, cm_comm *sp, const dfs_transformer_config *c,
                                const dit_block *b, dit_acts *a, wf_err *err) {
-    wf_status st;
+    wf_status st = WF_OK;
     const float eps = (float)c->eps;
     int64_t L = a->Ll, NH = c->num_attention_heads, HD = c->attention_head_dim;
     /* 1. self-attention: n = LN1(x) (1 + scale_msa) + shift_msa */
-    if ((st = modulation(be, a, &b->scale_shift_table, 0, true, err))) return st;
-    if ((st = modulated_norm(be, a, eps, err))) return st;
-    if ((st = wk_matmul(be, &a->q, &a->n, &b->attn1.to_q_w, &b->attn1.to_q_b, err))) return st; /* [L, D] */
-    if ((st = wk_matmul(be, &a->k, &a->n, &b->attn1.to_k_w, &b->attn1.to_k_b, err))) return st; /* [L, D] */
-    if ((st = wk_matmul(be, &a->v, &a->n, &b->attn1.to_v_w, &b->attn1.to_v_b, err))) return st; /* [L, D] */
-    if ((st = wk_rms_norm(be, &a->q, &a->q, &b->attn1.norm_q, eps, err))) return st; /* across heads */
-    if ((st = wk_rms_norm(be, &a->k, &a->k, &b->attn1.norm_k, eps, err))) return st;
+    WF_TRY(modulation(be, a, &b->scale_shift_table, 0, true, err));
+    WF_TRY(modulated_norm(be, a, eps, err));
+    WF_TRY(wk_matmul(be, &a->q, &a->n, &b->attn1.to_q_w, &b->attn1.to_q_b, err)); /* [L, D] */
+    WF_TRY(wk_matmul(be, &a->k, &a->n, &b->attn1.to_k_w, &b->attn1.to_k_b, err)); /* [L, D] */
+    WF_TRY(wk_matmul(be, &a->v, &a->n, &b->attn1.to_v_w, &b->attn1.to_v_b, err)); /* [L, D] */
+    WF_TRY(wk_rms_norm(be, &a->q, &a->q, &b->attn1.norm_q, eps, err));            /* across heads */
+    WF_TRY(wk_rms_norm(be, &a->k, &a->k, &b->attn1.norm_k, eps, err));
     wk_tensor q3 = wk_tensor_3d(WK_F32, a->q.data, L, NH, HD), k3 = wk_tensor_3d(WK_F32, a->k.data, L, NH, HD);
-    if ((st = wk_rope(be, &q3, &q3, &a->cos, &a->sin, err))) return st; /* [L, NH, HD] */
-    if ((st = wk_rope(be, &k3, &k3, &a->cos, &a->sin, err))) return st;
+    WF_TRY(wk_rope(be, &q3, &q3, &a->cos, &a->sin, err)); /* [L, NH, HD] */
+    WF_TRY(wk_rope(be, &k3, &k3, &a->cos, &a->sin, err));
     if (a->U > 1) st = ulysses_attend(be, sp, c, a, err);
     else st = attend(be, c, &a->o, &a->q, &a->k, &a->v, a->Lp > a->L ? &a->mask : NULL, err);
-    if (st) return st;
-    if ((st = wk_matmul(be, &a->q, &a->o, &b->attn1.to_out_w, &b->attn1.to_out_b, err))) return st;
-    if ((st = wk_mul(be, &a->q, &a->q, &a->gate, err))) return st; /* x = x + attn * gate_msa */
-    if ((st = wk_add(be, &a->x, &a->x, &a->q, err))) return st;
+    if (st) goto out;
+    WF_TRY(wk_matmul(be, &a->q, &a->o, &b->attn1.to_out_w, &b->attn1.to_out_b, err));
+    WF_TRY(wk_mul(be, &a->q, &a->q, &a->gate, err)); /* x = x + attn * gate_msa */
+    WF_TRY(wk_add(be, &a->x, &a->x, &a->q, err));
 
     /* 2. cross-attention: x = x + attn2(LN2_affine(x), context); no modulation, no gate */
     const wk_tensor *n2 = &a->x;
     if (c->cross_attn_norm) {
-        if ((st = wk_layer_norm(be, &a->n, &a->x, &b->norm2_w, &b->norm2_b, eps, err))) return st;
+        WF_TRY(wk_layer_norm(be, &a->n, &a->x, &b->norm2_w, &b->norm2_b, eps, err));
         n2 = &a->n;
     }
-    if ((st = wk_matmul(be, &a->q, n2, &b->attn2.to_q_w, &b->attn2.to_q_b, err))) return st;     /* [L, D] */
-    if ((st = wk_matmul(be, &a->k2, &a->ctx, &b->attn2.to_k_w, &b->attn2.to_k_b, err))) return st; /* [Lt, D] */
-    if ((st = wk_matmul(be, &a->v2, &a->ctx, &b->attn2.to_v_w, &b->attn2.to_v_b, err))) return st; /* [Lt, D] */
-    if ((st = wk_rms_norm(be, &a->q, &a->q, &b->attn2.norm_q, eps, err))) return st;
-    if ((st = wk_rms_norm(be, &a->k2, &a->k2, &b->attn2.norm_k, eps, err))) return st;
-    if ((st = attend(be, c, &a->o, &a->q, &a->k2, &a->v2, NULL, err))) return st;
-    if ((st = wk_matmul(be, &a->q, &a->o, &b->attn2.to_out_w, &b->attn2.to_out_b, err))) return st;
-    if ((st = wk_add(be, &a->x, &a->x, &a->q, err))) return st;
+    WF_TRY(wk_matmul(be, &a->q, n2, &b->attn2.to_q_w, &b->attn2.to_q_b, err));       /* [L, D] */
+    WF_TRY(wk_matmul(be, &a->k2, &a->ctx, &b->attn2.to_k_w, &b->attn2.to_k_b, err)); /* [Lt, D] */
+    WF_TRY(wk_matmul(be, &a->v2, &a->ctx, &b->attn2.to_v_w, &b->attn2.to_v_b, err)); /* [Lt, D] */
+    WF_TRY(wk_rms_norm(be, &a->q, &a->q, &b->attn2.norm_q, eps, err));
+    WF_TRY(wk_rms_norm(be, &a->k2, &a->k2, &b->attn2.norm_k, eps, err));
+    WF_TRY(attend(be, c, &a->o, &a->q, &a->k2, &a->v2, NULL, err));
+    WF_TRY(wk_matmul(be, &a->q, &a->o, &b->attn2.to_out_w, &b->attn2.to_out_b, err));
+    WF_TRY(wk_add(be, &a->x, &a->x, &a->q, err));
 
     /* 3. feed-forward: n = LN3(x) (1 + c_scale) + c_shift; x = x + ffn(n) * c_gate */
-    if ((st = modulation(be, a, &b->scale_shift_table, 3, true, err))) return st;
-    if ((st = modulated_norm(be, a, eps, err))) return st;
-    if ((st = wk_matmul(be, &a->ffh, &a->n, &b->ffn_in_w, &b->ffn_in_b, err))) return st; /* [L, FF] */
-    if ((st = wk_gelu_tanh(be, &a->ffh, &a->ffh, err))) return st;
-    if ((st = wk_matmul(be, &a->q, &a->ffh, &b->ffn_out_w, &b->ffn_out_b, err))) return st; /* [L, D] */
-    if ((st = wk_mul(be, &a->q, &a->q, &a->gate, err))) return st;
-    return wk_add(be, &a->x, &a->x, &a->q, err);
+    WF_TRY(modulation(be, a, &b->scale_shift_table, 3, true, err));
+    WF_TRY(modulated_norm(be, a, eps, err));
+    WF_TRY(wk_matmul(be, &a->ffh, &a->n, &b->ffn_in_w, &b->ffn_in_b, err)); /* [L, FF] */
+    WF_TRY(wk_gelu_tanh(be, &a->ffh, &a->ffh, err));
+    WF_TRY(wk_matmul(be, &a->q, &a->ffh, &b->ffn_out_w, &b->ffn_out_b, err)); /* [L, D] */
+    WF_TRY(wk_mul(be, &a->q, &a->q, &a->gate, err));
+    WF_TRY(wk_add(be, &a->x, &a->x, &a->q, err));
+out:
+    return st;
 }
 
 /* patches[l, ((c*pt + it)*ph + ih)*pw + iw] = latents[c, f*pt + it, h*ph + ih, w*pw + iw]: the
@@ -360,6 +358,114 @@ static void unpatchify(const dfs_transformer_config *c, const dit_acts *a, const
     }
 }
 
+/* The debugging taps of one forward (dit_tap_fn; none when fn is NULL). */
+typedef struct dit_taps {
+    dit_tap_fn fn;
+    void *ctx;
+    int64_t Tn;    /* timestep rows: 1, or one per token */
+    int64_t nreal; /* this rank's real tokens (not the padding) */
+} dit_taps;
+
+static void tap_stage(const dit_taps *tp, const char *stage, const wk_tensor *t) {
+    if (tp->fn) tp->fn(tp->ctx, stage, t);
+}
+
+/* per-token stages: this rank's real tokens only (not the padding) */
+static void tap_rows(const dit_taps *tp, const char *stage, const wk_tensor *t) {
+    if (!tp->fn) return;
+    wk_tensor v = *t;
+    v.shape[0] = tp->nreal;
+    tp->fn(tp->ctx, stage, &v);
+}
+
+/* timestep stages: one row, or one per token */
+static void tap_timestep(const dit_taps *tp, const char *stage, const wk_tensor *t) {
+    if (tp->Tn > 1) tap_rows(tp, stage, t);
+    else tap_stage(tp, stage, t);
+}
+
+/* The rotary tables of this rank's tokens (float64 maths, cast to f32) and, with padding, the key
+ * mask and this rank's rows of per-token timesteps (padding: 0), which *timestep then points to. */
+static wf_status token_tables(const dfs_transformer_config *c, const dit_shape *s, dit_acts *a,
+                              const float **timestep, wf_err *err) {
+    wf_status st = WF_OK;
+    WF_TRY(wk_rope_table_3d_rows(a->cos.data, a->sin.data, a->Fp, a->Hp, a->Wp,
+                                 (int)c->attention_head_dim, 10000.0, a->l0, a->Ll, err));
+    if (a->Lp > a->L) {
+        float *mk = a->mask.data;
+        for (int64_t l = 0; l < a->Lp; l++) mk[l] = l < a->L ? 0.0f : -INFINITY;
+        if (s->per_token_t) {
+            float *t = a->tsl.data;
+            for (int64_t i = 0; i < a->Ll; i++)
+                t[i] = a->l0 + i < a->L ? (*timestep)[a->l0 + i] : 0.0f;
+            *timestep = t;
+        }
+    }
+out:
+    return st;
+}
+
+/* condition embedder: temb = time_embedder(sinusoid(t)); timestep_proj = time_proj(SiLU(temb)) */
+static wf_status condition_embedder(wk_backend *be, const dit_model *m, dit_acts *a,
+                                    const float *timestep, const dit_taps *tp, wf_err *err) {
+    const dfs_transformer_config *c = &m->cfg;
+    const dit_weights *w = &m->w;
+    const int64_t D = c->dim;
+    char stage[32];
+    wf_status st = WF_OK;
+    dit_timestep_features(a->sinus.data, timestep, a->Tn, c->freq_dim);
+    tap_timestep(tp, "timestep_freq", &a->sinus);
+    WF_TRY(wk_matmul(be, &a->th, &a->sinus, &w->time1_w, &w->time1_b, err)); /* [Tn, D] */
+    WF_TRY(wk_silu(be, &a->th, &a->th, err));
+    WF_TRY(wk_matmul(be, &a->temb, &a->th, &w->time2_w, &w->time2_b, err)); /* [Tn, D] */
+    tap_timestep(tp, "temb", &a->temb);
+    WF_TRY(wk_silu(be, &a->temb_silu, &a->temb, err));
+    for (int j = 0; j < 6; j++) { /* rows [jD, (j+1)D) of time_proj give chunk j, contiguous */
+        wk_tensor wj = rows_view(&w->tproj_w, j * D, D), bj = rows_view(&w->tproj_b, j * D, D);
+        WF_TRY(wk_matmul(be, &a->tproj[j], &a->temb_silu, &wj, &bj, err)); /* [Tn, D] */
+        snprintf(stage, sizeof stage, "timestep_proj.%d", j);
+        tap_timestep(tp, stage, &a->tproj[j]);
+    }
+out:
+    return st;
+}
+
+/* text embedder: context = linear_2(GELU_tanh(linear_1(text))) */
+static wf_status text_embedder(wk_backend *be, const dit_model *m, const dit_shape *s, dit_acts *a,
+                               const float *text, const dit_taps *tp, wf_err *err) {
+    const dit_weights *w = &m->w;
+    wf_status st = WF_OK;
+    wk_tensor txt = wk_tensor_2d(WK_F32, (void *)text, s->Lt, m->cfg.text_dim);
+    WF_TRY(wk_matmul(be, &a->txt_h, &txt, &w->text1_w, &w->text1_b, err)); /* [Lt, D] */
+    WF_TRY(wk_gelu_tanh(be, &a->txt_h, &a->txt_h, err));
+    WF_TRY(wk_matmul(be, &a->ctx, &a->txt_h, &w->text2_w, &w->text2_b, err)); /* [Lt, D] */
+    tap_stage(tp, "context", &a->ctx);
+out:
+    return st;
+}
+
+/* output head: n = LN(x) (1 + scale) + shift with (shift, scale) = table + temb, then proj_out;
+ * *head: every rank's rows (all-gathered under Ulysses). */
+static wf_status output_head(wk_backend *be, cm_comm *sp, const dit_model *m, dit_acts *a,
+                             const dit_taps *tp, const float **head, wf_err *err) {
+    const dit_weights *w = &m->w;
+    wf_status st = WF_OK;
+    wk_tensor r0 = table_row(&w->scale_shift_table, 0), r1 = table_row(&w->scale_shift_table, 1);
+    WF_TRY(wk_add(be, &a->shift, &a->temb, &r0, err));
+    WF_TRY(wk_add(be, &a->scale, &a->temb, &r1, err));
+    WF_TRY(wk_add(be, &a->scale, &a->scale, &a->one, err));
+    WF_TRY(modulated_norm(be, a, (float)m->cfg.eps, err));
+    WF_TRY(wk_matmul(be, &a->head, &a->n, &w->proj_out_w, &w->proj_out_b, err)); /* [L, P*Cout] */
+    tap_rows(tp, "head_out", &a->head);
+    *head = a->head.data;
+    if (a->U > 1) { /* every rank gets every rank's rows */
+        WF_TRY(cm_allgather(sp, a->head.data, a->headg.data, wk_tensor_nbytes(&a->head), err));
+        *head = a->headg.data;
+    }
+out:
+    return st;
+}
+
 wf_status dit_forward(const dit_model *m, wk_backend *be, wk_arena *arena, const dit_shape *s,
                       cm_comm *sp, const float *latents, const float *timestep, const float *text,
                       float *out, dit_tap_fn tap, void *tap_ctx, wf_err *err) {
@@ -370,93 +476,29 @@ wf_status dit_forward(const dit_model *m, wk_backend *be, wk_arena *arena, const
     if (st || (st = check_sp(m, s, U, err))) return st;
     size_t mark = wk_arena_mark(arena);
     dit_acts a;
-    TRY(acts_alloc(m, s, U, rank, be->row_quantum, arena, &a, err));
+    WF_TRY(acts_alloc(m, s, U, rank, be->row_quantum, arena, &a, err));
     const int64_t D = c->dim, P = c->patch_size[0] * c->patch_size[1] * c->patch_size[2];
-    char stage[32];
-#define TAP(name, t)                                                                             \
-    do {                                                                                         \
-        if (tap) tap(tap_ctx, name, t);                                                          \
-    } while (0)
-    /* timestep stages: one row, or one per token */
-#define TAP_T(name, t)                                                                           \
-    do {                                                                                         \
-        if (a.Tn > 1) TAP_ROWS(name, t);                                                         \
-        else TAP(name, t);                                                                       \
-    } while (0)
-    /* per-token stages: this rank's real tokens only (not the padding) */
     const int64_t nreal = a.l0 >= a.L ? 0 : (a.L - a.l0 < a.Ll ? a.L - a.l0 : a.Ll);
-#define TAP_ROWS(name, t)                                                                        \
-    do {                                                                                         \
-        if (tap) {                                                                               \
-            wk_tensor v_ = *(t);                                                                 \
-            v_.shape[0] = nreal;                                                                 \
-            tap(tap_ctx, name, &v_);                                                             \
-        }                                                                                        \
-    } while (0)
-
-    /* rotary tables for the token grid (float64 maths, cast to f32) */
-    TRY(wk_rope_table_3d_rows(a.cos.data, a.sin.data, a.Fp, a.Hp, a.Wp,
-                              (int)c->attention_head_dim, 10000.0, a.l0, a.Ll, err));
-    if (a.Lp > a.L) {
-        float *mk = a.mask.data;
-        for (int64_t l = 0; l < a.Lp; l++) mk[l] = l < a.L ? 0.0f : -INFINITY;
-        if (s->per_token_t) { /* this rank's rows of the per-token timesteps (padding: 0) */
-            float *t = a.tsl.data;
-            for (int64_t i = 0; i < a.Ll; i++) t[i] = a.l0 + i < a.L ? timestep[a.l0 + i] : 0.0f;
-            timestep = t;
-        }
-    }
+    const dit_taps tp = {.fn = tap, .ctx = tap_ctx, .Tn = a.Tn, .nreal = nreal};
+    char stage[32];
+    WF_TRY(token_tables(c, s, &a, &timestep, err));
 
     /* patch embedding: x[L, D] = patches[L, Cin*P] . patch_w[D, Cin*P]^T + b */
     patchify(c, &a, s, latents, a.patches.data);
     wk_tensor pw2 = wk_tensor_2d(w->patch_w.dtype, w->patch_w.data, D, c->in_channels * P);
-    TRY(wk_matmul(be, &a.x, &a.patches, &pw2, &w->patch_b, err));
-    TAP_ROWS("patch_tokens", &a.x);
+    WF_TRY(wk_matmul(be, &a.x, &a.patches, &pw2, &w->patch_b, err)); /* [L, D] */
+    tap_rows(&tp, "patch_tokens", &a.x);
 
-    /* condition embedder: temb = time_embedder(sinusoid(t)); timestep_proj = time_proj(SiLU(temb)) */
-    dit_timestep_features(a.sinus.data, timestep, a.Tn, c->freq_dim);
-    TAP_T("timestep_freq", &a.sinus);
-    TRY(wk_matmul(be, &a.th, &a.sinus, &w->time1_w, &w->time1_b, err));  /* [Tn, D] */
-    TRY(wk_silu(be, &a.th, &a.th, err));
-    TRY(wk_matmul(be, &a.temb, &a.th, &w->time2_w, &w->time2_b, err));  /* [Tn, D] */
-    TAP_T("temb", &a.temb);
-    TRY(wk_silu(be, &a.temb_silu, &a.temb, err));
-    for (int j = 0; j < 6; j++) { /* rows [jD, (j+1)D) of time_proj give chunk j, contiguous */
-        wk_tensor wj = rows_view(&w->tproj_w, j * D, D), bj = rows_view(&w->tproj_b, j * D, D);
-        TRY(wk_matmul(be, &a.tproj[j], &a.temb_silu, &wj, &bj, err));   /* [Tn, D] */
-        snprintf(stage, sizeof stage, "timestep_proj.%d", j);
-        TAP_T(stage, &a.tproj[j]);
-    }
-    /* text embedder: context = linear_2(GELU_tanh(linear_1(text))) */
-    wk_tensor txt = wk_tensor_2d(WK_F32, (void *)text, s->Lt, c->text_dim);
-    TRY(wk_matmul(be, &a.txt_h, &txt, &w->text1_w, &w->text1_b, err)); /* [Lt, D] */
-    TRY(wk_gelu_tanh(be, &a.txt_h, &a.txt_h, err));
-    TRY(wk_matmul(be, &a.ctx, &a.txt_h, &w->text2_w, &w->text2_b, err)); /* [Lt, D] */
-    TAP("context", &a.ctx);
-
+    WF_TRY(condition_embedder(be, m, &a, timestep, &tp, err)); /* temb, timestep_proj [Tn, D] */
+    WF_TRY(text_embedder(be, m, s, &a, text, &tp, err));       /* context [Lt, D] */
     for (int64_t i = 0; i < c->num_layers; i++) {
-        TRY(block_forward(be, sp, c, &w->blocks[i], &a, err));
+        WF_TRY(block_forward(be, sp, c, &w->blocks[i], &a, err)); /* [L, D] */
         snprintf(stage, sizeof stage, "block_%lld", (long long)i);
-        TAP_ROWS(stage, &a.x);
+        tap_rows(&tp, stage, &a.x);
     }
-
-    /* output head: n = LN(x) (1 + scale) + shift with (shift, scale) = table + temb */
-    wk_tensor r0 = table_row(&w->scale_shift_table, 0), r1 = table_row(&w->scale_shift_table, 1);
-    TRY(wk_add(be, &a.shift, &a.temb, &r0, err));
-    TRY(wk_add(be, &a.scale, &a.temb, &r1, err));
-    TRY(wk_add(be, &a.scale, &a.scale, &a.one, err));
-    TRY(modulated_norm(be, &a, (float)c->eps, err));
-    TRY(wk_matmul(be, &a.head, &a.n, &w->proj_out_w, &w->proj_out_b, err)); /* [L, P*Cout] */
-    TAP_ROWS("head_out", &a.head);
-    const float *head = a.head.data;
-    if (U > 1) { /* every rank gets every rank's rows */
-        TRY(cm_allgather(sp, a.head.data, a.headg.data, wk_tensor_nbytes(&a.head), err));
-        head = a.headg.data;
-    }
+    const float *head = NULL;
+    WF_TRY(output_head(be, sp, m, &a, &tp, &head, err)); /* [L(p), P*Cout] */
     unpatchify(c, &a, s, head, out);
-#undef TAP
-#undef TAP_ROWS
-#undef TAP_T
 out:
     wk_arena_reset(arena, mark);
     return st;

@@ -689,6 +689,96 @@ static wf_status check_whitespace(const tok_tokenizer *t, const char *model, wf_
     return WF_OK;
 }
 
+/* spiece.model: loaded, with its vocabulary size and unknown id, and probed (check_whitespace). */
+static wf_status load_spiece(tok_tokenizer *t, const char *model, wf_err *err) {
+    if (!file_exists(model))
+        return wf_fail(err, WF_EIO,
+                       "%s: missing; the tokenizer folder must hold the SentencePiece model "
+                       "spiece.model (the Wan Diffusers repos ship it in tokenizer/)",
+                       model);
+    char msg[512] = "";
+    if (!(t->spm = spm_load(model, msg, sizeof msg)))
+        return wf_fail(err, WF_EFORMAT, "%s: sentencepiece cannot load it: %s", model, msg);
+    t->n_pieces = spm_vocab_size(t->spm);
+    t->unk_id = spm_unk_id(t->spm);
+    if (t->n_pieces <= 0) return wf_fail(err, WF_EFORMAT, "%s: the model has no pieces", model);
+    return check_whitespace(t, model, err);
+}
+
+/* tokenizer_config.json (tc), when there is one: *cfg is its root object (NULL without the file;
+ * the caller frees it). Padding and truncation must be on the right. */
+static wf_status load_config(const char *tc, json_t **cfg, wf_err *err) {
+    *cfg = NULL;
+    if (!file_exists(tc)) return WF_OK;
+    json_error_t je;
+    /* integers as reals: transformers writes model_max_length as 1e30 in integer form */
+    if (!(*cfg = json_load_file(tc, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je)) ||
+        !json_is_object(*cfg))
+        return wf_fail(err, WF_EFORMAT, "%s: %s", tc,
+                       *cfg ? "the root must be an object" : je.text);
+    static const char *const sides[] = {"padding_side", "truncation_side"};
+    for (int i = 0; i < 2; i++) {
+        const json_t *v = json_object_get(*cfg, sides[i]);
+        if (v && !json_is_null(v) &&
+            (!json_is_string(v) || strcmp(json_string_value(v), "right") != 0))
+            return wf_fail(err, WF_EUNSUPPORTED,
+                           "%s: %s must be \"right\" (as the Wan pipelines use it)", tc, sides[i]);
+    }
+    return WF_OK;
+}
+
+/* The added tokens: tokenizer.json's (tj) when the folder has one, else the pieces of spiece.model
+ * that transformers' T5 conversion adds (then tokenizer_config.json may not declare extra_ids). */
+static wf_status load_added(tok_tokenizer *t, const char *dir, const char *tj, const json_t *cfg,
+                            wf_err *err) {
+    wf_status st = WF_OK;
+    tj_doc doc = {0};
+    if (!file_exists(tj)) {
+        const json_t *x = cfg ? json_object_get(cfg, "extra_ids") : NULL;
+        if (x && !json_is_null(x) && (!json_is_number(x) || json_number_value(x) != 0))
+            return wf_fail(err, WF_EUNSUPPORTED,
+                           "%s: tokenizer_config.json declares extra_ids, but tokenizer.json "
+                           "(which gives their ids) is missing; copy tokenizer.json from the "
+                           "model repo",
+                           dir);
+        return load_added_spm(t, err);
+    }
+    WF_TRY(read_tokenizer_json(tj, &doc, err));
+    if (!doc.added) {
+        st = wf_fail(err, WF_EFORMAT, "%s: no top-level \"added_tokens\" array", tj);
+        goto out;
+    }
+    const json_t *type = doc.model ? json_object_get(doc.model, "type") : NULL;
+    if (!type || !json_is_string(type) || strcmp(json_string_value(type), "Unigram") != 0) {
+        st = wf_fail(err, WF_EUNSUPPORTED,
+                     "%s: \"model\".\"type\" is %s%s%s; a T5 tokenizer is \"Unigram\" (the "
+                     "SentencePiece model that spiece.model holds)",
+                     tj, type && json_is_string(type) ? "\"" : "",
+                     type && json_is_string(type) ? json_string_value(type) : "missing",
+                     type && json_is_string(type) ? "\"" : "");
+        goto out;
+    }
+    t->byte_fallback = json_is_true(json_object_get(doc.model, "byte_fallback"));
+    WF_TRY(load_added_json(t, tj, doc.added, err));
+    t->added_from_json = true;
+out:
+    json_decref(doc.added);
+    json_decref(doc.model);
+    return st;
+}
+
+/* eos and pad: tokenizer_config.json's (tc) tokens, or the T5 defaults, and their ids. */
+static wf_status special_ids(tok_tokenizer *t, const json_t *cfg, const char *tc, wf_err *err) {
+    char eos[128], pad[128];
+    wf_status st = WF_OK;
+    WF_TRY(config_token(cfg, "eos_token", "</s>", tc, eos, sizeof eos, err));
+    WF_TRY(config_token(cfg, "pad_token", "<pad>", tc, pad, sizeof pad, err));
+    WF_TRY(resolve_id(t, eos, "eos_token", &t->eos_id, err));
+    WF_TRY(resolve_id(t, pad, "pad_token", &t->pad_id, err));
+out:
+    return st;
+}
+
 wf_status tok_load(tok_tokenizer **out, const char *dir, wf_err *err) {
     *out = NULL;
     wf_status st = WF_OK;
@@ -696,93 +786,18 @@ wf_status tok_load(tok_tokenizer **out, const char *dir, wf_err *err) {
     char *model = path_join(dir, "spiece.model"), *tj = path_join(dir, "tokenizer.json"),
          *tc = path_join(dir, "tokenizer_config.json");
     json_t *cfg = NULL;
-    tj_doc doc = {0};
     if (!t || !model || !tj || !tc || !(t->dir = strdup(dir))) {
         st = wf_fail(err, WF_ENOMEM, "out of memory");
         goto out;
     }
-    if (!file_exists(model)) {
-        st = wf_fail(err, WF_EIO,
-                     "%s: missing; the tokenizer folder must hold the SentencePiece model "
-                     "spiece.model (the Wan Diffusers repos ship it in tokenizer/)",
-                     model);
-        goto out;
-    }
-    char msg[512] = "";
-    if (!(t->spm = spm_load(model, msg, sizeof msg))) {
-        st = wf_fail(err, WF_EFORMAT, "%s: sentencepiece cannot load it: %s", model, msg);
-        goto out;
-    }
-    t->n_pieces = spm_vocab_size(t->spm);
-    t->unk_id = spm_unk_id(t->spm);
-    if (t->n_pieces <= 0) {
-        st = wf_fail(err, WF_EFORMAT, "%s: the model has no pieces", model);
-        goto out;
-    }
-    if ((st = check_whitespace(t, model, err))) goto out;
-    if (file_exists(tc)) {
-        json_error_t je;
-        /* integers as reals: transformers writes model_max_length as 1e30 in integer form */
-        if (!(cfg = json_load_file(tc, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je)) ||
-            !json_is_object(cfg)) {
-            st = wf_fail(err, WF_EFORMAT, "%s: %s", tc,
-                         cfg ? "the root must be an object" : je.text);
-            goto out;
-        }
-        static const char *const sides[] = {"padding_side", "truncation_side"};
-        for (int i = 0; i < 2; i++) {
-            const json_t *v = json_object_get(cfg, sides[i]);
-            if (v && !json_is_null(v) &&
-                (!json_is_string(v) || strcmp(json_string_value(v), "right") != 0)) {
-                st = wf_fail(err, WF_EUNSUPPORTED,
-                             "%s: %s must be \"right\" (as the Wan pipelines use it)", tc,
-                             sides[i]);
-                goto out;
-            }
-        }
-    }
-    if (file_exists(tj)) {
-        if ((st = read_tokenizer_json(tj, &doc, err))) goto out;
-        if (!doc.added) {
-            st = wf_fail(err, WF_EFORMAT, "%s: no top-level \"added_tokens\" array", tj);
-            goto out;
-        }
-        const json_t *type = doc.model ? json_object_get(doc.model, "type") : NULL;
-        if (!type || !json_is_string(type) || strcmp(json_string_value(type), "Unigram") != 0) {
-            st = wf_fail(err, WF_EUNSUPPORTED,
-                         "%s: \"model\".\"type\" is %s%s%s; a T5 tokenizer is \"Unigram\" (the "
-                         "SentencePiece model that spiece.model holds)",
-                         tj, type && json_is_string(type) ? "\"" : "",
-                         type && json_is_string(type) ? json_string_value(type) : "missing",
-                         type && json_is_string(type) ? "\"" : "");
-            goto out;
-        }
-        t->byte_fallback = json_is_true(json_object_get(doc.model, "byte_fallback"));
-        if ((st = load_added_json(t, tj, doc.added, err))) goto out;
-        t->added_from_json = true;
-    } else {
-        const json_t *x = cfg ? json_object_get(cfg, "extra_ids") : NULL;
-        if (x && !json_is_null(x) && (!json_is_number(x) || json_number_value(x) != 0)) {
-            st = wf_fail(err, WF_EUNSUPPORTED,
-                         "%s: tokenizer_config.json declares extra_ids, but tokenizer.json (which "
-                         "gives their ids) is missing; copy tokenizer.json from the model repo",
-                         dir);
-            goto out;
-        }
-        if ((st = load_added_spm(t, err))) goto out;
-    }
-    char eos[128], pad[128];
-    if ((st = config_token(cfg, "eos_token", "</s>", tc, eos, sizeof eos, err)) ||
-        (st = config_token(cfg, "pad_token", "<pad>", tc, pad, sizeof pad, err)) ||
-        (st = resolve_id(t, eos, "eos_token", &t->eos_id, err)) ||
-        (st = resolve_id(t, pad, "pad_token", &t->pad_id, err)))
-        goto out;
+    WF_TRY(load_spiece(t, model, err));
+    WF_TRY(load_config(tc, &cfg, err));
+    WF_TRY(load_added(t, dir, tj, cfg, err));
+    WF_TRY(special_ids(t, cfg, tc, err));
     t->n_ids = t->n_pieces;
     for (size_t i = 0; i < t->n_added; i++)
         if (t->added[i].id >= t->n_ids) t->n_ids = t->added[i].id + 1;
 out:
-    json_decref(doc.added);
-    json_decref(doc.model);
     json_decref(cfg);
     free(model);
     free(tj);
@@ -916,7 +931,7 @@ wf_status tok_encode(const tok_tokenizer *t, const char *text, int64_t max_len, 
     wf_status st = check_utf8(text, len, "prompt", err);
     if (st) return st;
     ids_buf b = {0};
-    if ((st = encode_span(t, text, len, 0, &b, err))) goto out;
+    WF_TRY(encode_span(t, text, len, 0, &b, err));
     /* truncation=True: keep max_len - 1 text tokens, then </s>; pad to max_len */
     size_t keep = b.n < (size_t)(max_len - 1) ? b.n : (size_t)(max_len - 1);
     for (size_t i = 0; i < keep; i++) ids[i] = b.v[i];

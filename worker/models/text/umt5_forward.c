@@ -127,11 +127,6 @@ static void build_bias(float *bias, const float *table, const int32_t *bucket, c
         }
 }
 
-#define TRY(x)                                                                                   \
-    do {                                                                                         \
-        if ((st = (x))) goto out;                                                                \
-    } while (0)
-
 static wf_status block_forward(wk_backend *be, const t5_model *m, const t5_layer *b, t5_acts *a,
                                const int32_t *mask, int64_t Lc, wf_err *err) {
     const dfs_umt5_config *c = &m->cfg;
@@ -140,30 +135,32 @@ static wf_status block_forward(wk_backend *be, const t5_model *m, const t5_layer
     wk_tensor x = rows(&a->x, Lc), n = rows(&a->n, Lc), y = rows(&a->y, Lc);
     wk_tensor q = rows(&a->q, Lc), k = rows(&a->k, Lc), v = rows(&a->v, Lc), o = rows(&a->o, Lc);
     wk_tensor h0 = rows(&a->h0, Lc), h1 = rows(&a->h1, Lc);
-    wf_status st;
+    wf_status st = WF_OK;
     /* 1. self-attention: x = x + o(Attn(RMS(x))), scores q.k^T (scale 1) + position bias + mask */
     wk_convert_to_f32(a->table.data, b->rel_bias.data, b->rel_bias.dtype, (size_t)(NB * NH));
     build_bias(a->bias.data, a->table.data, a->bucket, mask, NH, Lc);
     wk_tensor bias = wk_tensor_3d(WK_F32, a->bias.data, NH, Lc, Lc);              /* [NH, Lc, Lc] */
-    if ((st = wk_rms_norm(be, &n, &x, &b->ln_attn, eps, err))) return st;           /* [Lc, D] */
-    if ((st = wk_matmul(be, &q, &n, &b->q_w, NULL, err))) return st;               /* [Lc, IN] */
-    if ((st = wk_matmul(be, &k, &n, &b->k_w, NULL, err))) return st;               /* [Lc, IN] */
-    if ((st = wk_matmul(be, &v, &n, &b->v_w, NULL, err))) return st;               /* [Lc, IN] */
+    WF_TRY(wk_rms_norm(be, &n, &x, &b->ln_attn, eps, err));                       /* [Lc, D] */
+    WF_TRY(wk_matmul(be, &q, &n, &b->q_w, NULL, err));                            /* [Lc, IN] */
+    WF_TRY(wk_matmul(be, &k, &n, &b->k_w, NULL, err));                            /* [Lc, IN] */
+    WF_TRY(wk_matmul(be, &v, &n, &b->v_w, NULL, err));                            /* [Lc, IN] */
     wk_tensor q3 = wk_tensor_3d(WK_F32, q.data, Lc, NH, HD); /* [Lc, NH, HD] views */
     wk_tensor k3 = wk_tensor_3d(WK_F32, k.data, Lc, NH, HD);
     wk_tensor v3 = wk_tensor_3d(WK_F32, v.data, Lc, NH, HD);
     wk_tensor o3 = wk_tensor_3d(WK_F32, o.data, Lc, NH, HD);
-    if ((st = wk_attention(be, &o3, &q3, &k3, &v3, 1.0f, &bias, err))) return st; /* scale 1 */
-    if ((st = wk_matmul(be, &y, &o, &b->o_w, NULL, err))) return st;               /* [Lc, D] */
-    if ((st = wk_add(be, &x, &x, &y, err))) return st;
+    WF_TRY(wk_attention(be, &o3, &q3, &k3, &v3, 1.0f, &bias, err)); /* scale 1 */
+    WF_TRY(wk_matmul(be, &y, &o, &b->o_w, NULL, err));              /* [Lc, D] */
+    WF_TRY(wk_add(be, &x, &x, &y, err));
     /* 2. gated-GELU FFN: x = x + wo(gelu_new(wi_0 n) * wi_1 n), n = RMS(x) */
-    if ((st = wk_rms_norm(be, &n, &x, &b->ln_ffn, eps, err))) return st;           /* [Lc, D] */
-    if ((st = wk_matmul(be, &h0, &n, &b->wi0_w, NULL, err))) return st;            /* [Lc, FF] */
-    if ((st = wk_gelu_tanh(be, &h0, &h0, err))) return st;
-    if ((st = wk_matmul(be, &h1, &n, &b->wi1_w, NULL, err))) return st;            /* [Lc, FF] */
-    if ((st = wk_mul(be, &h0, &h0, &h1, err))) return st;
-    if ((st = wk_matmul(be, &y, &h0, &b->wo_w, NULL, err))) return st;             /* [Lc, D] */
-    return wk_add(be, &x, &x, &y, err);
+    WF_TRY(wk_rms_norm(be, &n, &x, &b->ln_ffn, eps, err)); /* [Lc, D] */
+    WF_TRY(wk_matmul(be, &h0, &n, &b->wi0_w, NULL, err));  /* [Lc, FF] */
+    WF_TRY(wk_gelu_tanh(be, &h0, &h0, err));
+    WF_TRY(wk_matmul(be, &h1, &n, &b->wi1_w, NULL, err)); /* [Lc, FF] */
+    WF_TRY(wk_mul(be, &h0, &h0, &h1, err));
+    WF_TRY(wk_matmul(be, &y, &h0, &b->wo_w, NULL, err)); /* [Lc, D] */
+    WF_TRY(wk_add(be, &x, &x, &y, err));
+out:
+    return st;
 }
 
 wf_status t5_forward(const t5_model *m, wk_backend *be, wk_arena *arena, const t5_input *in,
@@ -174,7 +171,7 @@ wf_status t5_forward(const t5_model *m, wk_backend *be, wk_arena *arena, const t
     if (st) return st;
     size_t mark = wk_arena_mark(arena);
     t5_acts a;
-    TRY(acts_alloc(m, in->L, arena, &a, err));
+    WF_TRY(acts_alloc(m, in->L, arena, &a, err));
     const int64_t L = in->L, D = c->d_model, Lc = in->real_rows_only ? n_real : L;
     char stage[32];
 #define TAP(name, t)                                                                             \
@@ -198,11 +195,12 @@ wf_status t5_forward(const t5_model *m, wk_backend *be, wk_arena *arena, const t
                                                       c->relative_attention_max_distance);
 
     for (int64_t l = 0; l < c->num_layers; l++) {
-        TRY(block_forward(be, m, &m->w.layers[l], &a, in->mask, Lc, err));
+        WF_TRY(block_forward(be, m, &m->w.layers[l], &a, in->mask, Lc, err));
         snprintf(stage, sizeof stage, "block_%lld", (long long)l);
         TAP(stage, &x);
     }
-    TRY(wk_rms_norm(be, &n, &x, &m->w.final_ln, (float)c->layer_norm_epsilon, err)); /* [Lc, D] */
+    WF_TRY(
+        wk_rms_norm(be, &n, &x, &m->w.final_ln, (float)c->layer_norm_epsilon, err)); /* [Lc, D] */
     TAP("final", &n);
 
     /* the pipeline's trim: rows [0, n_real) kept, the rest exact zeros */

@@ -17,11 +17,6 @@
 
 #include "vae_internal.h"
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        if ((st = (x))) return st;                                                                 \
-    } while (0)
-
 static size_t frame_floats(const wk_tensor *t) { /* H * W * C of a [1, T, H, W, C] tensor */
     return (size_t)(t->shape[2] * t->shape[3] * t->shape[4]);
 }
@@ -49,16 +44,18 @@ static const char *ROLE_NAMES[VAE_NROLES] = {"x", "y", "xc", "shortcut", "upsamp
                                              "q", "k", "v",  "o",        "block input"};
 
 wf_status vae_run_alloc(vae_run *r, wk_arena *arena) {
-    wf_status st;
+    wf_status st = WF_OK;
     WF_ASSERT(r->dry);
     size_t xy = r->need[VAE_RX] > r->need[VAE_RY] ? r->need[VAE_RX] : r->need[VAE_RY];
     r->need[VAE_RX] = r->need[VAE_RY] = xy; /* x and y swap, so they are the same size */
     for (int i = 0; i < VAE_NROLES; i++) {
         size_t bytes;
-        if (wf_mul_overflow(r->need[i], sizeof(float), &bytes))
-            return wf_fail(r->err, WF_ENOMEM, "vae: the %s buffer size overflows", ROLE_NAMES[i]);
+        if (wf_mul_overflow(r->need[i], sizeof(float), &bytes)) {
+            st = wf_fail(r->err, WF_ENOMEM, "vae: the %s buffer size overflows", ROLE_NAMES[i]);
+            goto out;
+        }
         void *p = NULL;
-        if (bytes && (st = wk_arena_alloc(arena, bytes, &p, r->err))) return st;
+        if (bytes) WF_TRY(wk_arena_alloc(arena, bytes, &p, r->err));
         r->buf[i] = p;
         r->cap[i] = r->need[i];
     }
@@ -69,13 +66,14 @@ wf_status vae_run_alloc(vae_run *r, wk_arena *arena) {
         size_t n = (size_t)(s->frames * s->H * s->W * s->C);
         if ((st = wk_arena_alloc(arena, n * sizeof(float), &p, r->err))) {
             wf_err_prefix(r->err, "vae cache slot %d (%s): ", i, s->name);
-            return st;
+            goto out;
         }
         s->data = p;
     }
     r->dry = wk_arena_is_measuring(arena); /* a measuring arena has no memory to compute in */
     vae_run_reset_cache(r);
-    return WF_OK;
+out:
+    return st;
 }
 
 void vae_run_reset_cache(vae_run *r) {
@@ -182,11 +180,13 @@ wf_status vae_cconv_begin(vae_run *r, int64_t T, int64_t H, int64_t W, int64_t C
 }
 
 wf_status vae_cconv_fill(vae_run *r, vae_cconv *cc, const wk_tensor *x, const wk_tensor *gamma) {
-    wf_status st;
+    wf_status st = WF_OK;
     if (!r->halo) {
-        if (gamma) return norm_silu(r, &cc->in, x, gamma); /* [1, T, H, W, C] */
-        if (!r->dry) memcpy(cc->in.data, x->data, wk_tensor_nbytes(x));
-        return WF_OK;
+        if (gamma)
+            WF_TRY(norm_silu(r, &cc->in, x, gamma)); /* [1, T, H, W, C] */
+        else if (!r->dry)
+            memcpy(cc->in.data, x->data, wk_tensor_nbytes(x));
+        goto out;
     }
     const int64_t T = cc->in.shape[1], H = cc->in.shape[2], W = cc->in.shape[3],
                   C = cc->in.shape[4];
@@ -195,15 +195,16 @@ wf_status vae_cconv_fill(vae_run *r, vae_cconv *cc, const wk_tensor *x, const wk
         wk_tensor d = wk_tensor_4d(WK_F32, frame_ptr(&cc->full, cc->hist + t) + W * C, 1, H, W, C);
         wk_tensor s = wk_tensor_4d(WK_F32, frame_ptr(x, t), 1, H, W, C);
         if (gamma)
-            TRY(norm_silu(r, &d, &s, gamma)); /* [1, H, W, C] */
+            WF_TRY(norm_silu(r, &d, &s, gamma)); /* [1, H, W, C] */
         else
             memcpy(d.data, s.data, wk_tensor_nbytes(&s));
     }
-    return WF_OK;
+out:
+    return st;
 }
 
 wf_status vae_cconv_end(vae_run *r, vae_cconv *cc, const vae_conv *c, int out_role, wk_tensor *y) {
-    wf_status st;
+    wf_status st = WF_OK;
     const int64_t T = cc->in.shape[1], Hf = cc->full.shape[2], W = cc->in.shape[3];
     const int64_t k = c->w.shape[3], p = k / 2; /* 3x3x3, padding 1 */
     const int64_t ph = r->halo ? 0 : p;         /* halo rows replace the row padding */
@@ -214,17 +215,20 @@ wf_status vae_cconv_end(vae_run *r, vae_cconv *cc, const vae_conv *c, int out_ro
     if (!r->dry) {
         const size_t fr = frame_floats(&cc->full) * sizeof(float);
         for (int64_t t = 0; r->halo && t < T; t++) /* the new frames' halo rows */
-            TRY(vae_halo_rows(r, frame_ptr(&cc->full, cc->hist + t), Hf - 2, W, cc->in.shape[4]));
+            WF_TRY(vae_halo_rows(r, frame_ptr(&cc->full, cc->hist + t), Hf - 2, W,
+                                 cc->in.shape[4]));
         memcpy(cc->full.data, cc->slot->data, (size_t)cc->hist * fr);           /* history */
         memcpy(cc->slot->data, frame_ptr(&cc->full, T), (size_t)cc->hist * fr); /* last 2 frames */
     }
     int64_t Ho = 0, Wo = 0;
-    TRY(conv_len(r, c->w.name, Hf, 2 * ph, k, 1, &Ho));
-    TRY(conv_len(r, c->w.name, W, 2 * p, k, 1, &Wo));
+    WF_TRY(conv_len(r, c->w.name, Hf, 2 * ph, k, 1, &Ho));
+    WF_TRY(conv_len(r, c->w.name, W, 2 * p, k, 1, &Wo));
     *y = vae_take5(r, out_role, T, Ho, Wo, c->w.shape[0]); /* [1, T, H, W, Cout] */
     wk_conv_params cp = {.stride = {1, 1, 1},
                          .pad = {{0, 0}, {(int)ph, (int)ph}, {(int)p, (int)p}}};
-    return conv3d(r, y, &cc->full, &c->w, &c->b, &cp);
+    WF_TRY(conv3d(r, y, &cc->full, &c->w, &c->b, &cp));
+out:
+    return st;
 }
 
 wf_status vae_conv1x1(vae_run *r, const wk_tensor *x, const vae_conv *c, int out_role,
@@ -238,22 +242,23 @@ wf_status vae_conv1x1(vae_run *r, const wk_tensor *x, const vae_conv *c, int out
 /* ---- WanResidualBlock ---- */
 
 wf_status vae_resblock_fwd(vae_run *r, const vae_resblock *b, wk_tensor *x) {
-    wf_status st;
+    wf_status st = WF_OK;
     const int64_t T = x->shape[1], H = x->shape[2], W = x->shape[3];
     wk_tensor h = *x, y; /* shortcut: identity */
     if (b->shortcut.w.data)
-        TRY(vae_conv1x1(r, x, &b->shortcut, VAE_RR, &h)); /* [1, T, H, W, out] */
+        WF_TRY(vae_conv1x1(r, x, &b->shortcut, VAE_RR, &h)); /* [1, T, H, W, out] */
     vae_cconv c1, c2;
-    TRY(vae_cconv_begin(r, T, H, W, b->in, &c1));
-    TRY(vae_cconv_fill(r, &c1, x, &b->norm1));         /* [1, T, H, W, in] */
-    TRY(vae_cconv_end(r, &c1, &b->conv1, VAE_RY, &y)); /* [1, T, H, W, out] */
-    TRY(vae_cconv_begin(r, T, H, W, b->out, &c2));
-    TRY(vae_cconv_fill(r, &c2, &y, &b->norm2));        /* dropout: identity */
-    TRY(vae_cconv_end(r, &c2, &b->conv2, VAE_RY, &y)); /* [1, T, H, W, out] */
-    TRY(add(r, &y, &y, &h));                           /* main + shortcut */
+    WF_TRY(vae_cconv_begin(r, T, H, W, b->in, &c1));
+    WF_TRY(vae_cconv_fill(r, &c1, x, &b->norm1));         /* [1, T, H, W, in] */
+    WF_TRY(vae_cconv_end(r, &c1, &b->conv1, VAE_RY, &y)); /* [1, T, H, W, out] */
+    WF_TRY(vae_cconv_begin(r, T, H, W, b->out, &c2));
+    WF_TRY(vae_cconv_fill(r, &c2, &y, &b->norm2));        /* dropout: identity */
+    WF_TRY(vae_cconv_end(r, &c2, &b->conv2, VAE_RY, &y)); /* [1, T, H, W, out] */
+    WF_TRY(add(r, &y, &y, &h));                           /* main + shortcut */
     *x = y;
     vae_swap_xy(r, x);
-    return WF_OK;
+out:
+    return st;
 }
 
 /* ---- WanAttentionBlock: per frame, one head over the H*W positions ---- */
@@ -277,44 +282,45 @@ static wk_tensor rows_of(const wk_tensor *w, int64_t r0, int64_t n, int64_t K) {
 /* With a halo (row-parallel decode) the queries are this rank's pixels and the keys and values
  * every rank's, gathered in rank order (= pixel order): Lk = the whole frame's H * W. */
 wf_status vae_attn_fwd(vae_run *r, const vae_attn *a, wk_tensor *x) {
-    wf_status st;
+    wf_status st = WF_OK;
     const int64_t T = x->shape[1], L = x->shape[2] * x->shape[3], C = a->dim;
     const int64_t Lk = r->halo ? r->halo->attn_keys : L;
     WF_ASSERT(r->dry || !r->halo ||
               r->halo->counts[r->halo->rank] == (size_t)(L * C) * sizeof(float));
     const int64_t s2[2] = {L, C}, s3[3] = {L, 1, C}, sk2[2] = {Lk, C}, sk3[3] = {Lk, 1, C};
     wk_tensor n = vae_take5(r, VAE_RY, T, x->shape[2], x->shape[3], C);
-    if (!r->dry) TRY(wk_rms_norm_l2(r->be, &n, x, &a->norm, r->err)); /* [1, T, H, W, C] */
+    if (!r->dry) WF_TRY(wk_rms_norm_l2(r->be, &n, x, &a->norm, r->err)); /* [1, T, H, W, C] */
     wk_tensor wq = rows_of(&a->qkv.w, 0, C, C), bq = rows_of(&a->qkv.b, 0, C, 1);
     wk_tensor wk = rows_of(&a->qkv.w, C, C, C), bk = rows_of(&a->qkv.b, C, C, 1);
     wk_tensor wv = rows_of(&a->qkv.w, 2 * C, C, C), bv = rows_of(&a->qkv.b, 2 * C, C, 1);
     wk_tensor wp = rows_of(&a->proj.w, 0, C, C);
     wk_tensor q = vae_take(r, VAE_RQ, 2, s2), k = vae_take(r, VAE_RK, 2, sk2);
     wk_tensor v = vae_take(r, VAE_RV, 2, sk2), o = vae_take(r, VAE_RO, 2, s2);
-    if (r->dry) return WF_OK;
+    if (r->dry) goto out;
     const float scale = (float)(1.0 / sqrt((double)C));
     for (int64_t t = 0; t < T; t++) {
         wk_tensor nt = wk_tensor_2d(WK_F32, frame_ptr(&n, t), L, C);
         wk_tensor xt = wk_tensor_2d(WK_F32, frame_ptr(x, t), L, C);
-        TRY(wk_matmul(r->be, &q, &nt, &wq, &bq, r->err)); /* [L, C] */
+        WF_TRY(wk_matmul(r->be, &q, &nt, &wq, &bq, r->err)); /* [L, C] */
         if (r->halo) { /* ours into o, then every rank's into k / v */
-            TRY(wk_matmul(r->be, &o, &nt, &wk, &bk, r->err)); /* [L, C] */
-            TRY(vae_halo_gather(r, o.data, k.data));          /* [Lk, C] */
-            TRY(wk_matmul(r->be, &o, &nt, &wv, &bv, r->err)); /* [L, C] */
-            TRY(vae_halo_gather(r, o.data, v.data));          /* [Lk, C] */
+            WF_TRY(wk_matmul(r->be, &o, &nt, &wk, &bk, r->err)); /* [L, C] */
+            WF_TRY(vae_halo_gather(r, o.data, k.data));          /* [Lk, C] */
+            WF_TRY(wk_matmul(r->be, &o, &nt, &wv, &bv, r->err)); /* [L, C] */
+            WF_TRY(vae_halo_gather(r, o.data, v.data));          /* [Lk, C] */
         } else {
-            TRY(wk_matmul(r->be, &k, &nt, &wk, &bk, r->err)); /* [L, C] */
-            TRY(wk_matmul(r->be, &v, &nt, &wv, &bv, r->err)); /* [L, C] */
+            WF_TRY(wk_matmul(r->be, &k, &nt, &wk, &bk, r->err)); /* [L, C] */
+            WF_TRY(wk_matmul(r->be, &v, &nt, &wv, &bv, r->err)); /* [L, C] */
         }
         wk_tensor q3 = wk_tensor_make(WK_F32, q.data, 3, s3),
                   k3 = wk_tensor_make(WK_F32, k.data, 3, sk3);
         wk_tensor v3 = wk_tensor_make(WK_F32, v.data, 3, sk3),
                   o3 = wk_tensor_make(WK_F32, o.data, 3, s3);
-        TRY(wk_attention(r->be, &o3, &q3, &k3, &v3, scale, NULL, r->err)); /* [L, 1, C] */
-        TRY(wk_matmul(r->be, &q, &o, &wp, &a->proj.b, r->err));            /* [L, C] */
-        TRY(wk_add(r->be, &xt, &xt, &q, r->err));                          /* + identity */
+        WF_TRY(wk_attention(r->be, &o3, &q3, &k3, &v3, scale, NULL, r->err)); /* [L, 1, C] */
+        WF_TRY(wk_matmul(r->be, &q, &o, &wp, &a->proj.b, r->err));            /* [L, C] */
+        WF_TRY(wk_add(r->be, &xt, &xt, &q, r->err));                          /* + identity */
     }
-    return WF_OK;
+out:
+    return st;
 }
 
 /* ---- WanResample ---- */
@@ -323,7 +329,7 @@ wf_status vae_attn_fwd(vae_run *r, const vae_attn *a, wk_tensor *x) {
 /* With a halo the upsampled frame gets a halo row above and below (the neighbours' upsampled edge
  * rows) in place of the conv's row padding. */
 static wf_status spatial_up(vae_run *r, const vae_resample *s, wk_tensor *x) {
-    wf_status st;
+    wf_status st = WF_OK;
     const int64_t T = x->shape[1], H = x->shape[2], W = x->shape[3], C = x->shape[4];
     const int64_t e = r->halo ? 1 : 0; /* halo rows on each side */
     const int64_t su[4] = {1, 2 * H + 2 * e, 2 * W, C};
@@ -334,13 +340,14 @@ static wf_status spatial_up(vae_run *r, const vae_resample *s, wk_tensor *x) {
         wk_tensor xt = wk_tensor_4d(WK_F32, frame_ptr(x, t), 1, H, W, C);
         wk_tensor yt = wk_tensor_4d(WK_F32, frame_ptr(&y, t), 1, 2 * H, 2 * W, s->out_dim);
         wk_tensor ui = wk_tensor_4d(WK_F32, (float *)u.data + e * 2 * W * C, 1, 2 * H, 2 * W, C);
-        TRY(wk_upsample2x(r->be, &ui, &xt, r->err)); /* [1, 2H, 2W, C] */
-        if (e) TRY(vae_halo_rows(r, u.data, 2 * H, 2 * W, C)); /* [1, 2H + 2, 2W, C] */
-        TRY(conv2d(r, &yt, &u, &s->conv.w, &s->conv.b, &cp)); /* [1, 2H, 2W, out] */
+        WF_TRY(wk_upsample2x(r->be, &ui, &xt, r->err));           /* [1, 2H, 2W, C] */
+        if (e) WF_TRY(vae_halo_rows(r, u.data, 2 * H, 2 * W, C)); /* [1, 2H + 2, 2W, C] */
+        WF_TRY(conv2d(r, &yt, &u, &s->conv.w, &s->conv.b, &cp));  /* [1, 2H, 2W, out] */
     }
     *x = y;
     vae_swap_xy(r, x);
-    return WF_OK;
+out:
+    return st;
 }
 
 /* The temporal step of upsample3d. The first chunk after a reset passes its first frame through
@@ -348,12 +355,12 @@ static wf_status spatial_up(vae_run *r, const vae_resample *s, wk_tensor *x) {
  * history (zeros right after the first chunk: that frame is not history) and becomes two frames,
  * channel halves [0, C) and [C, 2C) in that order. */
 static wf_status time_up(vae_run *r, const vae_resample *s, wk_tensor *x) {
-    wf_status st;
+    wf_status st = WF_OK;
     const int64_t T = x->shape[1], H = x->shape[2], W = x->shape[3], C = x->shape[4];
     vae_slot *slot = next_slot(r, VAE_CACHE_T, x, &s->time_conv);
     const int64_t first = slot->state == VAE_SLOT_EMPTY, n = T - first;
     slot->state = VAE_SLOT_LIVE;
-    if (n == 0) return WF_OK;                                       /* [1, 1, H, W, C] */
+    if (n == 0) goto out;                                           /* [1, 1, H, W, C] */
     wk_tensor xc = vae_take5(r, VAE_RXC, VAE_CACHE_T + n, H, W, C); /* [1, 2 + n, H, W, C] */
     wk_tensor y = vae_take5(r, VAE_RY, n, H, W, 2 * C);             /* [1, n, H, W, 2C] */
     wk_tensor out = vae_take5(r, VAE_RX, first + 2 * n, H, W, C);   /* [1, first + 2n, H, W, C] */
@@ -364,7 +371,7 @@ static wf_status time_up(vae_run *r, const vae_resample *s, wk_tensor *x) {
         memcpy(slot->data, frame_ptr(&xc, n), VAE_CACHE_T * fr * sizeof(float));
     }
     wk_conv_params cp = {.stride = {1, 1, 1}};
-    TRY(conv3d(r, &y, &xc, &s->time_conv.w, &s->time_conv.b, &cp)); /* [1, n, H, W, 2C] */
+    WF_TRY(conv3d(r, &y, &xc, &s->time_conv.w, &s->time_conv.b, &cp)); /* [1, n, H, W, 2C] */
     if (!r->dry) /* out[first + 2i + h][p][c] = y[i][p][h C + c] */
         for (int64_t i = 0; i < n; i++)
             for (int64_t half = 0; half < 2; half++) {
@@ -374,44 +381,48 @@ static wf_status time_up(vae_run *r, const vae_resample *s, wk_tensor *x) {
                     memcpy(dst + p * C, src + p * 2 * C, (size_t)C * sizeof(float));
             }
     *x = out;
-    return WF_OK;
+out:
+    return st;
 }
 
 /* downsample2d / the spatial step of downsample3d: per frame, ZeroPad2d (0, 1, 0, 1), then a 3x3
  * stride-2 conv */
 static wf_status spatial_down(vae_run *r, const vae_resample *s, wk_tensor *x) {
-    wf_status st;
+    wf_status st = WF_OK;
     const int64_t T = x->shape[1], H = x->shape[2], W = x->shape[3], C = x->shape[4];
     int64_t Ho = 0, Wo = 0;
-    TRY(conv_len(r, s->conv.w.name, H, 1, 3, 2, &Ho));
-    TRY(conv_len(r, s->conv.w.name, W, 1, 3, 2, &Wo));
+    WF_TRY(conv_len(r, s->conv.w.name, H, 1, 3, 2, &Ho));
+    WF_TRY(conv_len(r, s->conv.w.name, W, 1, 3, 2, &Wo));
     const int64_t sy[4] = {T, Ho, Wo, s->out_dim};
     wk_tensor y = vae_take(r, VAE_RY, 4, sy); /* [T, Ho, Wo, C] */
     wk_tensor x4 = wk_tensor_4d(WK_F32, x->data, T, H, W, C);
     wk_conv_params cp = {.stride = {1, 2, 2}, .pad = {{0, 0}, {0, 1}, {0, 1}}};
-    TRY(conv2d(r, &y, &x4, &s->conv.w, &s->conv.b, &cp));
+    WF_TRY(conv2d(r, &y, &x4, &s->conv.w, &s->conv.b, &cp));
     *x = wk_tensor_5d(WK_F32, y.data, 1, T, Ho, Wo, s->out_dim);
     vae_swap_xy(r, x);
-    return WF_OK;
+out:
+    return st;
 }
 
 /* The temporal step of downsample3d: the first chunk after a reset keeps its first frame as it is
  * and as history; afterwards time_conv (kernel 3, stride 2, no padding) runs over
  * [last frame seen | chunk], and the slot keeps the chunk's last frame. */
 static wf_status time_down(vae_run *r, const vae_resample *s, wk_tensor *x) {
-    wf_status st;
+    wf_status st = WF_OK;
     const int64_t T = x->shape[1], H = x->shape[2], W = x->shape[3], C = x->shape[4];
     vae_slot *slot = next_slot(r, 1, x, &s->time_conv);
     const int64_t first = slot->state == VAE_SLOT_EMPTY;
     slot->state = VAE_SLOT_LIVE;
     const int64_t L = first ? T : 1 + T; /* frames the conv sees */
     const int64_t n = L >= 3 ? (L - 3) / 2 + 1 : 0;
-    if (!first && n == 0)
-        return wf_fail(
+    if (!first && n == 0) {
+        st = wf_fail(
             r->err, WF_EINVAL,
             "vae: %s: a chunk of %lld frame(s) reaches this temporal downsampling; "
             "it needs at least 2 (too many temperal_downsample entries for 4-frame chunks)",
             s->time_conv.w.name, (long long)T);
+        goto out;
+    }
     wk_tensor xc = vae_take5(r, VAE_RXC, L, H, W, C);       /* [1, L, H, W, C] */
     wk_tensor y = vae_take5(r, VAE_RY, first + n, H, W, C); /* [1, first + n, H, W, C] */
     const size_t fr = frame_floats(x) * sizeof(float);
@@ -430,11 +441,12 @@ static wf_status time_down(vae_run *r, const vae_resample *s, wk_tensor *x) {
         yc.shape[1] = n;
         yc.data = frame_ptr(&y, first);
         wk_conv_params cp = {.stride = {2, 1, 1}};
-        TRY(conv3d(r, &yc, &xc, &s->time_conv.w, &s->time_conv.b, &cp)); /* [1, n, H, W, C] */
+        WF_TRY(conv3d(r, &yc, &xc, &s->time_conv.w, &s->time_conv.b, &cp)); /* [1, n, H, W, C] */
     }
     *x = y;
     vae_swap_xy(r, x);
-    return WF_OK;
+out:
+    return st;
 }
 
 wf_status vae_resample_fwd(vae_run *r, const vae_resample *s, wk_tensor *x) {
@@ -443,12 +455,12 @@ wf_status vae_resample_fwd(vae_run *r, const vae_resample *s, wk_tensor *x) {
     case VAE_UP2D:
         return spatial_up(r, s, x);
     case VAE_UP3D:
-        TRY(time_up(r, s, x));
+        if ((st = time_up(r, s, x))) return st;
         return spatial_up(r, s, x);
     case VAE_DOWN2D:
         return spatial_down(r, s, x);
     case VAE_DOWN3D:
-        TRY(spatial_down(r, s, x));
+        if ((st = spatial_down(r, s, x))) return st;
         return time_down(r, s, x);
     }
     WF_ASSERT(0);
@@ -458,14 +470,15 @@ wf_status vae_resample_fwd(vae_run *r, const vae_resample *s, wk_tensor *x) {
 /* ---- composite parts ---- */
 
 wf_status vae_mid_fwd(vae_run *r, const vae_coder *c, wk_tensor *x, const char *side) {
-    wf_status st;
+    wf_status st = WF_OK;
     char stage[32];
-    TRY(vae_resblock_fwd(r, &c->mid_res[0], x));
-    TRY(vae_attn_fwd(r, &c->mid_attn, x));
-    TRY(vae_resblock_fwd(r, &c->mid_res[1], x));
+    WF_TRY(vae_resblock_fwd(r, &c->mid_res[0], x));
+    WF_TRY(vae_attn_fwd(r, &c->mid_attn, x));
+    WF_TRY(vae_resblock_fwd(r, &c->mid_res[1], x));
     snprintf(stage, sizeof stage, "%s.mid_block", side);
     vae_tap(r, stage, x);
-    return WF_OK;
+out:
+    return st;
 }
 
 /* Wan2.2's shortcut of a residual block, added to its output x: AvgDown3D (encoder) or DupUp3D
@@ -532,7 +545,7 @@ static wf_status shortcut_fwd(vae_run *r, const vae_layer *l, const wk_tensor *s
 }
 
 wf_status vae_layers_fwd(vae_run *r, const vae_coder *c, wk_tensor *x) {
-    wf_status st;
+    wf_status st = WF_OK;
     for (int i = 0; i < c->n_layers; i++) {
         const vae_layer *l = &c->layers[i];
         if (l->save_input) {
@@ -540,26 +553,28 @@ wf_status vae_layers_fwd(vae_run *r, const vae_coder *c, wk_tensor *x) {
             if (!r->dry) memcpy(r->saved.data, x->data, wk_tensor_nbytes(x));
         }
         if (l->is_resample)
-            TRY(vae_resample_fwd(r, &l->rs, x));
+            WF_TRY(vae_resample_fwd(r, &l->rs, x));
         else
-            TRY(vae_resblock_fwd(r, &l->res, x));
-        if (l->shortcut.kind != VAE_SC_NONE) TRY(shortcut_fwd(r, l, &r->saved, x));
+            WF_TRY(vae_resblock_fwd(r, &l->res, x));
+        if (l->shortcut.kind != VAE_SC_NONE) WF_TRY(shortcut_fwd(r, l, &r->saved, x));
         vae_tap(r, l->tap, x);
     }
-    return WF_OK;
+out:
+    return st;
 }
 
 wf_status vae_head_fwd(vae_run *r, const vae_coder *c, wk_tensor *x, const char *side) {
-    wf_status st;
+    wf_status st = WF_OK;
     char stage[32];
     vae_cconv cc;
-    TRY(vae_cconv_begin(r, x->shape[1], x->shape[2], x->shape[3], x->shape[4], &cc));
-    TRY(vae_cconv_fill(r, &cc, x, &c->norm_out)); /* [1, T, H, W, C] */
+    WF_TRY(vae_cconv_begin(r, x->shape[1], x->shape[2], x->shape[3], x->shape[4], &cc));
+    WF_TRY(vae_cconv_fill(r, &cc, x, &c->norm_out)); /* [1, T, H, W, C] */
     wk_tensor y;
-    TRY(vae_cconv_end(r, &cc, &c->conv_out, VAE_RY, &y)); /* [1, T, H, W, Cout] */
+    WF_TRY(vae_cconv_end(r, &cc, &c->conv_out, VAE_RY, &y)); /* [1, T, H, W, Cout] */
     *x = y;
     vae_swap_xy(r, x);
     snprintf(stage, sizeof stage, "%s.conv_out", side);
     vae_tap(r, stage, x);
-    return WF_OK;
+out:
+    return st;
 }

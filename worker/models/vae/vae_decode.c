@@ -15,11 +15,6 @@
 
 #include "vae_internal.h"
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        if ((st = (x))) goto out;                                                                  \
-    } while (0)
-
 vae_opts vae_opts_default(void) { return (vae_opts){.schedule = VAE_STREAM}; }
 
 vae_tiling vae_tiling_diffusers(void) {
@@ -69,19 +64,19 @@ wf_status vae_decoder_chunk(vae_run *r, const dec_job *j, int64_t t0, int64_t n,
     *x = vae_take5(r, VAE_RX, n, j->th, j->tw, zc); /* [1, n, h, w, z] */
     if (!r->dry)
         vae_planar_to_cl(j->z, zc, j->T, j->h, j->w, t0, j->y0, j->x0, n, j->th, j->tw, 1, x->data);
-    TRY(vae_conv1x1(r, x, &m->w.post_quant, VAE_RY, &y)); /* post_quant_conv */
+    WF_TRY(vae_conv1x1(r, x, &m->w.post_quant, VAE_RY, &y)); /* post_quant_conv */
     *x = y;
     vae_swap_xy(r, x);
     vae_cconv cc;
-    TRY(vae_cconv_begin(r, n, j->th, j->tw, zc, &cc));
-    TRY(vae_cconv_fill(r, &cc, x, NULL));
-    TRY(vae_cconv_end(r, &cc, &d->conv_in, VAE_RY, &y)); /* [1, n, h, w, C0] */
+    WF_TRY(vae_cconv_begin(r, n, j->th, j->tw, zc, &cc));
+    WF_TRY(vae_cconv_fill(r, &cc, x, NULL));
+    WF_TRY(vae_cconv_end(r, &cc, &d->conv_in, VAE_RY, &y)); /* [1, n, h, w, C0] */
     *x = y;
     vae_swap_xy(r, x);
     vae_tap(r, "dec.conv_in", x);
-    TRY(vae_mid_fwd(r, d, x, "dec"));  /* [1, n, h, w, C0] */
-    TRY(vae_layers_fwd(r, d, x));      /* [1, n', H, W, C] */
-    TRY(vae_head_fwd(r, d, x, "dec")); /* [1, n', H/p, W/p, 3pp] */
+    WF_TRY(vae_mid_fwd(r, d, x, "dec"));  /* [1, n, h, w, C0] */
+    WF_TRY(vae_layers_fwd(r, d, x));      /* [1, n', H, W, C] */
+    WF_TRY(vae_head_fwd(r, d, x, "dec")); /* [1, n', H/p, W/p, 3pp] */
     if (m->p > 1 && !j->tiled) {       /* unpatchify (tiles are blended before it) */
         const int64_t p = m->p;
         y = vae_take5(r, VAE_RY, x->shape[1], x->shape[2] * p, x->shape[3] * p,
@@ -129,9 +124,9 @@ static wf_status run_schedule(vae_run *r, const dec_job *j) {
     for (int64_t c = 0; c < (stream ? j->T : 1); c++) {
         vae_run_begin_chunk(r, c);
         wk_tensor x;
-        TRY(vae_decoder_chunk(r, j, stream ? c : 0, stream ? 1 : j->T, &x));
+        WF_TRY(vae_decoder_chunk(r, j, stream ? c : 0, stream ? 1 : j->T, &x));
         WF_ASSERT(x.shape[1] >= 1 && f + x.shape[1] <= F);
-        if (!r->dry) TRY(emit(j, &x, f, F, r->err));
+        if (!r->dry) WF_TRY(emit(j, &x, f, F, r->err));
         f += x.shape[1];
     }
     WF_ASSERT(f == F);
@@ -172,7 +167,8 @@ static wf_status tiled_decode(wk_backend *be, wk_arena *arena, dec_job *j, wf_er
     const bool measuring = wk_arena_is_measuring(arena);
     vae_tile *tiles = NULL;
     float *frame = NULL, *rgb = NULL;
-    TRY(wk_arena_alloc(arena, (size_t)rows * (size_t)cols * sizeof *tiles, (void **)&tiles, err));
+    WF_TRY(
+        wk_arena_alloc(arena, (size_t)rows * (size_t)cols * sizeof *tiles, (void **)&tiles, err));
     for (int i = 0; i < rows; i++)
         for (int k = 0; k < cols; k++) {
             const int64_t y0 = i * lstr_h, x0 = k * lstr_w;
@@ -180,13 +176,14 @@ static wf_status tiled_decode(wk_backend *be, wk_arena *arena, dec_job *j, wf_er
             const int64_t tw = j->w - x0 < lmin_w ? j->w - x0 : lmin_w;
             const int64_t oh = th * s / p, ow = tw * s / p; /* the tile's output, in patches */
             float *store = NULL;
-            TRY(wk_arena_alloc(arena, (size_t)(F * oh * ow * C) * sizeof(float), (void **)&store,
-                               err));
+            WF_TRY(wk_arena_alloc(arena, (size_t)(F * oh * ow * C) * sizeof(float), (void **)&store,
+                                  err));
             if (!measuring) tiles[i * cols + k] = (vae_tile){.data = store, .h = oh, .w = ow};
         }
-    TRY(wk_arena_alloc(arena, (size_t)(Hp * Wp * C) * sizeof(float), (void **)&frame, err));
+    WF_TRY(wk_arena_alloc(arena, (size_t)(Hp * Wp * C) * sizeof(float), (void **)&frame, err));
     rgb = frame;
-    if (p > 1) TRY(wk_arena_alloc(arena, (size_t)(H * W * 3) * sizeof(float), (void **)&rgb, err));
+    if (p > 1)
+        WF_TRY(wk_arena_alloc(arena, (size_t)(H * W * 3) * sizeof(float), (void **)&rgb, err));
     for (int i = 0; i < rows; i++)
         for (int k = 0; k < cols;
              k++) { /* each tile over all frames, its own cache (clear_cache) */
@@ -212,7 +209,7 @@ static wf_status tiled_decode(wk_backend *be, wk_arena *arena, dec_job *j, wf_er
         wk_tensor x = wk_tensor_5d(WK_F32, rgb, 1, 1, H, W, 3);
         dec_job e = *j;
         e.tiled = false;
-        TRY(emit(&e, &x, f, F, err));
+        WF_TRY(emit(&e, &x, f, F, err));
     }
 out:
     return st;

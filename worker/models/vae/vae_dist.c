@@ -25,11 +25,6 @@
 
 #include "vae_internal.h"
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        if ((st = (x))) goto out;                                                                  \
-    } while (0)
-
 /* message tags on the decoding group (vae_halo.c uses 7301 and 7302) */
 enum { TAG_FRAMES = 7303 };
 
@@ -58,10 +53,9 @@ static wf_status gather_emit(vae_run *r, const dist_job *d, const wk_tensor *x, 
     WF_ASSERT(x->shape[4] == 3 && Hl == d->j.th * m->s);
     if (d->rank != d->writer) {
         for (int64_t t = 0; t < n; t++)
-            if ((st = cm_send(d->comm, (const float *)x->data + (size_t)(t * Hl) * px,
-                              (size_t)Hl * px * sizeof(float), d->writer, TAG_FRAMES, r->err)))
-                return st;
-        return WF_OK;
+            WF_TRY(cm_send(d->comm, (const float *)x->data + (size_t)(t * Hl) * px,
+                           (size_t)Hl * px * sizeof(float), d->writer, TAG_FRAMES, r->err));
+        goto out;
     }
     wk_tensor g = vae_take5(r, VAE_RY, n, H, W, 3); /* [1, n, H, W, 3] */
     for (int64_t t = 0; t < n; t++)
@@ -72,14 +66,15 @@ static wf_status gather_emit(vae_run *r, const dist_job *d, const wk_tensor *x, 
             const size_t bytes = (size_t)((q1 - q0) * m->s) * px * sizeof(float);
             if (q == d->rank)
                 memcpy(dst, (const float *)x->data + (size_t)(t * Hl) * px, bytes);
-            else if ((st = cm_recv(d->comm, dst, bytes, q, TAG_FRAMES, r->err)))
-                return st;
+            else
+                WF_TRY(cm_recv(d->comm, dst, bytes, q, TAG_FRAMES, r->err));
         }
     vae_clamp_pm1(g.data, (size_t)wk_tensor_numel(&g));
     if (d->j.out) vae_cl_to_planar(g.data, n, H, W, 3, d->j.out, F, H, W, f, 0, 0);
     if (d->j.on_frames && (st = d->j.on_frames(d->j.frames_ctx, f, n, H, W, g.data, r->err)))
         wf_err_prefix(r->err, "vae decode: the frame callback failed on frames %lld..%lld: ",
                       (long long)f, (long long)(f + n - 1));
+out:
     return st;
 }
 
@@ -94,16 +89,17 @@ static wf_status dist_schedule(vae_run *r, const dist_job *d) {
     for (int64_t c = 0; c < (stream ? j->T : 1); c++) {
         vae_run_begin_chunk(r, c);
         wk_tensor x;
-        if ((st = vae_decoder_chunk(r, j, stream ? c : 0, stream ? 1 : j->T, &x))) return st;
+        WF_TRY(vae_decoder_chunk(r, j, stream ? c : 0, stream ? 1 : j->T, &x));
         WF_ASSERT(x.shape[1] >= 1 && f + x.shape[1] <= F);
         if (r->dry)
             vae_take5(r, VAE_RY, x.shape[1], j->h * j->m->s, j->w * j->m->s, 3);
-        else if ((st = agree(d->comm, gather_emit(r, d, &x, f, F), r->err)))
-            return st;
+        else
+            WF_TRY(agree(d->comm, gather_emit(r, d, &x, f, F), r->err));
         f += x.shape[1];
     }
     WF_ASSERT(f == F);
-    return WF_OK;
+out:
+    return st;
 }
 
 /* The checks every rank makes identically before any communication. */
@@ -176,7 +172,7 @@ static wf_status decode_dist(const vae_model *m, wk_backend *be, wk_arena *arena
     if (!st) st = dist_schedule(&r, &d); /* dry: sizes */
     if (!st) st = vae_run_alloc(&r, arena);
     if (measuring) goto out;
-    TRY(agree(comm, st, err)); /* an arena too small on one rank stops every rank */
+    WF_TRY(agree(comm, st, err)); /* an arena too small on one rank stops every rank */
     for (int q = 0; q < n; q++) {
         int64_t q0, q1;
         vae_dist_rows(h, n, q, &q0, &q1);

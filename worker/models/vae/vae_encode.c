@@ -15,11 +15,6 @@
 
 #include "vae_internal.h"
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        if ((st = (x))) goto out;                                                                  \
-    } while (0)
-
 int64_t vae_encode_used_frames(const vae_model *m, int64_t F) {
     (void)m;
     return 1 + 4 * ((F - 1) / 4);
@@ -56,21 +51,21 @@ static wf_status encoder_chunk(vae_run *r, enc_job *j, int64_t f0, int64_t n, wk
     const int64_t zc = m->cfg.z_dim, cin = m->cfg.in_channels;
     wk_tensor y;
     vae_cconv cc;
-    TRY(vae_cconv_begin(r, n, j->th, j->tw, cin, &cc));
+    WF_TRY(vae_cconv_begin(r, n, j->th, j->tw, cin, &cc));
     if (!r->dry) /* patchify (p = 2) and channels-last */
         vae_planar_to_cl(j->video, 3, j->F, j->H, j->W, f0, j->y0, j->x0, n, j->th, j->tw, m->p,
                          cc.in.data);                    /* [1, n, H/p, W/p, 3pp] */
-    TRY(vae_cconv_end(r, &cc, &e->conv_in, VAE_RY, &y)); /* [1, n, H, W, C0] */
+    WF_TRY(vae_cconv_end(r, &cc, &e->conv_in, VAE_RY, &y)); /* [1, n, H, W, C0] */
     *x = y;
     vae_swap_xy(r, x);
     vae_tap(r, "enc.conv_in", x);
-    TRY(vae_layers_fwd(r, e, x)); /* [1, n', h, w, C] */
-    TRY(vae_mid_fwd(r, e, x, "enc"));
-    TRY(vae_head_fwd(r, e, x, "enc")); /* [1, n', h, w, 2z] */
+    WF_TRY(vae_layers_fwd(r, e, x)); /* [1, n', h, w, C] */
+    WF_TRY(vae_mid_fwd(r, e, x, "enc"));
+    WF_TRY(vae_head_fwd(r, e, x, "enc")); /* [1, n', h, w, 2z] */
     vae_conv mean_rows = m->w.quant;   /* rows [0, z) */
     mean_rows.w.shape[0] = zc;
     mean_rows.b.shape[0] = zc;
-    TRY(vae_conv1x1(r, x, &mean_rows, VAE_RY, &y)); /* [1, n', h, w, z] */
+    WF_TRY(vae_conv1x1(r, x, &mean_rows, VAE_RY, &y)); /* [1, n', h, w, z] */
     *x = y;
     vae_swap_xy(r, x);
 out:
@@ -87,7 +82,7 @@ static wf_status run_schedule(vae_run *r, enc_job *j) {
         const int64_t f0 = !stream || c == 0 ? 0 : 1 + 4 * (c - 1);
         const int64_t n = !stream ? used : (c == 0 ? 1 : 4);
         wk_tensor x;
-        TRY(encoder_chunk(r, j, f0, n, &x));
+        WF_TRY(encoder_chunk(r, j, f0, n, &x));
         const int64_t nt = x.shape[1], h = x.shape[2], w = x.shape[3];
         WF_ASSERT(t + nt <= j->Tl);
         if (r->dry) {
@@ -135,7 +130,8 @@ static wf_status tiled_encode(wk_backend *be, wk_arena *arena, enc_job *j, wf_er
     const bool measuring = wk_arena_is_measuring(arena);
     vae_tile *tiles = NULL;
     float *frame = NULL;
-    TRY(wk_arena_alloc(arena, (size_t)rows * (size_t)cols * sizeof *tiles, (void **)&tiles, err));
+    WF_TRY(
+        wk_arena_alloc(arena, (size_t)rows * (size_t)cols * sizeof *tiles, (void **)&tiles, err));
     for (int pass = 0; pass < 2; pass++) /* 0: the stores (sizes from dry runs); 1: the encodes */
         for (int i = 0; i < rows; i++)
             for (int k = 0; k < cols; k++) {
@@ -165,8 +161,8 @@ static wf_status tiled_encode(wk_backend *be, wk_arena *arena, enc_job *j, wf_er
                     goto out;
                 }
             }
-    TRY(wk_arena_alloc(arena, (size_t)(j->Tl * lat_h * lat_w * zc) * sizeof(float), (void **)&frame,
-                       err));
+    WF_TRY(wk_arena_alloc(arena, (size_t)(j->Tl * lat_h * lat_w * zc) * sizeof(float),
+                          (void **)&frame, err));
     if (measuring) goto out;
     vae_tiles_blend(tiles, rows, cols, j->Tl, zc, lmin_h - lstr_h, lmin_w - lstr_w);
     vae_tiles_assemble(tiles, rows, cols, j->Tl, zc, lstr_h, lstr_w, lat_h, lat_w, 0, j->Tl, frame);
