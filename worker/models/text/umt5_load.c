@@ -1,128 +1,134 @@
 /* umt5_load.c: binding a UMT5EncoderModel checkpoint to t5_weights (see umt5.h).
  *
  * One table lists every per-layer weight once, with its transformers name (under
- * "encoder.block.{i}.") and its shape in terms of the config. Loading binds each field to a view of
- * the mapped tensor (no copy, storage dtype kept), checks each shape exactly, and refuses tensors
- * the config does not use (more blocks than num_layers, a decoder, an lm_head). The embedding is
- * `shared.weight` as transformers 5 saves it, or `encoder.embed_tokens.weight` as older exports
- * do; a checkpoint with both is accepted only when the two are byte-identical.
+ * "encoder.block.{i}.") and its shape in terms of the config. Loading binds each field through the
+ * shared binder (worker/io/st_bind.h) to a view of the mapped tensor (no copy, storage dtype
+ * kept), checks each shape exactly, and refuses tensors the config does not use (more blocks than
+ * num_layers, a decoder, an lm_head). The embedding is `shared.weight` as transformers 5 saves it,
+ * or `encoder.embed_tokens.weight` as older exports do; a checkpoint with both is accepted only
+ * when the two are byte-identical.
+ * Tested by: tests/test_umt5.c (both embedding names, broken checkpoints and configs).
  */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "st_bind.h"
 #include "umt5.h"
 
-/* Symbolic dimensions of the table's shapes. */
-enum { S_END = 0, S_D, S_IN, S_FF, S_NB, S_NH, S_V };
-
-typedef struct t5_field {
-    size_t offset;          /* into t5_layer (per layer) or t5_weights (top) */
-    const char *name;       /* after "encoder.block.{i}." for layers */
-    unsigned char shape[3]; /* S_* until S_END */
-} t5_field;
+/* Symbolic dimensions of the table's shapes (st_field: negative entries index dims[]). */
+enum { S_D = -1, S_IN = -2, S_FF = -3, S_NB = -4, S_NH = -5, S_V = -6, S_COUNT = 7 };
 
 #define LAYER(f) offsetof(t5_layer, f)
 #define TOP(f) offsetof(t5_weights, f)
 
-static const t5_field layer_fields[] = {
-    {LAYER(q_w), "layer.0.SelfAttention.q.weight", {S_IN, S_D}},
-    {LAYER(k_w), "layer.0.SelfAttention.k.weight", {S_IN, S_D}},
-    {LAYER(v_w), "layer.0.SelfAttention.v.weight", {S_IN, S_D}},
-    {LAYER(o_w), "layer.0.SelfAttention.o.weight", {S_D, S_IN}},
-    {LAYER(rel_bias), "layer.0.SelfAttention.relative_attention_bias.weight", {S_NB, S_NH}},
-    {LAYER(ln_attn), "layer.0.layer_norm.weight", {S_D}},
-    {LAYER(wi0_w), "layer.1.DenseReluDense.wi_0.weight", {S_FF, S_D}},
-    {LAYER(wi1_w), "layer.1.DenseReluDense.wi_1.weight", {S_FF, S_D}},
-    {LAYER(wo_w), "layer.1.DenseReluDense.wo.weight", {S_D, S_FF}},
-    {LAYER(ln_ffn), "layer.1.layer_norm.weight", {S_D}},
+static const st_field layer_fields[] = {
+    {LAYER(q_w), {"layer.0.SelfAttention.q.weight"}, {S_IN, S_D}, 0},
+    {LAYER(k_w), {"layer.0.SelfAttention.k.weight"}, {S_IN, S_D}, 0},
+    {LAYER(v_w), {"layer.0.SelfAttention.v.weight"}, {S_IN, S_D}, 0},
+    {LAYER(o_w), {"layer.0.SelfAttention.o.weight"}, {S_D, S_IN}, 0},
+    {LAYER(rel_bias), {"layer.0.SelfAttention.relative_attention_bias.weight"}, {S_NB, S_NH}, 0},
+    {LAYER(ln_attn), {"layer.0.layer_norm.weight"}, {S_D}, 0},
+    {LAYER(wi0_w), {"layer.1.DenseReluDense.wi_0.weight"}, {S_FF, S_D}, 0},
+    {LAYER(wi1_w), {"layer.1.DenseReluDense.wi_1.weight"}, {S_FF, S_D}, 0},
+    {LAYER(wo_w), {"layer.1.DenseReluDense.wo.weight"}, {S_D, S_FF}, 0},
+    {LAYER(ln_ffn), {"layer.1.layer_norm.weight"}, {S_D}, 0},
 };
 
-static const t5_field final_field = {TOP(final_ln), "encoder.final_layer_norm.weight", {S_D}};
+static const st_field final_field = {TOP(final_ln), {"encoder.final_layer_norm.weight"}, {S_D}, 0};
 static const char *const EMBED_NAMES[2] = {"shared.weight", "encoder.embed_tokens.weight"};
 
-static int64_t dim_of(const t5_model *m, unsigned char s) {
-    switch (s) {
-    case S_D: return m->cfg.d_model;
-    case S_IN: return m->inner;
-    case S_FF: return m->cfg.d_ff;
-    case S_NB: return m->cfg.relative_attention_num_buckets;
-    case S_NH: return m->cfg.num_heads;
-    case S_V: return m->cfg.vocab_size;
-    default: return -1;
-    }
+/* The sizes behind the symbols. */
+static void fill_dims(const t5_model *m, int64_t dims[S_COUNT]) {
+    dims[0] = 0;
+    dims[-S_D] = m->cfg.d_model;
+    dims[-S_IN] = m->inner;
+    dims[-S_FF] = m->cfg.d_ff;
+    dims[-S_NB] = m->cfg.relative_attention_num_buckets;
+    dims[-S_NH] = m->cfg.num_heads;
+    dims[-S_V] = m->cfg.vocab_size;
 }
 
-static void shape_str(char *buf, size_t n, const uint64_t *shape, int nd) {
-    size_t o = 0;
-    buf[0] = '\0';
-    for (int d = 0; d < nd && o + 24 < n; d++)
-        o += (size_t)snprintf(buf + o, n - o, "%s%llu", d ? ", " : "",
-                              (unsigned long long)shape[d]);
-}
-
-/* Binds `name` (full checkpoint name) with the symbolic shape to *dst and marks it used. */
-static wf_status bind(const t5_model *m, const char *dir, bool *used, const char *name,
-                      const unsigned char *shape, wk_tensor *dst, wf_err *err) {
-    ptrdiff_t i = st_checkpoint_index(m->ckpt, name);
-    if (i < 0)
-        return wf_fail(err, WF_EFORMAT,
-                       "%s: tensor '%s' is missing (config.json says num_layers %lld; is this a "
-                       "transformers UMT5EncoderModel checkpoint?)",
-                       dir, name, (long long)m->cfg.num_layers);
-    const st_tensor *t = m->ckpt->by_name[i];
-    used[i] = true;
-    int nd = 0;
-    uint64_t want[3];
-    while (nd < 3 && shape[nd] != S_END) {
-        want[nd] = (uint64_t)dim_of(m, shape[nd]);
-        nd++;
-    }
-    bool ok = t->ndim == nd;
-    for (int d = 0; ok && d < nd; d++) ok = t->shape[d] == want[d];
-    if (!ok) {
-        char ws[96], hs[96];
-        shape_str(ws, sizeof ws, want, nd);
-        shape_str(hs, sizeof hs, t->shape, t->ndim);
-        return wf_fail(err, WF_EFORMAT,
-                       "%s: tensor '%s' has shape [%s], but config.json (d_model %lld, "
-                       "num_heads %lld x d_kv %lld, d_ff %lld, vocab_size %lld, "
-                       "relative_attention_num_buckets %lld) needs [%s]",
-                       dir, name, hs, (long long)m->cfg.d_model, (long long)m->cfg.num_heads,
-                       (long long)m->cfg.d_kv, (long long)m->cfg.d_ff, (long long)m->cfg.vocab_size,
-                       (long long)m->cfg.relative_attention_num_buckets, ws);
-    }
-    return st_tensor_view(t, dst, err);
+/* Whether two tensors hold the same dtype, shape and bytes. */
+static bool same_tensor(const st_tensor *a, const st_tensor *b) {
+    bool same = a->dtype == b->dtype && a->ndim == b->ndim && a->numel == b->numel &&
+                a->end - a->begin == b->end - b->begin;
+    for (int d = 0; same && d < a->ndim; d++) same = a->shape[d] == b->shape[d];
+    return same && memcmp(a->data, b->data, (size_t)(a->end - a->begin)) == 0;
 }
 
 /* The embedding: shared.weight and/or encoder.embed_tokens.weight (identical when both). */
-static wf_status bind_embed(t5_model *m, const char *dir, bool *used, wf_err *err) {
-    static const unsigned char shape[3] = {S_V, S_D, S_END};
-    ptrdiff_t ia = st_checkpoint_index(m->ckpt, EMBED_NAMES[0]), ib = st_checkpoint_index(m->ckpt, EMBED_NAMES[1]);
+static wf_status bind_embed(t5_model *m, st_binder *b, const st_module *top, wf_err *err) {
+    const ptrdiff_t ia = st_checkpoint_index(m->ckpt, EMBED_NAMES[0]);
+    const ptrdiff_t ib = st_checkpoint_index(m->ckpt, EMBED_NAMES[1]);
     if (ia < 0 && ib < 0)
         return wf_fail(err, WF_EFORMAT,
                        "%s: not a transformers UMT5EncoderModel checkpoint: neither '%s' nor '%s' "
                        "is present (the official Wan .pth names are not supported; use the "
                        "Diffusers repo's text_encoder/)",
-                       dir, EMBED_NAMES[0], EMBED_NAMES[1]);
-    wf_status st;
+                       b->dir, EMBED_NAMES[0], EMBED_NAMES[1]);
     if (ia >= 0 && ib >= 0) {
-        const st_tensor *a = m->ckpt->by_name[ia], *b = m->ckpt->by_name[ib];
-        bool same = a->dtype == b->dtype && a->ndim == b->ndim && a->numel == b->numel &&
-                    a->end - a->begin == b->end - b->begin;
-        for (int d = 0; same && d < a->ndim; d++) same = a->shape[d] == b->shape[d];
-        if (same) same = memcmp(a->data, b->data, (size_t)(a->end - a->begin)) == 0;
-        if (!same)
+        if (!same_tensor(m->ckpt->by_name[ia], m->ckpt->by_name[ib]))
             return wf_fail(err, WF_EFORMAT,
                            "%s: both '%s' and '%s' are present and differ; transformers ties them, "
                            "so this checkpoint is ambiguous (keep one of them)",
-                           dir, EMBED_NAMES[0], EMBED_NAMES[1]);
-        used[ib] = true;
+                           b->dir, EMBED_NAMES[0], EMBED_NAMES[1]);
+        b->used[ib] = true;
     }
     m->embed_name = EMBED_NAMES[ia >= 0 ? 0 : 1];
-    if ((st = bind(m, dir, used, m->embed_name, shape, &m->w.embed, err))) return st;
-    return WF_OK;
+    const st_field embed = {TOP(embed), {m->embed_name}, {S_V, S_D}, 0};
+    return st_bind_fields(b, &embed, 1, top, err);
+}
+
+/* Why tensors are left over: a decoder or lm_head says which kind of checkpoint this is. */
+static void unused_why(const t5_model *m, const st_binder *b, char *why, size_t len) {
+    size_t decoder = 0;
+    for (size_t i = 0; i < m->ckpt->n_tensors; i++) {
+        const char *nm = m->ckpt->by_name[i]->name;
+        if (!b->used[i]) decoder += !strncmp(nm, "decoder.", 8) || !strncmp(nm, "lm_head.", 8);
+    }
+    if (decoder)
+        snprintf(why, len,
+                 "decoder/lm_head weights: this is a full encoder-decoder checkpoint; wanfarm "
+                 "needs the encoder only, as UMT5EncoderModel saves it");
+    else
+        snprintf(why, len,
+                 "config.json says num_layers %lld; is this the right config for these weights?",
+                 (long long)m->cfg.num_layers);
+}
+
+/* Binds the embedding, the final norm and every layer, then refuses what is left over. */
+static wf_status bind_weights(t5_model *m, st_binder *b, wf_err *err) {
+    const dfs_umt5_config *c = &m->cfg;
+    m->w.layers = calloc((size_t)c->num_layers, sizeof *m->w.layers);
+    if (!m->w.layers) return wf_fail(err, WF_ENOMEM, "out of memory");
+    int64_t dims[S_COUNT];
+    fill_dims(m, dims);
+    snprintf(b->missing, sizeof b->missing,
+             "config.json says num_layers %lld; is this a transformers UMT5EncoderModel "
+             "checkpoint?",
+             (long long)c->num_layers);
+    snprintf(b->config, sizeof b->config,
+             "d_model %lld, num_heads %lld x d_kv %lld, d_ff %lld, vocab_size %lld, "
+             "relative_attention_num_buckets %lld",
+             (long long)c->d_model, (long long)c->num_heads, (long long)c->d_kv,
+             (long long)c->d_ff, (long long)c->vocab_size,
+             (long long)c->relative_attention_num_buckets);
+    st_module mod = {.base = &m->w, .dims = dims, .n_dims = S_COUNT};
+    wf_status st = bind_embed(m, b, &mod, err);
+    if (st || (st = st_bind_fields(b, &final_field, 1, &mod, err))) return st;
+    for (int64_t l = 0; l < c->num_layers; l++) {
+        char scope[48];
+        snprintf(scope, sizeof scope, "encoder.block.%lld.", (long long)l);
+        mod.base = &m->w.layers[l];
+        mod.scope[0] = scope;
+        st = st_bind_fields(b, layer_fields, sizeof layer_fields / sizeof *layer_fields, &mod, err);
+        if (st) return st;
+    }
+    char why[256];
+    unused_why(m, b, why, sizeof why);
+    return st_binder_finish(b, why, err);
 }
 
 void t5_free(t5_model **pm) {
@@ -156,62 +162,18 @@ static wf_status check_config(const t5_model *m, const char *cfg_path, wf_err *e
 
 wf_status t5_load(t5_model **out, const char *dir, wf_err *err) {
     *out = NULL;
+    st_binder b = {0};
     t5_model *m = calloc(1, sizeof *m);
-    bool *used = NULL;
-    char *cfg_path = malloc(strlen(dir) + 16);
-    wf_status st = WF_OK;
-    if (!m || !cfg_path) {
-        st = wf_fail(err, WF_ENOMEM, "out of memory");
-        goto out;
-    }
-    sprintf(cfg_path, "%s/config.json", dir);
-    if ((st = dfs_read_umt5_config(cfg_path, &m->cfg, err))) goto out;
-    if ((st = check_config(m, cfg_path, err))) goto out;
+    wf_status st = m ? st_binder_init(&b, dir, err) : wf_fail(err, WF_ENOMEM, "out of memory");
+    if (st) goto out;
+    WF_TRY(dfs_read_umt5_config(b.config_path, &m->cfg, err));
+    WF_TRY(check_config(m, b.config_path, err));
     m->inner = m->cfg.num_heads * m->cfg.d_kv;
-    if ((st = st_checkpoint_open(&m->ckpt, dir, err))) goto out;
-    used = calloc(m->ckpt->n_tensors ? m->ckpt->n_tensors : 1, sizeof *used);
-    m->w.layers = calloc((size_t)m->cfg.num_layers, sizeof *m->w.layers);
-    if (!used || !m->w.layers) {
-        st = wf_fail(err, WF_ENOMEM, "out of memory");
-        goto out;
-    }
-    if ((st = bind_embed(m, dir, used, err))) goto out;
-    if ((st = bind(m, dir, used, final_field.name, final_field.shape, &m->w.final_ln, err)))
-        goto out;
-    char name[256];
-    for (int64_t l = 0; l < m->cfg.num_layers; l++)
-        for (size_t i = 0; i < sizeof layer_fields / sizeof *layer_fields; i++) {
-            const t5_field *f = &layer_fields[i];
-            snprintf(name, sizeof name, "encoder.block.%lld.%s", (long long)l, f->name);
-            wk_tensor *dst = (wk_tensor *)((char *)&m->w.layers[l] + f->offset);
-            if ((st = bind(m, dir, used, name, f->shape, dst, err))) goto out;
-        }
-    size_t unused = 0, first = 0, decoder = 0;
-    for (size_t i = 0; i < m->ckpt->n_tensors; i++)
-        if (!used[i]) {
-            if (unused++ == 0) first = i;
-            const char *nm = m->ckpt->by_name[i]->name;
-            decoder += !strncmp(nm, "decoder.", 8) || !strncmp(nm, "lm_head.", 8);
-        }
-    if (unused) {
-        if (decoder)
-            st = wf_fail(err, WF_EFORMAT,
-                         "%s: %zu tensor%s the config does not use, e.g. '%s' (decoder/lm_head "
-                         "weights: this is a full encoder-decoder checkpoint; wanfarm needs the "
-                         "encoder only, as UMT5EncoderModel saves it)",
-                         dir, unused, unused == 1 ? "" : "s", m->ckpt->by_name[first]->name);
-        else
-            st = wf_fail(err, WF_EFORMAT,
-                         "%s: %zu tensor%s the config does not use, e.g. '%s' (config.json says "
-                         "num_layers %lld; is this the right config for these weights?)",
-                         dir, unused, unused == 1 ? "" : "s", m->ckpt->by_name[first]->name,
-                         (long long)m->cfg.num_layers);
-        goto out;
-    }
+    WF_TRY(st_binder_open(&b, &m->ckpt, err));
+    WF_TRY(bind_weights(m, &b, err));
     m->weight_bytes = m->ckpt->total_bytes;
 out:
-    free(used);
-    free(cfg_path);
+    st_binder_free(&b);
     if (st) t5_free(&m);
     *out = m;
     return st;

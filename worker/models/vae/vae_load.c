@@ -14,7 +14,9 @@
  * tensors the structure does not use. Official names (Wan2.1_VAE.pth, ComfyUI's
  * wan_2.1_vae.safetensors): encoder.conv1, encoder.downsamples.k (flat, like Diffusers),
  * {en,de}coder.middle.{0,1,2}, head.{0,2}, decoder.upsamples.n (flat over resblocks and resamples),
- * residual.{0,2,3,6}, shortcut, conv1/conv2 for quant_conv/post_quant_conv.
+ * residual.{0,2,3,6}, shortcut, conv1/conv2 for quant_conv/post_quant_conv. The tables are bound
+ * through the shared binder (worker/io/st_bind.h).
+ * Tested by: tests/test_vae.c (both namings, both layouts, broken checkpoints and configs).
  */
 #include <math.h>
 #include <stddef.h>
@@ -22,279 +24,279 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "st_bind.h"
 #include "vae.h"
 
-/* Symbolic dimensions of the table's shapes; positive values are literal sizes. */
+/* Symbolic dimensions of the table's shapes (st_field: negative entries index dims[]); positive
+ * values are literal sizes. */
 /* clang-format off */
-enum { D_END = 0, D_IN = -1, D_OUT = -2, D_3IN = -3, D_AUX = -4 };
-enum { W_ALWAYS = 0, W_SHORTCUT, W_TIME };
-
-typedef struct vae_field {
-    size_t off; /* into the module struct */
-    const char *diffusers, *official;
-    signed char shape[5]; /* D_* or literal, D_END-terminated */
-    unsigned char when;   /* W_SHORTCUT: only when in != out; W_TIME: only for 3-D resamples */
-} vae_field;
+enum { D_IN = -1, D_OUT = -2, D_3IN = -3, D_AUX = -4, D_COUNT = 5 };
+enum { W_ALWAYS = 0, W_SHORTCUT, W_TIME }; /* st_field.when */
 
 #define RES(f) offsetof(vae_resblock, f)
-static const vae_field res_fields[] = {
-    {RES(norm1), "norm1.gamma", "residual.0.gamma", {D_IN, 1, 1, 1}, W_ALWAYS},
-    {RES(conv1.w), "conv1.weight", "residual.2.weight", {D_OUT, D_IN, 3, 3, 3}, W_ALWAYS},
-    {RES(conv1.b), "conv1.bias", "residual.2.bias", {D_OUT}, W_ALWAYS},
-    {RES(norm2), "norm2.gamma", "residual.3.gamma", {D_OUT, 1, 1, 1}, W_ALWAYS},
-    {RES(conv2.w), "conv2.weight", "residual.6.weight", {D_OUT, D_OUT, 3, 3, 3}, W_ALWAYS},
-    {RES(conv2.b), "conv2.bias", "residual.6.bias", {D_OUT}, W_ALWAYS},
-    {RES(shortcut.w), "conv_shortcut.weight", "shortcut.weight", {D_OUT, D_IN, 1, 1, 1}, W_SHORTCUT},
-    {RES(shortcut.b), "conv_shortcut.bias", "shortcut.bias", {D_OUT}, W_SHORTCUT},
+static const st_field res_fields[] = { /* W_SHORTCUT: only when in != out */
+    {RES(norm1), {"norm1.gamma", "residual.0.gamma"}, {D_IN, 1, 1, 1}, W_ALWAYS},
+    {RES(conv1.w), {"conv1.weight", "residual.2.weight"}, {D_OUT, D_IN, 3, 3, 3}, W_ALWAYS},
+    {RES(conv1.b), {"conv1.bias", "residual.2.bias"}, {D_OUT}, W_ALWAYS},
+    {RES(norm2), {"norm2.gamma", "residual.3.gamma"}, {D_OUT, 1, 1, 1}, W_ALWAYS},
+    {RES(conv2.w), {"conv2.weight", "residual.6.weight"}, {D_OUT, D_OUT, 3, 3, 3}, W_ALWAYS},
+    {RES(conv2.b), {"conv2.bias", "residual.6.bias"}, {D_OUT}, W_ALWAYS},
+    {RES(shortcut.w), {"conv_shortcut.weight", "shortcut.weight"}, {D_OUT, D_IN, 1, 1, 1}, W_SHORTCUT},
+    {RES(shortcut.b), {"conv_shortcut.bias", "shortcut.bias"}, {D_OUT}, W_SHORTCUT},
 };
 
 #define ATT(f) offsetof(vae_attn, f)
-static const vae_field attn_fields[] = {
-    {ATT(norm), "norm.gamma", "norm.gamma", {D_IN, 1, 1}, W_ALWAYS},
-    {ATT(qkv.w), "to_qkv.weight", "to_qkv.weight", {D_3IN, D_IN, 1, 1}, W_ALWAYS},
-    {ATT(qkv.b), "to_qkv.bias", "to_qkv.bias", {D_3IN}, W_ALWAYS},
-    {ATT(proj.w), "proj.weight", "proj.weight", {D_IN, D_IN, 1, 1}, W_ALWAYS},
-    {ATT(proj.b), "proj.bias", "proj.bias", {D_IN}, W_ALWAYS},
+static const st_field attn_fields[] = {
+    {ATT(norm), {"norm.gamma", "norm.gamma"}, {D_IN, 1, 1}, W_ALWAYS},
+    {ATT(qkv.w), {"to_qkv.weight", "to_qkv.weight"}, {D_3IN, D_IN, 1, 1}, W_ALWAYS},
+    {ATT(qkv.b), {"to_qkv.bias", "to_qkv.bias"}, {D_3IN}, W_ALWAYS},
+    {ATT(proj.w), {"proj.weight", "proj.weight"}, {D_IN, D_IN, 1, 1}, W_ALWAYS},
+    {ATT(proj.b), {"proj.bias", "proj.bias"}, {D_IN}, W_ALWAYS},
 };
 
-/* D_AUX: time_conv's output width (2 dim for upsample3d, dim for downsample3d) */
+/* D_AUX: time_conv's output width (2 dim for upsample3d, dim for downsample3d); W_TIME: only for
+ * 3-D resamples */
 #define RSP(f) offsetof(vae_resample, f)
-static const vae_field resample_fields[] = {
-    {RSP(conv.w), "resample.1.weight", "resample.1.weight", {D_OUT, D_IN, 3, 3}, W_ALWAYS},
-    {RSP(conv.b), "resample.1.bias", "resample.1.bias", {D_OUT}, W_ALWAYS},
-    {RSP(time_conv.w), "time_conv.weight", "time_conv.weight", {D_AUX, D_IN, 3, 1, 1}, W_TIME},
-    {RSP(time_conv.b), "time_conv.bias", "time_conv.bias", {D_AUX}, W_TIME},
+static const st_field resample_fields[] = {
+    {RSP(conv.w), {"resample.1.weight", "resample.1.weight"}, {D_OUT, D_IN, 3, 3}, W_ALWAYS},
+    {RSP(conv.b), {"resample.1.bias", "resample.1.bias"}, {D_OUT}, W_ALWAYS},
+    {RSP(time_conv.w), {"time_conv.weight", "time_conv.weight"}, {D_AUX, D_IN, 3, 1, 1}, W_TIME},
+    {RSP(time_conv.b), {"time_conv.bias", "time_conv.bias"}, {D_AUX}, W_TIME},
 };
 
 /* a causal conv with a cubic kernel of D_AUX (3 or 1) */
-static const vae_field conv_fields[] = {
-    {offsetof(vae_conv, w), "weight", "weight", {D_OUT, D_IN, D_AUX, D_AUX, D_AUX}, W_ALWAYS},
-    {offsetof(vae_conv, b), "bias", "bias", {D_OUT}, W_ALWAYS},
+static const st_field conv_fields[] = {
+    {offsetof(vae_conv, w), {"weight", "weight"}, {D_OUT, D_IN, D_AUX, D_AUX, D_AUX}, W_ALWAYS},
+    {offsetof(vae_conv, b), {"bias", "bias"}, {D_OUT}, W_ALWAYS},
 };
 
-static const vae_field norm_fields[] = {
-    {0, "gamma", "gamma", {D_IN, 1, 1, 1}, W_ALWAYS},
+static const st_field norm_fields[] = {
+    {0, {"gamma", "gamma"}, {D_IN, 1, 1, 1}, W_ALWAYS},
 };
 /* clang-format on */
 
-typedef struct binder {
-    vae_model *m;
-    const char *dir;
-    bool *used;         /* per ckpt->by_name entry */
-    char cfg_desc[256]; /* the config fields shapes depend on, for messages */
-} binder;
+#define N_FIELDS(t) (sizeof t / sizeof *t)
 
-static void shape_str(char *buf, size_t len, const int64_t *d, int nd) {
-    size_t o = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < nd && o < len; i++)
-        o += (size_t)snprintf(buf + o, len - o, "%s%lld", i ? ", " : "", (long long)d[i]);
-}
-
-/* Binds the fields of one module. prefix: "decoder.up_blocks.1.resnets.0." (Diffusers) and its
- * official twin; in, out, aux: the module's widths. */
-static wf_status bind_module(binder *b, const vae_field *fields, size_t n, const char *pd,
+/* Binds the fields of one module. pd, po: its Diffusers and official scopes
+ * ("decoder.up_blocks.1.resnets.0." and its official twin); in, out, aux: the module's widths. */
+static wf_status bind_module(st_binder *b, const st_field *fields, size_t n, const char *pd,
                              const char *po, void *base, int64_t in, int64_t out, int64_t aux,
                              unsigned when_mask, wf_err *err) {
-    vae_model *m = b->m;
-    for (size_t i = 0; i < n; i++) {
-        const vae_field *f = &fields[i];
-        if (f->when != W_ALWAYS && !(when_mask & (1u << f->when))) continue;
-        char name[256];
-        snprintf(name, sizeof name, "%s%s", m->names == VAE_NAMES_OFFICIAL ? po : pd,
-                 m->names == VAE_NAMES_OFFICIAL ? f->official : f->diffusers);
-        ptrdiff_t k = st_checkpoint_index(m->ckpt, name);
-        if (k < 0)
-            return wf_fail(err, WF_EFORMAT, "%s: tensor '%s' is missing (config.json: %s)", b->dir,
-                           name, b->cfg_desc);
-        const st_tensor *t = m->ckpt->by_name[k];
-        b->used[k] = true;
-        int64_t want[5], have[5];
-        int nd = 0;
-        while (nd < 5 && f->shape[nd] != D_END) {
-            signed char s = f->shape[nd];
-            want[nd] = s == D_IN    ? in
-                       : s == D_OUT ? out
-                       : s == D_3IN ? 3 * in
-                       : s == D_AUX ? aux
-                                    : s;
-            nd++;
+    const int64_t dims[D_COUNT] = {[-D_IN] = in, [-D_OUT] = out, [-D_3IN] = 3 * in, [-D_AUX] = aux};
+    const st_module mod = {
+        .base = base, .scope = {pd, po}, .dims = dims, .n_dims = D_COUNT, .when = when_mask};
+    return st_bind_fields(b, fields, n, &mod, err);
+}
+
+static wf_status bind_res(st_binder *b, vae_resblock *r, const char *pd, const char *po,
+                          wf_err *err) {
+    unsigned mask = r->in != r->out ? 1u << W_SHORTCUT : 0;
+    return bind_module(b, res_fields, N_FIELDS(res_fields), pd, po, r, r->in, r->out, 0, mask,
+                       err);
+}
+
+static wf_status bind_conv(st_binder *b, vae_conv *c, const char *pd, const char *po, int64_t in,
+                           int64_t out, int64_t k, wf_err *err) {
+    return bind_module(b, conv_fields, N_FIELDS(conv_fields), pd, po, c, in, out, k, 0, err);
+}
+
+/* One side (encoder 'e' or decoder 'd') while its layers are filled in. */
+typedef struct coder_build {
+    st_binder *b;
+    const dfs_vae_config *g;
+    vae_coder *c;
+    char side;                        /* 'e' or 'd' */
+    const char *sn;                   /* "encoder" or "decoder" */
+    int L;                            /* levels: n_dim_mult */
+    int per;                          /* layers per level, resample included */
+    int64_t dims[DFS_MAX_LEVELS + 1]; /* the widths between levels */
+    int n;                            /* layers filled */
+    int slots;                        /* cached convolutions counted */
+    char pd[160], po[160];            /* the scopes of the module being bound */
+} coder_build;
+
+/* Encoder: base * [1] + dim_mult; decoder: decoder_base * [m_last] + reversed(dim_mult). */
+static void coder_widths(coder_build *x) {
+    const dfs_vae_config *g = x->g;
+    const int L = x->L;
+    if (x->side == 'e') {
+        x->dims[0] = g->base_dim;
+        for (int i = 0; i < L; i++) x->dims[i + 1] = g->base_dim * g->dim_mult[i];
+    } else {
+        x->dims[0] = g->decoder_base_dim * g->dim_mult[L - 1];
+        for (int i = 0; i < L; i++) x->dims[i + 1] = g->decoder_base_dim * g->dim_mult[L - 1 - i];
+    }
+}
+
+/* The resblocks of level i, from in to out channels. */
+static wf_status build_resblocks(coder_build *x, int i, int64_t in, int64_t out, wf_err *err) {
+    const bool resid = x->g->is_residual, enc = x->side == 'e', last = i == x->L - 1;
+    const int nr = enc ? (int)x->g->num_res_blocks : (int)x->g->num_res_blocks + 1;
+    for (int r = 0; r < nr; r++) {
+        vae_layer *l = &x->c->layers[x->n];
+        l->res.in = r == 0 ? in : out;
+        l->res.out = out;
+        if (resid) {
+            snprintf(l->name, sizeof l->name, "%s.%s_blocks.%d.resnets.%d", x->sn,
+                     enc ? "down" : "up", i, r);
+        } else if (enc) {
+            snprintf(l->name, sizeof l->name, "encoder.down_blocks.%d", x->n);
+            snprintf(x->po, sizeof x->po, "encoder.downsamples.%d.", x->n);
+            snprintf(l->tap, sizeof l->tap, "enc.down_blocks.%d", x->n);
+        } else {
+            snprintf(l->name, sizeof l->name, "decoder.up_blocks.%d.resnets.%d", i, r);
+            snprintf(x->po, sizeof x->po, "decoder.upsamples.%d.", i * x->per + r);
+            if (r == nr - 1 && last) snprintf(l->tap, sizeof l->tap, "dec.up_blocks.%d", i);
         }
-        bool ok = t->ndim == nd;
-        for (int d = 0; d < t->ndim && d < 5; d++) have[d] = (int64_t)t->shape[d];
-        for (int d = 0; ok && d < nd; d++) ok = have[d] == want[d];
-        if (!ok) {
-            char ws[96], hs[96];
-            shape_str(ws, sizeof ws, want, nd);
-            shape_str(hs, sizeof hs, have, t->ndim < 5 ? t->ndim : 5);
-            return wf_fail(err, WF_EFORMAT,
-                           "%s: tensor '%s' has shape [%s], but config.json (%s) needs [%s]; is "
-                           "this the right config for these weights?",
-                           b->dir, name, hs, b->cfg_desc, ws);
-        }
-        wf_status st = st_tensor_view(t, (wk_tensor *)((char *)base + f->off), err);
+        snprintf(x->pd, sizeof x->pd, "%s.", l->name);
+        wf_status st = bind_res(x->b, &l->res, x->pd, x->po, err);
         if (st) return st;
+        x->slots += 2;
+        x->n++;
     }
     return WF_OK;
 }
 
-static wf_status bind_res(binder *b, vae_resblock *r, const char *pd, const char *po, wf_err *err) {
-    unsigned mask = r->in != r->out ? 1u << W_SHORTCUT : 0;
-    return bind_module(b, res_fields, sizeof res_fields / sizeof *res_fields, pd, po, r, r->in,
-                       r->out, 0, mask, err);
+/* The down- or up-sampler after level i (not after the last), on `out` channels. */
+static wf_status build_resample(coder_build *x, int i, int64_t out, bool temporal, wf_err *err) {
+    const bool resid = x->g->is_residual;
+    vae_layer *l = &x->c->layers[x->n];
+    l->is_resample = true;
+    vae_resample *s = &l->rs;
+    s->dim = out;
+    if (x->side == 'e') {
+        s->mode = temporal ? VAE_DOWN3D : VAE_DOWN2D;
+        s->out_dim = out;
+        if (resid) {
+            snprintf(l->name, sizeof l->name, "encoder.down_blocks.%d.downsampler", i);
+        } else {
+            snprintf(l->name, sizeof l->name, "encoder.down_blocks.%d", x->n);
+            snprintf(x->po, sizeof x->po, "encoder.downsamples.%d.", x->n);
+            snprintf(l->tap, sizeof l->tap, "enc.down_blocks.%d", x->n);
+        }
+    } else {
+        s->mode = temporal ? VAE_UP3D : VAE_UP2D;
+        s->out_dim = resid ? out : out / 2; /* Wan2.2: upsample_out_dim = out */
+        if (resid) {
+            snprintf(l->name, sizeof l->name, "decoder.up_blocks.%d.upsampler", i);
+        } else {
+            snprintf(l->name, sizeof l->name, "decoder.up_blocks.%d.upsamplers.0", i);
+            snprintf(x->po, sizeof x->po, "decoder.upsamples.%d.", i * x->per + x->per - 1);
+            snprintf(l->tap, sizeof l->tap, "dec.up_blocks.%d", i);
+        }
+    }
+    if (!s->out_dim) /* possible only with a base width of 1 */
+        return wf_fail(err, WF_EUNSUPPORTED, "%s: %s would have 0 output channels", x->b->dir,
+                       l->name);
+    snprintf(x->pd, sizeof x->pd, "%s.", l->name);
+    const int64_t aux = s->mode == VAE_UP3D ? 2 * out : out;
+    const unsigned mask = temporal ? 1u << W_TIME : 0;
+    wf_status st = bind_module(x->b, resample_fields, N_FIELDS(resample_fields), x->pd, x->po, s,
+                               out, s->out_dim, aux, mask, err);
+    if (st) return st;
+    if (temporal) x->slots++;
+    x->n++;
+    return WF_OK;
 }
 
-static wf_status bind_conv(binder *b, vae_conv *c, const char *pd, const char *po, int64_t in,
-                           int64_t out, int64_t k, wf_err *err) {
-    return bind_module(b, conv_fields, 2, pd, po, c, in, out, k, 0, err);
+/* Wan2.2: the parameter-free shortcut of level i's residual block, whose layers start at
+ * `first` and end at the last one filled. */
+static wf_status add_shortcut(coder_build *x, int i, int first, int64_t out, bool temporal,
+                              wf_err *err) {
+    const bool enc = x->side == 'e', last = i == x->L - 1;
+    vae_shortcut *sc = &x->c->layers[x->n - 1].shortcut;
+    *sc = (vae_shortcut){.kind = enc ? VAE_SC_AVGDOWN : VAE_SC_DUPUP,
+                         .in = x->dims[i],
+                         .out = out,
+                         .ft = temporal ? 2 : 1,
+                         .fs = last ? 1 : 2};
+    const int64_t fac = sc->ft * sc->fs * sc->fs;
+    if ((enc && (sc->in * fac) % sc->out) || (!enc && (sc->out * fac) % sc->in))
+        return wf_fail(err, WF_EUNSUPPORTED,
+                       "%s: %s_blocks.%d: the %s shortcut from %lld to %lld channels (factor "
+                       "%lld) does not divide evenly (config.json: %s)",
+                       x->b->dir, enc ? "down" : "up", i, enc ? "AvgDown3D" : "DupUp3D",
+                       (long long)sc->in, (long long)sc->out, (long long)fac, x->b->config);
+    x->c->layers[first].save_input = true;
+    return WF_OK;
+}
+
+/* Level i: its resblocks, its resample (all but the last level), and under Wan2.2 the block's
+ * shortcut and tap. */
+static wf_status build_level(coder_build *x, int i, wf_err *err) {
+    const bool resid = x->g->is_residual, enc = x->side == 'e', last = i == x->L - 1;
+    int64_t in = x->dims[i];
+    const int64_t out = x->dims[i + 1];
+    if (!enc && i > 0 && !resid) in /= 2; /* Wan2.1: the previous upsampler halved it */
+    const bool temporal = !last && (enc ? x->g->temperal_downsample[i]
+                                        : x->g->temperal_downsample[x->L - 2 - i]); /* reversed */
+    const int first = x->n;
+    wf_status st = build_resblocks(x, i, in, out, err);
+    if (!st && !last) st = build_resample(x, i, out, temporal, err);
+    if (!st && resid && (enc || !last)) /* the block's parameter-free shortcut */
+        st = add_shortcut(x, i, first, out, temporal, err);
+    if (st) return st;
+    if (resid) {
+        vae_layer *l = &x->c->layers[x->n - 1];
+        snprintf(l->tap, sizeof l->tap, "%s.%s_blocks.%d", enc ? "enc" : "dec",
+                 enc ? "down" : "up", i);
+    }
+    return WF_OK;
+}
+
+/* The mid block (two resblocks around an attention) and the head (norm_out, conv_out). */
+static wf_status build_middle_head(coder_build *x, wf_err *err) {
+    vae_coder *c = x->c;
+    const bool enc = x->side == 'e';
+    const int64_t cmid = enc ? x->dims[x->L] : x->dims[0];
+    const int64_t clast = x->dims[x->L];
+    const int64_t cout = enc ? 2 * x->g->z_dim : x->g->out_channels;
+    wf_status st;
+    for (int k = 0; k < 2; k++) {
+        c->mid_res[k].in = c->mid_res[k].out = cmid;
+        snprintf(x->pd, sizeof x->pd, "%s.mid_block.resnets.%d.", x->sn, k);
+        snprintf(x->po, sizeof x->po, "%s.middle.%d.", x->sn, 2 * k);
+        if ((st = bind_res(x->b, &c->mid_res[k], x->pd, x->po, err))) return st;
+    }
+    c->mid_attn.dim = cmid;
+    snprintf(x->pd, sizeof x->pd, "%s.mid_block.attentions.0.", x->sn);
+    snprintf(x->po, sizeof x->po, "%s.middle.1.", x->sn);
+    if ((st = bind_module(x->b, attn_fields, N_FIELDS(attn_fields), x->pd, x->po, &c->mid_attn,
+                          cmid, cmid, 0, 0, err)))
+        return st;
+    snprintf(x->pd, sizeof x->pd, "%s.norm_out.", x->sn);
+    snprintf(x->po, sizeof x->po, "%s.head.0.", x->sn);
+    if ((st = bind_module(x->b, norm_fields, N_FIELDS(norm_fields), x->pd, x->po, &c->norm_out,
+                          clast, 0, 0, 0, err)))
+        return st;
+    snprintf(x->pd, sizeof x->pd, "%s.conv_out.", x->sn);
+    snprintf(x->po, sizeof x->po, "%s.head.2.", x->sn);
+    if ((st = bind_conv(x->b, &c->conv_out, x->pd, x->po, clast, cout, 3, err))) return st;
+    x->slots += 4 + 1; /* mid resblocks, conv_out */
+    return WF_OK;
 }
 
 /* Fills the layers of encoder (side 'e') or decoder ('d') from the config and binds them. */
-static wf_status build_coder(binder *b, vae_coder *c, char side, wf_err *err) {
-    vae_model *m = b->m;
-    const dfs_vae_config *g = &m->cfg;
-    const int L = (int)g->n_dim_mult;
-    const int64_t nres = g->num_res_blocks;
-    const char *sn = side == 'e' ? "encoder" : "decoder";
-    int64_t dims[DFS_MAX_LEVELS + 1];
-    if (side == 'e') {
-        dims[0] = g->base_dim;
-        for (int i = 0; i < L; i++) dims[i + 1] = g->base_dim * g->dim_mult[i];
-    } else {
-        dims[0] = g->decoder_base_dim * g->dim_mult[L - 1];
-        for (int i = 0; i < L; i++) dims[i + 1] = g->decoder_base_dim * g->dim_mult[L - 1 - i];
-    }
-    const int per =
-        side == 'e' ? (int)nres + 1 : (int)nres + 2; /* layers per level, resample incl. */
-    c->layers = calloc((size_t)(L * per), sizeof *c->layers);
+static wf_status build_coder(st_binder *b, const dfs_vae_config *g, vae_coder *c, char side,
+                             wf_err *err) {
+    coder_build x = {.b = b, .g = g, .c = c, .side = side, .L = (int)g->n_dim_mult, .slots = 1};
+    x.sn = side == 'e' ? "encoder" : "decoder";
+    x.per = side == 'e' ? (int)g->num_res_blocks + 1 : (int)g->num_res_blocks + 2;
+    coder_widths(&x);
+    c->layers = calloc((size_t)(x.L * x.per), sizeof *c->layers);
     if (!c->layers) return wf_fail(err, WF_ENOMEM, "out of memory");
-    int n = 0, slots = 1; /* conv_in */
-    char pd[160], po[160];
-    wf_status st;
     const int64_t cin = side == 'e' ? g->in_channels : g->z_dim;
-    snprintf(pd, sizeof pd, "%s.conv_in.", sn);
-    snprintf(po, sizeof po, "%s.conv1.", sn);
-    if ((st = bind_conv(b, &c->conv_in, pd, po, cin, dims[0], 3, err))) return st;
-    const bool resid = g->is_residual;
-    for (int i = 0; i < L; i++) {
-        int64_t in = dims[i], out = dims[i + 1];
-        if (side == 'd' && i > 0 && !resid) in /= 2; /* Wan2.1: the previous upsampler halved it */
-        const bool last = i == L - 1;
-        const bool temporal =
-            !last && (side == 'e' ? g->temperal_downsample[i]
-                                  : g->temperal_downsample[L - 2 - i]); /* reversed */
-        const int nr = side == 'e' ? (int)nres : (int)nres + 1;
-        const int first = n;
-        for (int r = 0; r < nr; r++) {
-            vae_layer *l = &c->layers[n];
-            l->res.in = r == 0 ? in : out;
-            l->res.out = out;
-            if (resid) {
-                snprintf(l->name, sizeof l->name, "%s.%s_blocks.%d.resnets.%d", sn,
-                         side == 'e' ? "down" : "up", i, r);
-            } else if (side == 'e') {
-                snprintf(l->name, sizeof l->name, "encoder.down_blocks.%d", n);
-                snprintf(po, sizeof po, "encoder.downsamples.%d.", n);
-                snprintf(l->tap, sizeof l->tap, "enc.down_blocks.%d", n);
-            } else {
-                snprintf(l->name, sizeof l->name, "decoder.up_blocks.%d.resnets.%d", i, r);
-                snprintf(po, sizeof po, "decoder.upsamples.%d.", i * per + r);
-                if (r == nr - 1 && last) snprintf(l->tap, sizeof l->tap, "dec.up_blocks.%d", i);
-            }
-            snprintf(pd, sizeof pd, "%s.", l->name);
-            if ((st = bind_res(b, &l->res, pd, po, err))) return st;
-            slots += 2;
-            n++;
-        }
-        if (!last) {
-            vae_layer *l = &c->layers[n];
-            l->is_resample = true;
-            vae_resample *s = &l->rs;
-            s->dim = out;
-            if (side == 'e') {
-                s->mode = temporal ? VAE_DOWN3D : VAE_DOWN2D;
-                s->out_dim = out;
-                if (resid) {
-                    snprintf(l->name, sizeof l->name, "encoder.down_blocks.%d.downsampler", i);
-                } else {
-                    snprintf(l->name, sizeof l->name, "encoder.down_blocks.%d", n);
-                    snprintf(po, sizeof po, "encoder.downsamples.%d.", n);
-                    snprintf(l->tap, sizeof l->tap, "enc.down_blocks.%d", n);
-                }
-            } else {
-                s->mode = temporal ? VAE_UP3D : VAE_UP2D;
-                s->out_dim = resid ? out : out / 2; /* Wan2.2: upsample_out_dim = out */
-                if (resid) {
-                    snprintf(l->name, sizeof l->name, "decoder.up_blocks.%d.upsampler", i);
-                } else {
-                    snprintf(l->name, sizeof l->name, "decoder.up_blocks.%d.upsamplers.0", i);
-                    snprintf(po, sizeof po, "decoder.upsamples.%d.", i * per + per - 1);
-                    snprintf(l->tap, sizeof l->tap, "dec.up_blocks.%d", i);
-                }
-            }
-            if (!s->out_dim) /* possible only with a base width of 1 */
-                return wf_fail(err, WF_EUNSUPPORTED, "%s: %s would have 0 output channels", b->dir,
-                               l->name);
-            snprintf(pd, sizeof pd, "%s.", l->name);
-            const int64_t aux = s->mode == VAE_UP3D ? 2 * out : out;
-            unsigned mask = temporal ? 1u << W_TIME : 0;
-            if ((st = bind_module(b, resample_fields,
-                                  sizeof resample_fields / sizeof *resample_fields, pd, po, s, out,
-                                  s->out_dim, aux, mask, err)))
-                return st;
-            if (temporal) slots++;
-            n++;
-        }
-        if (resid && (side == 'e' || !last)) { /* the block's parameter-free shortcut */
-            vae_shortcut *sc = &c->layers[n - 1].shortcut;
-            *sc = (vae_shortcut){.kind = side == 'e' ? VAE_SC_AVGDOWN : VAE_SC_DUPUP,
-                                 .in = dims[i],
-                                 .out = out,
-                                 .ft = temporal ? 2 : 1,
-                                 .fs = last ? 1 : 2};
-            const int64_t fac = sc->ft * sc->fs * sc->fs;
-            if ((side == 'e' && (sc->in * fac) % sc->out) ||
-                (side == 'd' && (sc->out * fac) % sc->in))
-                return wf_fail(
-                    err, WF_EUNSUPPORTED,
-                    "%s: %s_blocks.%d: the %s shortcut from %lld to %lld channels (factor "
-                    "%lld) does not divide evenly (config.json: %s)",
-                    b->dir, side == 'e' ? "down" : "up", i, side == 'e' ? "AvgDown3D" : "DupUp3D",
-                    (long long)sc->in, (long long)sc->out, (long long)fac, b->cfg_desc);
-            c->layers[first].save_input = true;
-        }
-        if (resid)
-            snprintf(c->layers[n - 1].tap, sizeof c->layers[n - 1].tap, "%s.%s_blocks.%d",
-                     side == 'e' ? "enc" : "dec", side == 'e' ? "down" : "up", i);
-    }
-    c->n_layers = n;
-    /* conv_in, mid block, head */
-    const int64_t cmid = side == 'e' ? dims[L] : dims[0];
-    const int64_t clast = dims[L];
-    const int64_t cout = side == 'e' ? 2 * g->z_dim : g->out_channels;
-    for (int k = 0; k < 2; k++) {
-        c->mid_res[k].in = c->mid_res[k].out = cmid;
-        snprintf(pd, sizeof pd, "%s.mid_block.resnets.%d.", sn, k);
-        snprintf(po, sizeof po, "%s.middle.%d.", sn, 2 * k);
-        if ((st = bind_res(b, &c->mid_res[k], pd, po, err))) return st;
-    }
-    c->mid_attn.dim = cmid;
-    snprintf(pd, sizeof pd, "%s.mid_block.attentions.0.", sn);
-    snprintf(po, sizeof po, "%s.middle.1.", sn);
-    if ((st = bind_module(b, attn_fields, sizeof attn_fields / sizeof *attn_fields, pd, po,
-                          &c->mid_attn, cmid, cmid, 0, 0, err)))
-        return st;
-    snprintf(pd, sizeof pd, "%s.norm_out.", sn);
-    snprintf(po, sizeof po, "%s.head.0.", sn);
-    if ((st = bind_module(b, norm_fields, 1, pd, po, &c->norm_out, clast, 0, 0, 0, err))) return st;
-    snprintf(pd, sizeof pd, "%s.conv_out.", sn);
-    snprintf(po, sizeof po, "%s.head.2.", sn);
-    if ((st = bind_conv(b, &c->conv_out, pd, po, clast, cout, 3, err))) return st;
-    slots += 4 + 1; /* mid resblocks, conv_out */
-    if (slots > VAE_MAX_SLOTS)
+    snprintf(x.pd, sizeof x.pd, "%s.conv_in.", x.sn); /* slot 1 */
+    snprintf(x.po, sizeof x.po, "%s.conv1.", x.sn);
+    wf_status st = bind_conv(b, &c->conv_in, x.pd, x.po, cin, x.dims[0], 3, err);
+    for (int i = 0; !st && i < x.L; i++) st = build_level(&x, i, err);
+    if (st) return st;
+    c->n_layers = x.n;
+    if ((st = build_middle_head(&x, err))) return st;
+    if (x.slots > VAE_MAX_SLOTS)
         return wf_fail(err, WF_EUNSUPPORTED, "%s: the %s has %d cached convolutions, more than %d",
-                       b->dir, sn, slots, VAE_MAX_SLOTS);
-    c->n_slots = slots;
+                       b->dir, x.sn, x.slots, VAE_MAX_SLOTS);
+    c->n_slots = x.slots;
     return WF_OK;
 }
 
@@ -326,83 +328,76 @@ static wf_status check_config(const dfs_vae_config *c, const char *path, wf_err 
     return WF_OK;
 }
 
-wf_status vae_load(vae_model **out, const char *dir, wf_err *err) {
-    *out = NULL;
-    vae_model *m = calloc(1, sizeof *m);
-    bool *used = NULL;
-    char *cfg_path = malloc(strlen(dir) + 16);
-    wf_status st = WF_OK;
-    if (!m || !cfg_path) {
-        st = wf_fail(err, WF_ENOMEM, "out of memory");
-        goto out;
-    }
-    sprintf(cfg_path, "%s/config.json", dir);
-    if ((st = dfs_read_vae_config(cfg_path, &m->cfg, err))) goto out;
-    if ((st = check_config(&m->cfg, cfg_path, err))) goto out;
-    m->s = m->cfg.scale_factor_spatial;
-    m->s_t = m->cfg.scale_factor_temporal;
-    m->p = m->cfg.patch_size > 1 ? m->cfg.patch_size : 1;
-    if ((st = st_checkpoint_open(&m->ckpt, dir, err))) goto out;
+/* Which naming the checkpoint uses, from decoder.conv_in's name under each. */
+static wf_status detect_names(vae_model *m, st_binder *b, wf_err *err) {
     if (st_checkpoint_find(m->ckpt, "decoder.conv_in.weight")) {
         m->names = VAE_NAMES_DIFFUSERS;
     } else if (st_checkpoint_find(m->ckpt, "decoder.conv1.weight")) {
         m->names = VAE_NAMES_OFFICIAL;
-        if (m->cfg.is_residual) {
-            st =
-                wf_fail(err, WF_EUNSUPPORTED,
-                        "%s: official Wan names of the Wan2.2 VAE (is_residual) are not supported; "
-                        "convert the checkpoint to Diffusers names",
-                        dir);
-            goto out;
-        }
+        if (m->cfg.is_residual)
+            return wf_fail(err, WF_EUNSUPPORTED,
+                           "%s: official Wan names of the Wan2.2 VAE (is_residual) are not "
+                           "supported; convert the checkpoint to Diffusers names",
+                           b->dir);
     } else {
-        st = wf_fail(err, WF_EFORMAT,
-                     "%s: not a Wan VAE checkpoint: neither the Diffusers name "
-                     "'decoder.conv_in.weight' nor the official 'decoder.conv1.weight' is present",
-                     dir);
-        goto out;
+        return wf_fail(err, WF_EFORMAT,
+                       "%s: not a Wan VAE checkpoint: neither the Diffusers name "
+                       "'decoder.conv_in.weight' nor the official 'decoder.conv1.weight' is "
+                       "present",
+                       b->dir);
     }
-    used = calloc(m->ckpt->n_tensors ? m->ckpt->n_tensors : 1, sizeof *used);
-    if (!used) {
-        st = wf_fail(err, WF_ENOMEM, "out of memory");
-        goto out;
-    }
-    binder b = {.m = m, .dir = dir, .used = used};
-    {
-        const dfs_vae_config *c = &m->cfg;
-        size_t o = (size_t)snprintf(b.cfg_desc, sizeof b.cfg_desc,
-                                    "base_dim %lld, decoder_base_dim %lld, z_dim %lld, dim_mult [",
-                                    (long long)c->base_dim, (long long)c->decoder_base_dim,
-                                    (long long)c->z_dim);
-        for (size_t i = 0; i < c->n_dim_mult && o < sizeof b.cfg_desc; i++)
-            o += (size_t)snprintf(b.cfg_desc + o, sizeof b.cfg_desc - o, "%s%lld", i ? ", " : "",
-                                  (long long)c->dim_mult[i]);
-        if (o < sizeof b.cfg_desc)
-            snprintf(b.cfg_desc + o, sizeof b.cfg_desc - o,
-                     "], num_res_blocks %lld, is_residual %s", (long long)c->num_res_blocks,
-                     c->is_residual ? "true" : "false");
-    }
-    if ((st = build_coder(&b, &m->w.enc, 'e', err))) goto out;
-    if ((st = build_coder(&b, &m->w.dec, 'd', err))) goto out;
+    b->naming = (int)m->names;
+    return WF_OK;
+}
+
+/* The config fields the shapes depend on, for messages: "base_dim 4, ..., is_residual false". */
+static void describe_config(const dfs_vae_config *c, char *buf, size_t len) {
+    size_t o = (size_t)snprintf(buf, len,
+                                "base_dim %lld, decoder_base_dim %lld, z_dim %lld, dim_mult [",
+                                (long long)c->base_dim, (long long)c->decoder_base_dim,
+                                (long long)c->z_dim);
+    for (size_t i = 0; i < c->n_dim_mult && o < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%lld", i ? ", " : "", (long long)c->dim_mult[i]);
+    if (o < len)
+        snprintf(buf + o, len - o, "], num_res_blocks %lld, is_residual %s",
+                 (long long)c->num_res_blocks, c->is_residual ? "true" : "false");
+}
+
+/* Binds encoder, decoder and the two 1x1x1 convs between them, then refuses what is left over. */
+static wf_status bind_weights(vae_model *m, st_binder *b, wf_err *err) {
+    describe_config(&m->cfg, b->config, sizeof b->config);
+    snprintf(b->missing, sizeof b->missing, "config.json: %s", b->config);
+    b->advice = "; is this the right config for these weights?";
+    wf_status st;
+    if ((st = build_coder(b, &m->cfg, &m->w.enc, 'e', err))) return st;
+    if ((st = build_coder(b, &m->cfg, &m->w.dec, 'd', err))) return st;
     const int64_t z = m->cfg.z_dim;
-    if ((st = bind_conv(&b, &m->w.quant, "quant_conv.", "conv1.", 2 * z, 2 * z, 1, err))) goto out;
-    if ((st = bind_conv(&b, &m->w.post_quant, "post_quant_conv.", "conv2.", z, z, 1, err)))
-        goto out;
-    size_t unused = 0, first = 0;
-    for (size_t i = 0; i < m->ckpt->n_tensors; i++)
-        if (!used[i] && unused++ == 0) first = i;
-    if (unused) {
-        st =
-            wf_fail(err, WF_EFORMAT,
-                    "%s: %zu tensor%s the config does not use, e.g. '%s' (config.json: %s; is this "
-                    "the right config for these weights?)",
-                    dir, unused, unused == 1 ? "" : "s", m->ckpt->by_name[first]->name, b.cfg_desc);
-        goto out;
-    }
+    if ((st = bind_conv(b, &m->w.quant, "quant_conv.", "conv1.", 2 * z, 2 * z, 1, err))) return st;
+    if ((st = bind_conv(b, &m->w.post_quant, "post_quant_conv.", "conv2.", z, z, 1, err)))
+        return st;
+    char why[320];
+    snprintf(why, sizeof why, "config.json: %s; is this the right config for these weights?",
+             b->config);
+    return st_binder_finish(b, why, err);
+}
+
+wf_status vae_load(vae_model **out, const char *dir, wf_err *err) {
+    *out = NULL;
+    st_binder b = {0};
+    vae_model *m = calloc(1, sizeof *m);
+    wf_status st = m ? st_binder_init(&b, dir, err) : wf_fail(err, WF_ENOMEM, "out of memory");
+    if (st) goto out;
+    WF_TRY(dfs_read_vae_config(b.config_path, &m->cfg, err));
+    WF_TRY(check_config(&m->cfg, b.config_path, err));
+    m->s = m->cfg.scale_factor_spatial;
+    m->s_t = m->cfg.scale_factor_temporal;
+    m->p = m->cfg.patch_size > 1 ? m->cfg.patch_size : 1;
+    WF_TRY(st_binder_open(&b, &m->ckpt, err));
+    WF_TRY(detect_names(m, &b, err));
+    WF_TRY(bind_weights(m, &b, err));
     m->weight_bytes = m->ckpt->total_bytes;
 out:
-    free(used);
-    free(cfg_path);
+    st_binder_free(&b);
     if (st) vae_free(&m);
     *out = m;
     return st;
