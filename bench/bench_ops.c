@@ -1,33 +1,25 @@
-/* bench_ops.c: the op benchmark (matmul, attention, conv3d), in the nccl-tests shape.
+/* bench_ops.c: the op benchmark (matmul, attention, conv3d), a plug-in of the bench engine
+ * (bench_engine.h), in the nccl-tests shape.
  *
- * What it is: one engine and one small plug-in per op (sizes, FLOP count, setup, run, check).
- * For each shape of the chosen size class it runs -w warm-up and -n timed calls of the op through
- * the backend dispatcher and prints one row: median time, GFLOP/s, % of the peak measured at start
- * (a large f32 OpenBLAS sgemm), the correctness check (64 random output entries against a double
- * dot product, plus a scan of the whole output for NaN/Inf) and, when a python with torch is
- * found, the PyTorch time for the same shape and the ratio torch/ours. A footer says OK or FAILED;
- * the exit status is 1 when any value was out of bounds. Metrics: bench/PERFORMANCE.md.
+ * What it is: one small op table (sizes, FLOP count, setup, run, check per op) under the engine.
+ * For each shape of the chosen size class the engine runs -w warm-up and -n timed calls of the op
+ * through the backend dispatcher and prints one row: median time, GFLOP/s, % of the peak measured
+ * at start (a large f32 OpenBLAS sgemm), the correctness check (64 random output entries against a
+ * double dot product, plus a scan of the whole output for NaN/Inf) and, when a python with torch
+ * is found, the PyTorch time for the same shape and the ratio torch/ours. A footer says OK or
+ * FAILED; the exit status is 1 when any value was out of bounds. Metrics: bench/PERFORMANCE.md.
  * What it is not: a test (tests/test_ops.c owns correctness) or a GPU benchmark (yet).
  * Run:   build/bench/bench_ops --op all --sizes small [-w 1 -n 5 --check 1 --dtype f32
  *                              --threads 2 --json out.json --torch 1]
  */
-#include <cblas.h>
-#include <errno.h>
 #include <math.h>
-#include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "backend.h"
-#include "bench_util.h"
-
-#ifndef WANFARM_BENCH_DIR
-#define WANFARM_BENCH_DIR "bench" /* CMake sets the source dir; this works from the repo root */
-#endif
+#include "bench_engine.h"
 
 #define CHECK_SAMPLES 64
 #define CHECK_TOL 1e-4 /* normalised error bound per checked entry: see PERFORMANCE.md */
@@ -36,7 +28,6 @@
 /* ------------------------------------------------------------------------------------------ */
 /* small utilities */
 
-
 static int64_t rng_below(uint64_t *s, int64_t n) { return (int64_t)(bu_rng_uniform(s) * (double)n); }
 
 /* uniform in [-a, a): cheap and enough for timing and checking */
@@ -44,7 +35,6 @@ static void fill_uniform(float *x, size_t n, float a, uint64_t seed) {
     uint64_t s = seed;
     for (size_t i = 0; i < n; i++) x[i] = (float)((2.0 * bu_rng_uniform(&s) - 1.0) * a);
 }
-
 
 static size_t count_nonfinite(const float *y, size_t n) {
     size_t c = 0;
@@ -293,338 +283,136 @@ static const bench_op bench_ops[] = {
 #define N_OPS ((int)(sizeof bench_ops / sizeof bench_ops[0]))
 
 /* ------------------------------------------------------------------------------------------ */
-/* the torch peer */
+/* the plug-in: one row per shape of the chosen ops and size class */
 
 #define MAX_CASES 32
-typedef struct peer {
-    int ran;
-    char why[256];      /* reason when skipped or failed */
-    char version[64];
-    int n;
-    char key[MAX_CASES][64];
-    double ms[MAX_CASES];
-} peer;
+static struct {
+    const char *op, *sizes;        /* --op, --sizes */
+    int ncases;
+    const bench_op *ops[MAX_CASES];
+    const int64_t *dims[MAX_CASES];
+    char key[MAX_CASES][64];       /* the peer's name of each case: "matmul:256,1536,1536" */
+    double torch_ms[MAX_CASES];
+    bench_state s;                 /* the current row's buffers */
+} O = {.op = "all", .sizes = "small"};
 
-static int python_has_torch(const char *py) {
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch' >/dev/null 2>&1", py);
-    return system(cmd) == 0;
-}
-
-/* Finds the python (WANFARM_TORCH_PYTHON, else ~/.venvs/ref/bin/python), runs torch_peer.py
- * on the cases and parses its JSON lines. On any failure sets p->why and leaves p->ran 0. */
-static void peer_run(peer *p, const char *cases[], int ncases, int threads, int warm, int iters,
-                     const char *dtype) {
-    char py[1024];
-    const char *env = getenv("WANFARM_TORCH_PYTHON");
-    const char *home = getenv("HOME");
-    if (env && *env) {
-        snprintf(py, sizeof py, "%s", env);
-    } else {
-        snprintf(py, sizeof py, "%s/.venvs/ref/bin/python", home ? home : "");
-        if (access(py, X_OK) != 0) {
-            snprintf(p->why, sizeof p->why,
-                     "WANFARM_TORCH_PYTHON unset and %.200s not found", py);
-            return;
-        }
-    }
-    if (strchr(py, '\'')) {
-        snprintf(p->why, sizeof p->why, "python path contains a quote: %.200s", py);
-        return;
-    }
-    if (!python_has_torch(py)) {
-        snprintf(p->why, sizeof p->why, "%.200s cannot import torch", py);
-        return;
-    }
-    char cmd[8192];
-    int o = snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=%d '%s' '%s/torch_peer.py' --threads %d "
-                     "-w %d -n %d --dtype %s", threads, py, WANFARM_BENCH_DIR, threads, warm,
-                     iters, dtype);
-    for (int i = 0; i < ncases && o < (int)sizeof cmd; i++)
-        o += snprintf(cmd + o, sizeof cmd - (size_t)o, " %s", cases[i]);
-    if (o >= (int)sizeof cmd - 8) {
-        snprintf(p->why, sizeof p->why, "too many cases for one peer command");
-        return;
-    }
-    snprintf(cmd + o, sizeof cmd - (size_t)o, " 2>&1");
-    FILE *f = popen(cmd, "r");
-    if (!f) {
-        snprintf(p->why, sizeof p->why, "cannot start %.150s: %.80s", py, strerror(errno));
-        return;
-    }
-    char line[4096], last[256] = "";
-    while (fgets(line, sizeof line, f)) {
-        char *k = strstr(line, "\"case\": \""), *m = strstr(line, "\"ms\": ");
-        char *v = strstr(line, "\"torch\": \"");
-        if (k && m && p->n < MAX_CASES) {
-            k += 9;
-            char *e = strchr(k, '"');
-            if (!e || e - k >= 64) continue;
-            memcpy(p->key[p->n], k, (size_t)(e - k));
-            p->key[p->n][e - k] = 0;
-            p->ms[p->n++] = strtod(m + 6, NULL);
-        } else if (v) {
-            v += 10;
-            char *e = strchr(v, '"');
-            if (e && e - v < 64) {
-                memcpy(p->version, v, (size_t)(e - v));
-                p->version[e - v] = 0;
-            }
-        } else {
-            line[strcspn(line, "\n")] = 0;
-            if (*line) snprintf(last, sizeof last, "%.200s", line);
-        }
-    }
-    int rc = pclose(f);
-    if (rc != 0) {
-        snprintf(p->why, sizeof p->why, "torch_peer.py failed (status %d): %.200s", rc, last);
-        return;
-    }
-    p->ran = 1;
-}
-
-static double peer_ms(const peer *p, const char *key) {
-    for (int i = 0; i < p->n; i++)
-        if (strcmp(p->key[i], key) == 0) return p->ms[i];
-    return NAN;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-
-
-static void usage(const char *argv0) {
-    fprintf(stderr,
-            "usage: %s [--op matmul|attention|conv3d|all] [--sizes small|medium|large]\n"
-            "          [-w warmup] [-n iters] [--check 0|1] [--dtype f32|bf16] [--threads N]\n"
-            "          [--json FILE] [--torch 0|1]\n"
-            "Metrics are defined in bench/PERFORMANCE.md.\n",
-            argv0);
-}
-
-typedef struct row {
-    const char *op;
-    char shape[64];
-    double ms, gflops, pct, err, torch_ms, ratio;
-    long wrong;
-    int checked;
-} row;
-
-int main(int argc, char **argv) {
-    const char *op_sel = "all", *sizes = "small", *json = NULL, *dtype = "f32";
-    int warm = 1, iters = 5, check = 1, threads = 0, torch = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(argv[0]);
-            return 0;
-        }
-        if (!v) {
-            fprintf(stderr, "bench_ops: %s needs a value\n", a);
-            usage(argv[0]);
-            return 2;
-        }
-        i++;
-        if (!strcmp(a, "--op")) op_sel = v;
-        else if (!strcmp(a, "--sizes")) sizes = v;
-        else if (!strcmp(a, "-w")) warm = atoi(v);
-        else if (!strcmp(a, "-n")) iters = atoi(v);
-        else if (!strcmp(a, "--check")) check = atoi(v);
-        else if (!strcmp(a, "--dtype")) dtype = v;
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--json")) json = v;
-        else if (!strcmp(a, "--torch")) torch = atoi(v);
-        else {
-            fprintf(stderr, "bench_ops: unknown option %s\n", a);
-            usage(argv[0]);
-            return 2;
-        }
-    }
-    int cls = !strcmp(sizes, "small") ? 0 : !strcmp(sizes, "medium") ? 1
-              : !strcmp(sizes, "large") ? 2 : -1;
-    wk_dtype wdt = !strcmp(dtype, "f32")    ? WK_F32
-                   : !strcmp(dtype, "bf16") ? WK_BF16
-                                            : WK_DTYPE_COUNT;
-    int op_found = !strcmp(op_sel, "all");
-    for (int i = 0; i < N_OPS; i++) op_found |= !strcmp(op_sel, bench_ops[i].name);
-    if (cls < 0 || wdt == WK_DTYPE_COUNT || !op_found || iters < 1 || warm < 0 || threads < 0) {
-        fprintf(stderr, "bench_ops: bad value (--op %s --sizes %s --dtype %s -n %d -w %d "
-                "--threads %d)\n", op_sel, sizes, dtype, iters, warm, threads);
-        usage(argv[0]);
+static int ops_init(bn_run *e) {
+    (void)e;
+    const int cls = !strcmp(O.sizes, "small") ? 0 : !strcmp(O.sizes, "medium") ? 1
+                    : !strcmp(O.sizes, "large") ? 2 : -1;
+    int found = !strcmp(O.op, "all");
+    for (int i = 0; i < N_OPS; i++) found |= !strcmp(O.op, bench_ops[i].name);
+    if (cls < 0 || !found) {
+        fprintf(stderr, "bench_ops: bad value (--op %s --sizes %s)\n", O.op, O.sizes);
         return 2;
     }
-
-    wf_err err = {0};
-    wk_backend *be = NULL;
-    if (wk_backend_cpu_new(&be, threads, &err) != WF_OK) {
-        fprintf(stderr, "bench_ops: %s\n", err.msg);
-        return 1;
-    }
-    threads = be->nthreads;
-    omp_set_num_threads(threads);
-
-    /* the case list, then the peer over all of it in one python process */
-    const bench_op *cops[MAX_CASES];
-    const int64_t *cdims[MAX_CASES];
-    char ckeys[MAX_CASES][64];
-    const char *ckp[MAX_CASES];
-    int ncases = 0;
     for (int i = 0; i < N_OPS; i++) {
-        if (strcmp(op_sel, "all") && strcmp(op_sel, bench_ops[i].name)) continue;
-        for (int j = 0; j < MAX_SIZES && bench_ops[i].sizes[cls][j][0] && ncases < MAX_CASES; j++) {
-            cops[ncases] = &bench_ops[i];
-            cdims[ncases] = bench_ops[i].sizes[cls][j];
-            bench_ops[i].peer_case(cdims[ncases], ckeys[ncases], sizeof ckeys[0]);
-            ckp[ncases] = ckeys[ncases];
-            ncases++;
+        if (strcmp(O.op, "all") && strcmp(O.op, bench_ops[i].name)) continue;
+        for (int j = 0; j < MAX_SIZES && bench_ops[i].sizes[cls][j][0] && O.ncases < MAX_CASES; j++) {
+            O.ops[O.ncases] = &bench_ops[i];
+            O.dims[O.ncases] = bench_ops[i].sizes[cls][j];
+            bench_ops[i].peer_case(O.dims[O.ncases], O.key[O.ncases], sizeof O.key[0]);
+            O.torch_ms[O.ncases++] = NAN;
         }
     }
-
-    double peak = bu_measure_peak(threads);
-    printf("# bench_ops: wanfarm CPU backend, %d threads, OpenBLAS %s\n", threads,
-           openblas_get_config());
-    printf("# peak: %.1f GFLOP/s (f32 cblas_sgemm 2048^3, best of <= 10 calls after a warm-up)\n",
-           peak);
-    printf("# sizes %s, weight dtype %s, warm-up %d, iters %d (time = median), check %s\n", sizes,
-           dtype, warm, iters,
-           check ? "64 random entries vs double + NaN/Inf scan (tol 1e-4 normalised)" : "off");
-    fflush(stdout);
-
-    peer pr = {0};
-    if (!torch) snprintf(pr.why, sizeof pr.why, "--torch 0");
-    else peer_run(&pr, ckp, ncases, threads, warm, iters, dtype);
-    if (pr.ran)
-        printf("# torch peer: torch %s, %d threads (bench/torch_peer.py)\n", pr.version, threads);
-    else printf("# torch peer: skipped (%s)\n", pr.why);
-    printf("#\n# %-9s %-22s %-4s %9s %9s %6s %9s %6s %9s %6s\n", "op", "shape", "wdt", "time(ms)",
-           "GFLOP/s", "%peak", "error", "#wrong", "torch(ms)", "ratio");
-    fflush(stdout);
-
-    row rows[MAX_CASES];
-    long total_wrong = 0;
-    int nrows = 0, failed_runs = 0;
-    double pct_sum = 0;
-    double *times = malloc((size_t)iters * sizeof *times);
-    if (!times) {
-        fprintf(stderr, "bench_ops: out of memory\n");
-        return 1;
-    }
-    for (int c = 0; c < ncases; c++) {
-        const bench_op *op = cops[c];
-        bench_state s = {.wdt = wdt};
-        memcpy(s.d, cdims[c], sizeof s.d);
-        row *r = &rows[nrows];
-        memset(r, 0, sizeof *r);
-        r->op = op->name;
-        op->shape(s.d, r->shape, sizeof r->shape);
-        wk_dtype shown = strcmp(op->name, "attention") ? wdt : WK_F32;
-        if (op->setup(&s) != 0) {
-            printf("  %-9s %-22s out of memory\n", op->name, r->shape);
-            state_free(&s);
-            failed_runs++;
-            continue;
-        }
-        wf_status st = WF_OK;
-        for (int i = 0; i < warm && st == WF_OK; i++) st = op->run(be, &s, &err);
-        for (int i = 0; i < iters && st == WF_OK; i++) {
-            double t0 = bu_now_s();
-            st = op->run(be, &s, &err);
-            times[i] = bu_now_s() - t0;
-        }
-        if (st != WF_OK) {
-            printf("  %-9s %-22s %-4s FAILED: %s: %s\n", op->name, r->shape, wk_dtype_name(shown),
-                   wf_status_str(st), err.msg);
-            state_free(&s);
-            failed_runs++;
-            continue;
-        }
-        qsort(times, (size_t)iters, sizeof *times, bu_cmp_double);
-        double med = iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
-        r->ms = med * 1e3;
-        r->gflops = op->flops(s.d) / med * 1e-9;
-        r->pct = 100.0 * r->gflops / peak;
-        r->err = NAN;
-        if (check) {
-            uint64_t rng = 0x5eed + (uint64_t)c;
-            check_acc acc = {.n = 0};
-            op->check(&s, &rng, &acc);
-            check_finish(&acc, count_nonfinite(s.out, s.nout), &r->err, &r->wrong);
-            if (acc.n < CHECK_SAMPLES) r->wrong++; /* the check itself could not run fully */
-            r->checked = 1;
-            total_wrong += r->wrong;
-        }
-        r->torch_ms = pr.ran ? peer_ms(&pr, ckeys[c]) : NAN;
-        r->ratio = r->torch_ms / r->ms;
-        char e[16] = "n/a", w[16] = "n/a", tm[16] = "n/a", ra[16] = "n/a";
-        if (r->checked) {
-            snprintf(e, sizeof e, "%.1e", r->err);
-            snprintf(w, sizeof w, "%ld", r->wrong);
-        }
-        if (isfinite(r->torch_ms)) {
-            snprintf(tm, sizeof tm, "%.3f", r->torch_ms);
-            snprintf(ra, sizeof ra, "%.2f", r->ratio);
-        }
-        printf("  %-9s %-22s %-4s %9.3f %9.1f %5.1f%% %9s %6s %9s %6s\n", r->op, r->shape,
-               wk_dtype_name(shown), r->ms, r->gflops, r->pct, e, w, tm, ra);
-        fflush(stdout);
-        pct_sum += r->pct;
-        nrows++;
-        state_free(&s);
-    }
-    free(times);
-
-    /* the peak again: if it moved, something else was running and every figure is suspect */
-    double peak_after = bu_measure_peak(threads);
-    int noisy = fabs(peak_after - peak) > 0.15 * fmax(peak, peak_after);
-    printf("# peak after: %.1f GFLOP/s%s\n", peak_after,
-           noisy ? " -- moved by more than 15%: the machine is loaded, timings are noisy" : "");
-    int ok = total_wrong == 0 && failed_runs == 0;
-    printf("# Out of bounds values : %ld %s\n", total_wrong, ok ? "OK" : "FAILED");
-    if (failed_runs) printf("# Failed runs : %d\n", failed_runs);
-    printf("# Avg %% of peak : %.1f\n", nrows ? pct_sum / nrows : 0.0);
-    if (pr.ran) {
-        double lsum = 0;
-        int nr = 0;
-        for (int i = 0; i < nrows; i++)
-            if (isfinite(rows[i].ratio) && rows[i].ratio > 0) {
-                lsum += log(rows[i].ratio);
-                nr++;
-            }
-        if (nr) printf("# Geomean ratio (torch/ours) : %.2f\n", exp(lsum / nr));
-    }
-
-    if (json) {
-        FILE *f = fopen(json, "w");
-        if (!f) {
-            fprintf(stderr, "bench_ops: cannot write %s: %s\n", json, strerror(errno));
-            ok = 0;
-        } else {
-            fprintf(f, "{\"bench\": \"bench_ops\", \"threads\": %d, \"peak_gflops\": %.3f, "
-                    "\"peak_gflops_after\": %.3f, \"noisy\": %s, \"sizes\": \"%s\", "
-                    "\"dtype\": \"%s\", \"warmup\": %d, \"iters\": %d, \"torch\": ",
-                    threads, peak, peak_after, noisy ? "true" : "false", sizes, dtype, warm,
-                    iters);
-            if (pr.ran) fprintf(f, "\"%s\"", pr.version);
-            else fprintf(f, "null");
-            fprintf(f, ",\n \"rows\": [");
-            for (int i = 0; i < nrows; i++) {
-                const row *r = &rows[i];
-                fprintf(f, "%s\n  {\"op\": \"%s\", \"shape\": \"%s\", \"ms\": %.6g, "
-                        "\"gflops\": %.6g, \"pct_peak\": %.4g, ", i ? "," : "", r->op, r->shape,
-                        r->ms, r->gflops, r->pct);
-                if (r->checked && isfinite(r->err))
-                    fprintf(f, "\"error\": %.3g, \"wrong\": %ld, ", r->err, r->wrong);
-                else if (r->checked) /* JSON has no NaN: the error is unbounded */
-                    fprintf(f, "\"error\": \"inf\", \"wrong\": %ld, ", r->wrong);
-                else fprintf(f, "\"error\": null, \"wrong\": null, ");
-                if (isfinite(r->torch_ms))
-                    fprintf(f, "\"torch_ms\": %.6g, \"ratio\": %.4g}", r->torch_ms, r->ratio);
-                else fprintf(f, "\"torch_ms\": null, \"ratio\": null}");
-            }
-            fprintf(f, "\n ],\n \"out_of_bounds\": %ld, \"failed_runs\": %d, \"ok\": %s}\n",
-                    total_wrong, failed_runs, ok ? "true" : "false");
-            if (fclose(f) != 0) ok = 0;
-        }
-    }
-    wk_backend_destroy(&be);
-    return ok ? 0 : 1;
+    return 0;
 }
+
+static wf_status ops_setup(bn_run *e, wf_err *err) {
+    (void)err;
+    printf("# sizes %s, weight dtype %s, warm-up %d, iters %d (time = median), check %s\n",
+           O.sizes, e->o.dtype, e->o.warm, e->o.iters,
+           e->o.check ? "64 random entries vs double + NaN/Inf scan (tol 1e-4 normalised)" : "off");
+    e->nrows = O.ncases;
+    return WF_OK;
+}
+
+/* bench/torch_peer.py over every case in one python process: a {"case": ..., "ms": ...} line each. */
+static void ops_peer(bn_run *e, char *detail, size_t n) {
+    char py[1024], args[4096];
+    bu_peer *p = &e->peer;
+    if (bu_find_python("torch", py, sizeof py, p->why, sizeof p->why)) return;
+    int k = snprintf(args, sizeof args, "--threads %d -w %d -n %d --dtype %s", e->o.threads,
+                     e->o.warm, e->o.iters, e->o.dtype);
+    for (int i = 0; i < O.ncases && k < (int)sizeof args; i++)
+        k += snprintf(args + k, sizeof args - (size_t)k, " %s", O.key[i]);
+    json_t *lines = bu_run_peer(py, WANFARM_BENCH_DIR, "torch_peer.py", args, e->o.threads, "case",
+                                p->why, sizeof p->why);
+    for (size_t l = 0; l < json_array_size(lines); l++) {
+        json_t *o = json_array_get(lines, l);
+        const char *c = json_string_value(json_object_get(o, "case"));
+        if (json_object_get(o, "torch")) bu_json_str_copy(o, "torch", p->torch, sizeof p->torch);
+        for (int i = 0; c && i < O.ncases; i++)
+            if (!strcmp(c, O.key[i])) O.torch_ms[i] = bu_json_num_or_nan(o, "ms");
+    }
+    p->ran = lines != NULL;
+    json_decref(lines);
+    snprintf(detail, n, "bench/torch_peer.py");
+}
+
+static wf_status ops_row(bn_run *e, int i, bn_row *r, wf_err *err) {
+    const bench_op *op = O.ops[i];
+    O.s = (bench_state){.wdt = e->o.wdt};
+    memcpy(O.s.d, O.dims[i], sizeof O.s.d);
+    snprintf(r->cell[0], BN_CELL, "%s", op->name);
+    op->shape(O.s.d, r->cell[1], BN_CELL);
+    const wk_dtype shown = strcmp(op->name, "attention") ? e->o.wdt : WK_F32; /* no weight */
+    snprintf(r->cell[2], BN_CELL, "%s", wk_dtype_name(shown));
+    r->flops = op->flops(O.s.d);
+    r->torch_ms = O.torch_ms[i];
+    return op->setup(&O.s) ? wf_fail(err, WF_ENOMEM, "out of memory") : WF_OK;
+}
+
+static wf_status ops_run(bn_run *e, int i, int call, wf_err *err) {
+    (void)call;
+    return O.ops[i]->run(e->be, &O.s, err);
+}
+
+/* The check: 64 sampled entries against double references, plus the NaN/Inf scan. */
+static void ops_row_done(bn_run *e, int i, bn_row *r) {
+    if (!r->st && e->o.check) {
+        uint64_t rng = 0x5eed + (uint64_t)i;
+        check_acc acc = {.n = 0};
+        O.ops[i]->check(&O.s, &rng, &acc);
+        check_finish(&acc, count_nonfinite(O.s.out, O.s.nout), &r->error, &r->wrong);
+        if (acc.n < CHECK_SAMPLES) r->wrong++; /* the check itself could not run fully */
+        r->ref = "double";
+    }
+    state_free(&O.s);
+}
+
+static void ops_json(bn_run *e, json_t *o) {
+    (void)e;
+    json_object_set_new(o, "sizes", json_string(O.sizes));
+}
+
+static void ops_row_json(bn_run *e, int i, const bn_row *r, json_t *jr) {
+    (void)e;
+    (void)i;
+    json_object_set_new(jr, "op", json_string(r->cell[0]));
+    json_object_set_new(jr, "shape", json_string(r->cell[1]));
+    /* JSON has no NaN: an unbounded error (a NaN in the output) is the string "inf" */
+    json_object_set_new(jr, "error", !r->ref ? json_null()
+                                     : isfinite(r->error) ? json_real(r->error) : json_string("inf"));
+    json_object_set_new(jr, "wrong", r->ref ? json_integer(r->wrong) : json_null());
+}
+
+static const bn_flag ops_flags[] = {{"--op", "matmul|attention|conv3d|all", 's', &O.op, 0, 0, NULL},
+                                    {"--sizes", "small|medium|large", 's', &O.sizes, 0, 0, NULL},
+                                    {NULL, NULL, 0, NULL, 0, 0, NULL}};
+
+static const bn_col ops_cols[] = {
+    {"op", NULL, -9, BN_TEXT, NULL},          {"shape", NULL, -22, BN_TEXT, NULL},
+    {"wdt", NULL, -4, BN_TEXT, NULL},         {"time(ms)", NULL, 9, BN_MS, "%.3f"},
+    {"GFLOP/s", NULL, 9, BN_GFLOPS, "%.1f"},  {"%peak", NULL, 6, BN_PCT, "%.1f%%"},
+    {"error", NULL, 9, BN_ERROR, "%.1e"},     {"#wrong", NULL, 6, BN_WRONG, NULL},
+    {"torch(ms)", NULL, 9, BN_TORCH_MS, "%.3f"}, {"ratio", NULL, 6, BN_RATIO, "%.2f"}};
+
+static const bn_bench ops_bench = {
+    .name = "bench_ops", .note = "Metrics are defined in bench/PERFORMANCE.md.",
+    .flags = ops_flags, .flag_set = BN_DTYPE | BN_TORCH | BN_BACKEND | BN_PEAK | BN_AVERAGES,
+    .warm = 1, .iters = 5, .cols = ops_cols, .ncols = 10, .nkeys = 3,
+    .init = ops_init, .setup = ops_setup, .peer = ops_peer, .row = ops_row, .run = ops_run,
+    .row_done = ops_row_done, .json = ops_json, .row_json = ops_row_json};
+
+int main(int argc, char **argv) { return bn_main(&ops_bench, argc, argv); }

@@ -1,4 +1,5 @@
-/* bench_util.c: shared bench helpers (see bench_util.h). */
+/* bench_util.c: the helpers under the bench engine (see bench_util.h).
+ * Run: through any bench (build/bench/bench_ops --op all --sizes small). */
 #include "bench_util.h"
 
 #include <cblas.h>
@@ -170,11 +171,13 @@ json_t *bu_run_peer(const char *py, const char *bench_dir, const char *script, c
         return NULL;
     }
     char line[8192], last[256] = "";
-    json_t *found = NULL;
+    json_t *lines = json_array();
+    int found = 0;
     while (fgets(line, sizeof line, f)) {
-        json_t *o = !found && line[0] == '{' ? json_loads(line, 0, NULL) : NULL;
-        if (o && json_object_get(o, key)) {
-            found = o;
+        json_t *o = line[0] == '{' ? json_loads(line, 0, NULL) : NULL;
+        if (json_is_object(o)) {
+            found |= json_object_get(o, key) != NULL;
+            json_array_append_new(lines, o);
             continue;
         }
         json_decref(o);
@@ -184,10 +187,10 @@ json_t *bu_run_peer(const char *py, const char *bench_dir, const char *script, c
     int rc = pclose(f);
     if (rc != 0 || !found) {
         snprintf(why, nwhy, "%s failed (status %d): %.200s", script, rc, last);
-        json_decref(found);
+        json_decref(lines);
         return NULL;
     }
-    return found;
+    return lines;
 }
 
 double bu_json_num_or_nan(json_t *o, const char *key) {
@@ -234,56 +237,6 @@ int bu_parse_latent(const char *v, int64_t cin, int64_t *F, int64_t *H, int64_t 
     return 0;
 }
 
-int bu_write_json(const char *path, json_t *o, const char *who) {
-    FILE *f = fopen(path, "w");
-    int r = f ? json_dumpf(o, f, JSON_INDENT(1) | JSON_REAL_PRECISION(6)) : -1;
-    if (f && (fputc('\n', f) == EOF || fclose(f) != 0)) r = -1;
-    if (r != 0) fprintf(stderr, "%s: cannot write %s: %s\n", who, path, strerror(errno));
-    return r ? -1 : 0;
-}
-
-int bu_print_footer(double rss_ours, int peer_ran, double rss_peer, double rss_import,
-                    const char *peer_libs, long out_of_bounds, int failed_runs) {
-    if (peer_ran)
-        printf("# Peak RSS (MiB) : ours %.1f, torch %.1f (of which %.1f after importing %s)\n",
-               rss_ours, rss_peer, rss_import, peer_libs);
-    else printf("# Peak RSS (MiB) : ours %.1f\n", rss_ours);
-    int ok = out_of_bounds == 0 && failed_runs == 0;
-    printf("# Out of bounds values : %ld %s\n", out_of_bounds, ok ? "OK" : "FAILED");
-    if (failed_runs) printf("# Failed runs : %d\n", failed_runs);
-    return ok;
-}
-
-json_t *bu_json_header(const char *bench, int threads, double peak, double peak_after,
-                       int noisy, int warmup, int iters) {
-    json_t *o = json_object();
-    if (!o) return NULL;
-    json_object_set_new(o, "bench", json_string(bench));
-    json_object_set_new(o, "threads", json_integer(threads));
-    json_object_set_new(o, "peak_gflops", bu_real_or_null(peak));
-    json_object_set_new(o, "peak_gflops_after", bu_real_or_null(peak_after));
-    json_object_set_new(o, "noisy", json_boolean(noisy));
-    json_object_set_new(o, "warmup", json_integer(warmup));
-    json_object_set_new(o, "iters", json_integer(iters));
-    return o;
-}
-
-int bu_common_flag(const char *a, const char *v, int *warm, int *iters, int *threads, int *check,
-                   int *torch, int *keep, const char **json) {
-    static const char *names[6] = {"-w", "-n", "--threads", "--check", "--torch", "--keep"};
-    int *dst[6] = {warm, iters, threads, check, torch, keep};
-    for (int k = 0; k < 6; k++)
-        if (dst[k] && !strcmp(a, names[k])) {
-            *dst[k] = atoi(v);
-            return 1;
-        }
-    if (json && !strcmp(a, "--json")) {
-        *json = v;
-        return 1;
-    }
-    return 0;
-}
-
 void bu_peer_run(bu_peer *p, const bu_peer_spec *s, const char *bench_dir, const char *dir,
                  int threads, int warm, int iters, const char *extra) {
     char py[1024], args[4096];
@@ -293,9 +246,14 @@ void bu_peer_run(bu_peer *p, const bu_peer_spec *s, const char *bench_dir, const
              "'%s' '%s/inputs.safetensors' '%s/torch_out.safetensors' --threads %d --warmup %d "
              "--iters %d%s",
              dir, dir, dir, threads, warm, iters, extra);
-    json_t *o = bu_run_peer(py, bench_dir, s->script, args, threads, s->need_key, p->why,
-                            sizeof p->why);
-    if (!o) return;
+    json_t *lines = bu_run_peer(py, bench_dir, s->script, args, threads, s->need_key, p->why,
+                                sizeof p->why), *o = NULL;
+    for (size_t i = 0; lines && !o && i < json_array_size(lines); i++)
+        if (json_object_get(json_array_get(lines, i), s->need_key)) o = json_array_get(lines, i);
+    if (!o) {
+        json_decref(lines);
+        return;
+    }
     bu_json_str_copy(o, "torch", p->torch, sizeof p->torch);
     bu_json_str_copy(o, s->lib_key, p->lib, sizeof p->lib);
     if (s->str_key) bu_json_str_copy(o, s->str_key, p->str, sizeof p->str);
@@ -304,7 +262,7 @@ void bu_peer_run(bu_peer *p, const bu_peer_spec *s, const char *bench_dir, const
     p->load_s = bu_json_num_or_nan(o, "load_s");
     p->rss_mib = bu_json_num_or_nan(o, "peak_rss_mib");
     p->rss_import_mib = bu_json_num_or_nan(o, "rss_import_mib");
-    json_decref(o);
+    json_decref(lines);
     p->ran = 1;
 }
 

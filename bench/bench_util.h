@@ -1,7 +1,8 @@
-/* bench_util.h: what the model benches share (prefix bu_): timing, a seeded RNG, random tensors,
- * the measured sgemm peak, peak RSS, reading tensors back, relative L2, and small JSON helpers.
- * What it is not: the bench engine (each bench keeps its own rows and peer).
- * Used by bench_ops.c, bench_dit.c, bench_umt5.c, bench_vae.c.
+/* bench_util.h: the helpers under the bench engine (prefix bu_): timing, a seeded RNG, random
+ * tensors, the measured sgemm peak, peak RSS, reading tensors back, relative L2, finding and
+ * running the PyTorch peer, writing a checkpoint from a child process.
+ * What it is not: the bench engine (bench_engine.h: flags, rows, table, footer, JSON).
+ * Used by bench_engine.c and the bench plug-ins (bench_*.c).
  */
 #ifndef BU_BENCH_UTIL_H
 #define BU_BENCH_UTIL_H
@@ -27,9 +28,6 @@ float *bu_load_f32(const st_file *f, const char *name, int ndim, const uint64_t 
                    size_t nwhy);
 double bu_rel_l2(const float *a, const float *ref, size_t n); /* ||a - ref|| / ||ref|| */
 json_t *bu_real_or_null(double v);
-/* Writes o to path (indented, 6 significant digits, a final newline). 0, or -1 after printing why,
- * prefixed with `who`. Does not take o's reference. */
-int bu_write_json(const char *path, json_t *o, const char *who);
 /* The best of up to ten 2048^3 f32 sgemm calls (after a warm-up) on `threads` threads, GFLOP/s:
  * the practical f32 peak every bench reports its %peak against. */
 double bu_measure_peak(int threads);
@@ -37,8 +35,9 @@ double bu_measure_peak(int threads);
 /* The PyTorch peer. bu_find_python: WANFARM_TORCH_PYTHON, else ~/.venvs/ref/bin/python, which
  * must import `modules` ("torch, diffusers"); 0 on success, else -1 and `why`.
  * bu_run_peer: runs `script` (in WANFARM_BENCH_DIR) with `args` under that python with
- * OMP_NUM_THREADS=threads, and returns the first line of its output that is a JSON object holding
- * `key`; NULL and `why` (exit status and last output line) otherwise. The caller decrefs. */
+ * OMP_NUM_THREADS=threads, and returns an array of the lines of its output that are JSON objects,
+ * when it exits 0 and one of them holds `key`; NULL and `why` (exit status and last output line)
+ * otherwise. The caller decrefs. */
 int bu_find_python(const char *modules, char *py, size_t npy, char *why, size_t nwhy);
 json_t *bu_run_peer(const char *py, const char *bench_dir, const char *script, const char *args,
                     int threads, const char *key, char *why, size_t nwhy);
@@ -53,22 +52,6 @@ int bu_write_in_child(const char *bench, int (*write)(const char *dir, const voi
 
 /* A --latent value: "F,H,W" or, with the channels, "C,F,H,W" (C must be cin). 0 on success. */
 int bu_parse_latent(const char *v, int64_t cin, int64_t *F, int64_t *H, int64_t *W);
-
-/* The footer lines every model bench ends with: peak RSS (ours, and the peer's with its RSS right
- * after importing `peer_libs` when it ran), out-of-bounds values and failed runs. Returns 1 when
- * the footer says OK (no out-of-bounds value, no failed run), else 0. */
-int bu_print_footer(double rss_ours, int peer_ran, double rss_peer, double rss_import,
-                    const char *peer_libs, long out_of_bounds, int failed_runs);
-/* The JSON fields every bench's --json object starts with: bench, threads, peak_gflops (and
- * _after), noisy, warmup, iters. */
-json_t *bu_json_header(const char *bench, int threads, double peak, double peak_after,
-                       int noisy, int warmup, int iters);
-
-/* The flags every bench shares: -w N, -n N, --threads N, --check 0|1, --torch 0|1, --keep 0|1,
- * --json FILE. Stores v into the matching variable and returns 1 when a is one of them (and the
- * bench passed a place for it: NULL means the bench has no such flag), else 0. */
-int bu_common_flag(const char *a, const char *v, int *warm, int *iters, int *threads, int *check,
-                   int *torch, int *keep, const char **json);
 
 /* A PyTorch peer run (bench/torch_*_peer.py) and what it reported. */
 typedef struct bu_peer {

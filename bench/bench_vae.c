@@ -1,5 +1,5 @@
-/* bench_vae.c: one Wan VAE decode (AutoencoderKLWan), wanfarm vs PyTorch/Diffusers, in the
- * nccl-tests shape.
+/* bench_vae.c: one Wan VAE decode (AutoencoderKLWan), wanfarm vs PyTorch/Diffusers, a plug-in of
+ * the bench engine (bench_engine.h), in the nccl-tests shape.
  *
  * What it is: writes a random-weight AutoencoderKLWan checkpoint at the real Wan2.1 widths
  * (base_dim 96, z_dim 16, dim_mult [1,2,4,4], 2 res blocks, temperal_downsample [F,T,T], the real
@@ -21,32 +21,19 @@
  *                               --tile 128,96 --dtype f32|bf16 -w 0 -n 1 --threads N --check 1
  *                               --torch 1 --json FILE --keep 0]
  */
-#include <cblas.h>
-#include <dirent.h>
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "arena.h"
 #include "backend.h"
-#include "bench_util.h"
+#include "bench_engine.h"
 #include "safetensors.h"
 #include "vae.h"
 
-#ifndef WANFARM_BENCH_DIR
-#define WANFARM_BENCH_DIR "bench" /* CMake sets the source dir; this works from the repo root */
-#endif
-
-#define REL_L2_TOL 1e-4 /* bound on ||ours - ref|| / ||ref||: see PERFORMANCE.md */
 
 /* The fixed part of the config: the Wan2.1 VAE (Wan2.1-T2V-*-Diffusers vae/config.json). */
 enum { ZDIM = 16, BASE_DIM = 96, NRES = 2, NLEVELS = 4, S_SPATIAL = 8, S_TEMPORAL = 4 };
@@ -68,17 +55,6 @@ typedef struct bcfg {
     wk_dtype wdt;
     int64_t tile_min, tile_stride; /* tiled row: tile_sample_min_* and tile_sample_stride_* */
 } bcfg;
-
-/* ------------------------------------------------------------------------------------------ */
-/* small utilities (as bench_dit.c) */
-
-
-
-
-
-
-
-
 
 /* ------------------------------------------------------------------------------------------ */
 /* the checkpoint: every tensor of AutoencoderKLWan (Wan2.1 layout), Diffusers names */
@@ -338,28 +314,8 @@ out:
 
 static int write_folder_ctx(const char *dir, const void *ctx) { return write_folder(dir, ctx); }
 
-/* ------------------------------------------------------------------------------------------ */
-/* the torch peer */
-
-typedef bu_peer peer;
-
-/* torch_vae_peer.py on the folder (bu_peer_run): the untiled decode and/or the tiled one (its time
- * in num). */
-static void peer_run(peer *p, const char *dir, int threads, int warm, int iters, int untiled,
-                     int tiled, const bcfg *c) {
-    static const bu_peer_spec spec = {"torch, diffusers", "torch_vae_peer.py", "peak_rss_mib",
-                                      "diffusers", NULL, "tiled_ms"};
-    char extra[128];
-    int k = snprintf(extra, sizeof extra, " --untiled %d", untiled);
-    if (tiled)
-        snprintf(extra + k, sizeof extra - (size_t)k, " --tile %lld,%lld", (long long)c->tile_min,
-                 (long long)c->tile_stride);
-    bu_peer_run(p, &spec, WANFARM_BENCH_DIR, dir, threads, warm, iters, extra);
-}
 
 /* ------------------------------------------------------------------------------------------ */
-
-
 /* FLOPs of decoding a latent region of T frames of h x w (PERFORMANCE.md, "bench_vae"): every
  * convolution 2 * (output elements) * Cin * kT * kH * kW, padding counted as real; the mid-block
  * attention's 1x1 convs the same way plus 4 (HW)^2 C per frame for Q K^T and P V. Norms, SiLU,
@@ -418,28 +374,20 @@ static double vae_tiled_flops(const vae_model *m, const bcfg *c, int *ntiles) {
     return f;
 }
 
-
-
 /* ------------------------------------------------------------------------------------------ */
-/* the rows */
+/* the plug-in: one row per decode path, run in increasing arena size */
 
 enum { ROW_STREAM, ROW_WHOLE, ROW_TILED, NROWS };
-static const char *ROW_NAME[NROWS] = {"stream", "whole", "tiled"};
+static const char *const ROW_NAME[NROWS] = {"stream", "whole", "tiled"};
 
-typedef struct row {
-    int kind, on;
+typedef struct vrow {
+    int kind;
     vae_opts opts;
     size_t arena_bytes;
-    double flops, ms, gflops, pct, ws_mib, rss_mib, rel;
-    float *out, *out_first; /* [3, F, H, W]: the last decode, and the first (self check) */
-    int ndec;               /* decodes run */
-    int64_t frames_seen;    /* frames the callback got in the last decode */
-    int64_t calls, max_per_call;
-    char check[32]; /* the reference: "torch", "whole", "stream", "self" or "" */
-    int self_same;  /* -1 not checked */
-    wf_status st;
-    char err[512];
-} row;
+    double flops;
+    float *out;                  /* [3, F, H, W]: the last decode */
+    int64_t frames_seen, calls, max_per_call; /* what the callback got in the last decode */
+} vrow;
 
 typedef struct frames_ctx {
     float *out; /* [3, F, H, W] */
@@ -468,415 +416,285 @@ static wf_status on_frames(void *ctx, int64_t first, int64_t n, int64_t H, int64
 }
 
 static int cmp_row_arena(const void *a, const void *b) {
-    const row *x = *(row *const *)a, *y = *(row *const *)b;
+    const vrow *x = *(vrow *const *)a, *y = *(vrow *const *)b;
     return (x->arena_bytes > y->arena_bytes) - (x->arena_bytes < y->arena_bytes);
 }
 
-static void usage(const char *argv0) {
-    fprintf(stderr,
-            "usage: %s [--frames F] [--size WxH] [--rows stream,whole,tiled] [--tile MIN,STRIDE]\n"
-            "          [--dtype f32|bf16] [-w warmup] [-n iters] [--threads N] [--check 0|1]\n"
-            "          [--torch 0|1] [--json FILE] [--keep 0|1]\n"
-            "F = 1 + 4k frames; W, H multiples of 8; tile sizes in pixels, multiples of 8.\n"
-            "Metrics are defined in bench/PERFORMANCE.md (section bench_vae).\n",
-            argv0);
+static struct {
+    bcfg c;
+    const char *rows_arg;
+    vae_model *m;
+    float *z;                  /* the latent [16, T, h, w] */
+    double load_s, full_flops; /* FLOPs of one untiled decode */
+    int ntiles, tiles_used;
+    int on[NROWS];             /* --rows, by kind */
+    vrow rows[NROWS];          /* by kind */
+    vrow *order[NROWS];        /* the engine's rows: on rows, increasing arena */
+    int index[NROWS];          /* kind -> the engine's row (-1: off) */
+    wk_arena arena;            /* the running row's */
+    float *ref_untiled, *ref_tiled; /* the peer's videos, once read */
+} V = {.c = {.F = 9, .H = 256, .W = 256, .tile_min = 128, .tile_stride = 96},
+       .rows_arg = "stream,whole"};
+
+/* --size WxH and --tile MIN,STRIDE: two numbers into a and b */
+static int parse_two(const char *v, const char *fmt, int64_t *a, int64_t *b) {
+    long long x, y;
+    char extra;
+    if (sscanf(v, fmt, &x, &y, &extra) != 2) return -1;
+    *a = x;
+    *b = y;
+    return 0;
+}
+static int parse_size(const char *v, void *dst) {
+    (void)dst;
+    return parse_two(v, "%lldx%lld%c", &V.c.W, &V.c.H);
+}
+static int parse_tile(const char *v, void *dst) {
+    (void)dst;
+    return parse_two(v, "%lld,%lld%c", &V.c.tile_min, &V.c.tile_stride);
 }
 
-
-int main(int argc, char **argv) {
-    bcfg c = {.F = 9, .H = 256, .W = 256, .wdt = WK_F32, .tile_min = 128, .tile_stride = 96};
-    const char *json = NULL, *dtype = "f32", *rows_arg = "stream,whole";
-    int warm = 0, iters = 1, check = 1, threads = 0, torch = 1, keep = 0, bad = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(argv[0]);
-            return 0;
-        }
-        if (!v) {
-            fprintf(stderr, "bench_vae: %s needs a value\n", a);
-            usage(argv[0]);
-            return 2;
-        }
-        i++;
-        char extra;
-        if (!strcmp(a, "--frames")) c.F = atoll(v);
-        else if (!strcmp(a, "--size")) {
-            long long w, h;
-            if (sscanf(v, "%lldx%lld%c", &w, &h, &extra) != 2) bad = 1;
-            else {
-                c.W = w;
-                c.H = h;
-            }
-        } else if (!strcmp(a, "--tile")) {
-            long long mn, sd;
-            if (sscanf(v, "%lld,%lld%c", &mn, &sd, &extra) != 2) bad = 1;
-            else {
-                c.tile_min = mn;
-                c.tile_stride = sd;
-            }
-        } else if (!strcmp(a, "--rows")) rows_arg = v;
-        else if (!strcmp(a, "--dtype")) dtype = v;
-        else if (bu_common_flag(a, v, &warm, &iters, &threads, &check, &torch, &keep, &json)) {
-            /* one of the flags every bench shares (bench_util.h) */
-        }
-        else {
-            fprintf(stderr, "bench_vae: unknown option %s\n", a);
-            usage(argv[0]);
-            return 2;
-        }
-    }
-    row rows[NROWS];
-    memset(rows, 0, sizeof rows);
-    for (int k = 0; k < NROWS; k++) {
-        rows[k].kind = k;
-        rows[k].self_same = -1;
-        rows[k].rel = NAN;
-    }
-    { /* --rows: a comma-separated subset of stream, whole, tiled */
-        char buf[128];
-        snprintf(buf, sizeof buf, "%s", rows_arg);
-        for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            int k = 0;
-            while (k < NROWS && strcmp(t, ROW_NAME[k])) k++;
-            if (k == NROWS) bad = 1;
-            else rows[k].on = 1;
-        }
-        if (!rows[ROW_STREAM].on && !rows[ROW_WHOLE].on && !rows[ROW_TILED].on) bad = 1;
-    }
-    c.wdt = !strcmp(dtype, "f32") ? WK_F32 : !strcmp(dtype, "bf16") ? WK_BF16 : WK_DTYPE_COUNT;
-    if (bad || c.wdt == WK_DTYPE_COUNT || c.F < 1 || (c.F - 1) % S_TEMPORAL || c.F > 4097 ||
-        c.H < S_SPATIAL || c.W < S_SPATIAL || c.H % S_SPATIAL || c.W % S_SPATIAL || c.H > 8192 ||
-        c.W > 8192 || c.tile_min < S_SPATIAL || c.tile_stride < S_SPATIAL ||
-        c.tile_min % S_SPATIAL || c.tile_stride % S_SPATIAL || c.tile_min < c.tile_stride ||
-        iters < 1 || warm < 0 || threads < 0) {
+static int vae_init(bn_run *e) {
+    bcfg *c = &V.c;
+    const int bad = bn_pick_rows(V.rows_arg, ROW_NAME, NROWS, V.on); /* stream, whole, tiled */
+    c->wdt = e->o.wdt;
+    if (bad || (c->F - 1) % S_TEMPORAL || c->H < S_SPATIAL || c->W < S_SPATIAL || c->H % S_SPATIAL ||
+        c->W % S_SPATIAL || c->H > 8192 || c->W > 8192 || c->tile_min < S_SPATIAL ||
+        c->tile_stride < S_SPATIAL || c->tile_min % S_SPATIAL || c->tile_stride % S_SPATIAL ||
+        c->tile_min < c->tile_stride) {
         fprintf(stderr, "bench_vae: bad value (--frames %lld (1 + 4k) --size %lldx%lld (multiples "
-                "of 8) --rows %s --tile %lld,%lld --dtype %s -n %d -w %d --threads %d)\n",
-                (long long)c.F, (long long)c.W, (long long)c.H, rows_arg, (long long)c.tile_min,
-                (long long)c.tile_stride, dtype, iters, warm, threads);
-        usage(argv[0]);
+                "of 8) --rows %s --tile %lld,%lld)\n", (long long)c->F, (long long)c->W,
+                (long long)c->H, V.rows_arg, (long long)c->tile_min, (long long)c->tile_stride);
         return 2;
     }
-    c.T = 1 + (c.F - 1) / S_TEMPORAL;
-    c.h = c.H / S_SPATIAL;
-    c.w = c.W / S_SPATIAL;
+    c->T = 1 + (c->F - 1) / S_TEMPORAL;
+    c->h = c->H / S_SPATIAL;
+    c->w = c->W / S_SPATIAL;
+    return bu_write_in_child("bench_vae", write_folder_ctx, c, e->o.keep, e->dir, sizeof e->dir,
+                             &e->write_s);
+}
 
-    /* 1. the folder, written by a child: its memory never counts in our peak RSS, and it runs
-     * before any OpenMP thread exists here */
-    char dir[1100];
-    double write_s = 0;
-    if (bu_write_in_child("bench_vae", write_folder_ctx, &c, keep, dir, sizeof dir, &write_s))
-        return 1;
-
-    wf_err err = {0};
-    wk_backend *be = NULL;
-    vae_model *m = NULL;
-    st_file *inf = NULL;
-    float *z = NULL;
-    int failed_runs = 0;
-    char path[1200], why[512] = "";
-    if (wk_backend_cpu_new(&be, threads, &err) != WF_OK) {
-        fprintf(stderr, "bench_vae: %s\n", err.msg);
-        if (!keep) bu_remove_dir(dir);
-        return 1;
-    }
-    threads = be->nthreads;
-    omp_set_num_threads(threads);
-    double peak = bu_measure_peak(threads);
-
-    /* 2. load (the real loader), size each row's arena, read the latent */
-    double t0 = bu_now_s();
-    wf_status st = vae_load(&m, dir, &err);
-    double load_s = bu_now_s() - t0;
-    const size_t nout = (size_t)(3 * c.F * c.H * c.W);
-    int ntiles = 1;
-    /* Tiling is used when the latent is larger than one tile (vae.h; Diffusers' condition too) */
-    const int tiles_used = rows[ROW_TILED].on && (c.h > c.tile_min / S_SPATIAL ||
-                                                  c.w > c.tile_min / S_SPATIAL);
-    for (int k = 0; k < NROWS && !st; k++) {
-        row *r = &rows[k];
-        if (!r->on) continue;
-        r->opts = vae_opts_default();
-        if (k == ROW_WHOLE) r->opts.schedule = VAE_WHOLE;
-        if (k == ROW_TILED)
-            r->opts.tiling = (vae_tiling){.enabled = true,
-                                          .sample_min_h = c.tile_min,
-                                          .sample_min_w = c.tile_min,
-                                          .sample_stride_h = c.tile_stride,
-                                          .sample_stride_w = c.tile_stride};
-        st = vae_decode_arena_bytes(m, c.T, c.h, c.w, &r->opts, &r->arena_bytes, &err);
-        r->flops = k == ROW_TILED && tiles_used ? vae_tiled_flops(m, &c, &ntiles)
-                                                : vae_dec_flops(m, c.T, c.h, c.w);
-        r->out = malloc(nout * sizeof *r->out);
-        r->out_first = malloc(nout * sizeof *r->out_first);
-        if (!st && (!r->out || !r->out_first)) st = wf_fail(&err, WF_ENOMEM, "out of memory");
-    }
-    snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
-    if (!st) st = st_open(&inf, path, &err);
-    if (!st) {
-        const uint64_t sz[4] = {ZDIM, (uint64_t)c.T, (uint64_t)c.h, (uint64_t)c.w};
-        z = bu_load_f32(inf, "z", 4, sz, why, sizeof why);
-        if (!z) st = wf_fail(&err, WF_ENOMEM, "%s", why);
-        st_close(&inf);
-    }
-    const double full_flops = m ? vae_dec_flops(m, c.T, c.h, c.w) : NAN;
-
-    printf("# bench_vae: wanfarm CPU backend, %d threads, OpenBLAS %s\n", threads,
-           openblas_get_config());
-    printf("# peak: %.1f GFLOP/s (f32 cblas_sgemm 2048^3, best of <= 10 calls after a warm-up)\n",
-           peak);
+static void print_header(const bn_run *e) {
+    const bcfg *c = &V.c;
     printf("# model: AutoencoderKLWan, Wan2.1 widths (base_dim %d, z_dim %d, dim_mult [1,2,4,4], "
            "num_res_blocks %d, temperal_downsample [F,T,T], real latents_mean/std); random "
            "weights: convs N(0, 1/fan_in) (conv_out x%.1f), biases N(0, %.2g), gammas 1 + N(0, "
            "%.2g)\n", BASE_DIM, ZDIM, NRES, OUT_GAIN, BIAS_STD, GAMMA_STD);
-    printf("# storage: %s; %.1f MiB of weights (encoder + decoder), mapped (%s)\n", dtype,
-           m ? bu_mib((double)m->weight_bytes) : NAN, dir);
+    printf("# storage: %s; %.1f MiB of weights (encoder + decoder), mapped (%s)\n", e->o.dtype,
+           V.m ? bu_mib((double)V.m->weight_bytes) : NAN, e->dir);
     printf("# input: latent %dx%lldx%lldx%lld = z N(0,1)*std+mean -> video %lld frames of "
-           "%lldx%lld; warm-up %d, iters %d (time = median)\n", ZDIM, (long long)c.T,
-           (long long)c.h, (long long)c.w, (long long)c.F, (long long)c.W, (long long)c.H, warm,
-           iters);
-    if (rows[ROW_TILED].on)
+           "%lldx%lld; warm-up %d, iters %d (time = median)\n", ZDIM, (long long)c->T,
+           (long long)c->h, (long long)c->w, (long long)c->F, (long long)c->W, (long long)c->H,
+           e->o.warm, e->o.iters);
+    if (V.on[ROW_TILED])
         printf("# tiled row: tile_sample_min %lld, stride %lld (pixels): %d tiles%s, %.2fx the "
-               "FLOPs of one untiled decode\n", (long long)c.tile_min, (long long)c.tile_stride,
-               ntiles, tiles_used ? "" : " (the frame fits one tile: no tiling)",
-               rows[ROW_TILED].flops / full_flops);
-    printf("# checkpoint written in %.1f s (child process), vae_load %.3f s; check %s\n", write_s,
-           load_s, !check ? "off" : "rel L2 vs torch (bound 1e-4); without torch stream <-> whole, "
-                                     "else self bit-identity");
-    fflush(stdout);
-    if (st) {
-        printf("# FAILED before the decode: %s: %s\n", wf_status_str(st), err.msg);
-        failed_runs++;
-    }
+               "FLOPs of one untiled decode\n", (long long)c->tile_min, (long long)c->tile_stride,
+               V.ntiles, V.tiles_used ? "" : " (the frame fits one tile: no tiling)",
+               V.rows[ROW_TILED].flops / V.full_flops);
+    printf("# checkpoint written in %.1f s (child process), vae_load %.3f s; check %s\n",
+           e->write_s, V.load_s,
+           !e->o.check ? "off" : "rel L2 vs torch (bound 1e-4); without torch stream <-> whole, "
+                                 "else self bit-identity");
+}
 
-    /* 3. the peer, alone on the machine, before our decodes */
-    peer pr = {0};
-    if (!torch) snprintf(pr.why, sizeof pr.why, "--torch 0");
-    else if (st) snprintf(pr.why, sizeof pr.why, "our setup failed");
-    else
-        peer_run(&pr, dir, threads, warm, iters, rows[ROW_STREAM].on || rows[ROW_WHOLE].on,
-                 rows[ROW_TILED].on, &c);
-    if (pr.ran)
-        printf("# torch peer: torch %s, diffusers %s, %d threads (bench/torch_vae_peer.py: "
-               "from_pretrained + .float() in %.2f s; vae.decode(z).sample, fp32, no_grad%s)\n",
-               pr.torch, pr.lib, threads, pr.load_s,
-               rows[ROW_TILED].on ? "; tiled: enable_tiling with the same tiles" : "");
-    else printf("# torch peer: skipped (%s)\n", pr.why);
-    printf("#\n# %-6s %4s %9s %-4s %10s %10s %6s %8s %6s %10s %-6s %8s %8s %8s %9s\n", "row",
-           "F", "WxH", "wdt", "ours(ms)", "torch(ms)", "ratio", "GFLOP/s", "%peak", "rel-L2", "ref",
-           "arena", "ws", "rss", "torch-rss");
-    printf("# %-6s %4s %9s %-4s %10s %10s %6s %8s %6s %10s %-6s %8s %8s %8s %9s\n", "", "", "", "",
-           "", "", "", "", "", "", "", "(MiB)", "(MiB)", "(MiB)", "(MiB)");
-    fflush(stdout);
-
-    /* 4. our decodes, row by row in increasing arena size (so that each row's peak RSS is its
-     * own: the arenas of earlier rows were smaller and are freed); -w warm-up, -n timed */
-    row *order[NROWS];
-    int nrows = 0;
-    for (int k = 0; k < NROWS; k++)
-        if (rows[k].on) order[nrows++] = &rows[k];
-    qsort(order, (size_t)nrows, sizeof *order, cmp_row_arena);
-    const int untiled_pair = rows[ROW_STREAM].on && rows[ROW_WHOLE].on;
-    double *times = malloc((size_t)iters * sizeof *times);
-    if (!st && !times) st = wf_fail(&err, WF_ENOMEM, "out of memory");
-    for (int oi = 0; oi < nrows && !st; oi++) {
-        row *r = order[oi];
-        const int self = check && !(pr.ran || (r->kind != ROW_TILED && untiled_pair));
-        wk_arena arena = {0};
-        r->st = wk_arena_init(&arena, "vae decode activations", r->arena_bytes, &err);
-        for (int i = 0; !r->st && i < warm + iters + (self && warm + iters < 2); i++) {
-            frames_ctx fc = {.out = r->out, .F = c.F};
-            double s0 = bu_now_s();
-            r->st = vae_decode(m, be, &arena, &r->opts, z, c.T, c.h, c.w, NULL, on_frames, &fc,
-                               NULL, NULL, &err);
-            double t = bu_now_s() - s0;
-            if (!r->st && fc.seen != c.F)
-                r->st = wf_fail(&err, WF_EINVAL, "the callback got %lld of %lld frames",
-                                (long long)fc.seen, (long long)c.F);
-            if (i >= warm && i < warm + iters) times[i - warm] = t;
-            if (i == 0 && !r->st) memcpy(r->out_first, r->out, nout * sizeof *r->out);
-            r->frames_seen = fc.seen;
-            r->calls = fc.calls;
-            r->max_per_call = fc.max_n;
-            r->ndec++;
-        }
-        wk_arena_free(&arena);
-        if (r->st) {
-            snprintf(r->err, sizeof r->err, "%s: %.480s", wf_status_str(r->st), err.msg);
-            failed_runs++;
-            continue;
-        }
-        qsort(times, (size_t)iters, sizeof *times, bu_cmp_double);
-        double med = iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
-        r->ms = med * 1e3;
-        r->gflops = r->flops * 1e-9 / med;
-        r->pct = 100.0 * r->gflops / peak;
-        r->ws_mib = bu_mib((double)be->ws_cap);
-        r->rss_mib = bu_peak_rss_mib();
-        if (r->ndec >= 2) r->self_same = memcmp(r->out, r->out_first, nout * sizeof *r->out) == 0;
+/* Load (the real loader), size each row's arena and order the rows, read the latent; the header. */
+static wf_status vae_setup(bn_run *e, wf_err *err) {
+    const bcfg *c = &V.c;
+    char path[1200], why[512] = "";
+    double t0 = bu_now_s();
+    wf_status st = vae_load(&V.m, e->dir, err);
+    V.load_s = bu_now_s() - t0;
+    const size_t nout = (size_t)(3 * c->F * c->H * c->W);
+    V.ntiles = 1;
+    /* Tiling is used when the latent is larger than one tile (vae.h; Diffusers' condition too) */
+    V.tiles_used = V.on[ROW_TILED] && (c->h > c->tile_min / S_SPATIAL ||
+                                       c->w > c->tile_min / S_SPATIAL);
+    int n = 0;
+    for (int k = 0; k < NROWS && !st; k++) {
+        vrow *r = &V.rows[k];
+        r->kind = k;
+        if (!V.on[k]) continue;
+        r->opts = vae_opts_default();
+        if (k == ROW_WHOLE) r->opts.schedule = VAE_WHOLE;
+        if (k == ROW_TILED)
+            r->opts.tiling = (vae_tiling){.enabled = true,
+                                          .sample_min_h = c->tile_min,
+                                          .sample_min_w = c->tile_min,
+                                          .sample_stride_h = c->tile_stride,
+                                          .sample_stride_w = c->tile_stride};
+        st = vae_decode_arena_bytes(V.m, c->T, c->h, c->w, &r->opts, &r->arena_bytes, err);
+        r->flops = k == ROW_TILED && V.tiles_used ? vae_tiled_flops(V.m, c, &V.ntiles)
+                                                  : vae_dec_flops(V.m, c->T, c->h, c->w);
+        if (!st && !(r->out = malloc(nout * sizeof *r->out)))
+            st = wf_fail(err, WF_ENOMEM, "out of memory");
+        V.order[n++] = r;
     }
-    free(times);
-
-    /* 5. correctness: rel L2 against torch's video; without torch, stream and whole against each
-     * other; else bit-identity of a row's first and last decode */
-    long out_of_bounds = 0;
-    float *ref_untiled = NULL, *ref_tiled = NULL;
-    if (!st && check && pr.ran) {
-        st_file *tf = NULL;
-        const uint64_t so[4] = {3, (uint64_t)c.F, (uint64_t)c.H, (uint64_t)c.W};
-        snprintf(path, sizeof path, "%s/torch_out.safetensors", dir);
-        if (st_open(&tf, path, &err) == WF_OK) {
-            if (rows[ROW_STREAM].on || rows[ROW_WHOLE].on)
-                ref_untiled = bu_load_f32(tf, "video", 4, so, why, sizeof why);
-            if (rows[ROW_TILED].on) ref_tiled = bu_load_f32(tf, "tiled", 4, so, why, sizeof why);
-        } else {
-            snprintf(why, sizeof why, "%.400s", err.msg);
-        }
-        st_close(&tf);
+    qsort(V.order, (size_t)n, sizeof *V.order, cmp_row_arena);
+    for (int k = 0; k < NROWS; k++) V.index[k] = -1;
+    for (int i = 0; i < n; i++) V.index[V.order[i]->kind] = i;
+    st_file *inf = NULL;
+    snprintf(path, sizeof path, "%s/inputs.safetensors", e->dir);
+    if (!st) st = st_open(&inf, path, err);
+    if (!st) {
+        const uint64_t sz[4] = {ZDIM, (uint64_t)c->T, (uint64_t)c->h, (uint64_t)c->w};
+        if (!(V.z = bu_load_f32(inf, "z", 4, sz, why, sizeof why)))
+            st = wf_fail(err, WF_ENOMEM, "%s", why);
+        st_close(&inf);
     }
+    V.full_flops = V.m ? vae_dec_flops(V.m, c->T, c->h, c->w) : NAN;
+    print_header(e);
+    e->nrows = n;
+    return st;
+}
+
+/* torch_vae_peer.py on the folder (bu_peer_run): the untiled decode and/or the tiled one (its
+ * time in num), alone on the machine, before our decodes. */
+static void vae_peer(bn_run *e, char *detail, size_t n) {
+    static const bu_peer_spec spec = {"torch, diffusers", "torch_vae_peer.py", "peak_rss_mib",
+                                      "diffusers", NULL, "tiled_ms"};
+    char extra[128];
+    const int tiled = V.on[ROW_TILED];
+    int k = snprintf(extra, sizeof extra, " --untiled %d", V.on[ROW_STREAM] || V.on[ROW_WHOLE]);
+    if (tiled)
+        snprintf(extra + k, sizeof extra - (size_t)k, " --tile %lld,%lld", (long long)V.c.tile_min,
+                 (long long)V.c.tile_stride);
+    bu_peer_run(&e->peer, &spec, WANFARM_BENCH_DIR, e->dir, e->o.threads, e->o.warm, e->o.iters, extra);
+    snprintf(detail, n, "bench/torch_vae_peer.py: from_pretrained + .float() in %.2f s; "
+             "vae.decode(z).sample, fp32, no_grad%s", e->peer.load_s,
+             tiled ? "; tiled: enable_tiling with the same tiles" : "");
+}
+
+static wf_status vae_row(bn_run *e, int i, bn_row *r, wf_err *err) {
+    const vrow *v = V.order[i];
+    const int pair = V.on[ROW_STREAM] && V.on[ROW_WHOLE];
+    snprintf(r->cell[0], BN_CELL, "%s", ROW_NAME[v->kind]);
+    snprintf(r->cell[1], BN_CELL, "%lld", (long long)V.c.F);
+    snprintf(r->cell[2], BN_CELL, "%lldx%lld", (long long)V.c.W, (long long)V.c.H);
+    snprintf(r->cell[3], BN_CELL, "%s", e->o.dtype);
+    r->name = ROW_NAME[v->kind];
+    r->flops = v->flops;
+    r->torch_ms = !e->peer.ran ? NAN : v->kind == ROW_TILED ? e->peer.num : e->peer.ms;
+    r->arena_mib = bu_mib((double)v->arena_bytes);
+    r->out = v->out;
+    r->nout = (size_t)(3 * V.c.F * V.c.H * V.c.W);
+    /* without the peer, stream and whole are each other's reference */
+    if (pair && v->kind != ROW_TILED)
+        r->partner = V.index[v->kind == ROW_STREAM ? ROW_WHOLE : ROW_STREAM];
+    return wk_arena_init(&V.arena, "vae decode activations", v->arena_bytes, err);
+}
+
+/* One decode with out = NULL: the frames reach the callback, as a video writer gets them. */
+static wf_status vae_run(bn_run *e, int i, int call, wf_err *err) {
+    (void)call;
+    vrow *v = V.order[i];
+    frames_ctx fc = {.out = v->out, .F = V.c.F};
+    wf_status st = vae_decode(V.m, e->be, &V.arena, &v->opts, V.z, V.c.T, V.c.h, V.c.w, NULL,
+                              on_frames, &fc, NULL, NULL, err);
+    if (!st && fc.seen != V.c.F)
+        st = wf_fail(err, WF_EINVAL, "the callback got %lld of %lld frames", (long long)fc.seen,
+                     (long long)V.c.F);
+    v->frames_seen = fc.seen;
+    v->calls = fc.calls;
+    v->max_per_call = fc.max_n;
+    return st;
+}
+
+static void vae_row_done(bn_run *e, int i, bn_row *r) {
+    (void)e;
+    (void)i;
+    (void)r;
+    wk_arena_free(&V.arena); /* before the next row: each row's peak RSS is its own */
+}
+
+static const float *vae_reference(bn_run *e, int i) {
+    const uint64_t so[4] = {3, (uint64_t)V.c.F, (uint64_t)V.c.H, (uint64_t)V.c.W};
+    const int tiled = V.order[i]->kind == ROW_TILED;
+    float **ref = tiled ? &V.ref_tiled : &V.ref_untiled;
+    if (!*ref) *ref = bn_peer_output(e, tiled ? "tiled" : "video", 4, so);
+    return *ref;
+}
+
+static void vae_footer(bn_run *e) {
+    const size_t nout = (size_t)(3 * V.c.F * V.c.H * V.c.W);
+    printf("# FLOPs per decode : %.1f GFLOP untiled (convs + mid-block attention, "
+           "PERFORMANCE.md)\n", V.full_flops * 1e-9);
+    if (V.on[ROW_TILED])
+        printf("# FLOPs tiled decode : %.1f GFLOP\n", V.rows[ROW_TILED].flops * 1e-9);
+    const vrow *first_ok = NULL;
+    for (int k = 0; k < NROWS; k++) {
+        const vrow *v = &V.rows[k];
+        const bn_row *r = V.index[k] >= 0 && V.index[k] < e->nrows ? &e->rows[V.index[k]] : NULL;
+        if (!r || r->st || !r->calls) continue;
+        if (!first_ok) first_ok = v;
+        printf("# Frames %-6s : %lld frames in %lld callback%s (at most %lld per call)%s\n",
+               ROW_NAME[k], (long long)v->frames_seen, (long long)v->calls,
+               v->calls == 1 ? "" : "s", (long long)v->max_per_call,
+               r->self_same < 0 ? "" : r->self_same ? "; decodes bit-identical"
+                                                    : "; decodes NOT bit-identical");
+    }
+    if (!first_ok) return;
     size_t clamped = 0;
     double sumsq = 0;
-    const row *first_ok = NULL;
-    for (int k = 0; k < NROWS && !st; k++) {
-        row *r = &rows[k];
-        if (!r->on || r->err[0]) continue;
-        size_t nonfinite = 0;
-        for (size_t i = 0; i < nout; i++) nonfinite += !isfinite(r->out[i]);
-        out_of_bounds += (long)nonfinite;
-        if (!first_ok) {
-            first_ok = r;
-            for (size_t i = 0; i < nout; i++) {
-                clamped += fabsf(r->out[i]) >= 1.0f;
-                sumsq += (double)r->out[i] * r->out[i];
-            }
-        }
-        if (!check) continue;
-        const float *ref = NULL;
-        if (pr.ran) {
-            ref = k == ROW_TILED ? ref_tiled : ref_untiled;
-            snprintf(r->check, sizeof r->check, "torch");
-            if (!ref) printf("# FAILED reading torch's output for %s: %s\n", ROW_NAME[k], why);
-        } else if (k != ROW_TILED && untiled_pair) {
-            const row *o = &rows[k == ROW_STREAM ? ROW_WHOLE : ROW_STREAM];
-            snprintf(r->check, sizeof r->check, "%s", ROW_NAME[o->kind]);
-            ref = o->err[0] ? NULL : o->out;
-        } else {
-            snprintf(r->check, sizeof r->check, "self");
-            if (r->self_same != 1) out_of_bounds++;
-            continue;
-        }
-        if (ref) r->rel = bu_rel_l2(r->out, ref, nout);
-        if (!(r->rel <= REL_L2_TOL)) out_of_bounds++; /* NaN too */
+    for (size_t i = 0; i < nout; i++) {
+        clamped += fabsf(first_ok->out[i]) >= 1.0f;
+        sumsq += (double)first_ok->out[i] * first_ok->out[i];
     }
-    free(ref_untiled);
-    free(ref_tiled);
-
-    for (int oi = 0; oi < nrows; oi++) {
-        const row *r = order[oi];
-        char tm[16] = "n/a", ra[16] = "n/a", rl[48] = "n/a", trss[16] = "n/a";
-        const double tms = r->kind == ROW_TILED ? pr.num : pr.ms;
-        if (pr.ran) {
-            if (isfinite(tms)) snprintf(tm, sizeof tm, "%.1f", tms);
-            if (isfinite(tms / r->ms)) snprintf(ra, sizeof ra, "%.2f", tms / r->ms);
-            snprintf(trss, sizeof trss, "%.1f", pr.rss_mib);
-        }
-        if (!strcmp(r->check, "self"))
-            snprintf(rl, sizeof rl, "%s", r->self_same == 1 ? "same" : "DIFF");
-        else if (r->check[0]) snprintf(rl, sizeof rl, "%.2e", r->rel);
-        char hw[24];
-        snprintf(hw, sizeof hw, "%lldx%lld", (long long)c.W, (long long)c.H);
-        if (st) break;
-        if (!r->err[0])
-            printf("  %-6s %4lld %9s %-4s %10.1f %10s %6s %8.1f %5.1f%% %10s %-6s %8.1f %8.1f "
-                   "%8.1f %9s\n", ROW_NAME[r->kind], (long long)c.F, hw, dtype, r->ms, tm, ra,
-                   r->gflops, r->pct, rl, r->check[0] ? r->check : "n/a",
-                   bu_mib((double)r->arena_bytes), r->ws_mib, r->rss_mib, trss);
-        else
-            printf("  %-6s %4lld %9s %-4s FAILED: %s\n", ROW_NAME[r->kind], (long long)c.F, hw,
-                   dtype, r->err);
-    }
-
-    /* 6. footer (the peak RSS before the second sgemm peak measurement, which allocates) */
-    double rss = bu_peak_rss_mib();
-    double peak_after = bu_measure_peak(threads);
-    int noisy = fabs(peak_after - peak) > 0.15 * fmax(peak, peak_after);
-    printf("# peak after: %.1f GFLOP/s%s\n", peak_after,
-           noisy ? " -- moved by more than 15%: the machine is loaded, timings are noisy" : "");
-    printf("# FLOPs per decode : %.1f GFLOP untiled (convs + mid-block attention, "
-           "PERFORMANCE.md)\n", full_flops * 1e-9);
-    if (rows[ROW_TILED].on)
-        printf("# FLOPs tiled decode : %.1f GFLOP\n", rows[ROW_TILED].flops * 1e-9);
-    for (int k = 0; k < NROWS; k++)
-        if (rows[k].on && !rows[k].err[0] && rows[k].ndec)
-            printf("# Frames %-6s : %lld frames in %lld callback%s (at most %lld per call)%s\n",
-                   ROW_NAME[k], (long long)rows[k].frames_seen, (long long)rows[k].calls,
-                   rows[k].calls == 1 ? "" : "s", (long long)rows[k].max_per_call,
-                   rows[k].self_same < 0 ? ""
-                   : rows[k].self_same ? "; decodes bit-identical"
-                                       : "; decodes NOT bit-identical");
-    if (first_ok)
-        printf("# Output : rms %.3f, %.2f%% of values at the +-1 clamp (%s row)\n",
-               sqrt(sumsq / (double)nout), 100.0 * (double)clamped / (double)nout,
-               ROW_NAME[first_ok->kind]);
-    int ok = bu_print_footer(rss, pr.ran, pr.rss_mib, pr.rss_import_mib, "torch and diffusers",
-                             out_of_bounds, failed_runs);
-
-    if (json) {
-        json_t *o = bu_json_header("bench_vae", threads, peak, peak_after, noisy, warm, iters),
-               *ja = json_array();
-        json_object_set_new(o, "frames", json_integer(c.F));
-        json_object_set_new(o, "height", json_integer(c.H));
-        json_object_set_new(o, "width", json_integer(c.W));
-        json_object_set_new(o, "latent_frames", json_integer(c.T));
-        json_object_set_new(o, "dtype", json_string(dtype));
-        json_object_set_new(o, "torch", pr.ran ? json_string(pr.torch) : json_null());
-        json_object_set_new(o, "diffusers", pr.ran ? json_string(pr.lib) : json_null());
-        json_object_set_new(o, "weights_mib", bu_real_or_null(m ? bu_mib((double)m->weight_bytes) : NAN));
-        json_object_set_new(o, "gflop", bu_real_or_null(full_flops * 1e-9));
-        for (int oi = 0; oi < nrows; oi++) {
-            const row *r = order[oi];
-            json_t *jr = json_object();
-            const double tms = r->kind == ROW_TILED ? pr.num : pr.ms;
-            json_object_set_new(jr, "row", json_string(ROW_NAME[r->kind]));
-            json_object_set_new(jr, "ok", json_boolean(!r->err[0] && !st));
-            json_object_set_new(jr, "ms", bu_real_or_null(r->err[0] ? NAN : r->ms));
-            json_object_set_new(jr, "gflop", bu_real_or_null(r->flops * 1e-9));
-            json_object_set_new(jr, "gflops", bu_real_or_null(r->err[0] ? NAN : r->gflops));
-            json_object_set_new(jr, "pct_peak", bu_real_or_null(r->err[0] ? NAN : r->pct));
-            json_object_set_new(jr, "torch_ms", bu_real_or_null(pr.ran ? tms : NAN));
-            json_object_set_new(jr, "ratio",
-                                bu_real_or_null(pr.ran && !r->err[0] ? tms / r->ms : NAN));
-            json_object_set_new(jr, "check", r->check[0] ? json_string(r->check) : json_null());
-            json_object_set_new(jr, "rel_l2", bu_real_or_null(r->rel));
-            json_object_set_new(jr, "self_identical",
-                                r->self_same < 0 ? json_null() : json_boolean(r->self_same));
-            json_object_set_new(jr, "arena_mib", bu_real_or_null(bu_mib((double)r->arena_bytes)));
-            json_object_set_new(jr, "ws_mib", bu_real_or_null(r->err[0] ? NAN : r->ws_mib));
-            json_object_set_new(jr, "rss_mib", bu_real_or_null(r->err[0] ? NAN : r->rss_mib));
-            json_object_set_new(jr, "torch_rss_mib", bu_real_or_null(pr.ran ? pr.rss_mib : NAN));
-            json_object_set_new(jr, "error", r->err[0] ? json_string(r->err) : json_null());
-            json_array_append_new(ja, jr);
-        }
-        json_object_set_new(o, "rows", ja);
-        json_object_set_new(o, "rss_mib", bu_real_or_null(rss));
-        json_object_set_new(o, "torch_rss_mib", bu_real_or_null(pr.ran ? pr.rss_mib : NAN));
-        json_object_set_new(o, "torch_rss_import_mib",
-                            bu_real_or_null(pr.ran ? pr.rss_import_mib : NAN));
-        json_object_set_new(o, "out_of_bounds", json_integer(out_of_bounds));
-        json_object_set_new(o, "failed_runs", json_integer(failed_runs));
-        json_object_set_new(o, "ok", json_boolean(ok));
-        if (bu_write_json(json, o, "bench_vae")) ok = 0;
-        json_decref(o);
-    }
-
-    for (int k = 0; k < NROWS; k++) {
-        free(rows[k].out);
-        free(rows[k].out_first);
-    }
-    free(z);
-    vae_free(&m);
-    wk_backend_destroy(&be);
-    if (keep) printf("# kept %s\n", dir);
-    else bu_remove_dir(dir);
-    return ok ? 0 : 1;
+    printf("# Output : rms %.3f, %.2f%% of values at the +-1 clamp (%s row)\n",
+           sqrt(sumsq / (double)nout), 100.0 * (double)clamped / (double)nout,
+           ROW_NAME[first_ok->kind]);
 }
+
+static void vae_json(bn_run *e, json_t *o) {
+    (void)e;
+    json_object_set_new(o, "frames", json_integer(V.c.F));
+    json_object_set_new(o, "height", json_integer(V.c.H));
+    json_object_set_new(o, "width", json_integer(V.c.W));
+    json_object_set_new(o, "latent_frames", json_integer(V.c.T));
+    const double weights = V.m ? bu_mib((double)V.m->weight_bytes) : NAN;
+    json_object_set_new(o, "weights_mib", bu_real_or_null(weights));
+    json_object_set_new(o, "gflop", bu_real_or_null(V.full_flops * 1e-9));
+}
+
+static void vae_row_json(bn_run *e, int i, const bn_row *r, json_t *jr) {
+    (void)e;
+    (void)i;
+    json_object_set_new(jr, "row", json_string(r->name));
+}
+
+static void vae_teardown(bn_run *e) {
+    (void)e;
+    for (int k = 0; k < NROWS; k++) free(V.rows[k].out);
+    free(V.z);
+    free(V.ref_untiled);
+    free(V.ref_tiled);
+    wk_arena_free(&V.arena);
+    vae_free(&V.m);
+}
+
+static const bn_flag vae_flags[] = {{"--frames", "F", 'l', &V.c.F, 1, 4097, NULL},
+                                    {"--size", "WxH", 'p', NULL, 0, 0, parse_size},
+                                    {"--rows", "stream,whole,tiled", 's', &V.rows_arg, 0, 0, NULL},
+                                    {"--tile", "MIN,STRIDE", 'p', NULL, 0, 0, parse_tile},
+                                    {NULL, NULL, 0, NULL, 0, 0, NULL}};
+
+static const bn_col vae_cols[] = {
+    {"row", NULL, -6, BN_TEXT, NULL},          {"F", NULL, 4, BN_TEXT, NULL},
+    {"WxH", NULL, 9, BN_TEXT, NULL},           {"wdt", NULL, -4, BN_TEXT, NULL},
+    {"ours(ms)", NULL, 10, BN_MS, NULL},       {"torch(ms)", NULL, 10, BN_TORCH_MS, NULL},
+    {"ratio", NULL, 6, BN_RATIO, "%.2f"},      {"GFLOP/s", NULL, 8, BN_GFLOPS, NULL},
+    {"%peak", NULL, 6, BN_PCT, "%.1f%%"},      {"rel-L2", NULL, 10, BN_ERROR, "%.2e"},
+    {"ref", NULL, -6, BN_REF, NULL},           {"arena", "(MiB)", 8, BN_ARENA, NULL},
+    {"ws", "(MiB)", 8, BN_WS, NULL},           {"rss", "(MiB)", 8, BN_RSS, NULL},
+    {"torch-rss", "(MiB)", 9, BN_TORCH_RSS, NULL}};
+
+static const bn_bench vae_bench = {
+    .name = "bench_vae",
+    .note = "F = 1 + 4k frames; W, H multiples of 8; tile sizes in pixels, multiples of 8.\n"
+            "Metrics are defined in bench/PERFORMANCE.md (section bench_vae).",
+    .flags = vae_flags, .flag_set = BN_DTYPE | BN_TORCH | BN_KEEP | BN_BACKEND | BN_PEAK,
+    .warm = 0, .iters = 1, .cols = vae_cols, .ncols = 15, .nkeys = 4, .peer_lib = "diffusers",
+    .init = vae_init, .setup = vae_setup, .peer = vae_peer, .row = vae_row, .run = vae_run,
+    .reference = vae_reference, .row_done = vae_row_done, .footer = vae_footer, .json = vae_json,
+    .row_json = vae_row_json, .teardown = vae_teardown};
+
+int main(int argc, char **argv) { return bn_main(&vae_bench, argc, argv); }
