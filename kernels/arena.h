@@ -39,6 +39,10 @@ wf_status wk_arena_alloc(wk_arena *a, size_t bytes, void **out, wf_err *err);
 /* A tensor of the given dtype and shape whose data comes from the arena. */
 wf_status wk_arena_tensor(wk_arena *a, wk_tensor *t, wk_dtype dt, int ndim, const int64_t *shape,
                           wf_err *err);
+/* The same for an f32 tensor whose dims are listed: WK_ARENA_F32(a, &t, err, L, D). */
+#define WK_ARENA_F32(a, t, err, ...)                                                             \
+    wk_arena_tensor((a), (t), WK_F32, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),  \
+                    (int64_t[]){__VA_ARGS__}, (err))
 
 static inline size_t wk_arena_mark(const wk_arena *a) { return a->used; }
 void wk_arena_reset(wk_arena *a, size_t mark);

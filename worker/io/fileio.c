@@ -47,6 +47,30 @@ wf_status fio_tmp_create(const char *path, char **tmp, wf_err *err) {
     return st;
 }
 
+wf_status fio_write_atomic(const char *path, const fio_part *parts, size_t n, wf_err *err) {
+    char *tmp = NULL;
+    int fd = -1;
+    wf_status st = fio_tmp_open(path, &tmp, &fd, err);
+    if (st) return st;
+    int bad = 0;
+    for (size_t i = 0; i < n && !bad; i++) bad = fio_write_all(fd, parts[i].data, parts[i].bytes);
+    if (bad) {
+        st = wf_fail(err, WF_EIO, "%s: write failed: %s", path, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        goto out;
+    }
+    if (close(fd) != 0) {
+        st = wf_fail(err, WF_EIO, "%s: close failed: %s", path, strerror(errno));
+        unlink(tmp);
+        goto out;
+    }
+    st = fio_tmp_commit(tmp, path, err); /* fsync, rename; unlinks tmp on failure */
+out:
+    free(tmp);
+    return st;
+}
+
 wf_status fio_tmp_commit(const char *tmp, const char *path, wf_err *err) {
     wf_status st = WF_OK;
     int fd = open(tmp, O_RDONLY);

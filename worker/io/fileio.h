@@ -26,4 +26,12 @@ wf_status fio_tmp_create(const char *path, char **tmp, wf_err *err);
 /* fsyncs tmp (written and closed by its writer) and renames it to path; unlinks tmp on failure. */
 wf_status fio_tmp_commit(const char *tmp, const char *path, wf_err *err);
 
+/* One piece of a file's content. */
+typedef struct fio_part {
+    const void *data;
+    size_t bytes;
+} fio_part;
+/* Writes the n parts, in order, to path atomically (temporary file, fsync, rename). */
+wf_status fio_write_atomic(const char *path, const fio_part *parts, size_t n, wf_err *err);
+
 #endif

@@ -6,13 +6,10 @@
  * temporary name in the same folder, fsync'd and renamed (fileio.h), so a reader sees either the
  * old file or the complete new one.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "fileio.h"
 #include "safetensors.h"
@@ -117,31 +114,23 @@ wf_status st_write(const char *path, const st_item *items, size_t n, const char 
         return st;
     }
     size_t hlen = strlen(hdr), padded = (hlen + 7) / 8 * 8;
-    char *tmp = NULL;
-    int fd = -1;
-    if ((st = fio_tmp_open(path, &tmp, &fd, err))) goto out_free;
     unsigned char prefix[8];
     for (int i = 0; i < 8; i++) prefix[i] = (unsigned char)((uint64_t)padded >> (8 * i));
     static const char spaces[8] = "        ";
-    int bad = fio_write_all(fd, prefix, 8) || fio_write_all(fd, hdr, hlen) ||
-              fio_write_all(fd, spaces, padded - hlen);
-    for (size_t oi = 0; oi < n && !bad; oi++)
-        bad = fio_write_all(fd, items[order[oi]].data, sizes[order[oi]]);
-    if (bad) {
-        st = wf_fail(err, WF_EIO, "%s: write failed: %s", path, strerror(errno));
-        close(fd);
-        unlink(tmp);
+    fio_part *parts = malloc((n + 3) * sizeof *parts);
+    if (!parts) {
+        st = wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
         goto out_free;
     }
-    if (close(fd) != 0) {
-        st = wf_fail(err, WF_EIO, "%s: close failed: %s", path, strerror(errno));
-        unlink(tmp);
-        goto out_free;
-    }
-    st = fio_tmp_commit(tmp, path, err); /* fsync, rename; unlinks tmp on failure */
+    parts[0] = (fio_part){prefix, 8};
+    parts[1] = (fio_part){hdr, hlen};
+    parts[2] = (fio_part){spaces, padded - hlen};
+    for (size_t oi = 0; oi < n; oi++)
+        parts[3 + oi] = (fio_part){items[order[oi]].data, sizes[order[oi]]};
+    st = fio_write_atomic(path, parts, n + 3, err);
+    free(parts);
 out_free:
     free(order);
-    free(tmp);
     free(hdr);
     free(sizes);
     return st;

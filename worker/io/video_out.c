@@ -28,29 +28,6 @@
 #include "fileio.h"
 #include "video_out.h"
 
-/* Writes n bytes to path atomically. */
-static wf_status file_write_atomic(const char *path, const void *data, size_t n, wf_err *err) {
-    char *tmp = NULL;
-    wf_status st = fio_tmp_create(path, &tmp, err);
-    if (st) return st;
-    int fd = open(tmp, O_WRONLY | O_TRUNC);
-    if (fd < 0 || fio_write_all(fd, data, n) != 0) {
-        st = wf_fail(err, WF_EIO, "%s: write failed: %s", path, strerror(errno));
-        if (fd >= 0) close(fd);
-        unlink(tmp);
-        goto out;
-    }
-    if (close(fd) != 0) {
-        st = wf_fail(err, WF_EIO, "%s: close failed: %s", path, strerror(errno));
-        unlink(tmp);
-        goto out;
-    }
-    st = fio_tmp_commit(tmp, path, err);
-out:
-    free(tmp);
-    return st;
-}
-
 /* wf_fail with FFmpeg's text for code r: "path: what: text". */
 static wf_status av_fail(wf_err *err, wf_status s, int r, const char *path, const char *what) {
     char e[AV_ERROR_MAX_STRING_SIZE];
@@ -346,7 +323,7 @@ wf_status vout_png_write(const char *path, const uint8_t *rgb, int w, int h, wf_
     uint8_t *png = NULL;
     size_t n = 0;
     wf_status st = png_encode(path, rgb, w, h, &png, &n, err);
-    if (!st) st = file_write_atomic(path, png, n, err);
+    if (!st) st = fio_write_atomic(path, &(fio_part){png, n}, 1, err);
     free(png);
     return st;
 }

@@ -73,10 +73,7 @@ static wf_status acts_alloc(const t5_model *m, int64_t L, wk_arena *ar, t5_acts 
     wf_status st;
 #define A(t, ...)                                                                                \
     do {                                                                                         \
-        int64_t shp_[] = {__VA_ARGS__};                                                          \
-        if ((st = wk_arena_tensor(ar, &a->t, WK_F32, (int)(sizeof shp_ / sizeof *shp_), shp_,    \
-                                  err)))                                                         \
-            return st;                                                                           \
+        if ((st = WK_ARENA_F32(ar, &a->t, err, __VA_ARGS__))) return st;                         \
     } while (0)
     A(x, L, D);
     A(n, L, D);
