@@ -49,8 +49,8 @@ static void base_name(const char *root, char *out, size_t cap) {
     out[k] = 0;
 }
 
-wf_status pl_plan_inputs(pn_inputs *in, const dfs_pipeline *p, const pn_request *r,
-                                  wf_err *err) {
+/* What the planner needs of the model: the DiT's shape, parameter counts, the umT5 and VAE sizes. */
+static pn_model model_numbers(const dfs_pipeline *p) {
     const dfs_transformer_config *t = &p->transformer;
     const dfs_vae_config *v = &p->vae;
     pn_model m;
@@ -91,7 +91,35 @@ wf_status pl_plan_inputs(pn_inputs *in, const dfs_pipeline *p, const pn_request 
     m.vae_params = 1.27e8 * wr * wr;
     m.vae_flop_per_pixel = 8.71e6 * wr * wr / pp;
     m.vae_mem_scale = wr / pp;
+    return m;
+}
 
+/* The steps that run transformer (t >= boundary_t), counted over the sampler's timesteps as
+ * pl_generate chooses the expert; also the sampler's history length and shift. */
+static wf_status expert_steps(const dfs_pipeline *p, const pn_request *r, double boundary_t,
+                              int64_t *high, int *order, double *shift, wf_err *err) {
+    smp_options so;
+    smp_options_default(&so);
+    so.steps = r->steps;
+    so.shift = r->shift;
+    so.solver = r->sampler;
+    smp_sampler *smp = NULL;
+    wf_status st = smp_create(&smp, &p->scheduler, &so, 1, err);
+    if (st) return st;
+    int64_t hi = 0;
+    for (int64_t i = 0; i < r->steps; i++) {
+        float tt = smp->solver == SMP_EULER ? smp->timesteps_f[i] : (float)smp->timesteps[i];
+        if (isnan(boundary_t) || (double)tt >= boundary_t) hi++;
+    }
+    *high = hi;
+    *order = smp->order;
+    *shift = smp->shift;
+    smp_free(&smp);
+    return WF_OK;
+}
+
+wf_status pl_plan_inputs(pn_inputs *in, const dfs_pipeline *p, const pn_request *r, wf_err *err) {
+    pn_model m = model_numbers(p);
     /* the request, checked by the pipeline's own rules */
     pl_request pr;
     pl_request_default(&pr);
@@ -100,37 +128,22 @@ wf_status pl_plan_inputs(pn_inputs *in, const dfs_pipeline *p, const pn_request 
     pr.guidance = r->guidance, pr.boundary = r->boundary, pr.shift = r->shift;
     pr.sampler = r->sampler, pr.max_sequence_length = r->text_len;
     int64_t shape[4];
-    wf_status e0 = pl_check_request_cfg(p, &pr, shape, err);
-    if (e0) return e0;
-    const int64_t s = m.vae_s, st = m.vae_st;
+    wf_status st = pl_check_request_cfg(p, &pr, shape, err);
+    if (st) return st;
     double br = isnan(r->boundary) ? p->boundary_ratio : r->boundary;
     double boundary_t = isnan(br) ? NAN : br * (double)p->scheduler.num_train_timesteps;
-
-    /* the steps of each expert, chosen as pl_generate chooses them */
-    smp_options so;
-    smp_options_default(&so);
-    so.steps = r->steps;
-    so.shift = r->shift;
-    so.solver = r->sampler;
-    smp_sampler *smp = NULL;
-    wf_status e = smp_create(&smp, &p->scheduler, &so, 1, err);
-    if (e) return e;
     int64_t hi = 0;
-    for (int64_t i = 0; i < r->steps; i++) {
-        float tt = smp->solver == SMP_EULER ? smp->timesteps_f[i] : (float)smp->timesteps[i];
-        if (isnan(boundary_t) || (double)tt >= boundary_t) hi++;
-    }
-    m.sampler_order = smp->order;
-    in->shift = smp->shift;
-    smp_free(&smp);
+    double shift = 0;
+    if ((st = expert_steps(p, r, boundary_t, &hi, &m.sampler_order, &shift, err))) return st;
 
+    in->shift = shift;
     in->model = m;
     in->width = r->width;
     in->height = r->height;
     in->frames = r->frames;
-    in->T = (r->frames - 1) / st + 1;
-    in->h = r->height / s;
-    in->w = r->width / s;
+    in->T = (r->frames - 1) / m.vae_st + 1;
+    in->h = r->height / m.vae_s;
+    in->w = r->width / m.vae_s;
     in->tokens = (in->T / m.patch[0]) * (in->h / m.patch[1]) * (in->w / m.patch[2]);
     in->text_len = r->text_len;
     in->steps = r->steps;
