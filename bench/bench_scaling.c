@@ -125,12 +125,13 @@ typedef struct calib {
 static struct {
     wk_tensor q, k, v, o;
     float scale;
-} A; /* the calibration's attention */
+} calib_att; /* the calibration's attention operands */
 
 static wf_status att_call(bn_run *e, int row, int call, wf_err *err) {
     (void)row;
     (void)call;
-    return wk_attention(e->be, &A.o, &A.q, &A.k, &A.v, A.scale, NULL, err);
+    return wk_attention(e->be, &calib_att.o, &calib_att.q, &calib_att.k, &calib_att.v,
+                        calib_att.scale, NULL, err);
 }
 
 /* wk_attention's FLOP rate on [L, NH, HD] self-attention: -w + -n calls (bn_time), the median. */
@@ -143,11 +144,11 @@ static wf_status measure_attention(bn_run *e, calib *cb, wf_err *err) {
                             : wk_backend_cpu_new(&e->be, e->o.threads, err);
     if (!st) {
         for (int i = 0; i < 3; i++) bu_fill_normal(x + (size_t)i * n, n, 0, 1, (uint64_t)i + 1);
-        A.q = wk_tensor_3d(WK_F32, x, L, NH, HD);
-        A.k = wk_tensor_3d(WK_F32, x + n, L, NH, HD);
-        A.v = wk_tensor_3d(WK_F32, x + 2 * n, L, NH, HD);
-        A.o = wk_tensor_3d(WK_F32, x + 3 * n, L, NH, HD);
-        A.scale = 1.0f / sqrtf((float)HD);
+        calib_att.q = wk_tensor_3d(WK_F32, x, L, NH, HD);
+        calib_att.k = wk_tensor_3d(WK_F32, x + n, L, NH, HD);
+        calib_att.v = wk_tensor_3d(WK_F32, x + 2 * n, L, NH, HD);
+        calib_att.o = wk_tensor_3d(WK_F32, x + 3 * n, L, NH, HD);
+        calib_att.scale = 1.0f / sqrtf((float)HD);
         st = bn_time(e, att_call, 0, e->o.warm + e->o.iters, NULL, t, err);
     }
     if (!st)
