@@ -115,8 +115,7 @@ static wf_status emit(const dec_job *j, wk_tensor *x, int64_t f, int64_t F, wf_e
     return WF_OK;
 }
 
-/* The chunks: one latent frame each (Diffusers), or all of them at once. */
-static wf_status run_schedule(vae_run *r, const dec_job *j) {
+wf_status vae_decode_chunks(vae_run *r, const vae_dec_job *j, vae_emit_fn on_chunk, void *ctx) {
     wf_status st = WF_OK;
     const bool stream = j->o->schedule == VAE_STREAM;
     const int64_t F = vae_decoded_frames(j->m, j->T);
@@ -126,12 +125,21 @@ static wf_status run_schedule(vae_run *r, const dec_job *j) {
         wk_tensor x;
         WF_TRY(vae_decoder_chunk(r, j, stream ? c : 0, stream ? 1 : j->T, &x));
         WF_ASSERT(x.shape[1] >= 1 && f + x.shape[1] <= F);
-        if (!r->dry) WF_TRY(emit(j, &x, f, F, r->err));
+        WF_TRY(on_chunk(r, ctx, &x, f, F));
         f += x.shape[1];
     }
     WF_ASSERT(f == F);
 out:
     return st;
+}
+
+/* One process: the chunk's frames to the job's outputs (nothing to do on a dry run). */
+static wf_status emit_local(vae_run *r, void *ctx, wk_tensor *x, int64_t f, int64_t F) {
+    return r->dry ? WF_OK : emit(ctx, x, f, F, r->err);
+}
+
+static wf_status run_schedule(vae_run *r, const dec_job *j) {
+    return vae_decode_chunks(r, j, emit_local, (void *)j);
 }
 
 static wf_status decode_region(wk_backend *be, wk_arena *arena, const dec_job *j, vae_tap_fn tap,

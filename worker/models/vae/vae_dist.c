@@ -78,28 +78,19 @@ out:
     return st;
 }
 
-/* The chunks (one latent frame each, or all at once), as vae_decode's run_schedule; dry, every
+/* The chunk's frames gathered to the writer, then every rank agrees on the status; dry, every
  * rank takes the writer's frame buffer, so the arena does not depend on who writes. */
-static wf_status dist_schedule(vae_run *r, const dist_job *d) {
-    wf_status st = WF_OK;
-    const vae_dec_job *j = &d->j;
-    const bool stream = j->o->schedule == VAE_STREAM;
-    const int64_t F = vae_decoded_frames(j->m, j->T);
-    int64_t f = 0;
-    for (int64_t c = 0; c < (stream ? j->T : 1); c++) {
-        vae_run_begin_chunk(r, c);
-        wk_tensor x;
-        WF_TRY(vae_decoder_chunk(r, j, stream ? c : 0, stream ? 1 : j->T, &x));
-        WF_ASSERT(x.shape[1] >= 1 && f + x.shape[1] <= F);
-        if (r->dry)
-            vae_take5(r, VAE_RY, x.shape[1], j->h * j->m->s, j->w * j->m->s, 3);
-        else
-            WF_TRY(agree(d->comm, gather_emit(r, d, &x, f, F), r->err));
-        f += x.shape[1];
+static wf_status emit_dist(vae_run *r, void *ctx, wk_tensor *x, int64_t f, int64_t F) {
+    const dist_job *d = ctx;
+    if (r->dry) {
+        vae_take5(r, VAE_RY, x->shape[1], d->j.h * d->j.m->s, d->j.w * d->j.m->s, 3);
+        return WF_OK;
     }
-    WF_ASSERT(f == F);
-out:
-    return st;
+    return agree(d->comm, gather_emit(r, d, x, f, F), r->err);
+}
+
+static wf_status dist_schedule(vae_run *r, const dist_job *d) {
+    return vae_decode_chunks(r, &d->j, emit_dist, (void *)d);
 }
 
 /* The checks every rank makes identically before any communication. */

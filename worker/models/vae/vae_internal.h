@@ -147,6 +147,12 @@ typedef struct vae_dec_job {
 wf_status vae_decoder_chunk(vae_run *r, const vae_dec_job *j, int64_t t0, int64_t n, wk_tensor *x);
 /* torch.clamp(x, -1, 1) in place (NaN stays NaN) */
 void vae_clamp_pm1(float *x, size_t n);
+/* What a decode does with the chunk that holds video frames [f, f + n) of F (x [1, n, ...], as
+ * vae_decoder_chunk gives it); called on dry runs too (r->dry), to take what it needs. */
+typedef wf_status (*vae_emit_fn)(vae_run *r, void *ctx, wk_tensor *x, int64_t f, int64_t F);
+/* The decode's chunk schedule: one latent frame per chunk (VAE_STREAM, as Diffusers) or all of
+ * them at once, each chunk decoded (vae_decoder_chunk) and handed to on_chunk in frame order. */
+wf_status vae_decode_chunks(vae_run *r, const vae_dec_job *j, vae_emit_fn on_chunk, void *ctx);
 
 /* ---- row-parallel decode (vae_dist.c) ---- */
 
