@@ -301,38 +301,9 @@ static wf_status read_component(const char *root, const char *sub, const char *f
     return st;
 }
 
-wf_status dfs_open(dfs_pipeline **out, const char *root, wf_err *err) {
-    *out = NULL;
-    dfs_pipeline *p = calloc(1, sizeof *p);
-    if (!p) return wf_fail(err, WF_ENOMEM, "out of memory");
-    p->root = strdup(root);
-    p->boundary_ratio = NAN;
-    char *mi_path = join(root, "model_index.json");
-    jc_doc d = {0};
-    wf_status st = WF_OK;
-    if (!p->root || !mi_path) {
-        st = wf_fail(err, WF_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (!regular_file(mi_path)) {
-        st = wf_fail(err, WF_EIO,
-                     "%s: no model_index.json here; pass the folder of a Diffusers pipeline "
-                     "(e.g. a download of Wan-AI/Wan2.2-T2V-A14B-Diffusers)",
-                     root);
-        goto out;
-    }
-    WF_TRY(jc_load(&d, mi_path, "model_index.json", err));
-    WF_TRY(jc_str(&d, "_class_name", JC_REQUIRED, NULL, p->class_name, sizeof p->class_name, err));
-    if (strcmp(p->class_name, "WanPipeline") != 0) {
-        st = wf_fail(err, WF_EUNSUPPORTED,
-                     "%s: pipeline class is \"%s\"; wanfarm runs text-to-video \"WanPipeline\" "
-                     "checkpoints",
-                     mi_path, p->class_name);
-        goto out;
-    }
-    WF_TRY(jc_num(&d, "boundary_ratio", JC_NULLABLE, NAN, 0.0, 1.0, &p->boundary_ratio, err));
-    WF_TRY(jc_bool(&d, "expand_timesteps", JC_NULLABLE, false, &p->expand_timesteps, err));
-
+/* model_index.json: the pipeline class, the boundary, and each component's class (which also says
+ * whether transformer_2 is there). */
+static wf_status read_index(dfs_pipeline *p, const char *mi_path, wf_err *err) {
     static const struct {
         const char *name;
         bool required;
@@ -345,6 +316,19 @@ wf_status dfs_open(dfs_pipeline **out, const char *root, wf_err *err) {
         {"tokenizer", true, {"T5TokenizerFast", "T5Tokenizer", "AutoTokenizer"}},
         {"scheduler", true, {"UniPCMultistepScheduler", "FlowMatchEulerDiscreteScheduler"}},
     };
+    jc_doc d = {0};
+    wf_status st = WF_OK;
+    WF_TRY(jc_load(&d, mi_path, "model_index.json", err));
+    WF_TRY(jc_str(&d, "_class_name", JC_REQUIRED, NULL, p->class_name, sizeof p->class_name, err));
+    if (strcmp(p->class_name, "WanPipeline") != 0) {
+        st = wf_fail(err, WF_EUNSUPPORTED,
+                     "%s: pipeline class is \"%s\"; wanfarm runs text-to-video \"WanPipeline\" "
+                     "checkpoints",
+                     mi_path, p->class_name);
+        goto out;
+    }
+    WF_TRY(jc_num(&d, "boundary_ratio", JC_NULLABLE, NAN, 0.0, 1.0, &p->boundary_ratio, err));
+    WF_TRY(jc_bool(&d, "expand_timesteps", JC_NULLABLE, false, &p->expand_timesteps, err));
     for (size_t i = 0; i < sizeof comps / sizeof *comps; i++) {
         char cls[96];
         bool present;
@@ -362,7 +346,14 @@ wf_status dfs_open(dfs_pipeline **out, const char *root, wf_err *err) {
         }
         if (i == 1) p->has_transformer_2 = true;
     }
+out:
+    jc_free(&d);
+    return st;
+}
 
+/* Every component's config, and the tokenizer's model file. */
+static wf_status read_components(dfs_pipeline *p, const char *root, wf_err *err) {
+    wf_status st = WF_OK;
     WF_TRY(read_component(root, "transformer", "config.json",
                           (reader_fn)dfs_read_transformer_config, &p->transformer, err));
     if (p->has_transformer_2)
@@ -375,50 +366,66 @@ wf_status dfs_open(dfs_pipeline **out, const char *root, wf_err *err) {
     WF_TRY(read_component(root, "scheduler", "scheduler_config.json",
                           (reader_fn)dfs_read_scheduler_config, &p->scheduler, err));
     p->tokenizer_model = join(root, "tokenizer/spiece.model");
-    if (!p->tokenizer_model) {
-        st = wf_fail(err, WF_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (!regular_file(p->tokenizer_model)) {
-        st = wf_fail(err, WF_EIO, "%s: missing; the tokenizer must be a SentencePiece spiece.model",
-                     p->tokenizer_model);
-        goto out;
-    }
+    if (!p->tokenizer_model) return wf_fail(err, WF_ENOMEM, "out of memory");
+    if (!regular_file(p->tokenizer_model))
+        return wf_fail(err, WF_EIO, "%s: missing; the tokenizer must be a SentencePiece spiece.model",
+                       p->tokenizer_model);
+out:
+    return st;
+}
 
-    /* Components must fit together. */
+/* The components must fit together: the DiT's channels and text width against the VAE and the
+ * text encoder, no image branch, one patch size for both experts. */
+static wf_status check_fit(const dfs_pipeline *p, const char *root, wf_err *err) {
     const dfs_transformer_config *t = &p->transformer;
     for (int k = 0; k < (p->has_transformer_2 ? 2 : 1); k++) {
         const dfs_transformer_config *x = k ? &p->transformer_2 : t;
         const char *nm = k ? "transformer_2" : "transformer";
-        if (x->out_channels != p->vae.z_dim || x->in_channels != p->vae.z_dim) {
-            st = wf_fail(err, WF_EFORMAT,
-                         "%s: %s/config.json in/out_channels (%lld/%lld) differ from vae z_dim "
-                         "%lld (image-conditioned models are not text-to-video)",
-                         root, nm, (long long)x->in_channels, (long long)x->out_channels,
-                         (long long)p->vae.z_dim);
-            goto out;
-        }
-        if (x->text_dim != p->text_encoder.d_model) {
-            st = wf_fail(err, WF_EFORMAT,
-                         "%s: %s/config.json text_dim %lld differs from text_encoder d_model %lld",
-                         root, nm, (long long)x->text_dim, (long long)p->text_encoder.d_model);
-            goto out;
-        }
-        if (x->image_dim || x->added_kv_proj_dim) {
-            st = wf_fail(err, WF_EUNSUPPORTED,
-                         "%s: %s/config.json has an image branch (image_dim/added_kv_proj_dim); "
-                         "wanfarm runs text-to-video models",
-                         root, nm);
-            goto out;
-        }
+        if (x->out_channels != p->vae.z_dim || x->in_channels != p->vae.z_dim)
+            return wf_fail(err, WF_EFORMAT,
+                           "%s: %s/config.json in/out_channels (%lld/%lld) differ from vae z_dim "
+                           "%lld (image-conditioned models are not text-to-video)",
+                           root, nm, (long long)x->in_channels, (long long)x->out_channels,
+                           (long long)p->vae.z_dim);
+        if (x->text_dim != p->text_encoder.d_model)
+            return wf_fail(err, WF_EFORMAT,
+                           "%s: %s/config.json text_dim %lld differs from text_encoder d_model %lld",
+                           root, nm, (long long)x->text_dim, (long long)p->text_encoder.d_model);
+        if (x->image_dim || x->added_kv_proj_dim)
+            return wf_fail(err, WF_EUNSUPPORTED,
+                           "%s: %s/config.json has an image branch (image_dim/added_kv_proj_dim); "
+                           "wanfarm runs text-to-video models",
+                           root, nm);
     }
-    if (p->has_transformer_2 && memcmp(t->patch_size, p->transformer_2.patch_size,
-                                       sizeof t->patch_size) != 0) {
-        st = wf_fail(err, WF_EFORMAT, "%s: transformer and transformer_2 patch sizes differ", root);
+    if (p->has_transformer_2 &&
+        memcmp(t->patch_size, p->transformer_2.patch_size, sizeof t->patch_size) != 0)
+        return wf_fail(err, WF_EFORMAT, "%s: transformer and transformer_2 patch sizes differ", root);
+    return WF_OK;
+}
+
+wf_status dfs_open(dfs_pipeline **out, const char *root, wf_err *err) {
+    *out = NULL;
+    dfs_pipeline *p = calloc(1, sizeof *p);
+    if (!p) return wf_fail(err, WF_ENOMEM, "out of memory");
+    p->root = strdup(root);
+    p->boundary_ratio = NAN;
+    char *mi_path = join(root, "model_index.json");
+    wf_status st = WF_OK;
+    if (!p->root || !mi_path) {
+        st = wf_fail(err, WF_ENOMEM, "out of memory");
         goto out;
     }
+    if (!regular_file(mi_path)) {
+        st = wf_fail(err, WF_EIO,
+                     "%s: no model_index.json here; pass the folder of a Diffusers pipeline "
+                     "(e.g. a download of Wan-AI/Wan2.2-T2V-A14B-Diffusers)",
+                     root);
+        goto out;
+    }
+    WF_TRY(read_index(p, mi_path, err));
+    WF_TRY(read_components(p, root, err));
+    WF_TRY(check_fit(p, root, err));
 out:
-    jc_free(&d);
     free(mi_path);
     if (st) dfs_close(&p);
     *out = p;
