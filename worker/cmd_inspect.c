@@ -5,6 +5,7 @@
  * it would be for generation; a bad one ends the command with one line naming the file and the
  * problem, and exit code 1.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "cmds.h"
 #include "diffusers.h"
+#include "fsin.h"
 #include "safetensors.h"
 
 typedef struct inspect_opts {
@@ -75,11 +77,13 @@ static int inspect_weights(const char *path, const inspect_opts *o, const char *
     return WF_EXIT_OK;
 }
 
+/* Something is there (a symlink loop or an unreadable entry counts: its reader says what is
+ * wrong with it, instead of the folder being taken for another kind). */
 static bool exists(const char *dir, const char *name) {
     char p[4096];
     struct stat sb;
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    return stat(p, &sb) == 0;
+    return stat(p, &sb) == 0 || errno != ENOENT;
 }
 
 /* A component folder: config.json says what it is. */
@@ -98,9 +102,11 @@ static int inspect_component(const char *dir, const inspect_opts *o) {
     }
     snprintf(p, sizeof p, "%s/config.json", dir);
     json_error_t je;
-    json_t *root = json_load_file(p, 0, &je);
-    if (!root) {
-        fprintf(stderr, "wanfarm inspect: %s: no readable config.json (%s)\n", dir, je.text);
+    json_t *root;
+    /* fsin: a FIFO, a folder or a loop in place of config.json is refused without blocking */
+    if ((st = fsin_json_load(p, 0, &root, &je, NULL, &err))) {
+        if (st == WF_EIO) fprintf(stderr, "wanfarm inspect: %s\n", err.msg);
+        else fprintf(stderr, "wanfarm inspect: %s: no readable config.json (%s)\n", dir, je.text);
         return WF_EXIT_FAIL;
     }
     const char *cls = json_string_value(json_object_get(root, "_class_name"));
@@ -189,7 +195,8 @@ int cmd_inspect(int argc, char **argv) {
     }
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        fprintf(stderr, "wanfarm inspect: %s: no such file or folder\n", path);
+        if (errno == ENOENT) fprintf(stderr, "wanfarm inspect: %s: no such file or folder\n", path);
+        else fprintf(stderr, "wanfarm inspect: %s: cannot open: %s\n", path, strerror(errno));
         return WF_EXIT_FAIL;
     }
     if (S_ISDIR(sb.st_mode)) {

@@ -7,11 +7,15 @@
  */
 #include "plan.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------------------------------ */
 /* the cost parameters */
@@ -77,13 +81,49 @@ static const struct {
 };
 #define N_COST_KEYS (sizeof cost_keys / sizeof *cost_keys)
 
+/* "a FIFO", "a directory", ... for what is found where the cost file should be. */
+static const char *cost_kind_name(unsigned mode) {
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "not a file";
+}
+
+/* Opens the cost file for reading, refusing what is not a regular file before it is opened (the
+ * planner may not use worker/io/'s fsin.h; this is the same check: stat, then an O_NONBLOCK open
+ * and fstat, so that a FIFO never waits for a writer). */
+static wf_status cost_open(const char *path, int *fd, wf_err *err) {
+    struct stat sb;
+    *fd = -1;
+    if (stat(path, &sb) != 0)
+        return wf_fail(err, WF_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return wf_fail(err, WF_EIO, "%s: is %s, not a regular file", path,
+                       cost_kind_name(sb.st_mode));
+    int d = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (d < 0) return wf_fail(err, WF_EIO, "%s: cannot open: %s", path, strerror(errno));
+    int fl;
+    if (fstat(d, &sb) != 0 || !S_ISREG(sb.st_mode) || (fl = fcntl(d, F_GETFL)) < 0 ||
+        fcntl(d, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        close(d);
+        return wf_fail(err, WF_EIO, "%s: not a regular file", path);
+    }
+    *fd = d;
+    return WF_OK;
+}
+
 wf_status pn_cost_load(pn_cost *c, const char *path, wf_err *err) {
     json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    int fd;
+    wf_status st = cost_open(path, &fd, err);
+    if (st) return st;
+    json_t *root = json_loadfd(fd, JSON_REJECT_DUPLICATES, &je);
+    close(fd);
     if (!root)
         return wf_fail(err, je.line < 1 ? WF_EIO : WF_EFORMAT, "%s: %s (line %d)", path, je.text,
                        je.line);
-    wf_status st = WF_OK;
     if (!json_is_object(root)) {
         st = wf_fail(err, WF_EFORMAT, "%s: the cost file must be a JSON object", path);
         goto out;

@@ -4,8 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "fsin.h"
 #include "json_cfg.h"
 
 /* If the config names its class, it must be `want`. */
@@ -267,11 +267,6 @@ absent:
     return WF_OK;
 }
 
-static bool regular_file(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 void dfs_close(dfs_pipeline **pp) {
     if (!pp || !*pp) return;
     free((*pp)->root);
@@ -292,10 +287,14 @@ static wf_status read_component(const char *root, const char *sub, const char *f
                                 void *cfg, wf_err *err) {
     char *dir = join(root, sub), *path = dir ? join(dir, file) : NULL;
     wf_status st;
+    bool absent;
     if (!path) st = wf_fail(err, WF_ENOMEM, "out of memory");
-    else if (!regular_file(path))
-        st = wf_fail(err, WF_EIO, "%s: missing; model_index.json lists component '%s'", path, sub);
-    else st = fn(path, cfg, err);
+    else if ((st = fsin_check(path, &absent, err))) {
+        /* absent: say what should be there; a FIFO, a folder, a loop: fsin's message */
+        if (absent)
+            st = wf_fail(err, WF_EIO, "%s: missing; model_index.json lists component '%s'", path,
+                         sub);
+    } else st = fn(path, cfg, err);
     free(path);
     free(dir);
     return st;
@@ -367,7 +366,8 @@ static wf_status read_components(dfs_pipeline *p, const char *root, wf_err *err)
                           (reader_fn)dfs_read_scheduler_config, &p->scheduler, err));
     p->tokenizer_model = join(root, "tokenizer/spiece.model");
     if (!p->tokenizer_model) return wf_fail(err, WF_ENOMEM, "out of memory");
-    if (!regular_file(p->tokenizer_model))
+    bool absent;
+    if ((st = fsin_check(p->tokenizer_model, &absent, err)) && absent)
         return wf_fail(err, WF_EIO, "%s: missing; the tokenizer must be a SentencePiece spiece.model",
                        p->tokenizer_model);
 out:
@@ -415,11 +415,15 @@ wf_status dfs_open(dfs_pipeline **out, const char *root, wf_err *err) {
         st = wf_fail(err, WF_ENOMEM, "out of memory");
         goto out;
     }
-    if (!regular_file(mi_path)) {
-        st = wf_fail(err, WF_EIO,
-                     "%s: no model_index.json here; pass the folder of a Diffusers pipeline "
-                     "(e.g. a download of Wan-AI/Wan2.2-T2V-A14B-Diffusers)",
-                     root);
+    /* the folder, then its model_index.json: absent is the usage hint; a FIFO, a file where
+     * the folder should be or a symlink loop is said as such (fsin.h) */
+    bool absent;
+    if ((st = fsin_check_dir(root, &absent, err)) || (st = fsin_check(mi_path, &absent, err))) {
+        if (absent)
+            st = wf_fail(err, WF_EIO,
+                         "%s: no model_index.json here; pass the folder of a Diffusers pipeline "
+                         "(e.g. a download of Wan-AI/Wan2.2-T2V-A14B-Diffusers)",
+                         root);
         goto out;
     }
     WF_TRY(read_index(p, mi_path, err));

@@ -2,8 +2,11 @@
 #include "json_cfg.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "fsin.h"
 
 const char *jc_type_name(const json_t *v) {
     switch (json_typeof(v)) {
@@ -22,13 +25,13 @@ const char *jc_type_name(const json_t *v) {
 wf_status jc_load(jc_doc *d, const char *path, const char *label, wf_err *err) {
     *d = (jc_doc){0};
     json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        if (json_error_code(&je) == json_error_cannot_open_file)
-            return wf_fail(err, WF_EIO, "%s: cannot open (%s)", path, je.text);
+    json_t *root;
+    /* fsin: a FIFO, a folder or a device is refused before it is opened */
+    wf_status st = fsin_json_load(path, JSON_REJECT_DUPLICATES, &root, &je, NULL, err);
+    if (st == WF_EFORMAT)
         return wf_fail(err, WF_EFORMAT, "%s: not valid JSON: %s (line %d, column %d)", path,
                        je.text, je.line, je.column);
-    }
+    if (st) return st;
     if (!json_is_object(root)) {
         wf_fail(err, WF_EFORMAT, "%s: the top level must be a JSON object, found %s", path,
                 jc_type_name(root));

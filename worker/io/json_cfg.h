@@ -26,7 +26,8 @@ typedef struct jc_doc {
     const char *label; /* short name for messages: "transformer/config.json" */
 } jc_doc;
 
-/* Loads path (strict JSON, duplicate keys rejected); the root must be an object. */
+/* Loads path (strict JSON, duplicate keys rejected); the root must be an object. A path that is
+ * not a regular file (a FIFO, a folder, a device) is refused before it is opened (fsin.h). */
 wf_status jc_load(jc_doc *d, const char *path, const char *label, wf_err *err);
 void jc_free(jc_doc *d);
 

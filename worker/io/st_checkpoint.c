@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fsin.h"
 #include "safetensors.h"
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -25,11 +26,6 @@ static bool ends_with(const char *s, const char *suffix) {
 static bool is_dir(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-static bool is_file(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
 void st_checkpoint_close(st_checkpoint **pc) {
@@ -75,11 +71,12 @@ static bool plain_file_name(const char *s) {
 
 static wf_status open_index(st_checkpoint *c, const char *index_path, wf_err *err) {
     json_error_t je;
-    json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &je);
-    if (!root)
+    json_t *root;
+    wf_status st = fsin_json_load(index_path, JSON_REJECT_DUPLICATES, &root, &je, NULL, err);
+    if (st == WF_EFORMAT)
         return wf_fail(err, WF_EFORMAT, "%s: not valid JSON: %s (line %d)", index_path, je.text,
                        je.line);
-    wf_status st = WF_OK;
+    if (st) return st;
     char *dir = strdup(index_path), *path = NULL;
     const char **shards = NULL;
     if (!dir) {
@@ -164,7 +161,11 @@ wf_status st_checkpoint_open(st_checkpoint **out, const char *path, wf_err *err)
         size_t i;
         for (i = 0; i < sizeof names / sizeof *names; i++) {
             sprintf(found, "%s/%s", path, names[i]);
-            if (is_file(found)) break;
+            bool absent;
+            /* a name that is there but is a FIFO, a folder or a loop is an error, not a miss */
+            if (!(st = fsin_check(found, &absent, err))) break;
+            if (!absent) goto fail;
+            st = WF_OK;
         }
         if (i == sizeof names / sizeof *names) {
             st = wf_fail(err, WF_EIO,

@@ -4,14 +4,13 @@
  * is the one reported. Every message names the file (label) and says what is wrong.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsin.h"
 #include "safetensors.h"
 
 static const struct {
@@ -323,14 +322,11 @@ wf_status st_parse(st_file **out, const unsigned char *buf, size_t len, const ch
 
 wf_status st_open(st_file **out, const char *path, wf_err *err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return wf_fail(err, WF_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return wf_fail(err, WF_EIO, "%s: not a regular file", path);
-    }
-    size_t len = (size_t)sb.st_size;
+    int fd;
+    size_t len;
+    /* a FIFO, a folder or a device is refused before it is opened (fsin.h) */
+    wf_status st = fsin_open(path, &fd, &len, NULL, err);
+    if (st) return st;
     if (len < 8) {
         close(fd);
         return wf_fail(err, WF_EFORMAT,
@@ -343,7 +339,7 @@ wf_status st_open(st_file **out, const char *path, wf_err *err) {
     if (map == MAP_FAILED) return wf_fail(err, WF_EIO, "%s: cannot map: %s", path, strerror(errno));
     st_file *f = NULL;
     char *p = strdup(path);
-    wf_status st = p ? st_parse(&f, map, len, path, err) : wf_fail(err, WF_ENOMEM, "out of memory");
+    st = p ? st_parse(&f, map, len, path, err) : wf_fail(err, WF_ENOMEM, "out of memory");
     if (st) {
         free(p);
         munmap(map, len);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fsin.h"
 #include "tok_html5.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -477,9 +478,10 @@ static wf_status top_member(void *ctx, const char *key, size_t klen, const char 
 static wf_status read_tokenizer_json(const char *path, tj_doc *d, wf_err *err) {
     *d = (tj_doc){.path = path};
     wf_status st = WF_OK;
-    FILE *f = fopen(path, "rb");
+    FILE *f;
     char *buf = NULL;
-    if (!f) return wf_fail(err, WF_EIO, "%s: cannot open: %s", path, strerror(errno));
+    /* a FIFO, a folder or a device is refused before it is opened (fsin.h) */
+    if ((st = fsin_fopen(path, &f, NULL, err))) return st;
     struct stat sb;
     if (fstat(fileno(f), &sb) != 0 || sb.st_size < 0) {
         st = wf_fail(err, WF_EIO, "%s: cannot stat: %s", path, strerror(errno));
@@ -529,9 +531,13 @@ static char *path_join(const char *dir, const char *name) {
     return p;
 }
 
-static bool file_exists(const char *p) {
-    struct stat sb;
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+/* An optional file of the folder: *present when it is a regular file. Absent is no error; a FIFO,
+ * a folder or a symlink loop in its place is (fsin.h), so that it is not silently skipped. */
+static wf_status optional_file(const char *p, bool *present, wf_err *err) {
+    bool absent;
+    wf_status st = fsin_check(p, &absent, err);
+    *present = st == WF_OK;
+    return st && absent ? WF_OK : st;
 }
 
 void tok_free(tok_tokenizer **pt) {
@@ -691,11 +697,16 @@ static wf_status check_whitespace(const tok_tokenizer *t, const char *model, wf_
 
 /* spiece.model: loaded, with its vocabulary size and unknown id, and probed (check_whitespace). */
 static wf_status load_spiece(tok_tokenizer *t, const char *model, wf_err *err) {
-    if (!file_exists(model))
+    /* sentencepiece opens the file by name: its type is checked here first, so that a FIFO is
+     * refused instead of blocking sentencepiece's open */
+    bool absent;
+    wf_status st = fsin_check(model, &absent, err);
+    if (st && absent)
         return wf_fail(err, WF_EIO,
                        "%s: missing; the tokenizer folder must hold the SentencePiece model "
                        "spiece.model (the Wan Diffusers repos ship it in tokenizer/)",
                        model);
+    if (st) return st;
     char msg[512] = "";
     if (!(t->spm = spm_load(model, msg, sizeof msg)))
         return wf_fail(err, WF_EFORMAT, "%s: sentencepiece cannot load it: %s", model, msg);
@@ -709,11 +720,14 @@ static wf_status load_spiece(tok_tokenizer *t, const char *model, wf_err *err) {
  * the caller frees it). Padding and truncation must be on the right. */
 static wf_status load_config(const char *tc, json_t **cfg, wf_err *err) {
     *cfg = NULL;
-    if (!file_exists(tc)) return WF_OK;
+    bool present;
+    wf_status st = optional_file(tc, &present, err);
+    if (st || !present) return st;
     json_error_t je;
     /* integers as reals: transformers writes model_max_length as 1e30 in integer form */
-    if (!(*cfg = json_load_file(tc, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &je)) ||
-        !json_is_object(*cfg))
+    st = fsin_json_load(tc, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, cfg, &je, NULL, err);
+    if (st == WF_EIO) return st;
+    if (st || !json_is_object(*cfg))
         return wf_fail(err, WF_EFORMAT, "%s: %s", tc,
                        *cfg ? "the root must be an object" : je.text);
     static const char *const sides[] = {"padding_side", "truncation_side"};
@@ -733,7 +747,9 @@ static wf_status load_added(tok_tokenizer *t, const char *dir, const char *tj, c
                             wf_err *err) {
     wf_status st = WF_OK;
     tj_doc doc = {0};
-    if (!file_exists(tj)) {
+    bool present;
+    if ((st = optional_file(tj, &present, err))) return st;
+    if (!present) {
         const json_t *x = cfg ? json_object_get(cfg, "extra_ids") : NULL;
         if (x && !json_is_null(x) && (!json_is_number(x) || json_number_value(x) != 0))
             return wf_fail(err, WF_EUNSUPPORTED,
