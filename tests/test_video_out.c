@@ -13,16 +13,33 @@
  *   - HDF5 latents round trip bit-exactly (NaN, Inf, -0 included) and h5dump -H shows a 32-bit float
  *     dataset /latents with the producer attribute;
  *   - odd frame sizes, a folder that does not exist, reading a non-HDF5 file and a missing file
- *     give errors that name the path.
+ *     give errors that name the path;
+ *   - output targets (fileio.h): files follow the umask (027 here: 0640); a symlink's target is
+ *     written and the link kept; a dangling link and a folder are refused; a FIFO with no reader
+ *     is refused at once (PNG, MP4), HDF5 and safetensors (st_write) on a FIFO are refused; a
+ *     safetensors file through a symlink replaces the target; a FIFO with a reader gets the PNG
+ *     byte for byte and a fragmented MP4 that ffprobe plays; as root, private mknod devices in the
+ *     test folder: c 1 3 takes PNG, MP4 and HDF5 in place, c 1 7 gives "No space left on device";
+ *     a child killed by SIGTERM with an MP4 open (fio_cleanup_install) leaves no temporary, and one
+ *     that dies without cleanup has its temporary removed by the next process writing there.
  * ffprobe and ffmpeg are required (scripts/setup.sh installs them); h5dump is optional.
  * Usage: test_video_out
  */
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "fileio.h"
+#include "safetensors.h"
 #include "test_util.h"
 #include "video_out.h"
 
@@ -317,7 +334,192 @@ static void test_h5(const char *dir) {
     free(x);
 }
 
+static unsigned mode_of(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (unsigned)(sb.st_mode & 07777) : 0;
+}
+
+/* Writes a 17-frame MP4 to path: WF_OK or the first failure (the writer is closed either way). */
+static wf_status mp4_all(const char *path, wf_err *err) {
+    uint8_t *f = malloc((size_t)W * H * 3);
+    vout_mp4 *v = NULL;
+    wf_status st = vout_mp4_open(&v, path, W, H, FPS, 18, err);
+    for (int i = 0; i < N && !st; i++) {
+        frame_rgb(f, i);
+        st = vout_mp4_write(v, f, err);
+    }
+    if (!st) st = vout_mp4_close(&v, err);
+    else vout_mp4_abort(&v);
+    free(f);
+    return st;
+}
+
+/* Reads everything from fd into path (the FIFO's reader). */
+static void drain_to(int fd, const char *path) {
+    FILE *o = fopen(path, "wb");
+    char buf[4096];
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof buf)) > 0) fwrite(buf, 1, (size_t)r, o);
+    fclose(o);
+}
+
+static void test_targets(const char *dir) {
+    char path[1024], p2[1024], cmd[2048], out[4096];
+    enum { PW = 33, PH = 17 };
+    uint8_t img[PW * PH * 3];
+    for (size_t i = 0; i < sizeof img; i++) img[i] = (uint8_t)(i * 7);
+    wf_err err = {0};
+    wf_status st;
+    float lat[16] = {1, 2, 3};
+    int64_t lshape[1] = {16};
+
+    /* the umask (027, set in main before anything was written) */
+    snprintf(path, sizeof path, "%s/mode.png", dir);
+    TU_CHECK(vout_png_write(path, img, PW, PH, &err) == WF_OK, "png: %s", err.msg);
+    TU_CHECK(mode_of(path) == 0640, "%s: mode %o, expected 640 (umask 027)", path, mode_of(path));
+    snprintf(path, sizeof path, "%s/mode.h5", dir);
+    TU_CHECK(vout_h5_write_latents(path, lat, 1, lshape, &err) == WF_OK, "h5: %s", err.msg);
+    TU_CHECK(mode_of(path) == 0640, "%s: mode %o, expected 640", path, mode_of(path));
+    snprintf(path, sizeof path, "%s/out.mp4", dir); /* test_mp4's */
+    TU_CHECK(mode_of(path) == 0640, "%s: mode %o, expected 640", path, mode_of(path));
+
+    /* symlinks: the target is written, the link stays; dangling; a folder */
+    snprintf(path, sizeof path, "%s/sub", dir);
+    mkdir(path, 0777);
+    snprintf(path, sizeof path, "%s/sub/target.png", dir);
+    tu_write_file(path, "old", 3);
+    snprintf(p2, sizeof p2, "%s/link.png", dir);
+    TU_CHECK(symlink("sub/target.png", p2) == 0, "symlink: %s", strerror(errno));
+    TU_CHECK(vout_png_write(p2, img, PW, PH, &err) == WF_OK, "png via link: %s", err.msg);
+    struct stat sb;
+    TU_CHECK(lstat(p2, &sb) == 0 && S_ISLNK(sb.st_mode), "the symlink was replaced");
+    TU_CHECK(stat(path, &sb) == 0 && sb.st_size > 3, "the symlink's target was not written");
+    snprintf(path, sizeof path, "%s/sub", dir);
+    TU_CHECK(count_tmp_files(path) == 0 && count_tmp_files(dir) == 0, "temporaries left");
+    snprintf(p2, sizeof p2, "%s/dangling.png", dir);
+    TU_CHECK(symlink("nowhere/x.png", p2) == 0, "symlink: %s", strerror(errno));
+    st = vout_png_write(p2, img, PW, PH, &err);
+    TU_CHECK(st == WF_EIO && strstr(err.msg, p2) && strstr(err.msg, "dangling"), "dangling: %d '%s'",
+             st, err.msg);
+    snprintf(p2, sizeof p2, "%s/sub", dir);
+    st = vout_h5_write_latents(p2, lat, 1, lshape, &err);
+    TU_CHECK(st == WF_EIO && strstr(err.msg, "is a folder"), "folder: %d '%s'", st, err.msg);
+
+    /* FIFOs: no reader (refused at once), HDF5 (refused), a reader (streamed) */
+    snprintf(path, sizeof path, "%s/fifo", dir);
+    TU_CHECK(mkfifo(path, 0600) == 0, "mkfifo: %s", strerror(errno));
+    st = vout_png_write(path, img, PW, PH, &err);
+    TU_CHECK(st == WF_EIO && strstr(err.msg, "no reader"), "fifo without reader: %d '%s'", st,
+             err.msg);
+    vout_mp4 *v = NULL;
+    st = vout_mp4_open(&v, path, W, H, FPS, 18, &err);
+    TU_CHECK(st == WF_EIO && !v && strstr(err.msg, "no reader"), "mp4 fifo: %d '%s'", st, err.msg);
+    st = vout_h5_write_latents(path, lat, 1, lshape, &err);
+    TU_CHECK(st == WF_EIO && strstr(err.msg, "FIFO"), "h5 fifo: %d '%s'", st, err.msg);
+    int rd = open(path, O_RDONLY | O_NONBLOCK); /* the reader is there before the writer */
+    TU_CHECK(rd >= 0, "fifo reader: %s", strerror(errno));
+    if (rd >= 0) {
+        fcntl(rd, F_SETPIPE_SZ, 1 << 20); /* room for the whole MP4: we read after writing */
+        snprintf(p2, sizeof p2, "%s/mode.png", dir);
+        TU_CHECK(vout_png_write(path, img, PW, PH, &err) == WF_OK, "png to fifo: %s", err.msg);
+        fcntl(rd, F_SETFL, 0);
+        snprintf(p2, sizeof p2, "%s/from-fifo.png", dir);
+        drain_to(rd, p2);
+        snprintf(cmd, sizeof cmd, "cmp -s '%s/from-fifo.png' '%s/mode.png'", dir, dir);
+        TU_CHECK(system(cmd) == 0, "the PNG through the FIFO differs from the file");
+        close(rd);
+        rd = open(path, O_RDONLY | O_NONBLOCK);
+        fcntl(rd, F_SETPIPE_SZ, 1 << 20);
+        st = mp4_all(path, &err);
+        TU_CHECK(st == WF_OK, "mp4 to fifo: %s", err.msg);
+        fcntl(rd, F_SETFL, 0);
+        snprintf(p2, sizeof p2, "%s/from-fifo.mp4", dir);
+        drain_to(rd, p2);
+        close(rd);
+        snprintf(cmd, sizeof cmd,
+                 "ffprobe -v error -count_frames -select_streams v:0 -show_entries "
+                 "stream=nb_read_frames -of default=nw=1 '%s'", p2);
+        memset(out, 0, sizeof out);
+        TU_CHECK(run_read(cmd, out, sizeof out - 1) > 0 && strstr(out, "nb_read_frames=17"),
+                 "the MP4 through the FIFO: ffprobe says '%s'", out);
+    }
+    /* safetensors (st_write, the same rules): a FIFO refused at once, a symlink's target
+     * written, the umask followed */
+    uint64_t tshape[1] = {3};
+    st_item it = {"x", ST_F32, 1, tshape, lat};
+    st = st_write(path, &it, 1, NULL, 0, &err);
+    TU_CHECK(st == WF_EIO && strstr(err.msg, "FIFO"), "safetensors fifo: %d '%s'", st, err.msg);
+    snprintf(p2, sizeof p2, "%s/sub/w.safetensors", dir);
+    tu_write_file(p2, "old", 3);
+    snprintf(p2, sizeof p2, "%s/w-link.safetensors", dir);
+    TU_CHECK(symlink("sub/w.safetensors", p2) == 0, "symlink: %s", strerror(errno));
+    TU_CHECK(st_write(p2, &it, 1, NULL, 0, &err) == WF_OK, "safetensors via link: %s", err.msg);
+    TU_CHECK(lstat(p2, &sb) == 0 && S_ISLNK(sb.st_mode), "the safetensors symlink was replaced");
+    snprintf(p2, sizeof p2, "%s/sub/w.safetensors", dir);
+    TU_CHECK(stat(p2, &sb) == 0 && sb.st_size > 3 && mode_of(p2) == 0640,
+             "the safetensors symlink's target: %lld bytes, mode %o", (long long)sb.st_size,
+             mode_of(p2));
+    TU_CHECK(lstat(path, &sb) == 0 && S_ISFIFO(sb.st_mode), "the FIFO was replaced");
+
+    /* devices: private nodes (root only) */
+    char dnull[1024], dfull[1024];
+    snprintf(dnull, sizeof dnull, "%s/null", dir);
+    snprintf(dfull, sizeof dfull, "%s/full", dir);
+    if (geteuid() == 0 && mknod(dnull, S_IFCHR | 0666, makedev(1, 3)) == 0 &&
+        mknod(dfull, S_IFCHR | 0666, makedev(1, 7)) == 0) {
+        TU_CHECK(vout_png_write(dnull, img, PW, PH, &err) == WF_OK, "png null: %s", err.msg);
+        TU_CHECK(mp4_all(dnull, &err) == WF_OK, "mp4 null: %s", err.msg);
+        TU_CHECK(vout_h5_write_latents(dnull, lat, 1, lshape, &err) == WF_OK, "h5 null: %s",
+                 err.msg);
+        TU_CHECK(lstat(dnull, &sb) == 0 && S_ISCHR(sb.st_mode), "the null device was replaced");
+        st = vout_png_write(dfull, img, PW, PH, &err);
+        TU_CHECK(st == WF_EIO && strstr(err.msg, "No space left on device"), "png full: '%s'",
+                 err.msg);
+        st = mp4_all(dfull, &err);
+        TU_CHECK(st == WF_EIO && strstr(err.msg, "No space left on device"), "mp4 full: '%s'",
+                 err.msg);
+        st = vout_h5_write_latents(dfull, lat, 1, lshape, &err);
+        TU_CHECK(st == WF_EIO && strstr(err.msg, "No space left on device"), "h5 full: '%s'",
+                 err.msg);
+        TU_CHECK(lstat(dfull, &sb) == 0 && S_ISCHR(sb.st_mode), "the full device was replaced");
+    } else {
+        printf("not root or mknod refused: the device checks skipped\n");
+    }
+    TU_CHECK(count_tmp_files(dir) == 0, "temporary files left in %s", dir);
+
+    /* a signal with an MP4 open: no temporary left; a dead run's temporary is removed by the
+     * next write there (a folder this process has not written to yet: it looks once a folder) */
+    char sdir[900];
+    snprintf(sdir, sizeof sdir, "%s/sig", dir);
+    mkdir(sdir, 0777);
+    snprintf(path, sizeof path, "%s/sig.mp4", sdir);
+    for (int dies_clean = 1; dies_clean >= 0; dies_clean--) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            if (dies_clean) fio_cleanup_install();
+            vout_mp4 *cv = NULL;
+            if (vout_mp4_open(&cv, path, W, H, FPS, 18, &err)) _exit(3);
+            if (dies_clean) raise(SIGTERM);
+            _exit(0); /* as SIGKILL would: nothing removed */
+        }
+        int ws = 0;
+        waitpid(pid, &ws, 0);
+        if (dies_clean) {
+            TU_CHECK(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGTERM, "the child was not ended by "
+                     "SIGTERM (status %d)", ws);
+            TU_CHECK(count_tmp_files(sdir) == 0, "SIGTERM left a temporary in %s", sdir);
+        } else {
+            TU_CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0 && count_tmp_files(sdir) == 1,
+                     "the dead child left no temporary (status %d): the check is void", ws);
+        }
+    }
+    TU_CHECK(mp4_all(path, &err) == WF_OK, "mp4 after a dead run: %s", err.msg);
+    TU_CHECK(count_tmp_files(sdir) == 0, "the dead run's temporary was not removed from %s", sdir);
+}
+
 int main(void) {
+    umask(027); /* before anything is written: fileio reads it once */
     if (!have_tool("ffprobe") || !have_tool("ffmpeg")) {
         fprintf(stderr, "FAIL: ffprobe/ffmpeg not found: run scripts/setup.sh (it installs ffmpeg)\n");
         return 1;
@@ -327,6 +529,7 @@ int main(void) {
     test_mp4_errors(dir);
     test_png(dir);
     test_h5(dir);
+    test_targets(dir);
     tu_rmtree(dir);
     free(dir);
     printf("%s (%d failures)\n", tu_failures ? "FAILED" : "OK", tu_failures);

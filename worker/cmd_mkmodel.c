@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cmds.h"
+#include "fileio.h"
 #include "mkmodel.h"
 
 #define PROG "wanfarm mkmodel"
@@ -83,6 +84,7 @@ int cmd_mkmodel(int argc, char **argv) {
         return WF_EXIT_FAIL;
     }
     wf_err err;
+    fio_cleanup_install(); /* a signal while a file is written leaves no temporary behind */
     if (mk_write_model(dir, p, seed, &err)) {
         fprintf(stderr, PROG ": %s\n", err.msg);
         return WF_EXIT_FAIL;

@@ -2,9 +2,10 @@
  *
  * The header is compact JSON (jansson), padded with spaces to a multiple of 8 bytes. The data are
  * laid out by decreasing element size (then in the caller's order), as the reference writer does,
- * so every tensor starts aligned to its element size in an mmap. The file is written to a
- * temporary name in the same folder, fsync'd and renamed (fileio.h), so a reader sees either the
- * old file or the complete new one.
+ * so every tensor starts aligned to its element size in an mmap. Where the bytes go is fileio.h's
+ * (fio_write_atomic): a temporary beside the file (a symlink's target), fsync'd and renamed, so a
+ * reader sees either the old file or the complete new one, made 0666 & ~umask; a character device
+ * is written in place; a FIFO is refused (readers map the file: it is not streamed).
  */
 #include <jansson.h>
 #include <stdio.h>

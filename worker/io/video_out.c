@@ -1,8 +1,13 @@
 /* video_out.c: MP4 (H.264 over libavformat), PNG frames, contact sheets and HDF5 latents (see
  * video_out.h).
  *
- * Every file is written to a temporary name beside its path (path.tmp.XXXXXX), fsync'd and renamed
- * into place (fileio.h, as st_write.c does), so a reader sees either no file or the complete one.
+ * Where the bytes go is fileio.h's: a regular file (or a symlink's target) is written to a
+ * temporary beside it, fsync'd and renamed into place, so a reader sees either no file or the
+ * complete one; a character device is written in place; a FIFO gets the PNGs and a streamable
+ * (fragmented: empty moov, one moof per keyframe) MP4, and is refused for HDF5. The MP4 of a
+ * regular file keeps +faststart (moov first); a device or FIFO gets the fragmented form through
+ * an AVIOContext over the file descriptor. HDF5 is built in memory (the core driver) and written
+ * as one image, so that the same rules apply to it.
  * The MP4 follows shared/ENVIRONMENT.md §7 (FFmpeg 5.1): packet timestamps are rescaled from the
  * encoder's 1/fps to the stream's time base (the mp4 muxer changes it), pkt->duration is set
  * (FFmpeg 5.1 frames carry none), and the muxer's global-header flag is honoured.
@@ -38,7 +43,10 @@ static wf_status av_fail(wf_err *err, wf_status s, int r, const char *path, cons
 /* ---- MP4 ---- */
 
 struct vout_mp4 {
-    char *path, *tmp;
+    char *path;
+    fio_out out;       /* the target (fileio.h): a temporary for libavformat, or an fd to stream */
+    AVIOContext *io;   /* streamed: our AVIOContext over out.fd (else libavformat's own pb) */
+    int io_errno;      /* streamed: errno of the first failed write, 0 if none */
     int w, h, fps;
     int64_t nframes;   /* frames accepted so far */
     int failed;        /* an earlier call failed: the file cannot be completed */
@@ -50,8 +58,28 @@ struct vout_mp4 {
     AVPacket *pkt;
 };
 
+/* Frees our AVIOContext (streamed outputs): its buffer is av_malloc'd. */
+static void mp4_free_io(vout_mp4 *v) {
+    if (!v->io) return;
+    av_freep(&v->io->buffer);
+    avio_context_free(&v->io);
+    if (v->oc) v->oc->pb = NULL;
+}
+
+/* AVIOContext write callback of a streamed output. */
+static int mp4_io_write(void *opaque, uint8_t *buf, int n) {
+    vout_mp4 *v = opaque;
+    if (v->io_errno) return AVERROR(v->io_errno);
+    if (fio_out_write(&v->out, buf, (size_t)n) != 0) {
+        v->io_errno = errno ? errno : EIO;
+        return AVERROR(v->io_errno);
+    }
+    return n;
+}
+
 static void mp4_free(vout_mp4 *v) {
     if (!v) return;
+    mp4_free_io(v);
     if (v->oc) {
         if (v->oc->pb) avio_closep(&v->oc->pb);
         avformat_free_context(v->oc);
@@ -61,15 +89,15 @@ static void mp4_free(vout_mp4 *v) {
     av_frame_free(&v->frm);
     av_packet_free(&v->pkt);
     free(v->path);
-    free(v->tmp);
     free(v);
 }
 
 void vout_mp4_abort(vout_mp4 **pv) {
     if (!pv || !*pv) return;
     vout_mp4 *v = *pv;
+    mp4_free_io(v);
     if (v->oc && v->oc->pb) avio_closep(&v->oc->pb);
-    if (v->tmp) unlink(v->tmp);
+    fio_out_abort(&v->out); /* removes the temporary, closes a stream */
     mp4_free(v);
     *pv = NULL;
 }
@@ -101,9 +129,17 @@ wf_status vout_mp4_open(vout_mp4 **out, const char *path, int w, int h, int fps,
     v->w = w;
     v->h = h;
     v->fps = fps;
-    if ((st = fio_tmp_create(path, &v->tmp, err))) goto fail;
+    v->out.fd = -1;
+    v->out.slot = -1;
+    if ((st = fio_out_open(&v->out, path, FIO_STREAMABLE, err))) goto fail;
+    bool stream = v->out.kind != FIO_REPLACE;
+    if (!stream) { /* libavformat writes the temporary by name (faststart reopens it) */
+        close(v->out.fd);
+        v->out.fd = -1;
+    }
 
-    if ((r = avformat_alloc_output_context2(&v->oc, NULL, "mp4", v->tmp)) < 0) {
+    if ((r = avformat_alloc_output_context2(&v->oc, NULL, "mp4",
+                                            stream ? v->out.target : v->out.tmp)) < 0) {
         st = av_fail(err, WF_EUNSUPPORTED, r, path, "creating the mp4 muxer");
         goto fail;
     }
@@ -150,13 +186,28 @@ wf_status vout_mp4_open(vout_mp4 **out, const char *path, int w, int h, int fps,
         goto fail;
     }
     v->st->time_base = enc->time_base; /* a hint: the muxer picks its own in write_header */
-    if (!(v->oc->oformat->flags & AVFMT_NOFILE) &&
-        (r = avio_open(&v->oc->pb, v->tmp, AVIO_FLAG_WRITE)) < 0) {
+    if (stream) {
+        enum { IO_BUF = 1 << 16 };
+        uint8_t *buf = av_malloc(IO_BUF);
+        v->io = buf ? avio_alloc_context(buf, IO_BUF, 1, v, NULL, mp4_io_write, NULL) : NULL;
+        if (!v->io) {
+            av_free(buf);
+            st = wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
+            goto fail;
+        }
+        v->io->seekable = 0;
+        v->oc->pb = v->io;
+        v->oc->flags |= AVFMT_FLAG_CUSTOM_IO;
+    } else if (!(v->oc->oformat->flags & AVFMT_NOFILE) &&
+               (r = avio_open(&v->oc->pb, v->out.tmp, AVIO_FLAG_WRITE)) < 0) {
         st = av_fail(err, WF_EIO, r, path, "opening the temporary file");
         goto fail;
     }
     AVDictionary *mux = NULL;
-    av_dict_set(&mux, "movflags", "+faststart", 0); /* moov first: plays while downloading */
+    /* a file: moov first (plays while downloading); a device or FIFO cannot be rewound: a
+     * fragmented MP4 that a reader can play as it comes */
+    av_dict_set(&mux, "movflags", stream ? "+frag_keyframe+empty_moov+default_base_moof"
+                                         : "+faststart", 0);
     r = avformat_write_header(v->oc, &mux);
     av_dict_free(&mux);
     if (r < 0) {
@@ -247,14 +298,25 @@ wf_status vout_mp4_close(vout_mp4 **pv, wf_err *err) {
     }
     if ((st = mp4_drain(v, NULL, err))) goto out_abort;
     if ((r = av_write_trailer(v->oc)) < 0) {
-        st = av_fail(err, WF_EIO, r, v->path, "writing the MP4 trailer");
+        st = v->io_errno ? wf_fail(err, WF_EIO, "%s: write failed: %s", v->path,
+                                   strerror(v->io_errno))
+                         : av_fail(err, WF_EIO, r, v->path, "writing the MP4 trailer");
         goto out_abort;
     }
-    if ((r = avio_closep(&v->oc->pb)) < 0) {
+    if (v->io) {
+        avio_flush(v->io);
+        if (v->io_errno || v->io->error < 0) {
+            st = v->io_errno ? wf_fail(err, WF_EIO, "%s: write failed: %s", v->path,
+                                       strerror(v->io_errno))
+                             : av_fail(err, WF_EIO, v->io->error, v->path, "writing the file");
+            goto out_abort;
+        }
+        mp4_free_io(v);
+    } else if ((r = avio_closep(&v->oc->pb)) < 0) {
         st = av_fail(err, WF_EIO, r, v->path, "closing the file");
         goto out_abort;
     }
-    st = fio_tmp_commit(v->tmp, v->path, err); /* unlinks tmp on failure */
+    st = fio_out_commit(&v->out, err); /* fsync + rename, or close the stream */
     mp4_free(v);
     *pv = NULL;
     return st;
@@ -323,7 +385,7 @@ wf_status vout_png_write(const char *path, const uint8_t *rgb, int w, int h, wf_
     uint8_t *png = NULL;
     size_t n = 0;
     wf_status st = png_encode(path, rgb, w, h, &png, &n, err);
-    if (!st) st = fio_write_atomic(path, &(fio_part){png, n}, 1, err);
+    if (!st) st = fio_write_parts(path, &(fio_part){png, n}, 1, FIO_STREAMABLE, err);
     free(png);
     return st;
 }
@@ -368,16 +430,24 @@ wf_status vout_contact_sheet(const char *path, const uint8_t *const *frames, int
 
 /* ---- HDF5 ---- */
 
-static wf_status h5_write(const char *path, const char *tmp, const float *data, int ndim,
-                          const int64_t *shape, const char *const *attrs, int n_attrs,
+/* The HDF5 file as one image in memory (the core driver, no backing store): *img malloc'd. */
+static wf_status h5_write(const char *path, const float *data, int ndim, const int64_t *shape,
+                          const char *const *attrs, int n_attrs, void **img, size_t *img_n,
                           wf_err *err) {
     wf_status st = WF_OK;
-    hid_t file = H5I_INVALID_HID, space = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID, space = H5I_INVALID_HID,
+          dset = H5I_INVALID_HID;
     hsize_t dims[5];
-    for (int d = 0; d < ndim; d++) dims[d] = (hsize_t)shape[d];
-    file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (file < 0) {
-        st = wf_fail(err, WF_EIO, "%s: HDF5 cannot create the temporary file %s", path, tmp);
+    size_t bytes = sizeof(float);
+    for (int d = 0; d < ndim; d++) {
+        dims[d] = (hsize_t)shape[d];
+        if (wf_mul_overflow(bytes, (size_t)shape[d], &bytes))
+            return wf_fail(err, WF_EINVAL, "%s: latents too large", path);
+    }
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, bytes + (1u << 16), 0) < 0 ||
+        (file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl)) < 0) {
+        st = wf_fail(err, WF_ENOMEM, "%s: HDF5 cannot create the file in memory", path);
         goto out;
     }
     space = H5Screate_simple(ndim, dims, NULL);
@@ -388,7 +458,7 @@ static wf_status h5_write(const char *path, const char *tmp, const float *data, 
     dset = H5Dcreate2(file, "latents", H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
                       H5P_DEFAULT);
     if (dset < 0 || H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
-        st = wf_fail(err, WF_EIO, "%s: HDF5 cannot write /latents (disk full?)", path);
+        st = wf_fail(err, WF_EIO, "%s: HDF5 cannot write /latents (out of memory?)", path);
         goto out;
     }
     for (int i = 0; i < n_attrs; i++) {
@@ -407,11 +477,32 @@ static wf_status h5_write(const char *path, const char *tmp, const float *data, 
             goto out;
         }
     }
+    if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) {
+        st = wf_fail(err, WF_EIO, "%s: HDF5 cannot flush the file", path);
+        goto out;
+    }
+    ssize_t n = H5Fget_file_image(file, NULL, 0);
+    if (n <= 0 || !(*img = malloc((size_t)n))) {
+        st = wf_fail(err, WF_ENOMEM, "%s: out of memory for the HDF5 image", path);
+        goto out;
+    }
+    if (H5Fget_file_image(file, *img, (size_t)n) != n) {
+        free(*img);
+        *img = NULL;
+        st = wf_fail(err, WF_EIO, "%s: HDF5 cannot copy the file image", path);
+        goto out;
+    }
+    *img_n = (size_t)n;
 out:
     if (dset >= 0) H5Dclose(dset);
     if (space >= 0) H5Sclose(space);
     if (file >= 0 && H5Fclose(file) < 0 && !st)
-        st = wf_fail(err, WF_EIO, "%s: HDF5 cannot close the file (disk full?)", path);
+        st = wf_fail(err, WF_EIO, "%s: HDF5 cannot close the file", path);
+    if (fapl >= 0) H5Pclose(fapl);
+    if (st) {
+        free(*img);
+        *img = NULL;
+    }
     return st;
 }
 
@@ -429,14 +520,18 @@ wf_status vout_h5_write_latents_meta(const char *path, const float *data, int nd
         if (!attrs[2 * i] || !*attrs[2 * i] || !attrs[2 * i + 1])
             return wf_fail(err, WF_EINVAL, "%s: attribute %d has an empty name or no value", path,
                            i);
-    char *tmp = NULL;
-    wf_status st = fio_tmp_create(path, &tmp, err);
+    /* refuse what cannot be written (a FIFO, a folder, a dangling link) before the work */
+    char *target = NULL;
+    fio_kind kind;
+    wf_status st = fio_target(path, 0, &target, &kind, err);
+    free(target);
     if (st) return st;
-    H5E_BEGIN_TRY { st = h5_write(path, tmp, data, ndim, shape, attrs, n_attrs, err); }
+    void *img = NULL;
+    size_t n = 0;
+    H5E_BEGIN_TRY { st = h5_write(path, data, ndim, shape, attrs, n_attrs, &img, &n, err); }
     H5E_END_TRY;
-    if (st) unlink(tmp);
-    else st = fio_tmp_commit(tmp, path, err);
-    free(tmp);
+    if (!st) st = fio_write_atomic(path, &(fio_part){img, n}, 1, err); /* no FIFO: see above */
+    free(img);
     return st;
 }
 
