@@ -9,6 +9,9 @@
  * line (including values the model cannot take: sizes, frame counts).
  */
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,29 +30,37 @@ static void help(void) {
     printf("usage: wanfarm generate --model DIR --prompt TEXT [options]\n\n"
            "Generates a video with a Diffusers WanPipeline folder (Wan2.1 / Wan2.2 T2V).\n\n"
            "  --model DIR            the pipeline folder (model_index.json)\n"
-           "  --prompt TEXT          what to show\n"
+           "  --prompt TEXT          what to show (may be given several times)\n"
+           "  --prompt-file FILE     prompts from a file, one per line ('-': stdin; empty lines\n"
+           "                         are skipped; up to 64 MiB; cleaned and truncated to\n"
+           "                         --max-sequence-length tokens as --prompt is); with --prompt\n"
+           "                         the prompts form one list in command-line order\n"
            "  --negative-prompt TEXT what to avoid (default \"\", as Diffusers; --negative-prompt\n"
            "                         wan uses the official Wan Chinese negative prompt)\n"
-           "  --size WxH             width x height, multiples of 16 (default 832x480)\n"
-           "  --frames N             4k+1 frames (default 81)\n"
+           "  --size WxH             width x height, positive multiples of 16 (default 832x480),\n"
+           "                         at most the model's limit (rope_max_seq_len x patch x 8:\n"
+           "                         16384 for Wan2.2-A14B)\n"
+           "  --frames N             4k+1 frames (default 81; at most the model's limit)\n"
            "  --steps N              denoising steps (default 50)\n"
-           "  --guidance G           CFG scale of transformer (default 5.0; <= 1 turns CFG off)\n"
-           "  --guidance-2 G         CFG scale of transformer_2 (default: --guidance)\n"
-           "  --shift S              override the scheduler's flow shift (> 0)\n"
+           "  --guidance G           CFG scale of transformer in [0, 100] (default 5.0; <= 1\n"
+           "                         turns CFG off)\n"
+           "  --guidance-2 G         CFG scale of transformer_2 in [0, 100] (default: --guidance)\n"
+           "  --shift S              override the scheduler's flow shift, in [0.01, 100]\n"
            "  --boundary R           override boundary_ratio in [0, 1] (two-expert models only)\n"
            "  --sampler unipc|euler  default: the folder's scheduler\n"
            "  --seed N               initial noise seed (default: from the clock, printed);\n"
            "                         wanfarm's own generator, not torch's\n"
            "  --latents FILE         initial latents instead: safetensors, F32 tensor 'latents'\n"
            "                         [1, C, T, h, w]\n"
-           "  --max-sequence-length N  text tokens (default 512)\n"
+           "  --max-sequence-length N  text tokens, 1..4096 (default 512, as the Wan pipeline)\n"
            "  --out FILE.mp4         H.264 MP4\n"
            "  --fps N                MP4 frame rate (default 16)\n"
            "  --crf N                x264 quality 1..51 (default 18)\n"
            "  --frames-dir DIR       PNG frames frame_00000.png ... (created if missing)\n"
            "  --save-latents FILE.h5 final latents (HDF5 dataset /latents [1, C, T, h, w])\n"
            "  --contact-sheet FILE.png  every frame on one PNG (a grid, for a quick look)\n"
-           "  --threads N            CPU threads per rank (default: the cores / the ranks on the node)\n"
+           "  --threads N            CPU threads per rank, at most 4x the online cores (default:\n"
+           "                         the cores / the ranks on the node)\n"
            "  --count N              generate N videos of each prompt (seeds seed, seed+1, ...);\n"
            "                         --prompt may also be given several times. With several videos\n"
            "                         the output names get -K before the extension (K = 0, 1, ...)\n"
@@ -70,11 +81,15 @@ static void help(void) {
            "  --json-progress        JSON lines on stdout instead of progress lines on stderr\n"
            "When the planner's best layout does not use every rank, the rest stay idle (said).\n"
            "At least one of --out, --frames-dir, --save-latents, --contact-sheet is required.\n"
+           "A run whose latents stop being finite (NaN or infinity) stops at that step, naming\n"
+           "it and the expert (exit 1).\n"
            "exit codes: 0 written, 1 bad model/input file or failed work, 2 bad command line\n");
 }
 
 /* Set on every rank but world rank 0 of a launched run: input errors are printed once. */
 static bool g_quiet;
+/* Under a launcher (MPI initialised): --prompt-file is read by world rank 0 and broadcast. */
+static bool g_mpi;
 
 #define usage_err(...) (g_quiet ? WF_EXIT_USAGE : cmd_usage_err(PROG, __VA_ARGS__))
 
@@ -82,6 +97,8 @@ static bool g_quiet;
 
 
 
+
+#include "outputs.h" /* the output preflight of check_options */
 
 /* 0 when the folder that would hold path exists; else prints why (naming opt) and returns 1. */
 static int check_out_dir(const char *opt, const char *path) {
@@ -144,28 +161,36 @@ static int run_single(gen_run *g, const pl_request *base, double t0) {
             goto done;
         }
     }
-    if ((o->latents_in && gen_read_latents(o->latents_in, g->shape, &lat0, &err)) ||
-        gen_setup_jobs(g, base, lat0, true, 1, 0, &err)) {
+    if (o->latents_in && gen_read_latents(o->latents_in, g->shape, &lat0, &err)) {
         fprintf(stderr, PROG ": %s\n", err.msg);
         goto done;
     }
+    g->lat0 = lat0;
+    g->writer = true;
+    g->replicas = 1;
+    g->replica = 0;
     if (!o->json)
         fprintf(stderr, PROG ": loaded %s in %.1f s; %lldx%lld, %lld frames, latents [%lld, %lld, "
                 "%lld, %lld], %lld steps\n",
                 o->model, gen_now() - t0, (long long)base->width, (long long)base->height,
                 (long long)base->frames, (long long)g->shape[0], (long long)g->shape[1],
                 (long long)g->shape[2], (long long)g->shape[3], (long long)base->steps);
+    /* one video at a time: its outputs are set up when it starts and released once written */
     for (int64_t k = 0; k < g->njobs; k++) {
-        if (pl_generate(p, &g->reqs[k], &err)) {
-            fprintf(stderr, PROG ": %s%s\n", g->njobs > 1 ? "" : "", err.msg);
+        if (gen_job_begin(g, k, &err) || pl_generate(p, &g->req, &err)) {
+            if (g->njobs > 1) fprintf(stderr, PROG ": video %lld: %s\n", (long long)k, err.msg);
+            else fprintf(stderr, PROG ": %s\n", err.msg);
             goto done;
         }
         if ((rc = gen_finish_outputs(g, k)) != WF_EXIT_OK) goto done;
+        gen_job_end(g);
         rc = WF_EXIT_FAIL;
     }
     gen_report_done(g, t0);
     rc = WF_EXIT_OK;
 done:
+    gen_job_end(g);
+    g->lat0 = NULL;
     free(lat0);
     pl_close(&p);
     return rc;
@@ -193,42 +218,108 @@ static int parse_ulysses(const char *v, gen_opts *o) {
     return WF_EXIT_OK;
 }
 
+/* A number option in [lo, hi]; WF_EXIT_OK or WF_EXIT_USAGE after a message naming the range. */
+static int parse_range(const char *a, const char *v, double lo, double hi, const char *note,
+                       double *out) {
+    double x;
+    if (!cmd_parse_f64(v, &x) || !(x >= lo && x <= hi))
+        return usage_err("%s '%s' must be a number in [%g, %g]%s", a, v, lo, hi, note);
+    *out = x;
+    return WF_EXIT_OK;
+}
+
+/* --threads N: 0 (the default) up to 4x the online cores; far more only thrashes (and OpenBLAS's
+ * allocator hangs with thousands of threads). */
+static int parse_threads(const char *v, gen_opts *o) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    int64_t t;
+    if (!cmd_parse_i64(v, &t) || t < 0)
+        return usage_err("--threads '%s' must be a whole number >= 0 (0: the default)%s", v, "");
+    if (t > 4 * (int64_t)cores)
+        return usage_err("--threads %lld is more than 4x the %ld online cores of this machine; "
+                         "use at most %ld",
+                         (long long)t, cores, 4 * cores);
+    o->threads = t;
+    return WF_EXIT_OK;
+}
+
+/* --prompt-file PATH: read (under a launcher by world rank 0, then broadcast, since only rank 0
+ * has the launcher's stdin) and split into prompts. WF_EXIT_OK or WF_EXIT_FAIL after a message. */
+static int parse_prompt_file(const char *path, gen_opts *o) {
+    wf_err err;
+    char *b = NULL;
+    size_t n = 0;
+    wf_status st = WF_OK;
+    if (!g_quiet) st = gen_slurp(path, &b, &n, &err);
+    if (g_mpi) {
+        int64_t hdr[2] = {(int64_t)st, (int64_t)n};
+        MPI_Bcast(hdr, 2, MPI_INT64_T, 0, MPI_COMM_WORLD);
+        st = (wf_status)hdr[0];
+        n = (size_t)hdr[1];
+        if (!st && g_quiet && !(b = malloc(n + 1))) {
+            fprintf(stderr, PROG ": --prompt-file %s: out of memory\n", path);
+            MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
+        }
+        if (!st) {
+            MPI_Bcast(b, (int)n, MPI_BYTE, 0, MPI_COMM_WORLD); /* n <= GEN_PROMPT_FILE_MAX */
+            b[n] = 0;
+        }
+    }
+    if (!st) st = gen_add_prompt_lines(o, path, b, n, &err);
+    if (st) {
+        if (!g_quiet) fprintf(stderr, PROG ": %s\n", err.msg);
+        return WF_EXIT_FAIL;
+    }
+    return WF_EXIT_OK;
+}
+
 /* One option with a value, into the request r or the options o; WF_EXIT_OK or WF_EXIT_USAGE
  * after the message. */
 static int parse_valued(const char *a, const char *v, pl_request *r, gen_opts *o) {
     bool ok = true;
     if (!strcmp(a, "--model")) o->model = v;
     else if (!strcmp(a, "--prompt")) {
-        if (o->nprompts == MAX_PROMPTS) return usage_err("more than %s prompts%s", "256", "");
-        o->prompts[o->nprompts++] = v;
-    } else if (!strcmp(a, "--negative-prompt"))
+        wf_err err;
+        if (gen_add_prompt(o, v, &err)) {
+            if (!g_quiet) fprintf(stderr, PROG ": %s\n", err.msg);
+            return WF_EXIT_FAIL;
+        }
+    } else if (!strcmp(a, "--prompt-file")) return parse_prompt_file(v, o);
+    else if (!strcmp(a, "--negative-prompt"))
         r->negative_prompt = !strcmp(v, "wan") ? PL_WAN_NEGATIVE_PROMPT_ZH : v;
     else if (!strcmp(a, "--size")) {
-        if (!cmd_parse_size(v, &r->width, &r->height))
-            return usage_err("--size '%s' must be WIDTHxHEIGHT, e.g. 832x480", v);
+        char why[160];
+        if (!cmd_parse_size(v, &r->width, &r->height, why, sizeof why))
+            return usage_err("--size '%s' %s", v, why);
     } else if (!strcmp(a, "--frames")) ok = cmd_parse_i64(v, &r->frames);
     else if (!strcmp(a, "--steps")) ok = cmd_parse_i64(v, &r->steps) && r->steps >= 1;
-    else if (!strcmp(a, "--guidance")) ok = cmd_parse_f64(v, &r->guidance);
-    else if (!strcmp(a, "--guidance-2")) ok = cmd_parse_f64(v, &r->guidance_2);
-    else if (!strcmp(a, "--shift")) ok = cmd_parse_f64(v, &r->shift) && r->shift > 0;
+    else if (!strcmp(a, "--guidance") || !strcmp(a, "--guidance-2"))
+        return parse_range(a, v, 0, PL_GUIDANCE_MAX, " (a CFG scale; <= 1 turns CFG off)",
+                           a[10] ? &r->guidance_2 : &r->guidance);
+    else if (!strcmp(a, "--shift"))
+        return parse_range(a, v, PL_SHIFT_MIN, PL_SHIFT_MAX, " (Wan uses 1 to 12)", &r->shift);
     else if (!strcmp(a, "--boundary"))
-        ok = cmd_parse_f64(v, &r->boundary) && r->boundary >= 0 && r->boundary <= 1;
+        return parse_range(a, v, 0, 1, " (a fraction of the training timesteps)", &r->boundary);
     else if (!strcmp(a, "--sampler")) {
         if (!strcmp(v, "unipc")) r->sampler = SMP_UNIPC;
         else if (!strcmp(v, "euler")) r->sampler = SMP_EULER;
         else return usage_err("--sampler '%s': use unipc or euler%s", v, "");
     } else if (!strcmp(a, "--seed")) ok = o->have_seed = cmd_parse_u64(v, &r->seed);
     else if (!strcmp(a, "--latents")) o->latents_in = v;
-    else if (!strcmp(a, "--max-sequence-length"))
-        ok = cmd_parse_i64(v, &r->max_sequence_length) && r->max_sequence_length >= 1;
+    else if (!strcmp(a, "--max-sequence-length")) {
+        if (!cmd_parse_i64(v, &r->max_sequence_length) || r->max_sequence_length < 1 ||
+            r->max_sequence_length > PL_MAX_SEQUENCE_LENGTH)
+            return usage_err("--max-sequence-length '%s' must be in 1..%d (text tokens; the Wan "
+                             "pipeline uses 512)", v, PL_MAX_SEQUENCE_LENGTH);
+    }
     else if (!strcmp(a, "--out")) o->out = v;
     else if (!strcmp(a, "--fps")) ok = cmd_parse_i64(v, &o->fps) && o->fps >= 1 && o->fps <= 240;
     else if (!strcmp(a, "--crf")) ok = cmd_parse_i64(v, &o->crf) && o->crf >= 1 && o->crf <= 51;
     else if (!strcmp(a, "--frames-dir")) o->frames_dir = v;
     else if (!strcmp(a, "--save-latents")) o->save_latents = v;
     else if (!strcmp(a, "--contact-sheet")) o->sheet = v;
-    else if (!strcmp(a, "--threads"))
-        ok = cmd_parse_i64(v, &o->threads) && o->threads >= 0 && o->threads < 100000;
+    else if (!strcmp(a, "--threads")) return parse_threads(v, o);
     else if (!strcmp(a, "--count"))
         ok = cmd_parse_i64(v, &o->count) && o->count >= 1 && o->count <= 100000;
     else if (!strcmp(a, "--placement")) {
@@ -287,9 +378,18 @@ static int check_options(const gen_opts *o) {
                          "--save-latents FILE.h5 or --contact-sheet FILE.png%s%s", "", "");
     if (o->latents_in && o->have_seed)
         return usage_err("--seed and --latents exclude each other%s%s", "", "");
+    fio_cleanup_install(); /* a signal from here on leaves no temporary file behind */
     if (check_out_dir("--out", o->out) || check_out_dir("--save-latents", o->save_latents) ||
         check_out_dir("--contact-sheet", o->sheet))
         return WF_EXIT_FAIL;
+    /* every output name, and no two on one file, before anything is created (outputs.h) */
+    int64_t njobs = (int64_t)o->nprompts * o->count;
+    wf_err err;
+    wf_status st = gen_outputs_check_names(o, njobs, &err);
+    if (st) {
+        if (!g_quiet) fprintf(stderr, PROG ": %s\n", err.msg);
+        return st == WF_EINVAL ? WF_EXIT_USAGE : WF_EXIT_FAIL;
+    }
     if (o->frames_dir) {
         struct stat sb;
         if (stat(o->frames_dir, &sb) != 0 && mkdir(o->frames_dir, 0777) != 0 && errno != EEXIST) {
@@ -303,6 +403,11 @@ static int check_options(const gen_opts *o) {
             return WF_EXIT_FAIL;
         }
     }
+    /* each output folder writable, with the longest temporary name the run will use */
+    if ((st = gen_outputs_probe(o, njobs, &err))) {
+        if (!g_quiet) fprintf(stderr, PROG ": %s\n", err.msg);
+        return WF_EXIT_FAIL;
+    }
     return WF_EXIT_OK;
 }
 
@@ -311,12 +416,12 @@ static int generate_main(int argc, char **argv, bool mpi, int rank, int size) {
     gen_opts o;
     bool help_asked;
     int rc = parse_options(argc, argv, &r, &o, &help_asked);
-    if (rc != WF_EXIT_OK) return rc;
-    if (help_asked) {
-        if (!g_quiet) help();
-        return WF_EXIT_OK;
+    if (rc == WF_EXIT_OK && help_asked && !g_quiet) help();
+    if (rc == WF_EXIT_OK && !help_asked) rc = check_options(&o);
+    if (rc != WF_EXIT_OK || help_asked) {
+        gen_free_opts(&o);
+        return rc;
     }
-    if ((rc = check_options(&o)) != WF_EXIT_OK) return rc;
 
     gen_run g;
     memset(&g, 0, sizeof g);
@@ -330,16 +435,27 @@ static int generate_main(int argc, char **argv, bool mpi, int rank, int size) {
         if (!g.quiet) fprintf(stderr, PROG ": seed %llu\n", (unsigned long long)r.seed);
     }
     r.prompt = o.prompts[0];
-    g.njobs = (int64_t)o.nprompts * o.count;
+    g.base = &r;
+    g.njobs = o.nprompts * o.count;
     double t0 = gen_now();
     rc = g.size > 1 ? gen_run_dist(&g, &r, t0) : run_single(&g, &r, t0);
     gen_free_run(&g);
+    gen_free_opts(&o);
     return rc;
 }
 
 int cmd_generate(int argc, char **argv) {
+#ifdef __GLIBC__
+    /* Memory stays flat over a queue: every large per-video buffer (arenas, latents, frames) is
+     * mapped on its own and given back whole when the video is done. A fixed threshold turns off
+     * glibc's moving one, which after the first large free would put those buffers on the heap,
+     * where the small long-lived allocations of the libraries (HDF5, FFmpeg) fragment it so that
+     * each video's buffers no longer fit the last one's hole (+1 MB per 128x128x17 video seen). */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
     bool mpi = gen_under_launcher();
     int rank = 0, size = 1;
+    g_mpi = mpi;
     if (mpi) {
         int provided = 0;
         if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {

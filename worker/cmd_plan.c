@@ -117,8 +117,9 @@ static int parse_valued(plan_args *p, const char *a, const char *v) {
         if (strcmp(v, "a14b")) return usage_err("--preset '%s': the presets are: a14b%s", v, "");
         p->preset = v;
     } else if (!strcmp(a, "--size")) {
-        if (!cmd_parse_size(v, &r->width, &r->height))
-            return usage_err("--size '%s' must be WIDTHxHEIGHT, e.g. 1280x720", v);
+        char why[160];
+        if (!cmd_parse_size(v, &r->width, &r->height, why, sizeof why))
+            return usage_err("--size '%s' %s", v, why);
     } else if (!strcmp(a, "--frames")) ok = cmd_parse_i64(v, &r->frames) && r->frames >= 1;
     else if (!strcmp(a, "--steps")) ok = cmd_parse_i64(v, &r->steps) && r->steps >= 1;
     else if (!strcmp(a, "--boundary"))

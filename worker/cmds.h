@@ -18,8 +18,11 @@ bool cmd_parse_i64(const char *s, int64_t *out);
 bool cmd_parse_u64(const char *s, uint64_t *out);
 bool cmd_parse_f64(const char *s, double *out);
 bool cmd_parse_int(const char *s, int lo, int hi, int *out);
-/* "WIDTHxHEIGHT" (x or X), both positive. */
-bool cmd_parse_size(const char *s, int64_t *w, int64_t *h);
+/* "WIDTHxHEIGHT" (x or X), both whole numbers in [1, CMD_SIZE_MAX] (the model's limits and
+ * multiples are the pipeline's check). On false, why gets the rest of a message that begins
+ * "--size 'VALUE' ": what is wrong (not the format, zero or negative, too large). */
+#define CMD_SIZE_MAX 65536
+bool cmd_parse_size(const char *s, int64_t *w, int64_t *h, char *why, size_t cap);
 /* Prints "PROG: <message> (see --help)" on stderr and returns WF_EXIT_USAGE. */
 int cmd_usage_err(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

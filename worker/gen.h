@@ -15,11 +15,12 @@
 #include "video_out.h"
 
 #define PROG "wanfarm generate"
-#define MAX_PROMPTS 256
 
 typedef struct gen_opts {
-    const char *prompts[MAX_PROMPTS];
-    int nprompts;
+    const char **prompts;      /* [nprompts], in command-line order (--prompt and --prompt-file) */
+    int64_t nprompts, prompts_cap;
+    char **owned;              /* [nowned] the texts read from --prompt-file (freed at the end) */
+    int64_t nowned, owned_cap;
     int64_t count;
     const char *model, *out, *latents_in, *save_latents, *frames_dir, *sheet;
     bool have_seed, json;
@@ -32,6 +33,8 @@ typedef struct gen_opts {
     const char *cost;          /* planner cost file, or NULL */
 } gen_opts;
 
+/* The output context of the video in progress (one at a time on a rank: set up when the video
+ * starts, released once it is written, so that memory stays flat over a queue of any length). */
 typedef struct gen_ctx {
     vout_mp4 *mp4;
     const char *mp4_path; /* opened at the first frame */
@@ -47,33 +50,58 @@ typedef struct gen_ctx {
     bool json;
     double t_start;
     bool sheet;       /* keep every 8-bit frame for the contact sheet */
-    uint8_t **kept;   /* [n_kept] frames of H x W x 3 */
+    uint8_t *kept;    /* [kept_cap, H, W, 3]: the first n_kept frames */
     int64_t n_kept, kept_cap, kept_w, kept_h;
+    int64_t frames_hint; /* the frames the video will have */
 } gen_ctx;
 
 typedef struct gen_run {
     gen_opts *o;
-    pl_request *reqs;
-    gen_ctx *ctx;
-    float **lat_out;
+    const pl_request *base;    /* what every job shares (size, steps, ...) */
+    const float *lat0;         /* --latents, or NULL */
     int64_t njobs;
     int64_t shape[4];          /* latents [C, T, h, w] (every job has the same size) */
     int rank, size;
     bool quiet; /* not world rank 0: input errors are printed once */
+    bool writer;               /* this rank writes the outputs of its worker world's jobs */
+    int replicas, replica;     /* job k belongs to worker world k % replicas */
+    /* the job in progress (gen_job_begin .. gen_job_end) */
+    pl_request req;
+    gen_ctx ctx;
+    float *lat_out;            /* [C T h w] for --save-latents, or NULL */
+    bool active;
+    /* totals of the finished jobs this rank wrote */
+    int64_t videos, frames;
 } gen_run;
 
 /* ---- job.c: the queue as requests ---- */
 
 /* The path of job k of n: base itself when n == 1, else "-k" before the extension. */
 void gen_job_path(const char *base, int64_t k, int64_t n, char *out, size_t cap);
-/* Reads 'latents' [1, C, T, h, w] F32 from a safetensors file and checks it against shape
- * (WF_EINVAL naming the option, the file and the shape it must have). */
+/* Reads 'latents' [1, C, T, h, w] F32 from a safetensors file and checks it against shape and
+ * that every value is finite (WF_EINVAL naming the option, the file and the shape it must have or
+ * the first bad element). */
 wf_status gen_read_latents(const char *path, const int64_t shape[4], float **out, wf_err *err);
-/* The requests and their output contexts: job k is written here when `writer` and
- * k % replicas == replica. WF_ENOMEM only. */
-wf_status gen_setup_jobs(gen_run *g, const pl_request *base, const float *lat0, bool writer,
-                         int replicas, int replica, wf_err *err);
+/* Job k of the queue starts on this rank: g->req and g->ctx (its outputs when g->writer and
+ * k % replicas == replica; g->lat_out for --save-latents). WF_ENOMEM only. */
+wf_status gen_job_begin(gen_run *g, int64_t k, wf_err *err);
+/* Releases the job in progress (its MP4 if still open, frames, latents) and counts what it wrote.
+ * Accepts a run with no job in progress. */
+void gen_job_end(gen_run *g);
 void gen_free_run(gen_run *g);
+/* The prompt list: gen_add_prompt appends a --prompt (borrowed text); gen_add_prompt_lines
+ * appends one prompt per line of the text b[0..n) of --prompt-file path, taking b (freed by
+ * gen_free_opts): lines that are empty or only blanks are skipped, a final '\r' is dropped
+ * (CRLF files), the cleaning and truncation are the pipeline's as for --prompt. WF_EINVAL names
+ * the file (a NUL byte, no prompt at all), WF_ENOMEM. */
+wf_status gen_add_prompt(gen_opts *o, const char *text, wf_err *err);
+wf_status gen_add_prompt_lines(gen_opts *o, const char *path, char *b, size_t n, wf_err *err);
+/* Reads all of a file ('-': stdin) into a NUL-terminated buffer of at most GEN_PROMPT_FILE_MAX
+ * bytes (WF_EIO, WF_EINVAL past the limit, WF_ENOMEM; messages name --prompt-file and the file). */
+#define GEN_PROMPT_FILE_MAX ((size_t)64 << 20)
+wf_status gen_slurp(const char *path, char **out, size_t *n, wf_err *err);
+wf_status gen_read_prompt_file(gen_opts *o, const char *path, wf_err *err);
+void gen_free_opts(gen_opts *o);
 
 /* ---- gen_output.c: what the writer does with a job ---- */
 
@@ -83,7 +111,7 @@ double gen_now(void); /* CLOCK_MONOTONIC seconds */
 wf_status gen_on_frames(void *ctx, int64_t first, int64_t n, int64_t H, int64_t W,
                         const float *rgb, wf_err *err);
 void gen_on_progress(void *ctx, const pl_progress *pr);
-/* Job k's outputs after the work (MP4 close, contact sheet, latents). */
+/* Job k's outputs after the work (MP4 close, contact sheet, latents), from the job in progress. */
 int gen_finish_outputs(gen_run *g, int64_t k);
 void gen_report_done(const gen_run *g, double t0);
 

@@ -107,43 +107,60 @@ static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *b
     return WF_EXIT_OK;
 }
 
+/* The queue of one worker world: its i-th request is the queue's video my_rep + i R, made when
+ * this rank starts it and, on the writer, written and released when this rank is done with it. */
+typedef struct world_queue {
+    gen_run *g;
+    int64_t first, stride;
+    int rc; /* the first failure to write an output (then nothing more is written) */
+} world_queue;
+
+static wf_status queue_next(void *ctx, int64_t i, pl_request *r, wf_err *err) {
+    world_queue *q = ctx;
+    wf_status st = gen_job_begin(q->g, q->first + i * q->stride, err);
+    if (!st) *r = q->g->req;
+    return st;
+}
+
+static wf_status queue_done(void *ctx, int64_t i, const pl_request *r, wf_err *err) {
+    (void)r, (void)err;
+    world_queue *q = ctx;
+    if (q->g->ctx.mine && q->rc == WF_EXIT_OK)
+        q->rc = gen_finish_outputs(q->g, q->first + i * q->stride);
+    gen_job_end(q->g);
+    return WF_OK;
+}
+
 /* This rank's part once the layout is chosen: its worker world (or none: an idle rank), the
  * distributed pipeline, its share of the queue (video k goes to world k % R) and, on a writer, the
  * outputs. *rc gets the writer's verdict on the outputs; a status is a failure of the work, with
  * its detail, for the caller to report (it may have left other ranks inside a collective). */
 static wf_status dist_work(gen_run *g, cm_comm *world, const ly_layout *l, int R,
-                           const pl_request *base, const float *lat0, double t0, int *rc,
-                           wf_err *err) {
+                           const pl_request *base, double t0, int *rc, wf_err *err) {
     const gen_opts *o = g->o;
     const int per = ly_ranks(l);
     const int my_rep = g->rank < R * per ? g->rank / per : -1;
     cm_comm *rep = NULL;
     pd_world *d = NULL;
-    pl_request *mine = NULL;
     *rc = WF_EXIT_OK;
     wf_status st = cm_split(world, my_rep, g->rank, "worker world", &rep, err);
     if (st || !rep) goto out; /* !rep: an idle rank */
-    if ((st = pd_open(&d, rep, l, o->model, NULL, (int)gen_threads_per_rank(o), err)) ||
-        (st = gen_setup_jobs(g, base, lat0, d->role.writer, R, my_rep, err)))
-        goto out;
-    if (!(mine = calloc((size_t)g->njobs, sizeof *mine))) {
-        st = wf_fail(err, WF_ENOMEM, "out of memory");
-        goto out;
-    }
-    int64_t nmine = 0;
-    for (int64_t k = my_rep; k < g->njobs; k += R) mine[nmine++] = g->reqs[k];
+    if ((st = pd_open(&d, rep, l, o->model, NULL, (int)gen_threads_per_rank(o), err))) goto out;
+    g->writer = d->role.writer;
+    g->replicas = R;
+    g->replica = my_rep;
+    const int64_t nmine = my_rep < g->njobs ? (g->njobs - my_rep + R - 1) / R : 0;
     if (!g->quiet && !o->json)
         fprintf(stderr, PROG ": loaded in %.1f s; %lld video%s of %lldx%lld, %lld frames\n",
                 gen_now() - t0, (long long)g->njobs, g->njobs == 1 ? "" : "s",
                 (long long)base->width, (long long)base->height, (long long)base->frames);
-    if (nmine && (st = pd_run(d, mine, nmine, err))) goto out;
-    if (d->role.writer) {
-        for (int64_t k = 0; k < g->njobs && *rc == WF_EXIT_OK; k++)
-            if (g->ctx[k].mine) *rc = gen_finish_outputs(g, k);
-        if (*rc == WF_EXIT_OK && nmine) gen_report_done(g, t0);
-    }
+    world_queue wq = {g, my_rep, R, WF_EXIT_OK};
+    pd_queue q = {nmine, queue_next, queue_done, &wq};
+    if (nmine && (st = pd_run_queue(d, &q, err))) goto out;
+    *rc = wq.rc;
+    if (d->role.writer && *rc == WF_EXIT_OK && nmine) gen_report_done(g, t0);
 out:
-    free(mine);
+    gen_job_end(g);
     pd_close(&d);
     cm_free(&rep);
     return st;
@@ -208,7 +225,8 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
     }
     /* From here a failing rank may leave others inside a collective: its status and detail come
      * back up to this one place, which reports it and ends the MPI job. */
-    if ((st = dist_work(g, world, &l, R, base, lat0, t0, &rc, &err))) {
+    g->lat0 = lat0;
+    if ((st = dist_work(g, world, &l, R, base, t0, &rc, &err))) {
         fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
         MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
     }

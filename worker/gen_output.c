@@ -1,6 +1,7 @@
 /* gen_output.c: the outputs of `wanfarm generate` (see gen.h): per video, the MP4 (opened
  * at its first frame), PNG frames, the contact sheet and the final latents, written by the rank
- * that writes the video; progress lines and the final report. The jobs themselves are job.c's.
+ * that writes the video; progress lines and the final report. The jobs themselves are job.c's
+ * (one in progress at a time: its frames and latents are released once it is written).
  */
 #include <errno.h>
 #include <math.h>
@@ -13,20 +14,21 @@
 #include "cmds.h"
 #include "safetensors.h"
 
-/* Keeps a copy of one 8-bit frame for the contact sheet. */
+/* Keeps a copy of one 8-bit frame for the contact sheet, in one block for the whole video (one
+ * allocation of the video's size, given back whole when it is released). */
 static wf_status keep_frame(gen_ctx *g, const uint8_t *rgb, size_t fs, int64_t W, int64_t H,
                             wf_err *err) {
+    if (g->n_kept && (W != g->kept_w || H != g->kept_h))
+        return wf_fail(err, WF_EINVAL, "frames of different sizes for the contact sheet");
     if (g->n_kept == g->kept_cap) {
-        int64_t c = g->kept_cap ? 2 * g->kept_cap : 32;
-        uint8_t **q = realloc(g->kept, (size_t)c * sizeof *q);
+        int64_t c = g->kept_cap ? 2 * g->kept_cap : (g->frames_hint > 0 ? g->frames_hint : 16);
+        uint8_t *q = realloc(g->kept, (size_t)c * fs);
         if (!q) return wf_fail(err, WF_ENOMEM, "out of memory for the contact sheet");
         g->kept = q;
         g->kept_cap = c;
     }
-    uint8_t *f = malloc(fs);
-    if (!f) return wf_fail(err, WF_ENOMEM, "out of memory for the contact sheet");
-    memcpy(f, rgb, fs);
-    g->kept[g->n_kept++] = f;
+    memcpy(g->kept + (size_t)g->n_kept * fs, rgb, fs);
+    g->n_kept++;
     g->kept_w = W;
     g->kept_h = H;
     return WF_OK;
@@ -38,8 +40,14 @@ static wf_status write_sheet(const gen_ctx *g, const char *path, wf_err *err) {
     int cols = (int)ceil(sqrt((double)g->n_kept));
     int shrink = 1;
     while (g->kept_w / shrink * cols > 2048 && shrink < 16) shrink *= 2;
-    return vout_contact_sheet(path, (const uint8_t *const *)g->kept, (int)g->n_kept,
-                              (int)g->kept_w, (int)g->kept_h, cols, shrink, err);
+    const uint8_t **frames = malloc((size_t)g->n_kept * sizeof *frames);
+    if (!frames) return wf_fail(err, WF_ENOMEM, "out of memory for the contact sheet");
+    const size_t fs = (size_t)(g->kept_w * g->kept_h * 3);
+    for (int64_t i = 0; i < g->n_kept; i++) frames[i] = g->kept + (size_t)i * fs;
+    wf_status st = vout_contact_sheet(path, frames, (int)g->n_kept, (int)g->kept_w,
+                                      (int)g->kept_h, cols, shrink, err);
+    free(frames);
+    return st;
 }
 
 wf_status gen_on_frames(void *ctx, int64_t first, int64_t n, int64_t H, int64_t W,
@@ -118,7 +126,7 @@ int gen_finish_outputs(gen_run *g, int64_t k) {
     const gen_opts *o = g->o;
     wf_err err;
     char path[4200];
-    gen_ctx *c = &g->ctx[k];
+    gen_ctx *c = &g->ctx;
     if (c->mp4 && vout_mp4_close(&c->mp4, &err)) {
         fprintf(stderr, PROG ": --out %s: %s\n", c->mp4_path, err.msg);
         return WF_EXIT_FAIL;
@@ -133,7 +141,7 @@ int gen_finish_outputs(gen_run *g, int64_t k) {
     if (o->save_latents) {
         gen_job_path(o->save_latents, k, g->njobs, path, sizeof path);
         int64_t s5[5] = {1, g->shape[0], g->shape[1], g->shape[2], g->shape[3]};
-        if (vout_h5_write_latents(path, g->lat_out[k], 5, s5, &err)) {
+        if (vout_h5_write_latents(path, g->lat_out, 5, s5, &err)) {
             fprintf(stderr, PROG ": --save-latents %s: %s\n", path, err.msg);
             return WF_EXIT_FAIL;
         }
@@ -142,12 +150,7 @@ int gen_finish_outputs(gen_run *g, int64_t k) {
 }
 
 void gen_report_done(const gen_run *g, double t0) {
-    int64_t frames = 0;
-    int64_t videos = 0;
-    for (int64_t k = 0; k < g->njobs; k++) {
-        frames += g->ctx[k].written;
-        videos += g->ctx[k].mine;
-    }
+    const int64_t frames = g->frames, videos = g->videos;
     const gen_opts *o = g->o;
     if (o->json)
         printf("{\"event\":\"done\",\"rank\":%d,\"videos\":%lld,\"frames\":%lld,"

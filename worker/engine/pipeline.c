@@ -190,6 +190,27 @@ wf_status pl_check_request_cfg(const dfs_pipeline *c, const pl_request *r, int64
     if (!e) e = check_side("height", r->height, mh, s, ph, err);
     if (e) return e;
     int64_t st = c->vae.scale_factor_temporal;
+    /* the DiT's rotary table: at most rope_max_seq_len patches per axis (of either expert) */
+    int64_t rope = c->transformer.rope_max_seq_len;
+    if (c->has_transformer_2 && c->transformer_2.rope_max_seq_len < rope)
+        rope = c->transformer_2.rope_max_seq_len;
+    const int64_t pt = c->transformer.patch_size[0];
+    const int64_t wmax = rope * pw * s / mw * mw, hmax = rope * ph * s / mh * mh;
+    if (r->width > wmax || r->height > hmax)
+        return wf_fail(err, WF_EINVAL,
+                       "%s %lld is more than this model's limit %lld (rope_max_seq_len %lld x "
+                       "patch %lld x the VAE spatial factor %lld)",
+                       r->width > wmax ? "width" : "height",
+                       (long long)(r->width > wmax ? r->width : r->height),
+                       (long long)(r->width > wmax ? wmax : hmax), (long long)rope,
+                       (long long)(r->width > wmax ? pw : ph), (long long)s);
+    const int64_t fmax = (rope * pt - 1) * st + 1;
+    if (r->frames > fmax)
+        return wf_fail(err, WF_EINVAL,
+                       "frames %lld is more than this model's limit %lld (rope_max_seq_len %lld "
+                       "latent frames x patch %lld, VAE temporal factor %lld)",
+                       (long long)r->frames, (long long)fmax, (long long)rope, (long long)pt,
+                       (long long)st);
     if (r->frames < 1 || (r->frames - 1) % st)
         return wf_fail(err, WF_EINVAL,
                        "frames %lld must be %lld k + 1 (1, %lld, %lld, ..., 81); try %lld or %lld",
@@ -200,14 +221,18 @@ wf_status pl_check_request_cfg(const dfs_pipeline *c, const pl_request *r, int64
     if (r->steps < 1 || r->steps > SMP_MAX_STEPS)
         return wf_fail(err, WF_EINVAL, "steps %lld must be in 1..%d", (long long)r->steps,
                        SMP_MAX_STEPS);
-    if (!isfinite(r->guidance) || (!isnan(r->guidance_2) && !isfinite(r->guidance_2)))
-        return wf_fail(err, WF_EINVAL, "guidance scales must be finite numbers");
-    if (r->max_sequence_length < 1 || r->max_sequence_length > 1000000)
-        return wf_fail(err, WF_EINVAL, "max_sequence_length %lld must be in 1..1000000",
-                       (long long)r->max_sequence_length);
-    if (!(r->shift >= 0) || !isfinite(r->shift))
-        return wf_fail(err, WF_EINVAL, "shift %g must be > 0 (or 0 for the scheduler's)",
-                       r->shift);
+    if (!(r->guidance >= 0 && r->guidance <= PL_GUIDANCE_MAX))
+        return wf_fail(err, WF_EINVAL, "guidance %g must be in [0, %g]", r->guidance,
+                       PL_GUIDANCE_MAX);
+    if (!isnan(r->guidance_2) && !(r->guidance_2 >= 0 && r->guidance_2 <= PL_GUIDANCE_MAX))
+        return wf_fail(err, WF_EINVAL, "guidance_2 %g must be in [0, %g]", r->guidance_2,
+                       PL_GUIDANCE_MAX);
+    if (r->max_sequence_length < 1 || r->max_sequence_length > PL_MAX_SEQUENCE_LENGTH)
+        return wf_fail(err, WF_EINVAL, "max_sequence_length %lld must be in 1..%d",
+                       (long long)r->max_sequence_length, PL_MAX_SEQUENCE_LENGTH);
+    if (r->shift != 0 && !(r->shift >= PL_SHIFT_MIN && r->shift <= PL_SHIFT_MAX))
+        return wf_fail(err, WF_EINVAL, "shift %g must be in [%g, %g] (or 0 for the scheduler's)",
+                       r->shift, PL_SHIFT_MIN, PL_SHIFT_MAX);
     if (!isnan(r->boundary)) {
         if (!(r->boundary >= 0 && r->boundary <= 1))
             return wf_fail(err, WF_EINVAL, "boundary %g must be in [0, 1]", r->boundary);
@@ -238,6 +263,12 @@ wf_status pl_check_request_cfg(const dfs_pipeline *c, const pl_request *r, int64
         }
     }
     return WF_OK;
+}
+
+size_t pl_first_nonfinite(const float *x, size_t n) {
+    size_t i = 0;
+    while (i < n && isfinite(x[i])) i++;
+    return i;
 }
 
 /* splitmix64 */
@@ -325,6 +356,13 @@ static wf_status denoise_step(pl_pipeline *p, const dit_model *m, wk_arena *aren
         for (size_t j = 0; j < g->n; j++) g->v[j] = g->vu[j] + gf * (g->v[j] - g->vu[j]);
     }
     WF_TRY(smp_step(smp, g->v, g->x, i, err));
+    size_t bad = pl_first_nonfinite(g->x, g->n);
+    if (bad < g->n)
+        st = wf_fail(err, WF_EINVAL,
+                     "the latents are not finite after this step (element %zu of %zu is %g): "
+                     "the model's weights or the guidance scale overflow f32; check the "
+                     "checkpoint, or lower the guidance",
+                     bad, g->n, (double)g->x[bad]);
 out:
     return st;
 }

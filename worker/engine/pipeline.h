@@ -21,7 +21,8 @@
  *      t >= boundary_ratio * num_train_timesteps (compared in double), else transformer_2;
  *      g = guidance for transformer, guidance_2 for transformer_2 (guidance_2 defaults to
  *      guidance); v = model(x, t, cond), and with CFG u = model(x, t, uncond) run after it,
- *      v = u + g (v - u) in f32; smp_step updates the f32 latents in place;
+ *      v = u + g (v - u) in f32; smp_step updates the f32 latents in place; then one pass checks
+ *      that every latent is finite (a NaN or infinity stops the run: "step i/N (expert): ...");
  *   5. decoding (§5.5): a copy of the latents is de-normalised (z / (1/std) + mean) and
  *      VAE-decoded in streaming mode; frames [n, H, W, 3] in [-1, 1] go to the frame callback as
  *      each latent frame finishes.
@@ -135,6 +136,24 @@ typedef struct pl_request {
 } pl_request;
 
 void pl_request_default(pl_request *r);
+
+/* The ranges pl_check_request accepts for the numbers of a request (the CLI states the same):
+ *   guidance, guidance_2 in [0, PL_GUIDANCE_MAX]: Wan's scales are 3..6; far above, the
+ *     combined velocity u + g (c - u) overflows f32 long before it means anything;
+ *   shift 0 (the scheduler's) or in [PL_SHIFT_MIN, PL_SHIFT_MAX]: Wan uses 1..12;
+ *   max_sequence_length in 1..PL_MAX_SEQUENCE_LENGTH: the Wan pipeline uses 512; umT5's relative
+ *     attention takes any length but its score matrices grow with the square of it (the arena of
+ *     umT5-XXL at 4096 tokens is several GiB), so 8x the pipeline's length is the limit;
+ *   width, height at most rope_max_seq_len x patch x the VAE spatial factor (the DiT's rotary
+ *     table), frames at most what that table allows in time. */
+#define PL_GUIDANCE_MAX 100.0
+#define PL_SHIFT_MIN 0.01
+#define PL_SHIFT_MAX 100.0
+#define PL_MAX_SEQUENCE_LENGTH 4096
+
+/* The index of the first NaN or infinity in x[0..n), or n when every value is finite (one pass;
+ * pl_generate and pd_run check the latents with it after every step). */
+size_t pl_first_nonfinite(const float *x, size_t n);
 
 /* Which expert step t uses (0 transformer, 1 transformer_2), as pl_generate chooses. */
 int pl_expert_of(const pl_pipeline *p, const pl_request *r, double t);

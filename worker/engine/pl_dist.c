@@ -266,7 +266,15 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
             st = wf_fail(err, WF_EINVAL, "expert %d is not loaded on this rank (a layout bug)", e);
             goto out;
         }
-        if ((st = job_step(d, j, &arena, i, e, err))) {
+        st = job_step(d, j, &arena, i, e, err);
+        size_t bad = st ? 0 : pl_first_nonfinite(j->x, j->n);
+        if (!st && bad < j->n)
+            st = wf_fail(err, WF_EINVAL,
+                         "the latents are not finite after this step (element %zu of %zu is %g): "
+                         "the model's weights or the guidance scale overflow f32; check the "
+                         "checkpoint, or lower the guidance",
+                         bad, j->n, (double)j->x[bad]);
+        if (st) {
             wf_err_prefix(err, "request %lld, step %lld/%lld (%s): ", (long long)j->index,
                           (long long)(i + 1), (long long)r->steps,
                           e ? "transformer_2" : "transformer");
@@ -420,13 +428,34 @@ out:
     return st;
 }
 
-wf_status pd_run(pd_world *d, const pl_request *reqs, int64_t njobs, wf_err *err) {
-    wf_status st = pd_check(d, reqs, njobs, err);
-    for (int64_t k = 0; k < njobs && !st; k++) {
+wf_status pd_run_queue(pd_world *d, const pd_queue *q, wf_err *err) {
+    if (q->njobs < 1) return wf_fail(err, WF_EINVAL, "no requests to run");
+    wf_status st = WF_OK;
+    for (int64_t k = 0; k < q->njobs && !st; k++) {
+        pl_request r;
+        st = q->next(q->ctx, k, &r, err);
+        if (!st && (st = pd_check(d, &r, 1, err)) && q->njobs > 1)
+            wf_err_prefix(err, "request %lld: ", (long long)k);
         job j;
-        st = job_init(d, &reqs[k], k, &j, err);
+        memset(&j, 0, sizeof j);
+        if (!st) st = job_init(d, &r, k, &j, err);
         if (!st) st = run_job(d, &j, err);
         job_free(&j);
+        if (!st && q->done) st = q->done(q->ctx, k, &r, err);
     }
     return st;
+}
+
+/* pd_run's queue: the caller's array */
+static wf_status array_next(void *ctx, int64_t k, pl_request *r, wf_err *err) {
+    (void)err;
+    *r = ((const pl_request *)ctx)[k];
+    return WF_OK;
+}
+
+wf_status pd_run(pd_world *d, const pl_request *reqs, int64_t njobs, wf_err *err) {
+    wf_status st = pd_check(d, reqs, njobs, err);
+    if (st) return st;
+    pd_queue q = {njobs, array_next, NULL, (void *)reqs};
+    return pd_run_queue(d, &q, err);
 }

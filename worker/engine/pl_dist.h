@@ -20,7 +20,9 @@
  *     has taken request j);
  *   - decoding: the decoding group's first vae_ranks ranks decode in parallel row tiles
  *     (vae_decode_dist); frames reach the writer (the decoding group's rank 0), which alone calls
- *     the request's on_frames and fills latents_out / video_out / expert_out.
+ *     the request's on_frames and fills latents_out / video_out / expert_out;
+ *   - after every step each rank checks its latents are finite (one pass; a NaN or infinity stops
+ *     the run with an error naming the request, the step and the expert).
  * Requests must be the same on every rank (each rank parses the same command line). Progress
  * callbacks run on each group's rank 0, with the job, the group and a wall-clock time.
  * The result equals pl_generate's on one rank within float rounding (tests/test_dist.c).
@@ -67,6 +69,22 @@ wf_status pd_check(const pd_world *d, const pl_request *reqs, int64_t njobs, wf_
 
 /* Generates reqs[0..njobs) (collective over the world). Calls pd_check first. */
 wf_status pd_run(pd_world *d, const pl_request *reqs, int64_t njobs, wf_err *err);
+
+/* A queue whose requests are made one at a time, so that a queue of any length takes the memory
+ * of one request: next(ctx, k, r) fills request k when this rank starts it (it may set up the
+ * request's outputs); done(ctx, k, r, err) runs when this rank's part of it is over (the writer
+ * writes and releases its outputs there; NULL: nothing). On one rank the calls alternate: next(k),
+ * done(k), next(k + 1), ... The requests must be the same on every rank. */
+typedef struct pd_queue {
+    int64_t njobs;
+    wf_status (*next)(void *ctx, int64_t k, pl_request *r, wf_err *err);
+    wf_status (*done)(void *ctx, int64_t k, const pl_request *r, wf_err *err);
+    void *ctx;
+} pd_queue;
+
+/* Generates the queue (collective over the world); each request is checked (pd_check) when it
+ * starts, identically on every rank. */
+wf_status pd_run_queue(pd_world *d, const pd_queue *q, wf_err *err);
 
 /* Fills lim for ly_check from a request (tokens, heads, latent rows, CFG, experts). */
 wf_status pd_limits(const pl_pipeline *p, const pl_request *r, ly_limits *lim, wf_err *err);
