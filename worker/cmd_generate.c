@@ -78,6 +78,9 @@ static void help(void) {
            "  --mem-gb G             memory per rank for the planner (default: the host's)\n"
            "  --cost FILE.json       the planner's rates (default: stated CPU rates; see\n"
            "                         `wanfarm plan --help` and bench_scaling --calibrate)\n"
+           "  --watchdog S           under MPI, end the run when a rank waits in one collective\n"
+           "                         more than max(S, 10 x the longest step) seconds: a stopped,\n"
+           "                         hung or dead rank (default 600; 0 off; at most 604800)\n"
            "  --json-progress        JSON lines on stdout instead of progress lines on stderr\n"
            "When the planner's best layout does not use every rank, the rest stay idle (said).\n"
            "At least one of --out, --frames-dir, --save-latents, --contact-sheet is required.\n"
@@ -334,6 +337,9 @@ static int parse_valued(const char *a, const char *v, pl_request *r, gen_opts *o
     } else if (!strcmp(a, "--mem-gb")) ok = cmd_parse_f64(v, &o->mem_gb) && o->mem_gb > 0;
     else if (!strcmp(a, "--replicas")) ok = cmd_parse_int(v, 1, 65536, &o->replicas);
     else if (!strcmp(a, "--cost")) o->cost = v;
+    else if (!strcmp(a, "--watchdog"))
+        return parse_range(a, v, 0, GEN_WATCHDOG_MAX, " (seconds; 0 turns the watchdog off)",
+                           &o->watchdog);
     else return usage_err("unknown option '%s'%s", a, "");
     if (!ok) return usage_err("%s: bad value '%s'", a, v);
     return WF_EXIT_OK;
@@ -344,6 +350,7 @@ static int parse_options(int argc, char **argv, pl_request *r, gen_opts *o, bool
     pl_request_default(r);
     memset(o, 0, sizeof *o);
     o->fps = 16, o->crf = 18, o->count = 1;
+    o->watchdog = GEN_WATCHDOG_DEFAULT;
     o->placement = -1;
     o->cfg_par = -1;
     *help_asked = false;

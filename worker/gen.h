@@ -15,6 +15,9 @@
 #include "video_out.h"
 
 #define PROG "wanfarm generate"
+#define GEN_WATCHDOG_DEFAULT 600.0 /* s: the watchdog's floor (gen_dist.c) */
+#define GEN_WATCHDOG_MAX 604800.0  /* s: a week */
+#define GEN_WATCHDOG_FACTOR 10.0   /* a call may wait this many of the longest step */
 
 typedef struct gen_opts {
     const char **prompts;      /* [nprompts], in command-line order (--prompt and --prompt-file) */
@@ -31,6 +34,7 @@ typedef struct gen_opts {
     int replicas;              /* 0: the planner's (1 when the layout is given) */
     double mem_gb;             /* 0: host memory / local ranks */
     const char *cost;          /* planner cost file, or NULL */
+    double watchdog;           /* seconds: the watchdog's floor under MPI (0: off) */
 } gen_opts;
 
 /* The output context of the video in progress (one at a time on a rank: set up when the video

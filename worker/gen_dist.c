@@ -226,10 +226,18 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
     /* From here a failing rank may leave others inside a collective: its status and detail come
      * back up to this one place, which reports it and ends the MPI job. */
     g->lat0 = lat0;
+    /* A rank that stops answering (stopped, hung, dead) must not leave the others waiting: the
+     * watchdog ends the job when a call waits far longer than a step (worker/comm/watchdog.c). */
+    if (o->watchdog > 0 &&
+        (st = cm_watchdog_start(PROG, o->watchdog, GEN_WATCHDOG_FACTOR, &err)) != WF_OK) {
+        fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
+        MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
+    }
     if ((st = dist_work(g, world, &l, R, base, t0, &rc, &err))) {
         fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
         MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
     }
+    cm_watchdog_stop();
     /* every rank leaves with the writers' verdict */
     int wrc = rc, any = 0;
     MPI_Allreduce(&wrc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);

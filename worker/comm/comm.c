@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cm_watchdog.h"
 #include "comm_nccl.h"
 
 /* MPI counts are int: larger messages go in pieces of at most this many bytes. */
@@ -21,6 +22,7 @@ static double now_s(void) {
 }
 
 static wf_status mpi_fail(wf_err *err, const cm_comm *c, int rc, const char *what) {
+    cm_wd_leave();
     char s[MPI_MAX_ERROR_STRING];
     int n = 0;
     if (MPI_Error_string(rc, s, &n) != MPI_SUCCESS) snprintf(s, sizeof s, "error %d", rc);
@@ -28,7 +30,14 @@ static wf_status mpi_fail(wf_err *err, const cm_comm *c, int rc, const char *wha
                    c ? c->name : "?", c ? c->rank : -1, c ? c->size : 0, s);
 }
 
+/* A blocking call starts: the watchdog is told, and its start time taken for the counters. */
+static double enter(cm_comm *c, cm_op op, int peer) {
+    cm_wd_enter(c, op, peer);
+    return now_s();
+}
+
 static void count(cm_comm *c, cm_op op, size_t bytes, double t0) {
+    cm_wd_leave();
     c->stats.calls[op]++;
     c->stats.bytes[op] += bytes;
     c->stats.seconds[op] += now_s() - t0;
@@ -37,6 +46,7 @@ static void count(cm_comm *c, cm_op op, size_t bytes, double t0) {
 /* The counters of both backends are kept here, around the backend's call. */
 static wf_status counted(cm_comm *c, wf_status st, cm_op op, size_t bytes, double t0) {
     if (!st) count(c, op, bytes, t0);
+    else cm_wd_leave();
     return st;
 }
 
@@ -74,13 +84,25 @@ static wf_status wrap(cm_comm **out, MPI_Comm mpi, bool borrowed, const char *na
     c->icounts = malloc(2 * (size_t)c->size * sizeof *c->icounts);
     c->zdispl = malloc((size_t)c->size * sizeof *c->zdispl);
     c->reqs = malloc(2 * (size_t)c->size * sizeof *c->reqs);
-    if (!c->icounts || !c->zdispl || !c->reqs) {
+    c->world_ranks = malloc((size_t)c->size * sizeof *c->world_ranks);
+    if (!c->icounts || !c->zdispl || !c->reqs || !c->world_ranks) {
         free(c->icounts);
         free(c->zdispl);
         free(c->reqs);
+        free(c->world_ranks);
         int n = c->size;
         free(c);
         return wf_fail(err, WF_ENOMEM, "cm: out of memory for a communicator of %d ranks", n);
+    }
+    /* each rank's world rank, for messages */
+    MPI_Group g, gw;
+    for (int r = 0; r < c->size; r++) c->icounts[r] = c->world_ranks[r] = r;
+    if (MPI_Comm_group(mpi, &g) == MPI_SUCCESS) {
+        if (MPI_Comm_group(MPI_COMM_WORLD, &gw) == MPI_SUCCESS) {
+            MPI_Group_translate_ranks(g, c->size, c->icounts, gw, c->world_ranks);
+            MPI_Group_free(&gw);
+        }
+        MPI_Group_free(&g);
     }
     /* errors come back as codes, so that they can be reported with context */
     MPI_Comm_set_errhandler(mpi, MPI_ERRORS_RETURN);
@@ -119,6 +141,7 @@ void cm_free(cm_comm **pc) {
     free(c->icounts);
     free(c->zdispl);
     free(c->reqs);
+    free(c->world_ranks);
     free(c);
     *pc = NULL;
 }
@@ -212,7 +235,7 @@ static int exchange_big(cm_comm *c, const char *send, size_t sstride, char *recv
 /* ---- collectives ---- */
 
 wf_status cm_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err) {
-    double t0 = now_s();
+    double t0 = enter(c, CM_ALLTOALL, -1);
     if (c->backend == CM_NCCL)
         return counted(c, cm_nccl_alltoall(c, send, recv, bytes, err), CM_ALLTOALL,
                        bytes * (size_t)(c->size - 1), t0);
@@ -225,7 +248,7 @@ wf_status cm_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes, wf
 }
 
 wf_status cm_allgather(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err) {
-    double t0 = now_s();
+    double t0 = enter(c, CM_ALLGATHER, -1);
     if (c->backend == CM_NCCL)
         return counted(c, cm_nccl_allgather(c, send, recv, bytes, err), CM_ALLGATHER,
                        bytes * (size_t)(c->size - 1), t0);
@@ -239,7 +262,7 @@ wf_status cm_allgather(cm_comm *c, const void *send, void *recv, size_t bytes, w
 
 wf_status cm_allgatherv(cm_comm *c, const void *send, void *recv, const size_t *counts,
                         wf_err *err) {
-    double t0 = now_s();
+    double t0 = enter(c, CM_ALLGATHER, -1);
     if (c->backend == CM_NCCL)
         return counted(c, cm_nccl_allgatherv(c, send, recv, counts, err), CM_ALLGATHER,
                        counts[c->rank] * (size_t)(c->size - 1), t0);
@@ -274,7 +297,7 @@ static wf_status check_peer(cm_comm *c, int peer, const char *what, wf_err *err)
 wf_status cm_send(cm_comm *c, const void *buf, size_t bytes, int peer, int tag, wf_err *err) {
     wf_status st = check_peer(c, peer, "send", err);
     if (st) return st;
-    double t0 = now_s();
+    double t0 = enter(c, CM_SEND, peer);
     if (c->backend == CM_NCCL)
         return counted(c, cm_nccl_sendrecv(c, buf, bytes, peer, NULL, 0, -1, err), CM_SEND,
                        bytes, t0);
@@ -287,7 +310,7 @@ wf_status cm_send(cm_comm *c, const void *buf, size_t bytes, int peer, int tag, 
 wf_status cm_recv(cm_comm *c, void *buf, size_t bytes, int peer, int tag, wf_err *err) {
     wf_status st = check_peer(c, peer, "recv", err);
     if (st) return st;
-    double t0 = now_s();
+    double t0 = enter(c, CM_RECV, peer);
     if (c->backend == CM_NCCL)
         return counted(c, cm_nccl_sendrecv(c, NULL, 0, -1, buf, bytes, peer, err), CM_RECV,
                        bytes, t0);
@@ -302,9 +325,12 @@ wf_status cm_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst, void
     wf_status st;
     if (dst >= 0 && (st = check_peer(c, dst, "sendrecv", err))) return st;
     if (src >= 0 && (st = check_peer(c, src, "sendrecv", err))) return st;
-    double t0 = now_s();
+    double t0 = enter(c, src >= 0 ? CM_RECV : CM_SEND, src >= 0 ? src : dst);
     if (c->backend == CM_NCCL) {
-        if ((st = cm_nccl_sendrecv(c, send, sbytes, dst, recv, rbytes, src, err))) return st;
+        if ((st = cm_nccl_sendrecv(c, send, sbytes, dst, recv, rbytes, src, err))) {
+            cm_wd_leave();
+            return st;
+        }
         count_sendrecv(c, sbytes, dst, rbytes, src, t0);
         return WF_OK;
     }
@@ -341,7 +367,7 @@ wf_status cm_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst, void
 wf_status cm_bcast(cm_comm *c, void *buf, size_t bytes, int root, wf_err *err) {
     wf_status st = check_peer(c, root, "broadcast", err);
     if (st) return st;
-    double t0 = now_s();
+    double t0 = enter(c, CM_BCAST, c->rank == root ? -1 : root);
     if (c->backend == CM_NCCL)
         return counted(c, cm_nccl_bcast(c, buf, bytes, root, err), CM_BCAST,
                        c->rank == root && c->size > 1 ? bytes : 0, t0);
@@ -360,7 +386,7 @@ wf_status cm_bcast(cm_comm *c, void *buf, size_t bytes, int root, wf_err *err) {
 }
 
 wf_status cm_barrier(cm_comm *c, wf_err *err) {
-    double t0 = now_s();
+    double t0 = enter(c, CM_BARRIER, -1);
     int rc = MPI_Barrier(c->mpi);
     if (rc != MPI_SUCCESS) return mpi_fail(err, c, rc, "barrier");
     count(c, CM_BARRIER, 0, t0);
@@ -368,7 +394,7 @@ wf_status cm_barrier(cm_comm *c, wf_err *err) {
 }
 
 wf_status cm_agree(cm_comm *c, wf_status st, const char *what, wf_err *err) {
-    double t0 = now_s();
+    double t0 = enter(c, CM_AGREE, -1);
     struct {
         int st, rank;
     } mine = {(int)st, c->rank}, worst;

@@ -262,6 +262,8 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
         cm_stats before = comm_totals(d);
         float t = step_timestep(j->smp, i);
         int e = pl_expert_of(d->p, r, (double)t);
+        cm_watchdog_doing("request %lld, step %lld/%lld (%s)", (long long)j->index,
+                          (long long)(i + 1), (long long)r->steps, e ? "transformer_2" : "transformer");
         if (!d->p->dit[e]) {
             st = wf_fail(err, WF_EINVAL, "expert %d is not loaded on this rank (a layout bug)", e);
             goto out;
@@ -280,6 +282,7 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
                           e ? "transformer_2" : "transformer");
             goto out;
         }
+        cm_watchdog_step(now_s() - ts);
         if (r->expert_out && d->role.writer) r->expert_out[i] = e;
         if (r->progress && d->group->rank == 0) {
             double tn = now_s();
@@ -416,8 +419,17 @@ static wf_status run_job(pd_world *d, job *j, wf_err *err) {
         j->i_switch = switch_step(d, j);
         WF_TRY(start_job(d, j, err));
         WF_TRY(job_steps(d, j, 0, j->i_switch, err));
+        /* the low-noise group takes the hand-off when it has finished the request before this
+         * one (its steps and its decode): this wait may last that long */
+        cm_watchdog_doing("request %lld: handing off to the low-noise group", (long long)j->index);
+        cm_watchdog_span(2.0 * (double)r->steps);
         WF_TRY(handoff_send(d, j, err));
     } else {
+        /* the hand-off comes after the high-noise group's steps of this request: this wait may
+         * last up to a whole request's steps */
+        cm_watchdog_doing("request %lld: waiting for the hand-off from the high-noise group",
+                          (long long)j->index);
+        cm_watchdog_span((double)r->steps);
         WF_TRY(handoff_recv(d, j, err));
         WF_TRY(job_steps(d, j, j->i_switch, r->steps, err));
         if (r->expert_out && d->role.writer)
