@@ -65,6 +65,9 @@ if mknod "$T/null" c 1 3 2>/dev/null && mknod "$T/full" c 1 7 2>/dev/null &&
   check "every output on a null device" 0 "${G[@]}" --out "$T/null" --contact-sheet "$T/null" \
     --save-latents "$T/null" --frames-dir "$T/frnull"
   [ -c "$T/null" ] || { echo "FAIL: the null device was replaced by a file"; fail=1; }
+  check "two videos on a null device" 0 "${G[@]}" --count 2 --out "$T/null" --save-latents "$T/null"
+  [ -e "$T/null-0" ] || [ -e "$T/null-1" ] &&
+    { echo "FAIL: two videos on a device made files beside it (null-0, null-1)"; fail=1; }
   for opt in --out --contact-sheet --save-latents; do
     check "$opt on a full device" 1 "${G[@]}" "$opt" "$T/full"
     grep_err "$opt on a full device" "no space left on device"

@@ -379,7 +379,7 @@ static int parse_options(int argc, char **argv, pl_request *r, gen_opts *o, bool
 /* What the options ask for as a whole, and the output folders, before anything is loaded. */
 static int check_options(const gen_opts *o) {
     if (!o->model) return usage_err("missing --model DIR%s%s", "", "");
-    if (!o->nprompts) return usage_err("missing --prompt TEXT%s%s", "", "");
+    if (!o->nprompts) return usage_err("missing --prompt TEXT (or --prompt-file FILE)%s%s", "", "");
     if (!o->out && !o->frames_dir && !o->save_latents && !o->sheet)
         return usage_err("nothing would be written: give --out FILE.mp4, --frames-dir DIR, "
                          "--save-latents FILE.h5 or --contact-sheet FILE.png%s%s", "", "");

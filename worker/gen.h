@@ -80,7 +80,8 @@ typedef struct gen_run {
 
 /* ---- job.c: the queue as requests ---- */
 
-/* The path of job k of n: base itself when n == 1, else "-k" before the extension. */
+/* The path of job k of n: base itself when n == 1 or base is a character device (/dev/null takes
+ * every video), else "-k" before the extension. */
 void gen_job_path(const char *base, int64_t k, int64_t n, char *out, size_t cap);
 /* Reads 'latents' [1, C, T, h, w] F32 from a safetensors file and checks it against shape and
  * that every value is finite (WF_EINVAL naming the option, the file and the shape it must have or

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "gen.h"
 #include "cmds.h"
@@ -60,7 +61,8 @@ wf_status gen_read_latents(const char *path, const int64_t shape[4], float **out
 
 /* The path of job k of n: base itself when n == 1, else "-k" before the extension. */
 void gen_job_path(const char *base, int64_t k, int64_t n, char *out, size_t cap) {
-    if (n == 1) {
+    struct stat sb;
+    if (n == 1 || (stat(base, &sb) == 0 && S_ISCHR(sb.st_mode))) { /* a device takes every video */
         snprintf(out, cap, "%s", base);
         return;
     }
