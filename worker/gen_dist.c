@@ -14,6 +14,7 @@
 #include "cmds.h"
 #include "pl_dist.h"
 #include "pl_plan.h"
+#include "watchdog.h"
 
 /* Tasks of the srun step that started us (0: not in an srun step). */
 long gen_srun_tasks(void) {

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "cm_watchdog.h"
 #include "comm_nccl.h"
+#include "watchdog.h"
 
 /* MPI counts are int: larger messages go in pieces of at most this many bytes. */
 #define CM_PIECE ((size_t)1 << 30)
@@ -32,7 +32,7 @@ static wf_status mpi_fail(wf_err *err, const cm_comm *c, int rc, const char *wha
 
 /* A blocking call starts: the watchdog is told, and its start time taken for the counters. */
 static double enter(cm_comm *c, cm_op op, int peer) {
-    cm_wd_enter(c, op, peer);
+    cm_wd_enter(cm_op_name(op), c->name, c->rank, c->size, c->world_ranks, peer);
     return now_s();
 }
 

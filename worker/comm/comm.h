@@ -23,9 +23,9 @@
  * Rank -> GPU binding: cm_local_rank() reads SLURM_LOCALID, then OMPI_COMM_WORLD_LOCAL_RANK, then
  * MPI_COMM_TYPE_SHARED; the device is local_rank % device count.
  *
- * Watchdog (watchdog.c): once started, a thread ends the MPI job, with one line naming the call,
- * the group and the ranks waited for, when a call of this rank lasts far longer than a step
- * (cm_watchdog_*), so that a stopped or hung rank does not leave the others waiting forever.
+ * Watchdog (watchdog.h): once started, a thread ends the MPI job, with one line naming the call,
+ * the group and the ranks waited for, when a call of this rank lasts far longer than a step, so
+ * that a stopped or hung rank does not leave the others waiting forever.
  *
  * What it is not: asynchronous, or fault tolerant (a dead rank makes MPI abort the job).
  * Tested by: tests/test_comm.c under mpirun (np 1..4) against the MPI reference results and the
@@ -116,20 +116,6 @@ wf_status cm_barrier(cm_comm *c, wf_err *err);
  * counted as CM_AGREE with 0 bytes. Lets a group stop together when one rank fails before the
  * next collective. */
 wf_status cm_agree(cm_comm *c, wf_status st, const char *what, wf_err *err);
-
-/* The watchdog (see the head of this file). Starts its thread: a call may last
- * max(floor_s, factor x the longest step reported so far x its span) seconds; only after this
- * rank's first reported step (loading and the first wait are not watched). prog names the
- * program in its message. Calling MPI_Abort from its thread needs nothing of the MPI thread
- * level beyond what OpenMPI and MPICH allow for aborts. */
-wf_status cm_watchdog_start(const char *prog, double floor_s, double factor, wf_err *err);
-void cm_watchdog_stop(void);                 /* accepts a watchdog that never started */
-void cm_watchdog_step(double seconds);       /* a step of this rank took this long; arms it */
-void cm_watchdog_span(double steps);         /* the calls from here may wait this many steps
-                                              * (a pipeline hand-off), until the next
-                                              * cm_watchdog_step or cm_watchdog_doing (back to 1) */
-void cm_watchdog_doing(const char *fmt, ...) /* what this rank is doing, for the message */
-    __attribute__((format(printf, 1, 2)));
 
 /* The counters. */
 void cm_stats_reset(cm_comm *c);

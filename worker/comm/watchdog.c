@@ -1,5 +1,5 @@
-/* watchdog.c: the communicator's watchdog (see comm.h, cm_watchdog_*): a thread that ends the
- * MPI job when this rank has waited inside one communicator call far longer than a step takes.
+/* watchdog.c: the communicator's watchdog (see watchdog.h): a thread that ends the MPI job when
+ * this rank has waited inside one communicator call far longer than a step takes.
  *
  * What it is: every blocking call of comm.c marks its start and end here (cm_wd_enter,
  * cm_wd_leave: a mutex and a few stores). Once armed, the thread looks four times a second; when
@@ -13,8 +13,9 @@
  * coordinator's worker will report the same line as a failure.
  * Tested by: tests/test_watchdog.sh (mpirun -np 2, one rank stopped with SIGSTOP).
  */
-#include "comm.h"
+#include "watchdog.h"
 
+#include <mpi.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -22,8 +23,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "cm_watchdog.h"
 
 static struct {
     pthread_mutex_t mu;
@@ -36,9 +35,10 @@ static struct {
     /* the call in progress */
     int in_call;
     double t_enter;
-    cm_op op;
-    const cm_comm *comm;
-    int peer;             /* point-to-point: the peer's rank in comm; -1 otherwise */
+    const char *op, *group;
+    int rank, size;
+    const int *world_ranks; /* [size], the group's */
+    int peer;             /* point-to-point: the peer's rank in the group; -1 otherwise */
     char doing[160];
     char prog[64];
 } wd = {.mu = PTHREAD_MUTEX_INITIALIZER, .span_steps = 1};
@@ -50,13 +50,17 @@ static double wd_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void cm_wd_enter(const cm_comm *c, cm_op op, int peer) {
+void cm_wd_enter(const char *op, const char *group, int rank, int size, const int *world_ranks,
+                 int peer) {
     if (!wd_running) return;
     pthread_mutex_lock(&wd.mu);
     wd.in_call = 1;
     wd.t_enter = wd_now();
     wd.op = op;
-    wd.comm = c;
+    wd.group = group;
+    wd.rank = rank;
+    wd.size = size;
+    wd.world_ranks = world_ranks;
     wd.peer = peer;
     pthread_mutex_unlock(&wd.mu);
 }
@@ -69,22 +73,22 @@ void cm_wd_leave(void) {
 }
 
 /* "world rank 3" or "one of world ranks 2, 3, 5" (the group's other ranks). */
-static void who(const cm_comm *c, int peer, char *buf, size_t cap) {
+static void who(char *buf, size_t cap) {
     size_t n = 0;
     buf[0] = 0;
-    if (!c || !c->world_ranks) {
+    if (!wd.world_ranks) {
         snprintf(buf, cap, "another rank");
         return;
     }
-    if (peer >= 0 && peer < c->size) {
-        snprintf(buf, cap, "world rank %d", c->world_ranks[peer]);
+    if (wd.peer >= 0 && wd.peer < wd.size) {
+        snprintf(buf, cap, "world rank %d", wd.world_ranks[wd.peer]);
         return;
     }
-    int others = c->size - 1;
+    int others = wd.size - 1;
     n += (size_t)snprintf(buf + n, cap - n, others == 1 ? "world rank" : "one of world ranks");
-    for (int r = 0, k = 0; r < c->size && n + 16 < cap; r++)
-        if (r != c->rank)
-            n += (size_t)snprintf(buf + n, cap - n, "%s %d", k++ ? "," : "", c->world_ranks[r]);
+    for (int r = 0, k = 0; r < wd.size && n + 16 < cap; r++)
+        if (r != wd.rank)
+            n += (size_t)snprintf(buf + n, cap - n, "%s %d", k++ ? "," : "", wd.world_ranks[r]);
 }
 
 static void *wd_main(void *arg) {
@@ -103,16 +107,15 @@ static void *wd_main(void *arg) {
             pthread_mutex_unlock(&wd.mu);
             continue;
         }
-        const cm_comm *c = wd.comm;
         char peers[512];
-        who(c, wd.peer, peers, sizeof peers);
-        int me = c && c->world_ranks ? c->world_ranks[c->rank] : -1;
+        who(peers, sizeof peers);
+        int me = wd.world_ranks ? wd.world_ranks[wd.rank] : -1;
         fprintf(stderr,
                 "%s (rank %d): watchdog: %s on '%s' (%d rank%s) has waited %.0f s, over the limit "
                 "of %.0f s (%g x the longest step, %.1f s, at least %g s; --watchdog sets it): %s "
                 "did not arrive (stopped, hung or dead); this rank was %s; ending the run\n",
-                wd.prog, me, cm_op_name(wd.op), c ? c->name : "?", c ? c->size : 0,
-                c && c->size == 1 ? "" : "s", waited, limit, wd.factor, wd.longest_step,
+                wd.prog, me, wd.op ? wd.op : "?", wd.group ? wd.group : "?", wd.size,
+                wd.size == 1 ? "" : "s", waited, limit, wd.factor, wd.longest_step,
                 wd.floor_s, peers, wd.doing[0] ? wd.doing : "in a collective");
         fflush(stderr);
         pthread_mutex_unlock(&wd.mu);

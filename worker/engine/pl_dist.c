@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "arena.h"
+#include "watchdog.h"
 
 #define TAG_HANDOFF 101
 
