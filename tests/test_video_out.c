@@ -326,6 +326,14 @@ static void test_h5(const char *dir) {
     snprintf(path, sizeof path, "%s/missing.h5", dir);
     st = vout_h5_read_latents(path, &y, &nd, sh, &err);
     TU_CHECK(st == WF_EIO && strstr(err.msg, path), "missing: st %d '%s'", st, err.msg);
+    /* a FIFO with no writer: refused at once, never opened (HDF5's open would block) */
+    snprintf(path, sizeof path, "%s/fifo.h5", dir);
+    if (mkfifo(path, 0600) == 0) {
+        st = vout_h5_read_latents(path, &y, &nd, sh, &err);
+        TU_CHECK(st != WF_OK && strstr(err.msg, path) && strstr(err.msg, "FIFO"),
+                 "FIFO latents: st %d '%s'", st, err.msg);
+        unlink(path);
+    }
     snprintf(path, sizeof path, "%s/no/such/folder/l.h5", dir);
     st = vout_h5_write_latents(path, x, 5, shape, &err);
     TU_CHECK(st == WF_EIO && strstr(err.msg, path), "h5 missing folder: st %d '%s'", st, err.msg);

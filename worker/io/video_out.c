@@ -31,6 +31,7 @@
 #include <libswscale/swscale.h>
 
 #include "fileio.h"
+#include "fsin.h"
 #include "video_out.h"
 
 /* wf_fail with FFmpeg's text for code r: "path: what: text". */
@@ -546,6 +547,7 @@ static wf_status h5_read(const char *path, float **data, int *ndim, int64_t *sha
     hid_t file = H5I_INVALID_HID, dset = H5I_INVALID_HID, space = H5I_INVALID_HID,
           ty = H5I_INVALID_HID;
     float *buf = NULL;
+    if ((st = fsin_check(path, NULL, err))) return st; /* a FIFO would block HDF5's open */
     if (access(path, R_OK) != 0)
         return wf_fail(err, WF_EIO, "%s: cannot read: %s", path, strerror(errno));
     if (H5Fis_hdf5(path) <= 0)
