@@ -217,7 +217,7 @@ wf_status pl_check_request_cfg(const dfs_pipeline *c, const pl_request *r, int64
                        (long long)r->frames, (long long)st, (long long)(st + 1),
                        (long long)(2 * st + 1),
                        (long long)(r->frames < 1 ? 1 : (r->frames - 1) / st * st + 1),
-                       (long long)(r->frames < 1 ? 1 : ((r->frames - 1) / st + 1) * st + 1));
+                       (long long)(r->frames < 1 ? st + 1 : ((r->frames - 1) / st + 1) * st + 1));
     if (r->steps < 1 || r->steps > SMP_MAX_STEPS)
         return wf_fail(err, WF_EINVAL, "steps %lld must be in 1..%d", (long long)r->steps,
                        SMP_MAX_STEPS);
