@@ -105,6 +105,93 @@ void vout_mp4_abort(vout_mp4 **pv) {
 
 int64_t vout_mp4_frame_count(const vout_mp4 *v) { return v ? v->nframes : 0; }
 
+/* The H.264 encoder (libx264 when there, with its preset and crf) and the MP4 stream it feeds. */
+static wf_status mp4_open_encoder(vout_mp4 *v, int crf, wf_err *err) {
+    const char *path = v->path;
+    int r;
+    const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
+    if (!codec) codec = avcodec_find_encoder(AV_CODEC_ID_H264);
+    if (!codec)
+        return wf_fail(err, WF_EUNSUPPORTED,
+                       "%s: this FFmpeg has no H.264 encoder (run scripts/setup.sh for libavcodec "
+                       "with libx264)",
+                       path);
+    v->st = avformat_new_stream(v->oc, NULL);
+    v->enc = avcodec_alloc_context3(codec);
+    v->frm = av_frame_alloc();
+    v->pkt = av_packet_alloc();
+    if (!v->st || !v->enc || !v->frm || !v->pkt)
+        return wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
+    AVCodecContext *enc = v->enc;
+    enc->width = v->w;
+    enc->height = v->h;
+    enc->pix_fmt = AV_PIX_FMT_YUV420P;
+    enc->time_base = (AVRational){1, v->fps};
+    enc->framerate = (AVRational){v->fps, 1};
+    enc->gop_size = v->fps * 2 > 0 ? v->fps * 2 : 12; /* a keyframe every 2 s */
+    enc->max_b_frames = 2;
+    /* swscale's RGB -> YUV is BT.601, limited range: say so, so players convert back the same way */
+    enc->color_range = AVCOL_RANGE_MPEG;
+    enc->colorspace = AVCOL_SPC_SMPTE170M;
+    if (v->oc->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    char crfs[16];
+    snprintf(crfs, sizeof crfs, "%d", crf);
+    /* options of libx264; another H.264 encoder may not have them, which is fine */
+    av_opt_set(enc->priv_data, "preset", "medium", 0);
+    av_opt_set(enc->priv_data, "crf", crfs, 0);
+    if ((r = avcodec_open2(enc, codec, NULL)) < 0)
+        return av_fail(err, WF_EUNSUPPORTED, r, path, "opening the H.264 encoder");
+    if ((r = avcodec_parameters_from_context(v->st->codecpar, enc)) < 0)
+        return av_fail(err, WF_EUNSUPPORTED, r, path, "copying the encoder parameters");
+    v->st->time_base = enc->time_base; /* a hint: the muxer picks its own in write_header */
+    return WF_OK;
+}
+
+/* Where the muxer writes (the temporary by name, or our own AVIOContext on a device or FIFO),
+ * and the MP4 header: moov first for a file (plays while downloading); a fragmented MP4 that a
+ * reader can play as it comes for a device or FIFO, which cannot be rewound. */
+static wf_status mp4_open_io(vout_mp4 *v, bool stream, wf_err *err) {
+    const char *path = v->path;
+    int r;
+    if (stream) {
+        enum { IO_BUF = 1 << 16 };
+        uint8_t *buf = av_malloc(IO_BUF);
+        v->io = buf ? avio_alloc_context(buf, IO_BUF, 1, v, NULL, mp4_io_write, NULL) : NULL;
+        if (!v->io) {
+            av_free(buf);
+            return wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
+        }
+        v->io->seekable = 0;
+        v->oc->pb = v->io;
+        v->oc->flags |= AVFMT_FLAG_CUSTOM_IO;
+    } else if (!(v->oc->oformat->flags & AVFMT_NOFILE) &&
+               (r = avio_open(&v->oc->pb, v->out.tmp, AVIO_FLAG_WRITE)) < 0) {
+        return av_fail(err, WF_EIO, r, path, "opening the temporary file");
+    }
+    AVDictionary *mux = NULL;
+    av_dict_set(&mux, "movflags", stream ? "+frag_keyframe+empty_moov+default_base_moof"
+                                         : "+faststart", 0);
+    r = avformat_write_header(v->oc, &mux);
+    av_dict_free(&mux);
+    if (r < 0) return av_fail(err, WF_EIO, r, path, "writing the MP4 header");
+    return WF_OK;
+}
+
+/* The RGB24 -> yuv420p converter and the frame it fills. */
+static wf_status mp4_open_convert(vout_mp4 *v, wf_err *err) {
+    v->sws = sws_getContext(v->w, v->h, AV_PIX_FMT_RGB24, v->w, v->h, AV_PIX_FMT_YUV420P,
+                            SWS_BICUBIC, NULL, NULL, NULL);
+    if (!v->sws)
+        return wf_fail(err, WF_EUNSUPPORTED, "%s: swscale cannot convert RGB24 to yuv420p at %dx%d",
+                       v->path, v->w, v->h);
+    v->frm->format = v->enc->pix_fmt;
+    v->frm->width = v->w;
+    v->frm->height = v->h;
+    int r = av_frame_get_buffer(v->frm, 0);
+    if (r < 0) return av_fail(err, WF_ENOMEM, r, v->path, "allocating a frame");
+    return WF_OK;
+}
+
 wf_status vout_mp4_open(vout_mp4 **out, const char *path, int w, int h, int fps, int crf,
                         wf_err *err) {
     *out = NULL;
@@ -132,106 +219,23 @@ wf_status vout_mp4_open(vout_mp4 **out, const char *path, int w, int h, int fps,
     v->fps = fps;
     v->out.fd = -1;
     v->out.slot = -1;
-    if ((st = fio_out_open(&v->out, path, FIO_STREAMABLE, err))) goto fail;
+    WF_TRY(fio_out_open(&v->out, path, FIO_STREAMABLE, err));
     bool stream = v->out.kind != FIO_REPLACE;
     if (!stream) { /* libavformat writes the temporary by name (faststart reopens it) */
         close(v->out.fd);
         v->out.fd = -1;
     }
-
     if ((r = avformat_alloc_output_context2(&v->oc, NULL, "mp4",
                                             stream ? v->out.target : v->out.tmp)) < 0) {
         st = av_fail(err, WF_EUNSUPPORTED, r, path, "creating the mp4 muxer");
-        goto fail;
+        goto out;
     }
-    const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
-    if (!codec) codec = avcodec_find_encoder(AV_CODEC_ID_H264);
-    if (!codec) {
-        st = wf_fail(err, WF_EUNSUPPORTED,
-                     "%s: this FFmpeg has no H.264 encoder (run scripts/setup.sh for libavcodec "
-                     "with libx264)",
-                     path);
-        goto fail;
-    }
-    v->st = avformat_new_stream(v->oc, NULL);
-    v->enc = avcodec_alloc_context3(codec);
-    v->frm = av_frame_alloc();
-    v->pkt = av_packet_alloc();
-    if (!v->st || !v->enc || !v->frm || !v->pkt) {
-        st = wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
-        goto fail;
-    }
-    AVCodecContext *enc = v->enc;
-    enc->width = w;
-    enc->height = h;
-    enc->pix_fmt = AV_PIX_FMT_YUV420P;
-    enc->time_base = (AVRational){1, fps};
-    enc->framerate = (AVRational){fps, 1};
-    enc->gop_size = fps * 2 > 0 ? fps * 2 : 12; /* a keyframe every 2 s */
-    enc->max_b_frames = 2;
-    /* swscale's RGB -> YUV is BT.601, limited range: say so, so players convert back the same way */
-    enc->color_range = AVCOL_RANGE_MPEG;
-    enc->colorspace = AVCOL_SPC_SMPTE170M;
-    if (v->oc->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-    char crfs[16];
-    snprintf(crfs, sizeof crfs, "%d", crf);
-    /* options of libx264; another H.264 encoder may not have them, which is fine */
-    av_opt_set(enc->priv_data, "preset", "medium", 0);
-    av_opt_set(enc->priv_data, "crf", crfs, 0);
-    if ((r = avcodec_open2(enc, codec, NULL)) < 0) {
-        st = av_fail(err, WF_EUNSUPPORTED, r, path, "opening the H.264 encoder");
-        goto fail;
-    }
-    if ((r = avcodec_parameters_from_context(v->st->codecpar, enc)) < 0) {
-        st = av_fail(err, WF_EUNSUPPORTED, r, path, "copying the encoder parameters");
-        goto fail;
-    }
-    v->st->time_base = enc->time_base; /* a hint: the muxer picks its own in write_header */
-    if (stream) {
-        enum { IO_BUF = 1 << 16 };
-        uint8_t *buf = av_malloc(IO_BUF);
-        v->io = buf ? avio_alloc_context(buf, IO_BUF, 1, v, NULL, mp4_io_write, NULL) : NULL;
-        if (!v->io) {
-            av_free(buf);
-            st = wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
-            goto fail;
-        }
-        v->io->seekable = 0;
-        v->oc->pb = v->io;
-        v->oc->flags |= AVFMT_FLAG_CUSTOM_IO;
-    } else if (!(v->oc->oformat->flags & AVFMT_NOFILE) &&
-               (r = avio_open(&v->oc->pb, v->out.tmp, AVIO_FLAG_WRITE)) < 0) {
-        st = av_fail(err, WF_EIO, r, path, "opening the temporary file");
-        goto fail;
-    }
-    AVDictionary *mux = NULL;
-    /* a file: moov first (plays while downloading); a device or FIFO cannot be rewound: a
-     * fragmented MP4 that a reader can play as it comes */
-    av_dict_set(&mux, "movflags", stream ? "+frag_keyframe+empty_moov+default_base_moof"
-                                         : "+faststart", 0);
-    r = avformat_write_header(v->oc, &mux);
-    av_dict_free(&mux);
-    if (r < 0) {
-        st = av_fail(err, WF_EIO, r, path, "writing the MP4 header");
-        goto fail;
-    }
-    v->sws = sws_getContext(w, h, AV_PIX_FMT_RGB24, w, h, AV_PIX_FMT_YUV420P, SWS_BICUBIC, NULL,
-                            NULL, NULL);
-    if (!v->sws) {
-        st = wf_fail(err, WF_EUNSUPPORTED, "%s: swscale cannot convert RGB24 to yuv420p at %dx%d",
-                     path, w, h);
-        goto fail;
-    }
-    v->frm->format = enc->pix_fmt;
-    v->frm->width = w;
-    v->frm->height = h;
-    if ((r = av_frame_get_buffer(v->frm, 0)) < 0) {
-        st = av_fail(err, WF_ENOMEM, r, path, "allocating a frame");
-        goto fail;
-    }
+    WF_TRY(mp4_open_encoder(v, crf, err));
+    WF_TRY(mp4_open_io(v, stream, err));
+    WF_TRY(mp4_open_convert(v, err));
     *out = v;
     return WF_OK;
-fail:
+out:
     vout_mp4_abort(&v);
     return st;
 }
