@@ -178,19 +178,12 @@ static wf_status check_side(const char *what, int64_t v, int64_t m, int64_t s, i
                    (long long)(v > m ? (v / m + 1) * m : 2 * m));
 }
 
-wf_status pl_check_request_cfg(const dfs_pipeline *c, const pl_request *r, int64_t shape[4],
-                               wf_err *err) {
-    if (!r->prompt) return wf_fail(err, WF_EINVAL, "no prompt given");
-    int64_t s = c->vae.scale_factor_spatial, ph = c->transformer.patch_size[1],
-            pw = c->transformer.patch_size[2];
-    int64_t mh = s * ph, mw = s * pw;
-    mh = lcm(mh, 16); /* Diffusers' check_inputs (16) and its rounding (s x patch) */
-    mw = lcm(mw, 16);
-    wf_status e = check_side("width", r->width, mw, s, pw, err);
-    if (!e) e = check_side("height", r->height, mh, s, ph, err);
-    if (e) return e;
-    int64_t st = c->vae.scale_factor_temporal;
-    /* the DiT's rotary table: at most rope_max_seq_len patches per axis (of either expert) */
+/* The DiT's rotary table holds at most rope_max_seq_len patches per axis (of either expert): the
+ * largest width, height and frame count this model can take. */
+static wf_status check_model_limits(const dfs_pipeline *c, const pl_request *r, int64_t mw,
+                                    int64_t mh, wf_err *err) {
+    const int64_t s = c->vae.scale_factor_spatial, st = c->vae.scale_factor_temporal;
+    const int64_t ph = c->transformer.patch_size[1], pw = c->transformer.patch_size[2];
     int64_t rope = c->transformer.rope_max_seq_len;
     if (c->has_transformer_2 && c->transformer_2.rope_max_seq_len < rope)
         rope = c->transformer_2.rope_max_seq_len;
@@ -211,6 +204,22 @@ wf_status pl_check_request_cfg(const dfs_pipeline *c, const pl_request *r, int64
                        "latent frames x patch %lld, VAE temporal factor %lld)",
                        (long long)r->frames, (long long)fmax, (long long)rope, (long long)pt,
                        (long long)st);
+    return WF_OK;
+}
+
+wf_status pl_check_request_cfg(const dfs_pipeline *c, const pl_request *r, int64_t shape[4],
+                               wf_err *err) {
+    if (!r->prompt) return wf_fail(err, WF_EINVAL, "no prompt given");
+    int64_t s = c->vae.scale_factor_spatial, ph = c->transformer.patch_size[1],
+            pw = c->transformer.patch_size[2];
+    int64_t mh = s * ph, mw = s * pw;
+    mh = lcm(mh, 16); /* Diffusers' check_inputs (16) and its rounding (s x patch) */
+    mw = lcm(mw, 16);
+    wf_status e = check_side("width", r->width, mw, s, pw, err);
+    if (!e) e = check_side("height", r->height, mh, s, ph, err);
+    if (e) return e;
+    int64_t st = c->vae.scale_factor_temporal;
+    if ((e = check_model_limits(c, r, mw, mh, err))) return e;
     if (r->frames < 1 || (r->frames - 1) % st)
         return wf_fail(err, WF_EINVAL,
                        "frames %lld must be %lld k + 1 (1, %lld, %lld, ..., 81); try %lld or %lld",
