@@ -8,6 +8,7 @@
  * blocked, so a signal never falls between the two.
  */
 #include "fileio.h"
+#include "fsin.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -209,11 +210,6 @@ static size_t name_max(const char *dir) {
     return m > 0 && m < 4096 ? (size_t)m : NAME_MAX;
 }
 
-static const char *kind_name(mode_t m) {
-    return S_ISDIR(m) ? "a folder" : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket"
-                                                                               : "not a regular file";
-}
-
 /* How the existing, resolved target (sb: its stat) is written, or why it is refused. */
 static wf_status classify(const char *path, const struct stat *sb, unsigned flags, fio_kind *kind,
                           wf_err *err) {
@@ -232,7 +228,7 @@ static wf_status classify(const char *path, const struct stat *sb, unsigned flag
         return wf_fail(err, WF_EIO,
                        "%s is %s (not a regular file, a character device or a FIFO); refusing to "
                        "replace it",
-                       path, kind_name(sb->st_mode));
+                       path, fsin_kind_name(sb->st_mode));
     return WF_OK;
 }
 
