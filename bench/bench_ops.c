@@ -178,7 +178,7 @@ static wf_status att_run(wk_backend *be, bench_state *s, wf_err *e) {
     wk_tensor q = wk_tensor_3d(WK_F32, s->a, L, NH, HD), k = wk_tensor_3d(WK_F32, s->b, L, NH, HD);
     wk_tensor v = wk_tensor_3d(WK_F32, s->c, L, NH, HD);
     wk_tensor o = wk_tensor_3d(WK_F32, s->out, L, NH, HD);
-    return wk_attention(be, &o, &q, &k, &v, 1.0f / sqrtf((float)HD), NULL, e);
+    return wk_attention(be, &o, &q, &k, &v, 1.0f / sqrtf((float)HD), 0, NULL, e);
 }
 static void att_check(const bench_state *s, uint64_t *rng, check_acc *acc) {
     const int64_t L = s->d[0], NH = s->d[1], HD = s->d[2];

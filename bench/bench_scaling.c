@@ -131,7 +131,7 @@ static wf_status att_call(bn_run *e, int row, int call, wf_err *err) {
     (void)row;
     (void)call;
     return wk_attention(e->be, &calib_att.o, &calib_att.q, &calib_att.k, &calib_att.v,
-                        calib_att.scale, NULL, err);
+                        calib_att.scale, 0, NULL, err);
 }
 
 /* wk_attention's FLOP rate on [L, NH, HD] self-attention: -w + -n calls (bn_time), the median. */

@@ -1,6 +1,8 @@
 /* arena.c: bump allocation of activations (see arena.h). */
 #include "arena.h"
 
+#include "backend.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -18,13 +20,31 @@ wf_status wk_arena_init(wk_arena *a, const char *name, size_t cap, wf_err *err) 
     return WF_OK;
 }
 
+wf_status wk_arena_init_on(wk_arena *a, wk_backend *be, const char *name, size_t cap,
+                           wf_err *err) {
+    *a = (wk_arena){.name = name};
+    void *p;
+    wf_status st = wk_backend_alloc(be, cap ? cap : WK_ARENA_ALIGN, &p, err);
+    if (st) {
+        wf_err_prefix(err, "arena %s: ", name);
+        return st;
+    }
+    a->base = p;
+    a->cap = cap;
+    a->be = be;
+    a->device = be->device;
+    return WF_OK;
+}
+
 void wk_arena_init_measure(wk_arena *a, const char *name) {
     *a = (wk_arena){.name = name, .cap = SIZE_MAX};
 }
 
 void wk_arena_free(wk_arena *a) {
     if (!a) return;
-    free(a->base);
+    if (a->be) wk_backend_free(a->be, a->base);
+    else free(a->base);
+    a->be = NULL;
     a->base = NULL;
     a->cap = a->used = a->peak = 0;
 }
@@ -58,6 +78,7 @@ wf_status wk_arena_tensor(wk_arena *a, wk_tensor *t, wk_dtype dt, int ndim, cons
     wf_status st = wk_arena_alloc(a, n, &p, err);
     if (st) return st;
     *t = wk_tensor_make(dt, p, ndim, shape);
+    t->device = a->device;
     return WF_OK;
 }
 

@@ -23,10 +23,17 @@ typedef struct wk_arena {
     size_t used;
     size_t peak;
     const char *name;    /* "dit activations", for messages */
+    struct wk_backend *be; /* the backend whose memory base is (NULL: host memory) */
+    wk_device device;      /* the device of the tensors it gives */
 } wk_arena;
 
 /* A real arena of cap bytes (one aligned allocation). */
 wf_status wk_arena_init(wk_arena *a, const char *name, size_t cap, wf_err *err);
+/* The same in a backend's memory (one wk_backend_alloc; a device arena on a GPU backend): its
+ * tensors carry be->device. wk_arena_free gives the memory back to that backend. */
+struct wk_backend;
+wf_status wk_arena_init_on(wk_arena *a, struct wk_backend *be, const char *name, size_t cap,
+                           wf_err *err);
 /* A measuring arena: allocations succeed without memory (data pointers are NULL); read
  * a->peak afterwards. */
 void wk_arena_init_measure(wk_arena *a, const char *name);

@@ -2,23 +2,41 @@
 #include "backend.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "arena.h"
+
+const char *wk_precision_name(wk_precision p) { return p == WK_PREC_BF16 ? "bf16" : "fp32"; }
+
+wf_status wk_backend_alloc(wk_backend *be, size_t bytes, void **out, wf_err *err) {
+    if (be->ops->alloc) return be->ops->alloc(be, bytes, out, err);
+    size_t cap = (bytes + WK_ARENA_ALIGN - 1) / WK_ARENA_ALIGN * WK_ARENA_ALIGN;
+    if (cap < bytes) return wf_fail(err, WF_ENOMEM, "%s memory: size %zu overflows", be->name, bytes);
+    void *p = aligned_alloc(WK_ARENA_ALIGN, cap ? cap : WK_ARENA_ALIGN);
+    if (!p)
+        return wf_fail(err, WF_ENOMEM, "%s memory: cannot allocate %.1f MiB", be->name,
+                       (double)cap / (1 << 20));
+    *out = p;
+    return WF_OK;
+}
+
+void wk_backend_free(wk_backend *be, void *p) {
+    if (!p) return;
+    if (be->ops->free) be->ops->free(be, p);
+    else free(p);
+}
 
 wf_status wk_backend_workspace(wk_backend *be, size_t bytes, void **out, wf_err *err) {
     if (bytes <= be->ws_cap && be->ws) {
         *out = be->ws;
         return WF_OK;
     }
-    size_t cap = (bytes + WK_ARENA_ALIGN - 1) / WK_ARENA_ALIGN * WK_ARENA_ALIGN;
-    if (cap < bytes) return wf_fail(err, WF_ENOMEM, "%s workspace: size %zu overflows", be->name, bytes);
-    void *p = aligned_alloc(WK_ARENA_ALIGN, cap ? cap : WK_ARENA_ALIGN);
-    if (!p)
-        return wf_fail(err, WF_ENOMEM, "%s workspace: cannot allocate %.1f MiB", be->name,
-                       (double)cap / (1 << 20));
-    free(be->ws);
+    void *p;
+    wf_status st = wk_backend_alloc(be, bytes, &p, err);
+    if (st) return st;
+    wk_backend_free(be, be->ws);
     be->ws = p;
-    be->ws_cap = cap;
+    be->ws_cap = bytes;
     be->ws_grows++;
     *out = p;
     return WF_OK;
@@ -27,10 +45,35 @@ wf_status wk_backend_workspace(wk_backend *be, size_t bytes, void **out, wf_err 
 void wk_backend_destroy(wk_backend **pbe) {
     if (!pbe || !*pbe) return;
     wk_backend *be = *pbe;
-    free(be->ws);
-    free(be->impl);
+    wk_backend_free(be, be->ws);
+    if (be->destroy) be->destroy(be); /* the backend's own state (impl) */
+    else free(be->impl);
     free(be);
     *pbe = NULL;
+}
+
+wf_status wk_upload(wk_backend *be, wk_tensor *dst, const void *src, wf_err *err) {
+    size_t n = wk_tensor_nbytes(dst);
+    if (be->ops->upload) return be->ops->upload(be, dst->data, src, n, err);
+    if (n) memcpy(dst->data, src, n);
+    return WF_OK;
+}
+
+wf_status wk_download(wk_backend *be, void *dst, const wk_tensor *src, wf_err *err) {
+    size_t n = wk_tensor_nbytes(src);
+    if (be->ops->download) return be->ops->download(be, dst, src->data, n, err);
+    if (n) memcpy(dst, src->data, n);
+    return WF_OK;
+}
+
+wf_status wk_copy(wk_backend *be, void *dst, const void *src, size_t bytes, wf_err *err) {
+    if (be->ops->copy) return be->ops->copy(be, dst, src, bytes, err);
+    if (bytes) memmove(dst, src, bytes);
+    return WF_OK;
+}
+
+wf_status wk_sync(wk_backend *be, wf_err *err) {
+    return be->ops->sync ? be->ops->sync(be, err) : WF_OK;
 }
 
 #define WK_DISPATCH(op, ...)                                                                     \
@@ -77,8 +120,9 @@ wf_status wk_rope(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_ten
     WK_DISPATCH(rope, y, x, cos, sin, err);
 }
 wf_status wk_attention(wk_backend *be, wk_tensor *o, const wk_tensor *q, const wk_tensor *k,
-                       const wk_tensor *v, float scale, const wk_tensor *bias, wf_err *err) {
-    WK_DISPATCH(attention, o, q, k, v, scale, bias, err);
+                       const wk_tensor *v, float scale, int64_t kv_len, const wk_tensor *bias,
+                       wf_err *err) {
+    WK_DISPATCH(attention, o, q, k, v, scale, kv_len, bias, err);
 }
 wf_status wk_conv3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *w,
                     const wk_tensor *bias, const wk_conv_params *p, wf_err *err) {
@@ -90,4 +134,61 @@ wf_status wk_conv2d(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_t
 }
 wf_status wk_upsample2x(wk_backend *be, wk_tensor *y, const wk_tensor *x, wf_err *err) {
     WK_DISPATCH(upsample2x, y, x, err);
+}
+wf_status wk_matmul_gelu(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *w,
+                         const wk_tensor *bias, wf_err *err) {
+    WK_DISPATCH(matmul_gelu, y, x, w, bias, err);
+}
+wf_status wk_ln_modulate(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *scale1,
+                         const wk_tensor *shift, float eps, wf_err *err) {
+    WK_DISPATCH(ln_modulate, y, x, scale1, shift, eps, err);
+}
+wf_status wk_gate_residual(wk_backend *be, wk_tensor *x, const wk_tensor *y, const wk_tensor *gate,
+                           wf_err *err) {
+    WK_DISPATCH(gate_residual, x, y, gate, err);
+}
+wf_status wk_rms_norm_rope(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *w,
+                           const wk_tensor *cos, const wk_tensor *sin, float eps, wf_err *err) {
+    WK_DISPATCH(rms_norm_rope, y, x, w, cos, sin, eps, err);
+}
+wf_status wk_rms_norm_l2_silu(wk_backend *be, wk_tensor *y, const wk_tensor *x,
+                              const wk_tensor *gamma, wf_err *err) {
+    WK_DISPATCH(rms_norm_l2_silu, y, x, gamma, err);
+}
+wf_status wk_convert(wk_backend *be, wk_tensor *y, const wk_tensor *x, wf_err *err) {
+    WK_DISPATCH(convert, y, x, err);
+}
+wf_status wk_fill(wk_backend *be, wk_tensor *y, float value, wf_err *err) {
+    WK_DISPATCH(fill, y, value, err);
+}
+wf_status wk_copy_box(wk_backend *be, wk_tensor *y, const int64_t *y_off, const wk_tensor *x,
+                      const int64_t *x_off, const int64_t *ext, wf_err *err) {
+    WK_DISPATCH(copy_box, y, y_off, x, x_off, ext, err);
+}
+wf_status wk_permute(wk_backend *be, wk_tensor *y, const wk_tensor *x, int nd,
+                     const int64_t *shape, const int *perm, wf_err *err) {
+    WK_DISPATCH(permute, y, x, nd, shape, perm, err);
+}
+wf_status wk_timestep_embed(wk_backend *be, wk_tensor *y, const wk_tensor *t, wf_err *err) {
+    WK_DISPATCH(timestep_embed, y, t, err);
+}
+wf_status wk_embedding(wk_backend *be, wk_tensor *y, const wk_tensor *table, const wk_tensor *ids,
+                       wf_err *err) {
+    WK_DISPATCH(embedding, y, table, ids, err);
+}
+wf_status wk_t5_bias(wk_backend *be, wk_tensor *y, const wk_tensor *table, const wk_tensor *mask,
+                     int64_t max_distance, wf_err *err) {
+    WK_DISPATCH(t5_bias, y, table, mask, max_distance, err);
+}
+wf_status wk_blend(wk_backend *be, wk_tensor *b, const wk_tensor *a, int axis, int64_t extent,
+                   wf_err *err) {
+    WK_DISPATCH(blend, b, a, axis, extent, err);
+}
+wf_status wk_avgdown3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64_t ft, int64_t fs,
+                       wf_err *err) {
+    WK_DISPATCH(avgdown3d, y, x, ft, fs, err);
+}
+wf_status wk_dupup3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64_t ft, int64_t fs,
+                     int64_t drop, wf_err *err) {
+    WK_DISPATCH(dupup3d, y, x, ft, fs, drop, err);
 }

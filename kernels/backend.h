@@ -2,9 +2,13 @@
  * (kernels/cpu/) is the reference, the CUDA backend plugs in beside it with the same table.
  *
  * Conventions, for every op:
- *   - Activations (x, y, q, k, v, o) are f32 on the CPU backend. Weight-like arguments (w, bias,
- *     gamma) may be any wk_dtype and are widened blockwise inside the op, never as a whole-model
- *     copy.
+ *   - Every tensor an op gets lives in the backend's memory (a CUDA backend's tensors are device
+ *     memory: weights uploaded once, activations from an arena on the backend, wk_arena_init_on).
+ *     Host data reaches the backend only through upload/download.
+ *   - Activations (x, y, q, k, v, o) are f32 on every backend. Weight-like arguments (w, bias,
+ *     gamma, tables) may be any float wk_dtype and are widened blockwise inside the op, never as
+ *     a whole-model copy; index arguments (ids, masks) are WK_I32. Under WK_PREC_BF16 a backend
+ *     rounds GEMM and attention inputs to bf16 internally; results stay f32.
  *   - All tensors are contiguous, row-major. Ops that normalise or reduce do so over the LAST dim.
  *   - y may alias x for the elementwise ops (add, mul, gelu_tanh, silu, rope, norms, softmax).
  *   - Convolutions and resampling are channels-last, (N, T, H, W, C), as DESIGN.md §3b requires;
@@ -14,7 +18,8 @@
  *     times). Nothing else allocates.
  *   - An op a backend lacks is NULL in its table; calling it returns WF_EUNSUPPORTED, which the
  *     op test reports as "not supported", apart from "failed".
- * Tested by: tests/test_ops.c (every op against a double-precision reference).
+ * Tested by: tests/test_ops.c (every op against a double-precision reference) and
+ * tests/test_backend_ops.c (every op of the table, CPU against CUDA, when a device is there).
  */
 #ifndef WK_BACKEND_H
 #define WK_BACKEND_H
@@ -66,12 +71,14 @@ typedef struct wk_ops {
     wf_status (*rope)(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *cos,
                       const wk_tensor *sin, wf_err *err);
     /* o[Lq, NH, HD] = softmax(scale q k^T + bias) v per head, with q [Lq, NH, HD] and
-     * k, v [Lk, NH, HD]. bias is NULL, [Lk] (an additive key mask, -inf masks a key) or
-     * [NH, Lq, Lk] (a full additive bias, e.g. T5's relative positions). Computed blockwise with
-     * an online softmax: memory O(L * block), never an Lq x Lk matrix. A query row whose keys
-     * are all masked gives zeros. */
+     * k, v [Lk, NH, HD]. Keys [kv_len, Lk) are masked (padding at the end, e.g. Ulysses'; the
+     * form a fused kernel takes as a sequence length); kv_len <= 0 or >= Lk masks none. bias is
+     * NULL, [Lk] (an additive key mask, -inf masks a key) or [NH, Lq, Lk] (a full additive bias,
+     * e.g. T5's relative positions). Computed blockwise with an online softmax: memory
+     * O(L * block), never an Lq x Lk matrix. A query row whose keys are all masked gives zeros. */
     wf_status (*attention)(wk_backend *be, wk_tensor *o, const wk_tensor *q, const wk_tensor *k,
-                           const wk_tensor *v, float scale, const wk_tensor *bias, wf_err *err);
+                           const wk_tensor *v, float scale, int64_t kv_len, const wk_tensor *bias,
+                           wf_err *err);
     /* x [N, T, H, W, Cin], w [Cout, Cin, kT, kH, kW], bias [Cout] or NULL,
      * y [N, To, Ho, Wo, Cout] with To = (T + pad_t0 + pad_t1 - kT) / stride_t + 1, etc. */
     wf_status (*conv3d)(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *w,
@@ -81,7 +88,96 @@ typedef struct wk_ops {
                         const wk_tensor *bias, const wk_conv_params *p, wf_err *err);
     /* Nearest 2x spatial upsample: x [N, H, W, C] -> y [N, 2H, 2W, C], y[i][j] = x[i/2][j/2]. */
     wf_status (*upsample2x)(wk_backend *be, wk_tensor *y, const wk_tensor *x, wf_err *err);
+
+    /* ---- fused forms (each equals its unfused sequence bit for bit on the CPU) ---- */
+    /* y = gelu_tanh(x . w^T + bias): matmul with the GELU epilogue (cuBLASLt's is tanh). */
+    wf_status (*matmul_gelu)(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *w,
+                             const wk_tensor *bias, wf_err *err);
+    /* y = LayerNorm(x) * scale1 + shift (no affine), over the last dim D of x [R, D]; scale1
+     * (the 1 + scale of AdaLN, already summed) and shift are f32 [1, D] or [R, D]. */
+    wf_status (*ln_modulate)(wk_backend *be, wk_tensor *y, const wk_tensor *x,
+                             const wk_tensor *scale1, const wk_tensor *shift, float eps,
+                             wf_err *err);
+    /* x = x + y * gate: y [R, D], gate f32 [1, D] or [R, D] (the gated residual of a DiT block). */
+    wf_status (*gate_residual)(wk_backend *be, wk_tensor *x, const wk_tensor *y,
+                               const wk_tensor *gate, wf_err *err);
+    /* y = rope(rms_norm(x) * w): x, y [L, NH, HD], the RMS over all NH*HD values of a token (the
+     * DiT's norm_q/norm_k across heads), w [NH*HD], cos, sin [L, HD] as for rope. */
+    wf_status (*rms_norm_rope)(wk_backend *be, wk_tensor *y, const wk_tensor *x,
+                               const wk_tensor *w, const wk_tensor *cos, const wk_tensor *sin,
+                               float eps, wf_err *err);
+    /* y = silu(rms_norm_l2(x) [* gamma]): the VAE's norm + activation. */
+    wf_status (*rms_norm_l2_silu)(wk_backend *be, wk_tensor *y, const wk_tensor *x,
+                                  const wk_tensor *gamma, wf_err *err);
+
+    /* ---- data movement (the host-side loops of the models, as ops) ---- */
+    /* y = x converted to y's dtype (f32, bf16, f16, f8e4m3; rounding as dtype.h), element by
+     * element; the two need the same element count, not the same shape (a reshape is free). */
+    wf_status (*convert)(wk_backend *be, wk_tensor *y, const wk_tensor *x, wf_err *err);
+    /* y = value, every element (f32 or i32 y; value cast to i32 for i32). */
+    wf_status (*fill)(wk_backend *be, wk_tensor *y, float value, wf_err *err);
+    /* The box ext[0..nd) at x_off in x, copied to y_off in y: y and x have the same dtype and
+     * ndim (nd), offsets and extents per dim; the box must fit in both. */
+    wf_status (*copy_box)(wk_backend *be, wk_tensor *y, const int64_t *y_off, const wk_tensor *x,
+                          const int64_t *x_off, const int64_t *ext, wf_err *err);
+    /* y = x.reshape(shape[0..nd)).permute(perm[0..nd)), nd <= WK_MAX_PERM_DIMS: x is read as the
+     * given shape (numel must match), y receives the permuted shape's elements in row-major
+     * order (y's own shape only has to hold that many). Elements of 1, 2 or 4 bytes. Covers
+     * patchify/unpatchify (7-D), head packing, planar <-> channels-last. */
+    wf_status (*permute)(wk_backend *be, wk_tensor *y, const wk_tensor *x, int nd,
+                         const int64_t *shape, const int *perm, wf_err *err);
+    /* y[n, dim] = [cos(t f_k) | sin(t f_k)], f_k = exp(-ln(10000) k / (dim/2)), k < dim/2, t [n]
+     * f32: Diffusers' get_timestep_embedding with flip_sin_to_cos, downscale_freq_shift 0, the
+     * exponent computed in f32 as torch does. */
+    wf_status (*timestep_embed)(wk_backend *be, wk_tensor *y, const wk_tensor *t, wf_err *err);
+    /* y[L, D] f32 = table[ids[l], :] widened; ids i32 [L]. An id outside [0, V) is the caller's
+     * error (checked on the host); the op writes zeros for it. */
+    wf_status (*embedding)(wk_backend *be, wk_tensor *y, const wk_tensor *table,
+                           const wk_tensor *ids, wf_err *err);
+    /* T5's bidirectional relative-position bias plus key mask: y[h, i, j] =
+     * table[bucket(j - i), h] + (mask[j] ? 0 : -inf), y f32 [NH, Lq, Lk], table [NB, NH] any
+     * float dtype, mask i32 [Lk] or NULL (no mask); bucket as t5_relative_bucket (umt5.h):
+     * num_buckets NB, max_distance. */
+    wf_status (*t5_bias)(wk_backend *be, wk_tensor *y, const wk_tensor *table,
+                         const wk_tensor *mask, int64_t max_distance, wf_err *err);
+    /* Diffusers' AutoencoderKLWan blend_v (axis 1) / blend_h (axis 2) on channels-last tiles
+     * [T, h, w, C]: along the axis, for i < e = min(extent, a's and b's length):
+     * b[i] = a[len_a - e + i] * (1 - i/e) + b[i] * (i/e), the weights f32 from double, two
+     * products then one sum. */
+    wf_status (*blend)(wk_backend *be, wk_tensor *b, const wk_tensor *a, int axis,
+                       int64_t extent, wf_err *err);
+    /* Wan2.2 VAE shortcuts on channels-last [1, T, H, W, C]. avgdown3d: AvgDown3D with factors
+     * (ft, fs, fs), pad = (ft - T % ft) % ft zero frames in front, y [1, (T+pad)/ft, H/fs, W/fs,
+     * Co], mean (in double) of groups of C*ft*fs*fs/Co inputs. dupup3d: DupUp3D, y [1, T*ft - drop,
+     * H*fs, W*fs, Co], the first `drop` output frames dropped (first_chunk). */
+    wf_status (*avgdown3d)(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64_t ft,
+                           int64_t fs, wf_err *err);
+    wf_status (*dupup3d)(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64_t ft, int64_t fs,
+                         int64_t drop, wf_err *err);
+
+    /* ---- memory (the backend's own; tensors on it have device == be->device) ---- */
+    /* bytes of backend memory (64-byte aligned at least), uninitialised. Never called inside a
+     * step: models allocate their weight block and arena before the loop. */
+    wf_status (*alloc)(wk_backend *be, size_t bytes, void **out, wf_err *err);
+    void (*free)(wk_backend *be, void *p); /* accepts NULL */
+    /* host -> backend and backend -> host copies of plain bytes; backend -> backend through
+     * copy (dst, src both backend memory). Ordered with the ops (one stream); download returns
+     * when the host bytes are there. */
+    wf_status (*upload)(wk_backend *be, void *dst, const void *src, size_t bytes, wf_err *err);
+    wf_status (*download)(wk_backend *be, void *dst, const void *src, size_t bytes, wf_err *err);
+    wf_status (*copy)(wk_backend *be, void *dst, const void *src, size_t bytes, wf_err *err);
+    /* waits for every op issued so far; reports an asynchronous failure of one of them */
+    wf_status (*sync)(wk_backend *be, wf_err *err);
 } wk_ops;
+
+/* How a backend computes (backend.h's conventions hold for both):
+ *   WK_PREC_FP32  f32 everywhere, no TF32: the mode that checks a GPU against the CPU tightly.
+ *   WK_PREC_BF16  GEMM and attention inputs rounded to bf16, fp32 accumulation, f32 residual
+ *                 stream, norms and modulation (the default on GPUs). The CPU is always FP32. */
+typedef enum wk_precision { WK_PREC_FP32 = 0, WK_PREC_BF16 } wk_precision;
+const char *wk_precision_name(wk_precision p); /* "fp32", "bf16" */
+
+#define WK_MAX_PERM_DIMS 8
 
 struct wk_backend {
     const char *name;      /* "cpu", "cuda" */
@@ -91,16 +187,31 @@ struct wk_backend {
                             * bits wherever a tensor starts, if it starts at a multiple of this
                             * many rows. A model that splits rows over ranks (the DiT's Ulysses
                             * tokens) pads each rank's share to a multiple of it. CPU: 48 */
+    wk_precision precision;
     const wk_ops *ops;
-    void *ws;              /* workspace (scratch), 64-byte aligned */
+    void *ws;              /* workspace (scratch, backend memory), 64-byte aligned */
     size_t ws_cap;
     unsigned ws_grows;     /* times the workspace was (re)allocated */
     void *impl;            /* backend private state */
+    void (*destroy)(wk_backend *be); /* frees impl (NULL: free(impl)); not ws, not be */
 };
 
 /* The CPU backend. nthreads <= 0 means all of omp_get_max_threads(). */
 wf_status wk_backend_cpu_new(wk_backend **out, int nthreads, wf_err *err);
+/* The CUDA backend on device `device` (kernels/cuda/, built as the plug-in libwanfarm_cuda.so
+ * and opened with dlopen only here, so a CPU-only run never loads cudart, cuBLASLt, cuDNN or
+ * NCCL). WF_EUNSUPPORTED, with the reason, when the build has no CUDA, the plug-in or its
+ * libraries cannot be loaded, or no usable device is there. */
+wf_status wk_backend_cuda_new(wk_backend **out, int device, wk_precision precision, wf_err *err);
 void wk_backend_destroy(wk_backend **be); /* NULLs *be; accepts NULL */
+
+/* Backend memory through the table (the CPU's: aligned host memory). */
+wf_status wk_backend_alloc(wk_backend *be, size_t bytes, void **out, wf_err *err);
+void wk_backend_free(wk_backend *be, void *p);
+/* A tensor's bytes, host <-> backend (t->data on the backend side, same size). */
+wf_status wk_upload(wk_backend *be, wk_tensor *dst, const void *src, wf_err *err);
+wf_status wk_download(wk_backend *be, void *dst, const wk_tensor *src, wf_err *err);
+wf_status wk_sync(wk_backend *be, wf_err *err);
 
 /* Scratch of at least `bytes`, valid until the next call. Grows (and counts a grow) only when
  * too small; call once with the largest size before a loop to make the loop allocation-free. */
@@ -123,12 +234,42 @@ wf_status wk_silu(wk_backend *be, wk_tensor *y, const wk_tensor *x, wf_err *err)
 wf_status wk_rope(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *cos,
                   const wk_tensor *sin, wf_err *err);
 wf_status wk_attention(wk_backend *be, wk_tensor *o, const wk_tensor *q, const wk_tensor *k,
-                       const wk_tensor *v, float scale, const wk_tensor *bias, wf_err *err);
+                       const wk_tensor *v, float scale, int64_t kv_len, const wk_tensor *bias,
+                       wf_err *err);
 wf_status wk_conv3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *w,
                     const wk_tensor *bias, const wk_conv_params *p, wf_err *err);
 wf_status wk_conv2d(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *w,
                     const wk_tensor *bias, const wk_conv_params *p, wf_err *err);
 wf_status wk_upsample2x(wk_backend *be, wk_tensor *y, const wk_tensor *x, wf_err *err);
+wf_status wk_matmul_gelu(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *w,
+                         const wk_tensor *bias, wf_err *err);
+wf_status wk_ln_modulate(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *scale1,
+                         const wk_tensor *shift, float eps, wf_err *err);
+wf_status wk_gate_residual(wk_backend *be, wk_tensor *x, const wk_tensor *y, const wk_tensor *gate,
+                           wf_err *err);
+wf_status wk_rms_norm_rope(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *w,
+                           const wk_tensor *cos, const wk_tensor *sin, float eps, wf_err *err);
+wf_status wk_rms_norm_l2_silu(wk_backend *be, wk_tensor *y, const wk_tensor *x,
+                              const wk_tensor *gamma, wf_err *err);
+wf_status wk_convert(wk_backend *be, wk_tensor *y, const wk_tensor *x, wf_err *err);
+wf_status wk_fill(wk_backend *be, wk_tensor *y, float value, wf_err *err);
+wf_status wk_copy_box(wk_backend *be, wk_tensor *y, const int64_t *y_off, const wk_tensor *x,
+                      const int64_t *x_off, const int64_t *ext, wf_err *err);
+wf_status wk_permute(wk_backend *be, wk_tensor *y, const wk_tensor *x, int nd,
+                     const int64_t *shape, const int *perm, wf_err *err);
+wf_status wk_timestep_embed(wk_backend *be, wk_tensor *y, const wk_tensor *t, wf_err *err);
+wf_status wk_embedding(wk_backend *be, wk_tensor *y, const wk_tensor *table, const wk_tensor *ids,
+                       wf_err *err);
+wf_status wk_t5_bias(wk_backend *be, wk_tensor *y, const wk_tensor *table, const wk_tensor *mask,
+                     int64_t max_distance, wf_err *err);
+wf_status wk_blend(wk_backend *be, wk_tensor *b, const wk_tensor *a, int axis, int64_t extent,
+                   wf_err *err);
+wf_status wk_avgdown3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64_t ft, int64_t fs,
+                       wf_err *err);
+wf_status wk_dupup3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64_t ft, int64_t fs,
+                     int64_t drop, wf_err *err);
+/* A byte copy within backend memory (dst, src: backend pointers). */
+wf_status wk_copy(wk_backend *be, void *dst, const void *src, size_t bytes, wf_err *err);
 
 /* Host-side rotary tables for a (F, H, W) patch grid, as wan_spec.md §1.4: head dim hd split into
  * t = hd - 2*(2*(hd/6)), h = w = 2*(hd/6); inv_freq_j = 1/theta^(2j/d) and the angles in double,

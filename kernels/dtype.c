@@ -9,6 +9,7 @@ size_t wk_dtype_size(wk_dtype dt) {
     case WK_BF16: return 2;
     case WK_F16: return 2;
     case WK_F8E4M3: return 1;
+    case WK_I32: return 4;
     default: return 0;
     }
 }
@@ -19,6 +20,7 @@ const char *wk_dtype_name(wk_dtype dt) {
     case WK_BF16: return "bf16";
     case WK_F16: return "f16";
     case WK_F8E4M3: return "f8e4m3";
+    case WK_I32: return "i32";
     default: return "?";
     }
 }

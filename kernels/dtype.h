@@ -22,7 +22,8 @@ typedef enum wk_dtype {
     WK_BF16,
     WK_F16,
     WK_F8E4M3,
-    WK_DTYPE_COUNT
+    WK_DTYPE_COUNT, /* the float storage types are the ones below this */
+    WK_I32 = 16     /* an index type (token ids, masks): never widened or converted */
 } wk_dtype;
 
 size_t wk_dtype_size(wk_dtype dt);        /* bytes per element */

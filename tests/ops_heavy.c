@@ -122,7 +122,7 @@ static wf_status run_attention(const op_case *c, wk_backend *be, tu_rng *rng, do
     }
     wk_tensor tq = wk_tensor_3d(WK_F32, q, Lq, NH, HD), tk = wk_tensor_3d(WK_F32, k, Lk, NH, HD);
     wk_tensor tv = wk_tensor_3d(WK_F32, v, Lk, NH, HD), to = wk_tensor_3d(WK_F32, o, Lq, NH, HD);
-    st = wk_attention(be, &to, &tq, &tk, &tv, scale, bp, e);
+    st = wk_attention(be, &to, &tq, &tk, &tv, scale, 0, bp, e);
     if (st != WF_OK) goto out;
     if (att_reference(ref, q, k, v, bvals, mode, (double)scale, Lq, Lk, NH, HD) != 0) {
         st = wf_fail(e, WF_ENOMEM, "attention runner: out of memory");
@@ -301,18 +301,18 @@ static wf_status run_refusals(const op_case *c, wk_backend *be, tu_rng *rng, dou
         wk_tensor v_short = wk_tensor_3d(WK_F32, buf, 6, 2, 8);
         wk_tensor o_bad = wk_tensor_3d(WK_F32, buf, 4, 2, 8);
         wk_tensor b_bad = wk_tensor_1d(WK_F32, buf, 5), b3_bad = wk_tensor_3d(WK_F32, buf, 2, 7, 5);
-        if (!refused(wk_attention(be, &o, &q, &k_hd, &k_hd, 1.0f, NULL, &ie), &ie, "attention"))
+        if (!refused(wk_attention(be, &o, &q, &k_hd, &k_hd, 1.0f, 0, NULL, &ie), &ie, "attention"))
             what = "k with another head dim";
-        else if (!refused(wk_attention(be, &o, &q, &k, &v_short, 1.0f, NULL, &ie), &ie,
+        else if (!refused(wk_attention(be, &o, &q, &k, &v_short, 1.0f, 0, NULL, &ie), &ie,
                           "attention"))
             what = "v with fewer keys than k";
-        else if (!refused(wk_attention(be, &o_bad, &q, &k, &v, 1.0f, NULL, &ie), &ie, "attention"))
+        else if (!refused(wk_attention(be, &o_bad, &q, &k, &v, 1.0f, 0, NULL, &ie), &ie, "attention"))
             what = "o of another length than q";
-        else if (!refused(wk_attention(be, &o, &q, &k, &v, 1.0f, &b_bad, &ie), &ie, "attention"))
+        else if (!refused(wk_attention(be, &o, &q, &k, &v, 1.0f, 0, &b_bad, &ie), &ie, "attention"))
             what = "a key mask of length Lq instead of Lk";
-        else if (!refused(wk_attention(be, &o, &q, &k, &v, 1.0f, &b3_bad, &ie), &ie, "attention"))
+        else if (!refused(wk_attention(be, &o, &q, &k, &v, 1.0f, 0, &b3_bad, &ie), &ie, "attention"))
             what = "a full bias [NH, Lk, Lq] (transposed)";
-        else if (!refused(wk_attention(be, &o, &q, &k, &v, NAN, NULL, &ie), &ie, "attention"))
+        else if (!refused(wk_attention(be, &o, &q, &k, &v, NAN, 0, NULL, &ie), &ie, "attention"))
             what = "a NaN scale";
     } else {
         /* conv3d: x [1, 3, 4, 4, 2], w [5, 2, 3, 3, 3], padding 1 all round -> y [1, 3, 4, 4, 5] */

@@ -124,7 +124,8 @@ static wf_status att_check_qkv(const wk_tensor *t, const char *arg, wf_err *err)
 }
 
 wf_status wk_cpu_attention(wk_backend *be, wk_tensor *o, const wk_tensor *q, const wk_tensor *k,
-                           const wk_tensor *v, float scale, const wk_tensor *bias, wf_err *err) {
+                           const wk_tensor *v, float scale, int64_t kv_len, const wk_tensor *bias,
+                           wf_err *err) {
     wf_status st;
     if ((st = att_check_qkv(q, "q", err)) || (st = att_check_qkv(k, "k", err)) ||
         (st = att_check_qkv(v, "v", err)) || (st = att_check_qkv(o, "o", err)))
@@ -168,6 +169,8 @@ wf_status wk_cpu_attention(wk_backend *be, wk_tensor *o, const wk_tensor *q, con
         }
     }
     if (Lq == 0) return WF_OK;
+    /* keys [kv_len, Lk) are masked: they are never read (their softmax weight is exactly 0) */
+    const int64_t Lkv = kv_len > 0 && kv_len < Lk ? kv_len : Lk;
 
     /* Query rows per task: large blocks make larger, faster sgemms, but there should be a few
      * tasks per thread for the dynamic schedule to balance. */
@@ -220,8 +223,8 @@ wf_status wk_cpu_attention(wk_backend *be, wk_tensor *o, const wk_tensor *q, con
         memset(O, 0, (size_t)bq * hd16 * sizeof(float));
         const float *Qb = qd + ((size_t)r0 * NH + h) * HD;
 
-        for (int64_t c0 = 0; c0 < Lk; c0 += ATT_BK) {
-            const int bk = (int)(Lk - c0 < ATT_BK ? Lk - c0 : ATT_BK);
+        for (int64_t c0 = 0; c0 < Lkv; c0 += ATT_BK) {
+            const int bk = (int)(Lkv - c0 < ATT_BK ? Lkv - c0 : ATT_BK);
             const float *Kb = kd + ((size_t)c0 * NH + h) * HD;
             const float *Vb = vd + ((size_t)c0 * NH + h) * HD;
             /* S[bq, bk] = scale * Qb . Kb^T */

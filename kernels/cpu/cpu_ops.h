@@ -29,7 +29,8 @@ wf_status wk_cpu_silu(wk_backend *be, wk_tensor *y, const wk_tensor *x, wf_err *
 wf_status wk_cpu_rope(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *cos,
                       const wk_tensor *sin, wf_err *err);
 wf_status wk_cpu_attention(wk_backend *be, wk_tensor *o, const wk_tensor *q, const wk_tensor *k,
-                           const wk_tensor *v, float scale, const wk_tensor *bias, wf_err *err);
+                           const wk_tensor *v, float scale, int64_t kv_len, const wk_tensor *bias,
+                           wf_err *err);
 wf_status wk_cpu_conv3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *w,
                         const wk_tensor *bias, const wk_conv_params *p, wf_err *err);
 wf_status wk_cpu_conv2d(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *w,

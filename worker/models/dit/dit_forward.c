@@ -221,7 +221,7 @@ static wf_status attend(wk_backend *be, const dfs_transformer_config *c, wk_tens
     wk_tensor q3 = wk_tensor_3d(WK_F32, q->data, q->shape[0], NH, HD);
     wk_tensor k3 = wk_tensor_3d(WK_F32, k->data, k->shape[0], NH, HD);
     wk_tensor v3 = wk_tensor_3d(WK_F32, v->data, v->shape[0], NH, HD);
-    return wk_attention(be, &o3, &q3, &k3, &v3, (float)(1.0 / sqrt((double)HD)), mask, err);
+    return wk_attention(be, &o3, &q3, &k3, &v3, (float)(1.0 / sqrt((double)HD)), 0, mask, err);
 }
 
 /* src [Ll, D] -> dst [U][Ll][D/U]: rank j's block holds head group j of every local token. */
@@ -255,7 +255,7 @@ static wf_status ulysses_attend(wk_backend *be, cm_comm *sp, const dfs_transform
         WF_TRY(cm_alltoall(sp, a->n.data, out[i]->data, block, err));
     }
     WF_TRY(wk_attention(be, &a->oh, &a->qh, &a->kh, &a->vh, (float)(1.0 / sqrt((double)HD)),
-                        a->Lp > a->L ? &a->mask : NULL, err));
+                        0, a->Lp > a->L ? &a->mask : NULL, err));
     WF_TRY(cm_alltoall(sp, a->oh.data, a->n.data, block, err));
     unpack_heads(a->n.data, a->o.data, a->Ll, D, U);
 out:

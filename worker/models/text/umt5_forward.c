@@ -145,7 +145,7 @@ static wf_status block_forward(wk_backend *be, const t5_model *m, const t5_layer
     wk_tensor k3 = wk_tensor_3d(WK_F32, k.data, Lc, NH, HD);
     wk_tensor v3 = wk_tensor_3d(WK_F32, v.data, Lc, NH, HD);
     wk_tensor o3 = wk_tensor_3d(WK_F32, o.data, Lc, NH, HD);
-    WF_TRY(wk_attention(be, &o3, &q3, &k3, &v3, 1.0f, &bias, err)); /* scale 1 */
+    WF_TRY(wk_attention(be, &o3, &q3, &k3, &v3, 1.0f, 0, &bias, err)); /* scale 1 */
     WF_TRY(wk_matmul(be, &y, &o, &b->o_w, NULL, err));              /* [Lc, D] */
     WF_TRY(wk_add(be, &x, &x, &y, err));
     /* 2. gated-GELU FFN: x = x + wo(gelu_new(wi_0 n) * wi_1 n), n = RMS(x) */

@@ -315,7 +315,7 @@ wf_status vae_attn_fwd(vae_run *r, const vae_attn *a, wk_tensor *x) {
                   k3 = wk_tensor_make(WK_F32, k.data, 3, sk3);
         wk_tensor v3 = wk_tensor_make(WK_F32, v.data, 3, sk3),
                   o3 = wk_tensor_make(WK_F32, o.data, 3, s3);
-        WF_TRY(wk_attention(r->be, &o3, &q3, &k3, &v3, scale, NULL, r->err)); /* [L, 1, C] */
+        WF_TRY(wk_attention(r->be, &o3, &q3, &k3, &v3, scale, 0, NULL, r->err)); /* [L, 1, C] */
         WF_TRY(wk_matmul(r->be, &q, &o, &wp, &a->proj.b, r->err));            /* [L, C] */
         WF_TRY(wk_add(r->be, &xt, &xt, &q, r->err));                          /* + identity */
     }

@@ -1,0 +1,1 @@
+/* cuda_backend.cu: being written (issue 12) */

@@ -1,0 +1,1 @@
+/* cuda_conv.cu: being written (issue 12) */

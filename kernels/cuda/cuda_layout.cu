@@ -1,0 +1,1 @@
+/* cuda_layout.cu: being written (issue 12) */

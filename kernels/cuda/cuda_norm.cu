@@ -1,0 +1,1 @@
+/* cuda_norm.cu: being written (issue 12) */

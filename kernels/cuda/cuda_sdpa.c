@@ -1,0 +1,1 @@
+/* cuda_sdpa.c: being written (issue 12) */
