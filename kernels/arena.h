@@ -15,6 +15,10 @@
 
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define WK_ARENA_ALIGN 64
 
 typedef struct wk_arena {
@@ -53,5 +57,9 @@ wf_status wk_arena_tensor(wk_arena *a, wk_tensor *t, wk_dtype dt, int ndim, cons
 
 static inline size_t wk_arena_mark(const wk_arena *a) { return a->used; }
 void wk_arena_reset(wk_arena *a, size_t mark);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -9,7 +9,8 @@
 const char *wk_precision_name(wk_precision p) { return p == WK_PREC_BF16 ? "bf16" : "fp32"; }
 
 wf_status wk_backend_alloc(wk_backend *be, size_t bytes, void **out, wf_err *err) {
-    if (be->ops->alloc) return be->ops->alloc(be, bytes, out, err);
+    if (be->ops->alloc) return be->ops->alloc(be, bytes, out, err); /* it counts mem_allocs */
+    be->mem_allocs++;
     size_t cap = (bytes + WK_ARENA_ALIGN - 1) / WK_ARENA_ALIGN * WK_ARENA_ALIGN;
     if (cap < bytes) return wf_fail(err, WF_ENOMEM, "%s memory: size %zu overflows", be->name, bytes);
     void *p = aligned_alloc(WK_ARENA_ALIGN, cap ? cap : WK_ARENA_ALIGN);

@@ -8,7 +8,9 @@
  *   - Activations (x, y, q, k, v, o) are f32 on every backend. Weight-like arguments (w, bias,
  *     gamma, tables) may be any float wk_dtype and are widened blockwise inside the op, never as
  *     a whole-model copy; index arguments (ids, masks) are WK_I32. Under WK_PREC_BF16 a backend
- *     rounds GEMM and attention inputs to bf16 internally; results stay f32.
+ *     rounds GEMM and attention inputs to bf16 internally (to f16 against an f16 weight; against
+ *     an fp8 e4m3 weight on Hopper, x is quantised to e4m3 with a per-tensor scale from its
+ *     amax); results stay f32.
  *   - All tensors are contiguous, row-major. Ops that normalise or reduce do so over the LAST dim.
  *   - y may alias x for the elementwise ops (add, mul, gelu_tanh, silu, rope, norms, softmax).
  *   - Convolutions and resampling are channels-last, (N, T, H, W, C), as DESIGN.md §3b requires;
@@ -27,6 +29,10 @@
 #include <stdbool.h>
 
 #include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct wk_backend wk_backend;
 
@@ -192,6 +198,11 @@ struct wk_backend {
     void *ws;              /* workspace (scratch, backend memory), 64-byte aligned */
     size_t ws_cap;
     unsigned ws_grows;     /* times the workspace was (re)allocated */
+    size_t mem_allocs;     /* allocations of backend memory so far, all of them (weights, arenas,
+                            * workspace, a backend's own caches): a steady-state step adds none.
+                            * wk_backend_alloc counts host memory; a backend with its own alloc
+                            * op counts every allocation it makes */
+    size_t mem_peak;       /* a device backend's peak bytes of its memory in use (0: not kept) */
     void *impl;            /* backend private state */
     void (*destroy)(wk_backend *be); /* frees impl (NULL: free(impl)); not ws, not be */
 };
@@ -280,5 +291,9 @@ wf_status wk_rope_table_3d(float *cos_out, float *sin_out, int64_t F, int64_t H,
  * F*H*W (padding) get the identity rotation (cos 1, sin 0). */
 wf_status wk_rope_table_3d_rows(float *cos_out, float *sin_out, int64_t F, int64_t H, int64_t W,
                                 int hd, double theta, int64_t l0, int64_t n, wf_err *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -17,6 +17,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum wk_dtype {
     WK_F32 = 0,
     WK_BF16,
@@ -53,5 +57,9 @@ uint8_t wk_f32_to_f8e4m3(float f);
 void wk_convert_to_f32(float *dst, const void *src, wk_dtype dt, size_t n);
 /* Narrows n f32 values to dtype dt, rounding to nearest even. */
 void wk_convert_from_f32(void *dst, wk_dtype dt, const float *src, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

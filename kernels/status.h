@@ -12,6 +12,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum wf_status {
     WF_OK = 0,
     WF_EINVAL,       /* invalid argument: wrong shape, dtype, option value */
@@ -78,7 +82,11 @@ void wf_err_clear(wf_err *err);
     do {                                                                                         \
         if (!(cond)) wf_assert_fail(#cond, __FILE__, __LINE__);                                  \
     } while (0)
+#ifdef __cplusplus /* the CUDA plug-in's .cu files include this header as C++ */
+[[noreturn]] void wf_assert_fail(const char *expr, const char *file, int line);
+#else
 _Noreturn void wf_assert_fail(const char *expr, const char *file, int line);
+#endif
 
 /* Overflow-checked size arithmetic: return 0 on success, 1 on overflow (result untouched). */
 static inline int wf_mul_overflow(size_t a, size_t b, size_t *out) {
@@ -87,5 +95,9 @@ static inline int wf_mul_overflow(size_t a, size_t b, size_t *out) {
 static inline int wf_add_overflow(size_t a, size_t b, size_t *out) {
     return __builtin_add_overflow(a, b, out);
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

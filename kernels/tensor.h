@@ -15,6 +15,10 @@
 #include "dtype.h"
 #include "status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define WK_MAX_DIMS 5
 
 typedef enum wk_device { WK_DEV_CPU = 0, WK_DEV_CUDA } wk_device;
@@ -53,5 +57,9 @@ wf_status wk_check_ndim(const wk_tensor *t, int ndim, const char *op, const char
                         wf_err *err);
 wf_status wk_check_same_shape(const wk_tensor *a, const wk_tensor *b, const char *op,
                               const char *an, const char *bn, wf_err *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

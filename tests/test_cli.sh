@@ -163,5 +163,27 @@ check "generate --out in a missing folder" 1 "${GEN[@]}" --out "$T/absent/x.mp4"
 expect_err "generate --out in a missing folder" "the folder $T/absent does not exist"
 [ -e "$T/x.mp4" ] && { echo "FAIL: a failed generate left $T/x.mp4"; fail=1; }
 
+# --device / --precision: bad values and impossible combinations exit 2 before any work
+check "generate --device gpu" 2 "${GEN[@]}" --device gpu --out "$T/x.mp4"
+expect_err "generate --device gpu" "--device 'gpu': use auto, cpu, cuda or cuda:N"
+check "generate --device cuda:x" 2 "${GEN[@]}" --device cuda:x --out "$T/x.mp4"
+expect_err "generate --device cuda:x" "the device index must be 0..1023"
+check "generate --precision fp16" 2 "${GEN[@]}" --precision fp16 --out "$T/x.mp4"
+expect_err "generate --precision fp16" "--precision 'fp16': use bf16 (GPU default) or fp32"
+check "generate --device cpu --precision bf16" 2 "${GEN[@]}" --device cpu --precision bf16 --out "$T/x.mp4"
+expect_err "generate --device cpu --precision bf16" "--precision bf16 needs a GPU (--device cuda)"
+if [ ! -e /proc/driver/nvidia/version ] && [ ! -e /dev/nvidia0 ] && [ ! -e /dev/nvidiactl ]; then
+  # no GPU here: cuda is refused with the reason, auto says it runs on the CPU and matches cpu
+  check "generate --device cuda without a GPU" 1 "${GEN[@]}" --device cuda --out "$T/x.mp4"
+  expect_err "generate --device cuda without a GPU" "--device cuda:0: "
+  check "generate --device auto without a GPU" 0 "${GEN[@]}" --device auto --save-latents "$T/auto.h5"
+  check "generate --device cpu" 0 "${GEN[@]}" --device cpu --save-latents "$T/cpu.h5"
+  "$(dirname "$0")/../scripts/compare_latents.py" "$T/auto.h5" "$T/cpu.h5" 0 >/dev/null ||
+    { echo "FAIL: --device auto (CPU) and --device cpu latents differ"; fail=1; }
+else
+  echo "note: an NVIDIA driver is present: the no-GPU --device checks are skipped"
+fi
+[ -e "$T/x.mp4" ] && { echo "FAIL: a refused --device run left $T/x.mp4"; fail=1; }
+
 [ $fail = 0 ] && echo OK || echo FAILED
 exit $fail

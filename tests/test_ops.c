@@ -102,11 +102,12 @@ int main(int argc, char **argv) {
         }
     }
 
-    const op_case *tables[2] = {ops_basic_cases, ops_heavy_cases};
-    const int counts[2] = {ops_basic_count, ops_heavy_count};
+    const op_case *tables[] = {ops_basic_cases, ops_heavy_cases, ops_layout_cases, ops_vae_cases};
+    const int counts[] = {ops_basic_count, ops_heavy_count, ops_layout_count, ops_vae_count};
+    const int ntables = (int)(sizeof counts / sizeof counts[0]);
 
     int dw = 11, nsel = 0; /* width of the description column: the longest one selected */
-    for (int t = 0; t < 2; t++)
+    for (int t = 0; t < ntables; t++)
         for (int i = 0; i < counts[t]; i++)
             if (case_selected(&tables[t][i], filter)) {
                 nsel++;
@@ -119,7 +120,7 @@ int main(int argc, char **argv) {
 
     if (list) {
         printf("# %-12s %-*s %-7s %9s  %s\n", "op", dw, "description", "wdtype", "tol", "why");
-        for (int t = 0; t < 2; t++)
+        for (int t = 0; t < ntables; t++)
             for (int i = 0; i < counts[t]; i++) {
                 const op_case *c = &tables[t][i];
                 if (!case_selected(c, filter)) continue;
@@ -144,7 +145,7 @@ int main(int argc, char **argv) {
            "tol", "result");
 
     int ncases = 0, nfail = 0, nunsup = 0;
-    for (int t = 0; t < 2; t++)
+    for (int t = 0; t < ntables; t++)
         for (int i = 0; i < counts[t]; i++) {
             const op_case *c = &tables[t][i];
             if (!case_selected(c, filter)) continue;

@@ -59,6 +59,11 @@ static void help(void) {
            "  --frames-dir DIR       PNG frames frame_00000.png ... (created if missing)\n"
            "  --save-latents FILE.h5 final latents (HDF5 dataset /latents [1, C, T, h, w])\n"
            "  --contact-sheet FILE.png  every frame on one PNG (a grid, for a quick look)\n"
+           "  --device D             auto (default: the first GPU when one is usable, else the\n"
+           "                         CPU), cpu, cuda or cuda:N (one process; not yet under mpirun)\n"
+           "  --precision P          GPU arithmetic: bf16 (default: bf16 GEMM and attention\n"
+           "                         inputs, fp32 accumulation and residual stream) or fp32 (f32\n"
+           "                         everywhere, no TF32); the CPU always computes fp32\n"
            "  --threads N            CPU threads per rank, at most 4x the online cores (default:\n"
            "                         the cores / the ranks on the node)\n"
            "  --count N              generate N videos of each prompt (seeds seed, seed+1, ...);\n"
@@ -138,10 +143,17 @@ static int run_single(gen_run *g, const pl_request *base, double t0) {
     const gen_opts *o = g->o;
     wf_err err;
     pl_pipeline *p = NULL;
+    wk_backend *be = NULL;
     float *lat0 = NULL;
     int rc = WF_EXIT_FAIL;
-    if (pl_open(&p, o->model, NULL, (int)o->threads, &err)) {
+    if (gen_backend_new(o, o->json, &be, &rc, &err)) {
         fprintf(stderr, PROG ": %s\n", err.msg);
+        return rc;
+    }
+    rc = WF_EXIT_FAIL;
+    if (pl_open(&p, o->model, be, (int)o->threads, &err)) {
+        fprintf(stderr, PROG ": %s\n", err.msg);
+        wk_backend_destroy(&be);
         return WF_EXIT_FAIL;
     }
     wf_status st = pl_check_request(p, base, g->shape, &err);
@@ -190,12 +202,16 @@ static int run_single(gen_run *g, const pl_request *base, double t0) {
         rc = WF_EXIT_FAIL;
     }
     gen_report_done(g, t0);
+    if (be->mem_peak && !o->json)
+        fprintf(stderr, PROG ": peak %s memory %.2f GiB (weights, activations, workspace, "
+                "caches)\n", be->name, (double)be->mem_peak / (double)(1u << 30));
     rc = WF_EXIT_OK;
 done:
     gen_job_end(g);
     g->lat0 = NULL;
     free(lat0);
     pl_close(&p);
+    wk_backend_destroy(&be);
     return rc;
 }
 
@@ -337,6 +353,8 @@ static int parse_valued(const char *a, const char *v, pl_request *r, gen_opts *o
     } else if (!strcmp(a, "--mem-gb")) ok = cmd_parse_f64(v, &o->mem_gb) && o->mem_gb > 0;
     else if (!strcmp(a, "--replicas")) ok = cmd_parse_int(v, 1, 65536, &o->replicas);
     else if (!strcmp(a, "--cost")) o->cost = v;
+    else if (!strcmp(a, "--device")) return gen_parse_device(v, o);
+    else if (!strcmp(a, "--precision")) return gen_parse_precision(v, o);
     else if (!strcmp(a, "--watchdog"))
         return parse_range(a, v, 0, GEN_WATCHDOG_MAX, " (seconds; 0 turns the watchdog off)",
                            &o->watchdog);
@@ -351,6 +369,8 @@ static int parse_options(int argc, char **argv, pl_request *r, gen_opts *o, bool
     memset(o, 0, sizeof *o);
     o->fps = 16, o->crf = 18, o->count = 1;
     o->watchdog = GEN_WATCHDOG_DEFAULT;
+    o->device = GEN_DEV_AUTO;
+    o->precision = -1;
     o->placement = -1;
     o->cfg_par = -1;
     *help_asked = false;

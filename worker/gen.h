@@ -35,7 +35,23 @@ typedef struct gen_opts {
     double mem_gb;             /* 0: host memory / local ranks */
     const char *cost;          /* planner cost file, or NULL */
     double watchdog;           /* seconds: the watchdog's floor under MPI (0: off) */
+    int device;                /* GEN_DEV_AUTO, GEN_DEV_CPU, GEN_DEV_CUDA (--device) */
+    int device_index;          /* cuda:N */
+    int precision;             /* -1: the device's default, else a wk_precision (--precision) */
 } gen_opts;
+
+enum { GEN_DEV_AUTO = 0, GEN_DEV_CPU, GEN_DEV_CUDA };
+
+/* --device auto|cpu|cuda[:N] and --precision bf16|fp32 into o (gen_device.c): WF_EXIT_OK or
+ * WF_EXIT_USAGE after the message. */
+int gen_parse_device(const char *v, gen_opts *o);
+int gen_parse_precision(const char *v, gen_opts *o);
+/* The backend a single-process run computes on (gen_device.c): CUDA when asked or, for auto,
+ * when a device is usable (else the CPU, said once on stderr unless quiet); the CPU with
+ * o->threads. *exit_code is WF_EXIT_USAGE for a combination that cannot run (bf16 on the CPU),
+ * WF_EXIT_FAIL otherwise; err says why. */
+wf_status gen_backend_new(const gen_opts *o, bool quiet, wk_backend **be, int *exit_code,
+                          wf_err *err);
 
 /* The output context of the video in progress (one at a time on a rank: set up when the video
  * starts, released once it is written, so that memory stays flat over a queue of any length). */

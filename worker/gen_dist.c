@@ -175,6 +175,14 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
     pl_pipeline *shell = NULL;
     float *lat0 = NULL;
     int rc = WF_EXIT_FAIL;
+    if (o->device == GEN_DEV_CUDA || o->precision == WK_PREC_BF16) {
+        /* every rank says it: the same options reach all of them */
+        if (!g->quiet)
+            fprintf(stderr, PROG ": --device cuda and --precision bf16 run one process for now "
+                            "(GPU ranks under mpirun/srun are not wired yet); run without mpirun, "
+                            "or with --device cpu\n");
+        return WF_EXIT_USAGE;
+    }
     if (cm_world(&world, &err) || pl_open_parts(&shell, o->model, NULL, 1, 0, &err)) {
         if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
         goto done;

@@ -96,6 +96,14 @@ static bool is_frame_name(const char *s) {
 }
 
 wf_status gen_outputs_check_names(const gen_opts *o, int64_t njobs, wf_err *err) {
+#ifndef WANFARM_HAVE_FFMPEG
+    /* a build without FFmpeg (video_none.c) writes the .h5 latents only */
+    const char *av = o->out ? "--out" : o->frames_dir ? "--frames-dir" : o->sheet ? "--contact-sheet"
+                                                                                  : NULL;
+    if (av)
+        return wf_fail(err, WF_EUNSUPPORTED, "%s: built without FFmpeg: write .h5 latents "
+                       "(--save-latents FILE.h5) or rebuild with -DWANFARM_FFMPEG=ON", av);
+#endif
     out_file_opt f[3];
     int nf = file_opts(o, f);
     if (o->frames_dir && !*o->frames_dir)

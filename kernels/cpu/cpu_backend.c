@@ -20,6 +20,21 @@ static const wk_ops cpu_ops = {
     .conv3d = wk_cpu_conv3d,
     .conv2d = wk_cpu_conv2d,
     .upsample2x = wk_cpu_upsample2x,
+    .matmul_gelu = wk_cpu_matmul_gelu,
+    .ln_modulate = wk_cpu_ln_modulate,
+    .gate_residual = wk_cpu_gate_residual,
+    .rms_norm_rope = wk_cpu_rms_norm_rope,
+    .convert = wk_cpu_convert,
+    .fill = wk_cpu_fill,
+    .copy_box = wk_cpu_copy_box,
+    .permute = wk_cpu_permute,
+    .timestep_embed = wk_cpu_timestep_embed,
+    .embedding = wk_cpu_embedding,
+    .t5_bias = wk_cpu_t5_bias,
+    .rms_norm_l2_silu = wk_cpu_rms_norm_l2_silu,
+    .blend = wk_cpu_blend,
+    .avgdown3d = wk_cpu_avgdown3d,
+    .dupup3d = wk_cpu_dupup3d,
 };
 
 wf_status wk_backend_cpu_new(wk_backend **out, int nthreads, wf_err *err) {

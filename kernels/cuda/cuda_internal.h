@@ -38,6 +38,7 @@ typedef struct wk_cuda_conv_cache wk_cuda_conv_cache; /* cuda_conv.cu */
 typedef struct wk_cuda_sdpa_cache wk_cuda_sdpa_cache; /* cuda_sdpa.c */
 
 typedef struct wk_cuda {
+    wk_backend *be;            /* the backend this state belongs to (mem_allocs is counted) */
     int device;
     int cc_major, cc_minor, sm_count;
     char device_name[256];
@@ -61,7 +62,7 @@ enum { WK_CUDA_ATTN_AUTO = 0, WK_CUDA_ATTN_OWN, WK_CUDA_ATTN_CUDNN };
 
 static inline wk_cuda *wk_cuda_of(wk_backend *be) { return (wk_cuda *)be->impl; }
 
-/* err <- "<what>: <cudaGetErrorName>: <cudaGetErrorString>" (WF_EIO); returns WF_EIO. */
+/* err <- "<what>: <cudaGetErrorName>: <cudaGetErrorString>" (WF_ECUDA); returns WF_ECUDA. */
 wf_status wk_cuda_fail(wf_err *err, cudaError_t e, const char *what);
 /* The launch check after a kernel: cudaGetLastError, named by the op. */
 wf_status wk_cuda_launched(wf_err *err, const char *op);
@@ -81,6 +82,9 @@ wf_status wk_cuda_gemm_init(wk_cuda *c, wf_err *err);
 void wk_cuda_gemm_free(wk_cuda *c);
 wf_status wk_cuda_conv_init(wk_cuda *c, wf_err *err);
 void wk_cuda_conv_free(wk_cuda *c);
+/* Drops the conv weight-layout cache entries of weights inside [p, p + bytes): called by the
+ * backend's free op, so that a freed and reused address never finds a stale packed weight. */
+void wk_cuda_conv_forget(wk_cuda *c, const void *p, size_t bytes);
 wf_status wk_cuda_sdpa_init(wk_cuda *c, wf_err *err);
 void wk_cuda_sdpa_free(wk_cuda *c);
 
@@ -91,6 +95,15 @@ void wk_cuda_sdpa_free(wk_cuda *c);
 wf_status wk_cuda_sdpa_bf16(wk_backend *be, void *o, const void *q, const void *k, const void *v,
                             int64_t Lq, int64_t Lk, int64_t NH, int64_t HD, float scale,
                             int64_t kv_len, wf_err *err);
+/* Builds (once) the plan wk_cuda_sdpa_bf16 runs for this shape; *ws_bytes: the cuDNN workspace it
+ * takes, the FIRST *ws_bytes of the backend workspace (a caller with bf16 buffers in the
+ * workspace places them after those bytes, 256-aligned); *engine: cuDNN's engine index.
+ * WF_EUNSUPPORTED with the reason (cached too) when cuDNN cannot run the shape. */
+wf_status wk_cuda_sdpa_prepare(wk_backend *be, int64_t Lq, int64_t Lk, int64_t NH, int64_t HD,
+                               int64_t kv_len, size_t *ws_bytes, int64_t *engine, wf_err *err);
+/* 1 the first time this backend sees key (an attention path and shape), then 0: which attention
+ * path ran is logged once per shape (cuda_sdpa.c keeps the set). */
+int wk_cuda_attn_first(wk_cuda *c, const int64_t key[7]);
 
 /* Op-table functions (one definition each, in the file named above). */
 #define WK_CUDA_OP_UNARY(name)                                                                  \

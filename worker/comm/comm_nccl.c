@@ -5,18 +5,121 @@
  * NCCL work on that stream and synchronises it before returning, so the counters (comm.c keeps
  * them around these calls, for both backends) hold true wall times. Buffers are device pointers; counts are
  * size_t, so no message is split.
+ * cudart and NCCL are not linked: the first cm_nccl_init opens libcudart.so.<major> and
+ * libnccl.so.<major> with dlopen (the library search path first, then the folders they were found
+ * in at build time, CM_CUDA_LIB_DIRS) and resolves the calls below through the table A, so a CPU
+ * run of the program never loads them. A rank that cannot load them fails cm_nccl_init like one
+ * that cannot bind its GPU: every rank learns it and none switches.
  * What it is not: asynchronous, or able to recover a comm after a failed call (free it).
  * Tested by: tests/test_comm.c on a machine with GPUs (its NCCL section runs when
  * cudaGetDeviceCount reports one GPU per node-local rank; otherwise it says why it skipped).
  */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-#include <cuda_runtime.h>
+#include <cuda_runtime_api.h>
 #include <nccl.h>
 
 #include "comm_nccl.h"
+
+#ifndef CM_CUDA_LIB_DIRS
+#define CM_CUDA_LIB_DIRS ""
+#endif
+
+/* The cudart and NCCL calls of this file: name, return type, parameters. */
+#define CM_CUDART_CALLS(X)                                                                       \
+    X(cudaSetDevice, cudaError_t, (int))                                                         \
+    X(cudaStreamCreateWithFlags, cudaError_t, (cudaStream_t *, unsigned int))                    \
+    X(cudaStreamSynchronize, cudaError_t, (cudaStream_t))                                        \
+    X(cudaStreamDestroy, cudaError_t, (cudaStream_t))                                            \
+    X(cudaGetErrorString, const char *, (cudaError_t))                                           \
+    X(cudaGetErrorName, const char *, (cudaError_t))
+#define CM_NCCL_CALLS(X)                                                                         \
+    X(ncclGetLastError, const char *, (ncclComm_t))                                              \
+    X(ncclGetErrorString, const char *, (ncclResult_t))                                          \
+    X(ncclCommGetAsyncError, ncclResult_t, (ncclComm_t, ncclResult_t *))                         \
+    X(ncclGetUniqueId, ncclResult_t, (ncclUniqueId *))                                           \
+    X(ncclCommInitRank, ncclResult_t, (ncclComm_t *, int, ncclUniqueId, int))                    \
+    X(ncclCommDestroy, ncclResult_t, (ncclComm_t))                                               \
+    X(ncclGroupStart, ncclResult_t, (void))                                                      \
+    X(ncclGroupEnd, ncclResult_t, (void))                                                        \
+    X(ncclSend, ncclResult_t, (const void *, size_t, ncclDataType_t, int, ncclComm_t,            \
+                               cudaStream_t))                                                    \
+    X(ncclRecv, ncclResult_t, (void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t))   \
+    X(ncclAllGather, ncclResult_t, (const void *, void *, size_t, ncclDataType_t, ncclComm_t,    \
+                                    cudaStream_t))                                               \
+    X(ncclBroadcast, ncclResult_t, (const void *, void *, size_t, ncclDataType_t, int,           \
+                                    ncclComm_t, cudaStream_t))
+
+#define CM_FIELD(name, ret, params) ret(*name) params;
+static struct {
+    CM_CUDART_CALLS(CM_FIELD)
+    CM_NCCL_CALLS(CM_FIELD)
+} A;
+#undef CM_FIELD
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static bool g_loaded;
+static char g_why[WF_ERR_MSG / 2]; /* why not, when !g_loaded */
+
+/* dlopen of `soname` by the search path, then in each folder of CM_CUDA_LIB_DIRS. NULL with
+ * g_why set when none loads (the first loader error is kept: it is the search path's). */
+static void *open_lib(const char *soname) {
+    void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
+    if (h) return h;
+    const char *e = dlerror();
+    snprintf(g_why, sizeof g_why, "%s", e ? e : soname);
+    const char *dirs = CM_CUDA_LIB_DIRS;
+    while (*dirs) {
+        size_t n = strcspn(dirs, ":");
+        char path[4096];
+        if (n && snprintf(path, sizeof path, "%.*s/%s", (int)n, dirs, soname) < (int)sizeof path &&
+            (h = dlopen(path, RTLD_NOW | RTLD_LOCAL)))
+            return h;
+        dirs += n + (dirs[n] == ':');
+    }
+    return NULL;
+}
+
+/* pthread_once body: both libraries and every call of the table, or g_why. Never closed. */
+static void load_libs(void) {
+    char cudart[64], nccl[64];
+    snprintf(cudart, sizeof cudart, "libcudart.so.%d", CUDART_VERSION / 1000);
+    snprintf(nccl, sizeof nccl, "libnccl.so.%d", NCCL_MAJOR);
+    void *hc = open_lib(cudart), *hn = hc ? open_lib(nccl) : NULL;
+    if (!hc || !hn) return;
+    const char *missing = NULL;
+#define CM_RESOLVE(name, ret, params)                                                            \
+    if (!missing && !(*(void **)&A.name = dlsym(H, #name))) missing = #name;
+#define H hc
+    CM_CUDART_CALLS(CM_RESOLVE)
+#undef H
+#define H hn
+    CM_NCCL_CALLS(CM_RESOLVE)
+#undef H
+#undef CM_RESOLVE
+    if (missing) {
+        snprintf(g_why, sizeof g_why, "%s lacks %s (a different version than wanfarm was built "
+                 "with: CUDA %d, NCCL %d)", strncmp(missing, "nccl", 4) ? cudart : nccl, missing,
+                 CUDART_VERSION / 1000, NCCL_MAJOR);
+        return;
+    }
+    g_loaded = true;
+}
+
+/* The libraries, for cm_nccl_init (WF_EUNSUPPORTED with the loader's reason). */
+static wf_status libs_ready(const cm_comm *c, wf_err *err) {
+    pthread_once(&g_once, load_libs);
+    if (g_loaded) return WF_OK;
+    return wf_fail(err, WF_EUNSUPPORTED,
+                   "NCCL on communicator '%s' (rank %d of %d): cannot load the CUDA runtime and "
+                   "NCCL: %s; put their folders on LD_LIBRARY_PATH", c->name, c->rank, c->size,
+                   g_why);
+}
 
 #define NC(c) ((ncclComm_t)(c)->nccl)
 #define ST(c) ((cudaStream_t)(c)->stream)
@@ -25,14 +128,14 @@
 
 static wf_status cuda_fail(wf_err *err, const cm_comm *c, cudaError_t e, const char *what) {
     return wf_fail(err, WF_ECUDA, "%s on communicator '%s' (rank %d of %d, device %d): %s (%s)",
-                   what, c->name, c->rank, c->size, c->device, cudaGetErrorString(e),
-                   cudaGetErrorName(e));
+                   what, c->name, c->rank, c->size, c->device, A.cudaGetErrorString(e),
+                   A.cudaGetErrorName(e));
 }
 
 static wf_status nccl_fail(wf_err *err, const cm_comm *c, ncclResult_t r, const char *what) {
-    const char *last = ncclGetLastError(c->backend == CM_NCCL ? NC(c) : NULL);
+    const char *last = A.ncclGetLastError(c->backend == CM_NCCL ? NC(c) : NULL);
     return wf_fail(err, WF_ECUDA, "%s on communicator '%s' (rank %d of %d, device %d): %s%s%s",
-                   what, c->name, c->rank, c->size, c->device, ncclGetErrorString(r),
+                   what, c->name, c->rank, c->size, c->device, A.ncclGetErrorString(r),
                    last && *last ? ": " : "", last ? last : "");
 }
 
@@ -46,10 +149,10 @@ static wf_status mpi_fail(wf_err *err, const cm_comm *c, int rc, const char *wha
 
 /* Waits for the stream; a failure there is also where an asynchronous NCCL error shows. */
 static wf_status sync_stream(cm_comm *c, const char *what, wf_err *err) {
-    cudaError_t e = cudaStreamSynchronize(ST(c));
+    cudaError_t e = A.cudaStreamSynchronize(ST(c));
     if (e != cudaSuccess) return cuda_fail(err, c, e, what);
     ncclResult_t ae = ncclSuccess;
-    if (ncclCommGetAsyncError(NC(c), &ae) == ncclSuccess && ae != ncclSuccess)
+    if (A.ncclCommGetAsyncError(NC(c), &ae) == ncclSuccess && ae != ncclSuccess)
         return nccl_fail(err, c, ae, what);
     return WF_OK;
 }
@@ -74,20 +177,22 @@ wf_status cm_nccl_init(cm_comm *c, int device, wf_err *err) {
 
     /* 1. every rank binds its device; all learn whether all could, so none waits in NCCL's init
      * for a rank that will never come */
-    cudaError_t e = cudaSetDevice(device);
-    if (e != cudaSuccess)
+    cudaError_t e = cudaSuccess;
+    st = libs_ready(c, err);
+    if (st == WF_OK && (e = A.cudaSetDevice(device)) != cudaSuccess)
         st = wf_fail(err, WF_ECUDA,
                      "cudaSetDevice(%d) for NCCL on communicator '%s' (rank %d of %d): %s (%s); "
                      "check CUDA_VISIBLE_DEVICES and that each rank has a GPU",
-                     device, c->name, c->rank, c->size, cudaGetErrorString(e),
-                     cudaGetErrorName(e));
+                     device, c->name, c->rank, c->size, A.cudaGetErrorString(e),
+                     A.cudaGetErrorName(e));
     bad = first_failed(c, st == WF_OK, &rc);
     if (rc != MPI_SUCCESS) return mpi_fail(err, c, rc, "MPI_Allreduce (NCCL device check)");
     if (bad < c->size) {
         if (st == WF_OK)
             st = wf_fail(err, WF_ECUDA,
                          "NCCL on communicator '%s' (rank %d of %d): rank %d could not bind its "
-                         "GPU (see that rank's error); no rank switched to NCCL",
+                         "GPU or load CUDA and NCCL (see that rank's error); no rank switched "
+                         "to NCCL",
                          c->name, c->rank, c->size, bad);
         return st;
     }
@@ -100,7 +205,7 @@ wf_status cm_nccl_init(cm_comm *c, int device, wf_err *err) {
     memset(&msg, 0, sizeof msg);
     ncclResult_t r = ncclSuccess;
     if (c->rank == 0) {
-        r = ncclGetUniqueId(&msg.id);
+        r = A.ncclGetUniqueId(&msg.id);
         msg.ok = r == ncclSuccess;
     }
     rc = MPI_Bcast(&msg, (int)sizeof msg, MPI_BYTE, 0, c->mpi);
@@ -116,11 +221,11 @@ wf_status cm_nccl_init(cm_comm *c, int device, wf_err *err) {
     /* 3. the communicator and the stream; then all agree that all have both */
     int old_device = c->device;
     c->device = device; /* for the messages below */
-    r = ncclCommInitRank(&comm, c->size, msg.id, c->rank);
+    r = A.ncclCommInitRank(&comm, c->size, msg.id, c->rank);
     if (r != ncclSuccess) {
         comm = NULL;
         st = nccl_fail(err, c, r, "ncclCommInitRank");
-    } else if ((e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking)) != cudaSuccess) {
+    } else if ((e = A.cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking)) != cudaSuccess) {
         stream = NULL;
         st = cuda_fail(err, c, e, "cudaStreamCreateWithFlags");
     }
@@ -139,16 +244,16 @@ wf_status cm_nccl_init(cm_comm *c, int device, wf_err *err) {
     return WF_OK;
 
 out_destroy:
-    if (stream) cudaStreamDestroy(stream);
-    if (comm) ncclCommDestroy(comm);
+    if (stream) A.cudaStreamDestroy(stream);
+    if (comm) A.ncclCommDestroy(comm);
     c->device = old_device;
     return st;
 }
 
 void cm_nccl_destroy(cm_comm *c) {
     if (!c || c->backend != CM_NCCL) return;
-    if (c->stream) cudaStreamDestroy(ST(c));
-    if (c->nccl) ncclCommDestroy(NC(c));
+    if (c->stream) A.cudaStreamDestroy(ST(c));
+    if (c->nccl) A.ncclCommDestroy(NC(c));
     c->stream = NULL;
     c->nccl = NULL;
     c->backend = CM_MPI;
@@ -158,7 +263,7 @@ void cm_nccl_destroy(cm_comm *c) {
 
 /* Closes a group whatever happened inside it; the first failure wins. */
 static ncclResult_t group_end(ncclResult_t r) {
-    ncclResult_t r2 = ncclGroupEnd();
+    ncclResult_t r2 = A.ncclGroupEnd();
     return r != ncclSuccess ? r : r2;
 }
 
@@ -166,12 +271,12 @@ wf_status cm_nccl_alltoall(cm_comm *c, const void *send, void *recv, size_t byte
     if (bytes) {
         const char *s = send;
         char *d = recv;
-        ncclResult_t r = ncclGroupStart();
+        ncclResult_t r = A.ncclGroupStart();
         if (r == ncclSuccess) {
             for (int p = 0; p < c->size && r == ncclSuccess; p++) {
-                r = ncclSend(s + (size_t)p * bytes, bytes, ncclUint8, p, NC(c), ST(c));
+                r = A.ncclSend(s + (size_t)p * bytes, bytes, ncclUint8, p, NC(c), ST(c));
                 if (r == ncclSuccess)
-                    r = ncclRecv(d + (size_t)p * bytes, bytes, ncclUint8, p, NC(c), ST(c));
+                    r = A.ncclRecv(d + (size_t)p * bytes, bytes, ncclUint8, p, NC(c), ST(c));
             }
             r = group_end(r);
         }
@@ -184,7 +289,7 @@ wf_status cm_nccl_alltoall(cm_comm *c, const void *send, void *recv, size_t byte
 
 wf_status cm_nccl_allgather(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err) {
     if (bytes) {
-        ncclResult_t r = ncclAllGather(send, recv, bytes, ncclUint8, NC(c), ST(c));
+        ncclResult_t r = A.ncclAllGather(send, recv, bytes, ncclUint8, NC(c), ST(c));
         if (r != ncclSuccess) return nccl_fail(err, c, r, "all-gather");
         wf_status st = sync_stream(c, "all-gather", err);
         if (st) return st;
@@ -201,11 +306,11 @@ wf_status cm_nccl_allgatherv(cm_comm *c, const void *send, void *recv, const siz
     if (total) {
         char *d = recv;
         size_t off = 0;
-        ncclResult_t r = ncclGroupStart();
+        ncclResult_t r = A.ncclGroupStart();
         if (r == ncclSuccess) {
             for (int p = 0; p < c->size && r == ncclSuccess; p++) {
                 if (counts[p])
-                    r = ncclBroadcast(p == c->rank ? send : NULL, d + off, counts[p], ncclUint8, p,
+                    r = A.ncclBroadcast(p == c->rank ? send : NULL, d + off, counts[p], ncclUint8, p,
                                       NC(c), ST(c));
                 off += counts[p];
             }
@@ -224,10 +329,10 @@ wf_status cm_nccl_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst,
                            size_t rbytes, int src, wf_err *err) {
     bool s = dst >= 0 && sbytes, rv = src >= 0 && rbytes;
     if (s || rv) {
-        ncclResult_t r = ncclGroupStart();
+        ncclResult_t r = A.ncclGroupStart();
         if (r == ncclSuccess) {
-            if (s) r = ncclSend(send, sbytes, ncclUint8, dst, NC(c), ST(c));
-            if (rv && r == ncclSuccess) r = ncclRecv(recv, rbytes, ncclUint8, src, NC(c), ST(c));
+            if (s) r = A.ncclSend(send, sbytes, ncclUint8, dst, NC(c), ST(c));
+            if (rv && r == ncclSuccess) r = A.ncclRecv(recv, rbytes, ncclUint8, src, NC(c), ST(c));
             r = group_end(r);
         }
         if (r != ncclSuccess) return nccl_fail(err, c, r, "send/recv");
@@ -239,7 +344,7 @@ wf_status cm_nccl_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst,
 
 wf_status cm_nccl_bcast(cm_comm *c, void *buf, size_t bytes, int root, wf_err *err) {
     if (bytes) {
-        ncclResult_t r = ncclBroadcast(buf, buf, bytes, ncclUint8, root, NC(c), ST(c));
+        ncclResult_t r = A.ncclBroadcast(buf, buf, bytes, ncclUint8, root, NC(c), ST(c));
         if (r != ncclSuccess) return nccl_fail(err, c, r, "broadcast");
         wf_status st = sync_stream(c, "broadcast", err);
         if (st) return st;

@@ -48,6 +48,18 @@ static double wall_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Each loaded model's weights into the backend's memory, once (nothing moves on the CPU). */
+static wf_status upload_models(pl_pipeline *p, wf_err *err) {
+    wf_status st = WF_OK;
+    if (p->be->device == WK_DEV_CPU) return WF_OK;
+    if (p->t5) WF_TRY(t5_upload(p->t5, p->be, err));
+    for (int k = 0; k < 2; k++)
+        if (p->dit[k]) WF_TRY(dit_upload(p->dit[k], p->be, err));
+    if (p->vae) WF_TRY(vae_upload(p->vae, p->be, err));
+out:
+    return st;
+}
+
 wf_status pl_open(pl_pipeline **out, const char *root, wk_backend *be, int nthreads, wf_err *err) {
     return pl_open_parts(out, root, be, nthreads, PL_PART_ALL, err);
 }
@@ -112,6 +124,7 @@ wf_status pl_open_parts(pl_pipeline **out, const char *root, wk_backend *be, int
         WF_TRY(wk_backend_cpu_new(&p->be, nthreads, err));
         p->own_be = true;
     }
+    WF_TRY(upload_models(p, err));
     *out = p;
     p = NULL;
 out:
@@ -339,7 +352,7 @@ static wf_status encode_prompts(pl_pipeline *p, const pl_request *r, gen *g, wf_
     size_t bytes = 0;
     wf_status st = WF_OK;
     WF_TRY(t5_arena_bytes(p->t5, g->L, &bytes, err));
-    WF_TRY(wk_arena_init(&arena, "umt5 activations", bytes, err));
+    WF_TRY(wk_arena_init_on(&arena, p->be, "umt5 activations", bytes, err));
     if ((st = pl_encode(p, &arena, r->prompt, g->L, g->cond, err))) {
         wf_err_prefix(err, "prompt: ");
         goto out;
@@ -391,7 +404,7 @@ static wf_status denoise(pl_pipeline *p, const pl_request *r, smp_sampler *smp, 
         WF_TRY(dit_arena_bytes(p->dit[k], p->be, &ds, 1, &b, err));
         if (b > bytes) bytes = b;
     }
-    WF_TRY(wk_arena_init(&arena, "dit activations", bytes, err));
+    WF_TRY(wk_arena_init_on(&arena, p->be, "dit activations", bytes, err));
     double t0 = now_s();
     for (int64_t i = 0; i < r->steps; i++) {
         double ts = now_s();
@@ -426,7 +439,7 @@ static wf_status decode(pl_pipeline *p, const pl_request *r, gen *g, wf_err *err
     vae_latents_denormalize(&p->vae->cfg, g->x, g->T * g->h * g->w);
     vae_opts vo = vae_opts_default();
     WF_TRY(vae_decode_arena_bytes(p->vae, g->T, g->h, g->w, &vo, &bytes, err));
-    WF_TRY(wk_arena_init(&arena, "vae activations", bytes, err));
+    WF_TRY(wk_arena_init_on(&arena, p->be, "vae activations", bytes, err));
     st = vae_decode(p->vae, p->be, &arena, &vo, g->x, g->T, g->h, g->w, r->video_out, r->on_frames,
                     r->frames_ctx, NULL, NULL, err);
     if (st) wf_err_prefix(err, "decoding: ");

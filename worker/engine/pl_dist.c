@@ -180,7 +180,7 @@ static wf_status job_text(pd_world *d, job *j, wf_err *err) {
     if (d->group->rank == 0) {
         size_t bytes = 0;
         WF_TRY(t5_arena_bytes(d->p->t5, j->L, &bytes, err));
-        WF_TRY(wk_arena_init(&arena, "umt5 activations", bytes, err));
+        WF_TRY(wk_arena_init_on(&arena, d->p->be, "umt5 activations", bytes, err));
         if ((st = pl_encode(d->p, &arena, j->r->prompt, j->L, j->cond, err))) {
             wf_err_prefix(err, "prompt: ");
             goto out;
@@ -256,7 +256,7 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
         WF_TRY(dit_arena_bytes(d->p->dit[e], d->p->be, &ds, d->sp->size, &b, err));
         if (b > bytes) bytes = b;
     }
-    if (i1 > i0) WF_TRY(wk_arena_init(&arena, "dit activations", bytes, err));
+    if (i1 > i0) WF_TRY(wk_arena_init_on(&arena, d->p->be, "dit activations", bytes, err));
     double t0 = now_s();
     for (int64_t i = i0; i < i1; i++) {
         double ts = now_s();
@@ -387,7 +387,7 @@ static wf_status job_decode(pd_world *d, job *j, wf_err *err) {
     wf_status st = WF_OK;
     WF_TRY(vae_decode_dist_arena_bytes(d->p->vae, j->T, j->h, j->w, &vo, d->vae->size, d->vae->rank,
                                        &bytes, err));
-    WF_TRY(wk_arena_init(&arena, "vae activations", bytes, err));
+    WF_TRY(wk_arena_init_on(&arena, d->p->be, "vae activations", bytes, err));
     const bool w = d->vae->rank == 0;
     st = vae_decode_dist(d->p->vae, d->p->be, &arena, &vo, d->vae, 0, j->x, j->T, j->h, j->w,
                          w ? r->video_out : NULL, w ? r->on_frames : NULL, w ? r->frames_ctx : NULL,

@@ -34,8 +34,36 @@ void st_binder_free(st_binder *b) {
     if (!b) return;
     free(b->config_path);
     free(b->used);
+    free(b->bound);
     b->config_path = NULL;
     b->used = NULL;
+    b->bound = NULL;
+    b->n_bound = b->cap_bound = 0;
+}
+
+void st_binder_take_weights(st_binder *b, wk_weight **ws, size_t *n) {
+    *ws = b->bound;
+    *n = b->n_bound;
+    b->bound = NULL;
+    b->n_bound = b->cap_bound = 0;
+}
+
+static bool keeps_f32(const st_binder *b, const char *name) {
+    for (const char *const *k = b->keep_f32_names; k && *k; k++)
+        if (strstr(name, *k)) return true;
+    return false;
+}
+
+static wf_status record(st_binder *b, wk_tensor *t, const char *name, wf_err *err) {
+    if (b->n_bound == b->cap_bound) {
+        size_t cap = b->cap_bound ? 2 * b->cap_bound : 64;
+        wk_weight *nb = realloc(b->bound, cap * sizeof *nb);
+        if (!nb) return wf_fail(err, WF_ENOMEM, "out of memory");
+        b->bound = nb;
+        b->cap_bound = cap;
+    }
+    b->bound[b->n_bound++] = (wk_weight){.t = t, .keep_f32 = keeps_f32(b, name)};
+    return WF_OK;
 }
 
 /* "2, 3, 4": as many of the n sizes as fit in len bytes. */
@@ -98,6 +126,7 @@ wf_status st_bind_fields(st_binder *b, const st_field *fields, size_t n, const s
         const int nd = resolve_shape(f, mod, want);
         wk_tensor *dst = (wk_tensor *)((char *)mod->base + f->offset);
         wf_status st = bind_one(b, name, want, nd, dst, err);
+        if (!st) st = record(b, dst, name, err);
         if (st) return st;
     }
     return WF_OK;

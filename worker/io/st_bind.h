@@ -24,6 +24,7 @@
 #include "safetensors.h"
 #include "status.h"
 #include "tensor.h"
+#include "weights.h"
 
 #define ST_BIND_MAX_DIMS 6 /* entries of st_field.shape */
 #define ST_BIND_NAMINGS 2  /* 0: Diffusers / transformers (or the only naming), 1: official Wan */
@@ -56,6 +57,12 @@ typedef struct st_binder {
     char missing[320];  /* a missing tensor's message ends "(<missing>)" */
     char config[256];   /* a wrong shape's message reads "but config.json (<config>) needs" */
     const char *advice; /* appended to a wrong shape's message; NULL: nothing */
+    /* Every bound field, in binding order, for the one upload of the weights (weights.h):
+     * keep_f32 set where the checkpoint name contains one of keep_f32_names (NULL-terminated;
+     * NULL: none). st_binder_take_weights hands the list over. */
+    const char *const *keep_f32_names;
+    wk_weight *bound;
+    size_t n_bound, cap_bound;
 } st_binder;
 
 /* Starts binding the folder dir (kept, not copied): sets config_path; naming 0, no prefix. Only
@@ -74,6 +81,8 @@ void st_binder_free(st_binder *b);
 wf_status st_bind_fields(st_binder *b, const st_field *fields, size_t n, const st_module *mod,
                          wf_err *err);
 
+/* The list of bound fields (caller frees *ws with free); the binder's copy is dropped. */
+void st_binder_take_weights(st_binder *b, wk_weight **ws, size_t *n);
 /* WF_OK when every tensor was bound; else WF_EFORMAT "<dir>: N tensor(s) the config does not
  * use, e.g. '<first>' (<why>)". */
 wf_status st_binder_finish(const st_binder *b, const char *why, wf_err *err);

@@ -29,6 +29,7 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "weights.h"
 #include "comm.h"
 #include "diffusers.h"
 #include "safetensors.h"
@@ -70,13 +71,19 @@ typedef struct dit_model {
     dit_names names;              /* which naming the checkpoint uses */
     st_checkpoint *ckpt;          /* owns the mapping the weights point into */
     uint64_t weight_bytes;
-    float one;                    /* the constant 1 of (1 + scale) */
+    wk_weights_block dev;         /* the weights' block on a GPU backend (dit_upload) */
+    wk_weight *wlist;             /* every bound weight, for dit_upload */
+    size_t n_wlist;
 } dit_model;
 
 /* Loads `dir` (a Diffusers transformer/ or transformer_2/ folder: config.json + safetensors).
  * Errors name the tensor and the expected and actual shapes, or the unused tensor. */
 wf_status dit_load(dit_model **out, const char *dir, wf_err *err);
 void dit_free(dit_model **m);
+/* Moves the weights into one block of be's memory (weights.h: nothing moves on the CPU; the
+ * modules Diffusers keeps in fp32, time_embedder, scale_shift_table and norm2, are widened).
+ * Once, before any forward on be. */
+wf_status dit_upload(dit_model *m, wk_backend *be, wf_err *err);
 
 /* Tokens each of U ranks holds for a sequence of L: Ll = ceil(L / (q U)) * q, with q the
  * backend's row quantum (wk_backend.row_quantum; the padded sequence is U Ll, the padding is
@@ -103,11 +110,14 @@ wf_status dit_arena_bytes(const dit_model *m, const wk_backend *be, const dit_sh
 
 /* Called after each stage with its output, for debugging a mismatch: "patch_tokens" [L, D],
  * "timestep_freq" [Tn, freq_dim], "temb" [Tn, D], "timestep_proj.j" [Tn, D] (j = 0..5), "context" [Lt, D], "block_i" [L, D],
- * "head_out" [L, pt*ph*pw*Cout]. Under Ulysses the per-token stages hold this rank's Ll rows. */
+ * "head_out" [L, pt*ph*pw*Cout]. Under Ulysses the per-token stages hold this rank's real rows.
+ * The tensor is host memory: on a non-CPU backend it is downloaded into a host buffer first
+ * (allocated once per forward that has a tap). */
 typedef void (*dit_tap_fn)(void *ctx, const char *stage, const wk_tensor *t);
 
 /* out[Cout, F, H, W] = model(latents [Cin, F, H, W], timestep [Tn], text [Lt, text_dim]).
- * All f32 host memory. Activations come from `arena` (reset to its mark on return).
+ * All f32 host memory: the inputs are uploaded into `arena`, which lives in be's memory (a device
+ * arena on a GPU backend; reset to its mark on return), and out is downloaded at the end.
  * sp: the Ulysses group (NULL or size 1: this rank alone). Collective over sp: every rank passes
  * the same full latents, timestep and text, and gets the full out. Bytes each rank sends per
  * forward: 4 layers (U-1) Ll (D/U) 4 (all-to-alls) + (U-1) Ll pt ph pw Cout 4 (the head
@@ -115,9 +125,5 @@ typedef void (*dit_tap_fn)(void *ctx, const char *stage, const wk_tensor *t);
 wf_status dit_forward(const dit_model *m, wk_backend *be, wk_arena *arena, const dit_shape *s,
                       cm_comm *sp, const float *latents, const float *timestep, const float *text,
                       float *out, dit_tap_fn tap, void *tap_ctx, wf_err *err);
-
-/* The sinusoidal timestep features as torch computes them in fp32 (wan_spec.md §1.3, §9.3):
- * out[i, :] = [cos(t_i * f_k), sin(t_i * f_k)], f_k = expf(-ln(10000) * k / half), k < half. */
-void dit_timestep_features(float *out, const float *t, int64_t n, int64_t dim);
 
 #endif

@@ -69,6 +69,12 @@ static const st_field block_fields[] = {
 };
 /* clang-format on */
 
+/* Diffusers' WanTransformer3DModel._keep_in_fp32_modules (time_embedder, scale_shift_table,
+ * norm1, norm2, norm3; norm1 and norm3 carry no weights here), under both namings (official:
+ * time_embedding, modulation, norm3 for Diffusers' norm2). */
+static const char *const KEEP_F32[] = {"time_embedder.", "time_embedding.", "scale_shift_table",
+                                       "modulation", "norm2.", "norm3.", NULL};
+
 /* The sizes behind the symbols. */
 static void fill_dims(const dfs_transformer_config *c, int64_t dims[S_COUNT]) {
     const int64_t *p = c->patch_size;
@@ -88,6 +94,8 @@ static void fill_dims(const dfs_transformer_config *c, int64_t dims[S_COUNT]) {
 void dit_free(dit_model **pm) {
     if (!pm || !*pm) return;
     dit_model *m = *pm;
+    wk_weights_free(&m->dev);
+    free(m->wlist);
     free(m->w.blocks);
     st_checkpoint_close(&m->ckpt);
     free(m);
@@ -151,7 +159,6 @@ wf_status dit_load(dit_model **out, const char *dir, wf_err *err) {
     dit_model *m = calloc(1, sizeof *m);
     wf_status st = m ? st_binder_init(&b, dir, err) : wf_fail(err, WF_ENOMEM, "out of memory");
     if (st) goto out;
-    m->one = 1.0f;
     WF_TRY(dfs_read_transformer_config(b.config_path, &m->cfg, err));
     if (m->cfg.image_dim || m->cfg.added_kv_proj_dim || m->cfg.pos_embed_seq_len) {
         st = wf_fail(err, WF_EUNSUPPORTED,
@@ -162,11 +169,20 @@ wf_status dit_load(dit_model **out, const char *dir, wf_err *err) {
     }
     WF_TRY(st_binder_open(&b, &m->ckpt, err));
     WF_TRY(detect_names(m, &b, err));
+    b.keep_f32_names = KEEP_F32;
     WF_TRY(bind_weights(m, &b, err));
+    st_binder_take_weights(&b, &m->wlist, &m->n_wlist);
     m->weight_bytes = m->ckpt->total_bytes;
 out:
     st_binder_free(&b);
     if (st) dit_free(&m);
     *out = m;
+    return st;
+}
+
+wf_status dit_upload(dit_model *m, wk_backend *be, wf_err *err) {
+    if (m->dev.be) return wf_fail(err, WF_EINVAL, "dit_upload: the weights are already uploaded");
+    wf_status st = wk_weights_upload(be, m->wlist, m->n_wlist, &m->dev, err);
+    if (st) wf_err_prefix(err, "transformer weights to %s: ", be->name);
     return st;
 }

@@ -35,6 +35,7 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "weights.h"
 #include "diffusers.h"
 #include "safetensors.h"
 
@@ -61,12 +62,18 @@ typedef struct t5_model {
     const char *embed_name;   /* the checkpoint name the embedding was bound to */
     st_checkpoint *ckpt;      /* owns the mapping the weights point into */
     uint64_t weight_bytes;
+    wk_weight *wlist;         /* every bound weight, for t5_upload */
+    size_t n_wlist;
+    wk_weights_block dev;     /* the weights' block on a GPU backend (t5_upload) */
 } t5_model;
 
 /* Loads `dir` (a transformers text_encoder/ folder: config.json + model.safetensors or a sharded
  * index). Errors name the folder, the tensor and the expected and actual shapes. */
 wf_status t5_load(t5_model **out, const char *dir, wf_err *err);
 void t5_free(t5_model **m); /* NULLs *m; accepts NULL */
+/* Moves the weights into one block of be's memory (weights.h; nothing moves on the CPU; wo, which
+ * transformers keeps in fp32, is widened). Once, before any forward on be. */
+wf_status t5_upload(t5_model *m, wk_backend *be, wf_err *err);
 
 /* One prompt, as the tokenizer makes it (tokenizer.h: tok_encode). */
 typedef struct t5_input {
@@ -86,12 +93,13 @@ wf_status t5_arena_bytes(const t5_model *m, int64_t L, size_t *bytes, wf_err *er
 
 /* Called after each stage with its output, for debugging a mismatch: "embed" [Lc, D],
  * "block_i" [Lc, D] (the residual stream after encoder.block[i]), "final" [Lc, D] (after the final
- * norm, before padding rows are zeroed). */
+ * norm, before padding rows are zeroed). Taps read host memory: CPU backend only (t5_forward
+ * refuses them elsewhere with WF_EUNSUPPORTED). */
 typedef void (*t5_tap_fn)(void *ctx, const char *stage, const wk_tensor *t);
 
 /* out[L, D] (f32 host memory) = UMT5EncoderModel(ids, mask).last_hidden_state with rows >= n_real
- * set to 0: the Wan pipeline's prompt embedding. Activations come from `arena` (reset to its mark
- * on return). */
+ * set to 0: the Wan pipeline's prompt embedding. in's ids and mask are host arrays, uploaded;
+ * activations come from `arena`, which lives in be's memory (reset to its mark on return). */
 wf_status t5_forward(const t5_model *m, wk_backend *be, wk_arena *arena, const t5_input *in,
                      float *out, t5_tap_fn tap, void *tap_ctx, wf_err *err);
 
@@ -100,7 +108,8 @@ wf_status t5_forward(const t5_model *m, wk_backend *be, wk_arena *arena, const t
  * for rel > 0; |rel| < max_exact = num_buckets/4 exact; beyond, max_exact +
  * trunc(logf(|rel| / max_exact) / (float)ln(max_distance / max_exact) * (num_buckets/2 -
  * max_exact)) in fp32, capped at num_buckets/2 - 1. Needs t5_load's config checks
- * (num_buckets >= 4, max_distance > max_exact). */
+ * (num_buckets >= 4, max_distance > max_exact). The t5_bias op's bucket (kernels/cpu/layout.c:
+ * wk_cpu_t5_bucket, which this calls). */
 int t5_relative_bucket(int64_t rel, int64_t num_buckets, int64_t max_distance);
 
 #endif

@@ -1,15 +1,21 @@
 /* umt5_forward.c: one forward pass of the umT5 encoder (see umt5.h), written to read like
  * transformers' UMT5Stack / UMT5Block (wan_spec.md §3.2), one backend op per line.
  *
+ * Backend-agnostic: the token ids and the attention mask are uploaded as i32 tensors, every step
+ * over activations is a backend op (the embedding lookup, each layer's relative-position bias
+ * plus key mask through t5_bias, the norms, GEMMs and attention), and the output is downloaded at
+ * the end; on the CPU the copies are memcpy. Only the input checks read the host arrays.
+ *
  * Buffer reuse inside a block: x the residual stream, n the normalised input of a sub-block,
  * q/k/v/o the attention operands and output, h0/h1 the two FFN branches, y the projected output
  * of each sub-block before its residual add. The attention bias [NH, Lc, Lc] is rebuilt for every
- * layer from that layer's table and the bucket map, which is computed once per forward.
+ * layer from that layer's table by the t5_bias op (which widens the table itself).
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "cpu/cpu_ops.h" /* wk_cpu_t5_bucket: the bucket function behind the t5_bias op */
 #include "umt5.h"
 
 typedef struct t5_acts {
@@ -17,23 +23,11 @@ typedef struct t5_acts {
     wk_tensor q, k, v, o;         /* [L, IN] */
     wk_tensor h0, h1;             /* [L, FF] */
     wk_tensor bias;               /* [NH, L, L]: position bias + key mask */
-    wk_tensor table;              /* [NB, NH]: one layer's relative_attention_bias, widened */
-    int32_t *bucket;              /* [L, L]: bucket of (key j - query i) */
+    wk_tensor ids, mask;          /* [L] i32: the token ids and attention mask, uploaded */
 } t5_acts;
 
 int t5_relative_bucket(int64_t rel, int64_t num_buckets, int64_t max_distance) {
-    int64_t half = num_buckets / 2; /* bidirectional: the upper half is for keys after the query */
-    int64_t ret = rel > 0 ? half : 0;
-    int64_t n = rel < 0 ? -rel : rel;
-    int64_t max_exact = half / 2;
-    if (n < max_exact) return (int)(ret + n);
-    /* torch: log(n.float() / max_exact) / math.log(max_distance / max_exact) * (half - max_exact),
-     * every step in fp32 (the Python double divisor is rounded to fp32 by the tensor op), then
-     * .to(long), which truncates toward zero (the value is >= 0 here). */
-    const float denom = (float)log((double)max_distance / (double)max_exact);
-    float v = logf((float)n / (float)max_exact) / denom * (float)(half - max_exact);
-    int64_t large = v >= (float)(half - 1 - max_exact) ? half - 1 : max_exact + (int64_t)v;
-    return (int)(ret + large);
+    return wk_cpu_t5_bucket(rel, num_buckets, max_distance);
 }
 
 wf_status t5_check_input(const t5_model *m, const t5_input *in, int64_t *n_real, wf_err *err) {
@@ -85,12 +79,9 @@ static wf_status acts_alloc(const t5_model *m, int64_t L, wk_arena *ar, t5_acts 
     A(h0, L, c->d_ff);
     A(h1, L, c->d_ff);
     A(bias, c->num_heads, L, L);
-    A(table, c->relative_attention_num_buckets, c->num_heads);
 #undef A
-    void *p;
-    if ((st = wk_arena_alloc(ar, (size_t)(L * L) * sizeof(int32_t), &p, err))) return st;
-    a->bucket = p;
-    return WF_OK;
+    if ((st = wk_arena_tensor(ar, &a->ids, WK_I32, 1, (int64_t[]){L}, err))) return st;
+    return wk_arena_tensor(ar, &a->mask, WK_I32, 1, (int64_t[]){L}, err);
 }
 
 wf_status t5_arena_bytes(const t5_model *m, int64_t L, size_t *bytes, wf_err *err) {
@@ -106,45 +97,44 @@ wf_status t5_arena_bytes(const t5_model *m, int64_t L, size_t *bytes, wf_err *er
     return WF_OK;
 }
 
-/* The first Lc rows of an [L, C] activation, as a contiguous view. */
-static wk_tensor rows(const wk_tensor *t, int64_t Lc) {
-    return wk_tensor_2d(WK_F32, t->data, Lc, t->shape[1]);
+/* A header over data with t's dtype and device. */
+static wk_tensor view_as(const wk_tensor *t, void *data, int ndim, const int64_t *shape) {
+    wk_tensor v = wk_tensor_make(t->dtype, data, ndim, shape);
+    v.device = t->device;
+    return v;
 }
 
-/* bias[h, i, j] = table[bucket[i, j], h] + (mask[j] ? 0 : -inf), for i, j < Lc. */
-static void build_bias(float *bias, const float *table, const int32_t *bucket, const int32_t *mask,
-                       int64_t NH, int64_t Lc) {
-#pragma omp parallel for schedule(static)
-    for (int64_t h = 0; h < NH; h++)
-        for (int64_t i = 0; i < Lc; i++) {
-            float *row = bias + (h * Lc + i) * Lc;
-            const int32_t *b = bucket + i * Lc;
-            for (int64_t j = 0; j < Lc; j++)
-                row[j] = mask[j] ? table[(int64_t)b[j] * NH + h] : -INFINITY;
-        }
+/* The first Lc rows of an [L, C] activation (or elements of an [L] one), as a contiguous view. */
+static wk_tensor rows(const wk_tensor *t, int64_t Lc) {
+    wk_tensor v = *t;
+    v.shape[0] = Lc;
+    return v;
+}
+
+/* [Lc, IN] seen as [Lc, NH, HD] */
+static wk_tensor heads(const wk_tensor *t, int64_t NH, int64_t HD) {
+    return view_as(t, t->data, 3, (int64_t[]){t->shape[0], NH, HD});
 }
 
 static wf_status block_forward(wk_backend *be, const t5_model *m, const t5_layer *b, t5_acts *a,
-                               const int32_t *mask, int64_t Lc, wf_err *err) {
+                               int64_t Lc, wf_err *err) {
     const dfs_umt5_config *c = &m->cfg;
     const float eps = (float)c->layer_norm_epsilon;
-    const int64_t NH = c->num_heads, HD = c->d_kv, NB = c->relative_attention_num_buckets;
+    const int64_t NH = c->num_heads, HD = c->d_kv;
     wk_tensor x = rows(&a->x, Lc), n = rows(&a->n, Lc), y = rows(&a->y, Lc);
     wk_tensor q = rows(&a->q, Lc), k = rows(&a->k, Lc), v = rows(&a->v, Lc), o = rows(&a->o, Lc);
-    wk_tensor h0 = rows(&a->h0, Lc), h1 = rows(&a->h1, Lc);
+    wk_tensor h0 = rows(&a->h0, Lc), h1 = rows(&a->h1, Lc), mask = rows(&a->mask, Lc);
+    wk_tensor bias = view_as(&a->bias, a->bias.data, 3, (int64_t[]){NH, Lc, Lc});
     wf_status st = WF_OK;
     /* 1. self-attention: x = x + o(Attn(RMS(x))), scores q.k^T (scale 1) + position bias + mask */
-    wk_convert_to_f32(a->table.data, b->rel_bias.data, b->rel_bias.dtype, (size_t)(NB * NH));
-    build_bias(a->bias.data, a->table.data, a->bucket, mask, NH, Lc);
-    wk_tensor bias = wk_tensor_3d(WK_F32, a->bias.data, NH, Lc, Lc);              /* [NH, Lc, Lc] */
+    WF_TRY(wk_t5_bias(be, &bias, &b->rel_bias, &mask, c->relative_attention_max_distance,
+                      err));                                                      /* [NH, Lc, Lc] */
     WF_TRY(wk_rms_norm(be, &n, &x, &b->ln_attn, eps, err));                       /* [Lc, D] */
     WF_TRY(wk_matmul(be, &q, &n, &b->q_w, NULL, err));                            /* [Lc, IN] */
     WF_TRY(wk_matmul(be, &k, &n, &b->k_w, NULL, err));                            /* [Lc, IN] */
     WF_TRY(wk_matmul(be, &v, &n, &b->v_w, NULL, err));                            /* [Lc, IN] */
-    wk_tensor q3 = wk_tensor_3d(WK_F32, q.data, Lc, NH, HD); /* [Lc, NH, HD] views */
-    wk_tensor k3 = wk_tensor_3d(WK_F32, k.data, Lc, NH, HD);
-    wk_tensor v3 = wk_tensor_3d(WK_F32, v.data, Lc, NH, HD);
-    wk_tensor o3 = wk_tensor_3d(WK_F32, o.data, Lc, NH, HD);
+    wk_tensor q3 = heads(&q, NH, HD), k3 = heads(&k, NH, HD); /* [Lc, NH, HD] views */
+    wk_tensor v3 = heads(&v, NH, HD), o3 = heads(&o, NH, HD);
     WF_TRY(wk_attention(be, &o3, &q3, &k3, &v3, 1.0f, 0, &bias, err)); /* scale 1 */
     WF_TRY(wk_matmul(be, &y, &o, &b->o_w, NULL, err));              /* [Lc, D] */
     WF_TRY(wk_add(be, &x, &x, &y, err));
@@ -166,6 +156,10 @@ wf_status t5_forward(const t5_model *m, wk_backend *be, wk_arena *arena, const t
     int64_t n_real = 0;
     wf_status st = t5_check_input(m, in, &n_real, err);
     if (st) return st;
+    if (tap && be->device != WK_DEV_CPU) /* a tap reads its tensor's data as host memory */
+        return wf_fail(err, WF_EUNSUPPORTED,
+                       "umt5: stage taps need the CPU backend (they read host memory); this "
+                       "forward runs on %s", be->name);
     size_t mark = wk_arena_mark(arena);
     t5_acts a;
     WF_TRY(acts_alloc(m, in->L, arena, &a, err));
@@ -176,23 +170,16 @@ wf_status t5_forward(const t5_model *m, wk_backend *be, wk_arena *arena, const t
         if (tap) tap(tap_ctx, name, t);                                                          \
     } while (0)
 
+    /* the inputs: ids and mask [L] i32 */
+    WF_TRY(wk_upload(be, &a.ids, in->ids, err));
+    WF_TRY(wk_upload(be, &a.mask, in->mask, err));
     /* embedding (no scaling): x[i] = embed[ids[i]] */
-    wk_tensor x = rows(&a.x, Lc), n = rows(&a.n, Lc);
-    const size_t esz = wk_dtype_size(m->w.embed.dtype);
-    for (int64_t i = 0; i < Lc; i++)
-        wk_convert_to_f32((float *)a.x.data + i * D,
-                          (const char *)m->w.embed.data + (size_t)in->ids[i] * (size_t)D * esz,
-                          m->w.embed.dtype, (size_t)D);
+    wk_tensor x = rows(&a.x, Lc), n = rows(&a.n, Lc), ids = rows(&a.ids, Lc);
+    WF_TRY(wk_embedding(be, &x, &m->w.embed, &ids, err)); /* [Lc, D] */
     TAP("embed", &x);
 
-    /* relative-position buckets, shared by every layer (each has its own table) */
-    for (int64_t i = 0; i < Lc; i++)
-        for (int64_t j = 0; j < Lc; j++)
-            a.bucket[i * Lc + j] = t5_relative_bucket(j - i, c->relative_attention_num_buckets,
-                                                      c->relative_attention_max_distance);
-
     for (int64_t l = 0; l < c->num_layers; l++) {
-        WF_TRY(block_forward(be, m, &m->w.layers[l], &a, in->mask, Lc, err));
+        WF_TRY(block_forward(be, m, &m->w.layers[l], &a, Lc, err));
         snprintf(stage, sizeof stage, "block_%lld", (long long)l);
         TAP(stage, &x);
     }
@@ -201,8 +188,12 @@ wf_status t5_forward(const t5_model *m, wk_backend *be, wk_arena *arena, const t
     TAP("final", &n);
 
     /* the pipeline's trim: rows [0, n_real) kept, the rest exact zeros */
-    memcpy(out, a.n.data, (size_t)(n_real * D) * sizeof *out);
-    memset(out + n_real * D, 0, (size_t)((L - n_real) * D) * sizeof *out);
+    if (n_real < L) {
+        wk_tensor pad = view_as(&a.n, (float *)a.n.data + n_real * D, 2,
+                                (int64_t[]){L - n_real, D});
+        WF_TRY(wk_fill(be, &pad, 0.0f, err));
+    }
+    WF_TRY(wk_download(be, out, &a.n, err)); /* [L, D] */
 #undef TAP
 out:
     wk_arena_reset(arena, mark);

@@ -134,6 +134,8 @@ static wf_status bind_weights(t5_model *m, st_binder *b, wf_err *err) {
 void t5_free(t5_model **pm) {
     if (!pm || !*pm) return;
     t5_model *m = *pm;
+    wk_weights_free(&m->dev);
+    free(m->wlist);
     free(m->w.layers);
     st_checkpoint_close(&m->ckpt);
     free(m);
@@ -160,6 +162,16 @@ static wf_status check_config(const t5_model *m, const char *cfg_path, wf_err *e
     return WF_OK;
 }
 
+/* transformers' T5/UMT5 _keep_in_fp32_modules: the feed-forward output projection. */
+static const char *const KEEP_F32[] = {"DenseReluDense.wo.", NULL};
+
+wf_status t5_upload(t5_model *m, wk_backend *be, wf_err *err) {
+    if (m->dev.be) return wf_fail(err, WF_EINVAL, "t5_upload: the weights are already uploaded");
+    wf_status st = wk_weights_upload(be, m->wlist, m->n_wlist, &m->dev, err);
+    if (st) wf_err_prefix(err, "text encoder weights to %s: ", be->name);
+    return st;
+}
+
 wf_status t5_load(t5_model **out, const char *dir, wf_err *err) {
     *out = NULL;
     st_binder b = {0};
@@ -170,7 +182,9 @@ wf_status t5_load(t5_model **out, const char *dir, wf_err *err) {
     WF_TRY(check_config(m, b.config_path, err));
     m->inner = m->cfg.num_heads * m->cfg.d_kv;
     WF_TRY(st_binder_open(&b, &m->ckpt, err));
+    b.keep_f32_names = KEEP_F32;
     WF_TRY(bind_weights(m, &b, err));
+    st_binder_take_weights(&b, &m->wlist, &m->n_wlist);
     m->weight_bytes = m->ckpt->total_bytes;
 out:
     st_binder_free(&b);

@@ -23,7 +23,12 @@
  *     place in the same order), for both directions. Tiled decoding keeps every tile's frames
  *     until all tiles are done (as Diffusers does), so its memory grows with the video length.
  *   - Every activation comes from one arena sized by a measuring pass over the same code
- *     (vae_decode_arena_bytes, vae_encode_arena_bytes); nothing else is allocated.
+ *     (vae_decode_arena_bytes, vae_encode_arena_bytes); nothing else is allocated but one host
+ *     buffer per decode for the frames handed to on_frames (a chunk's worth, before the loop).
+ *   - Backend ops only: the arena is the backend's memory (wk_arena_init_on for a GPU backend;
+ *     weights moved there by vae_upload) and the code touches activations only through ops. The
+ *     host arguments (z, video, out, mean, the callback's frames) are copied in and out chunk by
+ *     chunk (wk_upload / wk_download); on the CPU backend these are memcpys.
  *   - Row-parallel decoding over the ranks of a communicator (vae_decode_dist): each rank decodes a
  *     band of latent rows with one-row halos at every spatial convolution and a gathered attention,
  *     equal to the one-rank decode; frames are gathered to one writer rank.
@@ -48,6 +53,7 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "weights.h"
 #include "comm.h"
 #include "diffusers.h"
 #include "safetensors.h"
@@ -136,12 +142,18 @@ typedef struct vae_model {
     uint64_t weight_bytes;
     int64_t s_t, s; /* temporal and spatial factors (scale_factor_temporal/spatial) */
     int64_t p;      /* patch size: 1 (Wan2.1) or 2 (Wan2.2: 3 RGB channels <-> 12) */
+    wk_weight *wlist;      /* every bound weight, for vae_upload */
+    size_t n_wlist;
+    wk_weights_block dev;  /* the weights' block on a GPU backend (vae_upload) */
 } vae_model;
 
 /* Loads `dir` (a Diffusers vae/ folder: config.json + safetensors). Errors name the file, the
  * tensor and the expected and actual shapes, or the first unused tensor. */
 wf_status vae_load(vae_model **out, const char *dir, wf_err *err);
 void vae_free(vae_model **m);
+/* Moves the weights into one block of be's memory (weights.h; nothing moves on the CPU). Once,
+ * before any decode or encode on be. */
+wf_status vae_upload(vae_model *m, wk_backend *be, wf_err *err);
 
 /* ---- options ---- */
 
@@ -191,7 +203,8 @@ int64_t vae_encoded_size(const vae_model *m, int64_t H);
  * "dec.conv_in", "dec.mid_block", "dec.up_blocks.i", "dec.conv_out" (before the clamp, and before
  * unpatchify); "enc.conv_in", "enc.down_blocks.k" (Wan2.1: every flat layer k; Wan2.2: every block),
  * "enc.mid_block", "enc.conv_out" (2z channels). chunk counts from 0 (VAE_WHOLE: always 0, with
- * every frame). Not called when tiling is in use. */
+ * every frame). Not called when tiling is in use. t is the backend's memory, as the op left it
+ * (host memory on the CPU backend; wk_download it elsewhere). */
 typedef void (*vae_tap_fn)(void *ctx, const char *stage, int64_t chunk, const wk_tensor *t);
 
 /* Finished frames of a decode: frames [first, first + n) of the video as rgb [n, H, W, 3]
@@ -209,8 +222,8 @@ wf_status vae_encode_arena_bytes(const vae_model *m, int64_t F, int64_t H, int64
 
 /* video = clamp(decode(post_quant_conv(z)), -1, 1). z [z, T, h, w] (VAE space: de-normalise the
  * DiT's latents first with vae_latents_denormalize). out [3, F, H, W] (F = vae_decoded_frames,
- * H = s h, W = s w) may be NULL; on_frames may be NULL. Activations from `arena` (reset to its mark
- * on return). */
+ * H = s h, W = s w) may be NULL; on_frames may be NULL. z and out are host memory. Activations from
+ * `arena`, be's memory (reset to its mark on return). */
 wf_status vae_decode(const vae_model *m, wk_backend *be, wk_arena *arena, const vae_opts *o,
                      const float *z, int64_t T, int64_t h, int64_t w, float *out,
                      vae_frames_fn on_frames, void *frames_ctx, vae_tap_fn tap, void *tap_ctx,

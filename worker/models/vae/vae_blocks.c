@@ -3,7 +3,10 @@
  * mid block, Wan2.2's AvgDown3D/DupUp3D block shortcuts and the head.
  *
  * Every block reads the stream x (role x) and leaves its output there; one backend op per line,
- * with the shape after it. Shapes: [1, T, H, W, C] channels-last unless noted.
+ * with the shape after it. Shapes: [1, T, H, W, C] channels-last unless noted. Activations are
+ * backend memory: frame and cache moves are wk_copy / wk_copy_box, the time upsampler's channel
+ * split a wk_permute, zeroing wk_fill, norm + SiLU the fused wk_rms_norm_l2_silu, the Wan2.2
+ * shortcuts wk_avgdown3d / wk_dupup3d; no host loop touches them.
  * The cache rule of every cached conv (Diffusers' feat_cache, §2.6): the conv sees
  * [slot history | chunk], the slot then keeps the last VAE_CACHE_T frames of that sequence. After a
  * reset the history is zeros, which is exactly the causal zero padding of the first chunk, so the
@@ -13,6 +16,7 @@
  * Tested by: tests/test_vae.c.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "vae_internal.h"
@@ -71,18 +75,23 @@ wf_status vae_run_alloc(vae_run *r, wk_arena *arena) {
         s->data = p;
     }
     r->dry = wk_arena_is_measuring(arena); /* a measuring arena has no memory to compute in */
-    vae_run_reset_cache(r);
+    WF_TRY(vae_run_reset_cache(r));
 out:
     return st;
 }
 
-void vae_run_reset_cache(vae_run *r) {
+wf_status vae_run_reset_cache(vae_run *r) {
+    wf_status st = WF_OK;
     for (int i = 0; i < r->n_slots; i++) {
         vae_slot *s = &r->slots[i];
-        if (s->data) memset(s->data, 0, (size_t)(s->frames * s->H * s->W * s->C) * sizeof(float));
         s->state = VAE_SLOT_EMPTY;
+        if (r->dry || !s->data) continue;
+        wk_tensor t = vae_on(r->be, wk_tensor_4d(WK_F32, s->data, s->frames, s->H, s->W, s->C));
+        WF_TRY(wk_fill(r->be, &t, 0.0f, r->err)); /* [frames, H, W, C] */
     }
     r->next_slot = 0;
+out:
+    return st;
 }
 
 void vae_run_begin_chunk(vae_run *r, int64_t chunk) {
@@ -105,7 +114,7 @@ static vae_slot *next_slot(vae_run *r, int64_t frames, const wk_tensor *x, const
 }
 
 wk_tensor vae_take(vae_run *r, int role, int ndim, const int64_t *shape) {
-    wk_tensor t = wk_tensor_make(WK_F32, NULL, ndim, shape);
+    wk_tensor t = vae_on(r->be, wk_tensor_make(WK_F32, NULL, ndim, shape));
     size_t n = (size_t)wk_tensor_numel(&t);
     if (r->dry) {
         if (n > r->need[role]) r->need[role] = n;
@@ -146,9 +155,19 @@ static wf_status conv2d(vae_run *r, wk_tensor *y, const wk_tensor *x, const wk_t
     return r->dry ? WF_OK : wk_conv2d(r->be, y, x, w, b, p, r->err);
 }
 static wf_status norm_silu(vae_run *r, wk_tensor *y, const wk_tensor *x, const wk_tensor *gamma) {
-    if (r->dry) return WF_OK;
-    wf_status st = wk_rms_norm_l2(r->be, y, x, gamma, r->err);
-    return st ? st : wk_silu(r->be, y, y, r->err);
+    return r->dry ? WF_OK : wk_rms_norm_l2_silu(r->be, y, x, gamma, r->err);
+}
+/* n frames of a [1, T, H, W, C] tensor's frame size, from frame fs of src to frame fd of dst */
+static wf_status copy_frames(vae_run *r, const wk_tensor *dst, int64_t fd, const wk_tensor *src,
+                             int64_t fs, int64_t n) {
+    if (r->dry || n == 0) return WF_OK;
+    WF_ASSERT(frame_floats(dst) == frame_floats(src));
+    return wk_copy(r->be, frame_ptr(dst, fd), frame_ptr(src, fs),
+                   (size_t)n * frame_floats(src) * sizeof(float), r->err);
+}
+/* the slot's frames as a [1, frames, H, W, C] tensor */
+static wk_tensor slot_tensor(const vae_run *r, const vae_slot *s) {
+    return vae_on(r->be, wk_tensor_5d(WK_F32, s->data, 1, s->frames, s->H, s->W, s->C));
 }
 static wf_status add(vae_run *r, wk_tensor *y, const wk_tensor *a, const wk_tensor *b) {
     return r->dry ? WF_OK : wk_add(r->be, y, a, b, r->err);
@@ -173,7 +192,7 @@ wf_status vae_cconv_begin(vae_run *r, int64_t T, int64_t H, int64_t W, int64_t C
     const int64_t e = r->halo ? 2 : 0; /* halo rows above and below */
     cc->hist = VAE_CACHE_T;
     cc->full = vae_take5(r, VAE_RXC, cc->hist + T, H + e, W, C); /* [1, 2 + T, H (+ 2), W, C] */
-    cc->in = wk_tensor_5d(WK_F32, NULL, 1, T, H, W, C);
+    cc->in = vae_on(r->be, wk_tensor_5d(WK_F32, NULL, 1, T, H, W, C));
     if (!r->halo) cc->in.data = frame_ptr(&cc->full, cc->hist); /* frames [2, 2 + T) */
     cc->slot = NULL;
     return WF_OK;
@@ -184,20 +203,24 @@ wf_status vae_cconv_fill(vae_run *r, vae_cconv *cc, const wk_tensor *x, const wk
     if (!r->halo) {
         if (gamma)
             WF_TRY(norm_silu(r, &cc->in, x, gamma)); /* [1, T, H, W, C] */
-        else if (!r->dry)
-            memcpy(cc->in.data, x->data, wk_tensor_nbytes(x));
+        else
+            WF_TRY(copy_frames(r, &cc->in, 0, x, 0, x->shape[1])); /* [1, T, H, W, C] */
         goto out;
     }
     const int64_t T = cc->in.shape[1], H = cc->in.shape[2], W = cc->in.shape[3],
                   C = cc->in.shape[4];
     WF_ASSERT(x->shape[1] == T && x->shape[2] == H && x->shape[3] == W && x->shape[4] == C);
-    for (int64_t t = 0; !r->dry && t < T; t++) { /* rows [1, H + 1) of frame hist + t */
-        wk_tensor d = wk_tensor_4d(WK_F32, frame_ptr(&cc->full, cc->hist + t) + W * C, 1, H, W, C);
-        wk_tensor s = wk_tensor_4d(WK_F32, frame_ptr(x, t), 1, H, W, C);
-        if (gamma)
-            WF_TRY(norm_silu(r, &d, &s, gamma)); /* [1, H, W, C] */
-        else
-            memcpy(d.data, s.data, wk_tensor_nbytes(&s));
+    if (r->dry) goto out;
+    if (!gamma) { /* x into rows [1, H + 1) of frames [hist, hist + T) */
+        const int64_t to[5] = {0, cc->hist, 1, 0, 0}, from[5] = {0}, ext[5] = {1, T, H, W, C};
+        WF_TRY(wk_copy_box(r->be, &cc->full, to, x, from, ext, r->err));
+        goto out;
+    }
+    for (int64_t t = 0; t < T; t++) { /* rows [1, H + 1) of frame hist + t */
+        wk_tensor d = vae_on(r->be, wk_tensor_4d(WK_F32, frame_ptr(&cc->full, cc->hist + t) + W * C,
+                                                 1, H, W, C));
+        wk_tensor s = vae_on(r->be, wk_tensor_4d(WK_F32, frame_ptr(x, t), 1, H, W, C));
+        WF_TRY(norm_silu(r, &d, &s, gamma)); /* [1, H, W, C] */
     }
 out:
     return st;
@@ -213,12 +236,12 @@ wf_status vae_cconv_end(vae_run *r, vae_cconv *cc, const vae_conv *c, int out_ro
     cc->slot = next_slot(r, cc->hist, &cc->full, c);
     cc->slot->state = VAE_SLOT_LIVE;
     if (!r->dry) {
-        const size_t fr = frame_floats(&cc->full) * sizeof(float);
+        const wk_tensor slot = slot_tensor(r, cc->slot);
         for (int64_t t = 0; r->halo && t < T; t++) /* the new frames' halo rows */
             WF_TRY(vae_halo_rows(r, frame_ptr(&cc->full, cc->hist + t), Hf - 2, W,
                                  cc->in.shape[4]));
-        memcpy(cc->full.data, cc->slot->data, (size_t)cc->hist * fr);           /* history */
-        memcpy(cc->slot->data, frame_ptr(&cc->full, T), (size_t)cc->hist * fr); /* last 2 frames */
+        WF_TRY(copy_frames(r, &cc->full, 0, &slot, 0, cc->hist)); /* history */
+        WF_TRY(copy_frames(r, &slot, 0, &cc->full, T, cc->hist)); /* the last 2 frames */
     }
     int64_t Ho = 0, Wo = 0;
     WF_TRY(conv_len(r, c->w.name, Hf, 2 * ph, k, 1, &Ho));
@@ -299,8 +322,8 @@ wf_status vae_attn_fwd(vae_run *r, const vae_attn *a, wk_tensor *x) {
     if (r->dry) goto out;
     const float scale = (float)(1.0 / sqrt((double)C));
     for (int64_t t = 0; t < T; t++) {
-        wk_tensor nt = wk_tensor_2d(WK_F32, frame_ptr(&n, t), L, C);
-        wk_tensor xt = wk_tensor_2d(WK_F32, frame_ptr(x, t), L, C);
+        wk_tensor nt = vae_on(r->be, wk_tensor_2d(WK_F32, frame_ptr(&n, t), L, C));
+        wk_tensor xt = vae_on(r->be, wk_tensor_2d(WK_F32, frame_ptr(x, t), L, C));
         WF_TRY(wk_matmul(r->be, &q, &nt, &wq, &bq, r->err)); /* [L, C] */
         if (r->halo) { /* ours into o, then every rank's into k / v */
             WF_TRY(wk_matmul(r->be, &o, &nt, &wk, &bk, r->err)); /* [L, C] */
@@ -311,10 +334,10 @@ wf_status vae_attn_fwd(vae_run *r, const vae_attn *a, wk_tensor *x) {
             WF_TRY(wk_matmul(r->be, &k, &nt, &wk, &bk, r->err)); /* [L, C] */
             WF_TRY(wk_matmul(r->be, &v, &nt, &wv, &bv, r->err)); /* [L, C] */
         }
-        wk_tensor q3 = wk_tensor_make(WK_F32, q.data, 3, s3),
-                  k3 = wk_tensor_make(WK_F32, k.data, 3, sk3);
-        wk_tensor v3 = wk_tensor_make(WK_F32, v.data, 3, sk3),
-                  o3 = wk_tensor_make(WK_F32, o.data, 3, s3);
+        wk_tensor q3 = vae_on(r->be, wk_tensor_make(WK_F32, q.data, 3, s3)),
+                  k3 = vae_on(r->be, wk_tensor_make(WK_F32, k.data, 3, sk3));
+        wk_tensor v3 = vae_on(r->be, wk_tensor_make(WK_F32, v.data, 3, sk3)),
+                  o3 = vae_on(r->be, wk_tensor_make(WK_F32, o.data, 3, s3));
         WF_TRY(wk_attention(r->be, &o3, &q3, &k3, &v3, scale, 0, NULL, r->err)); /* [L, 1, C] */
         WF_TRY(wk_matmul(r->be, &q, &o, &wp, &a->proj.b, r->err));            /* [L, C] */
         WF_TRY(wk_add(r->be, &xt, &xt, &q, r->err));                          /* + identity */
@@ -337,9 +360,11 @@ static wf_status spatial_up(vae_run *r, const vae_resample *s, wk_tensor *x) {
     wk_tensor y = vae_take5(r, VAE_RY, T, 2 * H, 2 * W, s->out_dim); /* [1, T, 2H, 2W, out] */
     wk_conv_params cp = {.stride = {1, 1, 1}, .pad = {{0, 0}, {1 - (int)e, 1 - (int)e}, {1, 1}}};
     for (int64_t t = 0; !r->dry && t < T; t++) {
-        wk_tensor xt = wk_tensor_4d(WK_F32, frame_ptr(x, t), 1, H, W, C);
-        wk_tensor yt = wk_tensor_4d(WK_F32, frame_ptr(&y, t), 1, 2 * H, 2 * W, s->out_dim);
-        wk_tensor ui = wk_tensor_4d(WK_F32, (float *)u.data + e * 2 * W * C, 1, 2 * H, 2 * W, C);
+        wk_tensor xt = vae_on(r->be, wk_tensor_4d(WK_F32, frame_ptr(x, t), 1, H, W, C));
+        wk_tensor yt =
+            vae_on(r->be, wk_tensor_4d(WK_F32, frame_ptr(&y, t), 1, 2 * H, 2 * W, s->out_dim));
+        wk_tensor ui = vae_on(r->be, wk_tensor_4d(WK_F32, (float *)u.data + e * 2 * W * C, 1,
+                                                  2 * H, 2 * W, C));
         WF_TRY(wk_upsample2x(r->be, &ui, &xt, r->err));           /* [1, 2H, 2W, C] */
         if (e) WF_TRY(vae_halo_rows(r, u.data, 2 * H, 2 * W, C)); /* [1, 2H + 2, 2W, C] */
         WF_TRY(conv2d(r, &yt, &u, &s->conv.w, &s->conv.b, &cp));  /* [1, 2H, 2W, out] */
@@ -364,22 +389,19 @@ static wf_status time_up(vae_run *r, const vae_resample *s, wk_tensor *x) {
     wk_tensor xc = vae_take5(r, VAE_RXC, VAE_CACHE_T + n, H, W, C); /* [1, 2 + n, H, W, C] */
     wk_tensor y = vae_take5(r, VAE_RY, n, H, W, 2 * C);             /* [1, n, H, W, 2C] */
     wk_tensor out = vae_take5(r, VAE_RX, first + 2 * n, H, W, C);   /* [1, first + 2n, H, W, C] */
-    const size_t fr = frame_floats(x);
-    if (!r->dry) {
-        memcpy(xc.data, slot->data, VAE_CACHE_T * fr * sizeof(float));
-        memcpy(frame_ptr(&xc, VAE_CACHE_T), frame_ptr(x, first), (size_t)n * fr * sizeof(float));
-        memcpy(slot->data, frame_ptr(&xc, n), VAE_CACHE_T * fr * sizeof(float));
-    }
+    const wk_tensor sl = slot_tensor(r, slot);
+    WF_TRY(copy_frames(r, &xc, 0, &sl, 0, VAE_CACHE_T)); /* history */
+    WF_TRY(copy_frames(r, &xc, VAE_CACHE_T, x, first, n)); /* the chunk */
+    WF_TRY(copy_frames(r, &sl, 0, &xc, n, VAE_CACHE_T)); /* the last 2 frames */
     wk_conv_params cp = {.stride = {1, 1, 1}};
     WF_TRY(conv3d(r, &y, &xc, &s->time_conv.w, &s->time_conv.b, &cp)); /* [1, n, H, W, 2C] */
-    if (!r->dry) /* out[first + 2i + h][p][c] = y[i][p][h C + c] */
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t half = 0; half < 2; half++) {
-                const float *src = frame_ptr(&y, i) + half * C;
-                float *dst = frame_ptr(&out, first + 2 * i + half);
-                for (int64_t p = 0; p < H * W; p++)
-                    memcpy(dst + p * C, src + p * 2 * C, (size_t)C * sizeof(float));
-            }
+    if (!r->dry) { /* out[first + 2i + h][p][c] = y[i][p][h C + c]: [n, HW, 2, C] to [n, 2, ...] */
+        wk_tensor o =
+            vae_on(r->be, wk_tensor_5d(WK_F32, frame_ptr(&out, first), 1, 2 * n, H, W, C));
+        const int64_t shape[4] = {n, H * W, 2, C};
+        static const int perm[4] = {0, 2, 1, 3};
+        WF_TRY(wk_permute(r->be, &o, &y, 4, shape, perm, r->err)); /* [1, 2n, H, W, C] */
+    }
     *x = out;
 out:
     return st;
@@ -395,10 +417,10 @@ static wf_status spatial_down(vae_run *r, const vae_resample *s, wk_tensor *x) {
     WF_TRY(conv_len(r, s->conv.w.name, W, 1, 3, 2, &Wo));
     const int64_t sy[4] = {T, Ho, Wo, s->out_dim};
     wk_tensor y = vae_take(r, VAE_RY, 4, sy); /* [T, Ho, Wo, C] */
-    wk_tensor x4 = wk_tensor_4d(WK_F32, x->data, T, H, W, C);
+    wk_tensor x4 = vae_on(r->be, wk_tensor_4d(WK_F32, x->data, T, H, W, C));
     wk_conv_params cp = {.stride = {1, 2, 2}, .pad = {{0, 0}, {0, 1}, {0, 1}}};
     WF_TRY(conv2d(r, &y, &x4, &s->conv.w, &s->conv.b, &cp));
-    *x = wk_tensor_5d(WK_F32, y.data, 1, T, Ho, Wo, s->out_dim);
+    *x = vae_on(r->be, wk_tensor_5d(WK_F32, y.data, 1, T, Ho, Wo, s->out_dim));
     vae_swap_xy(r, x);
 out:
     return st;
@@ -425,17 +447,15 @@ static wf_status time_down(vae_run *r, const vae_resample *s, wk_tensor *x) {
     }
     wk_tensor xc = vae_take5(r, VAE_RXC, L, H, W, C);       /* [1, L, H, W, C] */
     wk_tensor y = vae_take5(r, VAE_RY, first + n, H, W, C); /* [1, first + n, H, W, C] */
-    const size_t fr = frame_floats(x) * sizeof(float);
-    if (!r->dry) {
-        if (first) {
-            memcpy(xc.data, x->data, (size_t)T * fr);
-            memcpy(y.data, x->data, fr); /* frame 0 passes */
-        } else {
-            memcpy(xc.data, slot->data, fr);
-            memcpy(frame_ptr(&xc, 1), x->data, (size_t)T * fr);
-        }
-        memcpy(slot->data, frame_ptr(x, T - 1), fr);
+    const wk_tensor sl = slot_tensor(r, slot);
+    if (first) {
+        WF_TRY(copy_frames(r, &xc, 0, x, 0, T));
+        WF_TRY(copy_frames(r, &y, 0, x, 0, 1)); /* frame 0 passes */
+    } else {
+        WF_TRY(copy_frames(r, &xc, 0, &sl, 0, 1));
+        WF_TRY(copy_frames(r, &xc, 1, x, 0, T));
     }
+    WF_TRY(copy_frames(r, &sl, 0, x, T - 1, 1));
     if (n > 0) {
         wk_tensor yc = vae_take5(r, VAE_RY, first + n, H, W, C);
         yc.shape[1] = n;
@@ -481,15 +501,15 @@ out:
     return st;
 }
 
-/* Wan2.2's shortcut of a residual block, added to its output x: AvgDown3D (encoder) or DupUp3D
- * (decoder) of the block's input s, computed in double and rounded once (torch sums the group in
- * f32; the difference is far below the tolerance). */
+/* Wan2.2's shortcut of a residual block, added to its output x: AvgDown3D (encoder, wk_avgdown3d:
+ * the group means in double, rounded once; torch sums the group in f32, a difference far below
+ * the tolerance) or DupUp3D (decoder, wk_dupup3d) of the block's input s. */
 static wf_status shortcut_fwd(vae_run *r, const vae_layer *l, const wk_tensor *s, wk_tensor *x) {
     const vae_shortcut *sc = &l->shortcut;
     const int64_t T = s->shape[1], H = s->shape[2], W = s->shape[3], Ci = s->shape[4];
-    const int64_t ft = sc->ft, fs = sc->fs, fac = ft * fs * fs, Co = sc->out;
+    const int64_t ft = sc->ft, fs = sc->fs, Co = sc->out;
     WF_ASSERT(Ci == sc->in);
-    int64_t To, Ho, Wo, pad = 0, drop = 0;
+    int64_t To, Ho, Wo, drop = 0;
     if (sc->kind == VAE_SC_AVGDOWN) {
         if (H % fs || W % fs)
             return wf_fail(
@@ -497,7 +517,7 @@ static wf_status shortcut_fwd(vae_run *r, const vae_layer *l, const wk_tensor *s
                 "vae: %s: AvgDown3D needs a height and width divisible by %lld, got %lldx%lld; "
                 "use an image size that is a multiple of the spatial factor",
                 l->name, (long long)fs, (long long)H, (long long)W);
-        pad = (ft - T % ft) % ft; /* zero frames in front */
+        const int64_t pad = (ft - T % ft) % ft; /* zero frames in front */
         To = (T + pad) / ft, Ho = H / fs, Wo = W / fs;
     } else {
         drop = r->chunk == 0 ? ft - 1 : 0; /* first_chunk */
@@ -512,36 +532,9 @@ static wf_status shortcut_fwd(vae_run *r, const vae_layer *l, const wk_tensor *s
                        (long long)x->shape[4]);
     wk_tensor y = vae_take5(r, VAE_RR, To, Ho, Wo, Co); /* [1, To, Ho, Wo, Co] */
     if (r->dry) return WF_OK;
-    const float *sd = s->data;
-    float *yd = y.data;
-    if (sc->kind == VAE_SC_AVGDOWN) {
-        const int64_t g = Ci * fac / Co; /* group size */
-        for (int64_t t = 0; t < To; t++)
-            for (int64_t i = 0; i < Ho; i++)
-                for (int64_t j = 0; j < Wo; j++)
-                    for (int64_t o = 0; o < Co; o++) {
-                        double acc = 0;
-                        for (int64_t k = o * g; k < (o + 1) * g; k++) {
-                            const int64_t c = k / fac, rem = k % fac;
-                            const int64_t tt = t * ft + rem / (fs * fs) - pad;
-                            const int64_t hh = i * fs + rem / fs % fs, ww = j * fs + rem % fs;
-                            if (tt >= 0) acc += sd[((tt * H + hh) * W + ww) * Ci + c];
-                        }
-                        yd[((t * Ho + i) * Wo + j) * Co + o] = (float)(acc / (double)g);
-                    }
-    } else {
-        const int64_t rep = Co * fac / Ci; /* repeat_interleave */
-        for (int64_t t = 0; t < To; t++)
-            for (int64_t i = 0; i < Ho; i++)
-                for (int64_t j = 0; j < Wo; j++)
-                    for (int64_t o = 0; o < Co; o++) {
-                        const int64_t tf = t + drop,
-                                      k = o * fac + ((tf % ft) * fs + i % fs) * fs + j % fs;
-                        yd[((t * Ho + i) * Wo + j) * Co + o] =
-                            sd[(((tf / ft) * H + i / fs) * W + j / fs) * Ci + k / rep];
-                    }
-    }
-    return wk_add(r->be, x, x, &y, r->err); /* main + shortcut */
+    wf_status st = sc->kind == VAE_SC_AVGDOWN ? wk_avgdown3d(r->be, &y, s, ft, fs, r->err)
+                                              : wk_dupup3d(r->be, &y, s, ft, fs, drop, r->err);
+    return st ? st : wk_add(r->be, x, x, &y, r->err); /* main + shortcut */
 }
 
 wf_status vae_layers_fwd(vae_run *r, const vae_coder *c, wk_tensor *x) {
@@ -550,7 +543,7 @@ wf_status vae_layers_fwd(vae_run *r, const vae_coder *c, wk_tensor *x) {
         const vae_layer *l = &c->layers[i];
         if (l->save_input) {
             r->saved = vae_take5(r, VAE_RS, x->shape[1], x->shape[2], x->shape[3], x->shape[4]);
-            if (!r->dry) memcpy(r->saved.data, x->data, wk_tensor_nbytes(x));
+            WF_TRY(copy_frames(r, &r->saved, 0, x, 0, x->shape[1]));
         }
         if (l->is_resample)
             WF_TRY(vae_resample_fwd(r, &l->rs, x));

@@ -8,9 +8,14 @@
  * and the chunk's frames are emitted: clamped to [-1, 1] and handed to the caller (untiled), or
  * kept unclamped and still in patches in the tile's store (tiled: the tiles are blended, cropped,
  * concatenated, unpatchified and clamped once all are done, as Diffusers does).
+ * The latents are uploaded chunk by chunk (vae_planar_to_cl) and the frames downloaded chunk by
+ * chunk (vae_emit_frames) into a host buffer reserved before the loop: everything between runs as
+ * backend ops, so the decode runs on any backend whose arena holds its activations. The clamp is
+ * done on the host copies (no clamp op: the host has to touch the frames anyway).
  * Not here: the blocks (vae_blocks.c), the encoder (vae_encode.c).
  * Tested by: tests/test_vae.c.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "vae_internal.h"
@@ -62,8 +67,8 @@ wf_status vae_decoder_chunk(vae_run *r, const dec_job *j, int64_t t0, int64_t n,
     const int64_t zc = m->cfg.z_dim;
     wk_tensor y;
     *x = vae_take5(r, VAE_RX, n, j->th, j->tw, zc); /* [1, n, h, w, z] */
-    if (!r->dry)
-        vae_planar_to_cl(j->z, zc, j->T, j->h, j->w, t0, j->y0, j->x0, n, j->th, j->tw, 1, x->data);
+    const vae_planar z = {.data = j->z, .C = zc, .T = j->T, .H = j->h, .W = j->w};
+    WF_TRY(vae_planar_to_cl(r, &z, t0, j->y0, j->x0, 1, x, VAE_RY, VAE_RXC)); /* upload */
     WF_TRY(vae_conv1x1(r, x, &m->w.post_quant, VAE_RY, &y)); /* post_quant_conv */
     *x = y;
     vae_swap_xy(r, x);
@@ -78,11 +83,9 @@ wf_status vae_decoder_chunk(vae_run *r, const dec_job *j, int64_t t0, int64_t n,
     WF_TRY(vae_layers_fwd(r, d, x));      /* [1, n', H, W, C] */
     WF_TRY(vae_head_fwd(r, d, x, "dec")); /* [1, n', H/p, W/p, 3pp] */
     if (m->p > 1 && !j->tiled) {       /* unpatchify (tiles are blended before it) */
-        const int64_t p = m->p;
-        y = vae_take5(r, VAE_RY, x->shape[1], x->shape[2] * p, x->shape[3] * p,
-                      3); /* [1, n', H, W, 3] */
-        if (!r->dry)
-            vae_unpatchify_cl(x->data, x->shape[1], x->shape[2], x->shape[3], 3, p, y.data);
+        const int64_t p = m->p, nf = x->shape[1], hp = x->shape[2], wp = x->shape[3];
+        y = vae_take5(r, VAE_RY, nf, hp * p, wp * p, 3); /* [1, n', H, W, 3] */
+        if (!r->dry) WF_TRY(vae_unpatchify(r->be, &y, x, nf, hp, wp, 3, p, r->err));
         *x = y;
         vae_swap_xy(r, x);
     }
@@ -95,24 +98,62 @@ void vae_clamp_pm1(float *x, size_t n) {
         x[i] = x[i] < -1.0f ? -1.0f : (x[i] > 1.0f ? 1.0f : x[i]);
 }
 
-/* Frames [f, f + n) of the video are in x [1, n, H, W, 3] (tiled: the tile's [1, n, h', w', C]). */
-static wf_status emit(const dec_job *j, wk_tensor *x, int64_t f, int64_t F, wf_err *err) {
+wf_status vae_host_reserve(vae_dec_job *j, size_t n, wf_err *err) {
+    if (!j->on_frames || n <= j->host_cap) return WF_OK;
+    float *p = realloc(j->host, n * sizeof(float));
+    if (!p)
+        return wf_fail(err, WF_ENOMEM, "vae decode: cannot allocate the %.1f MiB host buffer of "
+                       "the decoded frames", (double)(n * sizeof(float)) / (1 << 20));
+    j->host = p;
+    j->host_cap = n;
+    return WF_OK;
+}
+
+void vae_host_release(vae_dec_job *j) {
+    free(j->host);
+    j->host = NULL;
+    j->host_cap = 0;
+}
+
+wf_status vae_emit_frames(wk_backend *be, const vae_dec_job *j, const wk_tensor *x, float *scratch,
+                          int64_t f, int64_t F, wf_err *err) {
+    wf_status st = WF_OK;
     const int64_t n = x->shape[1], H = x->shape[2], W = x->shape[3];
-    if (j->tiled) {
-        memcpy(j->store + (size_t)(f * H * W * x->shape[4]), x->data, wk_tensor_nbytes(x));
-        return WF_OK;
+    const size_t cnt = (size_t)wk_tensor_numel(x), per_channel = (size_t)(n * H * W);
+    WF_ASSERT(x->ndim == 5 && x->shape[4] == 3);
+    if (j->out) { /* [3, F, H, W]: permuted on the backend, downloaded, clamped */
+        WF_TRY(vae_cl_to_host_planar(be, x, n, H, W, 3, scratch, j->out, F, f, err));
+        for (int64_t c = 0; c < 3; c++)
+            vae_clamp_pm1(j->out + (size_t)((c * F + f) * H * W), per_channel);
     }
-    vae_clamp_pm1(x->data, (size_t)wk_tensor_numel(x));
-    if (j->out) vae_cl_to_planar(x->data, n, H, W, 3, j->out, F, H, W, f, 0, 0);
-    if (j->on_frames) {
-        wf_status st = j->on_frames(j->frames_ctx, f, n, H, W, x->data, err);
-        if (st) {
+    if (j->on_frames) { /* [n, H, W, 3] */
+        WF_ASSERT(cnt <= j->host_cap);
+        WF_TRY(wk_download(be, j->host, x, err));
+        vae_clamp_pm1(j->host, cnt);
+        if ((st = j->on_frames(j->frames_ctx, f, n, H, W, j->host, err)))
             wf_err_prefix(err, "vae decode: the frame callback failed on frames %lld..%lld: ",
                           (long long)f, (long long)(f + n - 1));
-            return st;
-        }
     }
-    return WF_OK;
+out:
+    return st;
+}
+
+/* Frames [f, f + n) of the video are in x [1, n, H, W, 3] (tiled: the tile's [1, n, h', w', C]):
+ * copied into the tile's store, or handed to the host outputs. The dry run takes the scratch of
+ * the planar permute (role y, free between chunks) and the host buffer's size. */
+static wf_status emit(vae_run *r, const dec_job *j, wk_tensor *x, int64_t f, int64_t F) {
+    const int64_t n = x->shape[1], H = x->shape[2], W = x->shape[3], C = x->shape[4];
+    if (j->tiled)
+        return r->dry ? WF_OK
+                      : wk_copy(r->be, j->store + (size_t)(f * H * W * C), x->data,
+                                wk_tensor_nbytes(x), r->err);
+    wk_tensor scratch = vae_take5(r, VAE_RY, n, H, W, C); /* [1, n, H, W, 3] */
+    const size_t cnt = (size_t)wk_tensor_numel(x);
+    if (r->dry) {
+        if (cnt > r->host_need) r->host_need = cnt;
+        return WF_OK;
+    }
+    return vae_emit_frames(r->be, j, x, scratch.data, f, F, r->err);
 }
 
 wf_status vae_decode_chunks(vae_run *r, const vae_dec_job *j, vae_emit_fn on_chunk, void *ctx) {
@@ -133,16 +174,16 @@ out:
     return st;
 }
 
-/* One process: the chunk's frames to the job's outputs (nothing to do on a dry run). */
+/* One process: the chunk's frames to the job's outputs. */
 static wf_status emit_local(vae_run *r, void *ctx, wk_tensor *x, int64_t f, int64_t F) {
-    return r->dry ? WF_OK : emit(ctx, x, f, F, r->err);
+    return emit(r, ctx, x, f, F);
 }
 
 static wf_status run_schedule(vae_run *r, const dec_job *j) {
     return vae_decode_chunks(r, j, emit_local, (void *)j);
 }
 
-static wf_status decode_region(wk_backend *be, wk_arena *arena, const dec_job *j, vae_tap_fn tap,
+static wf_status decode_region(wk_backend *be, wk_arena *arena, dec_job *j, vae_tap_fn tap,
                                void *tap_ctx, wf_err *err) {
     wf_status st;
     vae_run r;
@@ -150,6 +191,7 @@ static wf_status decode_region(wk_backend *be, wk_arena *arena, const dec_job *j
     if ((st = run_schedule(&r, j))) return st; /* dry: sizes */
     if ((st = vae_run_alloc(&r, arena))) return st;
     if (r.dry) return WF_OK; /* measuring arena */
+    if ((st = vae_host_reserve(j, r.host_need, err))) return st;
     return run_schedule(&r, j);
 }
 
@@ -174,7 +216,7 @@ static wf_status tiled_decode(wk_backend *be, wk_arena *arena, dec_job *j, wf_er
               cols = (int)((j->w + lstr_w - 1) / lstr_w);
     const bool measuring = wk_arena_is_measuring(arena);
     vae_tile *tiles = NULL;
-    float *frame = NULL, *rgb = NULL;
+    float *frame = NULL, *rgb = NULL, *planar = NULL;
     WF_TRY(
         wk_arena_alloc(arena, (size_t)rows * (size_t)cols * sizeof *tiles, (void **)&tiles, err));
     for (int i = 0; i < rows; i++)
@@ -192,6 +234,9 @@ static wf_status tiled_decode(wk_backend *be, wk_arena *arena, dec_job *j, wf_er
     rgb = frame;
     if (p > 1)
         WF_TRY(wk_arena_alloc(arena, (size_t)(H * W * 3) * sizeof(float), (void **)&rgb, err));
+    planar = frame; /* with patches, frame is free once unpatchified into rgb */
+    if (p == 1)
+        WF_TRY(wk_arena_alloc(arena, (size_t)(H * W * 3) * sizeof(float), (void **)&planar, err));
     for (int i = 0; i < rows; i++)
         for (int k = 0; k < cols;
              k++) { /* each tile over all frames, its own cache (clear_cache) */
@@ -209,15 +254,19 @@ static wf_status tiled_decode(wk_backend *be, wk_arena *arena, dec_job *j, wf_er
             }
         }
     if (measuring) goto out;
-    vae_tiles_blend(tiles, rows, cols, F, C, blend_h, blend_w);
-    for (int64_t f = 0; f < F;
-         f++) { /* crop, concatenate, unpatchify, clamp; one frame at a time */
-        vae_tiles_assemble(tiles, rows, cols, F, C, pstr_h, pstr_w, Hp, Wp, f, 1, frame);
-        if (p > 1) vae_unpatchify_cl(frame, 1, Hp, Wp, 3, p, rgb);
-        wk_tensor x = wk_tensor_5d(WK_F32, rgb, 1, 1, H, W, 3);
+    WF_TRY(vae_host_reserve(j, (size_t)(H * W * 3), err));
+    WF_TRY(vae_tiles_blend(be, tiles, rows, cols, F, C, blend_h, blend_w, err));
+    for (int64_t f = 0; f < F; f++) { /* crop, concatenate, unpatchify, clamp; frame by frame */
+        WF_TRY(vae_tiles_assemble(be, tiles, rows, cols, F, C, pstr_h, pstr_w, Hp, Wp, f, 1, frame,
+                                  err)); /* [1, Hp, Wp, C] */
+        wk_tensor x = vae_on(be, wk_tensor_5d(WK_F32, rgb, 1, 1, H, W, 3));
+        if (p > 1) {
+            wk_tensor fr = vae_on(be, wk_tensor_5d(WK_F32, frame, 1, 1, Hp, Wp, C));
+            WF_TRY(vae_unpatchify(be, &x, &fr, 1, Hp, Wp, 3, p, err)); /* [1, 1, H, W, 3] */
+        }
         dec_job e = *j;
         e.tiled = false;
-        WF_TRY(emit(&e, &x, f, F, err));
+        WF_TRY(vae_emit_frames(be, &e, &x, planar, f, F, err));
     }
 out:
     return st;
@@ -257,6 +306,7 @@ wf_status vae_decode(const vae_model *m, wk_backend *be, wk_arena *arena, const 
     } else {
         st = decode_region(be, arena, &j, tap, tap_ctx, err);
     }
+    vae_host_release(&j);
     wk_arena_reset(arena, mark);
     return st;
 }

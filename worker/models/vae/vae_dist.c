@@ -15,8 +15,9 @@
  * Rank r holds latent rows [r0, r1) (vae_dist_rows), i.e. rows [r0 2^k, r1 2^k) after k spatial
  * upsamplings; the rank order is the row order, so the neighbours are r - 1 and r + 1.
  * After each chunk, the writer receives every rank's rows of the chunk's frames (one message per
- * frame and rank), assembles whole frames in its y role buffer (free between chunks), clamps them
- * and hands them on as vae_decode does; then all ranks agree on a status.
+ * frame and rank), assembles whole frames in its y role buffer (free between chunks; its own rows
+ * with wk_copy), and hands them on as vae_decode does (vae_emit_frames: downloaded, clamped, and
+ * permuted to planar in the xc role buffer for `out`); then all ranks agree on a status.
  * Not here: the blocks (vae_blocks.c, where the halo branches are), the exchanges they call
  * (vae_halo.c), the chunk (vae_decode.c).
  * Tested by: tests/test_vae_dist.c (mpirun -np 1..4 against vae_decode).
@@ -43,7 +44,7 @@ typedef struct dist_job {
 } dist_job;
 
 /* Frames [f, f + n) of the video: our rows of them are in x [1, n, Hl, W, 3]; the writer gathers
- * them all into g [n, H, W, 3] (its y buffer), clamps and emits them. */
+ * them all into g [n, H, W, 3] (its y buffer) and emits them (scratch: its xc buffer). */
 static wf_status gather_emit(vae_run *r, const dist_job *d, const wk_tensor *x, int64_t f,
                              int64_t F) {
     wf_status st = WF_OK;
@@ -57,7 +58,8 @@ static wf_status gather_emit(vae_run *r, const dist_job *d, const wk_tensor *x, 
                            (size_t)Hl * px * sizeof(float), d->writer, TAG_FRAMES, r->err));
         goto out;
     }
-    wk_tensor g = vae_take5(r, VAE_RY, n, H, W, 3); /* [1, n, H, W, 3] */
+    wk_tensor g = vae_take5(r, VAE_RY, n, H, W, 3);       /* [1, n, H, W, 3] */
+    wk_tensor scratch = vae_take5(r, VAE_RXC, n, H, W, 3); /* the planar permute's */
     for (int64_t t = 0; t < n; t++)
         for (int q = 0; q < d->n; q++) {
             int64_t q0, q1;
@@ -65,15 +67,12 @@ static wf_status gather_emit(vae_run *r, const dist_job *d, const wk_tensor *x, 
             float *dst = (float *)g.data + (size_t)(t * H + q0 * m->s) * px;
             const size_t bytes = (size_t)((q1 - q0) * m->s) * px * sizeof(float);
             if (q == d->rank)
-                memcpy(dst, (const float *)x->data + (size_t)(t * Hl) * px, bytes);
+                WF_TRY(wk_copy(r->be, dst, (const float *)x->data + (size_t)(t * Hl) * px, bytes,
+                               r->err));
             else
                 WF_TRY(cm_recv(d->comm, dst, bytes, q, TAG_FRAMES, r->err));
         }
-    vae_clamp_pm1(g.data, (size_t)wk_tensor_numel(&g));
-    if (d->j.out) vae_cl_to_planar(g.data, n, H, W, 3, d->j.out, F, H, W, f, 0, 0);
-    if (d->j.on_frames && (st = d->j.on_frames(d->j.frames_ctx, f, n, H, W, g.data, r->err)))
-        wf_err_prefix(r->err, "vae decode: the frame callback failed on frames %lld..%lld: ",
-                      (long long)f, (long long)(f + n - 1));
+    st = vae_emit_frames(r->be, &d->j, &g, scratch.data, f, F, r->err);
 out:
     return st;
 }
@@ -83,7 +82,10 @@ out:
 static wf_status emit_dist(vae_run *r, void *ctx, wk_tensor *x, int64_t f, int64_t F) {
     const dist_job *d = ctx;
     if (r->dry) {
-        vae_take5(r, VAE_RY, x->shape[1], d->j.h * d->j.m->s, d->j.w * d->j.m->s, 3);
+        const int64_t n = x->shape[1], H = d->j.h * d->j.m->s, W = d->j.w * d->j.m->s;
+        vae_take5(r, VAE_RY, n, H, W, 3);
+        vae_take5(r, VAE_RXC, n, H, W, 3);
+        if ((size_t)(n * H * W * 3) > r->host_need) r->host_need = (size_t)(n * H * W * 3);
         return WF_OK;
     }
     return agree(d->comm, gather_emit(r, d, x, f, F), r->err);
@@ -163,6 +165,7 @@ static wf_status decode_dist(const vae_model *m, wk_backend *be, wk_arena *arena
     if (!st) st = dist_schedule(&r, &d); /* dry: sizes */
     if (!st) st = vae_run_alloc(&r, arena);
     if (measuring) goto out;
+    if (!st) st = vae_host_reserve(&d.j, r.host_need, err); /* the writer's, with on_frames */
     WF_TRY(agree(comm, st, err)); /* an arena too small on one rank stops every rank */
     for (int q = 0; q < n; q++) {
         int64_t q0, q1;
@@ -172,6 +175,7 @@ static wf_status decode_dist(const vae_model *m, wk_backend *be, wk_arena *arena
     halo.counts = counts;
     st = dist_schedule(&r, &d);
 out:
+    vae_host_release(&d.j);
     wk_arena_reset(arena, mark);
     return st;
 }

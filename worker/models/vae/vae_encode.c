@@ -8,6 +8,8 @@
  * computed: they are the posterior mean, DiagonalGaussianDistribution.mode() (the log-variance
  * half, and its clamp, do not affect the mode). Tiled: each tile is encoded over all chunks with
  * its own cache, then the latent tiles are blended and cropped (Diffusers' tiled_encode).
+ * The video is uploaded chunk by chunk (vae_planar_to_cl) and the mean downloaded chunk by chunk
+ * (vae_cl_to_host_planar), so everything between is backend ops on any backend.
  * Not here: the blocks (vae_blocks.c), the decoder (vae_decode.c).
  * Tested by: tests/test_vae.c.
  */
@@ -52,9 +54,9 @@ static wf_status encoder_chunk(vae_run *r, enc_job *j, int64_t f0, int64_t n, wk
     wk_tensor y;
     vae_cconv cc;
     WF_TRY(vae_cconv_begin(r, n, j->th, j->tw, cin, &cc));
-    if (!r->dry) /* patchify (p = 2) and channels-last */
-        vae_planar_to_cl(j->video, 3, j->F, j->H, j->W, f0, j->y0, j->x0, n, j->th, j->tw, m->p,
-                         cc.in.data);                    /* [1, n, H/p, W/p, 3pp] */
+    const vae_planar v = {.data = j->video, .C = 3, .T = j->F, .H = j->H, .W = j->W}; /* RGB */
+    WF_TRY(vae_planar_to_cl(r, &v, f0, j->y0, j->x0, m->p, &cc.in, VAE_RY,
+                            VAE_RX)); /* upload, patchify: [1, n, H/p, W/p, 3pp] */
     WF_TRY(vae_cconv_end(r, &cc, &e->conv_in, VAE_RY, &y)); /* [1, n, H, W, C0] */
     *x = y;
     vae_swap_xy(r, x);
@@ -83,15 +85,18 @@ static wf_status run_schedule(vae_run *r, enc_job *j) {
         const int64_t n = !stream ? used : (c == 0 ? 1 : 4);
         wk_tensor x;
         WF_TRY(encoder_chunk(r, j, f0, n, &x));
-        const int64_t nt = x.shape[1], h = x.shape[2], w = x.shape[3];
+        const int64_t nt = x.shape[1], h = x.shape[2], w = x.shape[3], zc = j->m->cfg.z_dim;
         WF_ASSERT(t + nt <= j->Tl);
+        wk_tensor scratch = vae_take5(r, VAE_RY, nt, h, w, zc); /* the planar permute's */
         if (r->dry) {
             j->lh = h;
             j->lw = w;
         } else if (j->tiled) {
-            memcpy(j->store + (size_t)(t * h * w * j->m->cfg.z_dim), x.data, wk_tensor_nbytes(&x));
-        } else {
-            vae_cl_to_planar(x.data, nt, h, w, j->m->cfg.z_dim, j->mean, j->Tl, h, w, t, 0, 0);
+            WF_TRY(wk_copy(r->be, j->store + (size_t)(t * h * w * zc), x.data, wk_tensor_nbytes(&x),
+                           r->err));
+        } else { /* mean[:, t:t+nt] (host) */
+            WF_TRY(vae_cl_to_host_planar(r->be, &x, nt, h, w, zc, scratch.data, j->mean, j->Tl, t,
+                                         r->err));
         }
         t += nt;
     }
@@ -129,7 +134,7 @@ static wf_status tiled_encode(wk_backend *be, wk_arena *arena, enc_job *j, wf_er
     const int cols = (int)((Wp + t->sample_stride_w - 1) / t->sample_stride_w);
     const bool measuring = wk_arena_is_measuring(arena);
     vae_tile *tiles = NULL;
-    float *frame = NULL;
+    float *frame = NULL, *planar = NULL;
     WF_TRY(
         wk_arena_alloc(arena, (size_t)rows * (size_t)cols * sizeof *tiles, (void **)&tiles, err));
     for (int pass = 0; pass < 2; pass++) /* 0: the stores (sizes from dry runs); 1: the encodes */
@@ -161,12 +166,17 @@ static wf_status tiled_encode(wk_backend *be, wk_arena *arena, enc_job *j, wf_er
                     goto out;
                 }
             }
-    WF_TRY(wk_arena_alloc(arena, (size_t)(j->Tl * lat_h * lat_w * zc) * sizeof(float),
-                          (void **)&frame, err));
+    const size_t lat = (size_t)(j->Tl * lat_h * lat_w * zc); /* floats of the latent */
+    WF_TRY(wk_arena_alloc(arena, lat * sizeof(float), (void **)&frame, err));
+    WF_TRY(wk_arena_alloc(arena, lat * sizeof(float), (void **)&planar, err));
     if (measuring) goto out;
-    vae_tiles_blend(tiles, rows, cols, j->Tl, zc, lmin_h - lstr_h, lmin_w - lstr_w);
-    vae_tiles_assemble(tiles, rows, cols, j->Tl, zc, lstr_h, lstr_w, lat_h, lat_w, 0, j->Tl, frame);
-    vae_cl_to_planar(frame, j->Tl, lat_h, lat_w, zc, j->mean, j->Tl, lat_h, lat_w, 0, 0, 0);
+    WF_TRY(vae_tiles_blend(be, tiles, rows, cols, j->Tl, zc, lmin_h - lstr_h, lmin_w - lstr_w,
+                           err));
+    WF_TRY(vae_tiles_assemble(be, tiles, rows, cols, j->Tl, zc, lstr_h, lstr_w, lat_h, lat_w, 0,
+                              j->Tl, frame, err)); /* [Tl, h, w, z] */
+    wk_tensor fr = vae_on(be, wk_tensor_4d(WK_F32, frame, j->Tl, lat_h, lat_w, zc));
+    WF_TRY(vae_cl_to_host_planar(be, &fr, j->Tl, lat_h, lat_w, zc, planar, j->mean, j->Tl, 0,
+                                 err)); /* [z, Tl, h, w] */
 out:
     return st;
 }

@@ -5,6 +5,9 @@
  * What it is: the layer below the blocks. vae_blocks.c calls it when a run has a halo
  * (vae_run.halo); it calls only the communicator, never the blocks or the schedule, so the
  * blocks, the decode and the parallel schedule (vae_dist.c) form no circle.
+ * The rows are contiguous runs of the backend's frame buffers, so nothing is packed: their
+ * pointers go to the communicator as they are (host memory on the CPU backend; a device path is
+ * the communicator's business, issue 13), and the global edges are zeroed with wk_fill.
  * What it is not: the schedule or the frame gather (vae_dist.c).
  * Tested by: tests/test_vae_dist.c (mpirun -np 1..4 against vae_decode).
  */
@@ -35,8 +38,10 @@ wf_status vae_halo_rows(vae_run *r, float *frame, int64_t H, int64_t W, int64_t 
     if ((st = cm_sendrecv(h->comm, last, bytes, h->down, top, bytes, h->up, TAG_HALO_DOWN,
                           r->err)))
         return st;
-    if (h->up < 0) memset(top, 0, bytes); /* the global top: the conv's zero padding */
-    if (h->down < 0) memset(bottom, 0, bytes);
+    wk_tensor t = vae_on(r->be, wk_tensor_1d(WK_F32, top, (int64_t)row));
+    wk_tensor b = vae_on(r->be, wk_tensor_1d(WK_F32, bottom, (int64_t)row));
+    if (h->up < 0 && (st = wk_fill(r->be, &t, 0.0f, r->err))) return st; /* the conv's padding */
+    if (h->down < 0 && (st = wk_fill(r->be, &b, 0.0f, r->err))) return st;
     return WF_OK;
 }
 

@@ -13,6 +13,12 @@
  * touched): that records the largest size each role buffer and each slot needs. vae_run_alloc then
  * carves exactly that from the arena, and the real run follows. So the arena is sized by the code
  * that uses it, and a measuring arena (vae_*_arena_bytes) gets the exact peak without computing.
+ * Every activation is backend memory (the arena's; a GPU's when the arena is on it): the code
+ * touches it only through backend ops (wk_*), never with a host loop or memcpy, so the same code
+ * runs on every backend. Host data crosses at the edges only: the latents or video in (wk_upload,
+ * per chunk), the frames or latents out (wk_download, per chunk, into host buffers sized before
+ * the loop), and the row-parallel decode's messages (cm_* calls on backend pointers: host memory
+ * on the CPU backend).
  * What it is not: an allocator (everything is arena memory) or thread-safe (one run per thread).
  * Tested by: tests/test_vae.c (through vae_decode / vae_encode).
  */
@@ -70,6 +76,7 @@ typedef struct vae_run {
     vae_slot slots[VAE_MAX_SLOTS];
     int n_slots;   /* slots of the coder this run drives */
     int next_slot; /* Diffusers' feat_idx: reset to 0 at each chunk */
+    size_t host_need; /* floats of the largest block of frames handed to the host (dry run) */
     vae_tap_fn tap;
     void *tap_ctx;
     int64_t chunk;   /* index of the running chunk (taps; DupUp3D's first chunk) */
@@ -83,12 +90,19 @@ void vae_run_init(vae_run *r, wk_backend *be, int n_slots, vae_tap_fn tap, void 
 /* Carves the role buffers and slots the dry run asked for from the arena; with a measuring
  * arena only the sizes are recorded. Then resets the cache and leaves dry mode. */
 wf_status vae_run_alloc(vae_run *r, wk_arena *arena);
-/* Zeros every slot and marks it empty (Diffusers' clear_cache). States are reset in dry mode too.
- */
-void vae_run_reset_cache(vae_run *r);
+/* Zeros every slot (wk_fill) and marks it empty (Diffusers' clear_cache). States are reset in dry
+ * mode too. */
+wf_status vae_run_reset_cache(vae_run *r);
 /* Called at the start of each chunk: feat_idx = 0. Checks that the previous chunk used every slot.
  */
 void vae_run_begin_chunk(vae_run *r, int64_t chunk);
+
+/* An f32 tensor header over backend memory of be (device be->device; the CPU for a NULL be, a
+ * measuring pass): every view the VAE makes of its buffers goes through it. */
+static inline wk_tensor vae_on(const wk_backend *be, wk_tensor t) {
+    t.device = be ? be->device : WK_DEV_CPU;
+    return t;
+}
 
 /* A view of role buffer `role` as an f32 tensor of the given shape (the dry run records the size;
  * the real run asserts it fits). */
@@ -135,18 +149,30 @@ typedef struct vae_dec_job {
     const float *z; /* [z, T, h, w] */
     int64_t T, h, w;
     int64_t y0, x0, th, tw; /* the latent region decoded */
-    float *store;           /* tiled: [F, th s/p, tw s/p, 3pp], unclamped; NULL when measuring */
+    float *store;           /* tiled: [F, th s/p, tw s/p, 3pp], unclamped (backend memory); NULL
+                               when measuring */
     bool tiled;
-    float *out; /* untiled: [3, F, s h, s w] or NULL */
+    float *out; /* untiled: [3, F, s h, s w] (host) or NULL */
     vae_frames_fn on_frames;
     void *frames_ctx;
+    float *host;     /* [n, H, W, 3]: the frames handed to on_frames (host, vae_host_reserve) */
+    size_t host_cap; /* floats */
 } vae_dec_job;
 
 /* x = decoder(post_quant_conv(z[:, t0:t0+n, region])) before the clamp: [1, n', H, W, 3], or in
  * patches [1, n', H/p, W/p, 3pp] for a tile of a patchified (Wan2.2) VAE */
 wf_status vae_decoder_chunk(vae_run *r, const vae_dec_job *j, int64_t t0, int64_t n, wk_tensor *x);
-/* torch.clamp(x, -1, 1) in place (NaN stays NaN) */
+/* torch.clamp(x, -1, 1) in place (NaN stays NaN), on host memory */
 void vae_clamp_pm1(float *x, size_t n);
+/* j->host holds at least n floats (a malloc, before the loop; vae_host_release frees it). */
+wf_status vae_host_reserve(vae_dec_job *j, size_t n, wf_err *err);
+void vae_host_release(vae_dec_job *j);
+/* Frames [f, f + n) of the video, x [1, n, H, W, 3] in backend memory (unclamped), to the job's
+ * host outputs: downloaded into j->host, clamped and handed to on_frames; and, for j->out,
+ * permuted to planar into `scratch` (backend memory of x's size), downloaded into out and clamped
+ * there. Not on a dry run. */
+wf_status vae_emit_frames(wk_backend *be, const vae_dec_job *j, const wk_tensor *x, float *scratch,
+                          int64_t f, int64_t F, wf_err *err);
 /* What a decode does with the chunk that holds video frames [f, f + n) of F (x [1, n, ...], as
  * vae_decoder_chunk gives it); called on dry runs too (r->dry), to take what it needs. */
 typedef wf_status (*vae_emit_fn)(vae_run *r, void *ctx, wk_tensor *x, int64_t f, int64_t F);
@@ -156,8 +182,9 @@ wf_status vae_decode_chunks(vae_run *r, const vae_dec_job *j, vae_emit_fn on_chu
 
 /* ---- row-parallel decode (vae_dist.c) ---- */
 
-/* Rows 0 and H + 1 of frame [1 + H + 1, W, C]: the neighbours' edge rows (their rows next to
- * ours), zeros at the global top / bottom. Collective with the two neighbours. */
+/* Rows 0 and H + 1 of frame [1 + H + 1, W, C] (backend memory): the neighbours' edge rows (their
+ * rows next to ours; each a contiguous run of the frame, so nothing is packed), zeros (wk_fill) at
+ * the global top / bottom. Collective with the two neighbours. */
 wf_status vae_halo_rows(vae_run *r, float *frame, int64_t H, int64_t W, int64_t C);
 /* recv [sum of counts] = every rank's send (counts bytes each, in rank order). Over r->halo. */
 wf_status vae_halo_gather(vae_run *r, const float *send, float *recv);
@@ -168,37 +195,48 @@ wf_status vae_conv1x1(vae_run *r, const wk_tensor *x, const vae_conv *c, int out
 
 void vae_tap(vae_run *r, const char *stage, const wk_tensor *t);
 
-/* ---- edges and tiles (pure data movement, vae_blocks.c) ---- */
+/* ---- edges and tiles (pure data movement as backend ops, vae_edges.c) ---- */
 
-/* Patchify p (1: none) and channels-last: dst[t, y, x, (c p + r) p + q] =
- * src[c, t0 + t, (y0 + y) p + q, (x0 + x) p + r] for a [C, Ts, Hs, Ws] source and an
- * [n, h, w, C p p] destination (region coordinates in patches). */
-void vae_planar_to_cl(const float *src, int64_t C, int64_t Ts, int64_t Hs, int64_t Ws, int64_t t0,
-                      int64_t y0, int64_t x0, int64_t n, int64_t h, int64_t w, int64_t p,
-                      float *dst);
-/* Unpatchify, channels-last: dst[t, i p + q, j p + r, c] = src[t, i, j, (c p + r) p + q] for an
- * [n, h, w, C p p] source and an [n, h p, w p, C] destination. */
-void vae_unpatchify_cl(const float *src, int64_t n, int64_t h, int64_t w, int64_t C, int64_t p,
-                       float *dst);
-/* dst[c, t0 + t, y0 + y, x0 + x] = src[t, y, x, c] */
-void vae_cl_to_planar(const float *src, int64_t n, int64_t h, int64_t w, int64_t C, float *dst,
-                      int64_t Td, int64_t Hd, int64_t Wd, int64_t t0, int64_t y0, int64_t x0);
+/* A host planar source [C, T, H, W] (the pipeline's latents or video). */
+typedef struct vae_planar {
+    const float *data;
+    int64_t C, T, H, W;
+} vae_planar;
 
-/* One tile's output, channels-last [T, h, w, C]. */
+/* Upload, patchify p (1: none) and channels-last: dst [1, n, h, w, C p p] (backend memory, its
+ * data set by the caller) = src frames [t0, t0 + n), region rows [y0, y0 + h) and columns
+ * [x0, x0 + w) in patches: dst[t, y, x, (c p + r) p + q] = src[c, t0 + t, (y0 + y) p + q,
+ * (x0 + x) p + r]. The region's row band of each channel and frame is uploaded (wk_upload) into
+ * role `stage` [C, n, h p, W], cut to its columns (wk_copy_box) into role `crop` when it is
+ * narrower than the source, and permuted (wk_permute). Dry: records the roles' sizes only. */
+wf_status vae_planar_to_cl(vae_run *r, const vae_planar *src, int64_t t0, int64_t y0, int64_t x0,
+                           int64_t p, wk_tensor *dst, int stage, int crop);
+/* Unpatchify, channels-last: y [n, h p, w p, C] (any leading 1s) = x [n, h, w, C p p] with
+ * y[t, i p + q, j p + r, c] = x[t, i, j, (c p + r) p + q] (one wk_permute). */
+wf_status vae_unpatchify(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64_t n, int64_t h,
+                         int64_t w, int64_t C, int64_t p, wf_err *err);
+/* dst[c, t0 + t, :, :] = x[t, :, :, c] for x [n, h, w, C] in backend memory and a host dst
+ * [C, Td, h, w]: permuted (wk_permute) into scratch (backend memory, n h w C floats), then
+ * downloaded (wk_download: one block, or one per channel when n < Td). */
+wf_status vae_cl_to_host_planar(wk_backend *be, const wk_tensor *x, int64_t n, int64_t h,
+                                int64_t w, int64_t C, float *scratch, float *dst, int64_t Td,
+                                int64_t t0, wf_err *err);
+
+/* One tile's output, channels-last [T, h, w, C] in backend memory. */
 typedef struct vae_tile {
     float *data;
     int64_t h, w;
 } vae_tile;
 
 /* Diffusers' blend_v / blend_h / crop-and-concatenate over a grid of tiles (rows x cols,
- * row-major), all with T frames and C channels; tiles are modified in place in Diffusers' order.
- * Writes frames [f0, f0 + n) of the assembled, cropped [out_h, out_w] result into dst
- * (channels-last [n, out_h, out_w, C]). blend_* are the blend extents, stride_* the kept piece
- * sizes. */
-void vae_tiles_blend(vae_tile *tiles, int rows, int cols, int64_t T, int64_t C, int64_t blend_h,
-                     int64_t blend_w);
-void vae_tiles_assemble(const vae_tile *tiles, int rows, int cols, int64_t T, int64_t C,
-                        int64_t stride_h, int64_t stride_w, int64_t out_h, int64_t out_w,
-                        int64_t f0, int64_t n, float *dst);
+ * row-major), all with T frames and C channels; tiles are modified in place in Diffusers' order
+ * (wk_blend). Assemble writes frames [f0, f0 + n) of the assembled, cropped [out_h, out_w] result
+ * into dst (backend memory, channels-last [n, out_h, out_w, C]) with one wk_copy_box per tile.
+ * blend_* are the blend extents, stride_* the kept piece sizes. */
+wf_status vae_tiles_blend(wk_backend *be, vae_tile *tiles, int rows, int cols, int64_t T,
+                          int64_t C, int64_t blend_h, int64_t blend_w, wf_err *err);
+wf_status vae_tiles_assemble(wk_backend *be, const vae_tile *tiles, int rows, int cols, int64_t T,
+                             int64_t C, int64_t stride_h, int64_t stride_w, int64_t out_h,
+                             int64_t out_w, int64_t f0, int64_t n, float *dst, wf_err *err);
 
 #endif

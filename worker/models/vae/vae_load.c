@@ -303,6 +303,8 @@ static wf_status build_coder(st_binder *b, const dfs_vae_config *g, vae_coder *c
 void vae_free(vae_model **pm) {
     if (!pm || !*pm) return;
     vae_model *m = *pm;
+    wk_weights_free(&m->dev);
+    free(m->wlist);
     free(m->w.enc.layers);
     free(m->w.dec.layers);
     st_checkpoint_close(&m->ckpt);
@@ -381,6 +383,13 @@ static wf_status bind_weights(vae_model *m, st_binder *b, wf_err *err) {
     return st_binder_finish(b, why, err);
 }
 
+wf_status vae_upload(vae_model *m, wk_backend *be, wf_err *err) {
+    if (m->dev.be) return wf_fail(err, WF_EINVAL, "vae_upload: the weights are already uploaded");
+    wf_status st = wk_weights_upload(be, m->wlist, m->n_wlist, &m->dev, err);
+    if (st) wf_err_prefix(err, "vae weights to %s: ", be->name);
+    return st;
+}
+
 wf_status vae_load(vae_model **out, const char *dir, wf_err *err) {
     *out = NULL;
     st_binder b = {0};
@@ -395,6 +404,7 @@ wf_status vae_load(vae_model **out, const char *dir, wf_err *err) {
     WF_TRY(st_binder_open(&b, &m->ckpt, err));
     WF_TRY(detect_names(m, &b, err));
     WF_TRY(bind_weights(m, &b, err));
+    st_binder_take_weights(&b, &m->wlist, &m->n_wlist);
     m->weight_bytes = m->ckpt->total_bytes;
 out:
     st_binder_free(&b);
