@@ -193,3 +193,7 @@ wf_status wk_dupup3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64_t f
                      int64_t drop, wf_err *err) {
     WK_DISPATCH(dupup3d, y, x, ft, fs, drop, err);
 }
+wf_status wk_rope_table(wk_backend *be, wk_tensor *cos, wk_tensor *sin, int64_t F, int64_t H,
+                        int64_t W, double theta, int64_t l0, wf_err *err) {
+    WK_DISPATCH(rope_table, cos, sin, F, H, W, theta, l0, err);
+}

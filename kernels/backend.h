@@ -160,6 +160,12 @@ typedef struct wk_ops {
                            int64_t fs, wf_err *err);
     wf_status (*dupup3d)(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64_t ft, int64_t fs,
                          int64_t drop, wf_err *err);
+    /* The rotary tables of rows [l0, l0 + n) of an (F, H, W) patch grid, as
+     * wk_rope_table_3d_rows computes them on the host (angles and cos/sin in double, cast to
+     * f32; rows past F*H*W the identity): cos, sin f32 [n, HD]. Built on the backend, so a
+     * forward on a GPU never computes or uploads them on the host. */
+    wf_status (*rope_table)(wk_backend *be, wk_tensor *cos, wk_tensor *sin, int64_t F, int64_t H,
+                            int64_t W, double theta, int64_t l0, wf_err *err);
 
     /* ---- memory (the backend's own; tensors on it have device == be->device) ---- */
     /* bytes of backend memory (64-byte aligned at least), uninitialised. Never called inside a
@@ -279,8 +285,15 @@ wf_status wk_avgdown3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64_t
                        wf_err *err);
 wf_status wk_dupup3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64_t ft, int64_t fs,
                      int64_t drop, wf_err *err);
+wf_status wk_rope_table(wk_backend *be, wk_tensor *cos, wk_tensor *sin, int64_t F, int64_t H,
+                        int64_t W, double theta, int64_t l0, wf_err *err);
 /* A byte copy within backend memory (dst, src: backend pointers). */
 wf_status wk_copy(wk_backend *be, void *dst, const void *src, size_t bytes, wf_err *err);
+
+/* The bucket of relative position rel = key j - query i of a bidirectional T5 layer, as
+ * transformers' _relative_position_bucket computes it in fp32 (umt5.h's t5_relative_bucket is
+ * this function). Needs num_buckets >= 4 and max_distance > num_buckets / 4. */
+int wk_t5_relative_bucket(int64_t rel, int64_t num_buckets, int64_t max_distance);
 
 /* Host-side rotary tables for a (F, H, W) patch grid, as wan_spec.md §1.4: head dim hd split into
  * t = hd - 2*(2*(hd/6)), h = w = 2*(hd/6); inv_freq_j = 1/theta^(2j/d) and the angles in double,

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/cpu_ops.h" /* wk_cpu_t5_bucket, the reference's bucket (see run_t5_bias) */
+#include "cpu/cpu_ops.h" /* wk_t5_relative_bucket, the reference's bucket (see run_t5_bias) */
 #include "test_ops.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -358,6 +358,43 @@ out:
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * rope_table: p = {F, H, W, HD, l0, n}: rows [l0, l0 + n) of an (F, H, W) grid's tables against
+ * wan_spec.md 1.4 written out in double (t = HD - 4 (HD/6), h = w = 2 (HD/6) dims; pair j of an
+ * axis of d dims turns by pos / 10000^(2j/d)); rows past F H W are the identity.
+ * ------------------------------------------------------------------------------------------- */
+static wf_status run_rope_table(const op_case *c, wk_backend *be, tu_rng *rng, double *err,
+                                int *bad, wf_err *e) {
+    (void)rng;
+    const int64_t F = c->p[0], H = c->p[1], W = c->p[2], hd = c->p[3], l0 = c->p[4], n = c->p[5];
+    wf_status st = WF_OK;
+    ol_bag b = {0};
+    float *cs = ol_alloc(&b, (size_t)(2 * n * hd) * sizeof(float), true);
+    double *ref = ol_ref(&b, 2 * n * hd);
+    if (b.oom) {
+        st = ol_nomem(e, c->op);
+        goto out;
+    }
+    wk_tensor ct = wk_tensor_2d(WK_F32, cs, n, hd), stt = wk_tensor_2d(WK_F32, cs + n * hd, n, hd);
+    if ((st = wk_rope_table(be, &ct, &stt, F, H, W, 10000.0, l0, e))) goto out;
+    const int64_t dh = 2 * (hd / 6), dt = hd - 2 * dh;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t tok = l0 + i, pos[3] = {tok / (H * W), tok / W % H, tok % W};
+        const int64_t dims[3] = {dt, dh, dh};
+        for (int64_t k = 0, ax = 0, base = 0; k < hd; k += 2) {
+            while (k >= base + dims[ax]) base += dims[ax++];
+            double a = (double)pos[ax] / pow(10000.0, (double)(k - base) / (double)dims[ax]);
+            bool real = tok < F * H * W;
+            ref[i * hd + k] = ref[i * hd + k + 1] = real ? cos(a) : 1.0;
+            ref[(n + i) * hd + k] = ref[(n + i) * hd + k + 1] = real ? sin(a) : 0.0;
+        }
+    }
+    ol_compare(&b, cs, ref, 2 * n * hd, err, bad);
+out:
+    ol_free(&b);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * embedding: p = {V, D, L}; table [V, D] in wdt. Two ids are out of range (-1 and V): zeros.
  * ------------------------------------------------------------------------------------------- */
 static wf_status run_embedding(const op_case *c, wk_backend *be, tu_rng *rng, double *err,
@@ -392,7 +429,7 @@ out:
 
 /* ---------------------------------------------------------------------------------------------
  * t5_bias: p = {NH, Lq, Lk, NB, max_distance, mask}; table [NB, NH] in wdt; mask 1: the last
- * third of the keys are padding. The bucket is the kernel's own (wk_cpu_t5_bucket): its fp32
+ * third of the keys are padding. The bucket is the kernel's own (wk_t5_relative_bucket): its fp32
  * numerics are checked against transformers' buckets in tests/test_umt5.c; here the op's
  * lookup, layout and mask, exactly.
  * ------------------------------------------------------------------------------------------- */
@@ -417,7 +454,7 @@ static wf_status run_t5_bias(const op_case *c, wk_backend *be, tu_rng *rng, doub
     for (int64_t h = 0; h < NH; h++)
         for (int64_t i = 0; i < Lq; i++)
             for (int64_t j = 0; j < Lk; j++) {
-                int bk = wk_cpu_t5_bucket(j - i, NB, md);
+                int bk = wk_t5_relative_bucket(j - i, NB, md);
                 float r = has_mask && !mask[j] ? -INFINITY : tv[bk * NH + h];
                 wrong += y[(h * Lq + i) * Lk + j] != r;
             }
@@ -807,6 +844,10 @@ const op_case ops_layout_cases[] = {
     {"permute", "identity [5,7,11]", run_permute, {9}, WK_F32, 0, WHY_EXACT},
     {"permute", "8-D with dims of 1", run_permute, {10}, WK_F32, 0, WHY_EXACT},
     /* timestep_embed: p = {n, dim} */
+    {"rope_table", "grid 3x5x7 HD 12, all rows", run_rope_table, {3, 5, 7, 12, 0, 105}, WK_F32,
+     1e-7, "double angles and cos/sin cast to f32 once: f32 rounding only"},
+    {"rope_table", "grid 2x3x4 HD 128, rows 20..29 (6 padding)", run_rope_table,
+     {2, 3, 4, 128, 20, 10}, WK_F32, 1e-7, "as above; the padding rows are exact"},
     {"timestep_embed", "n=1 dim=256", run_timestep, {1, 256}, WK_F32, 2e-5, WHY_TS},
     {"timestep_embed", "n=37 dim=33 (odd: zero pad)", run_timestep, {37, 33}, WK_F32, 2e-5,
      WHY_TS},

@@ -66,7 +66,7 @@ static const op_name table_ops[] = {
     OPN(gate_residual), OPN(rms_norm_rope), OPN(rms_norm_l2_silu), OPN(convert),
     OPN(fill),       OPN(copy_box),    OPN(permute),       OPN(timestep_embed),
     OPN(embedding),  OPN(t5_bias),     OPN(blend),         OPN(avgdown3d),
-    OPN(dupup3d),
+    OPN(dupup3d),    OPN(rope_table),
 };
 /* the memory ops: no rows of their own (every row uses them) */
 static const op_name memory_ops[] = {OPN(alloc), OPN(free),     OPN(upload),
@@ -538,6 +538,19 @@ static wf_status exec_timestep_embed(const row *r, wk_backend *be, wk_tensor *d,
     return wk_timestep_embed(be, &d[0], &d[1], e);
 }
 
+/* rope_table: p = {F, H, W, HD, l0, n}: rows [l0, l0 + n) of the grid's tables (rows past F H W:
+ * the identity). Slots: 0 cos [n, HD], 1 sin [n, HD]. */
+static void build_rope_table(const row *r, inst *in, tu_rng *rng) {
+    (void)rng;
+    const int64_t *p = r->p;
+    slot_out(in, 0, WK_F32, 2, (int64_t[]){p[5], p[3]});
+    slot_out(in, 1, WK_F32, 2, (int64_t[]){p[5], p[3]});
+}
+static wf_status exec_rope_table(const row *r, wk_backend *be, wk_tensor *d, wf_err *e) {
+    const int64_t *p = r->p;
+    return wk_rope_table(be, &d[0], &d[1], p[0], p[1], p[2], 10000.0, p[4], e);
+}
+
 /* embedding: p = {V, D, L, bad ids}; table [V, D] in dt, ids i32 [L] in [0, V); bad ids: the first
  * is -1 and the last V (both rows must be zeros). Slots: 0 y [L, D], 1 table, 2 ids. */
 static void build_embedding(const row *r, inst *in, tu_rng *rng) {
@@ -625,6 +638,8 @@ static wf_status exec_dupup3d(const row *r, wk_backend *be, wk_tensor *d, wf_err
                    "GEMM rows"
 #define WHY_TS "f_k = expf(...) may differ by an ulp; times t < 1000 that moves the angle by " \
                "up to 6e-5 rad"
+#define WHY_RTAB "angles and cos/sin in double on both, cast to f32: CUDA's double cos/sin " \
+    "(<= 2 ulp of double) round to the same f32 but on ties of the last bit: 1 ulp at most"
 #define WHY_T5 "a gather plus a mask: exact, unless a 1-ulp logf difference moves a bucket edge"
 #define WHY_BLEND "two f32 products and a sum per element: FMA contraction on the GPU, 1 ulp"
 #define WHY_AVG "a mean of few values (CPU: double, rounded once; GPU: f32): 1-2 ulp"
@@ -857,6 +872,11 @@ static const row rows[] = {
     ROWF(permute, permute, "[77,3,12] head packing", WK_BF16, 0, WHY_EXACT, 5),
     ROWF(permute, permute, "[3,5,7,11] planar -> channels-last", WK_F8E4M3, 0, WHY_EXACT, 0),
     ROWF(permute, permute, "[333] identity", WK_F32, 0, WHY_EXACT, 6),
+    /* rope_table: p = {F, H, W, HD, l0, n} */
+    ROWF(rope_table, rope_table, "grid 3x5x7 HD 12, all rows", WK_F32, 1e-6, WHY_RTAB, 3, 5, 7,
+         12, 0, 105),
+    ROWF(rope_table, rope_table, "grid 21x45x80 HD 128, rows 9400.. with padding", WK_F32, 1e-6,
+         WHY_RTAB, 21, 45, 80, 128, 66150, 9500),
     /* timestep_embed: p = {n, dim} */
     ROWF(timestep_embed, timestep_embed, "n=5 dim=256", WK_F32, 1e-4, WHY_TS, 5, 256),
     ROWF(timestep_embed, timestep_embed, "n=3 dim=14", WK_F32, 1e-4, WHY_TS, 3, 14),

@@ -35,6 +35,7 @@ static const wk_ops cpu_ops = {
     .blend = wk_cpu_blend,
     .avgdown3d = wk_cpu_avgdown3d,
     .dupup3d = wk_cpu_dupup3d,
+    .rope_table = wk_cpu_rope_table,
 };
 
 wf_status wk_backend_cpu_new(wk_backend **out, int nthreads, wf_err *err) {

@@ -30,6 +30,8 @@ wf_status wk_cpu_gelu_tanh(wk_backend *be, wk_tensor *y, const wk_tensor *x, wf_
 wf_status wk_cpu_silu(wk_backend *be, wk_tensor *y, const wk_tensor *x, wf_err *err);
 wf_status wk_cpu_rope(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *cos,
                       const wk_tensor *sin, wf_err *err);
+wf_status wk_cpu_rope_table(wk_backend *be, wk_tensor *cos, wk_tensor *sin, int64_t F, int64_t H,
+                            int64_t W, double theta, int64_t l0, wf_err *err);
 wf_status wk_cpu_attention(wk_backend *be, wk_tensor *o, const wk_tensor *q, const wk_tensor *k,
                            const wk_tensor *v, float scale, int64_t kv_len, const wk_tensor *bias,
                            wf_err *err);
@@ -63,10 +65,6 @@ wf_status wk_cpu_embedding(wk_backend *be, wk_tensor *y, const wk_tensor *table,
                            const wk_tensor *ids, wf_err *err);
 wf_status wk_cpu_t5_bias(wk_backend *be, wk_tensor *y, const wk_tensor *table,
                          const wk_tensor *mask, int64_t max_distance, wf_err *err);
-/* The bucket of relative position rel = key j - query i of a bidirectional T5 layer, as
- * transformers' _relative_position_bucket computes it in fp32 (umt5.h's t5_relative_bucket is
- * this function). Needs num_buckets >= 4 and max_distance > num_buckets / 4. */
-int wk_cpu_t5_bucket(int64_t rel, int64_t num_buckets, int64_t max_distance);
 /* WF_EINVAL unless t is host memory (device WK_DEV_CPU), naming the op and argument. */
 wf_status wk_cpu_check_host(const wk_tensor *t, const char *op, const char *arg, wf_err *err);
 

@@ -10,7 +10,7 @@
  *     contiguous (and drop dims of 1), then copy row by row (rows in parallel).
  *   - timestep_embed is dit_timestep_features' fp32 arithmetic, unchanged (torch's order).
  *   - t5_bias computes one bucket per relative position (Lq + Lk - 1 of them, with
- *     wk_cpu_t5_bucket: transformers' _relative_position_bucket in fp32) and widens the table
+ *     wk_t5_relative_bucket: transformers' _relative_position_bucket in fp32) and widens the table
  *     once, both into the workspace; y[h, i, j] = mask[j] ? table[bucket(j - i), h] : -inf, which
  *     is table + (mask ? 0 : -inf) for every finite table entry.
  * Every op checks dtypes, shapes and that its tensors are host (CPU) memory before touching data.
@@ -341,7 +341,7 @@ wf_status wk_cpu_embedding(wk_backend *be, wk_tensor *y, const wk_tensor *table,
     return WF_OK;
 }
 
-int wk_cpu_t5_bucket(int64_t rel, int64_t num_buckets, int64_t max_distance) {
+int wk_t5_relative_bucket(int64_t rel, int64_t num_buckets, int64_t max_distance) {
     int64_t half = num_buckets / 2; /* bidirectional: the upper half is for keys after the query */
     int64_t ret = rel > 0 ? half : 0;
     int64_t n = rel < 0 ? -rel : rel;
@@ -396,7 +396,7 @@ wf_status wk_cpu_t5_bias(wk_backend *be, wk_tensor *y, const wk_tensor *table,
     int32_t *bucket = (int32_t *)(void *)(tab + NB * NH);
     wk_convert_to_f32(tab, table->data, table->dtype, (size_t)(NB * NH));
     for (int64_t r = 0; r < nrel; r++)
-        bucket[r] = wk_cpu_t5_bucket(r - (Lq - 1), NB, max_distance);
+        bucket[r] = wk_t5_relative_bucket(r - (Lq - 1), NB, max_distance);
     const int32_t *mk = mask ? mask->data : NULL;
     float *yd = y->data;
 #pragma omp parallel for collapse(2) num_threads(be->nthreads)                                 \

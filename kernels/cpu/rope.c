@@ -9,6 +9,7 @@
  * Tested by: tests/test_ops.c, rows "rope" and "rope_table" in tests/ops_basic.c (the table is
  * checked against an independent double-precision evaluation of the spec formula).
  */
+#include <limits.h>
 #include <math.h>
 
 #include "cpu_ops.h"
@@ -106,4 +107,22 @@ wf_status wk_rope_table_3d_rows(float *cos_out, float *sin_out, int64_t F, int64
         rope_axis(c + dt + dh, s + dt + dh, w, dw, theta);
     }
     return WF_OK;
+}
+
+wf_status wk_cpu_rope_table(wk_backend *be, wk_tensor *cos, wk_tensor *sin, int64_t F, int64_t H,
+                            int64_t W, double theta, int64_t l0, wf_err *err) {
+    (void)be;
+    wf_status st;
+    if ((st = wk_check_dtype(cos, WK_F32, "rope_table", "cos", err)) ||
+        (st = wk_check_dtype(sin, WK_F32, "rope_table", "sin", err)) ||
+        (st = wk_check_ndim(cos, 2, "rope_table", "cos [n, HD]", err)) ||
+        (st = wk_check_same_shape(sin, cos, "rope_table", "sin", "cos", err)))
+        return st;
+    if (cos->device != WK_DEV_CPU || sin->device != WK_DEV_CPU)
+        return wf_fail(err, WF_EINVAL, "rope_table: cos and sin must be in host memory");
+    if (cos->shape[1] > INT_MAX)
+        return wf_fail(err, WF_EINVAL, "rope_table: head dim %lld is too large",
+                       (long long)cos->shape[1]);
+    return wk_rope_table_3d_rows(cos->data, sin->data, F, H, W, (int)cos->shape[1], theta, l0,
+                                 cos->shape[0], err);
 }

@@ -275,6 +275,7 @@ static void cuda_ops_fill(void) {
     o->conv3d = wk_cuda_conv3d;
     o->conv2d = wk_cuda_conv2d;
     o->upsample2x = wk_cuda_upsample2x;
+    o->rope_table = wk_cuda_rope_table;
     o->matmul_gelu = wk_cuda_matmul_gelu;
     o->ln_modulate = wk_cuda_ln_modulate;
     o->gate_residual = wk_cuda_gate_residual;
@@ -300,7 +301,7 @@ static void cuda_ops_fill(void) {
     memcpy(slots, o, sizeof slots);
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) WF_ASSERT(slots[i] != NULL);
 }
-static_assert(sizeof(wk_ops) == 35 * sizeof(void *),
+static_assert(sizeof(wk_ops) == 36 * sizeof(void *),
               "wk_ops changed: add the new op to cuda_ops_fill and update this count");
 
 /* ---- construction and destruction ---- */

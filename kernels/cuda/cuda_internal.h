@@ -163,6 +163,8 @@ wf_status wk_cuda_avgdown3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, in
                             int64_t fs, wf_err *err);
 wf_status wk_cuda_dupup3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64_t ft,
                           int64_t fs, int64_t drop, wf_err *err);
+wf_status wk_cuda_rope_table(wk_backend *be, wk_tensor *cos, wk_tensor *sin, int64_t F,
+                             int64_t H, int64_t W, double theta, int64_t l0, wf_err *err);
 
 /* Element-wise widening of a weight-like tensor inside a kernel: the value of element i of a
  * buffer of dtype dt (f32, bf16, f16, f8e4m3) as f32. Defined in cuda_elementwise.cu as a

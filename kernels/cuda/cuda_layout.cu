@@ -9,10 +9,11 @@
  *     bytes) that the run length, the strides and both addresses allow. A permutation that moves
  *     the inner dim (planar <-> channels-last, patchify) is a batched 2-D transpose through 32 x 33
  *     shared-memory tiles: reads coalesced along x's inner dim, writes along y's.
+ *   - rope_table: one thread per (row, pair), angles and cos/sin in double as rope.c, cast to f32.
  *   - timestep_embed, embedding, t5_bias, blend, avgdown3d, dupup3d, upsample2x: one thread per
  *     output element, with the CPU's arithmetic: timestep_embed's exponent and products in f32 as
  *     torch, exp/cos/sin evaluated in double and rounded once (a correctly rounded f32 value, as
- *     glibc's expf/cosf/sinf give); t5_bias's bucket is wk_cpu_t5_bucket's formula with every
+ *     glibc's expf/cosf/sinf give); t5_bias's bucket is wk_t5_relative_bucket's formula with every
  *     step in f32 (__fdiv_rn / __fmul_rn) and the log correctly rounded to f32 (through double),
  *     computed once per (i, j) for all heads; blend's weights in double rounded to f32, then two
  *     f32 products and one sum (no FMA); avgdown3d's group mean in double in the CPU's order
@@ -417,7 +418,7 @@ extern "C" wf_status wk_cuda_embedding(wk_backend *be, wk_tensor *y, const wk_te
 
 /* ---- t5_bias ---- */
 
-/* wk_cpu_t5_bucket (transformers' _relative_position_bucket, bidirectional), every step in f32 */
+/* wk_t5_relative_bucket (transformers' _relative_position_bucket, bidirectional), every step in f32 */
 __device__ __forceinline__ int64_t lay_t5_bucket(int64_t rel, int64_t NB, float denom) {
     const int64_t half = NB / 2, max_exact = half / 2;
     const int64_t ret = rel > 0 ? half : 0, n = rel < 0 ? -rel : rel;
@@ -474,7 +475,7 @@ extern "C" wf_status wk_cuda_t5_bias(wk_backend *be, wk_tensor *y, const wk_tens
     const int64_t NH = y->shape[0], Lq = y->shape[1], Lk = y->shape[2], NB = table->shape[0];
     if (NH == 0 || Lq == 0 || Lk == 0) return WF_OK;
     const int64_t max_exact = NB / 2 / 2;
-    /* the divisor as wk_cpu_t5_bucket makes it: a double log rounded to f32 */
+    /* the divisor as wk_t5_relative_bucket makes it: a double log rounded to f32 */
     const float denom = (float)log((double)max_distance / (double)max_exact);
     cudaStream_t s = wk_cuda_of(be)->stream;
     lay_t5_kernel<<<wk_cuda_blocks(Lq * Lk), WK_CUDA_THREADS, 0, s>>>(
@@ -709,4 +710,64 @@ extern "C" wf_status wk_cuda_upsample2x(wk_backend *be, wk_tensor *y, const wk_t
         lay_up2_kernel<float><<<wk_cuda_blocks(n), WK_CUDA_THREADS, 0, s>>>(
             (float *)y->data, (const float *)x->data, n, wk_idiv_make(C), wk_idiv_make(2 * W), W);
     return wk_cuda_launched(err, "upsample2x");
+}
+
+/* ---- rope_table ---- */
+
+/* cos/sin [n, hd]: row i is token l0 + i of the (F, H, W) grid (w fastest); its hd values are
+ * three axes (t = hd - 2 dh, h = w = dh = 2 (hd / 6)), each pair 2j of an axis of d dims the
+ * angle pos / theta^(2j / d), cos and sin in double, cast to f32 and written twice (rope.c). */
+__global__ void lay_rope_table_kernel(float *c, float *s, int64_t n, int hd, int64_t l0,
+                                      int64_t F, int64_t H, int64_t W, double theta) {
+    const int half = hd / 2, dh = 2 * (hd / 6), dt = hd - 2 * dh;
+    const int64_t L = F * H * W;
+    WK_CUDA_FOR(p, n * half) {
+        const int64_t i = p / half;
+        const int k = (int)(p - i * half) * 2; /* the pair's first column */
+        const int64_t tok = l0 + i;
+        float cv = 1.0f, sv = 0.0f; /* padding rows: the identity rotation */
+        if (tok < L) {
+            int64_t pos;
+            int j, d;
+            if (k < dt) pos = tok / (H * W), j = k / 2, d = dt;
+            else if (k < dt + dh) pos = tok / W % H, j = (k - dt) / 2, d = dh;
+            else pos = tok % W, j = (k - dt - dh) / 2, d = dh;
+            const double inv_freq = 1.0 / pow(theta, (double)(2 * j) / (double)d);
+            const double a = (double)pos * inv_freq;
+            cv = (float)cos(a);
+            sv = (float)sin(a);
+        }
+        c[i * hd + k] = c[i * hd + k + 1] = cv;
+        s[i * hd + k] = s[i * hd + k + 1] = sv;
+    }
+}
+
+extern "C" wf_status wk_cuda_rope_table(wk_backend *be, wk_tensor *cos, wk_tensor *sin,
+                                        int64_t F, int64_t H, int64_t W, double theta,
+                                        int64_t l0, wf_err *err) {
+    wf_status st;
+    if ((st = wk_cuda_check_act(cos, "rope_table", "cos", err))) return st;
+    if ((st = wk_cuda_check_act(sin, "rope_table", "sin", err))) return st;
+    if ((st = wk_check_ndim(cos, 2, "rope_table", "cos [n, HD]", err))) return st;
+    if ((st = wk_check_same_shape(sin, cos, "rope_table", "sin", "cos", err))) return st;
+    const int64_t n = cos->shape[0], hd = cos->shape[1];
+    if (hd <= 0 || hd % 2 != 0 || hd > (1 << 20))
+        return wf_fail(err, WF_EINVAL,
+                       "rope_table_3d: head dim %lld must be positive and even (split into "
+                       "t = hd - 4*(hd/6), h = w = 2*(hd/6) rotary dims, each even)",
+                       (long long)hd);
+    if (F < 0 || H < 0 || W < 0)
+        return wf_fail(err, WF_EINVAL, "rope_table_3d: grid F=%lld H=%lld W=%lld is negative",
+                       (long long)F, (long long)H, (long long)W);
+    if (!(theta > 0) || isinf(theta))
+        return wf_fail(err, WF_EINVAL, "rope_table_3d: theta %g must be positive and finite",
+                       theta);
+    if (l0 < 0)
+        return wf_fail(err, WF_EINVAL, "rope_table_3d: rows [%lld, %lld) are negative",
+                       (long long)l0, (long long)(l0 + n));
+    if (n == 0) return WF_OK;
+    cudaStream_t s = wk_cuda_of(be)->stream;
+    lay_rope_table_kernel<<<wk_cuda_blocks(n * (hd / 2)), WK_CUDA_THREADS, 0, s>>>(
+        (float *)cos->data, (float *)sin->data, n, (int)hd, l0, F, H, W, theta);
+    return wk_cuda_launched(err, "rope_table");
 }

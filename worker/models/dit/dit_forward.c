@@ -4,10 +4,9 @@
  * Backend-agnostic: every step over activations is a backend op, so the same code runs on the
  * CPU and on a GPU backend whose arena lives in device memory. The host inputs (latents,
  * timestep, text) are uploaded into arena tensors first and the velocity is downloaded at the
- * end; on the CPU both are memcpy. The rotary tables are the one thing computed on the host
- * (wk_rope_table_3d_rows, float64 maths): on the CPU straight into the arena, elsewhere into a
- * host staging buffer that is then uploaded (a later op may build them on the device). Taps get
- * host tensors: on a GPU backend each tapped tensor is downloaded into one host buffer first.
+ * end; on the CPU both are memcpy. The rotary tables are built by the backend too
+ * (wk_rope_table: float64 maths, cast to f32). Taps get host tensors: on a GPU backend each tapped
+ * tensor is downloaded into one host buffer first.
  *
  * Buffer reuse inside a block (all [Ll, D] unless noted): x the residual stream, n the normalised
  * input of a sub-block, q/k/v/o the attention operands and output, q again for the projected
@@ -362,20 +361,18 @@ static wf_status tap_timestep(const dit_taps *tp, const char *stage, const wk_te
     return tp->Tn > 1 ? tap_rows(tp, stage, t, err) : tap_stage(tp, stage, t, err);
 }
 
-/* The host buffer of a forward on a non-CPU backend (NULL on the CPU): the rotary tables' staging
- * [2, Ll, HD], or, with taps, the largest tapped tensor if that is more. */
+/* The host buffer the taps of a forward on a non-CPU backend read their tensors into (NULL on the
+ * CPU or without taps: a tapped forward is a debugging run, so its one allocation is allowed). */
 static wf_status host_buffer(const wk_backend *be, const dit_model *m, const dit_shape *s,
                              const dit_acts *a, bool taps, float **out, wf_err *err) {
     *out = NULL;
-    if (be->device == WK_DEV_CPU) return WF_OK;
+    if (be->device == WK_DEV_CPU || !taps) return WF_OK;
     const dfs_transformer_config *c = &m->cfg;
     const int64_t P = c->patch_size[0] * c->patch_size[1] * c->patch_size[2];
-    int64_t n = 2 * a->Ll * c->attention_head_dim;
-    if (taps) {
-        const int64_t cand[4] = {a->Ll * c->dim, a->Tn * c->freq_dim, s->Lt * c->dim,
-                                 a->Ll * P * c->out_channels};
-        for (int i = 0; i < 4; i++) n = cand[i] > n ? cand[i] : n; /* Tn D <= Ll D */
-    }
+    int64_t n = 0;
+    const int64_t cand[4] = {a->Ll * c->dim, a->Tn * c->freq_dim, s->Lt * c->dim,
+                             a->Ll * P * c->out_channels};
+    for (int i = 0; i < 4; i++) n = cand[i] > n ? cand[i] : n; /* Tn D <= Ll D */
     *out = malloc((size_t)n * sizeof(float));
     if (!*out)
         return wf_fail(err, WF_ENOMEM, "dit: out of host memory for a %.1f MiB staging buffer",
@@ -383,22 +380,6 @@ static wf_status host_buffer(const wk_backend *be, const dit_model *m, const dit
     return WF_OK;
 }
 
-/* The rotary tables of this rank's tokens (float64 maths on the host, cast to f32; padding rows
- * the identity): on the CPU backend straight into the arena, elsewhere through host. */
-static wf_status rope_tables(wk_backend *be, const dfs_transformer_config *c, dit_acts *a,
-                             float *host, wf_err *err) {
-    wf_status st = WF_OK;
-    const int hd = (int)c->attention_head_dim;
-    const bool in_place = be->device == WK_DEV_CPU;
-    float *cs = in_place ? a->cos.data : host, *sn = in_place ? a->sin.data : host + a->Ll * hd;
-    WF_TRY(wk_rope_table_3d_rows(cs, sn, a->Fp, a->Hp, a->Wp, hd, 10000.0, a->l0, a->Ll, err));
-    if (!in_place) {
-        WF_TRY(wk_upload(be, &a->cos, cs, err));
-        WF_TRY(wk_upload(be, &a->sin, sn, err));
-    }
-out:
-    return st;
-}
 
 /* The timestep rows the condition embedder reads: the uploaded [1] or [L], or (per token, with
  * padding or Ulysses) this rank's rows of it, the padding rows 0. */
@@ -532,7 +513,9 @@ wf_status dit_forward(const dit_model *m, wk_backend *be, wk_arena *arena, const
     WF_TRY(wk_upload(be, &a.tin, timestep, err)); /* [1] or [L] */
     WF_TRY(wk_upload(be, &a.txt, text, err));     /* [Lt, text_dim] */
     WF_TRY(wk_fill(be, &a.one, 1.0f, err));
-    WF_TRY(rope_tables(be, c, &a, host, err)); /* cos, sin [Ll, HD] */
+    /* cos, sin [Ll, HD]: this rank's rows of the rotary tables (float64 maths, cast to f32;
+     * padding rows the identity), built on the backend */
+    WF_TRY(wk_rope_table(be, &a.cos, &a.sin, a.Fp, a.Hp, a.Wp, 10000.0, a.l0, err));
 
     WF_TRY(patch_embed(be, m, &a, err)); /* x [Ll, D] */
     WF_TRY(tap_rows(&tp, "patch_tokens", &a.x, err));

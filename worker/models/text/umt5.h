@@ -109,7 +109,7 @@ wf_status t5_forward(const t5_model *m, wk_backend *be, wk_arena *arena, const t
  * trunc(logf(|rel| / max_exact) / (float)ln(max_distance / max_exact) * (num_buckets/2 -
  * max_exact)) in fp32, capped at num_buckets/2 - 1. Needs t5_load's config checks
  * (num_buckets >= 4, max_distance > max_exact). The t5_bias op's bucket (kernels/cpu/layout.c:
- * wk_cpu_t5_bucket, which this calls). */
+ * wk_t5_relative_bucket, which this calls). */
 int t5_relative_bucket(int64_t rel, int64_t num_buckets, int64_t max_distance);
 
 #endif

@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cpu/cpu_ops.h" /* wk_cpu_t5_bucket: the bucket function behind the t5_bias op */
+
 #include "umt5.h"
 
 typedef struct t5_acts {
@@ -27,7 +27,7 @@ typedef struct t5_acts {
 } t5_acts;
 
 int t5_relative_bucket(int64_t rel, int64_t num_buckets, int64_t max_distance) {
-    return wk_cpu_t5_bucket(rel, num_buckets, max_distance);
+    return wk_t5_relative_bucket(rel, num_buckets, max_distance);
 }
 
 wf_status t5_check_input(const t5_model *m, const t5_input *in, int64_t *n_real, wf_err *err) {
