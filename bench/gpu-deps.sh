@@ -23,8 +23,6 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${GPU_DEBS_DIR:-$ROOT/.gpu-debs}
-ARCH=$(dpkg --print-architecture)
-MULTI=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
 
 # The libraries the build links (with their -dev packages: headers, .so links, .pc files) and the
 # OpenMPI launcher (mpirun, orted) for multi-rank checks.
@@ -75,7 +73,7 @@ for p in "${DIRECT[@]}"; do fetch "$OUT" "$p"; done
 # tree does not provide and the base set does not cover, fetch its package; repeat until closed.
 declare -A have_pkg=()
 missing=()
-for round in 1 2 3 4 5 6 7 8; do
+for _ in 1 2 3 4 5 6 7 8; do
     for f in "$OUT"/*.deb "$OUT"/deps/*.deb; do
         [ -e "$f" ] || continue
         name=$(dpkg-deb -f "$f" Package)

@@ -173,8 +173,9 @@ typedef struct wk_ops {
     wf_status (*alloc)(wk_backend *be, size_t bytes, void **out, wf_err *err);
     void (*free)(wk_backend *be, void *p); /* accepts NULL */
     /* host -> backend and backend -> host copies of plain bytes; backend -> backend through
-     * copy (dst, src both backend memory). Ordered with the ops (one stream); download returns
-     * when the host bytes are there. */
+     * copy (dst, src both backend memory, not overlapping). Ordered with the ops (one stream);
+     * upload returns once the host bytes have been read (the caller may reuse or free them at
+     * once), download when the host bytes are there. */
     wf_status (*upload)(wk_backend *be, void *dst, const void *src, size_t bytes, wf_err *err);
     wf_status (*download)(wk_backend *be, void *dst, const void *src, size_t bytes, wf_err *err);
     wf_status (*copy)(wk_backend *be, void *dst, const void *src, size_t bytes, wf_err *err);

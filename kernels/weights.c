@@ -42,10 +42,8 @@ static wf_status upload_one(wk_backend *be, const wk_weight *w, char *dst, float
         size_t m = n - i < per ? n - i : per;
         wk_convert_to_f32(stage, (const char *)t->data + i * esz, t->dtype, m);
         wk_tensor d = wk_tensor_1d(WK_F32, dst + i * sizeof(float), (int64_t)m);
-        wf_status st = wk_upload(be, &d, stage, err);
+        wf_status st = wk_upload(be, &d, stage, err); /* returns once stage is read */
         if (st) return st;
-        /* the staging buffer is reused: the upload must have read it */
-        if ((st = wk_sync(be, err))) return st;
     }
     return WF_OK;
 }

@@ -7,9 +7,13 @@
  * kernels, dnn_why says why), two 32 MiB pinned bounce buffers, then the per-file caches
  * (gemm, conv, sdpa), and publishes the full op table. Every device allocation goes through
  * wk_cuda_malloc, which counts calls and live/peak bytes (wk_cuda_plugin_stats reads them: the op
- * test proves a steady-state step adds no cudaMalloc). Uploads larger than WK_CUDA_BOUNCE_MIN go
- * through the pinned buffers, double-buffered with events, so that mmap'd checkpoint pages reach
- * the device at full PCIe/NVLink-C2C speed; downloads of that size come back the same way.
+ * test proves a steady-state step adds no cudaMalloc). Every upload goes through the pinned
+ * buffers (the host bytes are copied there before upload returns, so the caller may reuse or free
+ * its source at once: the runtime does not promise that for a pageable source): small ones are
+ * packed one after another into the current buffer, large ones in chunks, double-buffered with
+ * events, so that mmap'd checkpoint pages reach the device at full PCIe/NVLink-C2C speed; a buffer
+ * is written by the host only after the event of its last transfer. Downloads larger than
+ * WK_CUDA_BOUNCE_MIN come back the same way; every download returns when the bytes are there.
  * Environment: WANFARM_CUDA_LOG=1 (verbose: one line per new plan or shape),
  * WANFARM_CUDA_ATTN=own|cudnn|auto (forces an attention path, for the op test).
  * What it is not: the ops themselves (cuda_elementwise.cu, cuda_norm.cu, cuda_layout.cu,
@@ -31,7 +35,7 @@
 
 #define WK_CUDA_LT_WS_BYTES ((size_t)32 << 20)   /* cuBLASLt's workspace (Hopper: 32 MiB) */
 #define WK_CUDA_BOUNCE_BYTES ((size_t)32 << 20)  /* each of the two pinned bounce buffers */
-#define WK_CUDA_BOUNCE_MIN ((size_t)256 << 10)   /* smaller copies go straight (pageable) */
+#define WK_CUDA_BOUNCE_MIN ((size_t)256 << 10)   /* smaller downloads go straight (pageable) */
 
 /* One live device allocation (for bytes_live on free). */
 typedef struct cuda_alloc {
@@ -44,6 +48,8 @@ typedef struct cuda_be {
     wk_cuda c;
     void *pin[2];          /* pinned host bounce buffers, WK_CUDA_BOUNCE_BYTES each */
     cudaEvent_t pin_ev[2]; /* recorded after the transfer that last used pin[i] */
+    int pin_cur;           /* the buffer uploads are packed into now */
+    size_t pin_off;        /* its bytes [pin_off, end) are free; [0, pin_off) may be in flight */
     cuda_alloc *allocs;    /* live device allocations */
     size_t n_allocs, cap_allocs;
     bool lt_ok, dnn_ok, gemm_ok, conv_ok, sdpa_ok; /* what destroy must release */
@@ -140,14 +146,19 @@ extern "C" wf_status wk_cuda_malloc(wk_cuda *c, size_t bytes, void **out, wf_err
 extern "C" void wk_cuda_free(wk_cuda *c, void *p) {
     if (!p) return;
     cuda_be *b = cuda_be_of(c);
+    size_t bytes = 0;
+    bool found = false;
     for (size_t i = 0; i < b->n_allocs; i++)
         if (b->allocs[i].p == p) {
-            /* packed conv weights cached for addresses in this block must not outlive it */
-            if (c->conv) wk_cuda_conv_forget(c, p, b->allocs[i].bytes);
-            c->bytes_live -= b->allocs[i].bytes;
-            b->allocs[i] = b->allocs[--b->n_allocs];
+            bytes = b->allocs[i].bytes;
+            c->bytes_live -= bytes;
+            b->allocs[i] = b->allocs[--b->n_allocs]; /* the record goes first: forget below frees
+                                                      * (and so re-orders) other records */
+            found = true;
             break;
         }
+    /* packed conv weights cached for addresses in this block must not outlive it */
+    if (found && c->conv) wk_cuda_conv_forget(c, p, bytes);
     cudaFree(p); /* synchronises the device: never inside a step */
 }
 
@@ -172,34 +183,58 @@ static size_t bounce_chunk(size_t bytes, size_t off) {
     return bytes - off < WK_CUDA_BOUNCE_BYTES ? bytes - off : WK_CUDA_BOUNCE_BYTES;
 }
 
-/* Host -> device through the two pinned buffers: chunk k is copied into pin[k % 2] once the
- * transfer that last read that buffer is done (its event), then sent on the stream; the host copy
- * of chunk k + 1 overlaps the DMA of chunk k. src is fully read when this returns. */
+/* After a failed transfer: nothing may still be in flight from or into the pinned buffers when
+ * the host next writes them. */
+static void pin_settle(cuda_be *b) {
+    cudaStreamSynchronize(b->c.stream);
+    cudaGetLastError();
+    b->pin_cur = 0;
+    b->pin_off = 0;
+}
+
+/* Room for n <= WK_CUDA_BOUNCE_BYTES bytes that no transfer still reads: the free tail of the
+ * current buffer, else the other buffer once the event of its last transfer has completed. */
+static cudaError_t pin_take(cuda_be *b, size_t n, char **p) {
+    if (b->pin_off + n > WK_CUDA_BOUNCE_BYTES) {
+        b->pin_cur ^= 1;
+        b->pin_off = 0;
+        cudaError_t e = cudaEventSynchronize(b->pin_ev[b->pin_cur]);
+        if (e != cudaSuccess) return e;
+    }
+    *p = (char *)b->pin[b->pin_cur] + b->pin_off;
+    b->pin_off += (n + 255) & ~(size_t)255; /* the buffer size is a multiple of 256 */
+    return cudaSuccess;
+}
+
+/* Host -> device through the two pinned buffers: each chunk is copied into free pinned bytes
+ * (pin_take), sent on the stream, and the buffer's event recorded after it; the host copy of
+ * chunk k + 1 overlaps the DMA of chunk k. src is fully read when this returns. */
 static wf_status upload_bounced(cuda_be *b, char *dst, const char *src, size_t bytes,
                                 wf_err *err) {
     cudaStream_t s = b->c.stream;
     cudaError_t e = cudaSuccess;
-    for (size_t off = 0, k = 0; off < bytes && e == cudaSuccess; off += WK_CUDA_BOUNCE_BYTES, k++) {
+    for (size_t off = 0; off < bytes && e == cudaSuccess; off += WK_CUDA_BOUNCE_BYTES) {
         const size_t n = bounce_chunk(bytes, off);
-        const int i = (int)(k & 1);
-        if ((e = cudaEventSynchronize(b->pin_ev[i])) != cudaSuccess) break;
-        memcpy(b->pin[i], src + off, n);
-        if ((e = cudaMemcpyAsync(dst + off, b->pin[i], n, cudaMemcpyHostToDevice, s)) !=
-            cudaSuccess)
+        char *p = NULL;
+        if ((e = pin_take(b, n, &p)) != cudaSuccess) break;
+        memcpy(p, src + off, n);
+        if ((e = cudaMemcpyAsync(dst + off, p, n, cudaMemcpyHostToDevice, s)) != cudaSuccess)
             break;
-        e = cudaEventRecord(b->pin_ev[i], s);
+        e = cudaEventRecord(b->pin_ev[b->pin_cur], s);
     }
-    return e == cudaSuccess ? WF_OK : wk_cuda_fail(err, e, "cuda upload");
+    if (e == cudaSuccess) return WF_OK;
+    pin_settle(b);
+    return wk_cuda_fail(err, e, "cuda upload");
 }
 
 static wf_status cuda_upload(wk_backend *be, void *dst, const void *src, size_t bytes,
                              wf_err *err) {
     cuda_be *b = cuda_be_of(wk_cuda_of(be));
     if (!bytes) return WF_OK;
-    if (bytes >= WK_CUDA_BOUNCE_MIN && b->pin[0])
-        return upload_bounced(b, (char *)dst, (const char *)src, bytes, err);
-    /* pageable source: the runtime stages it before returning, so src may change afterwards */
+    if (b->pin[0]) return upload_bounced(b, (char *)dst, (const char *)src, bytes, err);
+    /* no pinned buffers: a pageable async copy is not promised to have read src on return */
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, b->c.stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(b->c.stream);
     return e == cudaSuccess ? WF_OK : wk_cuda_fail(err, e, "cuda upload");
 }
 
@@ -226,7 +261,14 @@ static wf_status download_bounced(cuda_be *b, char *dst, const char *src, size_t
             memcpy(dst + off, b->pin[i], n);
         }
     }
-    return e == cudaSuccess ? WF_OK : wk_cuda_fail(err, e, "cuda download");
+    if (e != cudaSuccess) {
+        pin_settle(b);
+        return wk_cuda_fail(err, e, "cuda download");
+    }
+    /* the stream has run up to the last chunk: no earlier upload reads the buffers any more */
+    b->pin_cur = 0;
+    b->pin_off = 0;
+    return WF_OK;
 }
 
 static wf_status cuda_download(wk_backend *be, void *dst, const void *src, size_t bytes,
@@ -243,6 +285,10 @@ static wf_status cuda_download(wk_backend *be, void *dst, const void *src, size_
 static wf_status cuda_copy(wk_backend *be, void *dst, const void *src, size_t bytes,
                            wf_err *err) {
     if (!bytes || dst == src) return WF_OK;
+    const char *d = (const char *)dst, *sp = (const char *)src;
+    if (d < sp + bytes && sp < d + bytes) /* cudaMemcpyAsync's areas may not overlap */
+        return wf_fail(err, WF_EINVAL, "copy: dst %p and src %p overlap (%zu bytes); expected "
+                       "separate areas of backend memory", dst, src, bytes);
     cudaError_t e =
         cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, wk_cuda_of(be)->stream);
     return e == cudaSuccess ? WF_OK : wk_cuda_fail(err, e, "cuda copy");
@@ -312,9 +358,10 @@ static void cuda_destroy(wk_backend *be) {
     cuda_be *b = cuda_be_of(c);
     cudaSetDevice(c->device);
     if (c->stream) cudaStreamSynchronize(c->stream);
-    if (b->sdpa_ok) wk_cuda_sdpa_free(c);
-    if (b->conv_ok) wk_cuda_conv_free(c);
-    if (b->gemm_ok) wk_cuda_gemm_free(c);
+    /* NULL-safe: a cache whose init failed half-way is released too */
+    wk_cuda_sdpa_free(c);
+    wk_cuda_conv_free(c);
+    wk_cuda_gemm_free(c);
     if (b->dnn_ok) cudnnDestroy((cudnnHandle_t)c->dnn);
     if (b->lt_ok) cublasLtDestroy((cublasLtHandle_t)c->lt);
     wk_cuda_free(c, c->lt_ws);

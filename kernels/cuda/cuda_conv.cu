@@ -530,7 +530,7 @@ static bool cfg_is_strict_f32(cudnnBackendDescriptor_t cfg) {
  * to b (the plan last) and *ws is its workspace. CUDNN_STATUS_NOT_SUPPORTED when none fits. */
 static cudnnStatus_t b_plan_mode(dnn_b *b, cudnnHandle_t h, cudnnBackendDescriptor_t graph,
                                  cudnnBackendHeurMode_t mode, bool strict, int64_t *ws) {
-    cudnnBackendDescriptor_t heur = NULL, cfgs[CONV_MAX_CFGS];
+    cudnnBackendDescriptor_t heur = NULL, cfgs[CONV_MAX_CFGS] = {}; /* NULL: not created */
     int64_t count = 0, got = 0;
     int ncfg = 0, chosen = -1;
     cudnnStatus_t st = cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, &heur);
@@ -561,7 +561,7 @@ static cudnnStatus_t b_plan_mode(dnn_b *b, cudnnHandle_t h, cudnnBackendDescript
         }
     }
     for (int i = 0; i < ncfg; i++)
-        if (i != chosen) cudnnBackendDestroyDescriptor(cfgs[i]);
+        if (i != chosen && cfgs[i]) cudnnBackendDestroyDescriptor(cfgs[i]);
     if (heur) cudnnBackendDestroyDescriptor(heur);
     return st ? st : chosen < 0 ? CUDNN_STATUS_NOT_SUPPORTED : CUDNN_STATUS_SUCCESS;
 }
@@ -782,7 +782,7 @@ static wf_status conv_run(wk_backend *be, const char *op, wk_tensor *y, const wk
     if (st) return st;
     pkey k;
     memset(&k, 0, sizeof k);
-    k.g = *g;
+    memcpy(&k.g, g, sizeof *g); /* bytewise, padding included: the key is hashed as bytes */
     k.bf16 = bf16;
     k.has_bias = bias != NULL;
     k.al_x = (int32_t)ptr_align16(x->data);

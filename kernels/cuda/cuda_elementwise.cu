@@ -285,20 +285,20 @@ extern "C" wf_status wk_cuda_convert(wk_backend *be, wk_tensor *y, const wk_tens
                        (long long)n);
     if (n == 0) return WF_OK;
     cudaStream_t s = wk_cuda_of(be)->stream;
-    if (x->dtype == y->dtype) {
-        if (y->data == x->data) return WF_OK;
-        cudaError_t e = cudaMemcpyAsync(y->data, x->data, wk_tensor_nbytes(x),
-                                        cudaMemcpyDeviceToDevice, s);
-        return e == cudaSuccess ? WF_OK : wk_cuda_fail(err, e, "convert: copy");
-    }
-    /* in place only element over element (same size): anything else overlapping would race */
+    if (x->dtype == y->dtype && y->data == x->data) return WF_OK;
+    /* in place only element over element (same size): anything else overlapping would race (and
+     * cudaMemcpyAsync's areas may not overlap at all) */
     const char *xb = (const char *)x->data, *yb = (const char *)y->data;
     const size_t xn = wk_tensor_nbytes(x), yn = wk_tensor_nbytes(y);
     const bool overlap = xb < yb + yn && yb < xb + xn;
     if (overlap && !(xb == yb && xn == yn))
-        return wf_fail(err, WF_EINVAL, "convert: y (%s) and x (%s) overlap with different "
-                       "element sizes; expected separate buffers or the same buffer and size",
+        return wf_fail(err, WF_EINVAL, "convert: y (%s) and x (%s) overlap, not element over "
+                       "element; expected separate buffers or the same buffer and element size",
                        wk_dtype_name(y->dtype), wk_dtype_name(x->dtype));
+    if (x->dtype == y->dtype) {
+        cudaError_t e = cudaMemcpyAsync(y->data, x->data, xn, cudaMemcpyDeviceToDevice, s);
+        return e == cudaSuccess ? WF_OK : wk_cuda_fail(err, e, "convert: copy");
+    }
     ew_convert_kernel<<<wk_cuda_blocks(n), WK_CUDA_THREADS, 0, s>>>(y->data, y->dtype, x->data,
                                                                    x->dtype, n);
     return wk_cuda_launched(err, "convert");

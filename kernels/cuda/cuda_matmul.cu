@@ -101,7 +101,10 @@ extern "C" wf_status wk_cuda_gemm_init(wk_cuda *c, wf_err *err) {
         return st;
     }
     const float init[4] = {1.0f, 0.0f, 1.0f, 0.0f};
-    cudaError_t e = cudaMemcpy(g->dev, init, sizeof init, cudaMemcpyHostToDevice);
+    /* on the backend's (non-blocking) stream, then waited for: the legacy stream would not order
+     * it before the first GEMM */
+    cudaError_t e = cudaMemcpyAsync(g->dev, init, sizeof init, cudaMemcpyHostToDevice, c->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
     if (e != cudaSuccess) {
         wk_cuda_free(c, g->dev);
         free(g);
@@ -470,7 +473,9 @@ static wf_status prepare_inputs(wk_cuda *c, const gemm_route *r, const gemm_plan
         unsigned *amax = (unsigned *)(c->gemm->dev + 1);
         cudaError_t e = cudaMemsetAsync(amax, 0, sizeof *amax, s);
         if (e != cudaSuccess) return wk_cuda_fail(err, e, "matmul: clearing amax");
-        k_amax<<<wk_cuda_blocks(nx), WK_CUDA_THREADS, 0, s>>>((const float *)x->data, nx, amax);
+        /* few blocks (grid-stride): one same-address atomic per warp, ~8k of them, not ~M*K/32 */
+        const unsigned nb = wk_cuda_blocks(nx) < 1024u ? wk_cuda_blocks(nx) : 1024u;
+        k_amax<<<nb, WK_CUDA_THREADS, 0, s>>>((const float *)x->data, nx, amax);
         k_quant_e4m3<<<wk_cuda_blocks(nx), WK_CUDA_THREADS, 0, s>>>(
             (__nv_fp8_storage_t *)p->b, (const float *)x->data, nx, amax, c->gemm->dev + 2);
     } else if (r->b_dt == CUDA_R_16BF) {
