@@ -640,6 +640,8 @@ static wf_status exec_dupup3d(const row *r, wk_backend *be, wk_tensor *d, wf_err
                "up to 6e-5 rad"
 #define WHY_RTAB "angles and cos/sin in double on both, cast to f32: CUDA's double cos/sin " \
     "(<= 2 ulp of double) round to the same f32 but on ties of the last bit: 1 ulp at most"
+#define WHY_ATTW "one head wider than 256: f32 GEMMs (no TF32) and an f32 softmax, in both " \
+    "modes: only the summation order differs from the CPU's, ~1e-6"
 #define WHY_T5 "a gather plus a mask: exact, unless a 1-ulp logf difference moves a bucket edge"
 #define WHY_BLEND "two f32 products and a sum per element: FMA contraction on the GPU, 1 ulp"
 #define WHY_AVG "a mean of few values (CPU: double, rounded once; GPU: f32): 1-2 ulp"
@@ -798,6 +800,11 @@ static const row rows[] = {
     ATT_ALL("Lq=Lk=2048 NH=2 HD=64 kv_len=2000", 2048, 2048, 2, 64, 2000, 0, 0, 0),
     ROW2(attention, attention, "Lq=Lk=333 NH=2 HD=128 kv_len=256", WK_F32, 1e-5, WHY_ATT, 1e-2,
          WHY_ATT16, 333, 333, 2, 128, 256, 0, 0, 0),
+    /* one head wider than 256 (the VAE mid-block, HD = C): blocked f32 GEMMs in both modes */
+    ROW2(attention, attention, "Lq=Lk=600 NH=1 HD=384 (VAE mid-block)", WK_F32, 1e-5, WHY_ATTW,
+         1e-5, WHY_ATTW, 600, 600, 1, 384, 0, 0, 0, 0),
+    ROW2(attention, attention, "Lq=Lk=1100 NH=1 HD=1024 key mask, masked row, kv_len=1050",
+         WK_F32, 1e-5, WHY_ATTW, 1e-5, WHY_ATTW, 1100, 1100, 1, 1024, 1050, 1, 0, 1),
     /* conv3d: p = {N, T, H, W, Cin, Cout, kT, kH, kW, bias, st, sh, sw, pt0, pt1, ph0, ph1, pw0,
      * pw1} */
     ROWC(conv3d, conv3d, "x[1,5,7,11,13] w[17,13,3,3,3] causal pad, bias", WK_F32, 1, 5, 7,

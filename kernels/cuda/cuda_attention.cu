@@ -636,9 +636,10 @@ static wf_status att_check(const wk_tensor *o, const wk_tensor *q, const wk_tens
     if (!isfinite(scale))
         return wf_fail(err, WF_EINVAL, "attention: scale is %g, expected a finite value",
                        (double)scale);
-    if (HD > 256 || NH > 65535)
+    if ((HD > 256 && NH != 1) || NH > 65535)
         return wf_fail(err, WF_EUNSUPPORTED, "attention: q shape %s: the CUDA kernels take "
-                       "HD <= 256 and NH <= 65535", wk_tensor_shape_str(q, sq, sizeof sq));
+                       "HD <= 256 (any HD with one head) and NH <= 65535",
+                       wk_tensor_shape_str(q, sq, sizeof sq));
     *bias_kind = ATT_BIAS_NONE;
     if (!bias) return WF_OK;
     if ((st = wk_cuda_check_dev(bias, "attention", "bias", err)) != WF_OK) return st;
@@ -709,6 +710,108 @@ static wf_status att_bf16_paths(wk_backend *be, const att_params &p, wf_err *err
     return att_run_bf16(be, p, err);
 }
 
+/* ---- one head wider than 256 (the Wan-VAE mid-block: HD = C = 384 ... 1024) ----
+ * Query blocks of ATT_WIDE_BQ rows: S = scale Q_b K^T (an f32 GEMM, [bq, Lkv]), masked and
+ * softmaxed row by row in place (one block per row, three passes), then O_b = P V as a GEMM
+ * against V^T (transposed once into the workspace). Memory O(BQ * L + HD * L), never L x L.
+ * Both GEMMs are f32 x f32 (no TF32), which uses no workspace of the matmul's own, so the
+ * workspace taken here stays valid across them. */
+#define ATT_WIDE_BQ 1024
+
+/* Block-wide max / sum (blockDim.x a multiple of 32; red: 32 floats of shared memory; the
+ * leading barrier makes reusing red safe). */
+__device__ __forceinline__ float att_block_max(float v, float *red) {
+    v = wk_warp_max(v);
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0) red[wid] = v;
+    __syncthreads();
+    return wk_warp_max(lane < nw ? red[lane] : -INFINITY);
+}
+__device__ __forceinline__ float att_block_sum(float v, float *red) {
+    v = wk_warp_sum(v);
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0) red[wid] = v;
+    __syncthreads();
+    return wk_warp_sum(lane < nw ? red[lane] : 0.0f);
+}
+
+/* S[r, j] (row length ld, j < n) := softmax_j(S[r, j] * scale + bias(j)); a row whose keys are
+ * all masked gives zeros; NaN propagates (as the CPU: the max of a row with NaN is NaN). */
+__global__ void att_wide_softmax(float *S, int64_t ld, int n, float scale, const void *bias,
+                                 int bias_dt, int bias_kind, int64_t q0, int64_t Lk) {
+    __shared__ float red[32];
+    float *row = S + (int64_t)blockIdx.x * ld;
+    const int64_t qi = q0 + blockIdx.x;
+    float m = -INFINITY;
+    int nan = 0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        float b = bias_kind == ATT_BIAS_KEYS   ? wk_ld(bias, bias_dt, j)
+                  : bias_kind == ATT_BIAS_FULL ? wk_ld(bias, bias_dt, qi * Lk + j)
+                                               : 0.0f;
+        float s = row[j] * scale + b;
+        row[j] = s;
+        nan |= s != s;
+        m = fmaxf(m, s);
+    }
+    m = att_block_max(m, red);
+    nan = __syncthreads_or(nan);
+    if (nan) m = NAN;
+    float l = 0.0f;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        float e = m == -INFINITY ? 0.0f : expf(row[j] - m);
+        row[j] = e;
+        l += e;
+    }
+    l = att_block_sum(l, red);
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) row[j] *= inv;
+}
+
+/* vt[d, j] = v[j, d]: [Lkv, HD] -> [HD, Lkv] */
+__global__ void att_wide_transpose(float *vt, const float *v, int64_t Lkv, int64_t HD) {
+    WK_CUDA_FOR(i, Lkv * HD) {
+        const int64_t d = i / Lkv, j = i - d * Lkv;
+        vt[i] = v[j * HD + d];
+    }
+}
+
+static wf_status att_run_wide(wk_backend *be, const att_params &p, wf_err *err) {
+    wk_cuda *c = wk_cuda_of(be);
+    wf_status st;
+    const int64_t Lkv = p.Lkv, HD = p.HD, bq_max = p.Lq < ATT_WIDE_BQ ? p.Lq : ATT_WIDE_BQ;
+    if (Lkv == 0) { /* every key masked: zeros, as the CPU */
+        cudaError_t e = cudaMemsetAsync(p.o, 0, (size_t)p.Lq * HD * sizeof(float), c->stream);
+        return e ? wk_cuda_fail(err, e, "attention: zeroing o") : WF_OK;
+    }
+    const size_t s_bytes = (size_t)(bq_max * Lkv) * sizeof(float);
+    const size_t vt_off = (s_bytes + 255) / 256 * 256;
+    float *ws = NULL; /* S [bq_max, Lkv] | V^T [HD, Lkv] */
+    if ((st = wk_backend_workspace(be, vt_off + (size_t)(HD * Lkv) * sizeof(float), (void **)&ws,
+                                   err)))
+        return st;
+    float *S = ws, *vt = (float *)((char *)ws + vt_off);
+    att_wide_transpose<<<wk_cuda_blocks(Lkv * HD), WK_CUDA_THREADS, 0, c->stream>>>(vt, p.v, Lkv,
+                                                                                    HD);
+    if ((st = wk_cuda_launched(err, "attention"))) return st;
+    wk_tensor kt = wk_tensor_2d(WK_F32, (void *)p.k, Lkv, HD), vtt = wk_tensor_2d(WK_F32, vt, HD, Lkv);
+    kt.device = vtt.device = WK_DEV_CUDA;
+    for (int64_t q0 = 0; q0 < p.Lq; q0 += bq_max) {
+        const int64_t bq = p.Lq - q0 < bq_max ? p.Lq - q0 : bq_max;
+        wk_tensor qb = wk_tensor_2d(WK_F32, (void *)(p.q + q0 * HD), bq, HD);
+        wk_tensor sb = wk_tensor_2d(WK_F32, S, bq, Lkv);
+        wk_tensor ob = wk_tensor_2d(WK_F32, p.o + q0 * HD, bq, HD);
+        qb.device = sb.device = ob.device = WK_DEV_CUDA;
+        if ((st = wk_cuda_matmul(be, &sb, &qb, &kt, NULL, err))) return st; /* S = Q_b K^T */
+        att_wide_softmax<<<(unsigned)bq, 256, 0, c->stream>>>(S, Lkv, (int)Lkv, p.scale, p.bias,
+                                                              p.bias_dt, p.bias_kind, q0, p.Lk);
+        if ((st = wk_cuda_launched(err, "attention"))) return st;
+        if ((st = wk_cuda_matmul(be, &ob, &sb, &vtt, NULL, err))) return st; /* O_b = P V */
+    }
+    return WF_OK;
+}
+
 extern "C" wf_status wk_cuda_attention(wk_backend *be, wk_tensor *o, const wk_tensor *q,
                                        const wk_tensor *k, const wk_tensor *v, float scale,
                                        int64_t kv_len, const wk_tensor *bias, wf_err *err) {
@@ -727,6 +830,10 @@ extern "C" wf_status wk_cuda_attention(wk_backend *be, wk_tensor *o, const wk_te
     p.Lkv = kv_len > 0 && kv_len < p.Lk ? (int)kv_len : p.Lk;
     if (p.Lq == 0) return WF_OK;
     wk_cuda *c = wk_cuda_of(be);
+    if (p.HD > 256) { /* one wide head (att_check): blocked GEMM + softmax, both precisions */
+        att_log_path(c, 4, p, "one head wider than 256: blocked f32 GEMMs + row softmax");
+        return att_run_wide(be, p, err);
+    }
     if (be->precision == WK_PREC_FP32) {
         att_log_path(c, 0, p, "own f32 kernel");
         return att_run_f32(c, p, err);

@@ -215,10 +215,14 @@ static wf_status tiled_decode(wk_backend *be, wk_arena *arena, dec_job *j, wf_er
     const int rows = (int)((j->h + lstr_h - 1) / lstr_h),
               cols = (int)((j->w + lstr_w - 1) / lstr_w);
     const bool measuring = wk_arena_is_measuring(arena);
-    vae_tile *tiles = NULL;
+    /* the tile table is host memory (read and written here; the arena may be a device's) */
+    vae_tile *tiles = calloc((size_t)rows * (size_t)cols, sizeof *tiles);
     float *frame = NULL, *rgb = NULL, *planar = NULL;
-    WF_TRY(
-        wk_arena_alloc(arena, (size_t)rows * (size_t)cols * sizeof *tiles, (void **)&tiles, err));
+    if (!tiles) {
+        st = wf_fail(err, WF_ENOMEM, "vae tiled decode: out of memory for %d x %d tiles", rows,
+                     cols);
+        goto out;
+    }
     for (int i = 0; i < rows; i++)
         for (int k = 0; k < cols; k++) {
             const int64_t y0 = i * lstr_h, x0 = k * lstr_w;
@@ -269,6 +273,7 @@ static wf_status tiled_decode(wk_backend *be, wk_arena *arena, dec_job *j, wf_er
         WF_TRY(vae_emit_frames(be, &e, &x, planar, f, F, err));
     }
 out:
+    free(tiles);
     return st;
 }
 

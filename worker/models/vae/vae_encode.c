@@ -13,6 +13,7 @@
  * Not here: the blocks (vae_blocks.c), the decoder (vae_decode.c).
  * Tested by: tests/test_vae.c.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "vae_internal.h"
@@ -133,10 +134,14 @@ static wf_status tiled_encode(wk_backend *be, wk_arena *arena, enc_job *j, wf_er
     const int rows = (int)((Hp + t->sample_stride_h - 1) / t->sample_stride_h);
     const int cols = (int)((Wp + t->sample_stride_w - 1) / t->sample_stride_w);
     const bool measuring = wk_arena_is_measuring(arena);
-    vae_tile *tiles = NULL;
+    /* the tile table is host memory (read and written here; the arena may be a device's) */
+    vae_tile *tiles = calloc((size_t)rows * (size_t)cols, sizeof *tiles);
     float *frame = NULL, *planar = NULL;
-    WF_TRY(
-        wk_arena_alloc(arena, (size_t)rows * (size_t)cols * sizeof *tiles, (void **)&tiles, err));
+    if (!tiles) {
+        st = wf_fail(err, WF_ENOMEM, "vae tiled encode: out of memory for %d x %d tiles", rows,
+                     cols);
+        goto out;
+    }
     for (int pass = 0; pass < 2; pass++) /* 0: the stores (sizes from dry runs); 1: the encodes */
         for (int i = 0; i < rows; i++)
             for (int k = 0; k < cols; k++) {
@@ -178,6 +183,7 @@ static wf_status tiled_encode(wk_backend *be, wk_arena *arena, enc_job *j, wf_er
     WF_TRY(vae_cl_to_host_planar(be, &fr, j->Tl, lat_h, lat_w, zc, planar, j->mean, j->Tl, 0,
                                  err)); /* [z, Tl, h, w] */
 out:
+    free(tiles);
     return st;
 }
 
