@@ -203,8 +203,8 @@ int64_t vae_encoded_size(const vae_model *m, int64_t H);
  * "dec.conv_in", "dec.mid_block", "dec.up_blocks.i", "dec.conv_out" (before the clamp, and before
  * unpatchify); "enc.conv_in", "enc.down_blocks.k" (Wan2.1: every flat layer k; Wan2.2: every block),
  * "enc.mid_block", "enc.conv_out" (2z channels). chunk counts from 0 (VAE_WHOLE: always 0, with
- * every frame). Not called when tiling is in use. t is the backend's memory, as the op left it
- * (host memory on the CPU backend; wk_download it elsewhere). */
+ * every frame). Not called when tiling is in use. Taps run on the CPU backend only (t is host
+ * memory there); vae_decode / vae_encode refuse a tap on any other backend (WF_EUNSUPPORTED). */
 typedef void (*vae_tap_fn)(void *ctx, const char *stage, int64_t chunk, const wk_tensor *t);
 
 /* Finished frames of a decode: frames [first, first + n) of the video as rgb [n, H, W, 3]

@@ -293,6 +293,9 @@ wf_status vae_decode(const vae_model *m, wk_backend *be, wk_arena *arena, const 
                      wf_err *err) {
     wf_status st = check_latent(m, o, T, h, w, err);
     if (st) return st;
+    if (tap && be->device != WK_DEV_CPU) /* taps read their tensors on the host */
+        return wf_fail(err, WF_EUNSUPPORTED, "vae decode: debugging taps run on the CPU backend "
+                                             "only (this backend is %s)", be->name);
     const size_t mark = wk_arena_mark(arena);
     dec_job j = {.m = m,
                  .o = o,

@@ -200,6 +200,9 @@ wf_status vae_encode(const vae_model *m, wk_backend *be, wk_arena *arena, const 
                        (long long)H, (long long)W, (long long)m->p);
     wf_status st = vae_check_opts(m, o, err);
     if (st) return st;
+    if (tap && be->device != WK_DEV_CPU) /* taps read their tensors on the host */
+        return wf_fail(err, WF_EUNSUPPORTED, "vae encode: debugging taps run on the CPU backend "
+                                             "only (this backend is %s)", be->name);
     const size_t mark = wk_arena_mark(arena);
     enc_job j = {.m = m,
                  .o = o,
