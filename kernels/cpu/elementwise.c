@@ -10,6 +10,7 @@
 #include <math.h>
 
 #include "cpu_ops.h"
+#include "../op_check.h"
 
 /* Below this many elements a loop runs on one thread: the fork costs more than it saves. */
 #define EW_PAR_MIN 32768
@@ -31,33 +32,6 @@ static inline float ew_load(const void *p, wk_dtype dt, int64_t i) {
 
 static inline float ew_apply(ew_op op, float a, float b) { return op == EW_ADD ? a + b : a * b; }
 
-/* The broadcast of b to a: bstride[i] is b's element stride along a's dim i (0 where b is 1).
- * Fails unless b's dims, right-aligned to a's, are each 1 or equal (extra leading b dims of 1
- * are allowed). */
-static wf_status ew_broadcast(const wk_tensor *a, const wk_tensor *b, const char *op,
-                              int64_t bstride[WK_MAX_DIMS], wf_err *err) {
-    char sa[96], sb[96];
-    int off = a->ndim - b->ndim; /* b dim j sits under a dim j + off */
-    for (int j = 0; j < -off; j++)
-        if (b->shape[j] != 1)
-            return wf_fail(err, WF_EINVAL, "%s: b shape %s has more dims than a shape %s", op,
-                           wk_tensor_shape_str(b, sb, sizeof sb),
-                           wk_tensor_shape_str(a, sa, sizeof sa));
-    int64_t stride = 1;
-    for (int i = a->ndim - 1; i >= 0; i--) {
-        int j = i - off;
-        int64_t bd = j >= 0 ? b->shape[j] : 1;
-        if (bd != 1 && bd != a->shape[i])
-            return wf_fail(err, WF_EINVAL,
-                           "%s: b shape %s does not broadcast to a shape %s (dim %d: %lld vs %lld)",
-                           op, wk_tensor_shape_str(b, sb, sizeof sb),
-                           wk_tensor_shape_str(a, sa, sizeof sa), i, (long long)bd,
-                           (long long)a->shape[i]);
-        bstride[i] = bd == 1 ? 0 : stride;
-        stride *= bd;
-    }
-    return WF_OK;
-}
 
 static wf_status ew_binary(wk_backend *be, wk_tensor *y, const wk_tensor *a, const wk_tensor *b,
                            ew_op op, const char *name, wf_err *err) {
@@ -66,7 +40,7 @@ static wf_status ew_binary(wk_backend *be, wk_tensor *y, const wk_tensor *a, con
     if ((st = wk_check_dtype(a, WK_F32, name, "a", err))) return st;
     if ((st = wk_check_dtype(y, WK_F32, name, "y", err))) return st;
     if ((st = wk_check_same_shape(y, a, name, "y", "a", err))) return st;
-    if ((st = ew_broadcast(a, b, name, bstride, err))) return st;
+    if ((st = wk_check_broadcast(a, b, name, bstride, err))) return st;
 
     int64_t n = wk_tensor_numel(a), nb = wk_tensor_numel(b);
     const float *ad = a->data;

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "cpu_ops.h"
+#include "../op_check.h"
 
 /* Below this many elements a loop runs on one thread: the fork costs more than it saves. */
 #define LAY_PAR_MIN 32768
@@ -104,38 +105,13 @@ wf_status wk_cpu_fill(wk_backend *be, wk_tensor *y, float value, wf_err *err) {
     return WF_OK;
 }
 
-/* The box [off, off + ext) must fit t in every dim. */
-static wf_status box_check(const wk_tensor *t, const int64_t *off, const int64_t *ext,
-                           const char *arg, wf_err *err) {
-    char s[96];
-    for (int d = 0; d < t->ndim; d++)
-        if (off[d] < 0 || ext[d] < 0 || off[d] > t->shape[d] - ext[d])
-            return wf_fail(err, WF_EINVAL,
-                           "copy_box: dim %d: box [%lld, %lld) does not fit %s shape %s", d,
-                           (long long)off[d], (long long)(off[d] + ext[d]), arg,
-                           wk_tensor_shape_str(t, s, sizeof s));
-    return WF_OK;
-}
 
 static wf_status copy_box_check(const wk_tensor *y, const int64_t *y_off, const wk_tensor *x,
                                 const int64_t *x_off, const int64_t *ext, wf_err *err) {
     wf_status st;
-    char s1[96], s2[96];
     if ((st = wk_cpu_check_host(x, "copy_box", "x", err))) return st;
     if ((st = wk_cpu_check_host(y, "copy_box", "y", err))) return st;
-    if (x->dtype != y->dtype)
-        return wf_fail(err, WF_EINVAL, "copy_box: y has dtype %s, x %s: expected the same",
-                       wk_dtype_name(y->dtype), wk_dtype_name(x->dtype));
-    if (wk_dtype_size(x->dtype) == 0)
-        return wf_fail(err, WF_EUNSUPPORTED, "copy_box: x has an unknown dtype (%d)",
-                       (int)x->dtype);
-    if (x->ndim != y->ndim || x->ndim < 1)
-        return wf_fail(err, WF_EINVAL,
-                       "copy_box: y shape %s and x shape %s: expected the same number (>= 1) of "
-                       "dims", wk_tensor_shape_str(y, s1, sizeof s1),
-                       wk_tensor_shape_str(x, s2, sizeof s2));
-    if ((st = box_check(x, x_off, ext, "x", err))) return st;
-    return box_check(y, y_off, ext, "y", err);
+    return wk_check_copy_box(y, y_off, x, x_off, ext, err);
 }
 
 wf_status wk_cpu_copy_box(wk_backend *be, wk_tensor *y, const int64_t *y_off, const wk_tensor *x,
@@ -185,41 +161,9 @@ wf_status wk_cpu_copy_box(wk_backend *be, wk_tensor *y, const int64_t *y_off, co
 static wf_status permute_check(const wk_tensor *y, const wk_tensor *x, int nd,
                                const int64_t *shape, const int *perm, int64_t *n, wf_err *err) {
     wf_status st;
-    char s1[96];
     if ((st = wk_cpu_check_host(x, "permute", "x", err))) return st;
     if ((st = wk_cpu_check_host(y, "permute", "y", err))) return st;
-    size_t esz = wk_dtype_size(x->dtype);
-    if (x->dtype != y->dtype || (esz != 1 && esz != 2 && esz != 4))
-        return wf_fail(err, WF_EINVAL,
-                       "permute: y has dtype %s, x %s: expected the same dtype, of 1, 2 or 4 "
-                       "bytes", wk_dtype_name(y->dtype), wk_dtype_name(x->dtype));
-    if (nd < 1 || nd > WK_MAX_PERM_DIMS)
-        return wf_fail(err, WF_EINVAL, "permute: %d dims, expected 1 to %d", nd,
-                       WK_MAX_PERM_DIMS);
-    unsigned seen = 0;
-    *n = 1;
-    for (int i = 0; i < nd; i++) {
-        if (perm[i] < 0 || perm[i] >= nd || (seen >> perm[i] & 1u))
-            return wf_fail(err, WF_EINVAL,
-                           "permute: perm[%d] = %d: expected a permutation of 0..%d", i, perm[i],
-                           nd - 1);
-        seen |= 1u << perm[i];
-        if (shape[i] < 0)
-            return wf_fail(err, WF_EINVAL, "permute: shape[%d] = %lld is negative", i,
-                           (long long)shape[i]);
-        *n *= shape[i];
-    }
-    if (wk_tensor_numel(x) != *n)
-        return wf_fail(err, WF_EINVAL,
-                       "permute: x shape %s has %lld elements, the shape to read it as has %lld",
-                       wk_tensor_shape_str(x, s1, sizeof s1), (long long)wk_tensor_numel(x),
-                       (long long)*n);
-    if (wk_tensor_numel(y) < *n)
-        return wf_fail(err, WF_EINVAL,
-                       "permute: y shape %s has %lld elements, fewer than the %lld permuted ones",
-                       wk_tensor_shape_str(y, s1, sizeof s1), (long long)wk_tensor_numel(y),
-                       (long long)*n);
-    return WF_OK;
+    return wk_check_permute(y, x, nd, shape, perm, n, err);
 }
 
 /* One output row: n elements of esz bytes, read from x at stride xs elements. */

@@ -24,6 +24,7 @@
 #include <math.h>
 
 #include "cpu_ops.h"
+#include "../op_check.h"
 
 /* Below this many elements the loops run on one thread: the fork costs more than it saves. */
 #define VOPS_PAR_MIN 32768
@@ -118,29 +119,13 @@ wf_status wk_cpu_blend(wk_backend *be, wk_tensor *b, const wk_tensor *a, int axi
 static wf_status shortcut_check(const wk_tensor *y, const wk_tensor *x, int64_t ft, int64_t fs,
                                 const char *op, int64_t *fac, wf_err *err) {
     wf_status st;
-    char s[96];
     if ((st = vops_check_act(x, 5, op, "x [1, T, H, W, C]", err))) return st;
     if ((st = vops_check_act(y, 5, op, "y [1, T, H, W, C]", err))) return st;
-    if (x->shape[0] != 1 || y->shape[0] != 1)
-        return wf_fail(err, WF_EINVAL, "%s: %s has shape %s, expected a batch of 1", op,
-                       x->shape[0] != 1 ? "x" : "y",
-                       wk_tensor_shape_str(x->shape[0] != 1 ? x : y, s, sizeof s));
-    if (ft < 1 || fs < 1 || ft > 64 || fs > 64)
-        return wf_fail(err, WF_EINVAL, "%s: factors ft %lld, fs %lld, expected each in [1, 64]", op,
-                       (long long)ft, (long long)fs);
+    if ((st = wk_check_shortcut(y, x, ft, fs, op, err))) return st;
     *fac = ft * fs * fs;
     return WF_OK;
 }
 
-/* y's shape is [1, To, Ho, Wo, Co] exactly. */
-static wf_status shortcut_check_y(const wk_tensor *y, const wk_tensor *x, int64_t To, int64_t Ho,
-                                  int64_t Wo, const char *op, wf_err *err) {
-    char sx[96], sy[96];
-    if (y->shape[1] == To && y->shape[2] == Ho && y->shape[3] == Wo) return WF_OK;
-    return wf_fail(err, WF_EINVAL, "%s: y has shape %s, expected [1, %lld, %lld, %lld, C] for x %s",
-                   op, wk_tensor_shape_str(y, sy, sizeof sy), (long long)To, (long long)Ho,
-                   (long long)Wo, wk_tensor_shape_str(x, sx, sizeof sx));
-}
 
 wf_status wk_cpu_avgdown3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64_t ft,
                            int64_t fs, wf_err *err) {
@@ -154,7 +139,7 @@ wf_status wk_cpu_avgdown3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, int
         return wf_fail(err, WF_EINVAL, "avgdown3d: x has shape %s: H and W must be multiples of "
                        "fs %lld", wk_tensor_shape_str(x, s, sizeof s), (long long)fs);
     const int64_t pad = (ft - T % ft) % ft, To = (T + pad) / ft, Ho = H / fs, Wo = W / fs;
-    if ((st = shortcut_check_y(y, x, To, Ho, Wo, "avgdown3d", err))) return st;
+    if ((st = wk_check_shortcut_y(y, x, To, Ho, Wo, "avgdown3d", err))) return st;
     if (Co < 1 || (Ci * fac) % Co)
         return wf_fail(err, WF_EINVAL, "avgdown3d: %lld output channels do not divide the %lld "
                        "folded inputs (C %lld x ft fs fs %lld)", (long long)Co,
@@ -193,7 +178,7 @@ wf_status wk_cpu_dupup3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64
         return wf_fail(err, WF_EINVAL, "dupup3d: drop %lld, expected in [0, %lld] (T ft)",
                        (long long)drop, (long long)(T * ft));
     const int64_t To = T * ft - drop, Ho = H * fs, Wo = W * fs;
-    if ((st = shortcut_check_y(y, x, To, Ho, Wo, "dupup3d", err))) return st;
+    if ((st = wk_check_shortcut_y(y, x, To, Ho, Wo, "dupup3d", err))) return st;
     if (Ci < 1 || (Co * fac) % Ci)
         return wf_fail(err, WF_EINVAL, "dupup3d: %lld input channels do not divide the %lld "
                        "unfolded outputs (C %lld x ft fs fs %lld)", (long long)Ci,

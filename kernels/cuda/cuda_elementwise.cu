@@ -21,6 +21,7 @@
 
 #include "cuda_device.cuh"
 #include "cuda_internal.h"
+#include "../op_check.h"
 
 /* ---- host-side checks shared with cuda_norm.cu (declared in cuda_device.cuh) ---- */
 
@@ -122,31 +123,6 @@ __global__ void ew_bin4_kernel(ew_bin p) {
     }
 }
 
-/* The broadcast of b to a, as elementwise.c's ew_broadcast (same rule, same messages). */
-static wf_status ew_broadcast(const wk_tensor *a, const wk_tensor *b, const char *op,
-                              int64_t bstride[WK_MAX_DIMS], wf_err *err) {
-    char sa[96], sb[96];
-    int off = a->ndim - b->ndim; /* b dim j sits under a dim j + off */
-    for (int j = 0; j < -off; j++)
-        if (b->shape[j] != 1)
-            return wf_fail(err, WF_EINVAL, "%s: b shape %s has more dims than a shape %s", op,
-                           wk_tensor_shape_str(b, sb, sizeof sb),
-                           wk_tensor_shape_str(a, sa, sizeof sa));
-    int64_t stride = 1;
-    for (int i = a->ndim - 1; i >= 0; i--) {
-        int j = i - off;
-        int64_t bd = j >= 0 ? b->shape[j] : 1;
-        if (bd != 1 && bd != a->shape[i])
-            return wf_fail(err, WF_EINVAL,
-                           "%s: b shape %s does not broadcast to a shape %s (dim %d: %lld vs %lld)",
-                           op, wk_tensor_shape_str(b, sb, sizeof sb),
-                           wk_tensor_shape_str(a, sa, sizeof sa), i, (long long)bd,
-                           (long long)a->shape[i]);
-        bstride[i] = bd == 1 ? 0 : stride;
-        stride *= bd;
-    }
-    return WF_OK;
-}
 
 /* The launch parameters of y = a op b once the broadcast is known. */
 static void ew_bin_plan(ew_bin *p, const wk_tensor *a, const wk_tensor *b,
@@ -174,7 +150,7 @@ static wf_status ew_binary(wk_backend *be, wk_tensor *y, const wk_tensor *a, con
     if ((st = wk_cuda_check_dev(b, name, "b", err))) return st;
     if ((st = wk_cuda_check_float(b, name, "b", err))) return st;
     if ((st = wk_check_same_shape(y, a, name, "y", "a", err))) return st;
-    if ((st = ew_broadcast(a, b, name, bstride, err))) return st;
+    if ((st = wk_check_broadcast(a, b, name, bstride, err))) return st;
     ew_bin p;
     memset(&p, 0, sizeof p);
     p.a = (const float *)a->data;

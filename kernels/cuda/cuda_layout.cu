@@ -29,6 +29,7 @@
 
 #include "cuda_device.cuh"
 #include "cuda_internal.h"
+#include "../op_check.h"
 
 /* ---- the strided row copy (copy_box, permutes that keep the inner dim) ---- */
 
@@ -99,38 +100,12 @@ static wf_status lay_rows(wk_backend *be, void *y, const void *x, int nd, const 
 
 /* ---- copy_box ---- */
 
-/* The box [off, off + ext) must fit t in every dim (layout.c's message). */
-static wf_status box_check(const wk_tensor *t, const int64_t *off, const int64_t *ext,
-                           const char *arg, wf_err *err) {
-    char s[96];
-    for (int d = 0; d < t->ndim; d++)
-        if (off[d] < 0 || ext[d] < 0 || off[d] > t->shape[d] - ext[d])
-            return wf_fail(err, WF_EINVAL,
-                           "copy_box: dim %d: box [%lld, %lld) does not fit %s shape %s", d,
-                           (long long)off[d], (long long)(off[d] + ext[d]), arg,
-                           wk_tensor_shape_str(t, s, sizeof s));
-    return WF_OK;
-}
-
 static wf_status copy_box_check(const wk_tensor *y, const int64_t *y_off, const wk_tensor *x,
                                 const int64_t *x_off, const int64_t *ext, wf_err *err) {
     wf_status st;
-    char s1[96], s2[96];
     if ((st = wk_cuda_check_dev(x, "copy_box", "x", err))) return st;
     if ((st = wk_cuda_check_dev(y, "copy_box", "y", err))) return st;
-    if (x->dtype != y->dtype)
-        return wf_fail(err, WF_EINVAL, "copy_box: y has dtype %s, x %s: expected the same",
-                       wk_dtype_name(y->dtype), wk_dtype_name(x->dtype));
-    if (wk_dtype_size(x->dtype) == 0)
-        return wf_fail(err, WF_EUNSUPPORTED, "copy_box: x has an unknown dtype (%d)",
-                       (int)x->dtype);
-    if (x->ndim != y->ndim || x->ndim < 1)
-        return wf_fail(err, WF_EINVAL,
-                       "copy_box: y shape %s and x shape %s: expected the same number (>= 1) of "
-                       "dims", wk_tensor_shape_str(y, s1, sizeof s1),
-                       wk_tensor_shape_str(x, s2, sizeof s2));
-    if ((st = box_check(x, x_off, ext, "x", err))) return st;
-    return box_check(y, y_off, ext, "y", err);
+    return wk_check_copy_box(y, y_off, x, x_off, ext, err);
 }
 
 extern "C" wf_status wk_cuda_copy_box(wk_backend *be, wk_tensor *y, const int64_t *y_off,
@@ -220,46 +195,15 @@ __global__ void __launch_bounds__(LAY_TILE * 8) lay_transpose_kernel(lay_tr p) {
     }
 }
 
-/* layout.c's permute_check, with the device check and the overlap y must not have. */
+/* The shared checks (op_check.h) after the device check, and the overlap y must not have. */
 static wf_status permute_check(const wk_tensor *y, const wk_tensor *x, int nd,
                                const int64_t *shape, const int *perm, int64_t *n, wf_err *err) {
     wf_status st;
-    char s1[96];
     if ((st = wk_cuda_check_dev(x, "permute", "x", err))) return st;
     if ((st = wk_cuda_check_dev(y, "permute", "y", err))) return st;
-    size_t esz = wk_dtype_size(x->dtype);
-    if (x->dtype != y->dtype || (esz != 1 && esz != 2 && esz != 4))
-        return wf_fail(err, WF_EINVAL,
-                       "permute: y has dtype %s, x %s: expected the same dtype, of 1, 2 or 4 "
-                       "bytes", wk_dtype_name(y->dtype), wk_dtype_name(x->dtype));
-    if (nd < 1 || nd > WK_MAX_PERM_DIMS)
-        return wf_fail(err, WF_EINVAL, "permute: %d dims, expected 1 to %d", nd,
-                       WK_MAX_PERM_DIMS);
-    unsigned seen = 0;
-    *n = 1;
-    for (int i = 0; i < nd; i++) {
-        if (perm[i] < 0 || perm[i] >= nd || (seen >> perm[i] & 1u))
-            return wf_fail(err, WF_EINVAL,
-                           "permute: perm[%d] = %d: expected a permutation of 0..%d", i, perm[i],
-                           nd - 1);
-        seen |= 1u << perm[i];
-        if (shape[i] < 0)
-            return wf_fail(err, WF_EINVAL, "permute: shape[%d] = %lld is negative", i,
-                           (long long)shape[i]);
-        *n *= shape[i];
-    }
-    if (wk_tensor_numel(x) != *n)
-        return wf_fail(err, WF_EINVAL,
-                       "permute: x shape %s has %lld elements, the shape to read it as has %lld",
-                       wk_tensor_shape_str(x, s1, sizeof s1), (long long)wk_tensor_numel(x),
-                       (long long)*n);
-    if (wk_tensor_numel(y) < *n)
-        return wf_fail(err, WF_EINVAL,
-                       "permute: y shape %s has %lld elements, fewer than the %lld permuted ones",
-                       wk_tensor_shape_str(y, s1, sizeof s1), (long long)wk_tensor_numel(y),
-                       (long long)*n);
+    if ((st = wk_check_permute(y, x, nd, shape, perm, n, err))) return st;
     const char *xb = (const char *)x->data, *yb = (const char *)y->data;
-    const size_t bytes = (size_t)*n * esz;
+    const size_t bytes = (size_t)*n * wk_dtype_size(x->dtype);
     if (*n > 0 && xb < yb + bytes && yb < xb + bytes)
         return wf_fail(err, WF_EINVAL, "permute: y and x overlap; expected separate buffers");
     return WF_OK;
@@ -589,22 +533,13 @@ __global__ void lay_dupup_kernel(lay_sc s, int64_t n) {
     }
 }
 
-/* vae_ops.c's shortcut_check: ft, fs in [1, 64]; x [1, T, H, W, Ci], y [1, To, Ho, Wo, Co] f32 */
+/* The shared shortcut checks (op_check.h) after the device check; s: the kernels' arguments. */
 static wf_status sc_check(const wk_tensor *y, const wk_tensor *x, int64_t ft, int64_t fs,
                           const char *op, lay_sc *s, wf_err *err) {
     wf_status st;
-    char sh[96];
     if ((st = wk_cuda_check_act(x, op, "x [1, T, H, W, C]", err))) return st;
-    if ((st = wk_check_ndim(x, 5, op, "x [1, T, H, W, C]", err))) return st;
     if ((st = wk_cuda_check_act(y, op, "y [1, T, H, W, C]", err))) return st;
-    if ((st = wk_check_ndim(y, 5, op, "y [1, T, H, W, C]", err))) return st;
-    if (x->shape[0] != 1 || y->shape[0] != 1)
-        return wf_fail(err, WF_EINVAL, "%s: %s has shape %s, expected a batch of 1", op,
-                       x->shape[0] != 1 ? "x" : "y",
-                       wk_tensor_shape_str(x->shape[0] != 1 ? x : y, sh, sizeof sh));
-    if (ft < 1 || fs < 1 || ft > 64 || fs > 64)
-        return wf_fail(err, WF_EINVAL, "%s: factors ft %lld, fs %lld, expected each in [1, 64]", op,
-                       (long long)ft, (long long)fs);
+    if ((st = wk_check_shortcut(y, x, ft, fs, op, err))) return st;
     memset(s, 0, sizeof *s);
     s->x = (const float *)x->data;
     s->y = (float *)y->data;
@@ -615,13 +550,9 @@ static wf_status sc_check(const wk_tensor *y, const wk_tensor *x, int64_t ft, in
 
 static wf_status sc_check_y(const wk_tensor *y, const wk_tensor *x, int64_t To, int64_t Ho,
                             int64_t Wo, const char *op, lay_sc *s, wf_err *err) {
-    char sx[96], sy[96];
     s->To = wk_idiv_make(To), s->Ho = wk_idiv_make(Ho), s->Wo = wk_idiv_make(Wo);
     s->Cod = wk_idiv_make(s->Co);
-    if (y->shape[1] == To && y->shape[2] == Ho && y->shape[3] == Wo) return WF_OK;
-    return wf_fail(err, WF_EINVAL, "%s: y has shape %s, expected [1, %lld, %lld, %lld, C] for x %s",
-                   op, wk_tensor_shape_str(y, sy, sizeof sy), (long long)To, (long long)Ho,
-                   (long long)Wo, wk_tensor_shape_str(x, sx, sizeof sx));
+    return wk_check_shortcut_y(y, x, To, Ho, Wo, op, err);
 }
 
 extern "C" wf_status wk_cuda_avgdown3d(wk_backend *be, wk_tensor *y, const wk_tensor *x,
