@@ -53,18 +53,26 @@ void wk_backend_destroy(wk_backend **pbe) {
     *pbe = NULL;
 }
 
-wf_status wk_upload(wk_backend *be, wk_tensor *dst, const void *src, wf_err *err) {
-    size_t n = wk_tensor_nbytes(dst);
-    if (be->ops->upload) return be->ops->upload(be, dst->data, src, n, err);
-    if (n) memcpy(dst->data, src, n);
+wf_status wk_upload_bytes(wk_backend *be, void *dst, const void *src, size_t bytes,
+                          wf_err *err) {
+    if (be->ops->upload) return be->ops->upload(be, dst, src, bytes, err);
+    if (bytes) memcpy(dst, src, bytes);
     return WF_OK;
 }
 
-wf_status wk_download(wk_backend *be, void *dst, const wk_tensor *src, wf_err *err) {
-    size_t n = wk_tensor_nbytes(src);
-    if (be->ops->download) return be->ops->download(be, dst, src->data, n, err);
-    if (n) memcpy(dst, src->data, n);
+wf_status wk_download_bytes(wk_backend *be, void *dst, const void *src, size_t bytes,
+                            wf_err *err) {
+    if (be->ops->download) return be->ops->download(be, dst, src, bytes, err);
+    if (bytes) memcpy(dst, src, bytes);
     return WF_OK;
+}
+
+wf_status wk_upload(wk_backend *be, wk_tensor *dst, const void *src, wf_err *err) {
+    return wk_upload_bytes(be, dst->data, src, wk_tensor_nbytes(dst), err);
+}
+
+wf_status wk_download(wk_backend *be, void *dst, const wk_tensor *src, wf_err *err) {
+    return wk_download_bytes(be, dst, src->data, wk_tensor_nbytes(src), err);
 }
 
 wf_status wk_copy(wk_backend *be, void *dst, const void *src, size_t bytes, wf_err *err) {
@@ -196,4 +204,20 @@ wf_status wk_dupup3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64_t f
 wf_status wk_rope_table(wk_backend *be, wk_tensor *cos, wk_tensor *sin, int64_t F, int64_t H,
                         int64_t W, double theta, int64_t l0, wf_err *err) {
     WK_DISPATCH(rope_table, cos, sin, F, H, W, theta, l0, err);
+}
+wf_status wk_scale_add(wk_backend *be, wk_tensor *y, const wk_tensor *a, const wk_tensor *b,
+                       float s, wf_err *err) {
+    WK_DISPATCH(scale_add, y, a, b, s, err);
+}
+wf_status wk_guidance(wk_backend *be, wk_tensor *y, const wk_tensor *u, const wk_tensor *c, float g,
+                      wf_err *err) {
+    WK_DISPATCH(guidance, y, u, c, g, err);
+}
+wf_status wk_unipc_update(wk_backend *be, wk_tensor *y, const wk_tensor *x,
+                          const wk_tensor *const *m, const wk_tensor *d, const wk_unipc_coef *c,
+                          wf_err *err) {
+    WK_DISPATCH(unipc_update, y, x, m, d, c, err);
+}
+wf_status wk_first_nonfinite(wk_backend *be, const wk_tensor *x, int64_t *index, wf_err *err) {
+    WK_DISPATCH(first_nonfinite, x, index, err);
 }

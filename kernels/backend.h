@@ -43,6 +43,20 @@ typedef struct wk_conv_params {
     int pad[3][2];
 } wk_conv_params;
 
+/* The coefficients of one UniPC update (Diffusers' multistep_uni_p_bh_update / uni_c_bh_update
+ * with predict_x0 on flow sigmas), for y[e] with m0 = m[0] (the newest x0), order p:
+ *   base = ratio x - a_phi m0
+ *   S    = rhos[0] ((m[1] - m0) / rks[0]) [+ rhos[1] ((m[2] - m0) / rks[1]) when p = 3]  (p > 1)
+ *   corrector (d given): S = S + rhos[p-1] (d - m0)  (p > 1),  S = rhos[0] (d - m0)  (p = 1)
+ *   y    = base - a_B S, or base when there is no S (the predictor at order 1)
+ * ratio = sigma_t / sigma_s0, a_phi = alpha_t (exp(-h) - 1), a_B = alpha_t B(h). */
+typedef struct wk_unipc_coef {
+    int order;    /* 1..3: history terms m[0..order) read */
+    float ratio, a_phi, a_B;
+    float rks[2];
+    float rhos[3];
+} wk_unipc_coef;
+
 typedef struct wk_ops {
     /* y[M, N] = x[M, K] . w[N, K]^T + bias[N]. x may have leading dims (M is their product); y has
      * the same leading dims and last dim N. w is a PyTorch Linear weight. bias may be NULL. */
@@ -167,6 +181,26 @@ typedef struct wk_ops {
     wf_status (*rope_table)(wk_backend *be, wk_tensor *cos, wk_tensor *sin, int64_t F, int64_t H,
                             int64_t W, double theta, int64_t l0, wf_err *err);
 
+    /* ---- the samplers' and guidance's updates (the scalar maths stays on the host) ---- */
+    /* Each is elementwise over f32 tensors of one element count (shapes may differ; y may alias
+     * any input) and is evaluated in exactly the order written, every product and quotient
+     * rounded to f32 before the next operation (no fused multiply-add), so that every backend
+     * gives the CPU's bits. */
+    /* y = a + s * b (Euler: x + dt v; the x0 prediction x - sigma v as s = -sigma). */
+    wf_status (*scale_add)(wk_backend *be, wk_tensor *y, const wk_tensor *a, const wk_tensor *b,
+                           float s, wf_err *err);
+    /* y = u + g * (c - u): classifier-free guidance of the conditional c by the unconditional u. */
+    wf_status (*guidance)(wk_backend *be, wk_tensor *y, const wk_tensor *u, const wk_tensor *c,
+                          float g, wf_err *err);
+    /* The UniPC update (UniP predictor, or UniC corrector when d is given), wk_unipc_coef's
+     * formula; m[0..order) the x0 history, newest first; d the new x0 (corrector) or NULL. */
+    wf_status (*unipc_update)(wk_backend *be, wk_tensor *y, const wk_tensor *x,
+                              const wk_tensor *const *m, const wk_tensor *d,
+                              const wk_unipc_coef *c, wf_err *err);
+    /* *index = the index of the first element of x (f32) that is NaN or infinite, or numel(x)
+     * when all are finite. The one op whose result is a host value: it waits for the backend. */
+    wf_status (*first_nonfinite)(wk_backend *be, const wk_tensor *x, int64_t *index, wf_err *err);
+
     /* ---- memory (the backend's own; tensors on it have device == be->device) ---- */
     /* bytes of backend memory (64-byte aligned at least), uninitialised. Never called inside a
      * step: models allocate their weight block and arena before the loop. */
@@ -229,6 +263,10 @@ void wk_backend_free(wk_backend *be, void *p);
 /* A tensor's bytes, host <-> backend (t->data on the backend side, same size). */
 wf_status wk_upload(wk_backend *be, wk_tensor *dst, const void *src, wf_err *err);
 wf_status wk_download(wk_backend *be, void *dst, const wk_tensor *src, wf_err *err);
+/* The same for a byte range (dst or src a backend pointer, the other host memory). */
+wf_status wk_upload_bytes(wk_backend *be, void *dst, const void *src, size_t bytes, wf_err *err);
+wf_status wk_download_bytes(wk_backend *be, void *dst, const void *src, size_t bytes,
+                            wf_err *err);
 wf_status wk_sync(wk_backend *be, wf_err *err);
 
 /* Scratch of at least `bytes`, valid until the next call. Grows (and counts a grow) only when
@@ -288,6 +326,14 @@ wf_status wk_dupup3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64_t f
                      int64_t drop, wf_err *err);
 wf_status wk_rope_table(wk_backend *be, wk_tensor *cos, wk_tensor *sin, int64_t F, int64_t H,
                         int64_t W, double theta, int64_t l0, wf_err *err);
+wf_status wk_scale_add(wk_backend *be, wk_tensor *y, const wk_tensor *a, const wk_tensor *b,
+                       float s, wf_err *err);
+wf_status wk_guidance(wk_backend *be, wk_tensor *y, const wk_tensor *u, const wk_tensor *c, float g,
+                      wf_err *err);
+wf_status wk_unipc_update(wk_backend *be, wk_tensor *y, const wk_tensor *x,
+                          const wk_tensor *const *m, const wk_tensor *d, const wk_unipc_coef *c,
+                          wf_err *err);
+wf_status wk_first_nonfinite(wk_backend *be, const wk_tensor *x, int64_t *index, wf_err *err);
 /* A byte copy within backend memory (dst, src: backend pointers). */
 wf_status wk_copy(wk_backend *be, void *dst, const void *src, size_t bytes, wf_err *err);
 

@@ -121,3 +121,30 @@ wf_status wk_check_shortcut_y(const wk_tensor *y, const wk_tensor *x, int64_t To
                    op, wk_tensor_shape_str(y, sy, sizeof sy), (long long)To, (long long)Ho,
                    (long long)Wo, wk_tensor_shape_str(x, sx, sizeof sx));
 }
+
+wf_status wk_check_flat(const wk_tensor *t, int64_t n, const char *op, const char *arg,
+                        wf_err *err) {
+    char s[96];
+    wf_status st = wk_check_dtype(t, WK_F32, op, arg, err);
+    if (st) return st;
+    if (wk_tensor_numel(t) == n) return WF_OK;
+    return wf_fail(err, WF_EINVAL, "%s: %s has shape %s (%lld elements), expected %lld elements "
+                   "(y's)", op, arg, wk_tensor_shape_str(t, s, sizeof s),
+                   (long long)wk_tensor_numel(t), (long long)n);
+}
+
+wf_status wk_check_unipc(const wk_tensor *const *m, const wk_unipc_coef *c, int64_t n,
+                         wf_err *err) {
+    static const char *names[3] = {"m[0]", "m[1]", "m[2]"};
+    if (!c || c->order < 1 || c->order > 3)
+        return wf_fail(err, WF_EINVAL, "unipc_update: order %d, expected 1, 2 or 3",
+                       c ? c->order : 0);
+    for (int k = 0; k < c->order; k++) {
+        if (!m || !m[k])
+            return wf_fail(err, WF_EINVAL, "unipc_update: order %d reads %s, which is missing",
+                           c->order, names[k]);
+        wf_status st = wk_check_flat(m[k], n, "unipc_update", names[k], err);
+        if (st) return st;
+    }
+    return WF_OK;
+}

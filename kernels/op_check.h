@@ -2,7 +2,7 @@
  * and the CUDA backend refuse the same calls with the same words.
  *
  * What it is: the shape, dtype and index rules of the data-movement ops (the broadcast of add and
- * mul, copy_box, permute, the VAE shortcuts), checked on the host before anything runs. What it is not: the device check
+ * mul, copy_box, permute, the VAE shortcuts) and of the sampler updates, checked on the host before anything runs. What it is not: the device check
  * (each backend checks first that a tensor lives in its own memory, with its own message), nor
  * a check of the values inside the tensors.
  * Tested by: tests/ops_layout.c and tests/ops_vae.c ("rejects" rows, CPU), and
@@ -11,6 +11,7 @@
 #ifndef WK_OP_CHECK_H
 #define WK_OP_CHECK_H
 
+#include "backend.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
@@ -38,6 +39,15 @@ wf_status wk_check_shortcut(const wk_tensor *y, const wk_tensor *x, int64_t ft, 
 /* y's shape is [1, To, Ho, Wo, C] exactly (C checked by the op). */
 wf_status wk_check_shortcut_y(const wk_tensor *y, const wk_tensor *x, int64_t To, int64_t Ho,
                               int64_t Wo, const char *op, wf_err *err);
+
+/* scale_add, guidance, unipc_update, first_nonfinite: t (argument arg of op) is f32 with n
+ * elements (any shape). */
+wf_status wk_check_flat(const wk_tensor *t, int64_t n, const char *op, const char *arg,
+                        wf_err *err);
+/* unipc_update: c->order in 1..3 and the history terms it reads given (m[k] non-NULL for
+ * k < order), each with n elements. */
+wf_status wk_check_unipc(const wk_tensor *const *m, const wk_unipc_coef *c, int64_t n,
+                         wf_err *err);
 
 #ifdef __cplusplus
 }

@@ -66,7 +66,8 @@ static const op_name table_ops[] = {
     OPN(gate_residual), OPN(rms_norm_rope), OPN(rms_norm_l2_silu), OPN(convert),
     OPN(fill),       OPN(copy_box),    OPN(permute),       OPN(timestep_embed),
     OPN(embedding),  OPN(t5_bias),     OPN(blend),         OPN(avgdown3d),
-    OPN(dupup3d),    OPN(rope_table),
+    OPN(dupup3d),    OPN(rope_table),  OPN(scale_add),     OPN(guidance),
+    OPN(unipc_update), OPN(first_nonfinite),
 };
 /* the memory ops: no rows of their own (every row uses them) */
 static const op_name memory_ops[] = {OPN(alloc), OPN(free),     OPN(upload),
@@ -613,6 +614,61 @@ static wf_status exec_dupup3d(const row *r, wk_backend *be, wk_tensor *d, wf_err
     return wk_dupup3d(be, &d[0], &d[1], r->p[5], r->p[6], r->p[7], e);
 }
 
+/* scale_add: p = {n, s x 1000, in place}; guidance: p = {n, g x 1000, in place}; a / u and b / c
+ * [n] ~ N(0, 1). In place, y is a (scale_add: Euler's x + dt v) or c (guidance: v over itself).
+ * Slots: 0 y (or the in-place input), 1 a / u, 2 b / c. */
+static void build_update(const row *r, inst *in, tu_rng *rng) {
+    const int64_t n = r->p[0];
+    const bool guide = strcmp(r->op, "guidance") == 0, inplace = r->p[2] != 0;
+    if (!inplace) slot_out(in, 0, WK_F32, 1, &n);
+    else slot_rand(in, rng, 0, S_INOUT, WK_F32, 1, &n, G_NORMAL, 0, 1);
+    if (!inplace || guide) slot_rand(in, rng, 1, S_IN, WK_F32, 1, &n, G_NORMAL, 0, 1);
+    if (!inplace || !guide) slot_rand(in, rng, 2, S_IN, WK_F32, 1, &n, G_NORMAL, 0, 1);
+}
+static wf_status exec_scale_add(const row *r, wk_backend *be, wk_tensor *d, wf_err *e) {
+    return wk_scale_add(be, &d[0], SRC(1), &d[2], (float)r->p[1] / 1000.0f, e);
+}
+static wf_status exec_guidance(const row *r, wk_backend *be, wk_tensor *d, wf_err *e) {
+    return wk_guidance(be, &d[0], &d[1], SRC(2), (float)r->p[1] / 1000.0f, e);
+}
+
+/* unipc_update: p = {n, order, corrector, in place}; x, m[0..order), d (corrector) [n] ~ N(0, 1),
+ * coefficients of the size a 40-step grid gives. Slots: 0 y (x itself in place), 1 x, 2..4 m,
+ * 5 d. */
+static void build_unipc(const row *r, inst *in, tu_rng *rng) {
+    const int64_t n = r->p[0];
+    if (r->p[3]) slot_rand(in, rng, 0, S_INOUT, WK_F32, 1, &n, G_NORMAL, 0, 1);
+    else slot_x(in, rng, false, 1, &n, 0, 1);
+    for (int k = 0; k < r->p[1]; k++) slot_rand(in, rng, 2 + k, S_IN, WK_F32, 1, &n, G_NORMAL, 0, 1);
+    if (r->p[2]) slot_rand(in, rng, 5, S_IN, WK_F32, 1, &n, G_NORMAL, 0, 1);
+}
+static wf_status exec_unipc_update(const row *r, wk_backend *be, wk_tensor *d, wf_err *e) {
+    const wk_unipc_coef c = {(int)r->p[1], 0.9731f, -0.0516f, -0.0433f, {-1.27f, -2.61f},
+                             {0.5f, 0.31f, 0.47f}};
+    const wk_tensor *m[3] = {OPT(2), OPT(3), OPT(4)};
+    return wk_unipc_update(be, &d[0], SRC(1), m, OPT(5), &c, e);
+}
+
+/* first_nonfinite: p = {n, first bad (-1: none), kind (0 NaN, 1 +inf, 2 -inf), later bad}; x
+ * [n] ~ N(0, 1) with those planted. The index comes back to the host; the row stores index + 1
+ * and 1 into y [2] (uploaded), so that the comparison sees it. Slots: 0 y, 1 x. */
+static void build_nonfinite(const row *r, inst *in, tu_rng *rng) {
+    const int64_t n = r->p[0], two = 2;
+    slot_out(in, 0, WK_F32, 1, &two);
+    float *x = slot_rand(in, rng, 1, S_IN, WK_F32, 1, &n, G_NORMAL, 0, 1);
+    const float kinds[3] = {NAN, INFINITY, -INFINITY};
+    if (!x) return;
+    if (r->p[3] >= 0) x[r->p[3]] = NAN;
+    if (r->p[1] >= 0) x[r->p[1]] = kinds[r->p[2]];
+}
+static wf_status exec_first_nonfinite(const row *r, wk_backend *be, wk_tensor *d, wf_err *e) {
+    int64_t idx = -1;
+    wf_status st = wk_first_nonfinite(be, &d[1], &idx, e);
+    if (st) return st;
+    const float v[2] = {(float)(idx + 1), 1.0f};
+    return wk_upload(be, &d[0], v, e);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The rows. Bounds are on ||cuda - cpu|| / ||cpu||, each with its reason.
  * ------------------------------------------------------------------------------------------- */
@@ -645,6 +701,9 @@ static wf_status exec_dupup3d(const row *r, wk_backend *be, wk_tensor *d, wf_err
 #define WHY_T5 "a gather plus a mask: exact, unless a 1-ulp logf difference moves a bucket edge"
 #define WHY_BLEND "two f32 products and a sum per element: FMA contraction on the GPU, 1 ulp"
 #define WHY_AVG "a mean of few values (CPU: double, rounded once; GPU: f32): 1-2 ulp"
+#define WHY_SMP "the same f32 roundings in the same order (explicitly rounded on the GPU, never " \
+                "an FMA): the CPU's bits"
+#define WHY_IDX "an index (stored as index + 1): exact"
 
 #define ROW(op_, fn_, cs_, dt_, prec_, path_, bound_, why_, ...)                                 \
     {.op = #op_, .cs = cs_, .build = build_##fn_, .exec = exec_##op_, .dt = dt_, .prec = prec_,  \
@@ -920,6 +979,28 @@ static const row rows[] = {
          8, 2, 2, 1),
     ROWF(dupup3d, dupup3d, "x[1,2,3,4,24] Co=12 ft=1 fs=2", WK_F32, 0, WHY_EXACT, 2, 3, 4, 24, 12,
          1, 2, 0),
+    /* scale_add, guidance: p = {n, s or g x 1000, in place} */
+    ROWF(scale_add, update, "n=5 s=-0.37", WK_F32, 0, WHY_SMP, 5, -370, 0),
+    ROWF(scale_add, update, "n=1000003 s=-0.0251 in place", WK_F32, 0, WHY_SMP, 1000003, -25, 1),
+    ROWF(guidance, update, "n=13 g=5", WK_F32, 0, WHY_SMP, 13, 5000, 0),
+    ROWF(guidance, update, "n=777777 g=3.5 y=c", WK_F32, 0, WHY_SMP, 777777, 3500, 1),
+    /* unipc_update: p = {n, order, corrector, in place} */
+    ROWF(unipc_update, unipc, "n=7 order 1 predictor", WK_F32, 0, WHY_SMP, 7, 1, 0, 0),
+    ROWF(unipc_update, unipc, "n=33333 order 1 corrector", WK_F32, 0, WHY_SMP, 33333, 1, 1, 0),
+    ROWF(unipc_update, unipc, "n=65537 order 2 predictor in place", WK_F32, 0, WHY_SMP, 65537, 2,
+         0, 1),
+    ROWF(unipc_update, unipc, "n=1001 order 2 corrector", WK_F32, 0, WHY_SMP, 1001, 2, 1, 0),
+    ROWF(unipc_update, unipc, "n=500001 order 3 predictor in place", WK_F32, 0, WHY_SMP, 500001,
+         3, 0, 1),
+    ROWF(unipc_update, unipc, "n=4099 order 3 corrector", WK_F32, 0, WHY_SMP, 4099, 3, 1, 0),
+    /* first_nonfinite: p = {n, first bad, kind, later bad} */
+    ROWF(first_nonfinite, nonfinite, "n=1000003 all finite", WK_F32, 0, WHY_IDX, 1000003, -1, 0,
+         -1),
+    ROWF(first_nonfinite, nonfinite, "n=1000003 NaN at 777777, NaN at 999999", WK_F32, 0, WHY_IDX,
+         1000003, 777777, 0, 999999),
+    ROWF(first_nonfinite, nonfinite, "n=65536 +inf at 40000, NaN at 65535", WK_F32, 0, WHY_IDX,
+         65536, 40000, 1, 65535),
+    ROWF(first_nonfinite, nonfinite, "n=9 -inf at 0", WK_F32, 0, WHY_IDX, 9, 0, 2, -1),
 };
 #define N_ROWS ((int)(sizeof rows / sizeof rows[0]))
 

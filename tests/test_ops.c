@@ -102,8 +102,10 @@ int main(int argc, char **argv) {
         }
     }
 
-    const op_case *tables[] = {ops_basic_cases, ops_heavy_cases, ops_layout_cases, ops_vae_cases};
-    const int counts[] = {ops_basic_count, ops_heavy_count, ops_layout_count, ops_vae_count};
+    const op_case *tables[] = {ops_basic_cases, ops_heavy_cases, ops_layout_cases, ops_vae_cases,
+                               ops_sampler_cases};
+    const int counts[] = {ops_basic_count, ops_heavy_count, ops_layout_count, ops_vae_count,
+                          ops_sampler_count};
     const int ntables = (int)(sizeof counts / sizeof counts[0]);
 
     int dw = 11, nsel = 0; /* width of the description column: the longest one selected */

@@ -8,10 +8,11 @@
  * when the op failed, and it sets *bad (guard bytes overwritten, NaN/Inf where the reference is
  * finite) when the output is corrupt.
  *
- * Rows live in four files: tests/ops_basic.c (matmul, elementwise, norms, softmax, activations,
+ * Rows live in five files: tests/ops_basic.c (matmul, elementwise, norms, softmax, activations,
  * rope, upsample), tests/ops_heavy.c (attention, convolutions), tests/ops_layout.c (the fused
- * forms and the data-movement ops) and tests/ops_vae.c (blend, avgdown3d, dupup3d,
- * rms_norm_l2_silu). Each exports its array and count; test_ops.c concatenates them.
+ * forms and the data-movement ops), tests/ops_vae.c (blend, avgdown3d, dupup3d,
+ * rms_norm_l2_silu) and tests/ops_sampler.c (scale_add, guidance, unipc_update,
+ * first_nonfinite). Each exports its array and count; test_ops.c concatenates them.
  */
 #ifndef TEST_OPS_H
 #define TEST_OPS_H
@@ -43,6 +44,8 @@ extern const op_case ops_layout_cases[];
 extern const int ops_layout_count;
 extern const op_case ops_vae_cases[];
 extern const int ops_vae_count;
+extern const op_case ops_sampler_cases[];
+extern const int ops_sampler_count;
 
 /* Helpers for runners. A weight-like tensor in dtype dt made from f32 values: the values are
  * rounded to dt in place (so the double reference sees exactly what the op sees) and stored in

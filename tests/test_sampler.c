@@ -13,7 +13,9 @@
  *     prediction exactly;
  *   - saving the state after step k, loading it into a fresh sampler and continuing gives
  *     bit-identical samples to the uninterrupted run, for every k; a state is refused by a sampler
- *     with other settings or a truncated buffer.
+ *     with other settings or a truncated buffer;
+ *   - the updates run as backend ops (here the CPU backend's: the arrays are host memory); a
+ *     sampler made without a backend keeps its grid and refuses to step or save a history.
  * Also: the tiny-wan22 scheduler_config.json read by dfs_read_scheduler_config gives the same grid.
  * Usage: test_sampler FIXTURES_DIR
  */
@@ -29,6 +31,7 @@
 #include "test_util.h"
 
 static const char *fixtures;
+static wk_backend *cpu; /* the samplers' backend (host memory: the fixtures' arrays step directly) */
 
 static const void *tensor(st_file *f, const char *name, st_dtype dt, size_t *n) {
     const st_tensor *t = st_file_find(f, name);
@@ -81,6 +84,7 @@ static void run_case(const char *name) {
     }
     o.disable_corrector = dc;
     o.n_disable_corrector = ndc;
+    o.be = cpu;
 
     size_t nsig = 0, nts = 0, ntf = 0, nx = 0, nv = 0, ns = 0;
     const float *sig = tensor(f, "sigmas", ST_F32, &nsig);
@@ -132,7 +136,8 @@ static void run_case(const char *name) {
             break;
         }
         memcpy(traj + (size_t)i * nx, x, nx * sizeof *x);
-        smp_state_save(s, states + (size_t)i * sb);
+        if (smp_state_save(s, states + (size_t)i * sb, &err) != WF_OK)
+            TU_CHECK(0, "%s: save after step %lld: %s", name, (long long)i, err.msg);
         const float *r = ref + (size_t)i * nx;
         bool ref_nan = false;
         for (size_t e = 0; e < nx; e++) ref_nan |= isnan(r[e]);
@@ -236,6 +241,15 @@ static void config_file_case(void) {
         st_close(&f);
     }
     TU_CHECK(s->timesteps[12] == 875 && s->timesteps[13] == 861, "spec 4.1 example timesteps");
+    /* made without a backend: the grid only, no step and no state */
+    float x[4] = {1, 2, 3, 4}, v[4] = {0};
+    TU_CHECK(smp_step(s, v, x, 0, &err) != WF_OK && strstr(err.msg, "without a backend"),
+             "a grid-only sampler stepped (%s)", err.msg);
+    TU_CHECK(x[0] == 1 && s->step_index == 0, "a refused step changed the sample or the index");
+    unsigned char *state = malloc(smp_state_bytes(s));
+    TU_CHECK(state && smp_state_save(s, state, &err) != WF_OK, "a grid-only sampler saved a "
+             "history");
+    free(state);
     smp_free(&s);
     /* bad settings are refused */
     dfs_scheduler_config bad = cfg;
@@ -252,6 +266,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     fixtures = argv[1];
+    wf_err err;
+    if (wk_backend_cpu_new(&cpu, 0, &err) != WF_OK) {
+        fprintf(stderr, "test_sampler: %s\n", err.msg);
+        return 1;
+    }
     char path[4200];
     snprintf(path, sizeof path, "%s/sampler/cases.json", fixtures);
     json_error_t je;
@@ -264,6 +283,7 @@ int main(int argc, char **argv) {
     }
     json_decref(list);
     config_file_case();
+    wk_backend_destroy(&cpu);
     if (tu_failures) {
         printf("test_sampler: %d failures\n", tu_failures);
         return 1;

@@ -36,6 +36,10 @@ static const wk_ops cpu_ops = {
     .avgdown3d = wk_cpu_avgdown3d,
     .dupup3d = wk_cpu_dupup3d,
     .rope_table = wk_cpu_rope_table,
+    .scale_add = wk_cpu_scale_add,
+    .guidance = wk_cpu_guidance,
+    .unipc_update = wk_cpu_unipc_update,
+    .first_nonfinite = wk_cpu_first_nonfinite,
 };
 
 wf_status wk_backend_cpu_new(wk_backend **out, int nthreads, wf_err *err) {

@@ -3,7 +3,8 @@
  *   rms_norm_l2), softmax.c, rope.c (rope, wk_rope_table_3d), attention.c, conv.c (conv3d,
  *   conv2d), resample.c (upsample2x), fused.c (matmul_gelu, ln_modulate, gate_residual,
  *   rms_norm_rope), layout.c (convert, fill, copy_box, permute, timestep_embed, embedding,
- *   t5_bias), vae_ops.c (blend, avgdown3d, dupup3d, rms_norm_l2_silu).
+ *   t5_bias), vae_ops.c (blend, avgdown3d, dupup3d, rms_norm_l2_silu), sampler_ops.c (scale_add,
+ *   guidance, unipc_update, first_nonfinite).
  * Semantics are documented once, in kernels/backend.h. These files are the readable fp32
  * reference every other backend is checked against; they are threaded with OpenMP and call
  * OpenBLAS (OpenMP build) for GEMMs.
@@ -78,6 +79,15 @@ wf_status wk_cpu_dupup3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, int64
 wf_status wk_cpu_rms_norm_l2_silu(wk_backend *be, wk_tensor *y, const wk_tensor *x,
                                   const wk_tensor *gamma, wf_err *err);
 
+/* sampler_ops.c: the samplers' and guidance's elementwise updates */
+wf_status wk_cpu_scale_add(wk_backend *be, wk_tensor *y, const wk_tensor *a, const wk_tensor *b,
+                           float s, wf_err *err);
+wf_status wk_cpu_guidance(wk_backend *be, wk_tensor *y, const wk_tensor *u, const wk_tensor *c,
+                          float g, wf_err *err);
+wf_status wk_cpu_unipc_update(wk_backend *be, wk_tensor *y, const wk_tensor *x,
+                              const wk_tensor *const *m, const wk_tensor *d,
+                              const wk_unipc_coef *c, wf_err *err);
+wf_status wk_cpu_first_nonfinite(wk_backend *be, const wk_tensor *x, int64_t *index, wf_err *err);
 /* Rows of activations per GEMM task cut (matmul, conv im2col blocks, attention query blocks): a
  * multiple of every BLAS register tile (4, 6, 8, 16, 24 rows). The backend publishes it as
  * wk_backend.row_quantum. */

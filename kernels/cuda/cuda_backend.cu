@@ -337,6 +337,10 @@ static void cuda_ops_fill(void) {
     o->blend = wk_cuda_blend;
     o->avgdown3d = wk_cuda_avgdown3d;
     o->dupup3d = wk_cuda_dupup3d;
+    o->scale_add = wk_cuda_scale_add;
+    o->guidance = wk_cuda_guidance;
+    o->unipc_update = wk_cuda_unipc_update;
+    o->first_nonfinite = wk_cuda_first_nonfinite;
     o->alloc = cuda_alloc_op;
     o->free = cuda_free_op;
     o->upload = cuda_upload;
@@ -347,7 +351,7 @@ static void cuda_ops_fill(void) {
     memcpy(slots, o, sizeof slots);
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) WF_ASSERT(slots[i] != NULL);
 }
-static_assert(sizeof(wk_ops) == 36 * sizeof(void *),
+static_assert(sizeof(wk_ops) == 40 * sizeof(void *),
               "wk_ops changed: add the new op to cuda_ops_fill and update this count");
 
 /* ---- construction and destruction ---- */

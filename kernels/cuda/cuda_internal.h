@@ -15,6 +15,8 @@
  *                      cuDNN cannot run a shape)
  *   cuda_attention.cu  attention: own flash-attention kernels (f32 SIMT, bf16 tensor-core MMA)
  *   cuda_sdpa.c        cuDNN fused SDPA through the backend C API, plans cached per shape
+ *   cuda_sampler.cu    scale_add, guidance, unipc_update, first_nonfinite (the samplers' and
+ *                      CFG's updates on device latents)
  * Conventions: every op runs on wk_cuda.stream, never synchronises unless it must (download,
  * sync), never allocates device memory except through wk_backend_workspace (which grows only
  * before the first step), and checks its arguments on the host before launching anything.
@@ -165,6 +167,16 @@ wf_status wk_cuda_dupup3d(wk_backend *be, wk_tensor *y, const wk_tensor *x, int6
                           int64_t fs, int64_t drop, wf_err *err);
 wf_status wk_cuda_rope_table(wk_backend *be, wk_tensor *cos, wk_tensor *sin, int64_t F,
                              int64_t H, int64_t W, double theta, int64_t l0, wf_err *err);
+
+wf_status wk_cuda_scale_add(wk_backend *be, wk_tensor *y, const wk_tensor *a, const wk_tensor *b,
+                            float s, wf_err *err);
+wf_status wk_cuda_guidance(wk_backend *be, wk_tensor *y, const wk_tensor *u, const wk_tensor *c,
+                           float g, wf_err *err);
+wf_status wk_cuda_unipc_update(wk_backend *be, wk_tensor *y, const wk_tensor *x,
+                               const wk_tensor *const *m, const wk_tensor *d,
+                               const wk_unipc_coef *c, wf_err *err);
+wf_status wk_cuda_first_nonfinite(wk_backend *be, const wk_tensor *x, int64_t *index,
+                                  wf_err *err);
 
 /* Element-wise widening of a weight-like tensor inside a kernel: the value of element i of a
  * buffer of dtype dt (f32, bf16, f16, f8e4m3) as f32. Defined in cuda_elementwise.cu as a

@@ -293,6 +293,30 @@ size_t pl_first_nonfinite(const float *x, size_t n) {
     return i;
 }
 
+wf_status pl_step_update(wk_backend *be, smp_sampler *smp, float *x, float *v, const float *c,
+                         const float *u, float g, size_t n, int64_t i, wf_err *err) {
+    wf_status st = WF_OK;
+    wk_tensor xt = wk_tensor_1d(WK_F32, x, (int64_t)n), vt = wk_tensor_1d(WK_F32, v, (int64_t)n);
+    wk_tensor ct = wk_tensor_1d(WK_F32, (void *)c, (int64_t)n);
+    wk_tensor ut = wk_tensor_1d(WK_F32, (void *)u, (int64_t)n);
+    xt.device = vt.device = ct.device = ut.device = be->device;
+    if (u) WF_TRY(wk_guidance(be, &vt, &ut, &ct, g, err));
+    WF_TRY(smp_step(smp, v, x, i, err));
+    int64_t bad = 0;
+    WF_TRY(wk_first_nonfinite(be, &xt, &bad, err));
+    if (bad < (int64_t)n) {
+        float val = 0.0f;
+        WF_TRY(wk_download_bytes(be, &val, x + bad, sizeof val, err));
+        st = wf_fail(err, WF_EINVAL,
+                     "the latents are not finite after this step (element %lld of %zu is %g): "
+                     "the model's weights or the guidance scale overflow f32; check the "
+                     "checkpoint, or lower the guidance",
+                     (long long)bad, n, (double)val);
+    }
+out:
+    return st;
+}
+
 /* splitmix64 */
 static uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -336,13 +360,18 @@ out:
     return st;
 }
 
-/* One generation's sizes and host buffers (pl_generate). */
+/* One generation's sizes and buffers (pl_generate): the latents, velocities and text embeddings
+ * live in the backend's memory for the whole loop; the host keeps the embeddings as encoded and
+ * the latents before and after the loop. */
 typedef struct gen {
     int64_t T, h, w, L;   /* latent frames, height, width; text tokens */
+    int64_t D;            /* text width */
     size_t n;             /* latent elements: C T h w */
     bool cfg;             /* classifier-free guidance (guidance > 1) */
-    float *cond, *uncond; /* [L, D]; uncond: CFG only */
-    float *x, *v, *vu;    /* [n]; vu: the unconditional velocity, CFG only */
+    float *cond, *uncond; /* host [L, D]; uncond: CFG only */
+    float *xh;            /* host [n]: the initial, then the final latents */
+    float *x, *v, *vu;    /* backend [n]; vu: the unconditional velocity, CFG only */
+    float *cond_d, *uncond_d; /* backend [L, D] */
 } gen;
 
 /* text: the prompt's embedding into cond and (CFG) the negative prompt's into uncond */
@@ -365,26 +394,29 @@ out:
     return st;
 }
 
+/* A view of backend memory as an f32 tensor [d0, d1]. */
+static wk_tensor on_be(const wk_backend *be, float *p, int64_t d0, int64_t d1) {
+    wk_tensor t = wk_tensor_2d(WK_F32, p, d0, d1);
+    t.device = be->device;
+    return t;
+}
+
 /* One denoising step i with expert m at timestep t: v = m(x) (CFG: vu + g (v - vu)), then the
- * sampler's update of x. */
+ * sampler's update of x and the finiteness check, all in the backend's memory. */
 static wf_status denoise_step(pl_pipeline *p, const dit_model *m, wk_arena *arena,
                               const dit_shape *ds, smp_sampler *smp, gen *g, float t, double gs,
                               int64_t i, wf_err *err) {
     wf_status st = WF_OK;
-    WF_TRY(dit_forward(m, p->be, arena, ds, NULL, g->x, &t, g->cond, g->v, NULL, NULL, err));
+    wk_backend *be = p->be;
+    const int64_t n = (int64_t)g->n;
+    wk_tensor x = on_be(be, g->x, 1, n), v = on_be(be, g->v, 1, n);
+    wk_tensor c = on_be(be, g->cond_d, g->L, g->D);
+    WF_TRY(dit_forward_on(m, be, arena, ds, NULL, &x, &t, &c, &v, NULL, NULL, err));
     if (g->cfg) {
-        WF_TRY(dit_forward(m, p->be, arena, ds, NULL, g->x, &t, g->uncond, g->vu, NULL, NULL, err));
-        const float gf = (float)gs;
-        for (size_t j = 0; j < g->n; j++) g->v[j] = g->vu[j] + gf * (g->v[j] - g->vu[j]);
+        wk_tensor vu = on_be(be, g->vu, 1, n), u = on_be(be, g->uncond_d, g->L, g->D);
+        WF_TRY(dit_forward_on(m, be, arena, ds, NULL, &x, &t, &u, &vu, NULL, NULL, err));
     }
-    WF_TRY(smp_step(smp, g->v, g->x, i, err));
-    size_t bad = pl_first_nonfinite(g->x, g->n);
-    if (bad < g->n)
-        st = wf_fail(err, WF_EINVAL,
-                     "the latents are not finite after this step (element %zu of %zu is %g): "
-                     "the model's weights or the guidance scale overflow f32; check the "
-                     "checkpoint, or lower the guidance",
-                     bad, g->n, (double)g->x[bad]);
+    st = pl_step_update(be, smp, g->x, g->v, g->v, g->cfg ? g->vu : NULL, (float)gs, g->n, i, err);
 out:
     return st;
 }
@@ -430,22 +462,54 @@ out:
     return st;
 }
 
-/* decode: the latents x, de-normalised in place, to the request's video and frame callback */
+/* decode: the host latents xh, de-normalised in place, to the request's video and frame
+ * callback */
 static wf_status decode(pl_pipeline *p, const pl_request *r, gen *g, wf_err *err) {
     wk_arena arena;
     memset(&arena, 0, sizeof arena);
     size_t bytes = 0;
     wf_status st = WF_OK;
-    vae_latents_denormalize(&p->vae->cfg, g->x, g->T * g->h * g->w);
+    vae_latents_denormalize(&p->vae->cfg, g->xh, g->T * g->h * g->w);
     vae_opts vo = vae_opts_default();
     WF_TRY(vae_decode_arena_bytes(p->vae, g->T, g->h, g->w, &vo, &bytes, err));
     WF_TRY(wk_arena_init_on(&arena, p->be, "vae activations", bytes, err));
-    st = vae_decode(p->vae, p->be, &arena, &vo, g->x, g->T, g->h, g->w, r->video_out, r->on_frames,
-                    r->frames_ctx, NULL, NULL, err);
+    st = vae_decode(p->vae, p->be, &arena, &vo, g->xh, g->T, g->h, g->w, r->video_out,
+                    r->on_frames, r->frames_ctx, NULL, NULL, err);
     if (st) wf_err_prefix(err, "decoding: ");
 out:
     wk_arena_free(&arena);
     return st;
+}
+
+/* The generation's buffers: host embeddings and latents, backend latents, velocities and
+ * embeddings (freed by gen_free). */
+static wf_status gen_alloc(pl_pipeline *p, gen *g, wf_err *err) {
+    const size_t tb = (size_t)(g->L * g->D) * sizeof(float), nb = g->n * sizeof(float);
+    g->cond = malloc(tb);
+    g->uncond = g->cfg ? malloc(tb) : NULL;
+    g->xh = malloc(nb);
+    if (!g->cond || !g->xh || (g->cfg && !g->uncond))
+        return wf_fail(err, WF_ENOMEM, "out of memory for latents and text embeddings");
+    struct {
+        float **p;
+        size_t bytes;
+    } dev[5] = {{&g->x, nb}, {&g->v, nb}, {&g->cond_d, tb}, {&g->vu, nb}, {&g->uncond_d, tb}};
+    for (int k = 0; k < (g->cfg ? 5 : 3); k++) {
+        wf_status st = wk_backend_alloc(p->be, dev[k].bytes, (void **)dev[k].p, err);
+        if (st) {
+            wf_err_prefix(err, "latents and text embeddings: ");
+            return st;
+        }
+    }
+    return WF_OK;
+}
+
+static void gen_free(pl_pipeline *p, gen *g) {
+    free(g->cond);
+    free(g->uncond);
+    free(g->xh);
+    float *dev[5] = {g->x, g->v, g->vu, g->cond_d, g->uncond_d};
+    for (int k = 0; k < 5; k++) wk_backend_free(p->be, dev[k]);
 }
 
 wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
@@ -458,20 +522,15 @@ wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
              .h = shape[2],
              .w = shape[3],
              .L = r->max_sequence_length,
+             .D = p->t5->cfg.d_model,
              .n = (size_t)(shape[0] * shape[1] * shape[2] * shape[3]),
              .cfg = r->guidance > 1.0};
-    const size_t tb = (size_t)(g.L * p->t5->cfg.d_model) * sizeof(float);
+    const size_t tb = (size_t)(g.L * g.D) * sizeof(float), nb = g.n * sizeof(float);
     smp_sampler *smp = NULL;
-    g.cond = malloc(tb);
-    g.uncond = g.cfg ? malloc(tb) : NULL;
-    g.x = malloc(g.n * sizeof *g.x);
-    g.v = malloc(g.n * sizeof *g.v);
-    g.vu = g.cfg ? malloc(g.n * sizeof *g.vu) : NULL;
-    if (!g.cond || !g.x || !g.v || (g.cfg && (!g.uncond || !g.vu))) {
-        st = wf_fail(err, WF_ENOMEM, "out of memory for latents and text embeddings");
-        goto out;
-    }
+    WF_TRY(gen_alloc(p, &g, err));
     WF_TRY(encode_prompts(p, r, &g, err));
+    WF_TRY(wk_upload_bytes(p->be, g.cond_d, g.cond, tb, err));
+    if (g.cfg) WF_TRY(wk_upload_bytes(p->be, g.uncond_d, g.uncond, tb, err));
 
     /* sampler and latents */
     smp_options so;
@@ -479,19 +538,18 @@ wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
     so.steps = r->steps;
     so.shift = r->shift;
     so.solver = r->sampler;
+    so.be = p->be;
     WF_TRY(smp_create(&smp, &p->cfg->scheduler, &so, g.n, err));
-    if (r->latents) memcpy(g.x, r->latents, g.n * sizeof *g.x);
-    else pl_noise(r->seed, g.x, g.n);
+    if (r->latents) memcpy(g.xh, r->latents, nb);
+    else pl_noise(r->seed, g.xh, g.n);
+    WF_TRY(wk_upload_bytes(p->be, g.x, g.xh, nb, err));
 
     WF_TRY(denoise(p, r, smp, &g, err));
-    if (r->latents_out) memcpy(r->latents_out, g.x, g.n * sizeof *g.x);
+    WF_TRY(wk_download_bytes(p->be, g.xh, g.x, nb, err));
+    if (r->latents_out) memcpy(r->latents_out, g.xh, nb);
     if (!r->skip_decode) st = decode(p, r, &g, err);
 out:
     smp_free(&smp);
-    free(g.cond);
-    free(g.uncond);
-    free(g.x);
-    free(g.v);
-    free(g.vu);
+    gen_free(p, &g);
     return st;
 }

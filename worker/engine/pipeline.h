@@ -155,6 +155,13 @@ void pl_request_default(pl_request *r);
  * pl_generate and pd_run check the latents with it after every step). */
 size_t pl_first_nonfinite(const float *x, size_t n);
 
+/* The end of denoising step i, in be's memory (n floats each): with u (CFG), v = u + g (c - u)
+ * (c may be v itself); then the sampler's update of x by v (smp_step), then the check that
+ * every latent is finite, whose error names the first bad element and its value. pl_generate
+ * and pd_run end every step with it. */
+wf_status pl_step_update(wk_backend *be, smp_sampler *smp, float *x, float *v, const float *c,
+                         const float *u, float g, size_t n, int64_t i, wf_err *err);
+
 /* Which expert step t uses (0 transformer, 1 transformer_2), as pl_generate chooses. */
 int pl_expert_of(const pl_pipeline *p, const pl_request *r, double t);
 

@@ -36,6 +36,9 @@ unsigned pd_parts(const ly_layout *l, int rank) {
 wf_status pd_open(pd_world **out, cm_comm *world, const ly_layout *l, const char *root,
                   wk_backend *be, int nthreads, wf_err *err) {
     *out = NULL;
+    if (be && be->device != WK_DEV_CPU) /* its latents and velocities are host memory */
+        return wf_fail(err, WF_EUNSUPPORTED, "a distributed run computes on the CPU backend only "
+                       "(the %s backend was given); run on GPUs in one process", be->name);
     if (ly_ranks(l) != world->size) {
         char f[128];
         ly_format(l, f, sizeof f);
@@ -168,6 +171,7 @@ static wf_status job_init(pd_world *d, const pl_request *r, int64_t index, job *
     so.steps = r->steps;
     so.shift = r->shift;
     so.solver = r->sampler;
+    so.be = d->p->be;
     return smp_create(&j->smp, &d->p->cfg->scheduler, &so, j->n, err);
 }
 
@@ -216,18 +220,17 @@ static wf_status job_step(pd_world *d, job *j, wk_arena *arena, int64_t i, int e
         const float *text = d->role.half ? j->uncond : j->cond;
         WF_TRY(dit_forward(m, d->p->be, arena, &ds, d->sp, j->x, &t, text, j->v, NULL, NULL, err));
         WF_TRY(cm_allgather(d->pair, j->v, j->both, j->n * sizeof(float), err));
-        const float *c = j->both, *u = j->both + j->n;
-        for (size_t k = 0; k < j->n; k++) j->v[k] = u[k] + gf * (c[k] - u[k]);
+        st = pl_step_update(d->p->be, j->smp, j->x, j->v, j->both, j->both + j->n, gf, j->n, i,
+                            err);
     } else {
         WF_TRY(dit_forward(m, d->p->be, arena, &ds, d->sp, j->x, &t, j->cond, j->v, NULL, NULL,
                            err));
-        if (j->cfg) {
+        if (j->cfg)
             WF_TRY(dit_forward(m, d->p->be, arena, &ds, d->sp, j->x, &t, j->uncond, j->vu, NULL,
                                NULL, err));
-            for (size_t k = 0; k < j->n; k++) j->v[k] = j->vu[k] + gf * (j->v[k] - j->vu[k]);
-        }
+        st = pl_step_update(d->p->be, j->smp, j->x, j->v, j->v, j->cfg ? j->vu : NULL, gf, j->n,
+                            i, err);
     }
-    WF_TRY(smp_step(j->smp, j->v, j->x, i, err));
 out:
     return st;
 }
@@ -270,13 +273,6 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
             goto out;
         }
         st = job_step(d, j, &arena, i, e, err);
-        size_t bad = st ? 0 : pl_first_nonfinite(j->x, j->n);
-        if (!st && bad < j->n)
-            st = wf_fail(err, WF_EINVAL,
-                         "the latents are not finite after this step (element %zu of %zu is %g): "
-                         "the model's weights or the guidance scale overflow f32; check the "
-                         "checkpoint, or lower the guidance",
-                         bad, j->n, (double)j->x[bad]);
         if (st) {
             wf_err_prefix(err, "request %lld, step %lld/%lld (%s): ", (long long)j->index,
                           (long long)(i + 1), (long long)r->steps,
@@ -320,11 +316,11 @@ static wf_status handoff_send(pd_world *d, job *j, wf_err *err) {
     size_t sb = smp_state_bytes(j->smp);
     void *state = malloc(sb);
     if (!state) return wf_fail(err, WF_ENOMEM, "out of memory for the sampler state");
-    smp_state_save(j->smp, state);
+    wf_status st = smp_state_save(j->smp, state, err);
     handoff_head h = {j->index, j->i_switch, (int64_t)j->n, (int64_t)sb, j->L * j->D};
     const size_t tb = (size_t)h.text_floats * sizeof(float);
     cm_comm *b = d->bridge;
-    wf_status st = WF_OK;
+    if (st) goto out;
     WF_TRY(cm_send(b, &h, sizeof h, 1, TAG_HANDOFF, err));
     WF_TRY(cm_send(b, j->x, j->n * sizeof(float), 1, TAG_HANDOFF, err));
     WF_TRY(cm_send(b, state, sb, 1, TAG_HANDOFF, err));

@@ -109,9 +109,11 @@ void smp_free(smp_sampler **sp) {
     free(s->timesteps);
     free(s->timesteps_f);
     free(s->corrector_off);
-    for (int k = 0; k < SMP_MAX_ORDER; k++) free(s->hist[k]);
-    free(s->last_sample);
-    free(s->scratch);
+    if (s->be) {
+        for (int k = 0; k < SMP_MAX_ORDER; k++) wk_backend_free(s->be, s->hist[k]);
+        wk_backend_free(s->be, s->last_sample);
+        wk_backend_free(s->be, s->scratch);
+    }
     free(s);
     *sp = NULL;
 }
@@ -143,21 +145,41 @@ static wf_status unipc_settings(const dfs_scheduler_config *cfg, int *order, boo
     return WF_OK;
 }
 
-/* The sampler's arrays: the grids [steps (+ 1)] and, for UniPC, the history, the last sample and
- * the scratch [n]. False when one is out of memory (smp_free frees the others). */
-static bool alloc_arrays(smp_sampler *s) {
-    const size_t N = (size_t)s->steps, n = s->n;
+/* The grids [steps (+ 1)], host memory. False when one is out of memory (smp_free frees the
+ * others). */
+static bool alloc_grids(smp_sampler *s) {
+    const size_t N = (size_t)s->steps;
     s->sigmas = calloc(N + 1, sizeof *s->sigmas);
     s->timesteps = calloc(N, sizeof *s->timesteps);
     s->timesteps_f = calloc(N, sizeof *s->timesteps_f);
     s->corrector_off = calloc(N, sizeof *s->corrector_off);
-    bool ok = s->sigmas && s->timesteps && s->timesteps_f && s->corrector_off;
-    if (s->solver == SMP_UNIPC) {
-        for (int k = 0; k < s->order; k++) ok = ok && (s->hist[k] = calloc(n, sizeof(float)));
-        ok = ok && (s->last_sample = calloc(n, sizeof(float)));
-        ok = ok && (s->scratch = calloc(n, sizeof(float)));
+    return s->sigmas && s->timesteps && s->timesteps_f && s->corrector_off;
+}
+
+/* A view of n floats of backend memory at p. */
+static wk_tensor flat(const smp_sampler *s, const float *p) {
+    wk_tensor t = wk_tensor_1d(WK_F32, (void *)p, (int64_t)s->n);
+    t.device = s->be->device;
+    return t;
+}
+
+/* UniPC's buffers in the backend's memory: the history, the last sample and the scratch [n],
+ * zeroed (a saved state is then the same bytes whatever the memory held). */
+static wf_status alloc_buffers(smp_sampler *s, wf_err *err) {
+    if (s->solver != SMP_UNIPC) return WF_OK;
+    const size_t bytes = s->n * sizeof(float);
+    float **bufs[SMP_MAX_ORDER + 2];
+    int nb = 0;
+    for (int k = 0; k < s->order; k++) bufs[nb++] = &s->hist[k];
+    bufs[nb++] = &s->last_sample;
+    bufs[nb++] = &s->scratch;
+    for (int k = 0; k < nb; k++) {
+        wf_status st = wk_backend_alloc(s->be, bytes, (void **)bufs[k], err);
+        if (st) return st;
+        wk_tensor t = flat(s, *bufs[k]);
+        if ((st = wk_fill(s->be, &t, 0.0f, err))) return st;
     }
-    return ok;
+    return WF_OK;
 }
 
 /* FNV-1a of the sigma bits, the timesteps, the corrector switches and the settings. */
@@ -201,10 +223,15 @@ wf_status smp_create(smp_sampler **out, const dfs_scheduler_config *cfg, const s
     s->bh2 = bh2;
     s->lower_order_final = lof;
     s->n = n;
+    s->be = opt->be;
     size_t N = (size_t)opt->steps;
     double *tmp = calloc(N + 1, sizeof *tmp);
-    if (!alloc_arrays(s) || !tmp) {
-        st = wf_fail(err, WF_ENOMEM, "sampler: out of memory (%zu elements)", n);
+    if (!alloc_grids(s) || !tmp) {
+        st = wf_fail(err, WF_ENOMEM, "sampler: out of memory (%zu steps)", N);
+        goto out;
+    }
+    if (s->be && (st = alloc_buffers(s, err))) {
+        wf_err_prefix(err, "sampler history (%zu elements): ", n);
         goto out;
     }
     WF_TRY(build_grid(s, cfg, tmp, err));
@@ -318,36 +345,47 @@ static void bh_scalars(const smp_sampler *s, float sigma_t, float sigma_s0, cons
     }
 }
 
-static void unipc_step(smp_sampler *s, const float *v, float *x) {
+/* The x0 history as unipc_update reads it, newest first: m[k] = hist[O-1-k], k < p. */
+static void hist_views(const smp_sampler *s, int p, wk_tensor *views, const wk_tensor **m) {
+    for (int k = 0; k < p; k++) {
+        views[k] = flat(s, s->hist[s->order - 1 - k]);
+        m[k] = &views[k];
+    }
+}
+
+/* One UniC correction (d given) or UniP prediction of y from x at order p, between the sigma of
+ * step s0 and sigma_t; lam_si: the lambdas of the older history points. */
+static wf_status unipc_apply(smp_sampler *s, float sigma_t, float sigma_s0, const float *lam_si,
+                             int p, bool corrector, wk_tensor *y, const wk_tensor *x,
+                             const wk_tensor *d, wf_err *err) {
+    bh_coef c;
+    memset(&c, 0, sizeof c); /* the predictor at order 1 sets no rhos */
+    bh_scalars(s, sigma_t, sigma_s0, lam_si, p, corrector, &c);
+    wk_unipc_coef k = {p, c.ratio, c.a_phi, c.a_B, {c.rks[0], c.rks[1]},
+                       {c.rhos[0], c.rhos[1], c.rhos[2]}};
+    wk_tensor views[SMP_MAX_ORDER];
+    const wk_tensor *m[SMP_MAX_ORDER] = {NULL, NULL, NULL};
+    hist_views(s, p, views, m);
+    return wk_unipc_update(s->be, y, x, m, d, &k, err);
+}
+
+static wf_status unipc_step(smp_sampler *s, const float *v, float *x, wf_err *err) {
     const int64_t i = s->step_index, N = s->steps;
     const int O = s->order;
-    const size_t n = s->n;
     const float *sig = s->sigmas;
     const float sig_i = sig[i];
-    float *x0 = s->scratch;
+    const size_t bytes = s->n * sizeof(float);
     bool use_corr = i > 0 && !s->corrector_off[i - 1] && s->has_last;
-
-#pragma omp parallel for schedule(static)
-    for (size_t e = 0; e < n; e++) x0[e] = x[e] - sig_i * v[e];
+    wk_tensor xt = flat(s, x), vt = flat(s, v), x0 = flat(s, s->scratch);
+    wf_status st = wk_scale_add(s->be, &x0, &xt, &vt, -sig_i, err); /* x0 = x - sigma v */
+    if (st) return st;
 
     if (use_corr) { /* UniC at sigma_i from sigma_{i-1}, order this_order of step i-1 */
         int p = s->this_order;
         float lam[SMP_MAX_ORDER] = {0};
         for (int k = 1; k < p; k++) lam[k - 1] = lambda_of(sig[i - (k + 1)]);
-        bh_coef c;
-        bh_scalars(s, sig[i], sig[i - 1], lam, p, true, &c);
-        const float *m0 = s->hist[O - 1], *xl = s->last_sample;
-        const float *m1 = p > 1 ? s->hist[O - 2] : NULL, *m2 = p > 2 ? s->hist[O - 3] : NULL;
-#pragma omp parallel for schedule(static)
-        for (size_t e = 0; e < n; e++) {
-            float base = c.ratio * xl[e] - c.a_phi * m0[e];
-            float corr = 0.0f;
-            if (p > 1) corr = c.rhos[0] * ((m1[e] - m0[e]) / c.rks[0]);
-            if (p > 2) corr = corr + c.rhos[1] * ((m2[e] - m0[e]) / c.rks[1]);
-            float d1t = x0[e] - m0[e];
-            float tot = p > 1 ? corr + c.rhos[p - 1] * d1t : c.rhos[0] * d1t;
-            x[e] = base - c.a_B * tot;
-        }
+        wk_tensor xl = flat(s, s->last_sample);
+        if ((st = unipc_apply(s, sig[i], sig[i - 1], lam, p, true, &xt, &xl, &x0, err))) return st;
     }
     /* push x0 into the history */
     float *old = s->hist[0];
@@ -355,7 +393,7 @@ static void unipc_step(smp_sampler *s, const float *v, float *x) {
         s->hist[k] = s->hist[k + 1];
         s->timestep_list[k] = s->timestep_list[k + 1];
     }
-    s->hist[O - 1] = x0;
+    s->hist[O - 1] = s->scratch;
     s->timestep_list[O - 1] = s->timesteps[i];
     s->scratch = old;
     if (s->n_hist < O) s->n_hist++;
@@ -363,38 +401,25 @@ static void unipc_step(smp_sampler *s, const float *v, float *x) {
     int this_order = s->lower_order_final ? (int)(O < N - i ? O : N - i) : O;
     if (this_order > s->lower_order_nums + 1) this_order = s->lower_order_nums + 1;
     s->this_order = this_order;
-    memcpy(s->last_sample, x, n * sizeof *x);
+    if ((st = wk_copy(s->be, s->last_sample, x, bytes, err))) return st;
     s->has_last = 1;
 
-    const float *m0 = s->hist[O - 1];
     if (sig[i + 1] == 0.0f) { /* the limit h -> inf: x_{i+1} = x0 (see sampler.h) */
-        memcpy(x, m0, n * sizeof *x);
+        if ((st = wk_copy(s->be, x, s->hist[O - 1], bytes, err))) return st;
     } else {
         int p = this_order;
         float lam[SMP_MAX_ORDER] = {0};
         for (int k = 1; k < p; k++) lam[k - 1] = lambda_of(sig[i - k]);
-        bh_coef c;
-        bh_scalars(s, sig[i + 1], sig_i, lam, p, false, &c);
-        const float *m1 = p > 1 ? s->hist[O - 2] : NULL, *m2 = p > 2 ? s->hist[O - 3] : NULL;
-#pragma omp parallel for schedule(static)
-        for (size_t e = 0; e < n; e++) {
-            float base = c.ratio * x[e] - c.a_phi * m0[e];
-            if (p > 1) {
-                float res = c.rhos[0] * ((m1[e] - m0[e]) / c.rks[0]);
-                if (p > 2) res = res + c.rhos[1] * ((m2[e] - m0[e]) / c.rks[1]);
-                base = base - c.a_B * res;
-            }
-            x[e] = base;
-        }
+        if ((st = unipc_apply(s, sig[i + 1], sig_i, lam, p, false, &xt, &xt, NULL, err))) return st;
     }
     if (s->lower_order_nums < O) s->lower_order_nums++;
+    return WF_OK;
 }
 
-static void euler_step(smp_sampler *s, const float *v, float *x) {
+static wf_status euler_step(smp_sampler *s, const float *v, float *x, wf_err *err) {
     float dt = s->sigmas[s->step_index + 1] - s->sigmas[s->step_index];
-    const size_t n = s->n;
-#pragma omp parallel for schedule(static)
-    for (size_t e = 0; e < n; e++) x[e] = x[e] + dt * v[e];
+    wk_tensor xt = flat(s, x), vt = flat(s, v);
+    return wk_scale_add(s->be, &xt, &xt, &vt, dt, err); /* x + dt v */
 }
 
 wf_status smp_step(smp_sampler *s, const float *model_out, float *sample, int64_t step,
@@ -405,10 +430,15 @@ wf_status smp_step(smp_sampler *s, const float *model_out, float *sample, int64_
     if (step < 0 || step >= s->steps)
         return wf_fail(err, WF_EINVAL, "sampler: step %lld outside 0..%lld", (long long)step,
                        (long long)s->steps - 1);
-    if (s->solver == SMP_UNIPC)
-        unipc_step(s, model_out, sample);
-    else
-        euler_step(s, model_out, sample);
+    if (!s->be)
+        return wf_fail(err, WF_EINVAL, "sampler: made without a backend (its grid only); give "
+                       "smp_options.be to step");
+    wf_status st = s->solver == SMP_UNIPC ? unipc_step(s, model_out, sample, err)
+                                          : euler_step(s, model_out, sample, err);
+    if (st) {
+        wf_err_prefix(err, "sampler step %lld: ", (long long)step);
+        return st;
+    }
     s->step_index++;
     return WF_OK;
 }
@@ -422,7 +452,7 @@ size_t smp_state_bytes(const smp_sampler *s) {
     return sizeof(smp_state_header) + bufs * s->n * sizeof(float);
 }
 
-void smp_state_save(const smp_sampler *s, void *buf) {
+wf_status smp_state_save(const smp_sampler *s, void *buf, wf_err *err) {
     smp_state_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, smp_magic, sizeof h.magic);
@@ -441,10 +471,14 @@ void smp_state_save(const smp_sampler *s, void *buf) {
     unsigned char *p = buf;
     memcpy(p, &h, sizeof h);
     p += sizeof h;
-    if (s->solver != SMP_UNIPC) return;
-    for (int k = 0; k < s->order; k++, p += s->n * sizeof(float))
-        memcpy(p, s->hist[k], s->n * sizeof(float));
-    memcpy(p, s->last_sample, s->n * sizeof(float));
+    if (s->solver != SMP_UNIPC) return WF_OK;
+    if (!s->be) return wf_fail(err, WF_EINVAL, "sampler state: a grid-only sampler has no history");
+    wf_status st = WF_OK;
+    for (int k = 0; k < s->order && !st; k++, p += s->n * sizeof(float))
+        st = wk_download_bytes(s->be, p, s->hist[k], s->n * sizeof(float), err);
+    if (!st) st = wk_download_bytes(s->be, p, s->last_sample, s->n * sizeof(float), err);
+    if (st) wf_err_prefix(err, "sampler state: ");
+    return st;
 }
 
 wf_status smp_state_load(smp_sampler *s, const void *buf, size_t len, wf_err *err) {
@@ -462,6 +496,9 @@ wf_status smp_state_load(smp_sampler *s, const void *buf, size_t len, wf_err *er
                        "%lld n %llu order %d; this one: solver %d steps %lld n %zu order %d, or "
                        "another grid)", h.solver, (long long)h.steps, (unsigned long long)h.n,
                        h.order, (int)s->solver, (long long)s->steps, s->n, s->order);
+    if (s->solver == SMP_UNIPC && !s->be)
+        return wf_fail(err, WF_EINVAL, "sampler state: a grid-only sampler has no history to "
+                       "load it into");
     if (h.step_index < 0 || h.step_index > s->steps || h.lower_order_nums < 0 ||
         h.lower_order_nums > s->order || h.this_order < 0 || h.this_order > s->order ||
         h.n_hist < 0 || h.n_hist > s->order)
@@ -475,8 +512,10 @@ wf_status smp_state_load(smp_sampler *s, const void *buf, size_t len, wf_err *er
     for (int k = 0; k < SMP_MAX_ORDER; k++) s->timestep_list[k] = h.timestep_list[k];
     if (s->solver != SMP_UNIPC) return WF_OK;
     const unsigned char *p = (const unsigned char *)buf + sizeof h;
-    for (int k = 0; k < s->order; k++, p += s->n * sizeof(float))
-        memcpy(s->hist[k], p, s->n * sizeof(float));
-    memcpy(s->last_sample, p, s->n * sizeof(float));
-    return WF_OK;
+    wf_status st = WF_OK;
+    for (int k = 0; k < s->order && !st; k++, p += s->n * sizeof(float))
+        st = wk_upload_bytes(s->be, s->hist[k], p, s->n * sizeof(float), err);
+    if (!st) st = wk_upload_bytes(s->be, s->last_sample, p, s->n * sizeof(float), err);
+    if (st) wf_err_prefix(err, "sampler state: ");
+    return st;
 }

@@ -14,6 +14,13 @@
  * from an integer timestep (spec 9.4). The scalar maths (alpha, lambda, h, expm1, rk, the phi terms,
  * the small LU solves) are fp32, like Diffusers' 0-d tensors.
  *
+ * Where the work runs: the sample, the model outputs, the x0 history and the last sample live in
+ * the memory of the backend given in smp_options.be (a GPU's, say), and every elementwise update
+ * is a backend op (scale_add, unipc_update, copy: kernels/backend.h), so that no latent crosses
+ * the bus during a run; the scalar maths and the small state stay on the host. A sampler made
+ * without a backend has its grid only (sigmas, timesteps: what a planner reads) and refuses to
+ * step.
+ *
  * The whole solver state (multistep x0 history, timestep list, lower_order_nums, this_order, the
  * last sample for the corrector, the step index) serialises to one flat little-endian buffer of
  * smp_state_bytes() bytes: an smp_state_header followed by `order` history buffers (oldest first)
@@ -36,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "diffusers.h"
 #include "status.h"
 
@@ -52,9 +60,12 @@ typedef struct smp_options {
     int solver;                      /* -1: the config's kind; else an smp_solver */
     const int64_t *disable_corrector;/* UniPC: step indices whose *following* step skips UniC */
     size_t n_disable_corrector;
+    wk_backend *be;                  /* where the sample and history live (borrowed); NULL: the
+                                      * grid only (smp_step refuses) */
 } smp_options;
 
-/* Fills defaults: steps 0 (must be set), shift 0 (config), diffusers grid, solver from config. */
+/* Fills defaults: steps 0 (must be set), shift 0 (config), diffusers grid, solver from config,
+ * no backend. */
 void smp_options_default(smp_options *o);
 
 typedef struct smp_sampler {
@@ -74,9 +85,11 @@ typedef struct smp_sampler {
     int64_t step_index;
     int32_t lower_order_nums, this_order, n_hist, has_last;
     int64_t timestep_list[SMP_MAX_ORDER];
-    float *hist[SMP_MAX_ORDER]; /* logical order as Diffusers' model_outputs: [order-1] newest */
-    float *last_sample;
-    float *scratch;
+    wk_backend *be;             /* NULL: grid only */
+    float *hist[SMP_MAX_ORDER]; /* backend memory [n] each, logical order as Diffusers'
+                                 * model_outputs: [order-1] newest */
+    float *last_sample;         /* backend memory [n] */
+    float *scratch;             /* backend memory [n] */
     uint64_t grid_hash;         /* FNV-1a of the sigma bits and the settings (state checks) */
 } smp_sampler;
 
@@ -90,7 +103,7 @@ void smp_free(smp_sampler **s);
 void smp_reset(smp_sampler *s);
 
 /* One step: model_out is the flow prediction v at step `step` (must equal s->step_index), sample
- * the current fp32 latents, updated in place. */
+ * the current fp32 latents, updated in place; both n floats in the backend's memory. */
 wf_status smp_step(smp_sampler *s, const float *model_out, float *sample, int64_t step,
                    wf_err *err);
 
@@ -108,8 +121,10 @@ typedef struct smp_state_header {
 } smp_state_header;
 
 size_t smp_state_bytes(const smp_sampler *s);
-void smp_state_save(const smp_sampler *s, void *buf);
-/* Checks the header against s (same solver, grid, steps, n) before changing anything. */
+/* buf: host memory of smp_state_bytes(s) bytes (the history is downloaded into it). */
+wf_status smp_state_save(const smp_sampler *s, void *buf, wf_err *err);
+/* Checks the header against s (same solver, grid, steps, n) before changing anything; the
+ * history is uploaded. Needs a backend. */
 wf_status smp_state_load(smp_sampler *s, const void *buf, size_t len, wf_err *err);
 
 #endif

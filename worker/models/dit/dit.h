@@ -125,5 +125,14 @@ typedef void (*dit_tap_fn)(void *ctx, const char *stage, const wk_tensor *t);
 wf_status dit_forward(const dit_model *m, wk_backend *be, wk_arena *arena, const dit_shape *s,
                       cm_comm *sp, const float *latents, const float *timestep, const float *text,
                       float *out, dit_tap_fn tap, void *tap_ctx, wf_err *err);
+/* The same forward on tensors already in be's memory (a sampler's device latents, say): latents
+ * [Cin, F, H, W], text [Lt, text_dim] and out [Cout, F, H, W], f32 (any shape with those
+ * element counts); only the timestep (Tn floats, host) is uploaded and nothing is downloaded.
+ * out must not alias latents or text. dit_arena_bytes is an upper bound for it (by the three
+ * tensors it does not take from the arena). */
+wf_status dit_forward_on(const dit_model *m, wk_backend *be, wk_arena *arena, const dit_shape *s,
+                         cm_comm *sp, const wk_tensor *latents, const float *timestep,
+                         const wk_tensor *text, wk_tensor *out, dit_tap_fn tap, void *tap_ctx,
+                         wf_err *err);
 
 #endif

@@ -130,9 +130,11 @@ static void acts_dims(const dit_model *m, const dit_shape *s, int U, int rank, i
     a->direct = U == 1 && a->Lp == a->L;
 }
 
-/* Every activation of one forward, from the arena. A measuring arena gives the exact size. */
+/* Every activation of one forward, from the arena; io: also the input latents, text and the
+ * output velocity (dit_forward; dit_forward_on takes the caller's). A measuring arena gives the
+ * exact size. */
 static wf_status acts_alloc(const dit_model *m, const dit_shape *s, int U, int rank,
-                            int64_t quantum, wk_arena *ar, dit_acts *a, wf_err *err) {
+                            int64_t quantum, bool io, wk_arena *ar, dit_acts *a, wf_err *err) {
     const dfs_transformer_config *c = &m->cfg;
     const int64_t *p = c->patch_size, D = c->dim;
     acts_dims(m, s, U, rank, quantum, a);
@@ -142,7 +144,7 @@ static wf_status acts_alloc(const dit_model *m, const dit_shape *s, int U, int r
     do {                                                                                         \
         if ((st = WK_ARENA_F32(ar, &a->t, err, __VA_ARGS__))) return st;                         \
     } while (0)
-    A(lat, c->in_channels, s->F, s->H, s->W);
+    if (io) A(lat, c->in_channels, s->F, s->H, s->W);
     if (!a->direct) A(pall, a->L, c->in_channels * P);
     A(patches, L, c->in_channels * P);
     A(x, L, D);
@@ -152,7 +154,7 @@ static wf_status acts_alloc(const dit_model *m, const dit_shape *s, int U, int r
     A(v, L, D);
     A(o, L, D);
     A(ffh, L, c->ffn_dim);
-    A(txt, Lt, c->text_dim);
+    if (io) A(txt, Lt, c->text_dim);
     A(txt_h, Lt, D);
     A(ctx, Lt, D);
     A(k2, Lt, D);
@@ -179,7 +181,7 @@ static wf_status acts_alloc(const dit_model *m, const dit_shape *s, int U, int r
         A(oh, a->Lp, NHl, HD);
         A(headg, a->Lp, c->out_channels * P);
     }
-    A(vel, c->out_channels, s->F, s->H, s->W);
+    if (io) A(vel, c->out_channels, s->F, s->H, s->W);
 #undef A
     return WF_OK;
 }
@@ -205,7 +207,7 @@ wf_status dit_arena_bytes(const dit_model *m, const wk_backend *be, const dit_sh
     wk_arena ar;
     dit_acts a;
     wk_arena_init_measure(&ar, "dit activations");
-    if ((st = acts_alloc(m, s, sp_size, 0, be->row_quantum, &ar, &a, err))) return st;
+    if ((st = acts_alloc(m, s, sp_size, 0, be->row_quantum, true, &ar, &a, err))) return st;
     *bytes = ar.peak;
     return WF_OK;
 }
@@ -484,55 +486,108 @@ out:
  * real rows read as [Fp, Hp, Wp, pt, ph, pw, Cout], permuted to [Cout, Fp, pt, Hp, ph, Wp, pw];
  * then downloaded into out. */
 static wf_status unpatchify(wk_backend *be, const dfs_transformer_config *c, dit_acts *a,
-                            const wk_tensor *head, float *out, wf_err *err) {
+                            const wk_tensor *head, wf_err *err) {
     const int64_t *p = c->patch_size;
     const int64_t shape[7] = {a->Fp, a->Hp, a->Wp, p[0], p[1], p[2], c->out_channels};
     const int perm[7] = {6, 0, 3, 1, 4, 2, 5};
     wk_tensor real = rows_view(head, 0, a->L);
-    wf_status st = wk_permute(be, &a->vel, &real, 7, shape, perm, err);
-    if (st) return st;
-    return wk_download(be, out, &a->vel, err);
+    return wk_permute(be, &a->vel, &real, 7, shape, perm, err);
+}
+
+/* The forward on a's tensors, once acts_alloc ran and lat, txt and vel are set: the velocity
+ * into a->vel. */
+static wf_status forward_acts(const dit_model *m, wk_backend *be, const dit_shape *s,
+                              cm_comm *sp, dit_acts *a, const float *timestep, dit_tap_fn tap,
+                              void *tap_ctx, wf_err *err) {
+    const dfs_transformer_config *c = &m->cfg;
+    float *host = NULL;
+    wf_status st = WF_OK;
+    WF_TRY(host_buffer(be, m, s, a, tap != NULL, &host, err));
+    const dit_taps tp = {.fn = tap, .ctx = tap_ctx, .be = be, .host = host, .Tn = a->Tn,
+                         .nreal = a->nreal};
+    char stage[32];
+    WF_TRY(wk_upload(be, &a->tin, timestep, err)); /* [1] or [L] */
+    WF_TRY(wk_fill(be, &a->one, 1.0f, err));
+    /* cos, sin [Ll, HD]: this rank's rows of the rotary tables (float64 maths, cast to f32;
+     * padding rows the identity), built on the backend */
+    WF_TRY(wk_rope_table(be, &a->cos, &a->sin, a->Fp, a->Hp, a->Wp, 10000.0, a->l0, err));
+
+    WF_TRY(patch_embed(be, m, a, err)); /* x [Ll, D] */
+    WF_TRY(tap_rows(&tp, "patch_tokens", &a->x, err));
+    const wk_tensor *t = NULL;
+    WF_TRY(timestep_rows(be, s, a, &t, err));                /* [Tn] */
+    WF_TRY(condition_embedder(be, m, a, t, &tp, err));       /* temb, timestep_proj [Tn, D] */
+    WF_TRY(text_embedder(be, m, a, &tp, err));               /* context [Lt, D] */
+    for (int64_t i = 0; i < c->num_layers; i++) {
+        WF_TRY(block_forward(be, sp, c, &m->w.blocks[i], a, err)); /* [Ll, D] */
+        snprintf(stage, sizeof stage, "block_%lld", (long long)i);
+        WF_TRY(tap_rows(&tp, stage, &a->x, err));
+    }
+    const wk_tensor *head = NULL;
+    WF_TRY(output_head(be, sp, m, a, &tp, &head, err)); /* [Ll or Lp, P*Cout] */
+    WF_TRY(unpatchify(be, c, a, head, err));            /* vel [Cout, F, H, W] */
+out:
+    free(host);
+    return st;
 }
 
 wf_status dit_forward(const dit_model *m, wk_backend *be, wk_arena *arena, const dit_shape *s,
                       cm_comm *sp, const float *latents, const float *timestep, const float *text,
                       float *out, dit_tap_fn tap, void *tap_ctx, wf_err *err) {
-    const dfs_transformer_config *c = &m->cfg;
     const int U = sp ? sp->size : 1, rank = sp ? sp->rank : 0;
     wf_status st = dit_check_shape(m, s, err);
     if (st || (st = check_sp(m, s, U, err))) return st;
     size_t mark = wk_arena_mark(arena);
-    float *host = NULL;
     dit_acts a;
-    WF_TRY(acts_alloc(m, s, U, rank, be->row_quantum, arena, &a, err));
-    WF_TRY(host_buffer(be, m, s, &a, tap != NULL, &host, err));
-    const dit_taps tp = {.fn = tap, .ctx = tap_ctx, .be = be, .host = host, .Tn = a.Tn,
-                         .nreal = a.nreal};
-    char stage[32];
-    WF_TRY(wk_upload(be, &a.lat, latents, err));  /* [Cin, F, H, W] */
-    WF_TRY(wk_upload(be, &a.tin, timestep, err)); /* [1] or [L] */
-    WF_TRY(wk_upload(be, &a.txt, text, err));     /* [Lt, text_dim] */
-    WF_TRY(wk_fill(be, &a.one, 1.0f, err));
-    /* cos, sin [Ll, HD]: this rank's rows of the rotary tables (float64 maths, cast to f32;
-     * padding rows the identity), built on the backend */
-    WF_TRY(wk_rope_table(be, &a.cos, &a.sin, a.Fp, a.Hp, a.Wp, 10000.0, a.l0, err));
-
-    WF_TRY(patch_embed(be, m, &a, err)); /* x [Ll, D] */
-    WF_TRY(tap_rows(&tp, "patch_tokens", &a.x, err));
-    const wk_tensor *t = NULL;
-    WF_TRY(timestep_rows(be, s, &a, &t, err));                /* [Tn] */
-    WF_TRY(condition_embedder(be, m, &a, t, &tp, err));       /* temb, timestep_proj [Tn, D] */
-    WF_TRY(text_embedder(be, m, &a, &tp, err));               /* context [Lt, D] */
-    for (int64_t i = 0; i < c->num_layers; i++) {
-        WF_TRY(block_forward(be, sp, c, &m->w.blocks[i], &a, err)); /* [Ll, D] */
-        snprintf(stage, sizeof stage, "block_%lld", (long long)i);
-        WF_TRY(tap_rows(&tp, stage, &a.x, err));
-    }
-    const wk_tensor *head = NULL;
-    WF_TRY(output_head(be, sp, m, &a, &tp, &head, err)); /* [Ll or Lp, P*Cout] */
-    WF_TRY(unpatchify(be, c, &a, head, out, err));       /* out [Cout, F, H, W] */
+    WF_TRY(acts_alloc(m, s, U, rank, be->row_quantum, true, arena, &a, err));
+    WF_TRY(wk_upload(be, &a.lat, latents, err)); /* [Cin, F, H, W] */
+    WF_TRY(wk_upload(be, &a.txt, text, err));    /* [Lt, text_dim] */
+    WF_TRY(forward_acts(m, be, s, sp, &a, timestep, tap, tap_ctx, err));
+    WF_TRY(wk_download(be, out, &a.vel, err));
 out:
-    free(host);
+    wk_arena_reset(arena, mark);
+    return st;
+}
+
+/* t (argument arg) is an f32 tensor in be's memory with the elements of [d0, d1, d2, d3]. */
+static wf_status check_io(const wk_backend *be, const wk_tensor *t, const char *arg, int64_t d0,
+                          int64_t d1, int64_t d2, int64_t d3, wf_err *err) {
+    char sh[96];
+    if (!t || !t->data) return wf_fail(err, WF_EINVAL, "dit: no %s tensor", arg);
+    if (t->device != be->device)
+        return wf_fail(err, WF_EINVAL, "dit: %s is not in the %s backend's memory", arg,
+                       be->name);
+    if (t->dtype != WK_F32 || wk_tensor_numel(t) != d0 * d1 * d2 * d3)
+        return wf_fail(err, WF_EINVAL, "dit: %s is %s %s, expected f32 with %lld elements", arg,
+                       wk_dtype_name(t->dtype), wk_tensor_shape_str(t, sh, sizeof sh),
+                       (long long)(d0 * d1 * d2 * d3));
+    return WF_OK;
+}
+
+wf_status dit_forward_on(const dit_model *m, wk_backend *be, wk_arena *arena, const dit_shape *s,
+                         cm_comm *sp, const wk_tensor *latents, const float *timestep,
+                         const wk_tensor *text, wk_tensor *out, dit_tap_fn tap, void *tap_ctx,
+                         wf_err *err) {
+    const dfs_transformer_config *c = &m->cfg;
+    const int U = sp ? sp->size : 1, rank = sp ? sp->rank : 0;
+    wf_status st = dit_check_shape(m, s, err);
+    if (st || (st = check_sp(m, s, U, err))) return st;
+    if ((st = check_io(be, latents, "latents", c->in_channels, s->F, s->H, s->W, err)) ||
+        (st = check_io(be, text, "text", s->Lt, c->text_dim, 1, 1, err)) ||
+        (st = check_io(be, out, "out", c->out_channels, s->F, s->H, s->W, err)))
+        return st;
+    if (out->data == latents->data || out->data == text->data)
+        return wf_fail(err, WF_EINVAL, "dit: out aliases the %s; give it a buffer of its own",
+                       out->data == latents->data ? "latents" : "text");
+    size_t mark = wk_arena_mark(arena);
+    dit_acts a;
+    WF_TRY(acts_alloc(m, s, U, rank, be->row_quantum, false, arena, &a, err));
+    a.lat = wk_tensor_4d(WK_F32, latents->data, c->in_channels, s->F, s->H, s->W);
+    a.txt = wk_tensor_2d(WK_F32, text->data, s->Lt, c->text_dim);
+    a.vel = wk_tensor_4d(WK_F32, out->data, c->out_channels, s->F, s->H, s->W);
+    a.lat.device = a.txt.device = a.vel.device = be->device;
+    st = forward_acts(m, be, s, sp, &a, timestep, tap, tap_ctx, err);
+out:
     wk_arena_reset(arena, mark);
     return st;
 }
