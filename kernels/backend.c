@@ -55,14 +55,20 @@ void wk_backend_destroy(wk_backend **pbe) {
 
 wf_status wk_upload_bytes(wk_backend *be, void *dst, const void *src, size_t bytes,
                           wf_err *err) {
-    if (be->ops->upload) return be->ops->upload(be, dst, src, bytes, err);
+    if (be->ops->upload) {
+        be->bytes_up += bytes;
+        return be->ops->upload(be, dst, src, bytes, err);
+    }
     if (bytes) memcpy(dst, src, bytes);
     return WF_OK;
 }
 
 wf_status wk_download_bytes(wk_backend *be, void *dst, const void *src, size_t bytes,
                             wf_err *err) {
-    if (be->ops->download) return be->ops->download(be, dst, src, bytes, err);
+    if (be->ops->download) {
+        be->bytes_down += bytes;
+        return be->ops->download(be, dst, src, bytes, err);
+    }
     if (bytes) memcpy(dst, src, bytes);
     return WF_OK;
 }

@@ -244,6 +244,9 @@ struct wk_backend {
                             * wk_backend_alloc counts host memory; a backend with its own alloc
                             * op counts every allocation it makes */
     size_t mem_peak;       /* a device backend's peak bytes of its memory in use (0: not kept) */
+    uint64_t bytes_up;     /* bytes moved host -> backend memory by wk_upload(_bytes), */
+    uint64_t bytes_down;   /* and backend -> host by wk_download(_bytes): a device backend's bus
+                            * traffic (0 on the CPU, whose memory is the host's) */
     void *impl;            /* backend private state */
     void (*destroy)(wk_backend *be); /* frees impl (NULL: free(impl)); not ws, not be */
 };

@@ -10,8 +10,10 @@
  *     attention input rounded to bf16, 2^-9 relative each, over a few blocks and steps of a
  *     random-weight model; the measured value is printed so that the bound can be tightened).
  * Also: the experts per step equal the CPU's, the frames of every path within the same bounds,
- * and no device allocation inside a step (wk_backend.mem_allocs at each progress call after the
- * first step equals its value at the first).
+ * no device allocation inside a step (wk_backend.mem_allocs at each progress call after the
+ * first step equals its value at the first), and no latents over the bus inside the loop (each
+ * step after the first moves at most STEP_BUS_MAX bytes through upload/download: the
+ * timesteps and the non-finite index).
  * Without a CUDA device it prints "no CUDA device (...)" and exits 77 (ctest: skipped).
  * Run: test_gpu_pipeline FIXTURES_DIR
  */
@@ -25,6 +27,7 @@
 #include "test_util.h"
 
 #define SKIP 77
+#define STEP_BUS_MAX 64 /* bytes: two timesteps up, one index down, and room */
 
 static const char *fixtures;
 
@@ -39,6 +42,8 @@ typedef struct run_out {
     int64_t nframes_seen;
     size_t allocs_first; /* mem_allocs at the first progress call */
     int alloc_steps;     /* steps after the first that allocated */
+    uint64_t up, down;   /* the backend's bus counters at the last progress call */
+    uint64_t step_bus;   /* the most bytes one step after the first moved over the bus */
     wk_backend *be;
 } run_out;
 
@@ -54,6 +59,10 @@ static void on_progress(void *ctx, const pl_progress *pr) {
     run_out *o = ctx;
     if (pr->step == 0) o->allocs_first = o->be->mem_allocs;
     else if (o->be->mem_allocs != o->allocs_first) o->alloc_steps++;
+    const uint64_t bus = o->be->bytes_up - o->up + o->be->bytes_down - o->down;
+    if (pr->step > 0 && bus > o->step_bus) o->step_bus = bus;
+    o->up = o->be->bytes_up;
+    o->down = o->be->bytes_down;
 }
 
 static double rel_l2(const float *a, const float *b, size_t n) {
@@ -152,8 +161,9 @@ static int run_case(const char *name) {
                                                                         fr->numel);
             double dd = max_abs(g.lat, (const float *)lout->data, lin->numel);
             printf("%s cuda %s: latents rel L2 vs CPU %.3g (bound %.0e), frames %.3g, max abs vs "
-                   "Diffusers %.3g; allocating steps %d\n",
-                   name, pn, dl, modes[m].tol, df, dd, g.alloc_steps);
+                   "Diffusers %.3g; allocating steps %d; bus bytes per step <= %llu\n",
+                   name, pn, dl, modes[m].tol, df, dd, g.alloc_steps,
+                   (unsigned long long)g.step_bus);
             TU_CHECK(dl <= modes[m].tol, "%s cuda %s: latents rel L2 %g > %g", name, pn, dl,
                      modes[m].tol);
             TU_CHECK(df <= modes[m].tol, "%s cuda %s: frames rel L2 %g > %g", name, pn, df,
@@ -164,6 +174,11 @@ static int run_case(const char *name) {
                      (long long)g.nframes_seen);
             TU_CHECK(g.alloc_steps == 0, "%s cuda %s: %d steps allocated device memory", name,
                      pn, g.alloc_steps);
+            /* a step uploads the timestep (4 bytes per forward) and downloads the non-finite
+             * index (8): the latents never cross the bus inside the loop */
+            TU_CHECK(g.step_bus <= STEP_BUS_MAX, "%s cuda %s: a step moved %llu bytes over the "
+                     "bus (latents: %zu bytes)", name, pn, (unsigned long long)g.step_bus,
+                     lin->numel * sizeof(float));
             for (int64_t i = 0; i < steps; i++)
                 TU_CHECK(g.expert[i] == cpu.expert[i], "%s cuda %s: step %lld expert %d, CPU %d",
                          name, pn, (long long)i, g.expert[i], cpu.expert[i]);

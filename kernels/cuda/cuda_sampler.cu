@@ -80,6 +80,7 @@ typedef struct smp_unipc_args {
     const float *x, *m0, *m1, *m2, *d;
     int64_t n;
     wk_unipc_coef c;
+    float rho_d; /* rhos[order - 1], d's coefficient (a constant index: no local-memory copy) */
 } smp_unipc_args;
 
 __global__ void smp_unipc_kernel(smp_unipc_args a) {
@@ -93,7 +94,7 @@ __global__ void smp_unipc_kernel(smp_unipc_args a) {
             s = __fadd_rn(s, __fmul_rn(a.c.rhos[1], __fdiv_rn(__fsub_rn(a.m2[e], m0), a.c.rks[1])));
         if (a.d) {
             const float t = __fsub_rn(a.d[e], m0);
-            s = p > 1 ? __fadd_rn(s, __fmul_rn(a.c.rhos[p - 1], t)) : __fmul_rn(a.c.rhos[0], t);
+            s = p > 1 ? __fadd_rn(s, __fmul_rn(a.rho_d, t)) : __fmul_rn(a.rho_d, t);
         }
         a.y[e] = (p > 1 || a.d) ? __fsub_rn(base, __fmul_rn(a.c.a_B, s)) : base;
     }
@@ -120,6 +121,7 @@ extern "C" wf_status wk_cuda_unipc_update(wk_backend *be, wk_tensor *y, const wk
     a.d = d ? (const float *)d->data : NULL;
     a.n = n;
     a.c = *c;
+    a.rho_d = c->rhos[c->order - 1];
     smp_unipc_kernel<<<wk_cuda_blocks(n), WK_CUDA_THREADS, 0, wk_cuda_of(be)->stream>>>(a);
     return wk_cuda_launched(err, "unipc_update");
 }

@@ -22,7 +22,11 @@
  *      g = guidance for transformer, guidance_2 for transformer_2 (guidance_2 defaults to
  *      guidance); v = model(x, t, cond), and with CFG u = model(x, t, uncond) run after it,
  *      v = u + g (v - u) in f32; smp_step updates the f32 latents in place; then one pass checks
- *      that every latent is finite (a NaN or infinity stops the run: "step i/N (expert): ...");
+ *      that every latent is finite (a NaN or infinity stops the run: "step i/N (expert): ...").
+ *      The latents, velocities, text embeddings and the sampler's history stay in the backend's
+ *      memory for the whole loop (dit_forward_on, the backend's guidance / scale_add /
+ *      unipc_update / first_nonfinite ops): on a GPU a step uploads its timestep and downloads
+ *      one index, and the latents come back once, for the decoder;
  *   5. decoding (§5.5): a copy of the latents is de-normalised (z / (1/std) + mean) and
  *      VAE-decoded in streaming mode; frames [n, H, W, 3] in [-1, 1] go to the frame callback as
  *      each latent frame finishes.
@@ -40,7 +44,8 @@
  * Tested by: tests/test_pipeline.c against Diffusers' WanPipeline on tiny-wan22 (two experts, the
  *   boundary between steps 1 and 2 of 5), tiny-wan21 and tiny-ti2v (expand_timesteps, z_dim 48,
  *   Wan2.2 residual VAE) (tests/fixtures/pipeline, written by make_pipeline_fixtures.py): final
- *   latents, frames and the expert of every step.
+ *   latents, frames and the expert of every step; tests/test_gpu_pipeline.c the same on CUDA
+ *   (against the CPU, with the bus bytes of every step bounded).
  */
 #ifndef PL_PIPELINE_H
 #define PL_PIPELINE_H

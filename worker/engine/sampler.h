@@ -34,7 +34,8 @@
  *
  * What it is not: stochastic sampling, thresholding, karras/exponential/beta sigmas, dynamic
  * shifting, per-token timesteps (TI2V) or bf16 model outputs (callers pass f32).
- * Tested by: tests/test_sampler.c against tests/fixtures/sampler (make_sampler_fixtures.py).
+ * Tested by: tests/test_sampler.c against tests/fixtures/sampler (make_sampler_fixtures.py), on
+ *   the CPU backend; tests/test_gpu_pipeline.c through whole generations on CUDA.
  */
 #ifndef SMP_SAMPLER_H
 #define SMP_SAMPLER_H
