@@ -30,6 +30,10 @@ typedef struct wk_tensor {
     int64_t shape[WK_MAX_DIMS];  /* outermost first; entries past ndim are 1 */
     void *data;                  /* not owned */
     const char *name;            /* optional, for error messages (checkpoint name) */
+    float qscale;                /* a GEMM weight of a scaled-fp8 checkpoint (f8e4m3): its value
+                                  * is the stored one times qscale; 0: not scaled. Only matmul and
+                                  * matmul_gelu read it (their w); loaders attach it to nothing
+                                  * else */
 } wk_tensor;
 
 /* A tensor header over `data`, shape given as ndim values. Asserts ndim <= WK_MAX_DIMS. */

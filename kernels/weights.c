@@ -41,6 +41,8 @@ static wf_status upload_one(wk_backend *be, const wk_weight *w, char *dst, float
     for (size_t i = 0; i < n; i += per) {
         size_t m = n - i < per ? n - i : per;
         wk_convert_to_f32(stage, (const char *)t->data + i * esz, t->dtype, m);
+        if (t->qscale != 0.0f) /* a scaled fp8 weight: its value, as torch's w.float() * s */
+            for (size_t j = 0; j < m; j++) stage[j] *= t->qscale;
         wk_tensor d = wk_tensor_1d(WK_F32, dst + i * sizeof(float), (int64_t)m);
         wf_status st = wk_upload(be, &d, stage, err); /* returns once stage is read */
         if (st) return st;
@@ -83,6 +85,7 @@ wf_status wk_weights_upload(wk_backend *be, const wk_weight *ws, size_t n, wk_we
         wk_dtype dt = wk_weights_dtype(be, &ws[i]);
         size_t sz = slot_bytes(be, &ws[i]);
         t->data = (char *)base + off;
+        if (dt != t->dtype) t->qscale = 0.0f; /* widened: the scale is in the values */
         t->dtype = dt;
         t->device = be->device;
         off += sz;

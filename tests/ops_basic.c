@@ -86,7 +86,10 @@ static void ob_compare(const float *out, const double *ref, int64_t n, double *e
 }
 
 /* ---------------------------------------------------------------------------------------------
- * matmul: p = {B, M, K, N, bias}. x is [B, M, K] (B > 0) or [M, K]; w [N, K] and bias [N] in wdt.
+ * matmul: p = {B, M, K, N, bias, qscale x 1e6}. x is [B, M, K] (B > 0) or [M, K]; w [N, K] and
+ * bias [N] in wdt; qscale (f8e4m3 only): a scaled-fp8 weight, whose reference value is the
+ * stored one times the scale (stored values ~ N(0, 64^2) clipped to e4m3's +-448, as a scaled
+ * file's amax-scaled weights are).
  * ------------------------------------------------------------------------------------------- */
 static wf_status run_matmul(const op_case *c, wk_backend *be, tu_rng *rng, double *err, int *bad,
                             wf_err *e) {
@@ -95,9 +98,13 @@ static wf_status run_matmul(const op_case *c, wk_backend *be, tu_rng *rng, doubl
     wf_status st;
     ob_bag bag = {0};
     float *x = ob_normal(&bag, rng, rows * K, 0, 1);
-    float *wv = ob_normal(&bag, rng, N * K, 0, 1);
+    const double qs = (double)c->p[5] * 1e-6;
+    float *wv = ob_normal(&bag, rng, N * K, 0, qs > 0 ? 64.0f : 1.0f);
+    for (int64_t i = 0; wv && qs > 0 && i < N * K; i++) /* e4m3's range is +-448 */
+        wv[i] = wv[i] > 440.0f ? 440.0f : wv[i] < -440.0f ? -440.0f : wv[i];
     float *bv = ob_normal(&bag, rng, N, 0, 1);
     wk_tensor w = ob_weight(&bag, c->wdt, wv, 2, (int64_t[]){N, K});
+    w.qscale = (float)qs;
     wk_tensor b = ob_weight(&bag, c->wdt, bv, 1, (int64_t[]){N});
     float *y = ob_out(&bag, NULL, rows * N);
     double *ref = ob_ref(&bag, rows * N);
@@ -112,7 +119,9 @@ static wf_status run_matmul(const op_case *c, wk_backend *be, tu_rng *rng, doubl
     for (int64_t m = 0; m < rows; m++)
         for (int64_t n = 0; n < N; n++) {
             double s = has_bias ? bv[n] : 0.0;
-            for (int64_t k = 0; k < K; k++) s += (double)x[m * K + k] * wv[n * K + k];
+            for (int64_t k = 0; k < K; k++)
+                s += (double)x[m * K + k] * (qs > 0 ? wv[n * K + k] * (double)w.qscale
+                                                    : (double)wv[n * K + k]);
             ref[m * N + n] = s;
         }
     ob_compare(y, ref, rows * N, err, bad);
@@ -476,6 +485,13 @@ static wf_status run_rejects(const op_case *c, wk_backend *be, tu_rng *rng, doub
                "x", "bf16");
         EXPECT("w 1-D", wk_matmul(be, &y, &x61, &w1, NULL, &le), WF_EINVAL, "matmul", "w",
                "[61]");
+        wk_tensor ws = w, w8 = wk_tensor_2d(WK_F8E4M3, buf2, 29, 61);
+        ws.qscale = 0.5f;
+        w8.qscale = -1.0f;
+        EXPECT("f32 w with a scale", wk_matmul(be, &y, &x61, &ws, NULL, &le), WF_EINVAL, "matmul",
+               "scale", "f32");
+        EXPECT("fp8 w with scale -1", wk_matmul(be, &y, &x61, &w8, NULL, &le), WF_EINVAL,
+               "matmul", "scale", "-1");
     } else if (strcmp(op, "add") == 0 || strcmp(op, "mul") == 0) {
         bool add = op[0] == 'a';
         wk_tensor a = wk_tensor_3d(WK_F32, buf, 5, 7, 11), b = wk_tensor_3d(WK_F32, buf2, 5, 2, 11);
@@ -548,6 +564,8 @@ static wf_status run_rejects(const op_case *c, wk_backend *be, tu_rng *rng, doub
  * The rows. Tolerances bound the normalised error ||out - ref|| / ||ref||; f32 eps = 2^-23 =
  * 1.2e-7, and an op whose every output is one f32 rounding of the exact value stays below 2^-24.
  * ------------------------------------------------------------------------------------------- */
+#define WHY_WSCALE "the weight times its scale rounded to f32 (2^-24), then the f32 GEMM's " \
+                   "rounding as for an f32 weight"
 #define WHY_ROUND "one f32 rounding of a double-exact result: <= 2^-24 = 6e-8"
 #define WHY_GEMM_SMALL "f32 sums over K <= 61 (sgemm): rms ~sqrt(K) 2^-24 = 5e-7, x2"
 #define WHY_GEMM_BIG                                                                             \
@@ -583,6 +601,10 @@ const op_case ops_basic_cases[] = {
      WHY_GEMM_BIG},
     {"matmul", "M=300 K=1536 N=700 bias", run_matmul, {0, 300, 1536, 700, 1}, WK_F8E4M3, 5e-6,
      WHY_GEMM_BIG},
+    {"matmul", "M=37 K=61 N=29 bias, scaled fp8 (s=0.0137)", run_matmul,
+     {0, 37, 61, 29, 1, 13700}, WK_F8E4M3, 1e-6, WHY_WSCALE},
+    {"matmul", "M=300 K=1536 N=700, scaled fp8 (s=2.5e-4)", run_matmul,
+     {0, 300, 1536, 700, 0, 250}, WK_F8E4M3, 5e-6, WHY_WSCALE},
     {"matmul", "rejects bad shapes and dtypes", run_rejects, {0}, WK_F32, 0, WHY_REJECT},
 
     /* add, mul: p = {a0, a1, a2, b ndim, b0, b1, b2, in place} */

@@ -222,8 +222,9 @@ static void inst_free(inst *in) {
  * are the order of the op's arguments, output first.
  * ------------------------------------------------------------------------------------------- */
 
-/* matmul, matmul_gelu: p = {B, M, K, N, bias}; x [B, M, K] (B > 0) or [M, K] f32 ~ N(0, 1),
- * w [N, K] ~ N(0, 1/K) (outputs of unit scale: GELU's curved part) and bias [N] in dt.
+/* matmul, matmul_gelu: p = {B, M, K, N, bias, qscale x 1e6}; x [B, M, K] (B > 0) or [M, K] f32
+ * ~ N(0, 1), w [N, K] ~ N(0, 1/K) (outputs of unit scale: GELU's curved part) and bias [N] in
+ * dt; qscale (f8e4m3): w is a scaled-fp8 weight (its value the stored one times qscale).
  * Slots: 0 y, 1 x, 2 w, 3 bias. */
 static void build_matmul(const row *r, inst *in, tu_rng *rng) {
     const int64_t *p = r->p, B = p[0], M = p[1], K = p[2], N = p[3];
@@ -232,6 +233,7 @@ static void build_matmul(const row *r, inst *in, tu_rng *rng) {
     slot_out(in, 0, WK_F32, nd, B ? ys : ys + 1);
     slot_rand(in, rng, 1, S_IN, WK_F32, nd, B ? xs : xs + 1, G_NORMAL, 0, 1);
     slot_rand(in, rng, 2, S_W, r->dt, 2, (int64_t[]){N, K}, G_NORMAL, 0, 1.0f / sqrtf((float)K));
+    in->s[2].h.qscale = (float)((double)p[5] * 1e-6);
     if (p[4]) slot_rand(in, rng, 3, S_W, r->dt, 1, &N, G_NORMAL, 0, 0.5f);
 }
 static wf_status exec_matmul(const row *r, wk_backend *be, wk_tensor *d, wf_err *e) {
@@ -746,6 +748,9 @@ static const row rows[] = {
     ROWG(matmul, matmul, "M=520 K=512 N=1000 bias", WK_F32, 0, 520, 512, 1000, 1),
     ROWG(matmul, matmul, "M=520 K=512 N=1000 bias", WK_BF16, 0, 520, 512, 1000, 1),
     ROWG8(matmul, matmul, "M=77 K=1536 N=24", 0, 77, 1536, 24, 0),
+    /* a scaled-fp8 weight (ComfyUI's fp8_scaled files): value = stored x qscale */
+    ROWG8(matmul, matmul, "B=3 M=77 K=333 N=129 bias, scaled s=0.0137", 3, 77, 333, 129, 1, 13700),
+    ROWG8(matmul, matmul, "M=520 K=512 N=1000, scaled s=3.1", 0, 520, 512, 1000, 0, 3100000),
     /* the SIMT kernel instead of cuBLASLt (WANFARM_CUDA_GEMM=simt) */
     ROWP(matmul, matmul, "M=5 K=7 N=11 bias", WK_F32, P_SIMT, 1e-5, WHY_GEMM, 1e-2, WHY_GEMM16, 0,
          5, 7, 11, 1),
@@ -757,6 +762,8 @@ static const row rows[] = {
          WHY_GEMM16, 3, 77, 333, 129, 1),
     ROWP(matmul, matmul, "B=3 M=77 K=333 N=129 bias", WK_F8E4M3, P_SIMT, 1e-5, WHY_GEMM, 1e-1,
          WHY_GEMM8, 3, 77, 333, 129, 1),
+    ROWP(matmul, matmul, "B=3 M=77 K=333 N=129 bias, scaled s=0.0137", WK_F8E4M3, P_SIMT, 1e-5,
+         WHY_GEMM, 1e-1, WHY_GEMM8, 3, 77, 333, 129, 1, 13700),
     ROWP(matmul, matmul, "M=520 K=512 N=1000 bias", WK_BF16, P_SIMT, 1e-5, WHY_GEMM, 1e-2,
          WHY_GEMM16, 0, 520, 512, 1000, 1),
     /* matmul_gelu: as matmul */

@@ -9,7 +9,9 @@
  *   - the arena size from the measuring pass is exactly what the forward uses, and a second
  *     forward does not grow the backend workspace;
  *   - the official Wan names give the same output as the Diffusers names;
- *   - broken checkpoints and configs are refused with messages naming the tensor or field.
+ *   - broken checkpoints and configs are refused with messages naming the tensor or field;
+ *   - a scaled-fp8 checkpoint (ComfyUI's fp8_scaled: e4m3 weights, a ".scale_weight" each)
+ *     computes exactly what its dequantised f32 copy computes, and bad scales are refused.
  * Usage: test_dit FIXTURES_DIR [--stages]
  */
 #include <math.h>
@@ -308,6 +310,164 @@ static void write_comfyui_copy(void) {
     tu_write_file(cfg_dst, buf, len);
 }
 
+/* ---- scaled fp8 (ComfyUI's "fp8_scaled" files) ---- */
+
+/* Two copies of the l3_h4_d16 official checkpoint under ComfyUI's prefix: <tmp>/fp8, every 2-D
+ * ".weight" quantised to e4m3 with the per-tensor scale amax / 448 and its ".scale_weight" [1]
+ * beside it, plus the "scaled_fp8" marker; <tmp>/fp8_ref, the same weights dequantised to f32
+ * (e4m3 value x scale, rounded to f32: torch's w.float() * scale_weight). bad: 0 none, 1 a
+ * scale beside an f32 weight too, 2 a scale of two values. */
+static void write_fp8_copies(int bad) {
+    char src[4096], p[4300];
+    snprintf(src, sizeof src, "%s/dit/l3_h4_d16/transformer_official", fixtures);
+    st_checkpoint *c = NULL;
+    wf_err err;
+    if (st_checkpoint_open(&c, src, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
+    const size_t n = c->n_tensors;
+    st_item *q = calloc(2 * n + 2, sizeof *q), *r = calloc(n, sizeof *r);
+    char **names = calloc(3 * n, sizeof *names);
+    void **bufs = calloc(2 * n, sizeof *bufs);
+    float *scales = calloc(n + 1, sizeof *scales);
+    static const uint64_t one = 1, two = 2, zero = 0;
+    size_t nq = 0;
+    for (size_t i = 0; i < n; i++) {
+        const st_tensor *t = c->by_name[i];
+        WF_ASSERT(t->dtype == ST_F32);
+        names[3 * i] = malloc(strlen(t->name) + 40);
+        names[3 * i + 1] = malloc(strlen(t->name) + 40);
+        sprintf(names[3 * i], "model.diffusion_model.%s", t->name);
+        strcpy(names[3 * i + 1], names[3 * i]);
+        q[nq++] = (st_item){names[3 * i], t->dtype, t->ndim, t->shape, t->data};
+        r[i] = q[nq - 1];
+        const size_t len = strlen(t->name);
+        const bool linear = t->ndim == 2 && len > 7 && !strcmp(t->name + len - 7, ".weight");
+        if (!linear) continue;
+        const float *w = (const float *)t->data;
+        float amax = 0;
+        for (size_t k = 0; k < t->numel; k++) amax = fmaxf(amax, fabsf(w[k]));
+        scales[i] = amax > 0 ? amax / 448.0f : 1.0f;
+        float *tmpf = malloc(t->numel * sizeof *tmpf), *deq = malloc(t->numel * sizeof *deq);
+        unsigned char *q8 = malloc(t->numel);
+        for (size_t k = 0; k < t->numel; k++) tmpf[k] = w[k] / scales[i];
+        wk_convert_from_f32(q8, WK_F8E4M3, tmpf, t->numel);
+        wk_convert_to_f32(deq, q8, WK_F8E4M3, t->numel);
+        for (size_t k = 0; k < t->numel; k++) deq[k] = deq[k] * scales[i];
+        free(tmpf);
+        bufs[2 * i] = q8;
+        bufs[2 * i + 1] = deq;
+        q[nq - 1] = (st_item){names[3 * i], ST_F8_E4M3, t->ndim, t->shape, q8};
+        r[i].data = deq;
+        names[3 * i + 2] = malloc(len + 64);
+        sprintf(names[3 * i + 2], "model.diffusion_model.%.*s.scale_weight", (int)(len - 7),
+                t->name);
+        q[nq++] = (st_item){names[3 * i + 2], ST_F32, 1, bad == 2 ? &two : &one, &scales[i]};
+        if (bad == 2) scales[n] = scales[i]; /* the second value, after the first's slot */
+    }
+    if (bad == 1) { /* a scale beside a 1-D f32 weight (a norm) */
+        for (size_t i = 0; i < n; i++)
+            if (c->by_name[i]->ndim == 1 && strstr(c->by_name[i]->name, "norm_q.weight")) {
+                sprintf(names[3 * i + 1], "model.diffusion_model.%.*s.scale_weight",
+                        (int)(strlen(c->by_name[i]->name) - 7), c->by_name[i]->name);
+                q[nq++] = (st_item){names[3 * i + 1], ST_F32, 1, &one, &scales[n]};
+                scales[n] = 1.0f;
+                break;
+            }
+    }
+    static const unsigned char marker = 0;
+    q[nq++] = (st_item){"scaled_fp8", ST_F8_E4M3, 1, &zero, &marker};
+    char cfg_src[4200], cfg[4096];
+    snprintf(cfg_src, sizeof cfg_src, "%s/config.json", src);
+    FILE *f = fopen(cfg_src, "rb");
+    size_t clen = fread(cfg, 1, sizeof cfg, f);
+    fclose(f);
+    const char *sub[2] = {"fp8", "fp8_ref"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(p, sizeof p, "%s/%s", tmp, sub[k]);
+        tu_rmtree(p);
+        mkdir(p, 0755);
+        snprintf(p, sizeof p, "%s/%s/diffusion_pytorch_model.safetensors", tmp, sub[k]);
+        TU_CHECK(st_write(p, k ? r : q, k ? n : nq, NULL, 0, &err) == WF_OK, "%s", err.msg);
+        snprintf(p, sizeof p, "%s/%s/config.json", tmp, sub[k]);
+        tu_write_file(p, cfg, clen);
+    }
+    for (size_t i = 0; i < 3 * n; i++) free(names[i]);
+    for (size_t i = 0; i < 2 * n; i++) free(bufs[i]);
+    free(names);
+    free(bufs);
+    free(scales);
+    free(q);
+    free(r);
+    st_checkpoint_close(&c);
+}
+
+/* The forward of the transformer folder dir on l3_h4_d16's inputs (malloc'd, n values), or
+ * NULL with the load error in err. */
+static float *forward_dir(const char *dir, size_t *n, wf_err *err) {
+    char io_path[4200];
+    snprintf(io_path, sizeof io_path, "%s/dit/l3_h4_d16/io.safetensors", fixtures);
+    dit_model *m = NULL;
+    st_file *io = NULL;
+    float *out = NULL;
+    wk_arena ar = {0};
+    if (dit_load(&m, dir, err) || st_open(&io, io_path, err)) goto done;
+    const st_tensor *hs = st_file_find(io, "hidden_states"), *ts = st_file_find(io, "timestep"),
+                    *eh = st_file_find(io, "encoder_hidden_states"), *ot = st_file_find(io, "output");
+    dit_shape s = {.F = (int64_t)hs->shape[2], .H = (int64_t)hs->shape[3], .W = (int64_t)hs->shape[4],
+                   .Lt = (int64_t)eh->shape[1], .per_token_t = ts->numel > 1};
+    size_t bytes = 0;
+    *n = ot->numel;
+    out = malloc(*n * sizeof *out);
+    if (dit_arena_bytes(m, be, &s, 1, &bytes, err) || wk_arena_init(&ar, "fp8 test", bytes, err) ||
+        dit_forward(m, be, &ar, &s, NULL, (const float *)hs->data, (const float *)ts->data,
+                    (const float *)eh->data, out, NULL, NULL, err)) {
+        free(out);
+        out = NULL;
+    }
+    if (out) *n = ot->numel;
+done:
+    wk_arena_free(&ar);
+    st_close(&io);
+    dit_free(&m);
+    return out;
+}
+
+/* A scaled-fp8 checkpoint computes what its dequantised f32 copy computes, to the bit (the CPU
+ * widens e4m3 x scale to f32, the same values); bad scales are refused by name. */
+static void test_fp8_scaled(void) {
+    char d8[4200], dr[4200];
+    snprintf(d8, sizeof d8, "%s/fp8", tmp);
+    snprintf(dr, sizeof dr, "%s/fp8_ref", tmp);
+    write_fp8_copies(0);
+    wf_err err = {0};
+    size_t n8 = 0, nr = 0;
+    float *o8 = forward_dir(d8, &n8, &err);
+    TU_CHECK(o8 != NULL, "scaled fp8: %s", err.msg);
+    float *orf = forward_dir(dr, &nr, &err);
+    TU_CHECK(orf != NULL, "dequantised copy: %s", err.msg);
+    if (o8 && orf) {
+        TU_CHECK(n8 == nr && memcmp(o8, orf, n8 * sizeof *o8) == 0,
+                 "a scaled-fp8 checkpoint must equal its dequantised f32 copy (rel L2 %.3e)",
+                 tu_rel_l2_f(o8, orf, n8));
+        printf("  %-16s %-22s output equals the dequantised f32 copy's\n", "l3_h4_d16",
+               "fp8 scaled, ComfyUI");
+    }
+    free(o8);
+    free(orf);
+    dit_model *m = NULL;
+    write_fp8_copies(1);
+    TU_CHECK(dit_load(&m, d8, &err) != WF_OK && strstr(err.msg, "norm_q.scale_weight"),
+             "a scale beside an f32 norm weight: %s", m ? "accepted" : err.msg);
+    dit_free(&m);
+    write_fp8_copies(2);
+    TU_CHECK(dit_load(&m, d8, &err) != WF_OK && strstr(err.msg, "scale_weight") &&
+                 strstr(err.msg, "2 elements"),
+             "a scale of two values: %s", m ? "accepted" : err.msg);
+    dit_free(&m);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_dit FIXTURES_DIR [--stages]\n");
@@ -356,6 +516,7 @@ int main(int argc, char **argv) {
         free(o);
     }
     test_broken();
+    test_fp8_scaled();
     tu_rmtree(tmp);
     free(tmp);
     wk_backend_destroy(&be);

@@ -4,8 +4,9 @@
  * f32 weights go to OpenBLAS sgemm as they are. Narrow weights (bf16, f16, fp8-e4m3) are widened
  * blockwise: MATMUL_BLOCK_N rows of w at a time into the backend workspace, then the GEMM of that
  * block writes columns [n0, n0 + nb) of y (ldc = N). The widening is exact, so the result equals
- * an f32 GEMM with the rounded weights; the whole weight is never copied. The bias, of any dtype,
- * is added afterwards.
+ * an f32 GEMM with the rounded weights; the whole weight is never copied. A scaled fp8 weight
+ * (w->qscale, tensor.h) is widened then multiplied by its scale in f32, as torch's
+ * w.float() * scale_weight. The bias, of any dtype, is added afterwards.
  * Threads: a GEMM is cut into tasks of whole 48-row blocks of x (or whole 384-row blocks of w, when
  * w is the larger operand), each one single-threaded sgemm inside an OpenMP loop (the OpenMP build
  * of OpenBLAS runs a call made inside a parallel region on one thread). The cuts fall on multiples
@@ -63,6 +64,9 @@ static wf_status matmul_check(const wk_tensor *y, const wk_tensor *x, const wk_t
     if ((st = wk_check_dtype(y, WK_F32, "matmul", "y", err))) return st;
     WF_ASSERT(w->dtype < WK_DTYPE_COUNT && (!bias || bias->dtype < WK_DTYPE_COUNT));
     if ((st = wk_check_ndim(w, 2, "matmul", "w", err))) return st;
+    if (w->qscale != 0.0f && (w->dtype != WK_F8E4M3 || !(w->qscale > 0.0f)))
+        return wf_fail(err, WF_EINVAL, "matmul: w (%s) has a scale %g; only an f8e4m3 weight "
+                       "takes one, > 0", wk_dtype_name(w->dtype), (double)w->qscale);
     *N = w->shape[0];
     *K = w->shape[1];
     if (x->ndim < 1)
@@ -121,10 +125,14 @@ wf_status wk_cpu_matmul(wk_backend *be, wk_tensor *y, const wk_tensor *x, const 
         for (int64_t n0 = 0; n0 < N; n0 += nb_max) {
             int64_t nb = N - n0 < nb_max ? N - n0 : nb_max;
             /* widen rows [n0, n0 + nb) of w: wf[r, :] = w[n0 + r, :] */
+            const float qs = w->qscale; /* scaled fp8: value = stored x qs, rounded to f32 */
 #pragma omp parallel for num_threads(be->nthreads) if (nb * K >= MATMUL_PAR_MIN) schedule(static)
-            for (int64_t r = 0; r < nb; r++)
-                wk_convert_to_f32(ws + r * K, wb + (size_t)((n0 + r) * K) * esz, w->dtype,
-                                  (size_t)K);
+            for (int64_t r = 0; r < nb; r++) {
+                float *row = ws + r * K;
+                wk_convert_to_f32(row, wb + (size_t)((n0 + r) * K) * esz, w->dtype, (size_t)K);
+                if (qs != 0.0f)
+                    for (int64_t k = 0; k < K; k++) row[k] *= qs;
+            }
             /* y[:, n0:n0+nb] = x . wf^T */
             wk_cpu_sgemm_nt(be->nthreads, M, nb, K, xd, ws, 0.0f, yd + n0, N);
         }

@@ -13,9 +13,11 @@
  *   BF16, w bf16/f16  x rounded (RNE) to w's dtype in the workspace, fp32 accumulation, D f32.
  *   BF16, w f32       f32 GEMM as in FP32 mode (modules Diffusers keeps in fp32).
  *   BF16, w f8e4m3    cc >= 9.0: x quantised to e4m3 with a per-tensor scale 448/amax(x) (amax
- *                     reduced on the device, the scale written there), A scale 1 (the CPU reads
- *                     fp8 weights as their plain values), B scale amax/448, D f32, fast accum
- *                     off. Below 9.0: w widened to bf16 (exact), the bf16 path.
+ *                     reduced on the device, the scale written there), A scale 1, B scale
+ *                     amax/448 times the weight's own scale (w->qscale of a scaled-fp8
+ *                     checkpoint; 1 for a plain fp8 one, which the CPU reads as its plain
+ *                     values), D f32, fast accum off. Below 9.0: w widened to bf16 (times its
+ *                     scale), the bf16 path.
  * Epilogues: BIAS, GELU_BIAS, GELU (cuBLASLt's GELU is the tanh form); the bias is converted into
  * the workspace when its dtype or alignment is not the epilogue's (f32, or bf16 for fp8 with an
  * f32 output, whichever cuBLASLt takes). An algorithm is chosen by cublasLtMatmulAlgoGetHeuristic
@@ -145,8 +147,9 @@ template <class T> __device__ __forceinline__ T from_f32(float v);
 template <> __device__ __forceinline__ float from_f32(float v) { return v; }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f32(float v) { return __float2bfloat16_rn(v); }
 
-template <class T> __global__ void k_widen(T *__restrict__ out, const void *__restrict__ w, int dt, int64_t n) {
-    WK_CUDA_FOR(i, n) out[i] = from_f32<T>(wk_ld(w, dt, i));
+/* qs: a scaled fp8 weight's scale (value = stored x qs, one f32 product), 1 otherwise */
+template <class T> __global__ void k_widen(T *__restrict__ out, const void *__restrict__ w, int dt, int64_t n, float qs) {
+    WK_CUDA_FOR(i, n) out[i] = from_f32<T>(__fmul_rn(wk_ld(w, dt, i), qs));
 }
 
 /* amax over the finite values of x (non-negative floats order like their bits) */
@@ -160,12 +163,15 @@ __global__ void k_amax(const float *__restrict__ x, int64_t n, unsigned *__restr
     if ((threadIdx.x & 31) == 0) atomicMax(amax, __float_as_uint(m));
 }
 
-/* q = e4m3(x * 448 / amax), saturating; dequant[0] = amax / 448 (1 when amax is 0) */
+/* q = e4m3(x * 448 / amax), saturating; dequant[0] = amax / 448 (1 when amax is 0) times wq,
+ * the weight's own scale (scaled fp8; 1 otherwise): D = A_scale B_scale (w . q), so the weight's
+ * scale rides on the B (x) side and the cached plan's pointers never change */
 __global__ void k_quant_e4m3(__nv_fp8_storage_t *__restrict__ q, const float *__restrict__ x,
-                             int64_t n, const unsigned *__restrict__ amax, float *__restrict__ dequant) {
+                             int64_t n, const unsigned *__restrict__ amax, float *__restrict__ dequant,
+                             float wq) {
     const float a = __uint_as_float(*amax);
     const float s = a > 0.0f ? 448.0f / a : 1.0f;
-    if (blockIdx.x == 0 && threadIdx.x == 0) *dequant = 1.0f / s;
+    if (blockIdx.x == 0 && threadIdx.x == 0) *dequant = (1.0f / s) * wq;
     WK_CUDA_FOR(i, n) q[i] = __nv_cvt_float_to_fp8(x[i] * s, __NV_SATFINITE, __NV_E4M3);
 }
 
@@ -185,6 +191,7 @@ template <int XR, int WD> struct simt_op {
     float *y;
     int64_t N, K;
     int bias_dt, gelu;
+    float ws; /* a scaled fp8 weight's scale, 1 otherwise */
     typedef int64_t ARow;
     typedef int64_t ACol;
     __device__ ARow arow(int64_t m) const { return m * K; }
@@ -195,7 +202,10 @@ template <int XR, int WD> struct simt_op {
         if (XR == XR_F16) return __half2float(__float2half_rn(v));
         return v;
     }
-    __device__ float b(int64_t n, int64_t k) const { return wk_ld(w, WD, n * K + k); }
+    __device__ float b(int64_t n, int64_t k) const {
+        const float v = wk_ld(w, WD, n * K + k);
+        return WD == WK_F8E4M3 ? __fmul_rn(v, ws) : v;
+    }
     __device__ void store(int64_t m, int64_t n, float v) const {
         if (bias) v += wk_ld(bias, bias_dt, n);
         y[m * N + n] = gelu ? gelu_tanh_f(v) : v;
@@ -204,8 +214,8 @@ template <int XR, int WD> struct simt_op {
 
 template <int XR, int WD>
 static void launch_simt(const float *x, const void *w, const void *bias, int bias_dt, float *y,
-                        int64_t M, int64_t N, int64_t K, int gelu, cudaStream_t s) {
-    simt_op<XR, WD> op = {x, w, bias, y, N, K, bias_dt, gelu};
+                        int64_t M, int64_t N, int64_t K, int gelu, float ws, cudaStream_t s) {
+    simt_op<XR, WD> op = {x, w, bias, y, N, K, bias_dt, gelu, ws};
     wk_tile_gemm_kernel<<<wk_tile_grid(M, N), WK_TILE_THREADS, 0, s>>>(op, M, N, K);
 }
 
@@ -215,15 +225,16 @@ static wf_status run_simt(wk_cuda *c, int xr, const wk_tensor *w, const float *x
                           int gelu, wf_err *err) {
     const void *b = bias ? bias->data : NULL;
     const int bdt = bias ? (int)bias->dtype : 0;
+    const float ws = w->qscale != 0.0f ? w->qscale : 1.0f;
     cudaStream_t s = c->stream;
     switch ((int)w->dtype * 4 + xr) {
-    case (int)WK_F32 * 4 + (int)XR_NONE: launch_simt<XR_NONE, WK_F32>(x, w->data, b, bdt, y, M, N, K, gelu, s); break;
-    case (int)WK_BF16 * 4 + (int)XR_NONE: launch_simt<XR_NONE, WK_BF16>(x, w->data, b, bdt, y, M, N, K, gelu, s); break;
-    case (int)WK_F16 * 4 + (int)XR_NONE: launch_simt<XR_NONE, WK_F16>(x, w->data, b, bdt, y, M, N, K, gelu, s); break;
-    case (int)WK_F8E4M3 * 4 + (int)XR_NONE: launch_simt<XR_NONE, WK_F8E4M3>(x, w->data, b, bdt, y, M, N, K, gelu, s); break;
-    case (int)WK_BF16 * 4 + (int)XR_BF16: launch_simt<XR_BF16, WK_BF16>(x, w->data, b, bdt, y, M, N, K, gelu, s); break;
-    case (int)WK_F8E4M3 * 4 + (int)XR_BF16: launch_simt<XR_BF16, WK_F8E4M3>(x, w->data, b, bdt, y, M, N, K, gelu, s); break;
-    case (int)WK_F16 * 4 + (int)XR_F16: launch_simt<XR_F16, WK_F16>(x, w->data, b, bdt, y, M, N, K, gelu, s); break;
+    case (int)WK_F32 * 4 + (int)XR_NONE: launch_simt<XR_NONE, WK_F32>(x, w->data, b, bdt, y, M, N, K, gelu, ws, s); break;
+    case (int)WK_BF16 * 4 + (int)XR_NONE: launch_simt<XR_NONE, WK_BF16>(x, w->data, b, bdt, y, M, N, K, gelu, ws, s); break;
+    case (int)WK_F16 * 4 + (int)XR_NONE: launch_simt<XR_NONE, WK_F16>(x, w->data, b, bdt, y, M, N, K, gelu, ws, s); break;
+    case (int)WK_F8E4M3 * 4 + (int)XR_NONE: launch_simt<XR_NONE, WK_F8E4M3>(x, w->data, b, bdt, y, M, N, K, gelu, ws, s); break;
+    case (int)WK_BF16 * 4 + (int)XR_BF16: launch_simt<XR_BF16, WK_BF16>(x, w->data, b, bdt, y, M, N, K, gelu, ws, s); break;
+    case (int)WK_F8E4M3 * 4 + (int)XR_BF16: launch_simt<XR_BF16, WK_F8E4M3>(x, w->data, b, bdt, y, M, N, K, gelu, ws, s); break;
+    case (int)WK_F16 * 4 + (int)XR_F16: launch_simt<XR_F16, WK_F16>(x, w->data, b, bdt, y, M, N, K, gelu, ws, s); break;
     default: WF_ASSERT(!"matmul: no SIMT kernel for this (w dtype, x rounding)");
     }
     return wk_cuda_launched(err, "matmul (SIMT)");
@@ -245,6 +256,9 @@ static wf_status matmul_check(const char *op, const wk_tensor *y, const wk_tenso
         return wf_fail(err, WF_EUNSUPPORTED, "%s: w (%s) and bias must have float dtypes", op,
                        wk_dtype_name(w->dtype));
     if ((st = wk_check_ndim(w, 2, op, "w", err))) return st;
+    if (w->qscale != 0.0f && (w->dtype != WK_F8E4M3 || !(w->qscale > 0.0f)))
+        return wf_fail(err, WF_EINVAL, "%s: w (%s) has a scale %g; only an f8e4m3 weight takes "
+                       "one, > 0", op, wk_dtype_name(w->dtype), (double)w->qscale);
     *N = w->shape[0];
     *K = w->shape[1];
     if (x->ndim < 1 || x->shape[x->ndim - 1] != *K)
@@ -465,10 +479,11 @@ static wf_status prepare_inputs(wk_cuda *c, const gemm_route *r, const gemm_plan
                                 const wk_tensor *bias, int64_t M, int64_t N, int64_t K, wf_err *err) {
     cudaStream_t s = c->stream;
     const int64_t nx = M * K, nw = N * K;
+    const float qs = w->qscale != 0.0f ? w->qscale : 1.0f;
     if (r->widen_w && r->a_dt == CUDA_R_32F)
-        k_widen<float><<<wk_cuda_blocks(nw), WK_CUDA_THREADS, 0, s>>>((float *)p->a, w->data, w->dtype, nw);
+        k_widen<float><<<wk_cuda_blocks(nw), WK_CUDA_THREADS, 0, s>>>((float *)p->a, w->data, w->dtype, nw, qs);
     else if (r->widen_w)
-        k_widen<__nv_bfloat16><<<wk_cuda_blocks(nw), WK_CUDA_THREADS, 0, s>>>((__nv_bfloat16 *)p->a, w->data, w->dtype, nw);
+        k_widen<__nv_bfloat16><<<wk_cuda_blocks(nw), WK_CUDA_THREADS, 0, s>>>((__nv_bfloat16 *)p->a, w->data, w->dtype, nw, qs);
     if (r->fp8) {
         unsigned *amax = (unsigned *)(c->gemm->dev + 1);
         cudaError_t e = cudaMemsetAsync(amax, 0, sizeof *amax, s);
@@ -477,7 +492,7 @@ static wf_status prepare_inputs(wk_cuda *c, const gemm_route *r, const gemm_plan
         const unsigned nb = wk_cuda_blocks(nx) < 1024u ? wk_cuda_blocks(nx) : 1024u;
         k_amax<<<nb, WK_CUDA_THREADS, 0, s>>>((const float *)x->data, nx, amax);
         k_quant_e4m3<<<wk_cuda_blocks(nx), WK_CUDA_THREADS, 0, s>>>(
-            (__nv_fp8_storage_t *)p->b, (const float *)x->data, nx, amax, c->gemm->dev + 2);
+            (__nv_fp8_storage_t *)p->b, (const float *)x->data, nx, amax, c->gemm->dev + 2, qs);
     } else if (r->b_dt == CUDA_R_16BF) {
         k_round<__nv_bfloat16><<<wk_cuda_blocks(nx), WK_CUDA_THREADS, 0, s>>>((__nv_bfloat16 *)p->b, (const float *)x->data, nx);
     } else if (r->b_dt == CUDA_R_16F) {
@@ -485,9 +500,9 @@ static wf_status prepare_inputs(wk_cuda *c, const gemm_route *r, const gemm_plan
     }
     if (bias && p->bias != bias->data) {
         if (pl->bias_cuda_dt == CUDA_R_16BF)
-            k_widen<__nv_bfloat16><<<wk_cuda_blocks(N), WK_CUDA_THREADS, 0, s>>>((__nv_bfloat16 *)p->bias, bias->data, bias->dtype, N);
+            k_widen<__nv_bfloat16><<<wk_cuda_blocks(N), WK_CUDA_THREADS, 0, s>>>((__nv_bfloat16 *)p->bias, bias->data, bias->dtype, N, 1.0f);
         else
-            k_widen<float><<<wk_cuda_blocks(N), WK_CUDA_THREADS, 0, s>>>((float *)p->bias, bias->data, bias->dtype, N);
+            k_widen<float><<<wk_cuda_blocks(N), WK_CUDA_THREADS, 0, s>>>((float *)p->bias, bias->data, bias->dtype, N, 1.0f);
     }
     return wk_cuda_launched(err, "matmul (input conversion)");
 }

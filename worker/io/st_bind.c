@@ -112,6 +112,32 @@ static wf_status bind_one(st_binder *b, const char *name, const uint64_t *want, 
     return st_tensor_view(t, dst, err);
 }
 
+/* The scale of the scaled-fp8 GEMM weight `name` ("X.weight", f8e4m3, 2-D), from
+ * "X.scale_weight" when the checkpoint has it: one finite value > 0 in a float dtype. */
+static wf_status bind_scale(st_binder *b, const char *name, wk_tensor *dst, wf_err *err) {
+    const size_t len = strlen(name), suf = strlen(".weight");
+    if (!b->fp8_scales || dst->dtype != WK_F8E4M3 || dst->ndim != 2 || len <= suf ||
+        strcmp(name + len - suf, ".weight"))
+        return WF_OK;
+    char sname[280];
+    snprintf(sname, sizeof sname, "%.*s.scale_weight", (int)(len - suf), name);
+    const ptrdiff_t i = st_checkpoint_index(b->ckpt, sname);
+    if (i < 0) return WF_OK; /* a plain fp8 weight */
+    const st_tensor *t = b->ckpt->by_name[i];
+    wk_tensor v;
+    wf_status st = t->numel == 1 ? st_tensor_view(t, &v, err) : WF_EFORMAT;
+    float f = 0.0f;
+    if (!st) wk_convert_to_f32(&f, v.data, v.dtype, 1);
+    if (st || !(f > 0.0f && f <= 3.402823466e38f))
+        return wf_fail(err, WF_EFORMAT, "%s: '%s' must be one finite value > 0 in a float dtype "
+                       "(%llu elements%s): the per-tensor scale of the fp8 weight '%s'", b->dir,
+                       sname, (unsigned long long)t->numel, st ? "" : ", value out of range",
+                       name);
+    b->used[i] = true;
+    dst->qscale = f;
+    return WF_OK;
+}
+
 wf_status st_bind_fields(st_binder *b, const st_field *fields, size_t n, const st_module *mod,
                          wf_err *err) {
     WF_ASSERT(b->naming >= 0 && b->naming < ST_BIND_NAMINGS);
@@ -126,6 +152,7 @@ wf_status st_bind_fields(st_binder *b, const st_field *fields, size_t n, const s
         const int nd = resolve_shape(f, mod, want);
         wk_tensor *dst = (wk_tensor *)((char *)mod->base + f->offset);
         wf_status st = bind_one(b, name, want, nd, dst, err);
+        if (!st) st = bind_scale(b, name, dst, err);
         if (!st) st = record(b, dst, name, err);
         if (st) return st;
     }
@@ -141,6 +168,14 @@ static size_t count_unused(const st_binder *b, size_t *first) {
 }
 
 wf_status st_binder_finish(const st_binder *b, const char *why, wf_err *err) {
+    if (b->fp8_scales) { /* ComfyUI's marker of a scaled-fp8 file: no weight of its own */
+        char marker[280];
+        snprintf(marker, sizeof marker, "%sscaled_fp8", b->prefix);
+        for (int k = 0; k < 2; k++) { /* under the prefix, or at the top */
+            const ptrdiff_t i = st_checkpoint_index(b->ckpt, k ? "scaled_fp8" : marker);
+            if (i >= 0) b->used[i] = true;
+        }
+    }
     size_t first = 0;
     const size_t unused = count_unused(b, &first);
     if (!unused) return WF_OK;

@@ -61,6 +61,12 @@ typedef struct st_binder {
      * keep_f32 set where the checkpoint name contains one of keep_f32_names (NULL-terminated;
      * NULL: none). st_binder_take_weights hands the list over. */
     const char *const *keep_f32_names;
+    /* Scaled fp8 (ComfyUI's "fp8_scaled" files): when set, a bound 2-D f8e4m3 tensor "X.weight"
+     * takes the one-element "X.scale_weight" beside it as its qscale (tensor.h), and the
+     * file's "scaled_fp8" marker is accounted for. Only for loaders whose every 2-D weight is a
+     * GEMM weight (the DiT). Any other scale (of a wider weight, an input scale) stays unused,
+     * and st_binder_finish names it. */
+    bool fp8_scales;
     wk_weight *bound;
     size_t n_bound, cap_bound;
 } st_binder;

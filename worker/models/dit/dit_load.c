@@ -170,6 +170,7 @@ wf_status dit_load(dit_model **out, const char *dir, wf_err *err) {
     WF_TRY(st_binder_open(&b, &m->ckpt, err));
     WF_TRY(detect_names(m, &b, err));
     b.keep_f32_names = KEEP_F32;
+    b.fp8_scales = true; /* every 2-D weight of the DiT is a GEMM weight */
     WF_TRY(bind_weights(m, &b, err));
     st_binder_take_weights(&b, &m->wlist, &m->n_wlist);
     m->weight_bytes = m->ckpt->total_bytes;
