@@ -122,10 +122,11 @@ wf_status wk_check_shortcut_y(const wk_tensor *y, const wk_tensor *x, int64_t To
                    (long long)Wo, wk_tensor_shape_str(x, sx, sizeof sx));
 }
 
-wf_status wk_check_flat(const wk_tensor *t, int64_t n, const char *op, const char *arg,
-                        wf_err *err) {
+wf_status wk_check_flat(wk_dev_check dev, const wk_tensor *t, int64_t n, const char *op,
+                        const char *arg, wf_err *err) {
     char s[96];
-    wf_status st = wk_check_dtype(t, WK_F32, op, arg, err);
+    wf_status st = dev(t, op, arg, err);
+    if (!st) st = wk_check_dtype(t, WK_F32, op, arg, err);
     if (st) return st;
     if (wk_tensor_numel(t) == n) return WF_OK;
     return wf_fail(err, WF_EINVAL, "%s: %s has shape %s (%lld elements), expected %lld elements "
@@ -133,18 +134,33 @@ wf_status wk_check_flat(const wk_tensor *t, int64_t n, const char *op, const cha
                    (long long)wk_tensor_numel(t), (long long)n);
 }
 
-wf_status wk_check_unipc(const wk_tensor *const *m, const wk_unipc_coef *c, int64_t n,
+wf_status wk_check_update(wk_dev_check dev, const wk_tensor *y, const wk_tensor *a,
+                          const wk_tensor *b, const char *op, const char *an, const char *bn,
+                          wf_err *err) {
+    const int64_t n = wk_tensor_numel(y);
+    wf_status st = wk_check_flat(dev, y, n, op, "y", err);
+    if (!st) st = wk_check_flat(dev, a, n, op, an, err);
+    if (!st) st = wk_check_flat(dev, b, n, op, bn, err);
+    return st;
+}
+
+wf_status wk_check_unipc(wk_dev_check dev, const wk_tensor *y, const wk_tensor *x,
+                         const wk_tensor *const *m, const wk_tensor *d, const wk_unipc_coef *c,
                          wf_err *err) {
     static const char *names[3] = {"m[0]", "m[1]", "m[2]"};
+    const char *op = "unipc_update";
     if (!c || c->order < 1 || c->order > 3)
         return wf_fail(err, WF_EINVAL, "unipc_update: order %d, expected 1, 2 or 3",
                        c ? c->order : 0);
-    for (int k = 0; k < c->order; k++) {
+    const int64_t n = wk_tensor_numel(y);
+    wf_status st = wk_check_flat(dev, y, n, op, "y", err);
+    if (!st) st = wk_check_flat(dev, x, n, op, "x", err);
+    if (!st && d) st = wk_check_flat(dev, d, n, op, "d", err);
+    for (int k = 0; !st && k < c->order; k++) {
         if (!m || !m[k])
             return wf_fail(err, WF_EINVAL, "unipc_update: order %d reads %s, which is missing",
                            c->order, names[k]);
-        wf_status st = wk_check_flat(m[k], n, "unipc_update", names[k], err);
-        if (st) return st;
+        st = wk_check_flat(dev, m[k], n, op, names[k], err);
     }
-    return WF_OK;
+    return st;
 }

@@ -40,13 +40,21 @@ wf_status wk_check_shortcut(const wk_tensor *y, const wk_tensor *x, int64_t ft, 
 wf_status wk_check_shortcut_y(const wk_tensor *y, const wk_tensor *x, int64_t To, int64_t Ho,
                               int64_t Wo, const char *op, wf_err *err);
 
-/* scale_add, guidance, unipc_update, first_nonfinite: t (argument arg of op) is f32 with n
- * elements (any shape). */
-wf_status wk_check_flat(const wk_tensor *t, int64_t n, const char *op, const char *arg,
-                        wf_err *err);
-/* unipc_update: c->order in 1..3 and the history terms it reads given (m[k] non-NULL for
- * k < order), each with n elements. */
-wf_status wk_check_unipc(const wk_tensor *const *m, const wk_unipc_coef *c, int64_t n,
+/* A backend's own memory check: WF_EINVAL, naming op and arg, unless t lives in its memory. */
+typedef wf_status (*wk_dev_check)(const wk_tensor *t, const char *op, const char *arg,
+                                  wf_err *err);
+/* first_nonfinite (and the others' tensors): t (argument arg of op) is in the backend's memory
+ * (dev), f32, with n elements (any shape). */
+wf_status wk_check_flat(wk_dev_check dev, const wk_tensor *t, int64_t n, const char *op,
+                        const char *arg, wf_err *err);
+/* scale_add / guidance: y, a and b (named an, bn) as wk_check_flat with y's element count. */
+wf_status wk_check_update(wk_dev_check dev, const wk_tensor *y, const wk_tensor *a,
+                          const wk_tensor *b, const char *op, const char *an, const char *bn,
+                          wf_err *err);
+/* unipc_update: c->order in 1..3, the history terms it reads given (m[k] for k < order), and y,
+ * x, m[k] and d (when given) as wk_check_flat with y's element count. */
+wf_status wk_check_unipc(wk_dev_check dev, const wk_tensor *y, const wk_tensor *x,
+                         const wk_tensor *const *m, const wk_tensor *d, const wk_unipc_coef *c,
                          wf_err *err);
 
 #ifdef __cplusplus

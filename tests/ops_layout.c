@@ -680,21 +680,6 @@ out:
  * that names the op and the argument (and a shape). The error counts the calls that did not;
  * each is described on stderr.
  * ------------------------------------------------------------------------------------------- */
-static int ol_expect(const char *what, wf_status got, wf_status want, const wf_err *e,
-                     const char *f1, const char *f2) {
-    bool ok = got == want && (!f1 || strstr(e->msg, f1)) && (!f2 || strstr(e->msg, f2));
-    if (!ok)
-        fprintf(stderr, "  rejects: %s: got status '%s' message '%s'; expected status '%s' "
-                "naming '%s', '%s'\n", what, wf_status_str(got), got ? e->msg : "",
-                wf_status_str(want), f1 ? f1 : "", f2 ? f2 : "");
-    return ok ? 0 : 1;
-}
-
-#define OL_EXPECT(what, call, want, f1, f2)                                                      \
-    do {                                                                                         \
-        wf_err_clear(&le);                                                                       \
-        failed += ol_expect(what, (call), want, &le, f1, f2);                                    \
-    } while (0)
 
 /* the data-movement ops */
 static int ol_rejects_layout(wk_backend *be, float *buf, float *buf2) {
@@ -704,44 +689,46 @@ static int ol_rejects_layout(wk_backend *be, float *buf, float *buf2) {
     wk_tensor ai = wk_tensor_2d(WK_I32, buf2, 4, 60), ab = wk_tensor_2d(WK_BF16, buf2, 4, 60);
     wk_tensor dev = a;
     dev.device = WK_DEV_CUDA;
-    OL_EXPECT("convert count", wk_convert(be, &a61, &a, &le), WF_EINVAL, "convert", "[4, 61]");
-    OL_EXPECT("convert i32", wk_convert(be, &a, &ai, &le), WF_EUNSUPPORTED, "convert", "i32");
-    OL_EXPECT("convert device", wk_convert(be, &a, &dev, &le), WF_EINVAL, "convert: x",
-              "not host memory");
-    OL_EXPECT("fill bf16", wk_fill(be, &ab, 1.0f, &le), WF_EUNSUPPORTED, "fill", "bf16");
-    OL_EXPECT("fill i32 1e10", wk_fill(be, &ai, 1e10f, &le), WF_EINVAL, "fill", "i32");
+    OPS_EXPECT("convert count", wk_convert(be, &a61, &a, &le), WF_EINVAL, "convert", "[4, 61]",
+               NULL);
+    OPS_EXPECT("convert i32", wk_convert(be, &a, &ai, &le), WF_EUNSUPPORTED, "convert", "i32",
+               NULL);
+    OPS_EXPECT("convert device", wk_convert(be, &a, &dev, &le), WF_EINVAL, "convert: x",
+               "not host memory", NULL);
+    OPS_EXPECT("fill bf16", wk_fill(be, &ab, 1.0f, &le), WF_EUNSUPPORTED, "fill", "bf16", NULL);
+    OPS_EXPECT("fill i32 1e10", wk_fill(be, &ai, 1e10f, &le), WF_EINVAL, "fill", "i32", NULL);
     const int64_t o0[2] = {0, 0}, o5[2] = {0, 5}, e56[2] = {4, 56};
-    OL_EXPECT("copy_box past x", wk_copy_box(be, &a61, o0, &a, o5, e56, &le), WF_EINVAL,
-              "copy_box: dim 1", "[5, 61)");
-    OL_EXPECT("copy_box dtype", wk_copy_box(be, &ai, o0, &a, o0, e56, &le), WF_EINVAL, "copy_box",
-              "i32");
+    OPS_EXPECT("copy_box past x", wk_copy_box(be, &a61, o0, &a, o5, e56, &le), WF_EINVAL,
+               "copy_box: dim 1", "[5, 61)", NULL);
+    OPS_EXPECT("copy_box dtype", wk_copy_box(be, &ai, o0, &a, o0, e56, &le), WF_EINVAL, "copy_box",
+               "i32", NULL);
     const int64_t sh[3] = {4, 6, 10}, shb[3] = {4, 6, 11};
     const int p_bad[3] = {0, 0, 2}, p_ok[3] = {2, 0, 1};
-    OL_EXPECT("permute perm", wk_permute(be, &a61, &a, 3, sh, p_bad, &le), WF_EINVAL, "permute",
-              "perm[1]");
-    OL_EXPECT("permute numel", wk_permute(be, &a61, &a, 3, shb, p_ok, &le), WF_EINVAL, "permute",
-              "[4, 60]");
-    OL_EXPECT("permute 9 dims", wk_permute(be, &a61, &a, 9, sh, p_ok, &le), WF_EINVAL, "permute",
-              "9 dims");
-    OL_EXPECT("permute device", wk_permute(be, &dev, &a, 3, sh, p_ok, &le), WF_EINVAL, "permute",
-              "not host memory");
+    OPS_EXPECT("permute perm", wk_permute(be, &a61, &a, 3, sh, p_bad, &le), WF_EINVAL, "permute",
+               "perm[1]", NULL);
+    OPS_EXPECT("permute numel", wk_permute(be, &a61, &a, 3, shb, p_ok, &le), WF_EINVAL, "permute",
+               "[4, 60]", NULL);
+    OPS_EXPECT("permute 9 dims", wk_permute(be, &a61, &a, 9, sh, p_ok, &le), WF_EINVAL, "permute",
+               "9 dims", NULL);
+    OPS_EXPECT("permute device", wk_permute(be, &dev, &a, 3, sh, p_ok, &le), WF_EINVAL, "permute",
+               "not host memory", NULL);
     wk_tensor t5 = wk_tensor_1d(WK_F32, buf2, 5), y2 = wk_tensor_2d(WK_F32, buf, 4, 16);
-    OL_EXPECT("timestep_embed t [5]", wk_timestep_embed(be, &y2, &t5, &le), WF_EINVAL,
-              "timestep_embed", "[5]");
+    OPS_EXPECT("timestep_embed t [5]", wk_timestep_embed(be, &y2, &t5, &le), WF_EINVAL,
+               "timestep_embed", "[5]", NULL);
     wk_tensor tab = wk_tensor_2d(WK_F32, buf2, 10, 16), idf = wk_tensor_1d(WK_F32, buf2, 4);
     wk_tensor id5 = wk_tensor_1d(WK_I32, buf2, 5);
-    OL_EXPECT("embedding ids f32", wk_embedding(be, &y2, &tab, &idf, &le), WF_EUNSUPPORTED,
-              "embedding", "ids");
-    OL_EXPECT("embedding ids [5]", wk_embedding(be, &y2, &tab, &id5, &le), WF_EINVAL, "embedding",
-              "[5]");
+    OPS_EXPECT("embedding ids f32", wk_embedding(be, &y2, &tab, &idf, &le), WF_EUNSUPPORTED,
+               "embedding", "ids", NULL);
+    OPS_EXPECT("embedding ids [5]", wk_embedding(be, &y2, &tab, &id5, &le), WF_EINVAL, "embedding",
+               "[5]", NULL);
     wk_tensor yb = wk_tensor_3d(WK_F32, buf, 3, 5, 7), tb = wk_tensor_2d(WK_F32, buf2, 32, 4);
     wk_tensor tb3 = wk_tensor_2d(WK_F32, buf2, 3, 3), m6 = wk_tensor_1d(WK_I32, buf2, 6);
-    OL_EXPECT("t5_bias table NH", wk_t5_bias(be, &yb, &tb, NULL, 128, &le), WF_EINVAL, "t5_bias",
-              "[32, 4]");
-    OL_EXPECT("t5_bias mask [6]", wk_t5_bias(be, &yb, &tb3, &m6, 128, &le), WF_EINVAL,
-              "t5_bias: mask", "[6]");
-    OL_EXPECT("t5_bias 3 buckets", wk_t5_bias(be, &yb, &tb3, NULL, 128, &le), WF_EINVAL,
-              "t5_bias", "3 buckets");
+    OPS_EXPECT("t5_bias table NH", wk_t5_bias(be, &yb, &tb, NULL, 128, &le), WF_EINVAL, "t5_bias",
+               "[32, 4]", NULL);
+    OPS_EXPECT("t5_bias mask [6]", wk_t5_bias(be, &yb, &tb3, &m6, 128, &le), WF_EINVAL,
+               "t5_bias: mask", "[6]", NULL);
+    OPS_EXPECT("t5_bias 3 buckets", wk_t5_bias(be, &yb, &tb3, NULL, 128, &le), WF_EINVAL,
+               "t5_bias", "3 buckets", NULL);
     return failed;
 }
 
@@ -751,32 +738,32 @@ static int ol_rejects_fused(wk_backend *be, float *buf, float *buf2) {
     wf_err le;
     wk_tensor x = wk_tensor_2d(WK_F32, buf, 3, 60), w = wk_tensor_2d(WK_F32, buf2, 29, 61);
     wk_tensor y = wk_tensor_2d(WK_F32, buf, 3, 29);
-    OL_EXPECT("matmul_gelu K", wk_matmul_gelu(be, &y, &x, &w, NULL, &le), WF_EINVAL,
-              "matmul_gelu", "[29, 61]");
+    OPS_EXPECT("matmul_gelu K", wk_matmul_gelu(be, &y, &x, &w, NULL, &le), WF_EINVAL,
+               "matmul_gelu", "[29, 61]", NULL);
     wk_tensor s2 = wk_tensor_2d(WK_F32, buf2, 2, 60), s1 = wk_tensor_2d(WK_F32, buf2, 1, 60);
     wk_tensor sb = wk_tensor_2d(WK_BF16, buf2, 1, 60), sdev = s1;
     sdev.device = WK_DEV_CUDA;
-    OL_EXPECT("ln_modulate scale1 [2, 60]", wk_ln_modulate(be, &x, &x, &s2, &s1, 1e-6f, &le),
-              WF_EINVAL, "ln_modulate: scale1", "[2, 60]");
-    OL_EXPECT("ln_modulate shift bf16", wk_ln_modulate(be, &x, &x, &s1, &sb, 1e-6f, &le),
-              WF_EUNSUPPORTED, "ln_modulate", "shift");
-    OL_EXPECT("ln_modulate device", wk_ln_modulate(be, &x, &x, &sdev, &s1, 1e-6f, &le), WF_EINVAL,
-              "ln_modulate: scale1", "not host memory");
-    OL_EXPECT("gate_residual gate [2, 60]", wk_gate_residual(be, &x, &x, &s2, &le), WF_EINVAL,
-              "gate_residual: gate", "[2, 60]");
-    OL_EXPECT("gate_residual y [3, 29]", wk_gate_residual(be, &x, &y, &s1, &le), WF_EINVAL,
-              "gate_residual", "[3, 29]");
+    OPS_EXPECT("ln_modulate scale1 [2, 60]", wk_ln_modulate(be, &x, &x, &s2, &s1, 1e-6f, &le),
+               WF_EINVAL, "ln_modulate: scale1", "[2, 60]", NULL);
+    OPS_EXPECT("ln_modulate shift bf16", wk_ln_modulate(be, &x, &x, &s1, &sb, 1e-6f, &le),
+               WF_EUNSUPPORTED, "ln_modulate", "shift", NULL);
+    OPS_EXPECT("ln_modulate device", wk_ln_modulate(be, &x, &x, &sdev, &s1, 1e-6f, &le), WF_EINVAL,
+               "ln_modulate: scale1", "not host memory", NULL);
+    OPS_EXPECT("gate_residual gate [2, 60]", wk_gate_residual(be, &x, &x, &s2, &le), WF_EINVAL,
+               "gate_residual: gate", "[2, 60]", NULL);
+    OPS_EXPECT("gate_residual y [3, 29]", wk_gate_residual(be, &x, &y, &s1, &le), WF_EINVAL,
+               "gate_residual", "[3, 29]", NULL);
     wk_tensor q = wk_tensor_3d(WK_F32, buf, 5, 2, 6), q7 = wk_tensor_3d(WK_F32, buf, 5, 2, 7);
     wk_tensor c = wk_tensor_2d(WK_F32, buf2, 5, 6), c4 = wk_tensor_2d(WK_F32, buf2, 4, 6);
     wk_tensor wq = wk_tensor_1d(WK_F32, buf2, 12), wq6 = wk_tensor_1d(WK_F32, buf2, 6);
-    OL_EXPECT("rms_norm_rope x 2-D", wk_rms_norm_rope(be, &x, &x, &wq, &c, &c, 1e-6f, &le),
-              WF_EINVAL, "rms_norm_rope", "[3, 60]");
-    OL_EXPECT("rms_norm_rope odd HD", wk_rms_norm_rope(be, &q7, &q7, NULL, &c, &c, 1e-6f, &le),
-              WF_EINVAL, "rms_norm_rope", "even");
-    OL_EXPECT("rms_norm_rope cos [4, 6]", wk_rms_norm_rope(be, &q, &q, &wq, &c4, &c, 1e-6f, &le),
-              WF_EINVAL, "rms_norm_rope: cos", "[4, 6]");
-    OL_EXPECT("rms_norm_rope w [6]", wk_rms_norm_rope(be, &q, &q, &wq6, &c, &c, 1e-6f, &le),
-              WF_EINVAL, "rms_norm_rope: w", "[6]");
+    OPS_EXPECT("rms_norm_rope x 2-D", wk_rms_norm_rope(be, &x, &x, &wq, &c, &c, 1e-6f, &le),
+               WF_EINVAL, "rms_norm_rope", "[3, 60]", NULL);
+    OPS_EXPECT("rms_norm_rope odd HD", wk_rms_norm_rope(be, &q7, &q7, NULL, &c, &c, 1e-6f, &le),
+               WF_EINVAL, "rms_norm_rope", "even", NULL);
+    OPS_EXPECT("rms_norm_rope cos [4, 6]", wk_rms_norm_rope(be, &q, &q, &wq, &c4, &c, 1e-6f, &le),
+               WF_EINVAL, "rms_norm_rope: cos", "[4, 6]", NULL);
+    OPS_EXPECT("rms_norm_rope w [6]", wk_rms_norm_rope(be, &q, &q, &wq6, &c, &c, 1e-6f, &le),
+               WF_EINVAL, "rms_norm_rope: w", "[6]", NULL);
     return failed;
 }
 

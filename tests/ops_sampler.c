@@ -159,21 +159,6 @@ static wf_status run_nonfinite(const op_case *c, wk_backend *be, tu_rng *rng, do
 /* ---------------------------------------------------------------------------------------------
  * rejects
  * ------------------------------------------------------------------------------------------- */
-static int sb_expect(const char *what, wf_status got, wf_status want, const wf_err *e,
-                     const char *frag1, const char *frag2) {
-    bool ok = got == want && (!frag1 || strstr(e->msg, frag1)) && (!frag2 || strstr(e->msg, frag2));
-    if (!ok)
-        fprintf(stderr, "  rejects: %s: got status '%s' message '%s'; expected status '%s' naming "
-                "'%s', '%s'\n", what, wf_status_str(got), got ? e->msg : "", wf_status_str(want),
-                frag1 ? frag1 : "", frag2 ? frag2 : "");
-    return ok ? 0 : 1;
-}
-
-#define SB_EXPECT(what, call, want, f1, f2)                                                      \
-    do {                                                                                         \
-        wf_err_clear(&le);                                                                       \
-        failed += sb_expect(what, (call), want, &le, f1, f2);                                    \
-    } while (0)
 
 static wf_status run_rejects(const op_case *c, wk_backend *be, tu_rng *rng, double *err, int *bad,
                              wf_err *e) {
@@ -189,33 +174,33 @@ static wf_status run_rejects(const op_case *c, wk_backend *be, tu_rng *rng, doub
     wk_unipc_coef k2 = row_coef(2), k4 = row_coef(3);
     k4.order = 4;
     if (strcmp(c->op, "scale_add") == 0) {
-        SB_EXPECT("b of 15 for 12", wk_scale_add(be, &a, &a, &b, 1, &le), WF_EINVAL, "scale_add",
-                  "[3, 5]");
-        SB_EXPECT("a bf16", wk_scale_add(be, &a, &h, &a, 1, &le), WF_EUNSUPPORTED, "scale_add",
-                  "bf16");
-        SB_EXPECT("y on a device", wk_scale_add(be, &dev, &a, &a, 1, &le), WF_EINVAL, "scale_add",
-                  "y");
+        OPS_EXPECT("b of 15 for 12", wk_scale_add(be, &a, &a, &b, 1, &le), WF_EINVAL, "scale_add",
+                   "[3, 5]", NULL);
+        OPS_EXPECT("a bf16", wk_scale_add(be, &a, &h, &a, 1, &le), WF_EUNSUPPORTED, "scale_add",
+                   "bf16", NULL);
+        OPS_EXPECT("y on a device", wk_scale_add(be, &dev, &a, &a, 1, &le), WF_EINVAL, "scale_add",
+                   "y", NULL);
     } else if (strcmp(c->op, "guidance") == 0) {
-        SB_EXPECT("c of 15 for 12", wk_guidance(be, &a, &a, &b, 5, &le), WF_EINVAL, "guidance",
-                  "c");
-        SB_EXPECT("u i32", wk_guidance(be, &a, &i32, &a, 5, &le), WF_EUNSUPPORTED, "guidance",
-                  "u");
+        OPS_EXPECT("c of 15 for 12", wk_guidance(be, &a, &a, &b, 5, &le), WF_EINVAL, "guidance",
+                   "c", NULL);
+        OPS_EXPECT("u i32", wk_guidance(be, &a, &i32, &a, 5, &le), WF_EUNSUPPORTED, "guidance", "u",
+                   NULL);
     } else if (strcmp(c->op, "unipc_update") == 0) {
-        SB_EXPECT("order 2 without m[1]", wk_unipc_update(be, &a, &a, m1, NULL, &k2, &le),
-                  WF_EINVAL, "unipc_update", "m[1]");
-        SB_EXPECT("order 4", wk_unipc_update(be, &a, &a, mb, NULL, &k4, &le), WF_EINVAL,
-                  "unipc_update", "order 4");
-        SB_EXPECT("m[1] of 15", wk_unipc_update(be, &a, &a, mb, NULL, &k2, &le), WF_EINVAL,
-                  "unipc_update", "m[1]");
-        SB_EXPECT("d of 15", wk_unipc_update(be, &a, &a, m1, &b, &k2, &le), WF_EINVAL,
-                  "unipc_update", NULL);
-        SB_EXPECT("no coefficients", wk_unipc_update(be, &a, &a, m1, NULL, NULL, &le), WF_EINVAL,
-                  "unipc_update", "order");
+        OPS_EXPECT("order 2 without m[1]", wk_unipc_update(be, &a, &a, m1, NULL, &k2, &le),
+                   WF_EINVAL, "unipc_update", "m[1]", NULL);
+        OPS_EXPECT("order 4", wk_unipc_update(be, &a, &a, mb, NULL, &k4, &le), WF_EINVAL,
+                   "unipc_update", "order 4", NULL);
+        OPS_EXPECT("m[1] of 15", wk_unipc_update(be, &a, &a, mb, NULL, &k2, &le), WF_EINVAL,
+                   "unipc_update", "m[1]", NULL);
+        OPS_EXPECT("d of 15", wk_unipc_update(be, &a, &a, m1, &b, &k2, &le), WF_EINVAL,
+                   "unipc_update", NULL, NULL);
+        OPS_EXPECT("no coefficients", wk_unipc_update(be, &a, &a, m1, NULL, NULL, &le), WF_EINVAL,
+                   "unipc_update", "order", NULL);
     } else if (strcmp(c->op, "first_nonfinite") == 0) {
-        SB_EXPECT("x bf16", wk_first_nonfinite(be, &h, &idx, &le), WF_EUNSUPPORTED,
-                  "first_nonfinite", "bf16");
-        SB_EXPECT("x on a device", wk_first_nonfinite(be, &dev, &idx, &le), WF_EINVAL,
-                  "first_nonfinite", "x");
+        OPS_EXPECT("x bf16", wk_first_nonfinite(be, &h, &idx, &le), WF_EUNSUPPORTED,
+                   "first_nonfinite", "bf16", NULL);
+        OPS_EXPECT("x on a device", wk_first_nonfinite(be, &dev, &idx, &le), WF_EINVAL,
+                   "first_nonfinite", "x", NULL);
     } else {
         return wf_fail(e, WF_EINVAL, "rejects runner: no checks for op %s", c->op);
     }
@@ -224,7 +209,6 @@ static wf_status run_rejects(const op_case *c, wk_backend *be, tu_rng *rng, doub
     *bad = 0;
     return WF_OK;
 }
-#undef SB_EXPECT
 
 /* ---------------------------------------------------------------------------------------------
  * The rows. Tolerances bound ||out - ref|| / ||ref||; f32 eps = 2^-23 = 1.2e-7.

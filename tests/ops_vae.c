@@ -275,21 +275,6 @@ out:
  * "... rejects": bad calls fail before touching data, with the status and a message naming the op
  * and the fragments given; the error is the number of calls that did not (each on stderr).
  * ------------------------------------------------------------------------------------------- */
-static int vb_expect(const char *what, wf_status got, wf_status want, const wf_err *e,
-                     const char *frag1, const char *frag2) {
-    bool ok = got == want && (!frag1 || strstr(e->msg, frag1)) && (!frag2 || strstr(e->msg, frag2));
-    if (!ok)
-        fprintf(stderr, "  rejects: %s: got status '%s' message '%s'; expected status '%s' naming "
-                "'%s', '%s'\n", what, wf_status_str(got), got ? e->msg : "", wf_status_str(want),
-                frag1 ? frag1 : "", frag2 ? frag2 : "");
-    return ok ? 0 : 1;
-}
-
-#define VB_EXPECT(what, call, want, f1, f2)                                                      \
-    do {                                                                                         \
-        wf_err_clear(&le);                                                                       \
-        failed += vb_expect(what, (call), want, &le, f1, f2);                                    \
-    } while (0)
 
 static int rejects_blend(wk_backend *be, float *buf, float *buf2) {
     int failed = 0;
@@ -297,12 +282,12 @@ static int rejects_blend(wk_backend *be, float *buf, float *buf2) {
     wk_tensor a = wk_tensor_4d(WK_F32, buf, 2, 5, 7, 3), b = wk_tensor_4d(WK_F32, buf2, 2, 4, 6, 3);
     wk_tensor b3 = wk_tensor_3d(WK_F32, buf2, 2, 4, 6);
     wk_tensor bb = wk_tensor_4d(WK_BF16, buf2, 2, 5, 6, 3);
-    VB_EXPECT("axis 1, widths differ", wk_blend(be, &b, &a, 1, 2, &le), WF_EINVAL, "blend",
-              "[2, 4, 6, 3]");
-    VB_EXPECT("axis 3", wk_blend(be, &b, &a, 3, 2, &le), WF_EINVAL, "blend", "axis 3");
-    VB_EXPECT("extent -1", wk_blend(be, &a, &a, 1, -1, &le), WF_EINVAL, "blend", "-1");
-    VB_EXPECT("b 3-D", wk_blend(be, &b3, &a, 1, 2, &le), WF_EINVAL, "blend", "b");
-    VB_EXPECT("b bf16", wk_blend(be, &bb, &a, 2, 2, &le), WF_EUNSUPPORTED, "blend", "bf16");
+    OPS_EXPECT("axis 1, widths differ", wk_blend(be, &b, &a, 1, 2, &le), WF_EINVAL, "blend",
+               "[2, 4, 6, 3]", NULL);
+    OPS_EXPECT("axis 3", wk_blend(be, &b, &a, 3, 2, &le), WF_EINVAL, "blend", "axis 3", NULL);
+    OPS_EXPECT("extent -1", wk_blend(be, &a, &a, 1, -1, &le), WF_EINVAL, "blend", "-1", NULL);
+    OPS_EXPECT("b 3-D", wk_blend(be, &b3, &a, 1, 2, &le), WF_EINVAL, "blend", "b", NULL);
+    OPS_EXPECT("b bf16", wk_blend(be, &bb, &a, 2, 2, &le), WF_EUNSUPPORTED, "blend", "bf16", NULL);
     return failed;
 }
 
@@ -316,19 +301,22 @@ static int rejects_shortcuts(wk_backend *be, float *buf, float *buf2) {
     wk_tensor x2 = wk_tensor_5d(WK_F32, buf, 2, 3, 6, 10, 5);   /* batch 2 */
     wk_tensor xo = wk_tensor_5d(WK_F32, buf, 1, 3, 5, 10, 5);   /* odd height */
     wk_tensor u = wk_tensor_5d(WK_F32, buf2, 1, 5, 12, 20, 10); /* dupup (2, 2) of x, drop 1 */
-    VB_EXPECT("avgdown y height", wk_avgdown3d(be, &yh, &x, 2, 2, &le), WF_EINVAL, "avgdown3d",
-              "[1, 2, 4, 5, 10]");
-    VB_EXPECT("avgdown Co 7", wk_avgdown3d(be, &y7, &x, 2, 2, &le), WF_EINVAL, "avgdown3d", "7");
-    VB_EXPECT("avgdown batch 2", wk_avgdown3d(be, &y, &x2, 2, 2, &le), WF_EINVAL, "avgdown3d",
-              "batch");
-    VB_EXPECT("avgdown odd H", wk_avgdown3d(be, &y, &xo, 2, 2, &le), WF_EINVAL, "avgdown3d",
-              "multiples");
-    VB_EXPECT("avgdown ft 0", wk_avgdown3d(be, &y, &x, 0, 2, &le), WF_EINVAL, "avgdown3d", "ft 0");
-    VB_EXPECT("dupup drop 0 for drop 1", wk_dupup3d(be, &u, &x, 2, 2, 0, &le), WF_EINVAL,
-              "dupup3d", "[1, 5, 12, 20, 10]");
-    VB_EXPECT("dupup drop 7", wk_dupup3d(be, &u, &x, 2, 2, 7, &le), WF_EINVAL, "dupup3d",
-              "drop 7");
-    VB_EXPECT("dupup 3 into 5", wk_dupup3d(be, &x, &u, 1, 1, 0, &le), WF_EINVAL, "dupup3d", NULL);
+    OPS_EXPECT("avgdown y height", wk_avgdown3d(be, &yh, &x, 2, 2, &le), WF_EINVAL, "avgdown3d",
+               "[1, 2, 4, 5, 10]", NULL);
+    OPS_EXPECT("avgdown Co 7", wk_avgdown3d(be, &y7, &x, 2, 2, &le), WF_EINVAL, "avgdown3d", "7",
+               NULL);
+    OPS_EXPECT("avgdown batch 2", wk_avgdown3d(be, &y, &x2, 2, 2, &le), WF_EINVAL, "avgdown3d",
+               "batch", NULL);
+    OPS_EXPECT("avgdown odd H", wk_avgdown3d(be, &y, &xo, 2, 2, &le), WF_EINVAL, "avgdown3d",
+               "multiples", NULL);
+    OPS_EXPECT("avgdown ft 0", wk_avgdown3d(be, &y, &x, 0, 2, &le), WF_EINVAL, "avgdown3d", "ft 0",
+               NULL);
+    OPS_EXPECT("dupup drop 0 for drop 1", wk_dupup3d(be, &u, &x, 2, 2, 0, &le), WF_EINVAL,
+               "dupup3d", "[1, 5, 12, 20, 10]", NULL);
+    OPS_EXPECT("dupup drop 7", wk_dupup3d(be, &u, &x, 2, 2, 7, &le), WF_EINVAL, "dupup3d", "drop 7",
+               NULL);
+    OPS_EXPECT("dupup 3 into 5", wk_dupup3d(be, &x, &u, 1, 1, 0, &le), WF_EINVAL, "dupup3d", NULL,
+               NULL);
     return failed;
 }
 
@@ -338,17 +326,16 @@ static int rejects_l2silu(wk_backend *be, float *buf, float *buf2) {
     wk_tensor x = wk_tensor_2d(WK_F32, buf, 3, 61), w = wk_tensor_1d(WK_F32, buf2, 60);
     wk_tensor w2 = wk_tensor_2d(WK_F32, buf2, 61, 2), y = wk_tensor_2d(WK_F32, buf, 61, 3);
     wk_tensor xb = wk_tensor_2d(WK_BF16, buf, 3, 61);
-    VB_EXPECT("gamma [60]", wk_rms_norm_l2_silu(be, &x, &x, &w, &le), WF_EINVAL,
-              "rms_norm_l2_silu", "[60]");
-    VB_EXPECT("gamma [61, 2]", wk_rms_norm_l2_silu(be, &x, &x, &w2, &le), WF_EINVAL,
-              "rms_norm_l2_silu", "[61, 2]");
-    VB_EXPECT("y [61, 3]", wk_rms_norm_l2_silu(be, &y, &x, NULL, &le), WF_EINVAL,
-              "rms_norm_l2_silu", "[61, 3]");
-    VB_EXPECT("x bf16", wk_rms_norm_l2_silu(be, &x, &xb, NULL, &le), WF_EUNSUPPORTED,
-              "rms_norm_l2_silu", "bf16");
+    OPS_EXPECT("gamma [60]", wk_rms_norm_l2_silu(be, &x, &x, &w, &le), WF_EINVAL,
+               "rms_norm_l2_silu", "[60]", NULL);
+    OPS_EXPECT("gamma [61, 2]", wk_rms_norm_l2_silu(be, &x, &x, &w2, &le), WF_EINVAL,
+               "rms_norm_l2_silu", "[61, 2]", NULL);
+    OPS_EXPECT("y [61, 3]", wk_rms_norm_l2_silu(be, &y, &x, NULL, &le), WF_EINVAL,
+               "rms_norm_l2_silu", "[61, 3]", NULL);
+    OPS_EXPECT("x bf16", wk_rms_norm_l2_silu(be, &x, &xb, NULL, &le), WF_EUNSUPPORTED,
+               "rms_norm_l2_silu", "bf16", NULL);
     return failed;
 }
-#undef VB_EXPECT
 
 static wf_status run_rejects(const op_case *c, wk_backend *be, tu_rng *rng, double *err, int *bad,
                              wf_err *e) {

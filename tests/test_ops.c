@@ -33,6 +33,18 @@ wk_tensor ops_weight(wk_dtype dt, float *vals, int ndim, const int64_t *shape, v
 }
 
 
+int ops_expect(const char *what, wf_status got, wf_status want, const wf_err *e,
+               const char *frag1, const char *frag2, const char *frag3) {
+    const char *frags[3] = {frag1, frag2, frag3};
+    bool ok = got == want;
+    for (int i = 0; ok && i < 3; i++) ok = !frags[i] || strstr(e->msg, frags[i]) != NULL;
+    if (!ok)
+        fprintf(stderr, "  rejects: %s: got status '%s' message '%s'; expected status '%s' naming "
+                "'%s', '%s', '%s'\n", what, wf_status_str(got), got ? e->msg : "",
+                wf_status_str(want), frag1 ? frag1 : "", frag2 ? frag2 : "", frag3 ? frag3 : "");
+    return ok ? 0 : 1;
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: test_ops [--seed S] [--filter SUBSTRING] [--threads N] [--list]\n"
                "  --seed S        seed of the random inputs (default %d)\n"

@@ -52,4 +52,15 @@ extern const int ops_sampler_count;
  * a malloc'd buffer returned in *storage (free it). */
 wk_tensor ops_weight(wk_dtype dt, float *vals, int ndim, const int64_t *shape, void **storage);
 
+/* For the "rejects" rows: 0 when got == want and e's message contains every non-NULL fragment,
+ * else 1, with a line on stderr saying what came instead. */
+int ops_expect(const char *what, wf_status got, wf_status want, const wf_err *e,
+               const char *frag1, const char *frag2, const char *frag3);
+/* failed += ops_expect(what, call, ...), with the wf_err `le` of the caller cleared first. */
+#define OPS_EXPECT(what, call, want, f1, f2, f3)                                                 \
+    do {                                                                                         \
+        wf_err_clear(&le);                                                                       \
+        failed += ops_expect(what, (call), want, &le, f1, f2, f3);                               \
+    } while (0)
+
 #endif

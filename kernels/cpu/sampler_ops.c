@@ -21,21 +21,11 @@
 /* Below this many elements the loops run on one thread: the fork costs more than it saves. */
 #define SOPS_PAR_MIN 32768
 
-/* t is f32, in host memory, with n elements. */
-static wf_status sops_check(const wk_tensor *t, int64_t n, const char *op, const char *arg,
-                            wf_err *err) {
-    wf_status st = wk_cpu_check_host(t, op, arg, err);
-    return st ? st : wk_check_flat(t, n, op, arg, err);
-}
-
 wf_status wk_cpu_scale_add(wk_backend *be, wk_tensor *y, const wk_tensor *a, const wk_tensor *b,
                            float s, wf_err *err) {
-    wf_status st;
+    wf_status st = wk_check_update(wk_cpu_check_host, y, a, b, "scale_add", "a", "b", err);
+    if (st) return st;
     const int64_t n = wk_tensor_numel(y);
-    if ((st = sops_check(y, n, "scale_add", "y", err)) || (st = sops_check(a, n, "scale_add", "a",
-                                                                           err)) ||
-        (st = sops_check(b, n, "scale_add", "b", err)))
-        return st;
     float *yd = y->data;
     const float *ad = a->data, *bd = b->data;
 #pragma omp parallel for num_threads(be->nthreads) if (n >= SOPS_PAR_MIN) schedule(static)
@@ -45,12 +35,9 @@ wf_status wk_cpu_scale_add(wk_backend *be, wk_tensor *y, const wk_tensor *a, con
 
 wf_status wk_cpu_guidance(wk_backend *be, wk_tensor *y, const wk_tensor *u, const wk_tensor *c,
                           float g, wf_err *err) {
-    wf_status st;
+    wf_status st = wk_check_update(wk_cpu_check_host, y, u, c, "guidance", "u", "c", err);
+    if (st) return st;
     const int64_t n = wk_tensor_numel(y);
-    if ((st = sops_check(y, n, "guidance", "y", err)) ||
-        (st = sops_check(u, n, "guidance", "u", err)) ||
-        (st = sops_check(c, n, "guidance", "c", err)))
-        return st;
     float *yd = y->data;
     const float *ud = u->data, *cd = c->data;
 #pragma omp parallel for num_threads(be->nthreads) if (n >= SOPS_PAR_MIN) schedule(static)
@@ -61,14 +48,9 @@ wf_status wk_cpu_guidance(wk_backend *be, wk_tensor *y, const wk_tensor *u, cons
 wf_status wk_cpu_unipc_update(wk_backend *be, wk_tensor *y, const wk_tensor *x,
                               const wk_tensor *const *m, const wk_tensor *d,
                               const wk_unipc_coef *c, wf_err *err) {
-    wf_status st;
+    wf_status st = wk_check_unipc(wk_cpu_check_host, y, x, m, d, c, err);
+    if (st) return st;
     const int64_t n = wk_tensor_numel(y);
-    if ((st = sops_check(y, n, "unipc_update", "y", err)) ||
-        (st = sops_check(x, n, "unipc_update", "x", err)) || (st = wk_check_unipc(m, c, n, err)) ||
-        (d && (st = sops_check(d, n, "unipc_update", "d", err))))
-        return st;
-    for (int k = 0; k < c->order; k++)
-        if ((st = wk_cpu_check_host(m[k], "unipc_update", "m[k]", err))) return st;
     const int p = c->order;
     float *yd = y->data;
     const float *xd = x->data, *m0 = m[0]->data;
@@ -89,7 +71,7 @@ wf_status wk_cpu_unipc_update(wk_backend *be, wk_tensor *y, const wk_tensor *x,
 
 wf_status wk_cpu_first_nonfinite(wk_backend *be, const wk_tensor *x, int64_t *index, wf_err *err) {
     const int64_t n = wk_tensor_numel(x);
-    wf_status st = sops_check(x, n, "first_nonfinite", "x", err);
+    wf_status st = wk_check_flat(wk_cpu_check_host, x, n, "first_nonfinite", "x", err);
     if (st) return st;
     const float *xd = x->data;
     int64_t first = n;

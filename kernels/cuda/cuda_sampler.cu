@@ -21,13 +21,6 @@
 #include "cuda_internal.h"
 #include "../op_check.h"
 
-/* t lives on the device, is f32 and has n elements. */
-static wf_status smp_check(const wk_tensor *t, int64_t n, const char *op, const char *arg,
-                           wf_err *err) {
-    wf_status st = wk_cuda_check_dev(t, op, arg, err);
-    return st ? st : wk_check_flat(t, n, op, arg, err);
-}
-
 /* ---- scale_add: y = a + s b ---- */
 
 __global__ void smp_scale_add_kernel(float *y, const float *a, const float *b, float s,
@@ -37,12 +30,9 @@ __global__ void smp_scale_add_kernel(float *y, const float *a, const float *b, f
 
 extern "C" wf_status wk_cuda_scale_add(wk_backend *be, wk_tensor *y, const wk_tensor *a,
                                        const wk_tensor *b, float s, wf_err *err) {
-    wf_status st;
+    wf_status st = wk_check_update(wk_cuda_check_dev, y, a, b, "scale_add", "a", "b", err);
+    if (st) return st;
     const int64_t n = wk_tensor_numel(y);
-    if ((st = smp_check(y, n, "scale_add", "y", err)) ||
-        (st = smp_check(a, n, "scale_add", "a", err)) ||
-        (st = smp_check(b, n, "scale_add", "b", err)))
-        return st;
     if (n == 0) return WF_OK;
     smp_scale_add_kernel<<<wk_cuda_blocks(n), WK_CUDA_THREADS, 0, wk_cuda_of(be)->stream>>>(
         (float *)y->data, (const float *)a->data, (const float *)b->data, s, n);
@@ -61,12 +51,9 @@ __global__ void smp_guidance_kernel(float *y, const float *u, const float *c, fl
 
 extern "C" wf_status wk_cuda_guidance(wk_backend *be, wk_tensor *y, const wk_tensor *u,
                                       const wk_tensor *c, float g, wf_err *err) {
-    wf_status st;
+    wf_status st = wk_check_update(wk_cuda_check_dev, y, u, c, "guidance", "u", "c", err);
+    if (st) return st;
     const int64_t n = wk_tensor_numel(y);
-    if ((st = smp_check(y, n, "guidance", "y", err)) ||
-        (st = smp_check(u, n, "guidance", "u", err)) ||
-        (st = smp_check(c, n, "guidance", "c", err)))
-        return st;
     if (n == 0) return WF_OK;
     smp_guidance_kernel<<<wk_cuda_blocks(n), WK_CUDA_THREADS, 0, wk_cuda_of(be)->stream>>>(
         (float *)y->data, (const float *)u->data, (const float *)c->data, g, n);
@@ -103,14 +90,9 @@ __global__ void smp_unipc_kernel(smp_unipc_args a) {
 extern "C" wf_status wk_cuda_unipc_update(wk_backend *be, wk_tensor *y, const wk_tensor *x,
                                           const wk_tensor *const *m, const wk_tensor *d,
                                           const wk_unipc_coef *c, wf_err *err) {
-    wf_status st;
+    wf_status st = wk_check_unipc(wk_cuda_check_dev, y, x, m, d, c, err);
+    if (st) return st;
     const int64_t n = wk_tensor_numel(y);
-    if ((st = smp_check(y, n, "unipc_update", "y", err)) ||
-        (st = smp_check(x, n, "unipc_update", "x", err)) || (st = wk_check_unipc(m, c, n, err)) ||
-        (d && (st = smp_check(d, n, "unipc_update", "d", err))))
-        return st;
-    for (int k = 0; k < c->order; k++)
-        if ((st = wk_cuda_check_dev(m[k], "unipc_update", "m[k]", err))) return st;
     if (n == 0) return WF_OK;
     smp_unipc_args a;
     a.y = (float *)y->data;
@@ -140,7 +122,7 @@ __global__ void smp_nonfinite_kernel(const float *x, int64_t n, unsigned long lo
 extern "C" wf_status wk_cuda_first_nonfinite(wk_backend *be, const wk_tensor *x, int64_t *index,
                                              wf_err *err) {
     const int64_t n = wk_tensor_numel(x);
-    wf_status st = smp_check(x, n, "first_nonfinite", "x", err);
+    wf_status st = wk_check_flat(wk_cuda_check_dev, x, n, "first_nonfinite", "x", err);
     if (st) return st;
     *index = n;
     if (n == 0) return WF_OK;
