@@ -56,6 +56,7 @@ wf_status wk_weights_upload(wk_backend *be, const wk_weight *ws, size_t n, wk_we
     if (!moves(be)) return WF_OK;
     wf_status st = WF_OK;
     float *stage = NULL;
+    wk_tensor *saved = NULL;
     const size_t bytes = wk_weights_bytes(be, ws, n);
     void *base = NULL;
     WF_TRY(wk_backend_alloc(be, bytes ? bytes : WK_WEIGHTS_ALIGN, &base, err));
@@ -77,10 +78,16 @@ wf_status wk_weights_upload(wk_backend *be, const wk_weight *ws, size_t n, wk_we
         moved++;
     }
     WF_TRY(wk_sync(be, err));
-    /* every copy landed: re-point the views */
+    saved = malloc((n ? n : 1) * sizeof *saved);
+    if (!saved) {
+        st = wf_fail(err, WF_ENOMEM, "weights: no memory for the table of %zu views", n);
+        goto out;
+    }
+    /* every copy landed: keep the views, then re-point them */
     off = 0;
     for (size_t i = 0; i < n; i++) {
         wk_tensor *t = ws[i].t;
+        if (t) saved[i] = *t;
         if (!t || !t->data) continue;
         wk_dtype dt = wk_weights_dtype(be, &ws[i]);
         size_t sz = slot_bytes(be, &ws[i]);
@@ -90,16 +97,22 @@ wf_status wk_weights_upload(wk_backend *be, const wk_weight *ws, size_t n, wk_we
         t->device = be->device;
         off += sz;
     }
-    *blk = (wk_weights_block){.be = be, .base = base, .bytes = bytes, .n = moved};
+    *blk = (wk_weights_block){.be = be, .base = base, .bytes = bytes, .n = moved, .ws = ws,
+                              .n_ws = n, .saved = saved};
     base = NULL;
+    saved = NULL;
 out:
     if (base) wk_backend_free(be, base);
+    free(saved);
     free(stage);
     return st;
 }
 
 void wk_weights_free(wk_weights_block *blk) {
     if (!blk || !blk->be) return;
+    for (size_t i = 0; i < blk->n_ws; i++)
+        if (blk->ws[i].t && blk->ws[i].t->data) *blk->ws[i].t = blk->saved[i];
     wk_backend_free(blk->be, blk->base);
+    free(blk->saved);
     *blk = (wk_weights_block){0};
 }

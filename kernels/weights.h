@@ -10,7 +10,8 @@
  * blockwise), so the block is NULL and the call costs nothing.
  * What it is not: a loader (worker/io/st_bind.h binds the names), nor a cache of converted
  * layouts (ops that need one, e.g. cuDNN's filter layout, keep their own).
- * Tested by: tests/test_weights.c (the CPU path, and the accounting through a host backend).
+ * Tested by: tests/test_weights.c (the CPU path, the accounting through a host backend, and a
+ *   second upload after a free).
  */
 #ifndef WK_WEIGHTS_H
 #define WK_WEIGHTS_H
@@ -34,6 +35,9 @@ typedef struct wk_weights_block {
     void *base;
     size_t bytes;    /* of base */
     size_t n;        /* tensors moved */
+    const wk_weight *ws; /* the list that was moved (the caller's, borrowed) and its length, */
+    size_t n_ws;
+    wk_tensor *saved;    /* [n_ws]: each tensor's view before the move (host memory, owned) */
 } wk_weights_block;
 
 /* The dtype tensor w gets on backend be. */
@@ -44,8 +48,10 @@ size_t wk_weights_bytes(const wk_backend *be, const wk_weight *ws, size_t n);
  * failure nothing is re-pointed and *blk is empty. */
 wf_status wk_weights_upload(wk_backend *be, const wk_weight *ws, size_t n, wk_weights_block *blk,
                             wf_err *err);
-/* Gives the block back (the tensors that pointed into it are then dangling). Accepts an empty
- * block. */
+/* Gives the block back and re-points every moved tensor at its view before the move (the
+ * mapped checkpoint, which must still be open), so that the same list can be uploaded again
+ * later: a model can leave a device between uses (the text encoder between videos). Accepts an
+ * empty block. */
 void wk_weights_free(wk_weights_block *blk);
 
 #ifdef __cplusplus

@@ -44,6 +44,7 @@ typedef struct run_out {
     int alloc_steps;     /* steps after the first that allocated */
     uint64_t up, down;   /* the backend's bus counters at the last progress call */
     uint64_t step_bus;   /* the most bytes one step after the first moved over the bus */
+    bool t5_resident;    /* the text encoder's weights still on the backend after the run */
     wk_backend *be;
 } run_out;
 
@@ -113,6 +114,7 @@ static wf_status run_on(wk_backend *be, const char *root, st_file *f, run_out *o
     r.progress = on_progress;
     r.progress_ctx = o;
     st = pl_generate(p, &r, err);
+    o->t5_resident = p->t5->dev.be != NULL;
     pl_close(&p);
     return st;
 }
@@ -174,6 +176,8 @@ static int run_case(const char *name) {
                      (long long)g.nframes_seen);
             TU_CHECK(g.alloc_steps == 0, "%s cuda %s: %d steps allocated device memory", name,
                      pn, g.alloc_steps);
+            TU_CHECK(!g.t5_resident, "%s cuda %s: the text encoder stayed on the device (it is "
+                     "staged: uploaded for the prompts, given back before the loop)", name, pn);
             /* a step uploads the timestep (4 bytes per forward) and downloads the non-finite
              * index (8): the latents never cross the bus inside the loop */
             TU_CHECK(g.step_bus <= STEP_BUS_MAX, "%s cuda %s: a step moved %llu bytes over the "

@@ -8,7 +8,8 @@
  * a tensor keeps its dtype unless it is keep_f32 or the backend computes WK_PREC_FP32, when it is
  * widened to exactly the f32 values the CPU ops widen to; tensors without data are skipped; the
  * block's size is what wk_weights_bytes predicts; one allocation is made; a failing allocation
- * leaves every view untouched. The arena on that backend carves tensors marked with its device.
+ * leaves every view untouched; freeing the block re-points every view at its host bytes, and the
+ * list uploads again. The arena on that backend carves tensors marked with its device.
  * What it is not: a GPU test (tests/test_backend_ops.c runs the CUDA backend when there is one).
  * Run: test_weights (exit 0 when every check holds).
  */
@@ -164,6 +165,17 @@ static void check_device(wk_precision prec) {
     }
     wk_weights_free(&blk);
     TU_CHECK(f.frees == 1 && blk.base == NULL, "the block was not given back");
+    /* the views are the host ones again (a text encoder leaving the device between videos),
+     * and the same list uploads again */
+    TU_CHECK(m.ta.data == m.a && m.tb.data == m.b && m.tc.data == m.c && m.tb.dtype == WK_BF16 &&
+                 m.tc.dtype == WK_BF16 && m.ta.device == WK_DEV_CPU && m.tc.device == WK_DEV_CPU,
+             "a freed block must re-point the tensors at their host views");
+    TU_CHECK(wk_weights_upload(be, ws, 4, &blk, &err) == WF_OK && f.allocs == 2 &&
+                 m.tc.dtype == WK_F32 && m.tc.device == WK_DEV_CUDA &&
+                 ((float *)m.tc.data)[7] == wk_bf16_to_f32(m.c[7]),
+             "a second upload after a free: %s", err.msg);
+    wk_weights_free(&blk);
+    TU_CHECK(f.frees == 2 && m.tc.data == m.c, "the second block was not given back");
     fake_destroy(&be);
 }
 

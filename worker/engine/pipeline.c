@@ -48,11 +48,12 @@ static double wall_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Each loaded model's weights into the backend's memory, once (nothing moves on the CPU). */
+/* Each loaded model's weights into the backend's memory, once (nothing moves on the CPU); the
+ * text encoder only while it encodes (encode_prompts: staged), so that both experts, the VAE and
+ * the DiT's activations fit on one device without it. */
 static wf_status upload_models(pl_pipeline *p, wf_err *err) {
     wf_status st = WF_OK;
     if (p->be->device == WK_DEV_CPU) return WF_OK;
-    if (p->t5) WF_TRY(t5_upload(p->t5, p->be, err));
     for (int k = 0; k < 2; k++)
         if (p->dit[k]) WF_TRY(dit_upload(p->dit[k], p->be, err));
     if (p->vae) WF_TRY(vae_upload(p->vae, p->be, err));
@@ -374,12 +375,14 @@ typedef struct gen {
     float *cond_d, *uncond_d; /* backend [L, D] */
 } gen;
 
-/* text: the prompt's embedding into cond and (CFG) the negative prompt's into uncond */
+/* text: the prompt's embedding into cond and (CFG) the negative prompt's into uncond; on a
+ * device the text encoder's weights are uploaded for this and given back after it (staged) */
 static wf_status encode_prompts(pl_pipeline *p, const pl_request *r, gen *g, wf_err *err) {
     wk_arena arena;
     memset(&arena, 0, sizeof arena);
     size_t bytes = 0;
     wf_status st = WF_OK;
+    if (p->be->device != WK_DEV_CPU) WF_TRY(t5_upload(p->t5, p->be, err));
     WF_TRY(t5_arena_bytes(p->t5, g->L, &bytes, err));
     WF_TRY(wk_arena_init_on(&arena, p->be, "umt5 activations", bytes, err));
     if ((st = pl_encode(p, &arena, r->prompt, g->L, g->cond, err))) {
@@ -391,6 +394,7 @@ static wf_status encode_prompts(pl_pipeline *p, const pl_request *r, gen *g, wf_
         wf_err_prefix(err, "negative prompt: ");
 out:
     wk_arena_free(&arena);
+    t5_unload(p->t5);
     return st;
 }
 

@@ -31,7 +31,10 @@
  *      VAE-decoded in streaming mode; frames [n, H, W, 3] in [-1, 1] go to the frame callback as
  *      each latent frame finishes.
  *   Every activation arena is sized by its measuring function before the work starts (t5, dit
- *   for the larger of the two experts, vae) and freed when its stage ends.
+ *   for the larger of the two experts, vae) and freed when its stage ends. On a device the
+ *   experts and the VAE are uploaded once (pl_open) and the text encoder only for step 2 of each
+ *   request, then given back (staged, as the planner's text_staged), so that a device holds at
+ *   most max(umT5 + its activations, both experts + the DiT's activations) + the VAE.
  *   TI2V-5B-style folders (expand_timesteps true, one transformer, Wan2.2 VAE with z_dim 48 and
  *   16x spatial compression) generate text-to-video the same way: for T2V Diffusers' per-token
  *   timestep is mask * t with mask = 1 on every token (§1.9), i.e. t itself as fp32 for every
@@ -92,7 +95,9 @@ wf_status pl_open_parts(pl_pipeline **out, const char *root, wk_backend *be, int
                         unsigned parts, wf_err *err);
 
 /* One prompt -> its [L, d_model] embedding (rows past the real tokens are zero). Needs the text
- * part; activations from arena (t5_arena_bytes). */
+ * part; activations from arena (t5_arena_bytes). On a device backend the text encoder's weights
+ * must be on it (t5_upload): pl_open does not keep them there, pl_generate uploads them for its
+ * prompts and gives them back after (staged). */
 wf_status pl_encode(pl_pipeline *p, wk_arena *arena, const char *text, int64_t L, float *out,
                     wf_err *err);
 void pl_close(pl_pipeline **p); /* NULLs *p; accepts NULL */

@@ -72,8 +72,12 @@ typedef struct t5_model {
 wf_status t5_load(t5_model **out, const char *dir, wf_err *err);
 void t5_free(t5_model **m); /* NULLs *m; accepts NULL */
 /* Moves the weights into one block of be's memory (weights.h; nothing moves on the CPU; wo, which
- * transformers keeps in fp32, is widened). Once, before any forward on be. */
+ * transformers keeps in fp32, is widened). Before any forward on be; again after t5_unload. */
 wf_status t5_upload(t5_model *m, wk_backend *be, wf_err *err);
+/* Gives the block back: the weights point at the mapped checkpoint again (the text encoder
+ * leaves the device between videos, so that both DiT experts fit beside the activations).
+ * Nothing happens when nothing was moved. */
+void t5_unload(t5_model *m);
 
 /* One prompt, as the tokenizer makes it (tokenizer.h: tok_encode). */
 typedef struct t5_input {

@@ -172,6 +172,8 @@ wf_status t5_upload(t5_model *m, wk_backend *be, wf_err *err) {
     return st;
 }
 
+void t5_unload(t5_model *m) { wk_weights_free(&m->dev); }
+
 wf_status t5_load(t5_model **out, const char *dir, wf_err *err) {
     *out = NULL;
     st_binder b = {0};
