@@ -21,6 +21,10 @@
  *     failure (rank 0 names a device that does not exist: every rank returns WF_ECUDA, none
  *     hangs). A CUDA build without GPUs checks that failure on all ranks instead and says the data
  *     checks were skipped; a CPU build checks that cm_enable_nccl says WF_EUNSUPPORTED.
+ *   - GPU binding (cm_bind_gpu) with the UUIDs of imagined GPUs: four visible to every rank
+ *     (rank r takes device r), one per task (each its own), two for more than two ranks (every
+ *     rank fails, naming two ranks on one GPU and WANFARM_SHARE_GPU), sharing allowed, and the
+ *     last rank seeing none (every rank fails, that rank naming CUDA_VISIBLE_DEVICES).
  * Usage: mpirun -np N test_comm (ctest runs N = 1, 2, 3, 4). Rank 0 prints the summary.
  */
 #include <mpi.h>
@@ -736,6 +740,47 @@ static void test_nccl(cm_comm *world, bool big) {
 }
 #endif
 
+/* GPU binding (bind.c) with the UUIDs of imagined GPUs: every rank of the node must take its own
+ * device, or all fail together with the message. nlocal: the ranks on this node. */
+static void test_bind(cm_comm *world, int nlocal) {
+    char ids[4][CM_GPU_ID_LEN];
+    for (int k = 0; k < 4; k++) snprintf(ids[k], sizeof ids[k], "GPU-imagined-%d", k);
+    char own[1][CM_GPU_ID_LEN]; /* one device per task, as srun --gpus-per-task=1 shows it */
+    snprintf(own[0], sizeof own[0], "GPU-task-%d", g_rank);
+    cm_gpu_binding b;
+    wf_err err = {0};
+    TU_CHECK(cm_bind_pick(0, 2) == 0 && cm_bind_pick(3, 2) == 1 && cm_bind_pick(5, 8) == 5 &&
+                 cm_bind_pick(1, 0) == -1,
+             "cm_bind_pick");
+    /* four visible GPUs, every one visible to every rank: rank r takes device r */
+    wf_status st = cm_bind_gpu(world, 4, (const char (*)[CM_GPU_ID_LEN])ids, false, &b, &err);
+    TU_CHECK(st == WF_OK && b.local_size == nlocal && b.device == b.local_rank &&
+                 !strcmp(b.uuid, ids[b.local_rank]),
+             "rank %d: 4 visible GPUs: %s (device %d, local rank %d)", g_rank, err.msg, b.device,
+             b.local_rank);
+    /* one per task: index 0 each, all different */
+    st = cm_bind_gpu(world, 1, (const char (*)[CM_GPU_ID_LEN])own, false, &b, &err);
+    TU_CHECK(st == WF_OK && b.device == 0 && !strcmp(b.uuid, own[0]),
+             "rank %d: one GPU per task: %s", g_rank, err.msg);
+    /* two visible GPUs for more than two ranks: every rank fails, naming two ranks on one GPU */
+    st = cm_bind_gpu(world, 2, (const char (*)[CM_GPU_ID_LEN])ids, false, &b, &err);
+    if (nlocal > 2)
+        TU_CHECK(st == WF_EINVAL && strstr(err.msg, "would share GPU GPU-imagined-0") &&
+                     strstr(err.msg, "WANFARM_SHARE_GPU"),
+                 "rank %d: %d ranks on 2 GPUs: status %d, '%s'", g_rank, nlocal, (int)st, err.msg);
+    else
+        TU_CHECK(st == WF_OK, "rank %d: %d ranks on 2 GPUs: %s", g_rank, nlocal, err.msg);
+    /* ... unless sharing is allowed */
+    st = cm_bind_gpu(world, 1, (const char (*)[CM_GPU_ID_LEN])ids, true, &b, &err);
+    TU_CHECK(st == WF_OK && b.device == 0, "rank %d: sharing allowed: %s", g_rank, err.msg);
+    /* the last rank sees no GPU: all fail, its message names CUDA_VISIBLE_DEVICES */
+    const bool none = g_rank == world->size - 1;
+    st = cm_bind_gpu(world, none ? 0 : 4, (const char (*)[CM_GPU_ID_LEN])ids, false, &b, &err);
+    TU_CHECK(st == WF_EUNSUPPORTED && strstr(err.msg, "sees no GPU") &&
+                 (none || strstr(err.msg, "GPU binding: rank")),
+             "rank %d: a rank without a GPU: status %d, '%s'", g_rank, (int)st, err.msg);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
@@ -765,6 +810,8 @@ int main(int argc, char **argv) {
     MPI_Comm_free(&node);
     TU_CHECK(lr >= 0 && lr < nlocal, "rank %d: cm_local_rank() = %d, node rank %d of %d", g_rank,
              lr, node_rank, nlocal);
+
+    test_bind(world, nlocal);
 
     tctx t = {.c = world, .dev = false, .tag = "mpi", .salt = 0};
     run_data_checks(&t, big);

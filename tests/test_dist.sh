@@ -9,7 +9,8 @@
 #      worker worlds in one MPI job (--replicas 2);
 #   3. bad layouts fail fast on every rank with a clear message and exit code 2, never hanging:
 #      more ranks than the layout uses, a Ulysses degree that does not divide the 12 heads, split on
-#      one rank, more decode ranks than the group has.
+#      one rank, more decode ranks than the group has;
+#   4. `wanfarm devices` under mpirun: one line per rank with its node rank and GPU binding.
 set -u
 WF=$1
 MPIEXEC=$2
@@ -127,6 +128,27 @@ SLURM_STEP_NUM_TASKS=4 timeout 60 "$WF" "${GEN[@]}" --prompt x --seed 1 --out "$
 rc=$?
 [ $rc -eq 2 ] && grep -q "srun started 4 tasks but MPI sees a world of 1" "$TMP/srun.err" ||
     fail "srun without PMI: exit $rc: $(head -2 "$TMP/srun.err")"
+
+# ---- 4. `wanfarm devices` under mpirun: a line per rank with its node rank and GPU, exit 0 on a
+# machine without one (the CPU runs); with GPUs, two ranks on one GPU exit 1 naming the fix ----
+timeout 60 "$MPIEXEC" -np 3 "$WF" devices >"$TMP/dev.out" 2>"$TMP/dev.err"
+rc=$?
+ngpu=$(sed -n 's/^devices: \([0-9][0-9]*\)$/\1/p' "$TMP/dev.out")
+if [ -z "$ngpu" ]; then # no GPU: every rank says so, none fails
+    [ $rc -eq 0 ] || fail "devices under mpirun without a GPU: exit $rc: $(head -2 "$TMP/dev.err")"
+    grep -q "^ranks: 3$" "$TMP/dev.out" || fail "devices under mpirun: no 'ranks: 3'"
+    for r in 0 1 2; do
+        grep -q "^  rank $r: .* local rank $r of 3 -> no GPU" "$TMP/dev.out" ||
+            fail "devices under mpirun: no line for rank $r: $(cat "$TMP/dev.out")"
+    done
+elif [ "$ngpu" -lt 3 ]; then # fewer GPUs than ranks: refused, unless sharing is allowed
+    [ $rc -eq 1 ] && grep -q "would share GPU" "$TMP/dev.err" ||
+        fail "devices: 3 ranks on $ngpu GPUs: exit $rc, $(head -2 "$TMP/dev.err")"
+    WANFARM_SHARE_GPU=1 timeout 60 "$MPIEXEC" -np 3 "$WF" devices >/dev/null 2>&1 ||
+        fail "devices: WANFARM_SHARE_GPU=1 did not let 3 ranks share $ngpu GPUs"
+else
+    [ $rc -eq 0 ] || fail "devices: 3 ranks on $ngpu GPUs: exit $rc"
+fi
 
 [ $fails -eq 0 ] && echo "test_dist.sh: OK" || echo "test_dist.sh: $fails failure(s)"
 [ $fails -eq 0 ]

@@ -13,7 +13,8 @@
  * no device allocation inside a step (wk_backend.mem_allocs at each progress call after the
  * first step equals its value at the first), and no latents over the bus inside the loop (each
  * step after the first moves at most STEP_BUS_MAX bytes through upload/download: the
- * timesteps and the non-finite index).
+ * timesteps and the non-finite index), and the text encoder given back after the prompts
+ * (staged).
  * Without a CUDA device it prints "no CUDA device (...)" and exits 77 (ctest: skipped).
  * Run: test_gpu_pipeline FIXTURES_DIR
  */

@@ -37,6 +37,12 @@ extern "C" int wk_cuda_query(wk_cuda_info *info, wk_cuda_device *devs, int max) 
         d->cc_minor = p.minor;
         d->total_mem = p.totalGlobalMem;
         d->sm_count = p.multiProcessorCount;
+        const unsigned char *u = (const unsigned char *)p.uuid.bytes;
+        snprintf(d->uuid, sizeof d->uuid,
+                 "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
+                 u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+                 u[14], u[15]);
+        if (cudaDeviceGetPCIBusId(d->pci, (int)sizeof d->pci, i) != cudaSuccess) d->pci[0] = '\0';
         size_t fr = 0, tot = 0;
         if (cudaSetDevice(i) == cudaSuccess && cudaMemGetInfo(&fr, &tot) == cudaSuccess)
             d->free_mem = fr;

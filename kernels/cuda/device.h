@@ -1,7 +1,7 @@
 /* device.h: CUDA device discovery (prefix wk_cuda_), callable from C.
  *
  * What it is: the first piece of the CUDA backend: it asks the CUDA runtime, cuBLASLt and NCCL
- * what this process can use, so `wanfarm devices` (and later the rank -> GPU binding) can say
+ * what this process can use, so `wanfarm devices` and the rank -> GPU binding can say
  * precisely why a GPU is or is not usable. It never links libcuda (only cudart), so the binary
  * loads on machines without a driver and reports "no driver" instead of failing to start.
  * What it is not: the CUDA op backend (a later issue).
@@ -22,6 +22,9 @@ typedef struct wk_cuda_device {
     int cc_major, cc_minor;
     size_t total_mem, free_mem;
     int sm_count;
+    char uuid[48]; /* "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", as nvidia-smi -L prints it:
+                    * the physical device, whatever CUDA_VISIBLE_DEVICES renumbers */
+    char pci[20];  /* "0000:3b:00.0" */
 } wk_cuda_device;
 
 typedef struct wk_cuda_info {

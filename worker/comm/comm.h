@@ -20,8 +20,10 @@
  * spent inside the calls (waiting included). bench/PERFORMANCE.md states the per-step formulas these
  * must match.
  *
- * Rank -> GPU binding: cm_local_rank() reads SLURM_LOCALID, then OMPI_COMM_WORLD_LOCAL_RANK, then
- * MPI_COMM_TYPE_SHARED; the device is local_rank % device count.
+ * Rank -> GPU binding (bind.c, cm_bind_gpu): the node's ranks by MPI_COMM_TYPE_SHARED, each
+ * takes visible device local_rank % count, and no two ranks of a node may land on one physical
+ * GPU (compared by UUID) unless sharing is allowed. cm_local_rank() reads SLURM_LOCALID, then
+ * OMPI_COMM_WORLD_LOCAL_RANK, then MPI_COMM_TYPE_SHARED.
  *
  * Watchdog (watchdog.h): once started, a thread ends the MPI job, with one line naming the call,
  * the group and the ranks waited for, when a call of this rank lasts far longer than a step, so
@@ -94,6 +96,25 @@ wf_status cm_enable_nccl(cm_comm *c, int device, wf_err *err);
 
 /* The node-local rank (see the head of this file), for device binding. */
 int cm_local_rank(void);
+
+/* ---- which GPU a rank computes on (bind.c) ---- */
+#define CM_GPU_ID_LEN 48 /* a device's UUID, "GPU-..." (wk_cuda_device.uuid) */
+typedef struct cm_gpu_binding {
+    int local_rank, local_size; /* among the ranks of this node (MPI_COMM_TYPE_SHARED) */
+    int device;                 /* the visible device this rank takes (-1: none) */
+    char uuid[CM_GPU_ID_LEN];   /* its physical identity */
+    char host[64];
+} cm_gpu_binding;
+/* Collective over world: each rank takes visible device local_rank % n_visible (uuids[k]: the
+ * id of visible device k), then the node's choices are compared by UUID: two ranks on one
+ * physical GPU fail the binding (unless allow_share), as does a rank that sees no GPU; every
+ * rank of the world then returns the same error (cm_agree), naming the ranks, host and GPU. */
+wf_status cm_bind_gpu(cm_comm *world, int n_visible, const char (*uuids)[CM_GPU_ID_LEN],
+                      bool allow_share, cm_gpu_binding *out, wf_err *err);
+/* The visible device a node-local rank takes: local_rank % n_visible (-1 when none is visible). */
+int cm_bind_pick(int local_rank, int n_visible);
+/* WANFARM_SHARE_GPU=1: several ranks may share a device (tests on a machine with one GPU). */
+bool cm_bind_share_allowed(void);
 
 /* recv[r * bytes ...] = the block rank r sent to us; send[r * bytes ...] goes to rank r. */
 wf_status cm_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err);
