@@ -247,6 +247,11 @@ struct wk_backend {
     uint64_t bytes_up;     /* bytes moved host -> backend memory by wk_upload(_bytes), */
     uint64_t bytes_down;   /* and backend -> host by wk_download(_bytes): a device backend's bus
                             * traffic (0 on the CPU, whose memory is the host's) */
+    int ordinal;           /* a device backend's device (cuda:N, as the runtime numbers the
+                            * visible ones); -1 on the CPU */
+    void *queue;           /* a device backend's stream (cudaStream_t), on which its ops run in
+                            * order: a communicator enqueues its collectives there, so that they
+                            * follow the ops that wrote their buffers (NULL on the CPU) */
     void *impl;            /* backend private state */
     void (*destroy)(wk_backend *be); /* frees impl (NULL: free(impl)); not ws, not be */
 };

@@ -47,6 +47,7 @@ wf_status wk_backend_cpu_new(wk_backend **out, int nthreads, wf_err *err) {
     if (!be) return wf_fail(err, WF_ENOMEM, "cpu backend: out of memory");
     be->name = "cpu";
     be->device = WK_DEV_CPU;
+    be->ordinal = -1;
     be->nthreads = nthreads > 0 ? nthreads : omp_get_max_threads();
     be->row_quantum = WK_CPU_ROW_QUANTUM;
     be->ops = &cpu_ops;

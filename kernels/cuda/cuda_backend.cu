@@ -494,6 +494,8 @@ extern "C" wf_status wk_cuda_plugin_new(wk_backend **out, int device, wk_precisi
      * fixes, so padding rank shares would cost work without buying equal bits. */
     be->row_quantum = 1;
     be->precision = precision;
+    be->queue = b->c.stream; /* NCCL enqueues on it, after the ops that made its buffers */
+    be->ordinal = b->c.device;
     cuda_ops_fill();
     be->ops = &cuda_ops;
     wk_cuda_log(&b->c, "%s (cc %d.%d, %d SMs), %s, cuDNN %s%s", b->c.device_name, b->c.cc_major,

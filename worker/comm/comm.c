@@ -147,7 +147,11 @@ void cm_free(cm_comm **pc) {
 }
 
 wf_status cm_enable_nccl(cm_comm *c, int device, wf_err *err) {
-    return cm_nccl_init(c, device, err);
+    return cm_nccl_init(c, device, NULL, err);
+}
+
+wf_status cm_enable_nccl_on(cm_comm *c, int device, void *stream, wf_err *err) {
+    return cm_nccl_init(c, device, stream, err);
 }
 
 int cm_local_rank(void) {

@@ -70,6 +70,7 @@ typedef struct cm_comm {
     cm_backend backend;
     void *nccl;        /* ncclComm_t when backend == CM_NCCL */
     void *stream;      /* cudaStream_t */
+    bool stream_borrowed; /* the caller's (cm_enable_nccl_on): not destroyed */
     int device;
     char name[32];     /* for messages: "world", "high", "ulysses", ... */
     int *world_ranks;  /* [size]: each rank's rank in MPI_COMM_WORLD (for messages) */
@@ -93,6 +94,10 @@ void cm_free(cm_comm **c); /* NULLs *c; accepts NULL */
 
 /* Switches c to NCCL on `device` (collective over c). WF_EUNSUPPORTED in builds without CUDA. */
 wf_status cm_enable_nccl(cm_comm *c, int device, wf_err *err);
+/* The same on a stream of the caller's (a backend's queue, wk_backend.queue; borrowed, not
+ * destroyed): the collectives are enqueued behind the work already on it, so no sync is needed
+ * between the ops that fill a buffer and its exchange. NULL: a stream of the comm's own. */
+wf_status cm_enable_nccl_on(cm_comm *c, int device, void *stream, wf_err *err);
 
 /* The node-local rank (see the head of this file), for device binding. */
 int cm_local_rank(void);

@@ -1,7 +1,8 @@
 /* comm_nccl.c: the NCCL backend of the communicator (see comm_nccl.h and comm.h), CUDA builds only.
  *
  * What it is: one ncclComm per group, made from a unique id that the group's rank 0 draws and
- * broadcasts over the group's MPI_Comm, and one non-blocking CUDA stream. Every call enqueues its
+ * broadcasts over the group's MPI_Comm, and one non-blocking CUDA stream (its own, or the
+ * caller's: a backend's queue, so that a collective follows the kernels that wrote its buffers). Every call enqueues its
  * NCCL work on that stream and synchronises it before returning, so the counters (comm.c keeps
  * them around these calls, for both backends) hold true wall times. Buffers are device pointers; counts are
  * size_t, so no message is split.
@@ -166,7 +167,7 @@ static int first_failed(cm_comm *c, bool ok, int *rc) {
 
 /* ---- life cycle ---- */
 
-wf_status cm_nccl_init(cm_comm *c, int device, wf_err *err) {
+wf_status cm_nccl_init(cm_comm *c, int device, void *ext_stream, wf_err *err) {
     if (c->backend == CM_NCCL)
         return wf_fail(err, WF_EINVAL, "communicator '%s' (rank %d) already uses NCCL on device %d",
                        c->name, c->rank, c->device);
@@ -225,6 +226,8 @@ wf_status cm_nccl_init(cm_comm *c, int device, wf_err *err) {
     if (r != ncclSuccess) {
         comm = NULL;
         st = nccl_fail(err, c, r, "ncclCommInitRank");
+    } else if (ext_stream) {
+        stream = (cudaStream_t)ext_stream; /* the backend's queue: borrowed */
     } else if ((e = A.cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking)) != cudaSuccess) {
         stream = NULL;
         st = cuda_fail(err, c, e, "cudaStreamCreateWithFlags");
@@ -240,11 +243,12 @@ wf_status cm_nccl_init(cm_comm *c, int device, wf_err *err) {
 
     c->nccl = comm;
     c->stream = stream;
+    c->stream_borrowed = ext_stream != NULL;
     c->backend = CM_NCCL;
     return WF_OK;
 
 out_destroy:
-    if (stream) A.cudaStreamDestroy(stream);
+    if (stream && !ext_stream) A.cudaStreamDestroy(stream);
     if (comm) A.ncclCommDestroy(comm);
     c->device = old_device;
     return st;
@@ -252,9 +256,10 @@ out_destroy:
 
 void cm_nccl_destroy(cm_comm *c) {
     if (!c || c->backend != CM_NCCL) return;
-    if (c->stream) A.cudaStreamDestroy(ST(c));
     if (c->nccl) A.ncclCommDestroy(NC(c));
+    if (c->stream && !c->stream_borrowed) A.cudaStreamDestroy(ST(c));
     c->stream = NULL;
+    c->stream_borrowed = false;
     c->nccl = NULL;
     c->backend = CM_MPI;
 }

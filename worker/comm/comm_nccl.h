@@ -8,7 +8,8 @@
 
 #include "comm.h"
 
-wf_status cm_nccl_init(cm_comm *c, int device, wf_err *err);
+/* stream: the caller's (borrowed), or NULL for one of the comm's own. */
+wf_status cm_nccl_init(cm_comm *c, int device, void *stream, wf_err *err);
 void cm_nccl_destroy(cm_comm *c);
 wf_status cm_nccl_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err);
 wf_status cm_nccl_allgather(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err);

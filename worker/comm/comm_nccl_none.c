@@ -1,8 +1,8 @@
 /* comm_nccl_none.c: the NCCL backend in builds without CUDA (see comm_nccl.h): it refuses. */
 #include "comm_nccl.h"
 
-wf_status cm_nccl_init(cm_comm *c, int device, wf_err *err) {
-    (void)device;
+wf_status cm_nccl_init(cm_comm *c, int device, void *stream, wf_err *err) {
+    (void)device, (void)stream;
     return wf_fail(err, WF_EUNSUPPORTED,
                    "communicator '%s': NCCL needs a CUDA build of wanfarm (configure with "
                    "-DWANFARM_CUDA=ON on a machine with the CUDA toolkit and NCCL)",

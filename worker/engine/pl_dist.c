@@ -33,12 +33,29 @@ unsigned pd_parts(const ly_layout *l, int rank) {
     return parts;
 }
 
+/* On a device backend the communicators that carry device data (the Ulysses all-to-alls and
+ * the head all-gather, the CFG pair's velocities) switch to NCCL on the backend's queue; the
+ * group and the hand-off keep MPI for host messages (the text embeddings, the sampler state).
+ * A communicator of one rank never exchanges anything and stays as it is. */
+static wf_status enable_device_comms(pd_world *d, wf_err *err) {
+    wk_backend *be = d->p->be;
+    if (be->device == WK_DEV_CPU) return WF_OK;
+    cm_comm *data[2] = {d->sp, d->pair};
+    for (int k = 0; k < 2; k++) {
+        if (!data[k] || data[k]->size < 2) continue;
+        wf_status st = cm_enable_nccl_on(data[k], be->ordinal, be->queue, err);
+        if (st) return st;
+    }
+    return WF_OK;
+}
+
 wf_status pd_open(pd_world **out, cm_comm *world, const ly_layout *l, const char *root,
                   wk_backend *be, int nthreads, wf_err *err) {
     *out = NULL;
-    if (be && be->device != WK_DEV_CPU) /* its latents and velocities are host memory */
-        return wf_fail(err, WF_EUNSUPPORTED, "a distributed run computes on the CPU backend only "
-                       "(the %s backend was given); run on GPUs in one process", be->name);
+    if (be && be->device != WK_DEV_CPU && l->vae_ranks > 1)
+        return wf_fail(err, WF_EUNSUPPORTED, "the row-parallel VAE decode runs on CPU ranks only "
+                       "for now: use --vae-ranks 1 on GPU ranks (the decode is a small part of a "
+                       "video's time)");
     if (ly_ranks(l) != world->size) {
         char f[128];
         ly_format(l, f, sizeof f);
@@ -66,6 +83,7 @@ wf_status pd_open(pd_world **out, cm_comm *world, const ly_layout *l, const char
         WF_TRY(cm_split(world, r->group_rank == 0 ? 0 : -1, me, "hand-off", &d->bridge, err));
     d->parts = pd_parts(l, me);
     WF_TRY(pl_open_parts(&d->p, root, be, nthreads, d->parts, err));
+    WF_TRY(enable_device_comms(d, err));
     *out = d;
     d = NULL;
 out:
@@ -127,9 +145,14 @@ typedef struct job {
     int64_t C, T, h, w, L, D;
     size_t n;
     bool cfg;
-    float *cond, *uncond; /* [L, D] */
+    float *cond, *uncond; /* host [L, D]: as encoded and broadcast */
+    float *xh;            /* host [n]: the latents where they leave or enter the backend (the
+                           * initial noise, the hand-off, the decode, latents_out) */
+    /* backend memory, for the whole of the request's steps on this rank: */
+    float *cond_d, *uncond_d; /* [L, D] */
     float *x, *v, *vu;    /* [n]; vu: the unconditional velocity (CFG) */
     float *both;          /* [2n]: CFG parallel: both halves' velocities */
+    wk_backend *be;       /* whose memory they are */
     smp_sampler *smp;
     int64_t i_switch;     /* first step of the low-noise group */
 } job;
@@ -137,12 +160,20 @@ typedef struct job {
 static void job_free(job *j) {
     free(j->cond);
     free(j->uncond);
-    free(j->x);
-    free(j->v);
-    free(j->vu);
-    free(j->both);
+    free(j->xh);
+    if (j->be) {
+        float *dev[6] = {j->cond_d, j->uncond_d, j->x, j->v, j->vu, j->both};
+        for (int k = 0; k < 6; k++) wk_backend_free(j->be, dev[k]);
+    }
     smp_free(&j->smp);
     memset(j, 0, sizeof *j);
+}
+
+/* A view of n floats of the job's backend memory. */
+static wk_tensor on_be(const job *j, float *p, int64_t d0, int64_t d1) {
+    wk_tensor t = wk_tensor_2d(WK_F32, p, d0, d1);
+    t.device = j->be->device;
+    return t;
 }
 
 static wf_status job_init(pd_world *d, const pl_request *r, int64_t index, job *j, wf_err *err) {
@@ -160,29 +191,53 @@ static wf_status job_init(pd_world *d, const pl_request *r, int64_t index, job *
     size_t tb = (size_t)(j->L * j->D) * sizeof(float), nb = j->n * sizeof(float);
     j->cond = malloc(tb);
     j->uncond = j->cfg ? malloc(tb) : NULL;
-    j->x = malloc(nb);
-    j->v = malloc(nb);
-    j->vu = j->cfg ? malloc(nb) : NULL;
-    j->both = d->pair ? malloc(2 * nb) : NULL;
-    if (!j->cond || !j->x || !j->v || (j->cfg && (!j->uncond || !j->vu)) || (d->pair && !j->both))
+    j->xh = malloc(nb);
+    if (!j->cond || !j->xh || (j->cfg && !j->uncond))
         return wf_fail(err, WF_ENOMEM, "out of memory for the latents and text embeddings");
+    j->be = d->p->be;
+    struct {
+        float **p;
+        size_t bytes;
+        bool want;
+    } dev[6] = {{&j->cond_d, tb, true},     {&j->uncond_d, tb, j->cfg}, {&j->x, nb, true},
+                {&j->v, nb, true},          {&j->vu, nb, j->cfg && !d->pair},
+                {&j->both, 2 * nb, d->pair != NULL}};
+    for (int k = 0; k < 6; k++) {
+        if (!dev[k].want) continue;
+        wf_status st = wk_backend_alloc(j->be, dev[k].bytes, (void **)dev[k].p, err);
+        if (st) {
+            wf_err_prefix(err, "latents and text embeddings: ");
+            return st;
+        }
+    }
     smp_options so;
     smp_options_default(&so);
     so.steps = r->steps;
     so.shift = r->shift;
     so.solver = r->sampler;
-    so.be = d->p->be;
+    so.be = j->be;
     return smp_create(&j->smp, &d->p->cfg->scheduler, &so, j->n, err);
 }
 
-/* The group's rank 0 encodes; everyone gets the embeddings. */
+/* The host embeddings into the backend's copies. */
+static wf_status text_to_backend(job *j, wf_err *err) {
+    const size_t tb = (size_t)(j->L * j->D) * sizeof(float);
+    wf_status st = wk_upload_bytes(j->be, j->cond_d, j->cond, tb, err);
+    if (!st && j->cfg) st = wk_upload_bytes(j->be, j->uncond_d, j->uncond, tb, err);
+    return st;
+}
+
+/* The group's rank 0 encodes (on a device the text encoder is uploaded for it and given back
+ * after: staged); everyone gets the embeddings. */
 static wf_status job_text(pd_world *d, job *j, wf_err *err) {
     wf_status st = WF_OK;
     const size_t tb = (size_t)(j->L * j->D) * sizeof(float);
     wk_arena arena;
     memset(&arena, 0, sizeof arena);
+    const bool staged = d->p->be->device != WK_DEV_CPU;
     if (d->group->rank == 0) {
         size_t bytes = 0;
+        if (staged) WF_TRY(t5_upload(d->p->t5, d->p->be, err)); /* given back below */
         WF_TRY(t5_arena_bytes(d->p->t5, j->L, &bytes, err));
         WF_TRY(wk_arena_init_on(&arena, d->p->be, "umt5 activations", bytes, err));
         if ((st = pl_encode(d->p, &arena, j->r->prompt, j->L, j->cond, err))) {
@@ -195,11 +250,14 @@ static wf_status job_text(pd_world *d, job *j, wf_err *err) {
             goto out;
         }
         wk_arena_free(&arena); /* before the broadcast */
+        if (staged) t5_unload(d->p->t5);
     }
     WF_TRY(cm_bcast(d->group, j->cond, tb, 0, err));
     if (j->cfg) WF_TRY(cm_bcast(d->group, j->uncond, tb, 0, err));
+    WF_TRY(text_to_backend(j, err));
 out:
     wk_arena_free(&arena);
+    if (staged && d->p->t5) t5_unload(d->p->t5);
     return st;
 }
 
@@ -207,29 +265,33 @@ static float step_timestep(const smp_sampler *s, int64_t i) {
     return s->solver == SMP_EULER ? s->timesteps_f[i] : (float)s->timesteps[i];
 }
 
-/* One denoising step i with expert e: v = model(x) (CFG: combined), then the sampler update. */
+/* One denoising step i with expert e: v = model(x) (CFG: combined), then the sampler update, all
+ * in the backend's memory (the exchanges too: NCCL on a device). */
 static wf_status job_step(pd_world *d, job *j, wk_arena *arena, int64_t i, int e, wf_err *err) {
     wf_status st = WF_OK;
     const pl_request *r = j->r;
     const dit_model *m = d->p->dit[e];
+    wk_backend *be = d->p->be;
     dit_shape ds = {j->T, j->h, j->w, j->L, false};
     float t = step_timestep(j->smp, i);
     double g2 = isnan(r->guidance_2) ? r->guidance : r->guidance_2;
     const float gf = (float)(e == 0 ? r->guidance : g2);
+    const int64_t n = (int64_t)j->n;
+    wk_tensor x = on_be(j, j->x, 1, n), v = on_be(j, j->v, 1, n);
+    wk_tensor c = on_be(j, j->cond_d, j->L, j->D), u = on_be(j, j->uncond_d, j->L, j->D);
     if (d->pair) { /* CFG parallel: half 0 conditional, half 1 unconditional */
-        const float *text = d->role.half ? j->uncond : j->cond;
-        WF_TRY(dit_forward(m, d->p->be, arena, &ds, d->sp, j->x, &t, text, j->v, NULL, NULL, err));
+        WF_TRY(dit_forward_on(m, be, arena, &ds, d->sp, &x, &t, d->role.half ? &u : &c, &v, NULL,
+                              NULL, err));
         WF_TRY(cm_allgather(d->pair, j->v, j->both, j->n * sizeof(float), err));
-        st = pl_step_update(d->p->be, j->smp, j->x, j->v, j->both, j->both + j->n, gf, j->n, i,
-                            err);
+        st = pl_step_update(be, j->smp, j->x, j->v, j->both, j->both + j->n, gf, j->n, i, err);
     } else {
-        WF_TRY(dit_forward(m, d->p->be, arena, &ds, d->sp, j->x, &t, j->cond, j->v, NULL, NULL,
-                           err));
-        if (j->cfg)
-            WF_TRY(dit_forward(m, d->p->be, arena, &ds, d->sp, j->x, &t, j->uncond, j->vu, NULL,
-                               NULL, err));
-        st = pl_step_update(d->p->be, j->smp, j->x, j->v, j->v, j->cfg ? j->vu : NULL, gf, j->n,
-                            i, err);
+        WF_TRY(dit_forward_on(m, be, arena, &ds, d->sp, &x, &t, &c, &v, NULL, NULL, err));
+        if (j->cfg) {
+            wk_tensor vu = on_be(j, j->vu, 1, n);
+            WF_TRY(dit_forward_on(m, be, arena, &ds, d->sp, &x, &t, &u, &vu, NULL, NULL, err));
+        }
+        st = pl_step_update(be, j->smp, j->x, j->v, j->v, j->cfg ? j->vu : NULL, gf, j->n, i,
+                            err);
     }
 out:
     return st;
@@ -317,12 +379,13 @@ static wf_status handoff_send(pd_world *d, job *j, wf_err *err) {
     void *state = malloc(sb);
     if (!state) return wf_fail(err, WF_ENOMEM, "out of memory for the sampler state");
     wf_status st = smp_state_save(j->smp, state, err);
+    if (!st) st = wk_download_bytes(j->be, j->xh, j->x, j->n * sizeof(float), err);
     handoff_head h = {j->index, j->i_switch, (int64_t)j->n, (int64_t)sb, j->L * j->D};
     const size_t tb = (size_t)h.text_floats * sizeof(float);
     cm_comm *b = d->bridge;
     if (st) goto out;
     WF_TRY(cm_send(b, &h, sizeof h, 1, TAG_HANDOFF, err));
-    WF_TRY(cm_send(b, j->x, j->n * sizeof(float), 1, TAG_HANDOFF, err));
+    WF_TRY(cm_send(b, j->xh, j->n * sizeof(float), 1, TAG_HANDOFF, err));
     WF_TRY(cm_send(b, state, sb, 1, TAG_HANDOFF, err));
     WF_TRY(cm_send(b, j->cond, tb, 1, TAG_HANDOFF, err));
     if (j->cfg) WF_TRY(cm_send(b, j->uncond, tb, 1, TAG_HANDOFF, err));
@@ -351,18 +414,20 @@ static wf_status handoff_recv(pd_world *d, job *j, wf_err *err) {
                          (long long)j->index, j->n, sb);
             goto out;
         }
-        WF_TRY(cm_recv(b, j->x, j->n * sizeof(float), 0, TAG_HANDOFF, err));
+        WF_TRY(cm_recv(b, j->xh, j->n * sizeof(float), 0, TAG_HANDOFF, err));
         WF_TRY(cm_recv(b, state, sb, 0, TAG_HANDOFF, err));
         WF_TRY(cm_recv(b, j->cond, tb, 0, TAG_HANDOFF, err));
         if (j->cfg) WF_TRY(cm_recv(b, j->uncond, tb, 0, TAG_HANDOFF, err));
     }
     cm_comm *g = d->group;
     WF_TRY(cm_bcast(g, &h, sizeof h, 0, err));
-    WF_TRY(cm_bcast(g, j->x, j->n * sizeof(float), 0, err));
+    WF_TRY(cm_bcast(g, j->xh, j->n * sizeof(float), 0, err));
     WF_TRY(cm_bcast(g, state, sb, 0, err));
     WF_TRY(cm_bcast(g, j->cond, tb, 0, err));
     if (j->cfg) WF_TRY(cm_bcast(g, j->uncond, tb, 0, err));
     WF_TRY(smp_state_load(j->smp, state, sb, err));
+    WF_TRY(wk_upload_bytes(j->be, j->x, j->xh, j->n * sizeof(float), err));
+    WF_TRY(text_to_backend(j, err));
     j->i_switch = h.i_switch;
 out:
     free(state);
@@ -373,19 +438,20 @@ out:
 /* Parallel decode on the decoding ranks; the writer gets the frames and outputs. */
 static wf_status job_decode(pd_world *d, job *j, wf_err *err) {
     const pl_request *r = j->r;
-    if (d->role.writer && r->latents_out) memcpy(r->latents_out, j->x, j->n * sizeof(float));
+    wf_status st = wk_download_bytes(j->be, j->xh, j->x, j->n * sizeof(float), err);
+    if (st) return st;
+    if (d->role.writer && r->latents_out) memcpy(r->latents_out, j->xh, j->n * sizeof(float));
     if (r->skip_decode || !d->vae) return WF_OK;
-    vae_latents_denormalize(&d->p->vae->cfg, j->x, j->T * j->h * j->w);
+    vae_latents_denormalize(&d->p->vae->cfg, j->xh, j->T * j->h * j->w);
     vae_opts vo = vae_opts_default();
     size_t bytes = 0;
     wk_arena arena;
     memset(&arena, 0, sizeof arena);
-    wf_status st = WF_OK;
     WF_TRY(vae_decode_dist_arena_bytes(d->p->vae, j->T, j->h, j->w, &vo, d->vae->size, d->vae->rank,
                                        &bytes, err));
     WF_TRY(wk_arena_init_on(&arena, d->p->be, "vae activations", bytes, err));
     const bool w = d->vae->rank == 0;
-    st = vae_decode_dist(d->p->vae, d->p->be, &arena, &vo, d->vae, 0, j->x, j->T, j->h, j->w,
+    st = vae_decode_dist(d->p->vae, d->p->be, &arena, &vo, d->vae, 0, j->xh, j->T, j->h, j->w,
                          w ? r->video_out : NULL, w ? r->on_frames : NULL, w ? r->frames_ctx : NULL,
                          err);
 out:
@@ -398,9 +464,9 @@ static wf_status start_job(pd_world *d, job *j, wf_err *err) {
     const pl_request *r = j->r;
     wf_status st = job_text(d, j, err);
     if (st) return st;
-    if (r->latents) memcpy(j->x, r->latents, j->n * sizeof(float));
-    else pl_noise(r->seed, j->x, j->n);
-    return WF_OK;
+    if (r->latents) memcpy(j->xh, r->latents, j->n * sizeof(float));
+    else pl_noise(r->seed, j->xh, j->n);
+    return wk_upload_bytes(j->be, j->x, j->xh, j->n * sizeof(float), err);
 }
 
 /* One request on this rank: the whole of it (shared placement), or its group's part (split: the
