@@ -10,7 +10,10 @@
 #   3. bad layouts fail fast on every rank with a clear message and exit code 2, never hanging:
 #      more ranks than the layout uses, a Ulysses degree that does not divide the 12 heads, split on
 #      one rank, more decode ranks than the group has;
-#   4. `wanfarm devices` under mpirun: one line per rank with its node rank and GPU binding.
+#   4. `wanfarm devices` under mpirun: one line per rank with its node rank and GPU binding;
+#   5. GPU ranks: without a GPU, --device cuda fails on every rank and bf16 is a usage error; with
+#      one, shared + Ulysses 2, split and CFG-parallel on two ranks sharing it (fp32) equal the
+#      one-process CPU run within 1e-5.
 set -u
 WF=$1
 MPIEXEC=$2
@@ -148,6 +151,40 @@ elif [ "$ngpu" -lt 3 ]; then # fewer GPUs than ranks: refused, unless sharing is
         fail "devices: WANFARM_SHARE_GPU=1 did not let 3 ranks share $ngpu GPUs"
 else
     [ $rc -eq 0 ] || fail "devices: 3 ranks on $ngpu GPUs: exit $rc"
+fi
+
+# ---- 5. GPU ranks: without a GPU, --device cuda fails on every rank naming the fix and bf16 is a
+# usage error; with one, every layout on GPU ranks sharing it (--precision fp32) equals the
+# one-process CPU run within 1e-5 ----
+if [ -z "$ngpu" ]; then
+    timeout 60 "$MPIEXEC" -np 2 "$WF" "${GEN[@]}" --prompt x --seed 1 --device cuda \
+        --out "$TMP/gpu.mp4" >/dev/null 2>"$TMP/gpu.err"
+    rc=$?
+    [ $rc -eq 1 ] && grep -q "sees no GPU" "$TMP/gpu.err" && [ ! -e "$TMP/gpu.mp4" ] ||
+        fail "--device cuda under mpirun without a GPU: exit $rc: $(head -2 "$TMP/gpu.err")"
+    timeout 60 "$MPIEXEC" -np 2 "$WF" "${GEN[@]}" --prompt x --seed 1 --precision bf16 \
+        --out "$TMP/gpu.mp4" >/dev/null 2>"$TMP/gpu.err"
+    rc=$?
+    [ $rc -eq 2 ] && grep -q "bf16 needs GPUs" "$TMP/gpu.err" ||
+        fail "--precision bf16 under mpirun without a GPU: exit $rc: $(head -2 "$TMP/gpu.err")"
+else
+    gpu_layout() { # name args...
+        local name=$1
+        shift
+        WANFARM_SHARE_GPU=1 timeout 300 "$MPIEXEC" -np 2 "$WF" "${GEN[@]}" --prompt "a red fox" \
+            --count 2 --seed 7 --device cuda --precision fp32 --save-latents "$TMP/g-$name.h5" \
+            "$@" >/dev/null 2>"$TMP/g-$name.err" || {
+            fail "GPU ranks, $name: $(tail -2 "$TMP/g-$name.err")"
+            return
+        }
+        for k in 0 1; do
+            same_latents "$TMP/one-$k.h5" "$TMP/g-$name-$k.h5" ||
+                fail "GPU ranks, $name: video $k differs from the CPU's by more than 1e-5"
+        done
+    }
+    gpu_layout shared-ulysses2 --placement shared --ulysses 2 --no-cfg-parallel --vae-ranks 1
+    gpu_layout split --placement split --ulysses 1 --no-cfg-parallel --vae-ranks 1
+    gpu_layout cfg-parallel --placement shared --ulysses 1 --cfg-parallel --vae-ranks 1
 fi
 
 [ $fails -eq 0 ] && echo "test_dist.sh: OK" || echo "test_dist.sh: $fails failure(s)"

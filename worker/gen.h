@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "comm.h"
 #include "layout.h"
 #include "pipeline.h"
 #include "video_out.h"
@@ -52,6 +53,14 @@ int gen_parse_precision(const char *v, gen_opts *o);
  * WF_EXIT_FAIL otherwise; err says why. */
 wf_status gen_backend_new(const gen_opts *o, bool quiet, wk_backend **be, int *exit_code,
                           wf_err *err);
+/* Under mpirun/srun (gen_device.c; collective over world): the GPU this rank computes on, or
+ * *be NULL for the CPU (--device cpu; auto when any rank of the world has no usable GPU, said
+ * once unless quiet). A GPU rank takes the device cm_bind_gpu gives it (one physical GPU per
+ * rank; WANFARM_SHARE_GPU=1 lets ranks share, for tests); *mem: its memory in bytes (0 on the
+ * CPU). Every rank returns the same status: *exit_code WF_EXIT_USAGE for --precision bf16 on
+ * CPU ranks, WF_EXIT_FAIL otherwise. */
+wf_status gen_backend_ranks(const gen_opts *o, cm_comm *world, bool quiet, wk_backend **be,
+                            double *mem, int *exit_code, wf_err *err);
 
 /* The output context of the video in progress (one at a time on a rank: set up when the video
  * starts, released once it is written, so that memory stays flat over a queue of any length). */

@@ -6,14 +6,18 @@
  * error naming the reason. The GPU computes in bf16 by default (fp32 accumulation and residual
  * stream) and in fp32 with --precision fp32 (no TF32: the mode that checks a GPU against the
  * CPU); the CPU always computes fp32, so --precision bf16 with --device cpu is refused.
- * Under MPI (several ranks) the GPU path is not wired yet: gen_dist.c refuses --device cuda.
- * Tested by: tests/test_cli.sh (option errors; auto on a machine without a GPU equals cpu).
+ * Under MPI (gen_backend_ranks) every rank takes its own GPU (comm.h's cm_bind_gpu); auto runs on
+ * GPUs only when every rank has one, else every rank on the CPU.
+ * Tested by: tests/test_cli.sh (option errors; auto on a machine without a GPU equals cpu),
+ * tests/test_dist.sh (the same under mpirun, and GPU ranks when the machine has a GPU).
  */
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "backend_load.h"
 #include "cmds.h"
 #include "gen.h"
 
@@ -86,4 +90,67 @@ wf_status gen_backend_new(const gen_opts *o, bool quiet, wk_backend **be, int *e
             fprintf(stderr, PROG ": --precision bf16 does not apply to the CPU: computing fp32\n");
     }
     return wk_backend_cpu_new(be, (int)o->threads, err);
+}
+
+#define GEN_MAX_GPUS 64
+
+wf_status gen_backend_ranks(const gen_opts *o, cm_comm *world, bool quiet, wk_backend **be,
+                            double *mem, int *exit_code, wf_err *err) {
+    *be = NULL;
+    *mem = 0;
+    *exit_code = WF_EXIT_FAIL;
+    if (o->device == GEN_DEV_CPU && o->precision == WK_PREC_BF16) {
+        *exit_code = WF_EXIT_USAGE;
+        return wf_fail(err, WF_EINVAL, "--precision bf16 needs GPUs (--device cuda); the CPU "
+                                       "backend computes fp32");
+    }
+    if (o->device == GEN_DEV_CPU) return WF_OK;
+    /* what this rank sees (auto on a machine without the driver: nothing, nothing loaded) */
+    wk_cuda_info info;
+    wk_cuda_device *devs = calloc(GEN_MAX_GPUS, sizeof *devs);
+    char (*ids)[CM_GPU_ID_LEN] = calloc(GEN_MAX_GPUS, CM_GPU_ID_LEN);
+    int n = 0;
+    wf_err look = {0};
+    memset(&info, 0, sizeof info);
+    if (!devs || !ids) {
+        free(devs);
+        free(ids);
+        return wf_fail(err, WF_ENOMEM, "out of memory");
+    }
+    if ((o->device == GEN_DEV_CUDA || driver_present()) && wk_cuda_built() &&
+        wk_cuda_devices(&info, devs, GEN_MAX_GPUS, &look) == WF_OK && info.n_devices > 0)
+        n = info.n_devices < GEN_MAX_GPUS ? info.n_devices : GEN_MAX_GPUS;
+    for (int k = 0; k < n; k++) snprintf(ids[k], CM_GPU_ID_LEN, "%s", devs[k].uuid);
+    int fewest = n, most = n;
+    MPI_Allreduce(&n, &fewest, 1, MPI_INT, MPI_MIN, world->mpi);
+    MPI_Allreduce(&n, &most, 1, MPI_INT, MPI_MAX, world->mpi);
+    wf_status st = WF_OK;
+    if (o->device == GEN_DEV_AUTO && fewest == 0) { /* some rank has none: all on the CPU */
+        if (!quiet && most > 0) /* silent where no rank has one: a CPU machine as always */
+            fprintf(stderr, PROG ": not every rank has a usable GPU: computing on the CPU\n");
+        if (o->precision == WK_PREC_BF16) {
+            *exit_code = WF_EXIT_USAGE;
+            st = wf_fail(err, WF_EINVAL, "--precision bf16 needs GPUs on every rank; the CPU "
+                                         "backend computes fp32");
+        }
+        goto out;
+    }
+    cm_gpu_binding b;
+    if ((st = cm_bind_gpu(world, n, (const char (*)[CM_GPU_ID_LEN])ids, cm_bind_share_allowed(),
+                          &b, err)))
+        goto out;
+    wk_precision prec = o->precision >= 0 ? (wk_precision)o->precision : WK_PREC_BF16;
+    st = wk_backend_cuda_new(be, b.device, prec, err);
+    if (st) wf_err_prefix(err, "rank %d, cuda:%d: ", world->rank, b.device);
+    if ((st = cm_agree(world, st, "the GPU backend", err))) {
+        wk_backend_destroy(be);
+        goto out;
+    }
+    *mem = (double)devs[b.device].total_mem;
+    if (!quiet) fprintf(stderr, PROG ": computing on %d GPU rank%s, %s\n", world->size,
+                        world->size == 1 ? "" : "s", wk_precision_name(prec));
+out:
+    free(devs);
+    free(ids);
+    return st;
 }

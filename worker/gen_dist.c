@@ -52,7 +52,7 @@ static int64_t gen_threads_per_rank(const gen_opts *o) {
 
 /* The layout: the command line's when it gives every choice, else the planner's with them fixed. */
 static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *base,
-                       ly_layout *out, int *replicas) {
+                       const wk_backend *be, double gpu_mem, ly_layout *out, int *replicas) {
     const gen_opts *o = g->o;
     wf_err err;
     const ly_layout *l = &o->layout;
@@ -80,15 +80,28 @@ static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *b
     in.queue = g->njobs;
     in.replicas = o->replicas > 0 ? o->replicas : PN_FREE; /* several worker worlds for a queue */
     in.allow_idle = true;
-    /* The ranks compute on the CPU backend today: its stated rates (pn_cost_cpu), or --cost FILE
-     * (bench_scaling --calibrate --write-cost writes one). */
-    pn_cost_cpu(&in.cost, (double)gen_threads_per_rank(o));
+    /* CPU ranks: the CPU backend's stated rates (pn_cost_cpu); GPU ranks: the stated H100
+     * rates (pn_cost_default; in fp32 mode f32 weights and activations at an f32 rate of about
+     * 60 TFLOP/s) with the device's memory; --cost FILE overrides either (bench_scaling
+     * --calibrate --write-cost and bench/gpu-check.sh write one). */
+    if (be) {
+        pn_cost_default(&in.cost);
+        if (be->precision == WK_PREC_FP32) {
+            in.cost.gemm_flops = in.cost.attn_flops = 60e12;
+            in.cost.weight_bytes = in.cost.elem_bytes = 4;
+            snprintf(in.cost.source, sizeof in.cost.source, "stated (H100 SXM, fp32 mode)");
+        }
+    } else {
+        pn_cost_cpu(&in.cost, (double)gen_threads_per_rank(o));
+    }
     if (o->cost && pn_cost_load(&in.cost, o->cost, &err)) {
         if (!g->quiet) fprintf(stderr, PROG ": --cost %s\n", err.msg);
         return WF_EXIT_FAIL;
     }
     if (o->mem_gb > 0) {
         in.cost.mem_per_rank = o->mem_gb * 1e9;
+    } else if (be) {
+        in.cost.mem_per_rank = gpu_mem;
     } else {
         long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
         if (pages > 0 && psz > 0) in.cost.mem_per_rank = (double)pages * (double)psz;
@@ -136,7 +149,7 @@ static wf_status queue_done(void *ctx, int64_t i, const pl_request *r, wf_err *e
  * distributed pipeline, its share of the queue (video k goes to world k % R) and, on a writer, the
  * outputs. *rc gets the writer's verdict on the outputs; a status is a failure of the work, with
  * its detail, for the caller to report (it may have left other ranks inside a collective). */
-static wf_status dist_work(gen_run *g, cm_comm *world, const ly_layout *l, int R,
+static wf_status dist_work(gen_run *g, cm_comm *world, wk_backend *be, const ly_layout *l, int R,
                            const pl_request *base, double t0, int *rc, wf_err *err) {
     const gen_opts *o = g->o;
     const int per = ly_ranks(l);
@@ -146,7 +159,7 @@ static wf_status dist_work(gen_run *g, cm_comm *world, const ly_layout *l, int R
     *rc = WF_EXIT_OK;
     wf_status st = cm_split(world, my_rep, g->rank, "worker world", &rep, err);
     if (st || !rep) goto out; /* !rep: an idle rank */
-    if ((st = pd_open(&d, rep, l, o->model, NULL, (int)gen_threads_per_rank(o), err))) goto out;
+    if ((st = pd_open(&d, rep, l, o->model, be, (int)gen_threads_per_rank(o), err))) goto out;
     g->writer = d->role.writer;
     g->replicas = R;
     g->replica = my_rep;
@@ -160,6 +173,9 @@ static wf_status dist_work(gen_run *g, cm_comm *world, const ly_layout *l, int R
     if (nmine && (st = pd_run_queue(d, &q, err))) goto out;
     *rc = wq.rc;
     if (d->role.writer && *rc == WF_EXIT_OK && nmine) gen_report_done(g, t0);
+    if (be && be->mem_peak && !o->json)
+        fprintf(stderr, PROG " (rank %d): peak %s memory %.2f GiB\n", g->rank, be->name,
+                (double)be->mem_peak / (double)(1u << 30));
 out:
     gen_job_end(g);
     pd_close(&d);
@@ -175,18 +191,18 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
     pl_pipeline *shell = NULL;
     float *lat0 = NULL;
     int rc = WF_EXIT_FAIL;
-    if (o->device == GEN_DEV_CUDA || o->precision == WK_PREC_BF16) {
-        /* every rank says it: the same options reach all of them */
-        if (!g->quiet)
-            fprintf(stderr, PROG ": --device cuda and --precision bf16 run one process for now "
-                            "(GPU ranks under mpirun/srun are not wired yet); run without mpirun, "
-                            "or with --device cpu\n");
-        return WF_EXIT_USAGE;
-    }
+    wk_backend *be = NULL;
+    double gpu_mem = 0;
     if (cm_world(&world, &err) || pl_open_parts(&shell, o->model, NULL, 1, 0, &err)) {
         if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
         goto done;
     }
+    /* every rank's backend, agreed by all: GPUs (one each) or the CPU */
+    if (gen_backend_ranks(o, world, g->quiet, &be, &gpu_mem, &rc, &err)) {
+        if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
+        goto done;
+    }
+    rc = WF_EXIT_FAIL;
     wf_status st = pl_check_request(shell, base, g->shape, &err);
     if (st) {
         if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
@@ -195,7 +211,7 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
     }
     ly_layout l;
     int R = 1;
-    if ((rc = pick_layout(g, shell, base, &l, &R)) != WF_EXIT_OK) goto done;
+    if ((rc = pick_layout(g, shell, base, be, gpu_mem, &l, &R)) != WF_EXIT_OK) goto done;
     rc = WF_EXIT_FAIL;
     /* R worker worlds of `per` ranks each; explicit layouts must use every rank */
     const int per = ly_ranks(&l);
@@ -242,7 +258,7 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
         fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
         MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
     }
-    if ((st = dist_work(g, world, &l, R, base, t0, &rc, &err))) {
+    if ((st = dist_work(g, world, be, &l, R, base, t0, &rc, &err))) {
         fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
         MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
     }
@@ -254,6 +270,7 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
 done:
     free(lat0);
     pl_close(&shell);
+    wk_backend_destroy(&be);
     cm_free(&world);
     return rc;
 }
