@@ -11,6 +11,12 @@
  *     (computed here from the shapes, independently of the code under test).
  * The token count (2 x 5 x 7 = 70) divides by neither 3 nor 4, so those degrees pad.
  * Bad layouts must fail on every rank with the same clear error, without hanging.
+ * With --device cuda (ctest: test_dist_gpu_np2, np3, label gpu) every rank computes on a GPU in fp32
+ * (the ranks share the machine's GPUs: WANFARM_SHARE_GPU semantics, cm_bind_gpu), the Ulysses and
+ * CFG exchanges go over NCCL, and the same layouts (one decode rank: the row-parallel decode is
+ * CPU-only) must equal the CPU reference within 1e-5 too; the token padding of the byte formula
+ * follows the backend's row quantum (1 on CUDA, 48 on the CPU). Without a usable GPU every rank
+ * prints why and exits 77 (skipped).
  */
 #include <math.h>
 #include <mpi.h>
@@ -18,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_load.h"
 #include "layout.h"
 #include "mkmodel.h"
 #include "pl_dist.h"
@@ -31,6 +38,7 @@ typedef struct ref {
 } ref;
 
 static int world_rank, world_size;
+static wk_backend *gpu; /* --device cuda: this rank's GPU backend (NULL: the CPU) */
 
 static void request(pl_request *r, int64_t k, double boundary) {
     pl_request_default(r);
@@ -94,7 +102,7 @@ static void run_layout(const char *dir, const ly_layout *l, const dims *dm, ref 
     cm_comm *world = NULL;
     WF_ASSERT(cm_world(&world, &err) == WF_OK);
     pd_world *d = NULL;
-    wf_status st = pd_open(&d, world, l, dir, NULL, 1, &err);
+    wf_status st = pd_open(&d, world, l, dir, gpu, 1, &err);
     TU_CHECK(st == WF_OK, "%s: pd_open: %s", name, err.msg);
     if (st) MPI_Abort(MPI_COMM_WORLD, 1);
     pl_request rq[NJOBS];
@@ -124,14 +132,15 @@ static void run_layout(const char *dir, const ly_layout *l, const dims *dm, ref 
                 TU_CHECK(expert[k][i] == refs[k].expert[i], "%s: request %d step %lld: expert %d, "
                          "one rank used %d", name, k, (long long)i, expert[k][i],
                          refs[k].expert[i]);
-            printf("np %d  %-44s request %d: max |frames - 1 rank| %.2e, latents %.2e\n",
-                   world_size, name, k, dv, dl);
+            printf("np %d%s  %-44s request %d: max |frames - 1 CPU rank| %.2e, latents %.2e\n",
+                   world_size, gpu ? " cuda" : "", name, k, dv, dl);
         }
     }
     /* bytes moved, from the formula (bench/PERFORMANCE.md "Bytes per step") */
     const ly_role *ro = &d->role;
     int64_t U = l->ulysses[ro->group];
-    int64_t Ll = (dm->L + 48 * U - 1) / (48 * U) * 48; /* padded to a multiple of 48 tokens */
+    const int64_t q = gpu ? gpu->row_quantum : 48; /* the backend's row quantum */
+    int64_t Ll = (dm->L + q * U - 1) / (q * U) * q; /* padded to a multiple of q tokens */
     uint64_t a2a = 0, gather = 0, pairb = 0;
     for (int k = 0; k < NJOBS; k++) {
         int64_t s = group_steps(l, ro, &refs[k], rq[k].steps);
@@ -249,10 +258,43 @@ static void test_dit_sp(const char *dir) {
     dit_free(&m);
 }
 
+/* --device cuda: every rank's GPU (shared when there are fewer than ranks), fp32. False, after
+ * one line on rank 0, when some rank has none (then every rank skips). */
+static bool gpu_ranks(void) {
+    wf_err err = {0};
+    wk_cuda_info info;
+    wk_cuda_device devs[16];
+    char ids[16][CM_GPU_ID_LEN];
+    int n = 0;
+    memset(&info, 0, sizeof info);
+    if (wk_cuda_devices(&info, devs, 16, &err) == WF_OK && info.n_devices > 0)
+        n = info.n_devices < 16 ? info.n_devices : 16;
+    for (int k = 0; k < n; k++) snprintf(ids[k], sizeof ids[k], "%s", devs[k].uuid);
+    cm_comm *world = NULL;
+    WF_ASSERT(cm_world(&world, &err) == WF_OK);
+    cm_gpu_binding b;
+    wf_status st = cm_bind_gpu(world, n, (const char (*)[CM_GPU_ID_LEN])ids, true, &b, &err);
+    if (!st) st = wk_backend_cuda_new(&gpu, b.device, WK_PREC_FP32, &err);
+    st = cm_agree(world, st, "cuda backend", &err);
+    cm_free(&world);
+    if (st) {
+        if (world_rank == 0)
+            printf("test_dist --device cuda: no CUDA device on every rank (%s): skipped\n",
+                   err.msg);
+        wk_backend_destroy(&gpu);
+        MPI_Finalize();
+        return false;
+    }
+    if (world_rank == 0) printf("test_dist: GPU ranks (fp32), %d rank(s)\n", world_size);
+    return true;
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    if (argc > 2 && !strcmp(argv[1], "--device") && !strcmp(argv[2], "cuda") && !gpu_ranks())
+        return 77; /* before anything is written */
     wf_err err;
     char dir[4096] = {0};
     if (world_rank == 0) {
@@ -264,7 +306,7 @@ int main(int argc, char **argv) {
     }
     MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
 
-    test_dit_sp(dir);
+    if (!gpu) test_dit_sp(dir);
 
     /* the reference, on rank 0, and a boundary between steps 1 and 2 */
     pl_pipeline *p = NULL;
@@ -316,6 +358,7 @@ int main(int argc, char **argv) {
                         int gs = ly_group_size(&l, ly_decode_group(&l));
                         l.vae_ranks = vr ? gs : 1;
                         if (vr && gs == 1) continue;
+                        if (vr && gpu) continue; /* the row-parallel decode is CPU-only */
                         if (ly_check(&l, world_size, &lim, &err)) continue;
                         run_layout(dir, &l, &dm, refs, boundary);
                         tried++;
@@ -354,6 +397,7 @@ int main(int argc, char **argv) {
         if (slash) *slash = 0;
         tu_rmtree(dir);
     }
+    wk_backend_destroy(&gpu);
     MPI_Finalize();
     return total ? 1 : 0;
 }
