@@ -21,6 +21,9 @@
  *     failure (rank 0 names a device that does not exist: every rank returns WF_ECUDA, none
  *     hangs). A CUDA build without GPUs checks that failure on all ranks instead and says the data
  *     checks were skipped; a CPU build checks that cm_enable_nccl says WF_EUNSUPPORTED.
+ *   - device buffers through cm_enable_device (CUDA build with a GPU on every rank): NCCL when the
+ *     ranks have a GPU each, MPI through host memory when they share one; the same data and
+ *     counter checks on a stream of the test's;
  *   - GPU binding (cm_bind_gpu) with the UUIDs of imagined GPUs: four visible to every rank
  *     (rank r takes device r), one per task (each its own), two for more than two ranks (every
  *     rank fails, naming two ranks on one GPU and WANFARM_SHARE_GPU), sharing allowed, and the
@@ -728,7 +731,58 @@ static void test_nccl(cm_comm *world, bool big) {
     TU_CHECK(c == NULL, "[nccl rank %d] cm_free must NULL the pointer", g_rank);
     if (all_ok) test_nccl_refusal(world, ndev);
 }
+
+/* cm_enable_device: NCCL when the ranks have a GPU each, else (ranks sharing one, which NCCL
+ * refuses) MPI through host memory; the same data and counter checks on device buffers, on a
+ * stream of the test's, as a backend's queue would be. */
+static void test_device_comm(cm_comm *world, bool big) {
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess) ndev = 0;
+    int fewest = 0;
+    MPI_Allreduce(&ndev, &fewest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (fewest == 0) {
+        if (g_rank == 0) printf("device-buffer checks (cm_enable_device) skipped: no GPU\n");
+        return;
+    }
+    char why[256];
+    const int device = cm_local_rank() % ndev;
+    const bool own = own_gpu_each(ndev, cm_local_rank(), why, sizeof why);
+    int own_all = 0, mine = own;
+    MPI_Allreduce(&mine, &own_all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    cudaSetDevice(device);
+    cudaStream_t stream = NULL;
+    TU_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess,
+             "[device rank %d] stream", g_rank);
+    cm_comm *c = NULL;
+    wf_err err = {0};
+    wf_status st = cm_split(world, 0, world->rank, "device data", &c, &err);
+    if (!st) st = cm_enable_device(c, device, stream, &err);
+    const cm_backend want = own_all ? CM_NCCL : CM_STAGED;
+    TU_CHECK(st == WF_OK && c->backend == want && c->stream == stream,
+             "[device rank %d] cm_enable_device: %s (backend %d, want %d)", g_rank, err.msg,
+             c ? (int)c->backend : -1, (int)want);
+    int ok = st == WF_OK, all_ok = 0;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (all_ok) {
+        if (g_rank == 0)
+            printf("device-buffer checks: %d rank(s), %s\n", world->size,
+                   want == CM_NCCL ? "NCCL (a GPU each)" : "MPI through host memory (a shared GPU)");
+        tctx t = {.c = c, .dev = true, .tag = want == CM_NCCL ? "device/nccl" : "device/staged",
+                  .salt = 2000};
+        run_data_checks(&t, big);
+    }
+    cm_free(&c);
+    cudaStreamDestroy(stream);
+}
 #else
+static void test_device_comm(cm_comm *world, bool big) {
+    (void)big;
+    wf_err err = {0};
+    wf_status st = cm_enable_device(world, 0, NULL, &err);
+    TU_CHECK(st == WF_EUNSUPPORTED && world->backend == CM_MPI,
+             "rank %d: cm_enable_device in a CPU build: %s '%s'", g_rank, wf_status_str(st),
+             err.msg);
+}
 static void test_nccl(cm_comm *world, bool big) {
     (void)big;
     wf_err err = {0};
@@ -833,6 +887,7 @@ int main(int argc, char **argv) {
              "rank %d: cm_stats_reset", g_rank);
 
     test_nccl(world, big);
+    test_device_comm(world, big);
 
     int failures = 0;
     MPI_Allreduce(&tu_failures, &failures, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);

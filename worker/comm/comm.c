@@ -142,6 +142,7 @@ void cm_free(cm_comm **pc) {
     free(c->zdispl);
     free(c->reqs);
     free(c->world_ranks);
+    free(c->bounce);
     free(c);
     *pc = NULL;
 }
@@ -152,6 +153,41 @@ wf_status cm_enable_nccl(cm_comm *c, int device, wf_err *err) {
 
 wf_status cm_enable_nccl_on(cm_comm *c, int device, void *stream, wf_err *err) {
     return cm_nccl_init(c, device, stream, err);
+}
+
+wf_status cm_enable_device(cm_comm *c, int device, void *stream, wf_err *err) {
+    const int shared = cm_nccl_shared_gpu(c, device, err);
+    if (shared < 0) return err && err->status ? err->status : WF_ECUDA;
+    return shared ? cm_staged_init(c, device, stream, err) : cm_nccl_init(c, device, stream, err);
+}
+
+/* ---- CM_STAGED: device buffers through the host bounce buffer ----
+ * stage_begin: the bounce holds sb + rb bytes ([0, sb) the send side, [sb, sb + rb) the receive
+ * side), the device send buffer is copied into it, and c runs as CM_MPI until stage_end, which
+ * copies the receive side back to the device when the MPI call succeeded. The MPI call counts
+ * the bytes as it would for host buffers. */
+static wf_status stage_begin(cm_comm *c, const void *send, size_t sb, size_t rb, char **hs,
+                             char **hr, wf_err *err) {
+    const size_t need = sb + rb;
+    if (need > c->bounce_cap) {
+        void *b = realloc(c->bounce, need);
+        if (!b) return wf_fail(err, WF_ENOMEM, "communicator '%s': no host memory for a %.1f MiB "
+                               "staging buffer", c->name, (double)need / (1 << 20));
+        c->bounce = b;
+        c->bounce_cap = need;
+    }
+    *hs = c->bounce;
+    *hr = (char *)c->bounce + sb;
+    wf_status st = send ? cm_staged_copy(c, *hs, send, sb, true, err) : WF_OK;
+    if (!st) c->backend = CM_MPI;
+    return st;
+}
+
+static wf_status stage_end(cm_comm *c, wf_status st, const char *hr, void *recv, size_t rb,
+                           wf_err *err) {
+    c->backend = CM_STAGED;
+    if (!st && recv) st = cm_staged_copy(c, recv, hr, rb, false, err);
+    return st;
 }
 
 int cm_local_rank(void) {
@@ -239,6 +275,13 @@ static int exchange_big(cm_comm *c, const char *send, size_t sstride, char *recv
 /* ---- collectives ---- */
 
 wf_status cm_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err) {
+    if (c->backend == CM_STAGED) {
+        const size_t tot = bytes * (size_t)c->size;
+        char *hs = NULL, *hr = NULL;
+        wf_status st = stage_begin(c, send, tot, tot, &hs, &hr, err);
+        if (!st) st = stage_end(c, cm_alltoall(c, hs, hr, bytes, err), hr, recv, tot, err);
+        return st;
+    }
     double t0 = enter(c, CM_ALLTOALL, -1);
     if (c->backend == CM_NCCL)
         return counted(c, cm_nccl_alltoall(c, send, recv, bytes, err), CM_ALLTOALL,
@@ -252,6 +295,13 @@ wf_status cm_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes, wf
 }
 
 wf_status cm_allgather(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err) {
+    if (c->backend == CM_STAGED) {
+        const size_t tot = bytes * (size_t)c->size;
+        char *hs = NULL, *hr = NULL;
+        wf_status st = stage_begin(c, send, bytes, tot, &hs, &hr, err);
+        if (!st) st = stage_end(c, cm_allgather(c, hs, hr, bytes, err), hr, recv, tot, err);
+        return st;
+    }
     double t0 = enter(c, CM_ALLGATHER, -1);
     if (c->backend == CM_NCCL)
         return counted(c, cm_nccl_allgather(c, send, recv, bytes, err), CM_ALLGATHER,
@@ -266,6 +316,14 @@ wf_status cm_allgather(cm_comm *c, const void *send, void *recv, size_t bytes, w
 
 wf_status cm_allgatherv(cm_comm *c, const void *send, void *recv, const size_t *counts,
                         wf_err *err) {
+    if (c->backend == CM_STAGED) {
+        size_t tot = 0;
+        for (int r = 0; r < c->size; r++) tot += counts[r];
+        char *hs = NULL, *hr = NULL;
+        wf_status st = stage_begin(c, send, counts[c->rank], tot, &hs, &hr, err);
+        if (!st) st = stage_end(c, cm_allgatherv(c, hs, hr, counts, err), hr, recv, tot, err);
+        return st;
+    }
     double t0 = enter(c, CM_ALLGATHER, -1);
     if (c->backend == CM_NCCL)
         return counted(c, cm_nccl_allgatherv(c, send, recv, counts, err), CM_ALLGATHER,
@@ -301,6 +359,12 @@ static wf_status check_peer(cm_comm *c, int peer, const char *what, wf_err *err)
 wf_status cm_send(cm_comm *c, const void *buf, size_t bytes, int peer, int tag, wf_err *err) {
     wf_status st = check_peer(c, peer, "send", err);
     if (st) return st;
+    if (c->backend == CM_STAGED) {
+        char *hs = NULL, *hr = NULL;
+        if (!(st = stage_begin(c, buf, bytes, 0, &hs, &hr, err)))
+            st = stage_end(c, cm_send(c, hs, bytes, peer, tag, err), hr, NULL, 0, err);
+        return st;
+    }
     double t0 = enter(c, CM_SEND, peer);
     if (c->backend == CM_NCCL)
         return counted(c, cm_nccl_sendrecv(c, buf, bytes, peer, NULL, 0, -1, err), CM_SEND,
@@ -314,6 +378,12 @@ wf_status cm_send(cm_comm *c, const void *buf, size_t bytes, int peer, int tag, 
 wf_status cm_recv(cm_comm *c, void *buf, size_t bytes, int peer, int tag, wf_err *err) {
     wf_status st = check_peer(c, peer, "recv", err);
     if (st) return st;
+    if (c->backend == CM_STAGED) {
+        char *hs = NULL, *hr = NULL;
+        if (!(st = stage_begin(c, NULL, 0, bytes, &hs, &hr, err)))
+            st = stage_end(c, cm_recv(c, hr, bytes, peer, tag, err), hr, buf, bytes, err);
+        return st;
+    }
     double t0 = enter(c, CM_RECV, peer);
     if (c->backend == CM_NCCL)
         return counted(c, cm_nccl_sendrecv(c, NULL, 0, -1, buf, bytes, peer, err), CM_RECV,
@@ -329,6 +399,14 @@ wf_status cm_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst, void
     wf_status st;
     if (dst >= 0 && (st = check_peer(c, dst, "sendrecv", err))) return st;
     if (src >= 0 && (st = check_peer(c, src, "sendrecv", err))) return st;
+    if (c->backend == CM_STAGED) {
+        const size_t sb = dst >= 0 ? sbytes : 0, rb = src >= 0 ? rbytes : 0;
+        char *hs = NULL, *hr = NULL;
+        if (!(st = stage_begin(c, sb ? send : NULL, sb, rb, &hs, &hr, err)))
+            st = stage_end(c, cm_sendrecv(c, hs, sb, dst, hr, rb, src, tag, err), hr,
+                           rb ? recv : NULL, rb, err);
+        return st;
+    }
     double t0 = enter(c, src >= 0 ? CM_RECV : CM_SEND, src >= 0 ? src : dst);
     if (c->backend == CM_NCCL) {
         if ((st = cm_nccl_sendrecv(c, send, sbytes, dst, recv, rbytes, src, err))) {
@@ -371,6 +449,12 @@ wf_status cm_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst, void
 wf_status cm_bcast(cm_comm *c, void *buf, size_t bytes, int root, wf_err *err) {
     wf_status st = check_peer(c, root, "broadcast", err);
     if (st) return st;
+    if (c->backend == CM_STAGED) {
+        char *hs = NULL, *hr = NULL;
+        if (!(st = stage_begin(c, c->rank == root ? buf : NULL, bytes, 0, &hs, &hr, err)))
+            st = stage_end(c, cm_bcast(c, hs, bytes, root, err), hs, buf, bytes, err);
+        return st;
+    }
     double t0 = enter(c, CM_BCAST, c->rank == root ? -1 : root);
     if (c->backend == CM_NCCL)
         return counted(c, cm_nccl_bcast(c, buf, bytes, root, err), CM_BCAST,

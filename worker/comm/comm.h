@@ -44,7 +44,9 @@
 
 #include "status.h"
 
-typedef enum cm_backend { CM_MPI = 0, CM_NCCL } cm_backend;
+/* CM_STAGED: device buffers through MPI via a host bounce buffer (download, MPI, upload): the
+ * data path of a communicator whose ranks share a GPU, which NCCL refuses (cm_enable_device). */
+typedef enum cm_backend { CM_MPI = 0, CM_NCCL, CM_STAGED } cm_backend;
 
 typedef enum cm_op {
     CM_ALLTOALL = 0,
@@ -71,6 +73,8 @@ typedef struct cm_comm {
     void *nccl;        /* ncclComm_t when backend == CM_NCCL */
     void *stream;      /* cudaStream_t */
     bool stream_borrowed; /* the caller's (cm_enable_nccl_on): not destroyed */
+    void *bounce;      /* CM_STAGED: host memory for the send and receive sides, bounce_cap */
+    size_t bounce_cap; /* bytes; grows at the first call of each size, never inside a step after */
     int device;
     char name[32];     /* for messages: "world", "high", "ulysses", ... */
     int *world_ranks;  /* [size]: each rank's rank in MPI_COMM_WORLD (for messages) */
@@ -98,6 +102,10 @@ wf_status cm_enable_nccl(cm_comm *c, int device, wf_err *err);
  * destroyed): the collectives are enqueued behind the work already on it, so no sync is needed
  * between the ops that fill a buffer and its exchange. NULL: a stream of the comm's own. */
 wf_status cm_enable_nccl_on(cm_comm *c, int device, void *stream, wf_err *err);
+/* For a communicator that carries device buffers on `stream` (a backend's queue): NCCL when its
+ * ranks are on distinct GPUs (compared by PCI bus id; collective), else CM_STAGED (ranks sharing
+ * a GPU: NCCL refuses duplicate devices in one communicator). WF_EUNSUPPORTED without CUDA. */
+wf_status cm_enable_device(cm_comm *c, int device, void *stream, wf_err *err);
 
 /* The node-local rank (see the head of this file), for device binding. */
 int cm_local_rank(void);

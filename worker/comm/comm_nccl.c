@@ -17,6 +17,7 @@
  */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,7 +39,10 @@
     X(cudaStreamSynchronize, cudaError_t, (cudaStream_t))                                        \
     X(cudaStreamDestroy, cudaError_t, (cudaStream_t))                                            \
     X(cudaGetErrorString, const char *, (cudaError_t))                                           \
-    X(cudaGetErrorName, const char *, (cudaError_t))
+    X(cudaGetErrorName, const char *, (cudaError_t))                                             \
+    X(cudaMemcpyAsync, cudaError_t, (void *, const void *, size_t, enum cudaMemcpyKind,          \
+                                     cudaStream_t))                                              \
+    X(cudaDeviceGetPCIBusId, cudaError_t, (char *, int, int))
 #define CM_NCCL_CALLS(X)                                                                         \
     X(ncclGetLastError, const char *, (ncclComm_t))                                              \
     X(ncclGetErrorString, const char *, (ncclResult_t))                                          \
@@ -355,4 +359,67 @@ wf_status cm_nccl_bcast(cm_comm *c, void *buf, size_t bytes, int root, wf_err *e
         if (st) return st;
     }
     return WF_OK;
+}
+
+/* ---- ranks sharing a GPU: MPI through host memory (CM_STAGED) ---- */
+
+int cm_nccl_shared_gpu(cm_comm *c, int device, wf_err *err) {
+    wf_status st = libs_ready(c, err);
+    char mine[32] = {0};
+    cudaError_t e = cudaSuccess;
+    if (!st && (e = A.cudaDeviceGetPCIBusId(mine, (int)sizeof mine, device)) != cudaSuccess)
+        st = cuda_fail(err, c, e, "cudaDeviceGetPCIBusId");
+    int rc, bad = first_failed(c, st == WF_OK, &rc);
+    if (rc != MPI_SUCCESS) {
+        mpi_fail(err, c, rc, "MPI_Allreduce (device ids)");
+        return -1;
+    }
+    if (bad < c->size) {
+        if (!st)
+            wf_fail(err, WF_ECUDA, "communicator '%s' (rank %d of %d): rank %d could not name its "
+                    "GPU (see that rank's error)", c->name, c->rank, c->size, bad);
+        return -1;
+    }
+    char *all = calloc((size_t)c->size, sizeof mine);
+    if (!all) {
+        wf_fail(err, WF_ENOMEM, "communicator '%s': out of memory", c->name);
+        return -1;
+    }
+    rc = MPI_Allgather(mine, (int)sizeof mine, MPI_CHAR, all, (int)sizeof mine, MPI_CHAR, c->mpi);
+    int shared = 0;
+    for (int i = 0; rc == MPI_SUCCESS && i < c->size && !shared; i++)
+        for (int j = 0; j < i && !shared; j++)
+            shared = !strncmp(all + (size_t)i * sizeof mine, all + (size_t)j * sizeof mine,
+                              sizeof mine);
+    free(all);
+    if (rc != MPI_SUCCESS) {
+        mpi_fail(err, c, rc, "MPI_Allgather (device ids)");
+        return -1;
+    }
+    return shared;
+}
+
+wf_status cm_staged_init(cm_comm *c, int device, void *stream, wf_err *err) {
+    if (c->backend != CM_MPI)
+        return wf_fail(err, WF_EINVAL, "communicator '%s' (rank %d) already carries device data",
+                       c->name, c->rank);
+    wf_status st = libs_ready(c, err);
+    cudaError_t e = cudaSuccess;
+    if (!st && (e = A.cudaSetDevice(device)) != cudaSuccess) st = cuda_fail(err, c, e, "cudaSetDevice");
+    if (st) return st;
+    c->device = device;
+    c->stream = stream;
+    c->stream_borrowed = true;
+    c->backend = CM_STAGED;
+    return WF_OK;
+}
+
+wf_status cm_staged_copy(cm_comm *c, void *dst, const void *src, size_t bytes, bool to_host,
+                         wf_err *err) {
+    if (!bytes) return WF_OK;
+    cudaError_t e = A.cudaMemcpyAsync(dst, src, bytes, to_host ? cudaMemcpyDeviceToHost
+                                                               : cudaMemcpyHostToDevice, ST(c));
+    if (e == cudaSuccess) e = A.cudaStreamSynchronize(ST(c));
+    return e == cudaSuccess ? WF_OK : cuda_fail(err, c, e, to_host ? "staging to host"
+                                                                  : "staging to the device");
 }

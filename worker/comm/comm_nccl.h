@@ -19,5 +19,13 @@ wf_status cm_nccl_allgatherv(cm_comm *c, const void *send, void *recv, const siz
 wf_status cm_nccl_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst, void *recv,
                            size_t rbytes, int src, wf_err *err);
 wf_status cm_nccl_bcast(cm_comm *c, void *buf, size_t bytes, int root, wf_err *err);
+/* 1 when two ranks of c are on one GPU (PCI bus ids gathered over c's MPI_Comm; collective),
+ * 0 when not; WF_* status through err on failure (then -1). */
+int cm_nccl_shared_gpu(cm_comm *c, int device, wf_err *err);
+/* CM_STAGED: binds the device and the stream (borrowed). */
+wf_status cm_staged_init(cm_comm *c, int device, void *stream, wf_err *err);
+/* bytes between device memory and host memory on c's stream, waited for. */
+wf_status cm_staged_copy(cm_comm *c, void *dst, const void *src, size_t bytes, bool to_host,
+                         wf_err *err);
 
 #endif

@@ -35,3 +35,18 @@ wf_status cm_nccl_bcast(cm_comm *c, void *b, size_t n, int root, wf_err *err) {
     (void)b, (void)n, (void)root;
     UNREACHABLE();
 }
+int cm_nccl_shared_gpu(cm_comm *c, int device, wf_err *err) {
+    (void)device;
+    wf_fail(err, WF_EUNSUPPORTED, "communicator '%s': device buffers need a CUDA build", c->name);
+    return -1;
+}
+wf_status cm_staged_init(cm_comm *c, int device, void *stream, wf_err *err) {
+    (void)device, (void)stream;
+    return wf_fail(err, WF_EUNSUPPORTED, "communicator '%s': device buffers need a CUDA build",
+                   c->name);
+}
+wf_status cm_staged_copy(cm_comm *c, void *dst, const void *src, size_t bytes, bool to_host,
+                         wf_err *err) {
+    (void)dst, (void)src, (void)bytes, (void)to_host;
+    UNREACHABLE();
+}

@@ -34,7 +34,8 @@ unsigned pd_parts(const ly_layout *l, int rank) {
 }
 
 /* On a device backend the communicators that carry device data (the Ulysses all-to-alls and
- * the head all-gather, the CFG pair's velocities) switch to NCCL on the backend's queue; the
+ * the head all-gather, the CFG pair's velocities) switch to NCCL on the backend's queue (or, when
+ * their ranks share a GPU, which NCCL refuses, to MPI through host memory: cm_enable_device); the
  * group and the hand-off keep MPI for host messages (the text embeddings, the sampler state).
  * A communicator of one rank never exchanges anything and stays as it is. */
 static wf_status enable_device_comms(pd_world *d, wf_err *err) {
@@ -43,7 +44,7 @@ static wf_status enable_device_comms(pd_world *d, wf_err *err) {
     cm_comm *data[2] = {d->sp, d->pair};
     for (int k = 0; k < 2; k++) {
         if (!data[k] || data[k]->size < 2) continue;
-        wf_status st = cm_enable_nccl_on(data[k], be->ordinal, be->queue, err);
+        wf_status st = cm_enable_device(data[k], be->ordinal, be->queue, err);
         if (st) return st;
     }
     return WF_OK;
