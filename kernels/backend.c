@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "arena.h"
 
@@ -91,13 +92,71 @@ wf_status wk_sync(wk_backend *be, wf_err *err) {
     return be->ops->sync ? be->ops->sync(be, err) : WF_OK;
 }
 
+/* The category of the op named `op` (its name in wk_ops). */
+static int time_cat(const char *op) {
+    if (!strcmp(op, "matmul") || !strcmp(op, "matmul_gelu") || !strcmp(op, "conv3d") ||
+        !strcmp(op, "conv2d"))
+        return WK_T_GEMM;
+    return !strcmp(op, "attention") ? WK_T_ATTN : WK_T_OTHER;
+}
+
+static double host_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Around a timed op: the device's marks, or the host clock. */
+static double time_begin(wk_backend *be, int cat) {
+    if (be->ops->time_mark) {
+        be->ops->time_mark(be, cat, 1);
+        return 0;
+    }
+    return host_now();
+}
+
+static void time_end(wk_backend *be, int cat, double t0) {
+    if (be->ops->time_mark) be->ops->time_mark(be, cat, 0);
+    else be->time_s[cat] += host_now() - t0;
+}
+
 #define WK_DISPATCH(op, ...)                                                                     \
     do {                                                                                         \
         if (!be->ops->op)                                                                        \
             return wf_fail(err, WF_EUNSUPPORTED, "op %s is not supported by the %s backend",     \
                            #op, be->name);                                                       \
-        return be->ops->op(be, __VA_ARGS__);                                                     \
+        if (!be->timing) return be->ops->op(be, __VA_ARGS__);                                    \
+        const int cat_ = time_cat(#op);                                                          \
+        const double t_ = time_begin(be, cat_);                                                  \
+        const wf_status st_ = be->ops->op(be, __VA_ARGS__);                                      \
+        time_end(be, cat_, t_);                                                                  \
+        return st_;                                                                              \
     } while (0)
+
+wf_status wk_timing_enable(wk_backend *be, bool on, wf_err *err) {
+    if (be->ops->time_enable) {
+        wf_status st = be->ops->time_enable(be, on, err);
+        if (st) return st;
+    }
+    be->timing = on;
+    for (int c = 0; c < WK_T_NCATS; c++) be->time_s[c] = 0;
+    return WF_OK;
+}
+
+wf_status wk_timing_take(wk_backend *be, double secs[WK_T_NCATS], wf_err *err) {
+    if (!be->timing) return WF_OK;
+    if (be->ops->time_take) return be->ops->time_take(be, secs, err);
+    for (int c = 0; c < WK_T_NCATS; c++) {
+        secs[c] += be->time_s[c];
+        be->time_s[c] = 0;
+    }
+    return WF_OK;
+}
+
+const char *wk_time_cat_name(int cat) {
+    static const char *n[WK_T_NCATS] = {"gemm", "attention", "other"};
+    return cat >= 0 && cat < WK_T_NCATS ? n[cat] : "?";
+}
 
 wf_status wk_matmul(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *w,
                     const wk_tensor *bias, wf_err *err) {

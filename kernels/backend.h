@@ -57,6 +57,10 @@ typedef struct wk_unipc_coef {
     float rhos[3];
 } wk_unipc_coef;
 
+/* What an op's time counts as (wk_timing_take): the GEMM-shaped ops (matmul, matmul_gelu, the
+ * convolutions), attention, and every other op of the table. */
+typedef enum wk_time_cat { WK_T_GEMM = 0, WK_T_ATTN, WK_T_OTHER, WK_T_NCATS } wk_time_cat;
+
 typedef struct wk_ops {
     /* y[M, N] = x[M, K] . w[N, K]^T + bias[N]. x may have leading dims (M is their product); y has
      * the same leading dims and last dim N. w is a PyTorch Linear weight. bias may be NULL. */
@@ -215,6 +219,14 @@ typedef struct wk_ops {
     wf_status (*copy)(wk_backend *be, void *dst, const void *src, size_t bytes, wf_err *err);
     /* waits for every op issued so far; reports an asynchronous failure of one of them */
     wf_status (*sync)(wk_backend *be, wf_err *err);
+    /* Per-op device timing (wk_timing_*): NULL on a backend whose ops are synchronous (the CPU:
+     * the dispatchers time them with the host clock). time_enable prepares (on) or frees (off)
+     * what the marks need, before a loop; time_mark records the start (begin 1) or the end of
+     * one op of category cat; time_take waits for the marks so far and adds each category's
+     * device seconds into secs[WK_T_NCATS], then starts over. */
+    wf_status (*time_enable)(wk_backend *be, bool on, wf_err *err);
+    void (*time_mark)(wk_backend *be, int cat, int begin);
+    wf_status (*time_take)(wk_backend *be, double *secs, wf_err *err);
 } wk_ops;
 
 /* How a backend computes (backend.h's conventions hold for both):
@@ -244,6 +256,8 @@ struct wk_backend {
                             * wk_backend_alloc counts host memory; a backend with its own alloc
                             * op counts every allocation it makes */
     size_t mem_peak;       /* a device backend's peak bytes of its memory in use (0: not kept) */
+    bool timing;           /* wk_timing_enable: the dispatchers time every op */
+    double time_s[WK_T_NCATS]; /* the host-clock timing of a synchronous backend, so far */
     uint64_t bytes_up;     /* bytes moved host -> backend memory by wk_upload(_bytes), */
     uint64_t bytes_down;   /* and backend -> host by wk_download(_bytes): a device backend's bus
                             * traffic (0 on the CPU, whose memory is the host's) */
@@ -280,6 +294,16 @@ wf_status wk_sync(wk_backend *be, wf_err *err);
 /* Scratch of at least `bytes`, valid until the next call. Grows (and counts a grow) only when
  * too small; call once with the largest size before a loop to make the loop allocation-free. */
 wf_status wk_backend_workspace(wk_backend *be, size_t bytes, void **out, wf_err *err);
+
+/* Per-op timing, by category (wk_time_cat), for the step breakdown of the progress output. Off
+ * by default (no cost). On, every op through a dispatcher is timed: on the device (CUDA events
+ * around it, from a pool made by wk_timing_enable, so a step allocates nothing) or with the host
+ * clock (the CPU, whose ops return when done). wk_timing_take adds the seconds since the last
+ * take into secs[WK_T_NCATS] (waiting for the device) and starts over. The memory ops (upload,
+ * download, copy) are not timed. */
+wf_status wk_timing_enable(wk_backend *be, bool on, wf_err *err);
+wf_status wk_timing_take(wk_backend *be, double secs[WK_T_NCATS], wf_err *err);
+const char *wk_time_cat_name(int cat); /* "gemm", "attention", "other" */
 
 /* Dispatchers: check the op exists, then call it. */
 wf_status wk_matmul(wk_backend *be, wk_tensor *y, const wk_tensor *x, const wk_tensor *w,

@@ -69,9 +69,11 @@ static const op_name table_ops[] = {
     OPN(dupup3d),    OPN(rope_table),  OPN(scale_add),     OPN(guidance),
     OPN(unipc_update), OPN(first_nonfinite),
 };
-/* the memory ops: no rows of their own (every row uses them) */
-static const op_name memory_ops[] = {OPN(alloc), OPN(free),     OPN(upload),
-                                     OPN(download), OPN(copy), OPN(sync)};
+/* the memory and timing ops: no rows of their own (every row uses the memory ops; the timing
+ * ops are checked through whole steps, tests/test_gpu_pipeline.c) */
+static const op_name memory_ops[] = {OPN(alloc),    OPN(free),        OPN(upload),
+                                     OPN(download), OPN(copy),        OPN(sync),
+                                     OPN(time_enable), OPN(time_mark), OPN(time_take)};
 #undef OPN
 #define N_TABLE_OPS ((int)(sizeof table_ops / sizeof table_ops[0]))
 #define N_MEMORY_OPS ((int)(sizeof memory_ops / sizeof memory_ops[0]))

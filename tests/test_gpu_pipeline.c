@@ -14,7 +14,8 @@
  * first step equals its value at the first), and no latents over the bus inside the loop (each
  * step after the first moves at most STEP_BUS_MAX bytes through upload/download: the
  * timesteps and the non-finite index), and the text encoder given back after the prompts
- * (staged).
+ * (staged); each step's device time by op category (CUDA events) positive for the GEMMs and the
+ * attention and within the step's wall time.
  * Without a CUDA device it prints "no CUDA device (...)" and exits 77 (ctest: skipped).
  * Run: test_gpu_pipeline FIXTURES_DIR
  */
@@ -46,6 +47,8 @@ typedef struct run_out {
     uint64_t up, down;   /* the backend's bus counters at the last progress call */
     uint64_t step_bus;   /* the most bytes one step after the first moved over the bus */
     bool t5_resident;    /* the text encoder's weights still on the backend after the run */
+    int bad_timing;      /* steps whose device time by category is not inside their wall time */
+    double ops_frac;     /* the smallest (gemm + attention + other) / wall of a step after the first */
     wk_backend *be;
 } run_out;
 
@@ -65,6 +68,11 @@ static void on_progress(void *ctx, const pl_progress *pr) {
     if (pr->step > 0 && bus > o->step_bus) o->step_bus = bus;
     o->up = o->be->bytes_up;
     o->down = o->be->bytes_down;
+    const double *t = pr->op_seconds, sum = t[WK_T_GEMM] + t[WK_T_ATTN] + t[WK_T_OTHER];
+    if (!(t[WK_T_GEMM] > 0 && t[WK_T_ATTN] > 0 && sum <= pr->step_seconds * 1.001 + 1e-6))
+        o->bad_timing++;
+    if (pr->step > 0 && (o->ops_frac == 0 || sum / pr->step_seconds < o->ops_frac))
+        o->ops_frac = sum / pr->step_seconds;
 }
 
 static double rel_l2(const float *a, const float *b, size_t n) {
@@ -177,6 +185,10 @@ static int run_case(const char *name) {
                      (long long)g.nframes_seen);
             TU_CHECK(g.alloc_steps == 0, "%s cuda %s: %d steps allocated device memory", name,
                      pn, g.alloc_steps);
+            printf("%s cuda %s: device time by op category >= %.0f%% of every step's wall time\n",
+                   name, pn, 100 * g.ops_frac);
+            TU_CHECK(g.bad_timing == 0, "%s cuda %s: %d steps whose device times (CUDA events) "
+                     "are not inside their wall time", name, pn, g.bad_timing);
             TU_CHECK(!g.t5_resident, "%s cuda %s: the text encoder stayed on the device (it is "
                      "staged: uploaded for the prompts, given back before the loop)", name, pn);
             /* a step uploads the timestep (4 bytes per forward) and downloads the non-finite

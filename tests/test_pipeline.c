@@ -60,6 +60,18 @@ static void on_progress(void *ctx, const pl_progress *pr) {
     (void)ctx;
     n_progress++;
     TU_CHECK(pr->step == n_progress - 1, "progress step %lld", (long long)pr->step);
+    /* the step's time by op category (host clock on the CPU): each >= 0, the GEMMs and the
+     * attention there, together no more than the step's wall time (the ops run inside it) and
+     * most of it (measured: 80-99% on the tiny models; 30% allows a busy machine) */
+    const double *o = pr->op_seconds, sum = o[WK_T_GEMM] + o[WK_T_ATTN] + o[WK_T_OTHER];
+    TU_CHECK(o[WK_T_GEMM] > 0 && o[WK_T_ATTN] > 0 && o[WK_T_OTHER] > 0 &&
+                 sum <= pr->step_seconds * 1.001 + 1e-6 && sum >= 0.3 * pr->step_seconds,
+             "step %lld: ops gemm %.3g attention %.3g other %.3g s, step %.3g s",
+             (long long)pr->step, o[WK_T_GEMM], o[WK_T_ATTN], o[WK_T_OTHER], pr->step_seconds);
+    if (getenv("PL_VERBOSE"))
+        printf("    step %lld: %.4f s, ops %.4f (gemm %.4f attention %.4f other %.4f)\n",
+               (long long)pr->step, pr->step_seconds, sum, o[WK_T_GEMM], o[WK_T_ATTN],
+               o[WK_T_OTHER]);
 }
 
 static double max_abs(const float *a, const float *b, size_t n) {

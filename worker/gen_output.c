@@ -95,23 +95,33 @@ void gen_on_progress(void *ctx, const pl_progress *pr) {
         printf("{\"event\":\"step\",\"job\":%lld,\"group\":%d,\"rank\":%d,\"step\":%lld,"
                "\"steps\":%lld,\"expert\":\"%s\",\"timestep\":%g,\"guidance\":%g,"
                "\"step_seconds\":%.4f,\"elapsed_seconds\":%.4f,\"eta_seconds\":%.2f,"
-               "\"wall_end\":%.6f,\"comm_seconds\":%.4f,\"comm_bytes\":%llu}\n",
+               "\"wall_end\":%.6f,\"comm_seconds\":%.4f,\"comm_bytes\":%llu,"
+               "\"gemm_seconds\":%.4f,\"attention_seconds\":%.4f,\"other_seconds\":%.4f,"
+               "\"alltoall_seconds\":%.4f,\"allgather_seconds\":%.4f,\"sendrecv_seconds\":%.4f,"
+               "\"bcast_seconds\":%.4f}\n",
                (long long)g->gjob, pr->group, g->rank < 0 ? 0 : g->rank, (long long)(pr->step + 1),
                (long long)pr->steps, pr->expert ? "transformer_2" : "transformer", pr->timestep,
                pr->guidance, pr->step_seconds, pr->elapsed_seconds, eta, pr->wall_end,
-               pr->comm_seconds, (unsigned long long)pr->comm_bytes);
+               pr->comm_seconds, (unsigned long long)pr->comm_bytes, pr->op_seconds[WK_T_GEMM],
+               pr->op_seconds[WK_T_ATTN], pr->op_seconds[WK_T_OTHER],
+               pr->comm_op_seconds[CM_ALLTOALL], pr->comm_op_seconds[CM_ALLGATHER],
+               pr->comm_op_seconds[CM_SEND] + pr->comm_op_seconds[CM_RECV],
+               pr->comm_op_seconds[CM_BCAST]);
         fflush(stdout);
     } else if (g->rank >= 0) {
         fprintf(stderr,
                 "[rank %d, job %lld] step %lld/%lld  %-13s  t=%-7g  %.2f s/step (%.2f s in "
-                "collectives, %.1f MB sent)\n",
+                "collectives, %.1f MB sent; ops: gemm %.2f, attention %.2f, other %.2f s)\n",
                 g->rank, (long long)g->gjob, (long long)(pr->step + 1), (long long)pr->steps,
                 pr->expert ? "transformer_2" : "transformer", pr->timestep, pr->step_seconds,
-                pr->comm_seconds, (double)pr->comm_bytes / 1e6);
+                pr->comm_seconds, (double)pr->comm_bytes / 1e6, pr->op_seconds[WK_T_GEMM],
+                pr->op_seconds[WK_T_ATTN], pr->op_seconds[WK_T_OTHER]);
     } else {
-        fprintf(stderr, "step %lld/%lld  %-13s  t=%-7g  %.2f s/step  ETA %.0f s\n",
+        fprintf(stderr, "step %lld/%lld  %-13s  t=%-7g  %.2f s/step  ETA %.0f s  (gemm %.2f, "
+                "attention %.2f, other %.2f s)\n",
                 (long long)(pr->step + 1), (long long)pr->steps,
-                pr->expert ? "transformer_2" : "transformer", pr->timestep, per, eta);
+                pr->expert ? "transformer_2" : "transformer", pr->timestep, per, eta,
+                pr->op_seconds[WK_T_GEMM], pr->op_seconds[WK_T_ATTN], pr->op_seconds[WK_T_OTHER]);
     }
 }
 

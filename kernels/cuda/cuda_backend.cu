@@ -347,11 +347,14 @@ static void cuda_ops_fill(void) {
     o->download = cuda_download;
     o->copy = cuda_copy;
     o->sync = cuda_sync;
+    o->time_enable = wk_cuda_time_enable;
+    o->time_mark = wk_cuda_time_mark;
+    o->time_take = wk_cuda_time_take;
     void *slots[sizeof(wk_ops) / sizeof(void *)];
     memcpy(slots, o, sizeof slots);
     for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++) WF_ASSERT(slots[i] != NULL);
 }
-static_assert(sizeof(wk_ops) == 40 * sizeof(void *),
+static_assert(sizeof(wk_ops) == 43 * sizeof(void *),
               "wk_ops changed: add the new op to cuda_ops_fill and update this count");
 
 /* ---- construction and destruction ---- */
@@ -363,6 +366,7 @@ static void cuda_destroy(wk_backend *be) {
     cudaSetDevice(c->device);
     if (c->stream) cudaStreamSynchronize(c->stream);
     /* NULL-safe: a cache whose init failed half-way is released too */
+    wk_cuda_timing_free(c);
     wk_cuda_sdpa_free(c);
     wk_cuda_conv_free(c);
     wk_cuda_gemm_free(c);

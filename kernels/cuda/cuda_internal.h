@@ -17,6 +17,7 @@
  *   cuda_sdpa.c        cuDNN fused SDPA through the backend C API, plans cached per shape
  *   cuda_sampler.cu    scale_add, guidance, unipc_update, first_nonfinite (the samplers' and
  *                      CFG's updates on device latents)
+ *   cuda_timing.cu     time_enable, time_mark, time_take (per-op CUDA events by category)
  * Conventions: every op runs on wk_cuda.stream, never synchronises unless it must (download,
  * sync), never allocates device memory except through wk_backend_workspace (which grows only
  * before the first step), and checks its arguments on the host before launching anything.
@@ -38,6 +39,7 @@ extern "C" {
 typedef struct wk_cuda_gemm_cache wk_cuda_gemm_cache; /* cuda_matmul.cu */
 typedef struct wk_cuda_conv_cache wk_cuda_conv_cache; /* cuda_conv.cu */
 typedef struct wk_cuda_sdpa_cache wk_cuda_sdpa_cache; /* cuda_sdpa.c */
+typedef struct wk_cuda_timing wk_cuda_timing;         /* cuda_timing.cu */
 
 typedef struct wk_cuda {
     wk_backend *be;            /* the backend this state belongs to (mem_allocs is counted) */
@@ -53,6 +55,7 @@ typedef struct wk_cuda {
     wk_cuda_gemm_cache *gemm;
     wk_cuda_conv_cache *conv;
     wk_cuda_sdpa_cache *sdpa;
+    wk_cuda_timing *timing;    /* per-op events (wk_timing_enable), or NULL */
     /* memory accounting: every device allocation goes through wk_cuda_malloc */
     size_t n_mallocs;          /* cudaMalloc calls so far (a step must add none) */
     size_t bytes_live, bytes_peak;
@@ -177,6 +180,11 @@ wf_status wk_cuda_unipc_update(wk_backend *be, wk_tensor *y, const wk_tensor *x,
                                const wk_unipc_coef *c, wf_err *err);
 wf_status wk_cuda_first_nonfinite(wk_backend *be, const wk_tensor *x, int64_t *index,
                                   wf_err *err);
+
+wf_status wk_cuda_time_enable(wk_backend *be, bool on, wf_err *err);
+void wk_cuda_time_mark(wk_backend *be, int cat, int begin);
+wf_status wk_cuda_time_take(wk_backend *be, double *secs, wf_err *err);
+void wk_cuda_timing_free(wk_cuda *c);
 
 /* Element-wise widening of a weight-like tensor inside a kernel: the value of element i of a
  * buffer of dtype dt (f32, bf16, f16, f8e4m3) as f32. Defined in cuda_elementwise.cu as a

@@ -441,6 +441,7 @@ static wf_status denoise(pl_pipeline *p, const pl_request *r, smp_sampler *smp, 
         if (b > bytes) bytes = b;
     }
     WF_TRY(wk_arena_init_on(&arena, p->be, "dit activations", bytes, err));
+    WF_TRY(wk_timing_enable(p->be, true, err)); /* each step's time by op category */
     double t0 = now_s();
     for (int64_t i = 0; i < r->steps; i++) {
         double ts = now_s();
@@ -454,14 +455,18 @@ static wf_status denoise(pl_pipeline *p, const pl_request *r, smp_sampler *smp, 
             goto out;
         }
         if (r->expert_out) r->expert_out[i] = e;
+        double ops[WK_T_NCATS] = {0};
+        if ((st = wk_timing_take(p->be, ops, err))) goto out;
         if (r->progress) {
             double tn = now_s();
             pl_progress pr = {0, 0, wall_s(), i, r->steps, e, (double)t, g->cfg ? gs : 1.0,
-                              tn - ts, tn - t0, 0, 0};
+                              tn - ts, tn - t0, 0, 0, {0}, {0}};
+            memcpy(pr.op_seconds, ops, sizeof ops);
             r->progress(r->progress_ctx, &pr);
         }
     }
 out:
+    wk_timing_enable(p->be, false, NULL);
     wk_arena_free(&arena);
     return st;
 }

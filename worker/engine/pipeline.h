@@ -118,6 +118,11 @@ typedef struct pl_progress {
      * (bench/PERFORMANCE.md gives the formulas); 0 in one process */
     double comm_seconds;
     uint64_t comm_bytes;
+    /* where the step's time went on this rank: the backend's ops by category (wk_timing:
+     * device time of GEMMs, attention and the other ops on a GPU, host time on the CPU), and the
+     * collectives by kind (seconds inside them, waiting included; 0 in one process) */
+    double op_seconds[WK_T_NCATS];
+    double comm_op_seconds[CM_NOPS];
 } pl_progress;
 typedef void (*pl_progress_fn)(void *ctx, const pl_progress *pr);
 

@@ -323,6 +323,7 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
         if (b > bytes) bytes = b;
     }
     if (i1 > i0) WF_TRY(wk_arena_init_on(&arena, d->p->be, "dit activations", bytes, err));
+    WF_TRY(wk_timing_enable(d->p->be, true, err)); /* each step's time by op category */
     double t0 = now_s();
     for (int64_t i = i0; i < i1; i++) {
         double ts = now_s();
@@ -344,13 +345,18 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
         }
         cm_watchdog_step(now_s() - ts);
         if (r->expert_out && d->role.writer) r->expert_out[i] = e;
+        double ops[WK_T_NCATS] = {0};
+        if ((st = wk_timing_take(d->p->be, ops, err))) goto out;
         if (r->progress && d->group->rank == 0) {
             double tn = now_s();
             double g2 = isnan(r->guidance_2) ? r->guidance : r->guidance_2;
             pl_progress pr = {j->index, d->role.group, wall_s(), i, r->steps, e, (double)t,
-                              j->cfg ? (e ? g2 : r->guidance) : 1.0, tn - ts, tn - t0, 0, 0};
+                              j->cfg ? (e ? g2 : r->guidance) : 1.0, tn - ts, tn - t0, 0, 0,
+                              {0}, {0}};
+            memcpy(pr.op_seconds, ops, sizeof ops);
             cm_stats after = comm_totals(d);
             for (int op = 0; op < CM_NOPS; op++) {
+                pr.comm_op_seconds[op] = after.seconds[op] - before.seconds[op];
                 pr.comm_seconds += after.seconds[op] - before.seconds[op];
                 pr.comm_bytes += after.bytes[op] - before.bytes[op];
             }
@@ -358,6 +364,7 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
         }
     }
 out:
+    wk_timing_enable(d->p->be, false, NULL);
     wk_arena_free(&arena);
     return st;
 }
