@@ -23,6 +23,14 @@
  *     the request's on_frames and fills latents_out / video_out / expert_out;
  *   - after every step each rank checks its latents are finite (one pass; a NaN or infinity stops
  *     the run with an error naming the request, the step and the expert).
+ * Where the data lives: on the rank's backend (the CPU's memory, or its GPU's when pd_open gets a
+ * CUDA backend): latents, velocities, the CFG halves, the text embeddings and the sampler's
+ * history stay there for a request's steps; the host holds the embeddings for their MPI
+ * broadcast and the latents where they enter (noise), cross groups (the hand-off, over MPI) and
+ * leave (the decode, latents_out). On a GPU backend the Ulysses and CFG communicators carry
+ * device buffers (NCCL on the backend's stream, or MPI through host memory when their ranks share
+ * a GPU: cm_enable_device), the text encoder is uploaded only to encode (staged), and the decode
+ * runs on one rank (vae_ranks > 1 is refused: the row-parallel decode is CPU-only for now).
  * Requests must be the same on every rank (each rank parses the same command line). Progress
  * callbacks run on each group's rank 0, with the job, the group and a wall-clock time.
  * The result equals pl_generate's on one rank within float rounding (tests/test_dist.c).
@@ -32,7 +40,8 @@
  * collective).
  * What it is not: fault tolerant, or a server (the coordinator hands out jobs; a later issue).
  * Tested by: tests/test_dist.c (mpirun np 1..4: every placement equals np = 1; bytes per step equal
- * the formula of bench/PERFORMANCE.md), tests/test_dist.sh (the CLI: pipelining, bad layouts).
+ * the formula of bench/PERFORMANCE.md; with --device cuda the same on GPU ranks, label gpu),
+ * tests/test_dist.sh (the CLI: pipelining, bad layouts, GPU ranks when there is a GPU).
  */
 #ifndef PD_PL_DIST_H
 #define PD_PL_DIST_H
