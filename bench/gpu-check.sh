@@ -14,8 +14,10 @@
 #   build      everything that builds (ninja -k 0: one broken target does not stop the others)
 #   devices    `wanfarm devices` (the plug-in's view of the GPU)
 #   backend_ops  test_backend_ops --json OUTDIR/backend_ops.json: every op, CUDA against CPU
-#   gpu_tests  ctest -L gpu: the tiny pipelines on CUDA against the CPU (and whatever else is
-#              labelled gpu)
+#   gpu_tests  ctest -L gpu: the tiny pipelines on CUDA against the CPU, the communicator on
+#              device buffers (test_comm: NCCL, or MPI through host memory for ranks sharing the
+#              GPU) and every layout on 2 and 3 GPU ranks against the CPU (test_dist --device
+#              cuda), under the unpacked OpenMPI (and whatever else is labelled gpu)
 #   bench_gpu  bench_gpu --json OUTDIR/bench_gpu.json --cost-file OUTDIR/gpu.cost.json
 # then one table: part, status, seconds, what failed. OUTDIR/summary.json holds the same, rewritten
 # after every part. Each part has a time budget (seconds; GPU_CHECK_<PART>=N overrides), and none
@@ -50,7 +52,7 @@ B_CONFIGURE=${GPU_CHECK_CONFIGURE:-60}
 B_BUILD=${GPU_CHECK_BUILD_S:-180}
 B_DEVICES=${GPU_CHECK_DEVICES:-30}
 B_OPS=${GPU_CHECK_OPS:-60}
-B_TESTS=${GPU_CHECK_TESTS:-60}
+B_TESTS=${GPU_CHECK_TESTS:-90}
 B_BENCH=${GPU_CHECK_BENCH:-100}
 DEADLINE=$((T_START + ${GPU_CHECK_TOTAL:-470}))
 
