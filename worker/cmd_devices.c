@@ -89,11 +89,12 @@ static int devices_ranks(void) {
                                cm_bind_share_allowed(), &b, &err);
     if (rank == 0) print_devices(&s->info, s->devs);
     if (b.device >= 0)
-        snprintf(line, sizeof line, "rank %d: %s local rank %d of %d -> cuda:%d %s (%s)", rank,
-                 b.host, b.local_rank, b.local_size, b.device, s->devs[b.device].name, b.uuid);
+        snprintf(line, sizeof line, "rank %d: %.63s local rank %d of %d -> cuda:%d %.96s (%.47s)",
+                 rank, b.host, b.local_rank, b.local_size, b.device, s->devs[b.device].name,
+                 b.uuid);
     else
-        snprintf(line, sizeof line, "rank %d: %s local rank %d of %d -> no GPU (%.160s)", rank, b.host,
-                 b.local_rank, b.local_size, s->n ? "binding failed" : s->why);
+        snprintf(line, sizeof line, "rank %d: %.63s local rank %d of %d -> no GPU (%.160s)", rank,
+                 b.host, b.local_rank, b.local_size, s->n ? "binding failed" : s->why);
     MPI_Gather(line, (int)sizeof line, MPI_CHAR, lines, (int)sizeof line, MPI_CHAR, 0,
                MPI_COMM_WORLD);
     if (rank == 0) {
