@@ -110,8 +110,7 @@ static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *b
     in.ulysses[0] = l->ulysses[0] > 0 ? l->ulysses[0] : PN_FREE;
     in.ulysses[1] = l->ulysses[1] > 0 ? l->ulysses[1] : (l->ulysses[0] > 0 ? l->ulysses[0] : PN_FREE);
     in.cfg_parallel = o->cfg_par >= 0 ? o->cfg_par : PN_FREE;
-    /* GPU ranks decode on one rank (pd_open: the row-parallel decode is CPU-only for now) */
-    in.vae_ranks = l->vae_ranks > 0 ? l->vae_ranks : (be ? 1 : PN_FREE);
+    in.vae_ranks = l->vae_ranks > 0 ? l->vae_ranks : PN_FREE;
     pn_plan plan;
     if (pn_choose(&in, &plan, &err)) {
         if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);

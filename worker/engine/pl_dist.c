@@ -34,15 +34,16 @@ unsigned pd_parts(const ly_layout *l, int rank) {
 }
 
 /* On a device backend the communicators that carry device data (the Ulysses all-to-alls and
- * the head all-gather, the CFG pair's velocities) switch to NCCL on the backend's queue (or, when
+ * the head all-gather, the CFG pair's velocities, the VAE's halos, keys/values and frame bands:
+ * all in its arena) switch to NCCL on the backend's queue (or, when
  * their ranks share a GPU, which NCCL refuses, to MPI through host memory: cm_enable_device); the
  * group and the hand-off keep MPI for host messages (the text embeddings, the sampler state).
  * A communicator of one rank never exchanges anything and stays as it is. */
 static wf_status enable_device_comms(pd_world *d, wf_err *err) {
     wk_backend *be = d->p->be;
     if (be->device == WK_DEV_CPU) return WF_OK;
-    cm_comm *data[2] = {d->sp, d->pair};
-    for (int k = 0; k < 2; k++) {
+    cm_comm *data[3] = {d->sp, d->pair, d->vae};
+    for (int k = 0; k < 3; k++) {
         if (!data[k] || data[k]->size < 2) continue;
         wf_status st = cm_enable_device(data[k], be->ordinal, be->queue, err);
         if (st) return st;
@@ -53,10 +54,6 @@ static wf_status enable_device_comms(pd_world *d, wf_err *err) {
 wf_status pd_open(pd_world **out, cm_comm *world, const ly_layout *l, const char *root,
                   wk_backend *be, int nthreads, wf_err *err) {
     *out = NULL;
-    if (be && be->device != WK_DEV_CPU && l->vae_ranks > 1)
-        return wf_fail(err, WF_EUNSUPPORTED, "the row-parallel VAE decode runs on CPU ranks only "
-                       "for now: use --vae-ranks 1 on GPU ranks (the decode is a small part of a "
-                       "video's time)");
     if (ly_ranks(l) != world->size) {
         char f[128];
         ly_format(l, f, sizeof f);

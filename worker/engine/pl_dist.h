@@ -29,8 +29,9 @@
  * broadcast and the latents where they enter (noise), cross groups (the hand-off, over MPI) and
  * leave (the decode, latents_out). On a GPU backend the Ulysses and CFG communicators carry
  * device buffers (NCCL on the backend's stream, or MPI through host memory when their ranks share
- * a GPU: cm_enable_device), the text encoder is uploaded only to encode (staged), and the decode
- * runs on one rank (vae_ranks > 1 is refused: the row-parallel decode is CPU-only for now).
+ * a GPU: cm_enable_device), as does the decoding group (the row-parallel decode's halos, keys and
+ * values and frame bands live in its device arena), and the text encoder is uploaded only to
+ * encode (staged).
  * Requests must be the same on every rank (each rank parses the same command line). Progress
  * callbacks run on each group's rank 0, with the job, the group and a wall-clock time.
  * The result equals pl_generate's on one rank within float rounding (tests/test_dist.c).

@@ -240,7 +240,8 @@ wf_status vae_decode(const vae_model *m, wk_backend *be, wk_arena *arena, const 
  * Both layouts (Wan2.1, and Wan2.2 with patchify and DupUp3D, whose row bands map to row bands) and
  * both schedules (VAE_STREAM; VAE_WHOLE, the same maths in one chunk) are supported; tiling is
  * refused (WF_EINVAL) when comm has more than one rank, as are more ranks than latent rows and a
- * writer outside comm; comm must use the MPI backend (host buffers). Input errors are found by the
+ * writer outside comm; comm carries buffers of be's memory (MPI for the CPU; NCCL, or MPI through
+ * host memory, for a GPU: cm_enable_device). Input errors are found by the
  * same checks on every rank before any communication, so every rank returns the same status. After
  * the arena is carved, and after each chunk, the ranks agree on a status (an all-reduce): a rank
  * whose arena is too small, or the writer's failing on_frames, makes every rank return that status
