@@ -312,6 +312,19 @@ static void write_comfyui_copy(void) {
 
 /* ---- scaled fp8 (ComfyUI's "fp8_scaled" files) ---- */
 
+/* A Linear weight w [numel] quantised as a scaled-fp8 file stores it: *scale = amax / 448, q8 =
+ * e4m3(w / scale), and the dequantised values deq = f32(e4m3) x scale (torch's w.float() * s). */
+static void quantise_fp8(const float *w, size_t numel, float *scale, unsigned char *q8,
+                         float *deq) {
+    float amax = 0;
+    for (size_t k = 0; k < numel; k++) amax = fmaxf(amax, fabsf(w[k]));
+    *scale = amax > 0 ? amax / 448.0f : 1.0f;
+    for (size_t k = 0; k < numel; k++) deq[k] = w[k] / *scale;
+    wk_convert_from_f32(q8, WK_F8E4M3, deq, numel);
+    wk_convert_to_f32(deq, q8, WK_F8E4M3, numel);
+    for (size_t k = 0; k < numel; k++) deq[k] = deq[k] * *scale;
+}
+
 /* Two copies of the l3_h4_d16 official checkpoint under ComfyUI's prefix: <tmp>/fp8, every 2-D
  * ".weight" quantised to e4m3 with the per-tensor scale amax / 448 and its ".scale_weight" [1]
  * beside it, plus the "scaled_fp8" marker; <tmp>/fp8_ref, the same weights dequantised to f32
@@ -345,17 +358,10 @@ static void write_fp8_copies(int bad) {
         const size_t len = strlen(t->name);
         const bool linear = t->ndim == 2 && len > 7 && !strcmp(t->name + len - 7, ".weight");
         if (!linear) continue;
-        const float *w = (const float *)t->data;
-        float amax = 0;
-        for (size_t k = 0; k < t->numel; k++) amax = fmaxf(amax, fabsf(w[k]));
-        scales[i] = amax > 0 ? amax / 448.0f : 1.0f;
-        float *tmpf = malloc(t->numel * sizeof *tmpf), *deq = malloc(t->numel * sizeof *deq);
+        float *deq = malloc(t->numel * sizeof *deq);
         unsigned char *q8 = malloc(t->numel);
-        for (size_t k = 0; k < t->numel; k++) tmpf[k] = w[k] / scales[i];
-        wk_convert_from_f32(q8, WK_F8E4M3, tmpf, t->numel);
-        wk_convert_to_f32(deq, q8, WK_F8E4M3, t->numel);
-        for (size_t k = 0; k < t->numel; k++) deq[k] = deq[k] * scales[i];
-        free(tmpf);
+        WF_ASSERT(deq && q8);
+        quantise_fp8((const float *)t->data, t->numel, &scales[i], q8, deq);
         bufs[2 * i] = q8;
         bufs[2 * i + 1] = deq;
         q[nq - 1] = (st_item){names[3 * i], ST_F8_E4M3, t->ndim, t->shape, q8};

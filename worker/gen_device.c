@@ -94,6 +94,20 @@ wf_status gen_backend_new(const gen_opts *o, bool quiet, wk_backend **be, int *e
 
 #define GEN_MAX_GPUS 64
 
+/* The GPUs this rank can use (none on a machine without the driver under auto: nothing is
+ * loaded), their UUIDs into ids; returns how many. */
+static int visible_gpus(const gen_opts *o, wk_cuda_device *devs, char (*ids)[CM_GPU_ID_LEN]) {
+    wk_cuda_info info;
+    wf_err look = {0};
+    int n = 0;
+    memset(&info, 0, sizeof info);
+    if ((o->device == GEN_DEV_CUDA || driver_present()) && wk_cuda_built() &&
+        wk_cuda_devices(&info, devs, GEN_MAX_GPUS, &look) == WF_OK && info.n_devices > 0)
+        n = info.n_devices < GEN_MAX_GPUS ? info.n_devices : GEN_MAX_GPUS;
+    for (int k = 0; k < n; k++) snprintf(ids[k], CM_GPU_ID_LEN, "%s", devs[k].uuid);
+    return n;
+}
+
 wf_status gen_backend_ranks(const gen_opts *o, cm_comm *world, bool quiet, wk_backend **be,
                             double *mem, int *exit_code, wf_err *err) {
     *be = NULL;
@@ -105,22 +119,14 @@ wf_status gen_backend_ranks(const gen_opts *o, cm_comm *world, bool quiet, wk_ba
                                        "backend computes fp32");
     }
     if (o->device == GEN_DEV_CPU) return WF_OK;
-    /* what this rank sees (auto on a machine without the driver: nothing, nothing loaded) */
-    wk_cuda_info info;
     wk_cuda_device *devs = calloc(GEN_MAX_GPUS, sizeof *devs);
     char (*ids)[CM_GPU_ID_LEN] = calloc(GEN_MAX_GPUS, CM_GPU_ID_LEN);
-    int n = 0;
-    wf_err look = {0};
-    memset(&info, 0, sizeof info);
     if (!devs || !ids) {
         free(devs);
         free(ids);
         return wf_fail(err, WF_ENOMEM, "out of memory");
     }
-    if ((o->device == GEN_DEV_CUDA || driver_present()) && wk_cuda_built() &&
-        wk_cuda_devices(&info, devs, GEN_MAX_GPUS, &look) == WF_OK && info.n_devices > 0)
-        n = info.n_devices < GEN_MAX_GPUS ? info.n_devices : GEN_MAX_GPUS;
-    for (int k = 0; k < n; k++) snprintf(ids[k], CM_GPU_ID_LEN, "%s", devs[k].uuid);
+    int n = visible_gpus(o, devs, ids);
     int fewest = n, most = n;
     MPI_Allreduce(&n, &fewest, 1, MPI_INT, MPI_MIN, world->mpi);
     MPI_Allreduce(&n, &most, 1, MPI_INT, MPI_MAX, world->mpi);
