@@ -256,6 +256,8 @@ struct wk_backend {
                             * wk_backend_alloc counts host memory; a backend with its own alloc
                             * op counts every allocation it makes */
     size_t mem_peak;       /* a device backend's peak bytes of its memory in use (0: not kept) */
+    size_t mem_live;       /* a device backend's bytes in use now (0: not kept) */
+    size_t mem_total;      /* a device backend's memory, bytes (0 on the CPU: the host's) */
     bool timing;           /* wk_timing_enable: the dispatchers time every op */
     double time_s[WK_T_NCATS]; /* the host-clock timing of a synchronous backend, so far */
     uint64_t bytes_up;     /* bytes moved host -> backend memory by wk_upload(_bytes), */

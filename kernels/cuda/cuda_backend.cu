@@ -138,7 +138,10 @@ extern "C" wf_status wk_cuda_malloc(wk_cuda *c, size_t bytes, void **out, wf_err
     }
     c->bytes_live += n;
     if (c->bytes_live > c->bytes_peak) c->bytes_peak = c->bytes_live;
-    if (c->be) c->be->mem_peak = c->bytes_peak;
+    if (c->be) {
+        c->be->mem_peak = c->bytes_peak;
+        c->be->mem_live = c->bytes_live;
+    }
     *out = p;
     return WF_OK;
 }
@@ -152,6 +155,7 @@ extern "C" void wk_cuda_free(wk_cuda *c, void *p) {
         if (b->allocs[i].p == p) {
             bytes = b->allocs[i].bytes;
             c->bytes_live -= bytes;
+            if (c->be) c->be->mem_live = c->bytes_live;
             b->allocs[i] = b->allocs[--b->n_allocs]; /* the record goes first: forget below frees
                                                       * (and so re-orders) other records */
             found = true;
@@ -500,6 +504,10 @@ extern "C" wf_status wk_cuda_plugin_new(wk_backend **out, int device, wk_precisi
     be->precision = precision;
     be->queue = b->c.stream; /* NCCL enqueues on it, after the ops that made its buffers */
     be->ordinal = b->c.device;
+    {
+        size_t fr = 0, tot = 0;
+        if (cudaMemGetInfo(&fr, &tot) == cudaSuccess) be->mem_total = tot;
+    }
     cuda_ops_fill();
     be->ops = &cuda_ops;
     wk_cuda_log(&b->c, "%s (cc %d.%d, %d SMs), %s, cuDNN %s%s", b->c.device_name, b->c.cc_major,

@@ -375,14 +375,43 @@ typedef struct gen {
     float *cond_d, *uncond_d; /* backend [L, D] */
 } gen;
 
+bool pl_text_may_stay(const pl_pipeline *p, size_t need) {
+    if (p->text_policy != PL_TEXT_AUTO) return p->text_policy == PL_TEXT_RESIDENT;
+    const wk_backend *be = p->be;
+    if (!be->mem_total) return false;
+    const double margin = 1024.0 * 1024 * 1024;
+    return (double)be->mem_live + (double)need + margin <= 0.95 * (double)be->mem_total;
+}
+
+/* The largest arena the rest of a request needs after its prompts: the DiT's (either expert)
+ * or the VAE decode's. */
+static wf_status later_arena_bytes(const pl_pipeline *p, const gen *g, size_t *need,
+                                   wf_err *err) {
+    dit_shape ds = {g->T, g->h, g->w, g->L, false};
+    vae_opts vo = vae_opts_default();
+    size_t b = 0;
+    *need = 0;
+    for (int k = 0; k < 2; k++) {
+        if (!p->dit[k]) continue;
+        wf_status st = dit_arena_bytes(p->dit[k], p->be, &ds, 1, &b, err);
+        if (st) return st;
+        if (b > *need) *need = b;
+    }
+    wf_status st = vae_decode_arena_bytes(p->vae, g->T, g->h, g->w, &vo, &b, err);
+    if (!st && b > *need) *need = b;
+    return st;
+}
+
 /* text: the prompt's embedding into cond and (CFG) the negative prompt's into uncond; on a
- * device the text encoder's weights are uploaded for this and given back after it (staged) */
+ * device the text encoder's weights are uploaded for this (unless they stayed from the last
+ * request) and given back after it unless they may stay (pl_text_may_stay) */
 static wf_status encode_prompts(pl_pipeline *p, const pl_request *r, gen *g, wf_err *err) {
     wk_arena arena;
     memset(&arena, 0, sizeof arena);
-    size_t bytes = 0;
+    size_t bytes = 0, need = 0;
     wf_status st = WF_OK;
-    if (p->be->device != WK_DEV_CPU) WF_TRY(t5_upload(p->t5, p->be, err));
+    const bool dev = p->be->device != WK_DEV_CPU;
+    if (dev && !p->t5->dev.be) WF_TRY(t5_upload(p->t5, p->be, err));
     WF_TRY(t5_arena_bytes(p->t5, g->L, &bytes, err));
     WF_TRY(wk_arena_init_on(&arena, p->be, "umt5 activations", bytes, err));
     if ((st = pl_encode(p, &arena, r->prompt, g->L, g->cond, err))) {
@@ -394,7 +423,8 @@ static wf_status encode_prompts(pl_pipeline *p, const pl_request *r, gen *g, wf_
         wf_err_prefix(err, "negative prompt: ");
 out:
     wk_arena_free(&arena);
-    t5_unload(p->t5);
+    if (dev && (st || later_arena_bytes(p, g, &need, err) || !pl_text_may_stay(p, need)))
+        t5_unload(p->t5); /* staged */
     return st;
 }
 

@@ -32,9 +32,11 @@
  *      each latent frame finishes.
  *   Every activation arena is sized by its measuring function before the work starts (t5, dit
  *   for the larger of the two experts, vae) and freed when its stage ends. On a device the
- *   experts and the VAE are uploaded once (pl_open) and the text encoder only for step 2 of each
- *   request, then given back (staged, as the planner's text_staged), so that a device holds at
- *   most max(umT5 + its activations, both experts + the DiT's activations) + the VAE.
+ *   experts and the VAE are uploaded once (pl_open) and the text encoder for step 2 of the first
+ *   request; it stays when the rest of the request fits beside it, else it is given back before
+ *   the loop and uploaded again for the next request (staged, the planner's text_staged rule:
+ *   p->text_policy, pl_text_may_stay), so that a device need hold no more than
+ *   max(umT5 + its activations, both experts + the DiT's activations) + the VAE.
  *   TI2V-5B-style folders (expand_timesteps true, one transformer, Wan2.2 VAE with z_dim 48 and
  *   16x spatial compression) generate text-to-video the same way: for T2V Diffusers' per-token
  *   timestep is mask * t with mask = 1 on every token (§1.9), i.e. t itself as fp32 for every
@@ -76,7 +78,18 @@ typedef struct pl_pipeline {
     vae_model *vae;
     wk_backend *be;
     bool own_be;
+    int text_policy;        /* on a device: PL_TEXT_AUTO (default), PL_TEXT_STAGED, _RESIDENT */
 } pl_pipeline;
+
+/* Where the text encoder lives on a device between requests. AUTO: it stays after its first
+ * upload when what the rest of a request needs beside it fits (pl_text_may_stay: the planner's
+ * rule, measured on the device), else it is staged (uploaded for the prompts, given back before
+ * the loop). STAGED / RESIDENT force either. The CPU maps the weights: nothing moves. */
+enum { PL_TEXT_AUTO = 0, PL_TEXT_STAGED, PL_TEXT_RESIDENT };
+/* Whether the text encoder, whose weights are on the device now, may stay while `need` more
+ * bytes (the largest arena of the request's later stages) are allocated: live + need + 1 GiB
+ * within 95% of the device's memory, or the policy says so. */
+bool pl_text_may_stay(const pl_pipeline *p, size_t need);
 
 /* Loads the folder. be: the backend to run on (borrowed), or NULL for a CPU backend with
  * nthreads threads (<= 0: all). Errors name the component. */

@@ -225,17 +225,34 @@ static wf_status text_to_backend(job *j, wf_err *err) {
     return st;
 }
 
-/* The group's rank 0 encodes (on a device the text encoder is uploaded for it and given back
- * after: staged); everyone gets the embeddings. */
+/* On the text rank of a device world: whether umT5 may stay beside the largest arena the
+ * request needs later on this rank (the DiT's of its experts, or its part of the decode). */
+static bool text_may_stay(const pd_world *d, const job *j) {
+    dit_shape ds = {j->T, j->h, j->w, j->L, false};
+    size_t need = 0, b = 0;
+    wf_err e;
+    for (int k = 0; k < 2; k++)
+        if (d->p->dit[k] && !dit_arena_bytes(d->p->dit[k], d->p->be, &ds, d->sp->size, &b, &e) &&
+            b > need)
+            need = b;
+    vae_opts vo = vae_opts_default();
+    if (d->vae && !vae_decode_dist_arena_bytes(d->p->vae, j->T, j->h, j->w, &vo, d->vae->size,
+                                               d->vae->rank, &b, &e) && b > need)
+        need = b;
+    return pl_text_may_stay(d->p, need);
+}
+
+/* The group's rank 0 encodes (on a device the text encoder is uploaded for it and, unless it may
+ * stay, given back after: staged); everyone gets the embeddings. */
 static wf_status job_text(pd_world *d, job *j, wf_err *err) {
     wf_status st = WF_OK;
     const size_t tb = (size_t)(j->L * j->D) * sizeof(float);
     wk_arena arena;
     memset(&arena, 0, sizeof arena);
-    const bool staged = d->p->be->device != WK_DEV_CPU;
+    const bool dev = d->p->be->device != WK_DEV_CPU;
     if (d->group->rank == 0) {
         size_t bytes = 0;
-        if (staged) WF_TRY(t5_upload(d->p->t5, d->p->be, err)); /* given back below */
+        if (dev && !d->p->t5->dev.be) WF_TRY(t5_upload(d->p->t5, d->p->be, err));
         WF_TRY(t5_arena_bytes(d->p->t5, j->L, &bytes, err));
         WF_TRY(wk_arena_init_on(&arena, d->p->be, "umt5 activations", bytes, err));
         if ((st = pl_encode(d->p, &arena, j->r->prompt, j->L, j->cond, err))) {
@@ -248,14 +265,14 @@ static wf_status job_text(pd_world *d, job *j, wf_err *err) {
             goto out;
         }
         wk_arena_free(&arena); /* before the broadcast */
-        if (staged) t5_unload(d->p->t5);
+        if (dev && !text_may_stay(d, j)) t5_unload(d->p->t5); /* staged */
     }
     WF_TRY(cm_bcast(d->group, j->cond, tb, 0, err));
     if (j->cfg) WF_TRY(cm_bcast(d->group, j->uncond, tb, 0, err));
     WF_TRY(text_to_backend(j, err));
 out:
     wk_arena_free(&arena);
-    if (staged && d->p->t5) t5_unload(d->p->t5);
+    if (st && dev && d->p->t5) t5_unload(d->p->t5);
     return st;
 }
 

@@ -30,8 +30,8 @@
  * leave (the decode, latents_out). On a GPU backend the Ulysses and CFG communicators carry
  * device buffers (NCCL on the backend's stream, or MPI through host memory when their ranks share
  * a GPU: cm_enable_device), as does the decoding group (the row-parallel decode's halos, keys and
- * values and frame bands live in its device arena), and the text encoder is uploaded only to
- * encode (staged).
+ * values and frame bands live in its device arena), and the text encoder stays on the text rank's
+ * device only when the rest fits beside it (else staged: pl_text_may_stay).
  * Requests must be the same on every rank (each rank parses the same command line). Progress
  * callbacks run on each group's rank 0, with the job, the group and a wall-clock time.
  * The result equals pl_generate's on one rank within float rounding (tests/test_dist.c).
