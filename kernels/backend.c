@@ -1,6 +1,7 @@
 /* backend.c: op dispatch and the backend workspace (see backend.h). */
 #include "backend.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -9,23 +10,52 @@
 
 const char *wk_precision_name(wk_precision p) { return p == WK_PREC_BF16 ? "bf16" : "fp32"; }
 
+/* Host blocks carry their size in a head of one alignment unit before the bytes handed out, so
+ * that a free can keep mem_live true. */
+#define HEAD WK_ARENA_ALIGN
+
+/* mem_peak_data after a change of mem_live (not while the workspace itself is allocated) */
+void wk_mem_note(wk_backend *be) {
+    if (be->in_ws) return;
+    size_t d = be->mem_live > be->ws_bytes ? be->mem_live - be->ws_bytes : 0;
+    if (d > be->mem_peak_data) be->mem_peak_data = d;
+}
+
 wf_status wk_backend_alloc(wk_backend *be, size_t bytes, void **out, wf_err *err) {
-    if (be->ops->alloc) return be->ops->alloc(be, bytes, out, err); /* it counts mem_allocs */
+    if (be->ops->alloc) { /* it counts mem_allocs, mem_live and mem_peak */
+        wf_status st = be->ops->alloc(be, bytes, out, err);
+        if (!st) wk_mem_note(be);
+        return st;
+    }
     be->mem_allocs++;
     size_t cap = (bytes + WK_ARENA_ALIGN - 1) / WK_ARENA_ALIGN * WK_ARENA_ALIGN;
-    if (cap < bytes) return wf_fail(err, WF_ENOMEM, "%s memory: size %zu overflows", be->name, bytes);
-    void *p = aligned_alloc(WK_ARENA_ALIGN, cap ? cap : WK_ARENA_ALIGN);
+    if (cap < bytes || cap > SIZE_MAX - HEAD)
+        return wf_fail(err, WF_ENOMEM, "%s memory: size %zu overflows", be->name, bytes);
+    char *p = aligned_alloc(WK_ARENA_ALIGN, HEAD + cap);
     if (!p)
         return wf_fail(err, WF_ENOMEM, "%s memory: cannot allocate %.1f MiB", be->name,
                        (double)cap / (1 << 20));
-    *out = p;
+    memcpy(p, &cap, sizeof cap);
+    be->mem_live += cap;
+    if (be->mem_live > be->mem_peak) be->mem_peak = be->mem_live;
+    wk_mem_note(be);
+    *out = p + HEAD;
     return WF_OK;
 }
 
+size_t wk_device_used(wk_backend *be) { return be->device_used ? be->device_used(be) : 0; }
+
 void wk_backend_free(wk_backend *be, void *p) {
     if (!p) return;
-    if (be->ops->free) be->ops->free(be, p);
-    else free(p);
+    if (be->ops->free) {
+        be->ops->free(be, p);
+        return;
+    }
+    char *b = (char *)p - HEAD;
+    size_t cap;
+    memcpy(&cap, b, sizeof cap);
+    be->mem_live -= cap <= be->mem_live ? cap : be->mem_live;
+    free(b);
 }
 
 wf_status wk_backend_workspace(wk_backend *be, size_t bytes, void **out, wf_err *err) {
@@ -33,12 +63,20 @@ wf_status wk_backend_workspace(wk_backend *be, size_t bytes, void **out, wf_err 
         *out = be->ws;
         return WF_OK;
     }
-    void *p;
-    wf_status st = wk_backend_alloc(be, bytes, &p, err);
-    if (st) return st;
+    /* the old block goes first (its bytes need not survive), so that the two never add up */
     wk_backend_free(be, be->ws);
+    be->ws = NULL;
+    be->ws_cap = 0;
+    be->ws_bytes = 0;
+    void *p;
+    const size_t before = be->mem_live;
+    be->in_ws = true;
+    wf_status st = wk_backend_alloc(be, bytes, &p, err);
+    be->in_ws = false;
+    if (st) return st;
     be->ws = p;
     be->ws_cap = bytes;
+    be->ws_bytes = be->mem_live > before ? be->mem_live - before : 0;
     be->ws_grows++;
     *out = p;
     return WF_OK;

@@ -255,8 +255,17 @@ struct wk_backend {
                             * workspace, a backend's own caches): a steady-state step adds none.
                             * wk_backend_alloc counts host memory; a backend with its own alloc
                             * op counts every allocation it makes */
-    size_t mem_peak;       /* a device backend's peak bytes of its memory in use (0: not kept) */
-    size_t mem_live;       /* a device backend's bytes in use now (0: not kept) */
+    size_t mem_peak;       /* peak bytes of backend memory in use: a device backend's own
+                            * allocations, or wk_backend_alloc's host blocks (on the CPU: the
+                            * arenas, latents, sampler buffers and workspace; its weights are
+                            * mapped from the checkpoint and not counted) */
+    size_t mem_live;       /* the same, in use now */
+    size_t ws_bytes;       /* of mem_live, the workspace's block (wk_backend_workspace) */
+    size_t mem_peak_data;  /* the peak of mem_live - ws_bytes: what the models' weights, arenas
+                            * and a video's buffers hold (what the planner predicts; the
+                            * workspace belongs with the runtime's reserve), as seen at each
+                            * wk_backend_alloc */
+    bool in_ws;            /* inside wk_backend_workspace's allocation */
     size_t mem_total;      /* a device backend's memory, bytes (0 on the CPU: the host's) */
     bool timing;           /* wk_timing_enable: the dispatchers time every op */
     double time_s[WK_T_NCATS]; /* the host-clock timing of a synchronous backend, so far */
@@ -270,6 +279,10 @@ struct wk_backend {
                             * follow the ops that wrote their buffers (NULL on the CPU) */
     void *impl;            /* backend private state */
     void (*destroy)(wk_backend *be); /* frees impl (NULL: free(impl)); not ws, not be */
+    /* a device backend's device memory in use by every process on it, bytes (total - free as
+     * the runtime reports it: its context, NCCL's and the libraries' buffers included); NULL on
+     * the CPU */
+    size_t (*device_used)(wk_backend *be);
 };
 
 /* The CPU backend. nthreads <= 0 means all of omp_get_max_threads(). */
@@ -280,6 +293,12 @@ wf_status wk_backend_cpu_new(wk_backend **out, int nthreads, wf_err *err);
  * libraries cannot be loaded, or no usable device is there. */
 wf_status wk_backend_cuda_new(wk_backend **out, int device, wk_precision precision, wf_err *err);
 void wk_backend_destroy(wk_backend **be); /* NULLs *be; accepts NULL */
+
+/* Updates mem_peak_data from mem_live now (wk_backend_alloc does at each allocation; a device
+ * backend's own caches grow inside ops: call it where a peak is read). */
+void wk_mem_note(wk_backend *be);
+/* be->device_used(be), or 0 when the backend has none. */
+size_t wk_device_used(wk_backend *be);
 
 /* Backend memory through the table (the CPU's: aligned host memory). */
 wf_status wk_backend_alloc(wk_backend *be, size_t bytes, void **out, wf_err *err);

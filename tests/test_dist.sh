@@ -13,7 +13,9 @@
 #   4. `wanfarm devices` under mpirun: one line per rank with its node rank and GPU binding;
 #   5. GPU ranks: without a GPU, --device cuda fails on every rank and bf16 is a usage error; with
 #      one, shared + Ulysses 2, split and CFG-parallel on two ranks sharing it (fp32) equal the
-#      one-process CPU run within 1e-5.
+#      one-process CPU run within 1e-5;
+#   6. each rank's measured peak memory is within 10% of the planner's prediction for it
+#      (shared Ulysses 2 with a parallel decode, CFG parallel, split 1 + 2), on GPU ranks too.
 set -u
 WF=$1
 MPIEXEC=$2
@@ -186,6 +188,43 @@ else
     gpu_layout split --placement split --ulysses 1 --no-cfg-parallel --vae-ranks 1
     gpu_layout cfg-parallel --placement shared --ulysses 1 --cfg-parallel --vae-ranks 1
 fi
+
+# ---- 6. each rank's peak memory (weights, arenas, a video's buffers; the JSON "memory" event)
+# is within 10% of what the planner predicts for that rank, for the main layouts (on GPU ranks
+# too when there is a GPU: there the weights and the plug-in's caches count) ----
+mem_check() { # name np args...
+    local name=$1 np=$2
+    shift 2
+    local dev=()
+    [ -z "$ngpu" ] || dev=(--device cuda --precision fp32)
+    WANFARM_SHARE_GPU=1 timeout 300 "$MPIEXEC" -np "$np" "$WF" generate --model "$TMP/model" \
+        --size 192x160 --frames 9 --steps 2 --guidance 2 --max-sequence-length 16 \
+        --prompt "a red fox" --seed 7 --json-progress --out "$TMP/m-$name.mp4" "${dev[@]}" "$@" \
+        >"$TMP/m-$name.json" 2>"$TMP/m-$name.err" || {
+        fail "memory, $name: $(tail -2 "$TMP/m-$name.err")"
+        return
+    }
+    python3 - "$TMP/m-$name.json" "$np" <<'EOF' || fail "memory, $name: a rank's peak is not within 10% of the planner's"
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if '"event":"memory"' in l]
+if len(ev) != 1: sys.exit("expected one memory event, got %d" % len(ev))
+ranks = ev[0]["ranks"]
+if len(ranks) != int(sys.argv[2]): sys.exit("memory event for %d ranks" % len(ranks))
+bad = 0
+for r in ranks:
+    if r["idle"]: continue
+    p, m = r["predicted_bytes"], r["peak_bytes"]
+    ok = p > 0 and abs(m - p) <= 0.10 * p
+    bad += not ok
+    print("rank %d: peak %.2f MiB, planner %.2f MiB (%+.1f%%), workspace %.2f MiB%s"
+          % (r["rank"], m / 2**20, p / 2**20, 100 * (m - p) / p if p else 0,
+             r["workspace_bytes"] / 2**20, "" if ok else "  <- off"))
+sys.exit(1 if bad else 0)
+EOF
+}
+mem_check shared-u2 2 --placement shared --ulysses 2 --no-cfg-parallel --vae-ranks 2
+mem_check cfg-parallel 2 --placement shared --ulysses 1 --cfg-parallel --vae-ranks 1
+mem_check split-1-2 3 --placement split --ulysses 1,2 --no-cfg-parallel --vae-ranks 2
 
 [ $fails -eq 0 ] && echo "test_dist.sh: OK" || echo "test_dist.sh: $fails failure(s)"
 [ $fails -eq 0 ]

@@ -202,9 +202,14 @@ static int run_single(gen_run *g, const pl_request *base, double t0) {
         rc = WF_EXIT_FAIL;
     }
     gen_report_done(g, t0);
+    wk_mem_note(be);
     if (be->mem_peak && !o->json)
-        fprintf(stderr, PROG ": peak %s memory %.2f GiB (weights, activations, workspace, "
-                "caches)\n", be->name, (double)be->mem_peak / (double)(1u << 30));
+        fprintf(stderr, PROG ": peak %s memory %.1f MiB (%s), workspace %.1f MiB\n", be->name,
+                (double)be->mem_peak_data / (1 << 20),
+                be->device == WK_DEV_CPU ? "activations and latents; the weights are mapped from "
+                                           "the checkpoint"
+                                         : "weights, activations, latents, caches",
+                (double)be->ws_bytes / (1 << 20));
     rc = WF_EXIT_OK;
 done:
     gen_job_end(g);

@@ -77,6 +77,8 @@ typedef struct plan_args {
     const char *model, *preset, *cost;
     bool json, all, have_ranks, help;
     double mem_gb;  /* NaN: the cost model's */
+    pl_pipeline *shell;   /* --model: its configs and VAE, for the exact stage sizes */
+    pl_plan_exact exact;
 } plan_args;
 
 /* --ulysses N (both groups) or HIGH,LOW (placement split). */
@@ -191,13 +193,19 @@ static int fill_inputs(plan_args *p) {
     }
     wf_status st;
     if (p->model) {
-        dfs_pipeline *dp = NULL;
-        if (dfs_open(&dp, p->model, &err)) {
-            fprintf(stderr, PROG ": %s\n", err.msg);
-            return WF_EXIT_FAIL;
+        /* the configs and, for the decode's exact activations, the VAE (mapped, not copied);
+         * without a loadable VAE the planner's per-pixel formula stands in */
+        if (pl_open_parts(&p->shell, p->model, NULL, 1, PL_PART_VAE, &err)) {
+            wf_err e2;
+            if (pl_open_parts(&p->shell, p->model, NULL, 1, 0, &e2)) {
+                fprintf(stderr, PROG ": %s\n", e2.msg);
+                return WF_EXIT_FAIL;
+            }
+            fprintf(stderr, PROG ": note: the VAE's decode memory is estimated (%s)\n", err.msg);
         }
-        st = pl_plan_inputs(in, dp, &p->r, &err);
-        dfs_close(&dp);
+        st = pl_plan_inputs(in, p->shell->cfg, &p->r, &err);
+        p->exact = (pl_plan_exact){p->shell->cfg, p->shell->vae, in->row_quantum};
+        pl_plan_use_exact(in, &p->exact);
     } else {
         st = pl_plan_preset_a14b(in, &p->r, &err);
     }
@@ -273,17 +281,23 @@ int cmd_plan(int argc, char **argv) {
         help();
         return WF_EXIT_OK;
     }
-    if ((rc = fill_inputs(&p)) != WF_EXIT_OK) return rc;
+    p.shell = NULL;
+    if ((rc = fill_inputs(&p)) != WF_EXIT_OK) {
+        pl_close(&p.shell);
+        return rc;
+    }
     pn_plan *v = NULL;
     size_t n = 0;
     wf_err err;
     wf_status st = pn_enumerate(&p.in, &v, &n, &err);
     if (st) {
         fprintf(stderr, PROG ": %s\n", err.msg);
+        pl_close(&p.shell);
         return st == WF_EINVAL ? WF_EXIT_USAGE : WF_EXIT_FAIL;
     }
     if (p.json) print_json(&p.in, v, n, p.all);
     else print_text(&p.in, v, n, p.all);
     free(v);
+    pl_close(&p.shell);
     return WF_EXIT_OK;
 }

@@ -3,6 +3,7 @@
  * ones fixed, rated for CPU ranks), worker worlds and idle ranks, and the distributed run
  * (pl_dist.h) with writer-only outputs.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,20 +51,13 @@ static int64_t gen_threads_per_rank(const gen_opts *o) {
     return t < 1 ? 1 : t;
 }
 
-/* The layout: the command line's when it gives every choice, else the planner's with them fixed. */
-static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *base,
-                       const wk_backend *be, double gpu_mem, ly_layout *out, int *replicas) {
+/* The planner's inputs for this run: the model, the request, the world and the rates of its
+ * ranks. */
+static int plan_inputs(gen_run *g, const pl_pipeline *shell, const pl_request *base,
+                       const wk_backend *be, double gpu_mem, pn_inputs *pin) {
     const gen_opts *o = g->o;
     wf_err err;
     const ly_layout *l = &o->layout;
-    if (o->placement >= 0 && l->ulysses[0] > 0 && o->cfg_par >= 0 && l->vae_ranks > 0) {
-        *out = *l;
-        out->placement = (ly_placement)o->placement;
-        out->cfg_parallel = o->cfg_par == 1;
-        if (out->ulysses[1] <= 0) out->ulysses[1] = out->ulysses[0];
-        *replicas = o->replicas > 0 ? o->replicas : 1;
-        return WF_EXIT_OK;
-    }
     pn_inputs in;
     pn_inputs_default(&in);
     pn_request pr;
@@ -85,6 +79,7 @@ static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *b
      * 60 TFLOP/s) with the device's memory; --cost FILE overrides either (bench_scaling
      * --calibrate --write-cost and bench/gpu-check.sh write one). */
     if (be) {
+        in.row_quantum = be->row_quantum; /* how the DiT pads each rank's tokens there */
         pn_cost_default(&in.cost);
         if (be->precision == WK_PREC_FP32) {
             in.cost.gemm_flops = in.cost.attn_flops = 60e12;
@@ -111,8 +106,25 @@ static int pick_layout(gen_run *g, const pl_pipeline *shell, const pl_request *b
     in.ulysses[1] = l->ulysses[1] > 0 ? l->ulysses[1] : (l->ulysses[0] > 0 ? l->ulysses[0] : PN_FREE);
     in.cfg_parallel = o->cfg_par >= 0 ? o->cfg_par : PN_FREE;
     in.vae_ranks = l->vae_ranks > 0 ? l->vae_ranks : PN_FREE;
+    *pin = in;
+    return WF_EXIT_OK;
+}
+
+/* The layout: the command line's when it gives every choice, else the planner's with them fixed. */
+static int pick_layout(gen_run *g, const pn_inputs *in, ly_layout *out, int *replicas) {
+    const gen_opts *o = g->o;
+    wf_err err;
+    const ly_layout *l = &o->layout;
+    if (o->placement >= 0 && l->ulysses[0] > 0 && o->cfg_par >= 0 && l->vae_ranks > 0) {
+        *out = *l;
+        out->placement = (ly_placement)o->placement;
+        out->cfg_parallel = o->cfg_par == 1;
+        if (out->ulysses[1] <= 0) out->ulysses[1] = out->ulysses[0];
+        *replicas = o->replicas > 0 ? o->replicas : 1;
+        return WF_EXIT_OK;
+    }
     pn_plan plan;
-    if (pn_choose(&in, &plan, &err)) {
+    if (pn_choose(in, &plan, &err)) {
         if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
         return WF_EXIT_USAGE;
     }
@@ -150,7 +162,8 @@ static wf_status queue_done(void *ctx, int64_t i, const pl_request *r, wf_err *e
  * outputs. *rc gets the writer's verdict on the outputs; a status is a failure of the work, with
  * its detail, for the caller to report (it may have left other ranks inside a collective). */
 static wf_status dist_work(gen_run *g, cm_comm *world, wk_backend *be, const ly_layout *l, int R,
-                           const pl_request *base, double t0, int *rc, wf_err *err) {
+                           const pl_request *base, double t0, double mem[3], int *rc,
+                           wf_err *err) {
     const gen_opts *o = g->o;
     const int per = ly_ranks(l);
     const int my_rep = g->rank < R * per ? g->rank / per : -1;
@@ -173,14 +186,71 @@ static wf_status dist_work(gen_run *g, cm_comm *world, wk_backend *be, const ly_
     if (nmine && (st = pd_run_queue(d, &q, err))) goto out;
     *rc = wq.rc;
     if (d->role.writer && *rc == WF_EXIT_OK && nmine) gen_report_done(g, t0);
-    if (be && be->mem_peak && !o->json)
-        fprintf(stderr, PROG " (rank %d): peak %s memory %.2f GiB\n", g->rank, be->name,
-                (double)be->mem_peak / (double)(1u << 30));
+    wk_mem_note(d->p->be);
+    mem[0] = (double)d->p->be->mem_peak_data;
+    mem[1] = (double)d->p->be->ws_bytes;
+    mem[2] = (double)wk_device_used(d->p->be);
 out:
     gen_job_end(g);
     pd_close(&d);
     cm_free(&rep);
     return st;
+}
+
+/* The planner's memory for each world rank under layout l with R worker worlds (0 for an idle
+ * rank), as the backend will see it: without the runtime's reserve on a GPU (its context and the
+ * libraries' buffers, which the device's use has), and on the CPU without the weights too (mapped
+ * from the checkpoint). pred: [size]. */
+static void predict_memory(const pn_inputs *in, const ly_layout *l, int R, bool gpu, int size,
+                           double *pred) {
+    pn_plan plan;
+    wf_err err;
+    const bool staged = !pn_evaluate(in, l, R, &plan, &err) && plan.text_staged;
+    const int per = ly_ranks(l);
+    for (int r = 0; r < size; r++) {
+        pred[r] = 0;
+        if (r >= R * per) continue;
+        pn_mem m = pn_mem_of_rank(in, l, staged, r % per);
+        pred[r] = gpu ? m.peak - m.reserve
+                      : m.video + fmax(m.dit_act, fmax(m.vae_act, m.text_act));
+    }
+}
+
+/* Each rank's peak backend memory of weights, arenas and buffers (mine[0]: mem_peak_data), its
+ * workspace (mine[1]) and the device's use (mine[2]) beside the planner's prediction (pred,
+ * world rank 0's; NULL elsewhere): collective over the world, rank 0 prints. */
+static void report_memory(gen_run *g, cm_comm *world, const wk_backend *be, const double mine[3],
+                          const double *pred) {
+    const gen_opts *o = g->o;
+    double *all = NULL;
+    if (g->rank == 0) all = calloc(3 * (size_t)world->size, sizeof *all);
+    int ok = g->rank != 0 || (all && pred);
+    MPI_Bcast(&ok, 1, MPI_INT, 0, world->mpi);
+    if (!ok) goto out;
+    MPI_Gather((void *)mine, 3, MPI_DOUBLE, all, 3, MPI_DOUBLE, 0, world->mpi);
+    if (g->rank != 0 || g->quiet) goto out;
+    if (o->json) printf("{\"event\":\"memory\",\"ranks\":[");
+    for (int r = 0; r < world->size; r++) {
+        const double meas = all[3 * r], ws = all[3 * r + 1], used = all[3 * r + 2];
+        if (o->json) {
+            printf("%s{\"rank\":%d,\"idle\":%s,\"peak_bytes\":%.0f,\"predicted_bytes\":%.0f,"
+                   "\"workspace_bytes\":%.0f,\"device_used_bytes\":%.0f}", r ? "," : "", r,
+                   pred[r] > 0 ? "false" : "true", meas, pred[r], ws, used);
+        } else if (pred[r] > 0) {
+            fprintf(stderr, PROG " (rank %d): peak %s memory %.1f MiB (weights, activations, "
+                    "latents), the planner's %.1f MiB (%+.1f%%); workspace %.1f MiB", r,
+                    be ? be->name : "cpu", meas / (1 << 20), pred[r] / (1 << 20),
+                    100.0 * (meas - pred[r]) / pred[r], ws / (1 << 20));
+            if (used > 0) fprintf(stderr, "; device in use %.2f GiB", used / (1 << 30));
+            fprintf(stderr, "\n");
+        }
+    }
+    if (o->json) {
+        printf("]}\n");
+        fflush(stdout);
+    }
+out:
+    free(all);
 }
 
 /* Several ranks: the distributed pipeline (pl_dist.h). */
@@ -193,7 +263,9 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
     int rc = WF_EXIT_FAIL;
     wk_backend *be = NULL;
     double gpu_mem = 0;
-    if (cm_world(&world, &err) || pl_open_parts(&shell, o->model, NULL, 1, 0, &err)) {
+    double *pred = NULL;
+    /* the shell: configs, and the VAE for the planner's exact decode sizes (freed once used) */
+    if (cm_world(&world, &err) || pl_open_parts(&shell, o->model, NULL, 1, PL_PART_VAE, &err)) {
         if (!g->quiet) fprintf(stderr, PROG ": %s\n", err.msg);
         goto done;
     }
@@ -211,7 +283,15 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
     }
     ly_layout l;
     int R = 1;
-    if ((rc = pick_layout(g, shell, base, be, gpu_mem, &l, &R)) != WF_EXIT_OK) goto done;
+    pn_inputs in;
+    if ((rc = plan_inputs(g, shell, base, be, gpu_mem, &in)) != WF_EXIT_OK) goto done;
+    pl_plan_exact exact = {shell->cfg, shell->vae, in.row_quantum};
+    pl_plan_use_exact(&in, &exact);
+    if ((rc = pick_layout(g, &in, &l, &R)) != WF_EXIT_OK) goto done;
+    if (g->rank == 0 && (pred = calloc((size_t)g->size, sizeof *pred)))
+        predict_memory(&in, &l, R, be != NULL, g->size, pred);
+    vae_free(&shell->vae);
+    in.stage_bytes = NULL;
     rc = WF_EXIT_FAIL;
     /* R worker worlds of `per` ranks each; explicit layouts must use every rank */
     const int per = ly_ranks(&l);
@@ -258,16 +338,19 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
         fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
         MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
     }
-    if ((st = dist_work(g, world, be, &l, R, base, t0, &rc, &err))) {
+    double mem[3] = {0, 0, 0}; /* this rank's peak backend memory, its workspace, the device's use */
+    if ((st = dist_work(g, world, be, &l, R, base, t0, mem, &rc, &err))) {
         fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
         MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
     }
     cm_watchdog_stop();
+    report_memory(g, world, be, mem, pred);
     /* every rank leaves with the writers' verdict */
     int wrc = rc, any = 0;
     MPI_Allreduce(&wrc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     rc = any;
 done:
+    free(pred);
     free(lat0);
     pl_close(&shell);
     wk_backend_destroy(&be);

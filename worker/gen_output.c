@@ -98,7 +98,8 @@ void gen_on_progress(void *ctx, const pl_progress *pr) {
                "\"wall_end\":%.6f,\"comm_seconds\":%.4f,\"comm_bytes\":%llu,"
                "\"gemm_seconds\":%.4f,\"attention_seconds\":%.4f,\"other_seconds\":%.4f,"
                "\"alltoall_seconds\":%.4f,\"allgather_seconds\":%.4f,\"sendrecv_seconds\":%.4f,"
-               "\"bcast_seconds\":%.4f}\n",
+               "\"bcast_seconds\":%.4f,\"mem_peak_bytes\":%llu,\"mem_workspace_bytes\":%llu,"
+               "\"mem_live_bytes\":%llu,\"device_used_bytes\":%llu}\n",
                (long long)g->gjob, pr->group, g->rank < 0 ? 0 : g->rank, (long long)(pr->step + 1),
                (long long)pr->steps, pr->expert ? "transformer_2" : "transformer", pr->timestep,
                pr->guidance, pr->step_seconds, pr->elapsed_seconds, eta, pr->wall_end,
@@ -106,22 +107,26 @@ void gen_on_progress(void *ctx, const pl_progress *pr) {
                pr->op_seconds[WK_T_ATTN], pr->op_seconds[WK_T_OTHER],
                pr->comm_op_seconds[CM_ALLTOALL], pr->comm_op_seconds[CM_ALLGATHER],
                pr->comm_op_seconds[CM_SEND] + pr->comm_op_seconds[CM_RECV],
-               pr->comm_op_seconds[CM_BCAST]);
+               pr->comm_op_seconds[CM_BCAST], (unsigned long long)pr->mem_peak,
+               (unsigned long long)pr->mem_workspace, (unsigned long long)pr->mem_live, (unsigned long long)pr->device_used);
         fflush(stdout);
     } else if (g->rank >= 0) {
         fprintf(stderr,
                 "[rank %d, job %lld] step %lld/%lld  %-13s  t=%-7g  %.2f s/step (%.2f s in "
-                "collectives, %.1f MB sent; ops: gemm %.2f, attention %.2f, other %.2f s)\n",
+                "collectives, %.1f MB sent; ops: gemm %.2f, attention %.2f, other %.2f s; "
+                "peak %.0f MiB)\n",
                 g->rank, (long long)g->gjob, (long long)(pr->step + 1), (long long)pr->steps,
                 pr->expert ? "transformer_2" : "transformer", pr->timestep, pr->step_seconds,
                 pr->comm_seconds, (double)pr->comm_bytes / 1e6, pr->op_seconds[WK_T_GEMM],
-                pr->op_seconds[WK_T_ATTN], pr->op_seconds[WK_T_OTHER]);
+                pr->op_seconds[WK_T_ATTN], pr->op_seconds[WK_T_OTHER],
+                (double)pr->mem_peak / (1 << 20));
     } else {
         fprintf(stderr, "step %lld/%lld  %-13s  t=%-7g  %.2f s/step  ETA %.0f s  (gemm %.2f, "
-                "attention %.2f, other %.2f s)\n",
+                "attention %.2f, other %.2f s; peak %.0f MiB)\n",
                 (long long)(pr->step + 1), (long long)pr->steps,
                 pr->expert ? "transformer_2" : "transformer", pr->timestep, per, eta,
-                pr->op_seconds[WK_T_GEMM], pr->op_seconds[WK_T_ATTN], pr->op_seconds[WK_T_OTHER]);
+                pr->op_seconds[WK_T_GEMM], pr->op_seconds[WK_T_ATTN], pr->op_seconds[WK_T_OTHER],
+                (double)pr->mem_peak / (1 << 20));
     }
 }
 

@@ -356,52 +356,88 @@ static double t5_act_bytes(const pn_inputs *in) {
 }
 
 /* DiT activations of one rank with Ulysses degree U (one forward at a time: cond and uncond reuse
- * them). e bytes: x, n, q, k, v, attention out, projection out [Ll, D] (7); FFN hidden [Ll, FF];
- * q, k, v, o head-sharded [Lp, D/U] (4); context, cross k, v [Lt, D] (3); head output gathered
- * [Lp, P Cout]. f32: text embeddings cond + uncond [Lt, text_dim] (2); RoPE cos, sin [Ll, HD] (2);
- * attention row statistics [NH/U, Lp]; latents, velocities, sampler history and scratch (8 n). */
-static double dit_act_bytes(const pn_inputs *in, int U) {
+ * them), as the DiT's arena holds them (dit_forward.c, acts_alloc; f32 on every backend: a GPU's
+ * bf16 mode rounds GEMM inputs, not the stored activations). Ll tokens of this rank, Lp = U Ll:
+ * input latents and velocity [n] (2); patches [Ll, Cin P] (and all L of them [L, Cin P] when
+ * U > 1 or padded); x, norm, q, k, v, attention out [Ll, D] (6); FFN hidden [Ll, FF]; text [Lt, text_dim];
+ * its projection, context, cross k, v [Lt, D] (4); the time embedding's sinusoid [freq] and 12
+ * rows [D]; RoPE cos, sin [Ll, HD] (2); head out [Ll, P Cout]; with U > 1 the head-sharded q, k,
+ * v, o [Lp, D/U] (4) and the gathered head out [Lp, P Cout]. */
+static double dit_act_bytes(const pn_inputs *in, int U, int group) {
+    const double exact = in->stage_bytes ? in->stage_bytes(in->stage_ctx, in, PN_STAGE_DIT, U,
+                                                           group) : -1;
+    if (exact >= 0) return exact;
     const pn_model *m = &in->model;
-    const double e = in->cost.elem_bytes, D = (double)m->dim, Lt = (double)in->text_len;
+    const double D = (double)m->dim, Lt = (double)in->text_len;
     const double Ll = (double)pn_tokens_per_rank(in, U), Lp = Ll * U;
     const double P = (double)(m->patch[0] * m->patch[1] * m->patch[2]);
-    return e * (7 * Ll * D + Ll * (double)m->ffn_dim + 4 * Lp * D / U + 3 * Lt * D +
-                Lp * P * (double)m->out_channels) +
-           4 * (2 * Lt * (double)m->text_dim + 2 * Ll * (double)m->head_dim +
-                (double)(m->heads / U) * Lp + 8 * n_lat(in));
+    const double cin = (double)m->in_channels * P, cout = (double)m->out_channels * P;
+    double f = 2 * n_lat(in) + Ll * cin + 6 * Ll * D + Ll * (double)m->ffn_dim +
+               Lt * (double)m->text_dim + 4 * Lt * D + (double)m->freq_dim + 12 * D +
+               2 * Ll * (double)m->head_dim + Ll * cout;
+    if (U > 1 || Lp != (double)in->tokens) f += (double)in->tokens * cin; /* padded or split */
+    if (U > 1) f += 4 * Lp * D / U + Lp * cout;
+    return 4 * f;
+}
+
+/* The buffers a video keeps on each rank of its group from the text to the decode (pl_dist's
+ * job): latents and velocity [n]; the unconditional velocity [n] (CFG in one process) or both
+ * halves [2n] (CFG parallel); UniPC's history (order), last sample and scratch [n]; the text
+ * embeddings [Lt, text_dim], twice with CFG. All f32. */
+static double video_bytes(const pn_inputs *in, const ly_layout *l) {
+    const pn_model *m = &in->model;
+    const double n = n_lat(in);
+    double k = 2 + (in->cfg ? (l->cfg_parallel ? 2 : 1) : 0) + (m->sampler_order + 2);
+    return 4 * (k * n + (in->cfg ? 2 : 1) * (double)in->text_len * (double)m->text_dim);
+}
+
+/* VAE decode activations of decoder `index` of V: the streaming decode holds a band of output
+ * rows at every level whatever the frame count, vae_bytes_per_pixel per output pixel of its
+ * rows (15 890 measured for the Wan2.1 VAE: vae_decode_arena_bytes is exactly linear in the
+ * pixels), plus, in the row-parallel decode, about half a latent row of halo. */
+static double vae_act_bytes(const pn_inputs *in, int V, int index) {
+    const double exact = in->stage_bytes ? in->stage_bytes(in->stage_ctx, in, PN_STAGE_VAE, V,
+                                                           index) : -1;
+    if (exact >= 0) return exact;
+    const pn_model *m = &in->model;
+    const double rows = (double)((in->h + V - 1) / V) + (V > 1 ? 0.5 : 0); /* latent rows */
+    return in->cost.vae_bytes_per_pixel * m->vae_mem_scale * rows * (double)m->vae_s *
+           (double)in->width;
+}
+
+pn_mem pn_mem_of_rank(const pn_inputs *in, const ly_layout *l, bool staged, int r) {
+    const pn_model *m = &in->model;
+    const pn_cost *c = &in->cost;
+    const double t5x = in->stage_bytes ? in->stage_bytes(in->stage_ctx, in, PN_STAGE_TEXT, 1, 0)
+                                       : -1;
+    const double t5w = m->t5_params * c->weight_bytes, t5a = t5x >= 0 ? t5x : t5_act_bytes(in);
+    const double vw = m->vae_params * c->vae_weight_bytes;
+    const int experts = l->placement == LY_SPLIT ? 1 : (m->has_expert_2 ? 2 : 1);
+    ly_role ro = ly_role_of(l, r);
+    bool leader = ro.group == 0 && ro.group_rank == 0; /* encodes the prompts */
+    pn_mem x;
+    memset(&x, 0, sizeof x);
+    x.rank = r;
+    x.reserve = c->mem_reserve;
+    x.experts = experts * m->expert_params * c->weight_bytes;
+    x.text_weights = leader && !staged ? t5w : 0;
+    x.vae_weights = ro.decodes ? vw : 0;
+    x.video = video_bytes(in, l);
+    x.dit_act = dit_act_bytes(in, l->ulysses[ro.group], ro.group);
+    x.vae_act = ro.decodes ? vae_act_bytes(in, l->vae_ranks, ro.group_rank) : 0;
+    x.text_act = leader ? t5a + (staged ? t5w : 0) : 0;
+    x.peak = x.reserve + x.experts + x.text_weights + x.vae_weights + x.video +
+             fmax(x.dit_act, fmax(x.vae_act, x.text_act));
+    return x;
 }
 
 /* Peak device memory over the ranks of one replica (layout l). */
 static pn_mem eval_mem(const pn_inputs *in, const ly_layout *l, bool staged) {
-    const pn_model *m = &in->model;
-    const pn_cost *c = &in->cost;
     pn_mem best;
     memset(&best, 0, sizeof best);
     best.peak = -1;
-    const int n = ly_ranks(l);
-    const double t5w = m->t5_params * c->weight_bytes, t5a = t5_act_bytes(in);
-    const double vw = m->vae_params * c->vae_weight_bytes;
-    const int64_t rows = (in->h + l->vae_ranks - 1) / l->vae_ranks; /* latent rows per decoder */
-    const double va = c->vae_bytes_per_pixel * m->vae_mem_scale * (double)(rows * m->vae_s) *
-                      (double)in->width;
-    const int experts = l->placement == LY_SPLIT ? 1 : (m->has_expert_2 ? 2 : 1);
-    double act[2] = {dit_act_bytes(in, l->ulysses[0]),
-                     l->placement == LY_SPLIT ? dit_act_bytes(in, l->ulysses[1]) : 0};
-    for (int r = 0; r < n; r++) {
-        ly_role ro = ly_role_of(l, r);
-        bool leader = ro.group == 0 && ro.group_rank == 0; /* encodes the prompts */
-        pn_mem x;
-        memset(&x, 0, sizeof x);
-        x.rank = r;
-        x.reserve = c->mem_reserve;
-        x.experts = experts * m->expert_params * c->weight_bytes;
-        x.text_weights = leader && !staged ? t5w : 0;
-        x.vae_weights = ro.decodes ? vw : 0;
-        x.dit_act = act[ro.group];
-        x.vae_act = ro.decodes ? va : 0;
-        x.text_act = leader ? t5a + (staged ? t5w : 0) : 0;
-        x.peak = x.reserve + x.experts + x.text_weights + x.vae_weights +
-                 fmax(x.dit_act, fmax(x.vae_act, x.text_act));
+    for (int r = 0; r < ly_ranks(l); r++) {
+        pn_mem x = pn_mem_of_rank(in, l, staged, r);
         if (x.peak > best.peak) best = x;
     }
     return best;
@@ -641,15 +677,15 @@ static void mem_parts(const pn_plan *p, char *buf, size_t cap) {
                                               : (p->text_staged ? "text encoder, staged" : "text encoder");
     snprintf(buf, cap,
              "%.1f GB on rank %d = reserve %.1f + expert weights %.1f + text encoder weights %.1f + "
-             "VAE weights %.1f + the largest stage %.1f (%s; DiT activations %.1f, VAE decode %.1f, "
-             "text encoder%s %.1f)",
+             "VAE weights %.1f + a video's latents %.2f + the largest stage %.1f (%s; DiT "
+             "activations %.1f, VAE decode %.1f, text encoder%s %.1f)",
              m->peak / 1e9, m->rank, m->reserve / 1e9, m->experts / 1e9, m->text_weights / 1e9,
-             m->vae_weights / 1e9, stage / 1e9, which, m->dit_act / 1e9, m->vae_act / 1e9,
+             m->vae_weights / 1e9, m->video / 1e9, stage / 1e9, which, m->dit_act / 1e9, m->vae_act / 1e9,
              p->text_staged ? " staged" : "", m->text_act / 1e9);
 }
 
 static void mem_why(const pn_plan *p, char *buf, size_t cap) {
-    char lay[128], parts[400];
+    char lay[128], parts[512];
     ly_format(&p->layout, lay, sizeof lay);
     mem_parts(p, parts, sizeof parts);
     snprintf(buf, cap, "the smallest need is %s: %s", lay, parts);
@@ -876,7 +912,7 @@ void pn_print(const pn_plan *p, FILE *f) {
                 x->t_gather + x->t_cfg, 100.0 * x->t_comm / x->t_step, x->offnode_peers,
                 x->bytes_step / 1e6);
     }
-    char parts[400];
+    char parts[512];
     mem_parts(p, parts, sizeof parts);
     fprintf(f, "\nmemory per rank (%.1f GB available%s): %s\n", p->mem_per_rank / 1e9,
             p->fits ? "" : ", DOES NOT FIT", parts);
@@ -951,6 +987,7 @@ json_t *pn_plan_json(const pn_plan *p) {
     json_object_set_new(mem, "experts", json_real(p->mem.experts));
     json_object_set_new(mem, "text_weights", json_real(p->mem.text_weights));
     json_object_set_new(mem, "vae_weights", json_real(p->mem.vae_weights));
+    json_object_set_new(mem, "video", json_real(p->mem.video));
     json_object_set_new(mem, "dit_activations", json_real(p->mem.dit_act));
     json_object_set_new(mem, "vae_activations", json_real(p->mem.vae_act));
     json_object_set_new(mem, "text_activations", json_real(p->mem.text_act));

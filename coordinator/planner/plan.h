@@ -98,6 +98,16 @@ void pn_request_default(pn_request *r);
 
 #define PN_FREE (-1) /* a choice left to the planner */
 
+/* The activations of one stage on one rank, as the implementation allocates them (its arenas'
+ * dry runs), for a model whose components the caller has: stage PN_STAGE_TEXT (degree, index
+ * unused), PN_STAGE_DIT (degree: the Ulysses degree U; index: the expert group) or PN_STAGE_VAE
+ * (degree: the decoding ranks; index: this decoder's place among them). Bytes, or < 0 when the
+ * caller cannot tell (the planner's formula is used then). */
+typedef enum pn_stage { PN_STAGE_TEXT = 0, PN_STAGE_DIT, PN_STAGE_VAE } pn_stage;
+struct pn_inputs;
+typedef double (*pn_stage_bytes_fn)(void *ctx, const struct pn_inputs *in, pn_stage stage,
+                                    int degree, int index);
+
 typedef struct pn_inputs {
     /* the world */
     int world;                   /* ranks available */
@@ -125,6 +135,9 @@ typedef struct pn_inputs {
     int vae_ranks;
     int replicas;                /* worker worlds of the layout (1 for one `wanfarm generate`) */
     bool allow_idle;             /* ranks may be left unused when no layout uses them all */
+    /* exact stage activations from the implementation (NULL: the formulas of PERFORMANCE.md) */
+    pn_stage_bytes_fn stage_bytes;
+    void *stage_ctx;
 } pn_inputs;
 
 /* world 1, 8 ranks per node, queue 1, the stated cost, row quantum 48, every choice free, idle
@@ -161,13 +174,17 @@ typedef struct pn_group {
 
 /* Device memory of one rank, bytes: what stays resident plus the largest stage (the stages run
  * one after the other and free their activations):
- *   peak = reserve + experts + text_weights + vae_weights + max(dit_act, vae_act, text_act). */
+ *   peak = reserve + experts + text_weights + vae_weights + video
+ *          + max(dit_act, vae_act, text_act). */
 typedef struct pn_mem {
     int rank;                      /* the rank (of a replica) with the largest peak */
     double reserve;                /* the runtime's (cost.mem_reserve) */
     double experts;                /* expert weights (one, or two for shared with transformer_2) */
     double text_weights;           /* text encoder weights kept resident (group 0's rank 0) */
     double vae_weights;            /* VAE weights (decode ranks) */
+    double video;                  /* a video's buffers for all its stages: latents, velocities
+                                    * (and the CFG halves), the sampler's history, last sample and
+                                    * scratch, the text embeddings (f32) */
     double dit_act;                /* DiT activations of Ll tokens (PERFORMANCE.md lists them) */
     double vae_act;                /* VAE decode activations of this rank's rows (decode ranks) */
     double text_act;               /* text encoder activations, + its weights when staged */
@@ -200,6 +217,10 @@ typedef struct pn_plan {
     bool cfg;
     double mem_per_rank;
 } pn_plan;
+
+/* The memory of rank r of a replica of layout l (staged: the text encoder is uploaded for each
+ * video and freed after, pn_plan.text_staged), as the planner predicts it. */
+pn_mem pn_mem_of_rank(const pn_inputs *in, const ly_layout *l, bool staged, int r);
 
 /* Predictions for `replicas` worker worlds of layout l (ly_check with world = ly_ranks(l) must
  * pass, and replicas * ly_ranks(l) <= in->world). Memory that does not fit is not an error:

@@ -363,6 +363,17 @@ static_assert(sizeof(wk_ops) == 43 * sizeof(void *),
 
 /* ---- construction and destruction ---- */
 
+/* wk_backend.device_used: what the runtime says is in use on the device (every process's) */
+static size_t cuda_device_used(wk_backend *be) {
+    cuda_be *b = cuda_be_of(wk_cuda_of(be));
+    size_t fr = 0, tot = 0;
+    if (cudaSetDevice(b->c.device) != cudaSuccess || cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return tot > fr ? tot - fr : 0;
+}
+
 static void cuda_destroy(wk_backend *be) {
     wk_cuda *c = wk_cuda_of(be);
     if (!c) return;
@@ -485,6 +496,7 @@ extern "C" wf_status wk_cuda_plugin_new(wk_backend **out, int device, wk_precisi
     be->impl = &b->c;
     b->c.be = be;
     be->destroy = cuda_destroy;
+    be->device_used = cuda_device_used;
     cuda_read_env(&b->c);
     WF_TRY(cuda_pick_device(&b->c, device, err));
     WF_TRY(cuda_make_handles(b, err));

@@ -29,6 +29,14 @@ const char PL_WAN_NEGATIVE_PROMPT_ZH[] =
     "\x85\xbf\xef\xbc\x8c\xe8\x83\x8c\xe6\x99\xaf\xe4\xba\xba\xe5\xbe\x88\xe5\xa4\x9a\xef\xbc\x8c"
     "\xe5\x80\x92\xe7\x9d\x80\xe8\xb5\xb0";
 
+void pl_progress_memory(wk_backend *be, pl_progress *pr) {
+    wk_mem_note(be);
+    pr->mem_peak = be->mem_peak_data;
+    pr->mem_workspace = be->ws_bytes;
+    pr->mem_live = be->mem_live;
+    pr->device_used = wk_device_used(be);
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -490,8 +498,9 @@ static wf_status denoise(pl_pipeline *p, const pl_request *r, smp_sampler *smp, 
         if (r->progress) {
             double tn = now_s();
             pl_progress pr = {0, 0, wall_s(), i, r->steps, e, (double)t, g->cfg ? gs : 1.0,
-                              tn - ts, tn - t0, 0, 0, {0}, {0}};
+                              tn - ts, tn - t0, 0, 0, {0}, {0}, 0, 0, 0, 0};
             memcpy(pr.op_seconds, ops, sizeof ops);
+            pl_progress_memory(p->be, &pr);
             r->progress(r->progress_ctx, &pr);
         }
     }

@@ -136,8 +136,16 @@ typedef struct pl_progress {
      * collectives by kind (seconds inside them, waiting included; 0 in one process) */
     double op_seconds[WK_T_NCATS];
     double comm_op_seconds[CM_NOPS];
+    /* this rank's backend memory, bytes: the peak so far of what the weights, arenas and the
+     * video's buffers hold (wk_backend.mem_peak_data: what the planner predicts), the op
+     * workspace (ws_bytes), all in use at the end of the step (mem_live), and on a GPU the
+     * device's memory in use by every process (the runtime's context, NCCL's buffers and the
+     * libraries' included; 0 when not known) */
+    uint64_t mem_peak, mem_workspace, mem_live, device_used;
 } pl_progress;
 typedef void (*pl_progress_fn)(void *ctx, const pl_progress *pr);
+/* Fills pr's memory fields from the backend. */
+void pl_progress_memory(wk_backend *be, pl_progress *pr);
 
 typedef struct pl_request {
     const char *prompt;            /* required, UTF-8 */

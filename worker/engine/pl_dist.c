@@ -42,12 +42,26 @@ unsigned pd_parts(const ly_layout *l, int rank) {
 static wf_status enable_device_comms(pd_world *d, wf_err *err) {
     wk_backend *be = d->p->be;
     if (be->device == WK_DEV_CPU) return WF_OK;
-    cm_comm *data[3] = {d->sp, d->pair, d->vae};
-    for (int k = 0; k < 3; k++) {
+    cm_comm *data[5] = {d->sp, d->pair, d->vae, d->bridge_x, d->group_x};
+    for (int k = 0; k < 5; k++) {
         if (!data[k] || data[k]->size < 2) continue;
         wf_status st = cm_enable_device(data[k], be->ordinal, be->queue, err);
         if (st) return st;
     }
+    return WF_OK;
+}
+
+/* Every rank of the world computes on a device, or none does (the communicators a rank makes
+ * depend on it): the same answer on every rank. Collective over world. be NULL: the CPU. */
+static wf_status same_backend_kind(cm_comm *world, const wk_backend *be, wf_err *err) {
+    int dev = be && be->device != WK_DEV_CPU, lo = dev, hi = dev;
+    if (MPI_Allreduce(&dev, &lo, 1, MPI_INT, MPI_MIN, world->mpi) != MPI_SUCCESS ||
+        MPI_Allreduce(&dev, &hi, 1, MPI_INT, MPI_MAX, world->mpi) != MPI_SUCCESS)
+        return wf_fail(err, WF_EIO, "pd_open: MPI_Allreduce failed");
+    if (lo != hi)
+        return wf_fail(err, WF_EINVAL,
+                       "some ranks compute on a GPU and others on the CPU: a world runs on one "
+                       "kind of device (--device cuda on every rank, or --device cpu)");
     return WF_OK;
 }
 
@@ -79,6 +93,14 @@ wf_status pd_open(pd_world **out, cm_comm *world, const ly_layout *l, const char
     WF_TRY(cm_split(world, r->decodes ? 0 : -1, me, "vae", &d->vae, err));
     if (l->placement == LY_SPLIT)
         WF_TRY(cm_split(world, r->group_rank == 0 ? 0 : -1, me, "hand-off", &d->bridge, err));
+    /* the hand-off's latents travel in device memory: twins of the bridge and of the low-noise
+     * group that carry device buffers (on CPU ranks the MPI ones carry them) */
+    WF_TRY(same_backend_kind(world, be, err));
+    if (l->placement == LY_SPLIT && be && be->device != WK_DEV_CPU) {
+        WF_TRY(cm_split(world, r->group_rank == 0 ? 0 : -1, me, "hand-off latents", &d->bridge_x,
+                        err));
+        WF_TRY(cm_split(world, r->group, me, "group latents", &d->group_x, err));
+    }
     d->parts = pd_parts(l, me);
     WF_TRY(pl_open_parts(&d->p, root, be, nthreads, d->parts, err));
     WF_TRY(enable_device_comms(d, err));
@@ -93,6 +115,8 @@ void pd_close(pd_world **pd) {
     if (!pd || !*pd) return;
     pd_world *d = *pd;
     pl_close(&d->p);
+    cm_free(&d->group_x);
+    cm_free(&d->bridge_x);
     cm_free(&d->bridge);
     cm_free(&d->vae);
     cm_free(&d->pair);
@@ -366,8 +390,9 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
             double g2 = isnan(r->guidance_2) ? r->guidance : r->guidance_2;
             pl_progress pr = {j->index, d->role.group, wall_s(), i, r->steps, e, (double)t,
                               j->cfg ? (e ? g2 : r->guidance) : 1.0, tn - ts, tn - t0, 0, 0,
-                              {0}, {0}};
+                              {0}, {0}, 0, 0, 0, 0};
             memcpy(pr.op_seconds, ops, sizeof ops);
+            pl_progress_memory(d->p->be, &pr);
             cm_stats after = comm_totals(d);
             for (int op = 0; op < CM_NOPS; op++) {
                 pr.comm_op_seconds[op] = after.seconds[op] - before.seconds[op];
@@ -401,13 +426,14 @@ static wf_status handoff_send(pd_world *d, job *j, wf_err *err) {
     void *state = malloc(sb);
     if (!state) return wf_fail(err, WF_ENOMEM, "out of memory for the sampler state");
     wf_status st = smp_state_save(j->smp, state, err);
-    if (!st) st = wk_download_bytes(j->be, j->xh, j->x, j->n * sizeof(float), err);
     handoff_head h = {j->index, j->i_switch, (int64_t)j->n, (int64_t)sb, j->L * j->D};
     const size_t tb = (size_t)h.text_floats * sizeof(float);
     cm_comm *b = d->bridge;
     if (st) goto out;
     WF_TRY(cm_send(b, &h, sizeof h, 1, TAG_HANDOFF, err));
-    WF_TRY(cm_send(b, j->xh, j->n * sizeof(float), 1, TAG_HANDOFF, err));
+    /* the latents from the backend's memory (NCCL between GPUs) */
+    WF_TRY(cm_send(d->bridge_x ? d->bridge_x : b, j->x, j->n * sizeof(float), 1, TAG_HANDOFF,
+                   err));
     WF_TRY(cm_send(b, state, sb, 1, TAG_HANDOFF, err));
     WF_TRY(cm_send(b, j->cond, tb, 1, TAG_HANDOFF, err));
     if (j->cfg) WF_TRY(cm_send(b, j->uncond, tb, 1, TAG_HANDOFF, err));
@@ -436,19 +462,20 @@ static wf_status handoff_recv(pd_world *d, job *j, wf_err *err) {
                          (long long)j->index, j->n, sb);
             goto out;
         }
-        WF_TRY(cm_recv(b, j->xh, j->n * sizeof(float), 0, TAG_HANDOFF, err));
+        WF_TRY(cm_recv(d->bridge_x ? d->bridge_x : b, j->x, j->n * sizeof(float), 0,
+                       TAG_HANDOFF, err));
         WF_TRY(cm_recv(b, state, sb, 0, TAG_HANDOFF, err));
         WF_TRY(cm_recv(b, j->cond, tb, 0, TAG_HANDOFF, err));
         if (j->cfg) WF_TRY(cm_recv(b, j->uncond, tb, 0, TAG_HANDOFF, err));
     }
     cm_comm *g = d->group;
     WF_TRY(cm_bcast(g, &h, sizeof h, 0, err));
-    WF_TRY(cm_bcast(g, j->xh, j->n * sizeof(float), 0, err));
+    if (g->size > 1) /* into every rank's backend memory */
+        WF_TRY(cm_bcast(d->group_x ? d->group_x : g, j->x, j->n * sizeof(float), 0, err));
     WF_TRY(cm_bcast(g, state, sb, 0, err));
     WF_TRY(cm_bcast(g, j->cond, tb, 0, err));
     if (j->cfg) WF_TRY(cm_bcast(g, j->uncond, tb, 0, err));
     WF_TRY(smp_state_load(j->smp, state, sb, err));
-    WF_TRY(wk_upload_bytes(j->be, j->x, j->xh, j->n * sizeof(float), err));
     WF_TRY(text_to_backend(j, err));
     j->i_switch = h.i_switch;
 out:

@@ -26,8 +26,10 @@
  * Where the data lives: on the rank's backend (the CPU's memory, or its GPU's when pd_open gets a
  * CUDA backend): latents, velocities, the CFG halves, the text embeddings and the sampler's
  * history stay there for a request's steps; the host holds the embeddings for their MPI
- * broadcast and the latents where they enter (noise), cross groups (the hand-off, over MPI) and
- * leave (the decode, latents_out). On a GPU backend the Ulysses and CFG communicators carry
+ * broadcast and the latents where they enter (noise) and leave (the decode, latents_out). The
+ * hand-off sends the latents from device memory to device memory (NCCL between GPUs, over twins
+ * of the bridge and of the low group: bridge_x, group_x), and the header, the sampler state and
+ * the embeddings over MPI. On a GPU backend the Ulysses and CFG communicators carry
  * device buffers (NCCL on the backend's stream, or MPI through host memory when their ranks share
  * a GPU: cm_enable_device), as does the decoding group (the row-parallel decode's halos, keys and
  * values and frame bands live in its device arena), and the text encoder stays on the text rank's
@@ -60,6 +62,8 @@ typedef struct pd_world {
     cm_comm *pair;    /* CFG parallel: {conditional rank, unconditional rank}; else NULL */
     cm_comm *vae;     /* the decoding ranks (NULL on the others) */
     cm_comm *bridge;  /* split: {high group rank 0, low group rank 0}; else NULL */
+    cm_comm *bridge_x, *group_x; /* split on a device: the bridge's and the group's twins that
+                                  * carry the latents in device memory (NCCL); else NULL */
     pl_pipeline *p;   /* the components this rank loaded */
     unsigned parts;   /* PL_PART_* loaded */
 } pd_world;

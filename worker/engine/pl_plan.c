@@ -155,7 +155,42 @@ wf_status pl_plan_inputs(pn_inputs *in, const dfs_pipeline *p, const pn_request 
     return WF_OK;
 }
 
-wf_status pl_plan_preset_a14b(pn_inputs *in, const pn_request *r, wf_err *err) {
+/* pn_stage_bytes_fn over pl_plan_exact */
+static double exact_stage(void *ctx, const pn_inputs *in, pn_stage stage, int degree, int index) {
+    const pl_plan_exact *x = ctx;
+    size_t b = 0;
+    wf_err e;
+    if (stage == PN_STAGE_TEXT) {
+        t5_model m;
+        memset(&m, 0, sizeof m);
+        m.cfg = x->cfg->text_encoder;
+        m.inner = m.cfg.num_heads * m.cfg.d_kv;
+        return t5_arena_bytes(&m, in->text_len, &b, &e) ? -1 : (double)b;
+    }
+    if (stage == PN_STAGE_DIT) {
+        dit_model m;
+        memset(&m, 0, sizeof m);
+        m.cfg = index == 1 && x->cfg->has_transformer_2 ? x->cfg->transformer_2
+                                                        : x->cfg->transformer;
+        wk_backend be; /* only its row cut matters to the sizes */
+        memset(&be, 0, sizeof be);
+        be.row_quantum = (int)x->row_quantum;
+        dit_shape ds = {in->T, in->h, in->w, in->text_len, false};
+        return dit_arena_bytes(&m, &be, &ds, degree, &b, &e) ? -1 : (double)b;
+    }
+    if (!x->vae) return -1;
+    vae_opts vo = vae_opts_default();
+    return vae_decode_dist_arena_bytes(x->vae, in->T, in->h, in->w, &vo, degree, index, &b, &e)
+               ? -1
+               : (double)b;
+}
+
+void pl_plan_use_exact(pn_inputs *in, pl_plan_exact *x) {
+    in->stage_bytes = exact_stage;
+    in->stage_ctx = x;
+}
+
+void pl_preset_a14b_config(dfs_pipeline *out) {
     static char root[] = "Wan2.2-T2V-A14B (preset)";
     dfs_pipeline p;
     memset(&p, 0, sizeof p);
@@ -217,6 +252,12 @@ wf_status pl_plan_preset_a14b(pn_inputs *in, const pn_request *r, wf_err *err) {
     sc->predict_x0 = true;
     snprintf(sc->final_sigmas_type, sizeof sc->final_sigmas_type, "zero");
     p.boundary_ratio = 0.875;
+    *out = p;
+}
+
+wf_status pl_plan_preset_a14b(pn_inputs *in, const pn_request *r, wf_err *err) {
+    dfs_pipeline p;
+    pl_preset_a14b_config(&p);
     return pl_plan_inputs(in, &p, r, err);
 }
 

@@ -26,5 +26,18 @@ wf_status pl_plan_inputs(pn_inputs *in, const dfs_pipeline *p, const pn_request 
  * them (transformer and transformer_2 40 x 128 heads, ffn 13824, 40 layers; umT5-XXL; the Wan2.1
  * VAE; UniPC flow_shift 3.0; boundary_ratio 0.875). */
 wf_status pl_plan_preset_a14b(pn_inputs *in, const pn_request *r, wf_err *err);
+/* Those configs (no weights, no folder). */
+void pl_preset_a14b_config(dfs_pipeline *out);
+
+/* The implementation's own activation sizes for the planner's memory (pn_inputs.stage_bytes):
+ * the DiT's and umT5's arenas from their configs (dit_arena_bytes, t5_arena_bytes, padded to
+ * row_quantum tokens per rank), the decode's from a loaded VAE (vae_decode_dist_arena_bytes;
+ * vae NULL: the planner's formula). The struct must outlive the inputs' use. */
+typedef struct pl_plan_exact {
+    const dfs_pipeline *cfg;
+    const vae_model *vae;
+    int64_t row_quantum;
+} pl_plan_exact;
+void pl_plan_use_exact(pn_inputs *in, pl_plan_exact *x);
 
 #endif
