@@ -36,18 +36,25 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "backend_load.h"
 #include "bench_dit_ckpt.h"
 #include "bench_engine.h"
 #include "comm.h"
 #include "dit.h"
 
 /* The fixed part of the config: Wan2.1-1.3B's block width (bench_dit_ckpt.h, as bench_dit). */
-enum { NHEADS = BDC_NHEADS, HDIM = BDC_HDIM, DIM = BDC_DIM, CIN = BDC_CIN, COUT = BDC_COUT,
+enum { HDIM = BDC_HDIM, CIN = BDC_CIN, COUT = BDC_COUT,
        TEXT_DIM = BDC_TEXT_DIM, ROPE_MAX = BDC_ROPE_MAX,
-       FREQ_DIM = BDC_FREQ_DIM, FFN_DIM = BDC_FFN_DIM, PT = BDC_PT, PH = BDC_PH, PW = BDC_PW };
+       FREQ_DIM = BDC_FREQ_DIM, PT = BDC_PT, PH = BDC_PH, PW = BDC_PW };
+/* the block width (--width): heads of HDIM and the FFN */
+static const bdc_width *g_width = &BDC_WAN21_13B;
+#define NHEADS (g_width->heads)
+#define DIM (g_width->heads * HDIM)
+#define FFN_DIM (g_width->ffn)
 #define TIMESTEP 999.0f
 #define WEIGHT_STD BDC_WEIGHT_STD
 #define DIFF_TOL 1e-5  /* bound on max |out - out_1rank| / rms(out_1rank); expected: 0 */
+#define DIFF_TOL_BF16 3e-2 /* on GPUs (bf16 GEMM inputs, and GEMM algorithms that depend on M) */
 
 typedef struct bcfg {
     int layers;
@@ -57,7 +64,7 @@ typedef struct bcfg {
 /* Runs in rank 0's child: the f32 checkpoint (bench_dit_ckpt.h). */
 static int write_folder(const char *dir, const void *ctx) {
     const bcfg *c = ctx;
-    return bdc_write(dir, c->layers, WK_F32, "bench_dist");
+    return bdc_write_width(dir, c->layers, WK_F32, g_width, "bench_dist");
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -148,6 +155,24 @@ static struct {
     int checked, same;     /* every rank checked; every max|diff| 0 */
 } D = {.c = {.layers = 2, .F = 5, .H = 40, .W = 56, .Lt = 512}, .ts = TIMESTEP};
 
+static char g_device[8] = "cpu"; /* --device cpu|cuda */
+static int g_overlap;            /* --overlap 0|1: cm_ialltoall under the projections */
+
+static int parse_width(const char *v, void *dst) {
+    (void)dst;
+    if (!strcmp(v, "1.3b")) g_width = &BDC_WAN21_13B;
+    else if (!strcmp(v, "a14b")) g_width = &BDC_A14B;
+    else return 1;
+    return 0;
+}
+
+static int parse_device(const char *v, void *dst) {
+    (void)dst;
+    if (strcmp(v, "cpu") && strcmp(v, "cuda")) return 1;
+    snprintf(g_device, sizeof g_device, "%s", v);
+    return 0;
+}
+
 static int parse_latent(const char *v, void *dst) {
     (void)dst;
     return bu_parse_latent(v, CIN, &D.c.F, &D.c.H, &D.c.W);
@@ -189,13 +214,25 @@ static int dist_init(bn_run *e) {
     return 0;
 }
 
+/* --device cuda: visible GPU local_rank % n, bf16 (several ranks may share it). */
+static wf_status open_gpu(wk_backend **be, wf_err *err) {
+    wk_cuda_info info;
+    wk_cuda_device devs[16];
+    wf_status st = wk_cuda_devices(&info, devs, 16, err);
+    if (st) return st;
+    if (info.n_devices < 1) return wf_fail(err, WF_EUNSUPPORTED, "--device cuda: no visible GPU");
+    int n = info.n_devices < 16 ? info.n_devices : 16;
+    return wk_backend_cuda_new(be, cm_local_rank() % n, WK_PREC_BF16, err);
+}
+
 /* Every rank: the communicator, the backend, load (the real loader), the arena, the same inputs;
  * the per-rank token counts from the backend's row quantum. 0 when every rank got there. */
 static int dist_prepare(bn_run *e, wf_err *err) {
     const bcfg *c = &D.c;
     const int U = D.np;
     wf_status st = cm_world(&D.world, err);
-    if (!st) st = wk_backend_cpu_new(&e->be, e->o.threads, err);
+    if (!st && !strcmp(g_device, "cuda")) st = open_gpu(&e->be, err);
+    else if (!st) st = wk_backend_cpu_new(&e->be, e->o.threads, err);
     if (!st) {
         e->o.threads = e->be->nthreads;
         omp_set_num_threads(e->o.threads);
@@ -211,15 +248,20 @@ static int dist_prepare(bn_run *e, wf_err *err) {
     D.ag_calls_want = U > 1;
     double t0 = bu_now_s();
     if (!st) st = dit_load(&D.m, D.dir, err);
+    if (!st && e->be->device != WK_DEV_CPU) st = dit_upload(D.m, e->be, err);
     D.load_s = bu_now_s() - t0;
+    /* the Ulysses group on device buffers (NCCL, or MPI through host memory on a shared GPU) */
+    if (!st && e->be->device != WK_DEV_CPU && U > 1)
+        st = cm_enable_device(D.world, e->be->ordinal, e->be->queue, err);
+    if (!st) D.world->overlap = g_overlap != 0;
     D.shp = (dit_shape){.F = c->F, .H = c->H, .W = c->W, .Lt = c->Lt, .per_token_t = false};
     size_t ab1 = 0;
     if (!st) st = dit_arena_bytes(D.m, e->be, &D.shp, U, &D.arena_bytes, err);
     if (!st && D.root && e->o.check) /* the reference */
         st = dit_arena_bytes(D.m, e->be, &D.shp, 1, &ab1, err);
     if (!st)
-        st = wk_arena_init(&D.arena, "dit activations", D.arena_bytes > ab1 ? D.arena_bytes : ab1,
-                           err);
+        st = wk_arena_init_on(&D.arena, e->be, "dit activations",
+                              D.arena_bytes > ab1 ? D.arena_bytes : ab1, err);
     const size_t nout = (size_t)(COUT * c->F * c->H * c->W), nlat = (size_t)(CIN * c->F * c->H * c->W),
                  ntxt = (size_t)(c->Lt * TEXT_DIM);
     if (!st) {
@@ -249,15 +291,23 @@ static void print_header(const bn_run *e) {
     MPI_Get_library_version(lib, &nlib);
     lib[strcspn(lib, ",\n")] = 0;
     double rep = 0, fl1 = rank_flops(c, D.L1, D.L1, &rep), flu = rank_flops(c, D.Ll, D.Lp, &rep);
-    printf("# bench_dist: Ulysses DiT forward over %d MPI rank%s (sp = MPI_COMM_WORLD), wanfarm "
-           "CPU backend, %d thread%s/rank, OpenBLAS %s, %s\n", np, np == 1 ? "" : "s", threads,
+    printf("# bench_dist: Ulysses DiT forward over %d MPI rank%s (sp = MPI_COMM_WORLD, %s, "
+           "all-to-alls %s), wanfarm %s backend%s, %d thread%s/rank, OpenBLAS %s, %s\n", np,
+           np == 1 ? "" : "s",
+           D.world ? (D.world->backend == CM_NCCL ? "NCCL"
+                      : D.world->backend == CM_STAGED ? "MPI through host memory" : "MPI")
+                   : "?",
+           g_overlap ? "overlapped with the projections" : "blocking",
+           e->be ? e->be->name : "?", e->be && e->be->device != WK_DEV_CPU ? " (bf16)" : "",
+           threads,
            threads == 1 ? "" : "s", openblas_get_config(), lib);
     printf("# node: %ld cores, %d rank%s on rank 0's node, rank 0 may run on %d cpus%s\n",
            D.ncores, D.nlocal, D.nlocal == 1 ? "" : "s", D.cpus,
            (long)D.nlocal * threads > D.ncores ? " -- oversubscribed: more threads than cores" : "");
-    printf("# model: WanTransformer3DModel at Wan2.1-1.3B width (D %d = %dx%d, FFN %d, text_dim "
+    printf("# model: WanTransformer3DModel at %s width (D %d = %dx%d, FFN %d, text_dim "
            "%d, patch %dx%dx%d), %d layer%s, random weights N(0, %.2g), f32; %.1f MiB mapped "
-           "by every rank (%s)\n", DIM, NHEADS, HDIM, FFN_DIM, TEXT_DIM, PT, PH, PW, c->layers,
+           "by every rank (%s)\n", g_width->name, DIM, NHEADS, HDIM, FFN_DIM, TEXT_DIM, PT, PH, PW,
+           c->layers,
            c->layers == 1 ? "" : "s", WEIGHT_STD, D.m ? bu_mib((double)D.m->weight_bytes) : NAN, D.dir);
     printf("# input: latent %dx%lldx%lldx%lld -> L %lld tokens, text Lt %lld, timestep %g; "
            "warm-up %d, iters %d (row = the timed forward with the median wall time)\n", CIN,
@@ -377,7 +427,7 @@ static void summarize(void) {
     drow *a = &D.all;
     *a = (drow){.bytes_ok = 1, .checked = 1};
     D.same = 1;
-    D.tol = DIFF_TOL * D.rows[0].rms_ref;
+    D.tol = (strcmp(g_device, "cuda") ? DIFF_TOL : DIFF_TOL_BF16) * D.rows[0].rms_ref;
     for (int r = 0; r < D.np; r++) {
         const drow *w = &D.rows[r];
         if (w->status) continue;
@@ -526,6 +576,9 @@ static void dist_teardown(bn_run *e) {
 }
 
 static const bn_flag dist_flags[] = {{"--layers", "N", 'i', &D.c.layers, 1, 1000, NULL},
+                                     {"--width", "1.3b|a14b", 'p', NULL, 0, 0, parse_width},
+                                     {"--device", "cpu|cuda", 'p', NULL, 0, 0, parse_device},
+                                     {"--overlap", "0|1", 'i', &g_overlap, 0, 1, NULL},
                                      {"--latent", "[16,]F,H,W", 'p', NULL, 0, 0, parse_latent},
                                      {"--text-len", "N", 'l', &D.c.Lt, 1, 1 << 20, NULL},
                                      {NULL, NULL, 0, NULL, 0, 0, NULL}};
@@ -546,7 +599,10 @@ int main(int argc, char **argv) {
     D.root = D.rank == 0;
     const bn_bench b = {
         .name = "bench_dist",
-        .note = "Run it under mpirun -np U: U (the MPI world size) must divide the 12 heads.\n"
+        .note = "Run it under mpirun -np U: U (the MPI world size) must divide the heads (12 at "
+                "--width 1.3b, 40 at a14b).\n"
+                "--device cuda: each rank on visible GPU local_rank % n (NCCL between distinct "
+                "GPUs, MPI through host memory on a shared one), bf16.\n"
                 "Metrics: bench/PERFORMANCE.md (section bench_dist).",
         .flags = dist_flags, .flag_set = BN_KEEP, .warm = 1, .iters = 3, .cols = dist_cols,
         .ncols = 14, .nkeys = 1, .quiet = !D.root, .init = dist_init, .setup = dist_setup,

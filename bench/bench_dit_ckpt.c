@@ -44,8 +44,8 @@ static int wl_add(wlist *l, const char *name, int kind, int keep_f32, int ndim, 
     return 0;
 }
 
-static int build_spec(wlist *l, int layers) {
-    const uint64_t D = BDC_DIM, P = BDC_PT * BDC_PH * BDC_PW;
+static int build_spec(wlist *l, int layers, const bdc_width *w) {
+    const uint64_t D = (uint64_t)(w->heads * BDC_HDIM), P = BDC_PT * BDC_PH * BDC_PW;
     int r = 0;
 #define W2(n, a, b) (r |= wl_add(l, n, K_WEIGHT, 0, 2, a, b, 0, 0, 0))
 #define B1(n, a) (r |= wl_add(l, n, K_WEIGHT, 0, 1, a, 0, 0, 0, 0))
@@ -87,11 +87,11 @@ static int build_spec(wlist *l, int layers) {
         snprintf(n, sizeof n, "blocks.%d.norm2.bias", i);
         r |= wl_add(l, n, K_WEIGHT, 1, 1, D, 0, 0, 0, 0);
         snprintf(n, sizeof n, "blocks.%d.ffn.net.0.proj.weight", i);
-        W2(n, BDC_FFN_DIM, D);
+        W2(n, (uint64_t)w->ffn, D);
         snprintf(n, sizeof n, "blocks.%d.ffn.net.0.proj.bias", i);
-        B1(n, BDC_FFN_DIM);
+        B1(n, (uint64_t)w->ffn);
         snprintf(n, sizeof n, "blocks.%d.ffn.net.2.weight", i);
-        W2(n, D, BDC_FFN_DIM);
+        W2(n, D, (uint64_t)w->ffn);
         snprintf(n, sizeof n, "blocks.%d.ffn.net.2.bias", i);
         B1(n, D);
     }
@@ -107,7 +107,7 @@ static uint64_t spec_numel(const wspec *s) {
 }
 
 /* config.json as save_pretrained writes it (every __init__ argument). */
-static int write_config(const char *path, int layers) {
+static int write_config(const char *path, int layers, const bdc_width *w) {
     json_t *o = json_object(), *ps = json_array();
     if (!o || !ps) return -1;
     json_array_append_new(ps, json_integer(BDC_PT));
@@ -119,11 +119,11 @@ static int write_config(const char *path, int layers) {
     json_object_set_new(o, "attention_head_dim", json_integer(BDC_HDIM));
     json_object_set_new(o, "cross_attn_norm", json_true());
     json_object_set_new(o, "eps", json_real(1e-6));
-    json_object_set_new(o, "ffn_dim", json_integer(BDC_FFN_DIM));
+    json_object_set_new(o, "ffn_dim", json_integer(w->ffn));
     json_object_set_new(o, "freq_dim", json_integer(BDC_FREQ_DIM));
     json_object_set_new(o, "image_dim", json_null());
     json_object_set_new(o, "in_channels", json_integer(BDC_CIN));
-    json_object_set_new(o, "num_attention_heads", json_integer(BDC_NHEADS));
+    json_object_set_new(o, "num_attention_heads", json_integer(w->heads));
     json_object_set_new(o, "num_layers", json_integer(layers));
     json_object_set_new(o, "out_channels", json_integer(BDC_COUT));
     json_object_set_new(o, "patch_size", ps);
@@ -136,16 +136,24 @@ static int write_config(const char *path, int layers) {
     return r;
 }
 
+const bdc_width BDC_WAN21_13B = {"Wan2.1-1.3B", BDC_NHEADS, BDC_FFN_DIM};
+const bdc_width BDC_A14B = {"Wan2.2-A14B", 40, 13824};
+
 int bdc_write(const char *dir, int layers, wk_dtype wdt, const char *who) {
+    return bdc_write_width(dir, layers, wdt, &BDC_WAN21_13B, who);
+}
+
+int bdc_write_width(const char *dir, int layers, wk_dtype wdt, const bdc_width *w,
+                    const char *who) {
     char path[1200];
     wf_err err = {0};
     snprintf(path, sizeof path, "%s/config.json", dir);
-    if (write_config(path, layers) != 0) {
+    if (write_config(path, layers, w) != 0) {
         fprintf(stderr, "%s: cannot write %s\n", who, path);
         return 1;
     }
     wlist l = {0};
-    if (build_spec(&l, layers) != 0) {
+    if (build_spec(&l, layers, w) != 0) {
         fprintf(stderr, "%s: out of memory\n", who);
         return 1;
     }

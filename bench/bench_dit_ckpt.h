@@ -23,4 +23,14 @@ enum { BDC_NHEADS = 12, BDC_HDIM = 128, BDC_DIM = BDC_NHEADS * BDC_HDIM, BDC_CIN
  * or 1 after printing why, prefixed with `who`. */
 int bdc_write(const char *dir, int layers, wk_dtype wdt, const char *who);
 
+/* The block width (heads of BDC_HDIM, FFN); everything else as above. */
+typedef struct bdc_width {
+    const char *name;
+    int heads, ffn;
+} bdc_width;
+extern const bdc_width BDC_WAN21_13B; /* 12 heads (D 1536), FFN 8960 */
+extern const bdc_width BDC_A14B;      /* 40 heads (D 5120), FFN 13824: Wan2.2-A14B's experts */
+int bdc_write_width(const char *dir, int layers, wk_dtype wdt, const bdc_width *w,
+                    const char *who);
+
 #endif

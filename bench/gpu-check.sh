@@ -18,7 +18,17 @@
 #              device buffers (test_comm: NCCL, or MPI through host memory for ranks sharing the
 #              GPU) and every layout on 2 and 3 GPU ranks against the CPU (test_dist --device
 #              cuda), under the unpacked OpenMPI (and whatever else is labelled gpu)
+#   comm       bench_comm under mpirun on device buffers, nccl-tests style (all-to-all, the
+#              overlapped all-to-all, all-gather; algbw, busbw, checked bytes) for every GPU count
+#              the machine has (NCCL), and 2 ranks sharing GPU 0 (MPI through host memory);
+#              OUTDIR/comm.cost.json: the planner's intra_bw and intra_latency from the largest
+#   ulysses    bench_dist --device cuda at A14B width (1 block, 720p: 75 600 tokens, bf16): the
+#              forward's wall, all-to-all, all-gather and compute on 1 GPU rank and on N (N GPUs,
+#              blocking and overlapped all-to-alls; on one GPU, 2 ranks sharing it)
 #   bench_gpu  bench_gpu --json OUTDIR/bench_gpu.json --cost-file OUTDIR/gpu.cost.json
+#   predict    the planner recalibrated from these numbers: gpu.cost.json with comm.cost.json's
+#              link rates merged in (OUTDIR/recalibrated.cost.json), then `wanfarm plan` for the
+#              A14B 720p video on 8 and on 64 GPUs (OUTDIR/predict-8.json, predict-64.json)
 # then one table: part, status, seconds, what failed. OUTDIR/summary.json holds the same, rewritten
 # after every part. Each part has a time budget (seconds; GPU_CHECK_<PART>=N overrides), and none
 # runs past 470 s from the start (GPU_CHECK_TOTAL): under 8 minutes on an H100/H200 machine.
@@ -53,7 +63,10 @@ B_BUILD=${GPU_CHECK_BUILD_S:-180}
 B_DEVICES=${GPU_CHECK_DEVICES:-30}
 B_OPS=${GPU_CHECK_OPS:-60}
 B_TESTS=${GPU_CHECK_TESTS:-90}
+B_COMM=${GPU_CHECK_COMM:-30}
+B_ULYSSES=${GPU_CHECK_ULYSSES:-60}
 B_BENCH=${GPU_CHECK_BENCH:-100}
+B_PREDICT=${GPU_CHECK_PREDICT:-15}
 DEADLINE=$((T_START + ${GPU_CHECK_TOTAL:-470}))
 
 PARTS=()     # "name|status|seconds|what" per finished part
@@ -295,7 +308,80 @@ else
     finish gpu_tests missing 0 "no ctest test is labelled gpu yet (or the build has no tests)"
 fi
 
+# ---- multi-rank parts: the build's MPI launcher, as root, ranks may share a GPU -------------
+MPIEXEC=$(sed -n 's/^MPIEXEC_EXECUTABLE:FILEPATH=//p' "$BUILD/CMakeCache.txt" 2>/dev/null)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none WANFARM_SHARE_GPU=1
+NGPU=$(nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null | wc -l)
+[ "$NGPU" -ge 1 ] 2>/dev/null || NGPU=0
+export MPIEXEC NGPU OUT BUILD
+
+comm_rows() { # bench_comm for 1..NGPU GPU ranks (NCCL), then 2 ranks on GPU 0 (through host)
+    local k exe=$BUILD/bench/bench_comm rc=0
+    [ -x "$exe" ] || { echo "bench_comm is not built"; return 1; }
+    [ -n "$MPIEXEC" ] || { echo "no MPI launcher in the build (MPIEXEC_EXECUTABLE)"; return 1; }
+    [ "$NGPU" -ge 1 ] || { echo "no GPU"; return 77; }
+    for k in $(seq 1 "$NGPU"); do
+        "$MPIEXEC" -np "$k" "$exe" --device cuda --sizes 64K,1M,16M,128M -w 2 -n 10 \
+            --json "$OUT/comm-$k.json" --cost-out "$OUT/comm.cost.json" || rc=1
+    done
+    if [ "$NGPU" -eq 1 ]; then
+        CUDA_VISIBLE_DEVICES=0 "$MPIEXEC" -np 2 "$exe" --device cuda --sizes 64K,1M,16M -w 1 -n 5 \
+            --json "$OUT/comm-shared-2.json" || rc=1
+    fi
+    return $rc
+}
+
+ulysses_rows() { # the A14B-width Ulysses forward on 1 GPU rank, then on N (blocking, overlapped)
+    local exe=$BUILD/bench/bench_dist rc=0 n ov
+    [ -x "$exe" ] || { echo "bench_dist is not built"; return 1; }
+    [ "$NGPU" -ge 1 ] || { echo "no GPU"; return 77; }
+    local args=(--device cuda --width a14b --layers 1 --latent 21,90,160 --text-len 512 -w 1 -n 3)
+    "$MPIEXEC" -np 1 "$exe" "${args[@]}" --json "$OUT/ulysses-1.json" || rc=1
+    n=$NGPU
+    [ "$n" -gt 8 ] && n=8
+    [ "$n" -lt 2 ] && n=2 # one GPU: 2 ranks share it (its all-to-alls go through host memory)
+    for ov in 0 1; do
+        [ "$NGPU" -lt 2 ] && [ $ov = 1 ] && continue # overlap needs NCCL between distinct GPUs
+        "$MPIEXEC" -np "$n" "$exe" "${args[@]}" --overlap $ov --json "$OUT/ulysses-$n-ov$ov.json" ||
+            rc=1
+    done
+    return $rc
+}
+
+predict_rows() { # the planner on 8 and 64 GPUs from this machine's measured rates
+    local wf=$BUILD/worker/wanfarm k
+    [ -s "$OUT/gpu.cost.json" ] || { echo "no gpu.cost.json (bench_gpu did not write one)"; return 1; }
+    python3 - "$OUT/gpu.cost.json" "$OUT/comm.cost.json" "$OUT/recalibrated.cost.json" <<'EOF' || return 1
+import json, os, sys
+cost = json.load(open(sys.argv[1]))
+if os.path.exists(sys.argv[2]):
+    comm = json.load(open(sys.argv[2]))
+    for k in ("intra_bw", "intra_latency"):
+        if k in comm: cost[k] = comm[k]
+    cost["_comm_source"] = comm.get("_source", "bench_comm")
+json.dump(cost, open(sys.argv[3], "w"), indent=2)
+print("recalibrated cost:", json.dumps(cost))
+EOF
+    for k in 8 64; do
+        "$wf" plan --preset a14b --ranks $k --cost "$OUT/recalibrated.cost.json" --json \
+            >"$OUT/predict-$k.json" || return 1
+        python3 - "$OUT/predict-$k.json" $k <<'EOF' || return 1
+import json, sys
+p = json.load(open(sys.argv[1]))
+b = p["plan"]
+print("%s GPUs: layout %s, %.1f s per 720p video (text %.2f s, decode %.2f s), %.1f videos/hour, "
+      "%.0f GB of collectives per video" % (sys.argv[2], b["layout"], b["latency_s"], b["t_text"],
+      b["t_decode"], b["videos_per_hour"], b["bytes_per_video"] / 1e9))
+EOF
+    done
+}
+export -f comm_rows ulysses_rows predict_rows
+run_part comm "$B_COMM" bash -c comm_rows
+run_part ulysses "$B_ULYSSES" bash -c ulysses_rows
+
 part_exe bench_gpu bench_gpu "$B_BENCH" --json "$OUT/bench_gpu.json" --cost-file "$OUT/gpu.cost.json"
+run_part predict "$B_PREDICT" bash -c predict_rows
 
 # ---- the table -------------------------------------------------------------------------------
 fail=0

@@ -136,7 +136,7 @@ wf_status cm_split(cm_comm *parent, int color, int key, const char *name, cm_com
 void cm_free(cm_comm **pc) {
     if (!pc || !*pc) return;
     cm_comm *c = *pc;
-    if (c->backend == CM_NCCL) cm_nccl_destroy(c);
+    if (c->backend == CM_NCCL) cm_nccl_destroy(c); /* and its async state */
     if (!c->borrowed) MPI_Comm_free(&c->mpi);
     free(c->icounts);
     free(c->zdispl);
@@ -292,6 +292,62 @@ wf_status cm_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes, wf
     if (rc != MPI_SUCCESS) return mpi_fail(err, c, rc, "all-to-all");
     count(c, CM_ALLTOALL, bytes * (size_t)(c->size - 1), t0);
     return WF_OK;
+}
+
+wf_status cm_ialltoall(cm_comm *c, const void *send, void *recv, size_t bytes, cm_request *q,
+                       wf_err *err) {
+    memset(q, 0, sizeof *q);
+    q->bytes = bytes * (size_t)(c->size - 1);
+    if (c->backend == CM_NCCL) { /* the device time comes from its events (cm_settle) */
+        wf_status st = cm_nccl_ialltoall(c, send, recv, bytes, &q->slot, err);
+        if (st) return st;
+        q->active = true;
+        return WF_OK;
+    }
+    if (c->backend == CM_STAGED || bytes > INT_MAX) { /* at once, blocking */
+        const cm_stats before = c->stats;
+        wf_status st = cm_alltoall(c, send, recv, bytes, err);
+        if (st) return st;
+        c->stats = before; /* counted at cm_wait, like the others */
+        q->seconds = c->stats.seconds[CM_ALLTOALL] - before.seconds[CM_ALLTOALL];
+        q->active = true;
+        return WF_OK;
+    }
+    double t0 = enter(c, CM_ALLTOALL, -1);
+    int rc = MPI_Ialltoall(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, c->mpi, &q->req);
+    cm_wd_leave();
+    q->seconds = now_s() - t0;
+    if (rc != MPI_SUCCESS) return mpi_fail(err, c, rc, "all-to-all (started)");
+    q->mpi = q->active = true;
+    return WF_OK;
+}
+
+wf_status cm_wait(cm_comm *c, cm_request *q, wf_err *err) {
+    if (!q->active) return WF_OK;
+    q->active = false;
+    if (c->backend == CM_NCCL) {
+        wf_status st = cm_nccl_wait(c, q->slot, err);
+        if (st) return st;
+        c->stats.calls[CM_ALLTOALL]++;
+        c->stats.bytes[CM_ALLTOALL] += q->bytes;
+        return WF_OK;
+    }
+    double t0 = now_s();
+    if (q->mpi) {
+        cm_wd_enter("all-to-all (wait)", c->name, c->rank, c->size, c->world_ranks, -1);
+        int rc = MPI_Wait(&q->req, MPI_STATUS_IGNORE);
+        cm_wd_leave();
+        if (rc != MPI_SUCCESS) return mpi_fail(err, c, rc, "all-to-all (wait)");
+    }
+    c->stats.calls[CM_ALLTOALL]++;
+    c->stats.bytes[CM_ALLTOALL] += q->bytes;
+    c->stats.seconds[CM_ALLTOALL] += q->seconds + (now_s() - t0);
+    return WF_OK;
+}
+
+wf_status cm_settle(cm_comm *c, wf_err *err) {
+    if (!c || c->backend != CM_NCCL || !c->async) return WF_OK;
+    return cm_nccl_settle(c, &c->stats.seconds[CM_ALLTOALL], err);
 }
 
 wf_status cm_allgather(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err) {

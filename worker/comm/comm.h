@@ -29,7 +29,8 @@
  * the group and the ranks waited for, when a call of this rank lasts far longer than a step, so
  * that a stopped or hung rank does not leave the others waiting forever.
  *
- * What it is not: asynchronous, or fault tolerant (a dead rank makes MPI abort the job).
+ * Asynchronous: only cm_ialltoall (with cm_wait, cm_settle), for exchanges that overlap compute.
+ * What it is not: fault tolerant (a dead rank makes MPI abort the job).
  * Tested by: tests/test_comm.c under mpirun (np 1..4) against the MPI reference results and the
  * counter formulas; the NCCL path by the same test on a GPU machine (cm_enable_nccl).
  */
@@ -78,6 +79,9 @@ typedef struct cm_comm {
     int device;
     char name[32];     /* for messages: "world", "high", "ulysses", ... */
     int *world_ranks;  /* [size]: each rank's rank in MPI_COMM_WORLD (for messages) */
+    bool overlap;      /* the caller may overlap this comm's all-to-alls with its compute
+                        * (cm_ialltoall): set by its owner (the DiT's Ulysses group reads it) */
+    void *async;       /* CM_NCCL: the side stream and events of cm_ialltoall */
     cm_stats stats;
     /* per-rank scratch for counts and requests, sized at creation: no collective allocates */
     int *icounts;      /* [2 size]: counts, displacements */
@@ -138,6 +142,29 @@ wf_status cm_allgatherv(cm_comm *c, const void *send, void *recv, const size_t *
                         wf_err *err);
 wf_status cm_send(cm_comm *c, const void *buf, size_t bytes, int peer, int tag, wf_err *err);
 wf_status cm_recv(cm_comm *c, void *buf, size_t bytes, int peer, int tag, wf_err *err);
+/* An all-to-all in flight: cm_ialltoall starts it, cm_wait completes it. */
+typedef struct cm_request {
+    bool active;
+    bool mpi;          /* an MPI request to wait for (else done at once, or NCCL's slot) */
+    MPI_Request req;
+    int slot;          /* CM_NCCL: its events */
+    size_t bytes;      /* sent to other ranks, for the counters */
+    double seconds;    /* host seconds inside the calls so far */
+} cm_request;
+/* Starts cm_alltoall's exchange and returns before it completes: send and recv must not be
+ * touched until cm_wait(req). MPI: MPI_Ialltoall (blocks larger than MPI's int counts, and
+ * CM_STAGED, complete at once); NCCL: enqueued on the comm's side stream behind the work already
+ * on its stream (the backend's queue), and cm_wait makes that stream wait for it: the host never
+ * waits, and the kernels issued in between overlap the exchange. Counted at cm_wait: the calls,
+ * the bytes, and the seconds (MPI: inside the two calls; NCCL: the exchange's device time,
+ * measured by events and added by cm_settle). */
+wf_status cm_ialltoall(cm_comm *c, const void *send, void *recv, size_t bytes, cm_request *req,
+                       wf_err *err);
+wf_status cm_wait(cm_comm *c, cm_request *req, wf_err *err);
+/* Adds the device time of NCCL exchanges waited for since the last call to the counters (waits
+ * for them to end; nothing to do on MPI). Called before the counters are read. */
+wf_status cm_settle(cm_comm *c, wf_err *err);
+
 /* Sends to dst and receives from src at once (either may be -1: none), as halo exchanges need. */
 wf_status cm_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst, void *recv,
                       size_t rbytes, int src, int tag, wf_err *err);

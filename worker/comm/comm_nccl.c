@@ -11,7 +11,10 @@
  * in at build time, CM_CUDA_LIB_DIRS) and resolves the calls below through the table A, so a CPU
  * run of the program never loads them. A rank that cannot load them fails cm_nccl_init like one
  * that cannot bind its GPU: every rank learns it and none switches.
- * What it is not: asynchronous, or able to recover a comm after a failed call (free it).
+ * cm_ialltoall (cm_nccl_ialltoall/wait/settle) is the one asynchronous call: on a side stream of
+ * the comm's own, ordered after the comm's stream by an event and before it again at the wait,
+ * with a pair of timing events per exchange for the counters.
+ * What it is not: able to recover a comm after a failed call (free it).
  * Tested by: tests/test_comm.c on a machine with GPUs (its NCCL section runs when
  * cudaGetDeviceCount reports one GPU per node-local rank; otherwise it says why it skipped).
  */
@@ -42,7 +45,13 @@
     X(cudaGetErrorName, const char *, (cudaError_t))                                             \
     X(cudaMemcpyAsync, cudaError_t, (void *, const void *, size_t, enum cudaMemcpyKind,          \
                                      cudaStream_t))                                              \
-    X(cudaDeviceGetPCIBusId, cudaError_t, (char *, int, int))
+    X(cudaDeviceGetPCIBusId, cudaError_t, (char *, int, int))                                   \
+    X(cudaEventCreateWithFlags, cudaError_t, (cudaEvent_t *, unsigned int))                      \
+    X(cudaEventRecord, cudaError_t, (cudaEvent_t, cudaStream_t))                                 \
+    X(cudaStreamWaitEvent, cudaError_t, (cudaStream_t, cudaEvent_t, unsigned int))              \
+    X(cudaEventSynchronize, cudaError_t, (cudaEvent_t))                                          \
+    X(cudaEventElapsedTime, cudaError_t, (float *, cudaEvent_t, cudaEvent_t))                    \
+    X(cudaEventDestroy, cudaError_t, (cudaEvent_t))
 #define CM_NCCL_CALLS(X)                                                                         \
     X(ncclGetLastError, const char *, (ncclComm_t))                                              \
     X(ncclGetErrorString, const char *, (ncclResult_t))                                          \
@@ -258,8 +267,122 @@ out_destroy:
     return st;
 }
 
+/* ---- cm_ialltoall: a side stream, and events that order it and time it ---- */
+
+static ncclResult_t group_end(ncclResult_t r);
+
+#define CM_ASYNC_SLOTS 32 /* exchanges between two settles (more: the oldest are settled) */
+typedef struct nccl_async {
+    cudaStream_t side;
+    cudaEvent_t ready;                                     /* the comm's stream, at the start */
+    cudaEvent_t t0[CM_ASYNC_SLOTS], t1[CM_ASYNC_SLOTS];    /* each exchange's start and end */
+    int used;                                              /* slots since the last settle */
+    int made;                                              /* events created (for destroy) */
+} nccl_async;
+
+static void async_free(cm_comm *c) {
+    nccl_async *a = c->async;
+    if (!a) return;
+    if (a->side) A.cudaStreamDestroy(a->side);
+    if (a->made > 0) A.cudaEventDestroy(a->ready);
+    for (int k = 0; k < (a->made - 1) / 2; k++) { /* made = 1 + 2 x the slots made */
+        A.cudaEventDestroy(a->t0[k]);
+        A.cudaEventDestroy(a->t1[k]);
+    }
+    free(a);
+    c->async = NULL;
+}
+
+/* The side stream and its events, made at the first exchange (once: none inside a later step). */
+static wf_status async_get(cm_comm *c, nccl_async **out, wf_err *err) {
+    if (c->async) {
+        *out = c->async;
+        return WF_OK;
+    }
+    nccl_async *a = calloc(1, sizeof *a);
+    if (!a) return wf_fail(err, WF_ENOMEM, "communicator '%s': out of memory", c->name);
+    c->async = a;
+    cudaError_t e = A.cudaStreamCreateWithFlags(&a->side, cudaStreamNonBlocking);
+    if (e == cudaSuccess) e = A.cudaEventCreateWithFlags(&a->ready, cudaEventDisableTiming);
+    if (e == cudaSuccess) a->made = 1;
+    for (int k = 0; k < CM_ASYNC_SLOTS && e == cudaSuccess; k++) {
+        e = A.cudaEventCreateWithFlags(&a->t0[k], cudaEventDefault);
+        if (e == cudaSuccess && (e = A.cudaEventCreateWithFlags(&a->t1[k], cudaEventDefault)) !=
+                                    cudaSuccess)
+            A.cudaEventDestroy(a->t0[k]);
+        if (e == cudaSuccess) a->made += 2;
+    }
+    if (e != cudaSuccess) {
+        wf_status st = cuda_fail(err, c, e, "the all-to-all side stream and its events");
+        async_free(c);
+        return st;
+    }
+    *out = a;
+    return WF_OK;
+}
+
+wf_status cm_nccl_settle(cm_comm *c, double *seconds, wf_err *err) {
+    nccl_async *a = c->async;
+    if (!a) return WF_OK;
+    for (int k = 0; k < a->used; k++) {
+        float ms = 0;
+        cudaError_t e = A.cudaEventSynchronize(a->t1[k]);
+        if (e == cudaSuccess) e = A.cudaEventElapsedTime(&ms, a->t0[k], a->t1[k]);
+        if (e != cudaSuccess) return cuda_fail(err, c, e, "all-to-all (its device time)");
+        *seconds += 1e-3 * (double)ms;
+    }
+    a->used = 0;
+    return WF_OK;
+}
+
+wf_status cm_nccl_ialltoall(cm_comm *c, const void *send, void *recv, size_t bytes, int *slot,
+                            wf_err *err) {
+    nccl_async *a = NULL;
+    wf_status st = async_get(c, &a, err);
+    if (st) return st;
+    if (a->used == CM_ASYNC_SLOTS && (st = cm_nccl_settle(c, &c->stats.seconds[CM_ALLTOALL], err)))
+        return st;
+    const int k = a->used++;
+    *slot = k;
+    /* the side stream starts when the comm's stream has written the send buffer */
+    cudaError_t e = A.cudaEventRecord(a->ready, ST(c));
+    if (e == cudaSuccess) e = A.cudaStreamWaitEvent(a->side, a->ready, 0);
+    if (e == cudaSuccess) e = A.cudaEventRecord(a->t0[k], a->side);
+    if (e != cudaSuccess) return cuda_fail(err, c, e, "all-to-all (started)");
+    if (bytes) {
+        const char *s = send;
+        char *d = recv;
+        ncclResult_t r = A.ncclGroupStart();
+        if (r == ncclSuccess) {
+            for (int p = 0; p < c->size && r == ncclSuccess; p++) {
+                r = A.ncclSend(s + (size_t)p * bytes, bytes, ncclUint8, p, NC(c), a->side);
+                if (r == ncclSuccess)
+                    r = A.ncclRecv(d + (size_t)p * bytes, bytes, ncclUint8, p, NC(c), a->side);
+            }
+            r = group_end(r);
+        }
+        if (r != ncclSuccess) return nccl_fail(err, c, r, "all-to-all (started)");
+    }
+    if ((e = A.cudaEventRecord(a->t1[k], a->side)) != cudaSuccess)
+        return cuda_fail(err, c, e, "all-to-all (started)");
+    return WF_OK;
+}
+
+wf_status cm_nccl_wait(cm_comm *c, int slot, wf_err *err) {
+    nccl_async *a = c->async;
+    if (!a || slot < 0 || slot >= CM_ASYNC_SLOTS)
+        return wf_fail(err, WF_EINVAL, "communicator '%s': no such all-to-all in flight", c->name);
+    cudaError_t e = A.cudaStreamWaitEvent(ST(c), a->t1[slot], 0); /* the device waits, not us */
+    if (e != cudaSuccess) return cuda_fail(err, c, e, "all-to-all (wait)");
+    ncclResult_t ae = ncclSuccess;
+    if (A.ncclCommGetAsyncError(NC(c), &ae) == ncclSuccess && ae != ncclSuccess)
+        return nccl_fail(err, c, ae, "all-to-all (wait)");
+    return WF_OK;
+}
+
 void cm_nccl_destroy(cm_comm *c) {
     if (!c || c->backend != CM_NCCL) return;
+    async_free(c);
     if (c->nccl) A.ncclCommDestroy(NC(c));
     if (c->stream && !c->stream_borrowed) A.cudaStreamDestroy(ST(c));
     c->stream = NULL;

@@ -19,6 +19,13 @@ wf_status cm_nccl_allgatherv(cm_comm *c, const void *send, void *recv, const siz
 wf_status cm_nccl_sendrecv(cm_comm *c, const void *send, size_t sbytes, int dst, void *recv,
                            size_t rbytes, int src, wf_err *err);
 wf_status cm_nccl_bcast(cm_comm *c, void *buf, size_t bytes, int root, wf_err *err);
+/* cm_ialltoall on NCCL: *slot gets the exchange's events; wait: the comm's stream waits for
+ * them; settle: *seconds += the device time of the exchanges waited for, which are then
+ * forgotten. */
+wf_status cm_nccl_ialltoall(cm_comm *c, const void *send, void *recv, size_t bytes, int *slot,
+                            wf_err *err);
+wf_status cm_nccl_wait(cm_comm *c, int slot, wf_err *err);
+wf_status cm_nccl_settle(cm_comm *c, double *seconds, wf_err *err);
 /* 1 when two ranks of c are on one GPU (PCI bus ids gathered over c's MPI_Comm; collective),
  * 0 when not; WF_* status through err on failure (then -1). */
 int cm_nccl_shared_gpu(cm_comm *c, int device, wf_err *err);

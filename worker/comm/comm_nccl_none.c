@@ -18,6 +18,19 @@ wf_status cm_nccl_alltoall(cm_comm *c, const void *s, void *r, size_t b, wf_err 
     (void)s, (void)r, (void)b;
     UNREACHABLE();
 }
+wf_status cm_nccl_ialltoall(cm_comm *c, const void *s, void *r, size_t b, int *slot,
+                            wf_err *err) {
+    (void)s, (void)r, (void)b, (void)slot;
+    UNREACHABLE();
+}
+wf_status cm_nccl_wait(cm_comm *c, int slot, wf_err *err) {
+    (void)slot;
+    UNREACHABLE();
+}
+wf_status cm_nccl_settle(cm_comm *c, double *seconds, wf_err *err) {
+    (void)seconds;
+    UNREACHABLE();
+}
 wf_status cm_nccl_allgather(cm_comm *c, const void *s, void *r, size_t b, wf_err *err) {
     (void)s, (void)r, (void)b;
     UNREACHABLE();

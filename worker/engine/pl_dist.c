@@ -65,6 +65,18 @@ static wf_status same_backend_kind(cm_comm *world, const wk_backend *be, wf_err 
     return WF_OK;
 }
 
+/* WANFARM_OVERLAP=1: the Ulysses all-to-alls overlap the projections (cm_ialltoall, sp->overlap)
+ * only when every rank asks for it (a nonblocking collective never matches a blocking one).
+ * Collective over world. */
+static wf_status agree_overlap(cm_comm *world, cm_comm *sp, wf_err *err) {
+    const char *v = getenv("WANFARM_OVERLAP");
+    int mine = v && !strcmp(v, "1"), all = 0;
+    if (MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, world->mpi) != MPI_SUCCESS)
+        return wf_fail(err, WF_EIO, "pd_open: MPI_Allreduce failed");
+    sp->overlap = all != 0;
+    return WF_OK;
+}
+
 wf_status pd_open(pd_world **out, cm_comm *world, const ly_layout *l, const char *root,
                   wk_backend *be, int nthreads, wf_err *err) {
     *out = NULL;
@@ -104,6 +116,7 @@ wf_status pd_open(pd_world **out, cm_comm *world, const ly_layout *l, const char
     d->parts = pd_parts(l, me);
     WF_TRY(pl_open_parts(&d->p, root, be, nthreads, d->parts, err));
     WF_TRY(enable_device_comms(d, err));
+    WF_TRY(agree_overlap(world, d->sp, err));
     *out = d;
     d = NULL;
 out:
@@ -385,6 +398,7 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
         if (r->expert_out && d->role.writer) r->expert_out[i] = e;
         double ops[WK_T_NCATS] = {0};
         if ((st = wk_timing_take(d->p->be, ops, err))) goto out;
+        if ((st = cm_settle(d->sp, err))) goto out; /* overlapped exchanges' device time */
         if (r->progress && d->group->rank == 0) {
             double tn = now_s();
             double g2 = isnan(r->guidance_2) ? r->guidance : r->guidance_2;

@@ -34,6 +34,9 @@
  * a GPU: cm_enable_device), as does the decoding group (the row-parallel decode's halos, keys and
  * values and frame bands live in its device arena), and the text encoder stays on the text rank's
  * device only when the rest fits beside it (else staged: pl_text_may_stay).
+ * WANFARM_OVERLAP=1 (on every rank) overlaps the Ulysses all-to-alls of q, k and v with the next
+ * projection (cm_ialltoall; the same bits); off by default until a GPU measurement says it pays
+ * (bench/gpu-check.sh times both).
  * Requests must be the same on every rank (each rank parses the same command line). Progress
  * callbacks run on each group's rank 0, with the job, the group and a wall-clock time.
  * The result equals pl_generate's on one rank within float rounding (tests/test_dist.c).

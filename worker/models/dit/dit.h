@@ -13,6 +13,8 @@
  *   - Sequence parallel (Ulysses) over the ranks of a communicator: each rank computes the
  *     tokens [r Ll, (r + 1) Ll) of the (padded) sequence and exchanges q/k/v and the attention
  *     output by all-to-all (dit_forward.c's head comment); the result equals the one-rank forward.
+ *     With sp->overlap the all-to-alls of q, k and v are started (cm_ialltoall) while the next
+ *     projection runs and waited for before the attention: the same ops, the same bits.
  * What it is not: batched (B = 1; CFG runs two forwards).
  * Tested by: tests/test_dit.c against Diffusers fp32 outputs (tests/fixtures/dit), per stage;
  *   tests/test_dist.c (mpirun, np 1..4): Ulysses forwards inside whole generations equal one rank, to

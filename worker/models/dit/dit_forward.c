@@ -252,24 +252,82 @@ static wf_status attend(wk_backend *be, const dfs_transformer_config *c, wk_tens
                         kv_len, NULL, err);
 }
 
+/* Before a collective on host buffers (MPI): the ops that wrote them are done. A device comm
+ * (NCCL, or MPI through host memory) runs on the backend's queue behind them: no host wait. */
+static wf_status host_ready(wk_backend *be, const cm_comm *sp, wf_err *err) {
+    return sp->backend == CM_MPI ? wk_sync(be, err) : WF_OK;
+}
+
+static wf_status attend_back(wk_backend *be, cm_comm *sp, const dfs_transformer_config *c,
+                             dit_acts *a, int64_t kv_len, wf_err *err);
+
+/* Self-attention under Ulysses with the exchanges overlapped (sp->overlap): each of q, k, v is
+ * projected (q, k normed and rotated) and permuted into a buffer the next no longer needs (q into
+ * o, k into q, v into k), and its all-to-all started (cm_ialltoall) while the next one's
+ * projection runs; the attention waits for all three. The same ops on the same data as
+ * ulysses_attend: the same bits. */
+static wf_status ulysses_attend_overlap(wk_backend *be, cm_comm *sp,
+                                        const dfs_transformer_config *c, const dit_block *b,
+                                        dit_acts *a, int64_t kv_len, float eps, wf_err *err) {
+    wf_status st = WF_OK;
+    const int64_t D = c->dim, U = a->U, Dl = D / U;
+    const size_t block = (size_t)(a->Ll * Dl) * sizeof(float);
+    const int swap[3] = {1, 0, 2};
+    const wk_tensor *w[3] = {&b->attn1.to_q_w, &b->attn1.to_k_w, &b->attn1.to_v_w};
+    const wk_tensor *bias[3] = {&b->attn1.to_q_b, &b->attn1.to_k_b, &b->attn1.to_v_b};
+    const wk_tensor *norm[2] = {&b->attn1.norm_q, &b->attn1.norm_k};
+    wk_tensor *proj[3] = {&a->q, &a->k, &a->v}, *send[3] = {&a->o, &a->q, &a->k};
+    wk_tensor *out[3] = {&a->qh, &a->kh, &a->vh};
+    cm_request req[3];
+    memset(req, 0, sizeof req);
+    for (int i = 0; i < 3; i++) {
+        WF_TRY(wk_matmul(be, proj[i], &a->n, w[i], bias[i], err)); /* [Ll, D] */
+        if (i < 2) {
+            wk_tensor h3 = heads_view(c, proj[i]);
+            WF_TRY(wk_rms_norm_rope(be, &h3, &h3, norm[i], &a->cos, &a->sin, eps, err));
+        }
+        WF_TRY(wk_permute(be, send[i], proj[i], 3, (int64_t[]){a->Ll, U, Dl}, swap, err));
+        WF_TRY(host_ready(be, sp, err));
+        WF_TRY(cm_ialltoall(sp, send[i]->data, out[i]->data, block, &req[i], err));
+    }
+    for (int i = 0; i < 3; i++) WF_TRY(cm_wait(sp, &req[i], err));
+    st = attend_back(be, sp, c, a, kv_len, err);
+out:
+    for (int i = 0; i < 3; i++) /* after a failure: nothing left in flight on these buffers */
+        if (req[i].active) cm_wait(sp, &req[i], NULL);
+    return st;
+}
+
 /* Self-attention under Ulysses: o [Ll, D] = attention of the whole sequence for this rank's
  * tokens, from local q, k, v [Ll, D] (normed and rotated). n is the scratch. The collectives get
- * backend pointers (host memory on the CPU backend), after a sync. */
+ * backend pointers (host memory on the CPU backend, after a sync: host_ready). */
 static wf_status ulysses_attend(wk_backend *be, cm_comm *sp, const dfs_transformer_config *c,
                                 dit_acts *a, int64_t kv_len, wf_err *err) {
     wf_status st = WF_OK;
-    const int64_t D = c->dim, U = a->U, HD = c->attention_head_dim, Dl = D / U;
+    const int64_t D = c->dim, U = a->U, Dl = D / U;
     const size_t block = (size_t)(a->Ll * Dl) * sizeof(float);
     const int swap[3] = {1, 0, 2};
     wk_tensor *in[3] = {&a->q, &a->k, &a->v}, *out[3] = {&a->qh, &a->kh, &a->vh};
     for (int i = 0; i < 3; i++) { /* [Ll, U, D/U] -> [U, Ll, D/U]: block j for rank j */
         WF_TRY(wk_permute(be, &a->n, in[i], 3, (int64_t[]){a->Ll, U, Dl}, swap, err));
-        WF_TRY(wk_sync(be, err));
+        WF_TRY(host_ready(be, sp, err));
         WF_TRY(cm_alltoall(sp, a->n.data, out[i]->data, block, err));
     }
+    WF_TRY(attend_back(be, sp, c, a, kv_len, err));
+out:
+    return st;
+}
+
+/* The heads' attention, the all-to-all back and the permute to o [Ll, D] (both Ulysses paths). */
+static wf_status attend_back(wk_backend *be, cm_comm *sp, const dfs_transformer_config *c,
+                             dit_acts *a, int64_t kv_len, wf_err *err) {
+    wf_status st = WF_OK;
+    const int64_t D = c->dim, U = a->U, HD = c->attention_head_dim, Dl = D / U;
+    const size_t block = (size_t)(a->Ll * Dl) * sizeof(float);
+    const int swap[3] = {1, 0, 2};
     WF_TRY(wk_attention(be, &a->oh, &a->qh, &a->kh, &a->vh, (float)(1.0 / sqrt((double)HD)),
                         kv_len, NULL, err));
-    WF_TRY(wk_sync(be, err));
+    WF_TRY(host_ready(be, sp, err));
     WF_TRY(cm_alltoall(sp, a->oh.data, a->n.data, block, err));
     WF_TRY(wk_permute(be, &a->o, &a->n, 3, (int64_t[]){U, a->Ll, Dl}, swap, err)); /* back */
 out:
@@ -284,6 +342,10 @@ static wf_status block_forward(wk_backend *be, cm_comm *sp, const dfs_transforme
     /* 1. self-attention: n = LN1(x) (1 + scale_msa) + shift_msa */
     WF_TRY(modulation(be, a, &b->scale_shift_table, 0, true, err));
     WF_TRY(wk_ln_modulate(be, &a->n, &a->x, &a->scale, &a->shift, eps, err));     /* [L, D] */
+    if (a->U > 1 && sp->overlap) {
+        WF_TRY(ulysses_attend_overlap(be, sp, c, b, a, kv_len, eps, err));
+        goto out_proj;
+    }
     WF_TRY(wk_matmul(be, &a->q, &a->n, &b->attn1.to_q_w, &b->attn1.to_q_b, err)); /* [L, D] */
     WF_TRY(wk_matmul(be, &a->k, &a->n, &b->attn1.to_k_w, &b->attn1.to_k_b, err)); /* [L, D] */
     WF_TRY(wk_matmul(be, &a->v, &a->n, &b->attn1.to_v_w, &b->attn1.to_v_b, err)); /* [L, D] */
@@ -294,6 +356,7 @@ static wf_status block_forward(wk_backend *be, cm_comm *sp, const dfs_transforme
     if (a->U > 1) st = ulysses_attend(be, sp, c, a, kv_len, err);
     else st = attend(be, c, &a->o, &a->q, &a->k, &a->v, kv_len, err);
     if (st) goto out;
+out_proj:
     WF_TRY(wk_matmul(be, &a->q, &a->o, &b->attn1.to_out_w, &b->attn1.to_out_b, err));
     WF_TRY(wk_gate_residual(be, &a->x, &a->q, &a->gate, err)); /* x = x + attn * gate_msa */
 
