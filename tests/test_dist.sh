@@ -63,7 +63,8 @@ assert {e["group"] for e in steps if e["expert"] == "transformer_2"} == {1}
 sys.exit(0 if overlap > 0 else 1)
 EOF
 
-# ---- 1b. the per-step collective bytes in the progress log equal the formula ----
+# ---- 1b. the per-step collective bytes in the progress log equal the formula, and the planner's
+# prediction (the "plan" record, whose rows are named as the step records') says the same ----
 # shared U=2 without CFG parallelism: 2 forwards per step, each 4 layers' all-to-alls and the head
 # all-gather (bench/PERFORMANCE.md), computed here from the model's config.json
 timeout 300 "$MPIEXEC" -np 2 "$WF" "${GEN[@]}" --prompt "a red fox" --seed 7 --placement shared \
@@ -81,8 +82,12 @@ Ll = math.ceil(L / (48 * U)) * 48
 per_fwd = 4 * layers * (U - 1) * Ll * (D // U) * 4 + (U - 1) * Ll * pt * ph * pw * c["out_channels"] * 4
 want = 2 * per_fwd                                            # CFG on, not parallel: 2 forwards
 got = {e["comm_bytes"] for e in steps}
-print("comm_bytes per step:", sorted(got), "formula:", want)
-sys.exit(0 if steps and got == {want} and all(e["comm_seconds"] >= 0 for e in steps) else 1)
+plan = [json.loads(l) for l in open(sys.argv[1]) if '"event":"plan"' in l]
+pred = {g["comm_bytes"] for p in plan for g in p["groups"]}
+print("comm_bytes per step:", sorted(got), "formula:", want, "the planner's:", sorted(pred))
+keys = ("step_seconds", "gemm_seconds", "attention_seconds", "other_seconds", "alltoall_seconds")
+ok = len(plan) == 1 and pred == {want} and all(k in g for g in plan[0]["groups"] for k in keys)
+sys.exit(0 if steps and got == {want} and ok and all(e["comm_seconds"] >= 0 for e in steps) else 1)
 EOF
 
 # ---- 2. the planner's layout equals one process ----

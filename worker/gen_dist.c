@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <mpi.h>
 
 #include "gen.h"
@@ -216,6 +217,43 @@ static void predict_memory(const pn_inputs *in, const ly_layout *l, int R, bool 
     }
 }
 
+/* The planner's per-step breakdown for each group of the chosen layout, named as the step records
+ * name the measured one (gemm, attention, other, the collectives by kind), so that a run can be
+ * held against its prediction row by row. World rank 0, before the work. */
+static void report_plan(gen_run *g, const pn_inputs *in, const ly_layout *l, int R) {
+    const gen_opts *o = g->o;
+    pn_plan p;
+    wf_err err;
+    if (g->quiet || pn_evaluate(in, l, R, &p, &err)) return;
+    const int ng = l->placement == LY_SPLIT ? 2 : 1;
+    if (o->json) {
+        json_t *src = json_string(in->cost.source); /* a path may hold any character */
+        char *s = src ? json_dumps(src, JSON_ENCODE_ANY) : NULL;
+        printf("{\"event\":\"plan\",\"cost\":%s,\"groups\":[", s ? s : "null");
+        free(s);
+        json_decref(src);
+    }
+    for (int k = 0; k < ng; k++) {
+        const pn_group *q = &p.group[k];
+        if (o->json)
+            printf("%s{\"group\":%d,\"ranks\":%d,\"ulysses\":%d,\"step_seconds\":%.6g,"
+                   "\"gemm_seconds\":%.6g,\"attention_seconds\":%.6g,\"other_seconds\":%.6g,"
+                   "\"alltoall_seconds\":%.6g,\"allgather_seconds\":%.6g,\"cfg_seconds\":%.6g,"
+                   "\"comm_bytes\":%.0f}", k ? "," : "", k, q->ranks, q->ulysses, q->t_step,
+                   q->t_gemm, q->t_attn, q->t_elem, q->t_a2a, q->t_gather, q->t_cfg,
+                   q->bytes_step);
+        else
+            fprintf(stderr, PROG ": the planner's step (group %d, %s): %.3g s (gemm %.3g, "
+                    "attention %.3g, other %.3g; all-to-all %.3g, all-gather %.3g, CFG exchange "
+                    "%.3g s; %.1f MB sent)\n", k, in->cost.source, q->t_step, q->t_gemm,
+                    q->t_attn, q->t_elem, q->t_a2a, q->t_gather, q->t_cfg, q->bytes_step / 1e6);
+    }
+    if (o->json) {
+        printf("]}\n");
+        fflush(stdout);
+    }
+}
+
 /* Each rank's peak backend memory of weights, arenas and buffers (mine[0]: mem_peak_data), its
  * workspace (mine[1]) and the device's use (mine[2]) beside the planner's prediction (pred,
  * world rank 0's; NULL elsewhere): collective over the world, rank 0 prints. */
@@ -237,9 +275,10 @@ static void report_memory(gen_run *g, cm_comm *world, const wk_backend *be, cons
                    "\"workspace_bytes\":%.0f,\"device_used_bytes\":%.0f}", r ? "," : "", r,
                    pred[r] > 0 ? "false" : "true", meas, pred[r], ws, used);
         } else if (pred[r] > 0) {
-            fprintf(stderr, PROG " (rank %d): peak %s memory %.1f MiB (weights, activations, "
-                    "latents), the planner's %.1f MiB (%+.1f%%); workspace %.1f MiB", r,
-                    be ? be->name : "cpu", meas / (1 << 20), pred[r] / (1 << 20),
+            fprintf(stderr, PROG " (rank %d): peak %s memory %.1f MiB (%s), the planner's %.1f "
+                    "MiB (%+.1f%%); workspace %.1f MiB", r, be ? be->name : "cpu",
+                    meas / (1 << 20), be ? "weights, activations, latents" : "activations, latents",
+                    pred[r] / (1 << 20),
                     100.0 * (meas - pred[r]) / pred[r], ws / (1 << 20));
             if (used > 0) fprintf(stderr, "; device in use %.2f GiB", used / (1 << 30));
             fprintf(stderr, "\n");
@@ -290,6 +329,7 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
     if ((rc = pick_layout(g, &in, &l, &R)) != WF_EXIT_OK) goto done;
     if (g->rank == 0 && (pred = calloc((size_t)g->size, sizeof *pred)))
         predict_memory(&in, &l, R, be != NULL, g->size, pred);
+    if (g->rank == 0) report_plan(g, &in, &l, R);
     vae_free(&shell->vae);
     in.stage_bytes = NULL;
     rc = WF_EXIT_FAIL;
