@@ -85,22 +85,28 @@ static int usage(const char *why) {
     return 2;
 }
 
+/* One "--flag value" into o (the value's check afterwards); false: not a flag of ours. */
+static bool take(opts *o, const char *a, const char *v, const char **sizes) {
+    if (!strcmp(a, "--device")) o->cuda = !strcmp(v, "cuda");
+    else if (!strcmp(a, "--sizes")) *sizes = v;
+    else if (!strcmp(a, "-w")) o->warmup = atoi(v);
+    else if (!strcmp(a, "-n")) o->iters = atoi(v);
+    else if (!strcmp(a, "--json")) o->json = v;
+    else if (!strcmp(a, "--cost-out")) o->cost_out = v;
+    else if (!strcmp(a, "--peak-gbs")) o->peak_gbs = atof(v);
+    else return false;
+    return true;
+}
+
 static int parse(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->warmup = 2, o->iters = 10, o->peak_gbs = 450;
     const char *sizes = "4K,64K,1M,16M,64M";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--device") && v) {
-            if (strcmp(v, "cpu") && strcmp(v, "cuda")) return usage("--device: cpu or cuda");
-            o->cuda = !strcmp(v, "cuda"), i++;
-        } else if (!strcmp(a, "--sizes") && v) sizes = v, i++;
-        else if (!strcmp(a, "-w") && v) o->warmup = atoi(v), i++;
-        else if (!strcmp(a, "-n") && v) o->iters = atoi(v), i++;
-        else if (!strcmp(a, "--json") && v) o->json = v, i++;
-        else if (!strcmp(a, "--cost-out") && v) o->cost_out = v, i++;
-        else if (!strcmp(a, "--peak-gbs") && v) o->peak_gbs = atof(v), i++;
-        else return usage(a);
+    for (int i = 1; i < argc; i += 2) {
+        if (i + 1 >= argc || !take(o, argv[i], argv[i + 1], &sizes)) return usage(argv[i]);
+        if (!strcmp(argv[i], "--device") && strcmp(argv[i + 1], "cpu") &&
+            strcmp(argv[i + 1], "cuda"))
+            return usage("--device: cpu or cuda");
     }
     if (o->warmup < 0 || o->iters < 1 || o->iters > 10000 || !(o->peak_gbs >= 0))
         return usage("-w >= 0, 1 <= -n <= 10000, --peak-gbs >= 0");
@@ -286,6 +292,18 @@ static void report(const opts *o, const cm_comm *c, const row *rows, int nrows) 
     }
 }
 
+/* Every op at every size into rows; *wrong: the bytes that failed the check, over all. */
+static wf_status measure_all(cm_comm *c, const opts *o, bufs *b, row *rows, int *nrows,
+                             int64_t *wrong, wf_err *err) {
+    for (int op = 0; op < NOPS_B; op++)
+        for (int k = 0; k < o->nsizes; k++) {
+            wf_status st = measure(c, o, (bop)op, o->sizes[k], b, &rows[*nrows], err);
+            if (st) return st;
+            *wrong += rows[(*nrows)++].wrong;
+        }
+    return WF_OK;
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     opts o;
@@ -309,11 +327,7 @@ int main(int argc, char **argv) {
         goto fail;
     }
     int64_t wrong = 0;
-    for (int op = 0; op < NOPS_B; op++)
-        for (int k = 0; k < o.nsizes; k++) {
-            if (measure(c, &o, (bop)op, o.sizes[k], &b, &rows[nrows], &err)) goto fail;
-            wrong += rows[nrows++].wrong;
-        }
+    if (measure_all(c, &o, &b, rows, &nrows, &wrong, &err)) goto fail;
     if (c->rank == 0) {
         report(&o, c, rows, nrows);
         if (o.cost_out) write_cost(&o, c, rows, nrows);

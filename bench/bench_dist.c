@@ -225,6 +225,17 @@ static wf_status open_gpu(wk_backend **be, wf_err *err) {
     return wk_backend_cuda_new(be, cm_local_rank() % n, WK_PREC_BF16, err);
 }
 
+/* On a GPU the weights go to the device and the Ulysses group carries device buffers (NCCL, or
+ * MPI through host memory on a shared GPU); --overlap on either. */
+static wf_status place(wk_backend *be, int U, wf_err *err) {
+    wf_status st = WF_OK;
+    if (be->device != WK_DEV_CPU) st = dit_upload(D.m, be, err);
+    if (!st && be->device != WK_DEV_CPU && U > 1)
+        st = cm_enable_device(D.world, be->ordinal, be->queue, err);
+    D.world->overlap = g_overlap != 0;
+    return st;
+}
+
 /* Every rank: the communicator, the backend, load (the real loader), the arena, the same inputs;
  * the per-rank token counts from the backend's row quantum. 0 when every rank got there. */
 static int dist_prepare(bn_run *e, wf_err *err) {
@@ -248,12 +259,8 @@ static int dist_prepare(bn_run *e, wf_err *err) {
     D.ag_calls_want = U > 1;
     double t0 = bu_now_s();
     if (!st) st = dit_load(&D.m, D.dir, err);
-    if (!st && e->be->device != WK_DEV_CPU) st = dit_upload(D.m, e->be, err);
+    if (!st) st = place(e->be, U, err);
     D.load_s = bu_now_s() - t0;
-    /* the Ulysses group on device buffers (NCCL, or MPI through host memory on a shared GPU) */
-    if (!st && e->be->device != WK_DEV_CPU && U > 1)
-        st = cm_enable_device(D.world, e->be->ordinal, e->be->queue, err);
-    if (!st) D.world->overlap = g_overlap != 0;
     D.shp = (dit_shape){.F = c->F, .H = c->H, .W = c->W, .Lt = c->Lt, .per_token_t = false};
     size_t ab1 = 0;
     if (!st) st = dit_arena_bytes(D.m, e->be, &D.shp, U, &D.arena_bytes, err);

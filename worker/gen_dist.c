@@ -254,6 +254,25 @@ static void report_plan(gen_run *g, const pn_inputs *in, const ly_layout *l, int
     }
 }
 
+/* One rank's entry of the memory report: m = {peak, workspace, device use}. */
+static void memory_row(const gen_opts *o, const wk_backend *be, int r, const double m[3],
+                       double pred) {
+    const double meas = m[0], ws = m[1], used = m[2];
+    if (o->json) {
+        printf("%s{\"rank\":%d,\"idle\":%s,\"peak_bytes\":%.0f,\"predicted_bytes\":%.0f,"
+               "\"workspace_bytes\":%.0f,\"device_used_bytes\":%.0f}", r ? "," : "", r,
+               pred > 0 ? "false" : "true", meas, pred, ws, used);
+        return;
+    }
+    if (!(pred > 0)) return; /* an idle rank */
+    fprintf(stderr, PROG " (rank %d): peak %s memory %.1f MiB (%s), the planner's %.1f MiB "
+            "(%+.1f%%); workspace %.1f MiB", r, be ? be->name : "cpu", meas / (1 << 20),
+            be ? "weights, activations, latents" : "activations, latents", pred / (1 << 20),
+            100.0 * (meas - pred) / pred, ws / (1 << 20));
+    if (used > 0) fprintf(stderr, "; device in use %.2f GiB", used / (1 << 30));
+    fprintf(stderr, "\n");
+}
+
 /* Each rank's peak backend memory of weights, arenas and buffers (mine[0]: mem_peak_data), its
  * workspace (mine[1]) and the device's use (mine[2]) beside the planner's prediction (pred,
  * world rank 0's; NULL elsewhere): collective over the world, rank 0 prints. */
@@ -268,28 +287,34 @@ static void report_memory(gen_run *g, cm_comm *world, const wk_backend *be, cons
     MPI_Gather((void *)mine, 3, MPI_DOUBLE, all, 3, MPI_DOUBLE, 0, world->mpi);
     if (g->rank != 0 || g->quiet) goto out;
     if (o->json) printf("{\"event\":\"memory\",\"ranks\":[");
-    for (int r = 0; r < world->size; r++) {
-        const double meas = all[3 * r], ws = all[3 * r + 1], used = all[3 * r + 2];
-        if (o->json) {
-            printf("%s{\"rank\":%d,\"idle\":%s,\"peak_bytes\":%.0f,\"predicted_bytes\":%.0f,"
-                   "\"workspace_bytes\":%.0f,\"device_used_bytes\":%.0f}", r ? "," : "", r,
-                   pred[r] > 0 ? "false" : "true", meas, pred[r], ws, used);
-        } else if (pred[r] > 0) {
-            fprintf(stderr, PROG " (rank %d): peak %s memory %.1f MiB (%s), the planner's %.1f "
-                    "MiB (%+.1f%%); workspace %.1f MiB", r, be ? be->name : "cpu",
-                    meas / (1 << 20), be ? "weights, activations, latents" : "activations, latents",
-                    pred[r] / (1 << 20),
-                    100.0 * (meas - pred[r]) / pred[r], ws / (1 << 20));
-            if (used > 0) fprintf(stderr, "; device in use %.2f GiB", used / (1 << 30));
-            fprintf(stderr, "\n");
-        }
-    }
+    for (int r = 0; r < world->size; r++) memory_row(o, be, r, all + 3 * r, pred[r]);
     if (o->json) {
         printf("]}\n");
         fflush(stdout);
     }
 out:
     free(all);
+}
+
+/* The planner's inputs, the layout, and on world rank 0 its predictions (the per-step rows
+ * printed, each rank's memory into *pred); the shell's VAE, loaded for the exact decode sizes,
+ * is freed after. */
+static int choose(gen_run *g, pl_pipeline *shell, const pl_request *base, const wk_backend *be,
+                  double gpu_mem, pn_inputs *in, ly_layout *l, int *R, double **pred) {
+    int rc = plan_inputs(g, shell, base, be, gpu_mem, in);
+    if (rc != WF_EXIT_OK) return rc;
+    pl_plan_exact exact = {shell->cfg, shell->vae, in->row_quantum};
+    pl_plan_use_exact(in, &exact);
+    rc = pick_layout(g, in, l, R);
+    if (rc == WF_EXIT_OK && g->rank == 0) {
+        if ((*pred = calloc((size_t)g->size, sizeof **pred)))
+            predict_memory(in, l, *R, be != NULL, g->size, *pred);
+        report_plan(g, in, l, *R);
+    }
+    vae_free(&shell->vae);
+    in->stage_bytes = NULL; /* exact does not outlive this call */
+    in->stage_ctx = NULL;
+    return rc;
 }
 
 /* Several ranks: the distributed pipeline (pl_dist.h). */
@@ -323,15 +348,7 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
     ly_layout l;
     int R = 1;
     pn_inputs in;
-    if ((rc = plan_inputs(g, shell, base, be, gpu_mem, &in)) != WF_EXIT_OK) goto done;
-    pl_plan_exact exact = {shell->cfg, shell->vae, in.row_quantum};
-    pl_plan_use_exact(&in, &exact);
-    if ((rc = pick_layout(g, &in, &l, &R)) != WF_EXIT_OK) goto done;
-    if (g->rank == 0 && (pred = calloc((size_t)g->size, sizeof *pred)))
-        predict_memory(&in, &l, R, be != NULL, g->size, pred);
-    if (g->rank == 0) report_plan(g, &in, &l, R);
-    vae_free(&shell->vae);
-    in.stage_bytes = NULL;
+    if ((rc = choose(g, shell, base, be, gpu_mem, &in, &l, &R, &pred)) != WF_EXIT_OK) goto done;
     rc = WF_EXIT_FAIL;
     /* R worker worlds of `per` ranks each; explicit layouts must use every rank */
     const int per = ly_ranks(&l);
