@@ -269,7 +269,8 @@ out_destroy:
 
 /* ---- cm_ialltoall: a side stream, and events that order it and time it ---- */
 
-static ncclResult_t group_end(ncclResult_t r);
+static ncclResult_t enqueue_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes,
+                                     cudaStream_t stream);
 
 #define CM_ASYNC_SLOTS 32 /* exchanges between two settles (more: the oldest are settled) */
 typedef struct nccl_async {
@@ -349,20 +350,8 @@ wf_status cm_nccl_ialltoall(cm_comm *c, const void *send, void *recv, size_t byt
     if (e == cudaSuccess) e = A.cudaStreamWaitEvent(a->side, a->ready, 0);
     if (e == cudaSuccess) e = A.cudaEventRecord(a->t0[k], a->side);
     if (e != cudaSuccess) return cuda_fail(err, c, e, "all-to-all (started)");
-    if (bytes) {
-        const char *s = send;
-        char *d = recv;
-        ncclResult_t r = A.ncclGroupStart();
-        if (r == ncclSuccess) {
-            for (int p = 0; p < c->size && r == ncclSuccess; p++) {
-                r = A.ncclSend(s + (size_t)p * bytes, bytes, ncclUint8, p, NC(c), a->side);
-                if (r == ncclSuccess)
-                    r = A.ncclRecv(d + (size_t)p * bytes, bytes, ncclUint8, p, NC(c), a->side);
-            }
-            r = group_end(r);
-        }
-        if (r != ncclSuccess) return nccl_fail(err, c, r, "all-to-all (started)");
-    }
+    ncclResult_t r = enqueue_alltoall(c, send, recv, bytes, a->side);
+    if (r != ncclSuccess) return nccl_fail(err, c, r, "all-to-all (started)");
     if ((e = A.cudaEventRecord(a->t1[k], a->side)) != cudaSuccess)
         return cuda_fail(err, c, e, "all-to-all (started)");
     return WF_OK;
@@ -399,19 +388,24 @@ static ncclResult_t group_end(ncclResult_t r) {
     return r != ncclSuccess ? r : r2;
 }
 
+/* The all-to-all as one group of sends and receives, enqueued on `stream` (nothing for 0 bytes). */
+static ncclResult_t enqueue_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes,
+                                     cudaStream_t stream) {
+    if (!bytes) return ncclSuccess;
+    const char *s = send;
+    char *d = recv;
+    ncclResult_t r = A.ncclGroupStart();
+    if (r != ncclSuccess) return r;
+    for (int p = 0; p < c->size && r == ncclSuccess; p++) {
+        r = A.ncclSend(s + (size_t)p * bytes, bytes, ncclUint8, p, NC(c), stream);
+        if (r == ncclSuccess) r = A.ncclRecv(d + (size_t)p * bytes, bytes, ncclUint8, p, NC(c), stream);
+    }
+    return group_end(r);
+}
+
 wf_status cm_nccl_alltoall(cm_comm *c, const void *send, void *recv, size_t bytes, wf_err *err) {
     if (bytes) {
-        const char *s = send;
-        char *d = recv;
-        ncclResult_t r = A.ncclGroupStart();
-        if (r == ncclSuccess) {
-            for (int p = 0; p < c->size && r == ncclSuccess; p++) {
-                r = A.ncclSend(s + (size_t)p * bytes, bytes, ncclUint8, p, NC(c), ST(c));
-                if (r == ncclSuccess)
-                    r = A.ncclRecv(d + (size_t)p * bytes, bytes, ncclUint8, p, NC(c), ST(c));
-            }
-            r = group_end(r);
-        }
+        ncclResult_t r = enqueue_alltoall(c, send, recv, bytes, ST(c));
         if (r != ncclSuccess) return nccl_fail(err, c, r, "all-to-all");
         wf_status st = sync_stream(c, "all-to-all", err);
         if (st) return st;
