@@ -19,6 +19,7 @@ const char *wf_status_str(wf_status s) {
         [WF_EPROTO] = "protocol error",
         [WF_ETIMEOUT] = "timeout",
         [WF_EREMOTE] = "remote failure",
+        [WF_ESTOPPED] = "stopped",
     };
     if ((int)s < 0 || s >= WF_STATUS_COUNT) return "unknown status";
     return names[s];

@@ -28,6 +28,7 @@ typedef enum wf_status {
     WF_EPROTO,       /* a malformed protocol message */
     WF_ETIMEOUT,     /* a collective or peer did not answer in time */
     WF_EREMOTE,      /* another rank or process reported a failure */
+    WF_ESTOPPED,     /* stopped on request (a signal) between two steps */
     WF_STATUS_COUNT
 } wf_status;
 

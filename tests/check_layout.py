@@ -16,6 +16,7 @@ import sys
 MAY_USE = {
     "kernels": [],
     "coordinator/planner": ["kernels/status.h"],
+    "proto": ["kernels/status.h"],
     "worker/io": ["kernels"],
     "worker/comm": ["kernels/status.h"],
     "worker/models/text": ["kernels", "worker/io"],

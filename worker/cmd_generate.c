@@ -87,11 +87,19 @@ static void help(void) {
            "                         more than max(S, 10 x the longest step) seconds: a stopped,\n"
            "                         hung or dead rank (default 600; 0 off; at most 604800)\n"
            "  --json-progress        JSON lines on stdout instead of progress lines on stderr\n"
+           "  --checkpoint-dir DIR   keep each job's denoising state in DIR/job-K.ckpt.h5 (and\n"
+           "                         the one before as .prev); SIGTERM or SIGUSR1 then makes the\n"
+           "                         run checkpoint and stop between two steps (exit 3)\n"
+           "  --checkpoint-every N   also write it after every N steps\n"
+           "  --resume               start each job from its newest usable checkpoint (the same\n"
+           "                         spec, seed and model; else from the noise, saying why);\n"
+           "                         any layout: a job checkpointed on one resumes on another\n"
            "When the planner's best layout does not use every rank, the rest stay idle (said).\n"
            "At least one of --out, --frames-dir, --save-latents, --contact-sheet is required.\n"
            "A run whose latents stop being finite (NaN or infinity) stops at that step, naming\n"
            "it and the expert (exit 1).\n"
-           "exit codes: 0 written, 1 bad model/input file or failed work, 2 bad command line\n");
+           "exit codes: 0 written, 1 bad model/input file or failed work, 2 bad command line,\n"
+           "3 stopped by a signal after a checkpoint (--resume continues)\n");
 }
 
 /* Set on every rank but world rank 0 of a launched run: input errors are printed once. */
@@ -107,6 +115,24 @@ static bool g_mpi;
 
 
 #include "outputs.h" /* the output preflight of check_options */
+
+/* --checkpoint-dir: an existing folder (created when missing, as --frames-dir) that we can write:
+ * 0, else prints why and returns 1. */
+static int check_ckpt_dir(const char *dir) {
+    struct stat sb;
+    if (stat(dir, &sb) != 0 && mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        if (!g_quiet)
+            fprintf(stderr, PROG ": --checkpoint-dir %s: cannot create: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) || access(dir, W_OK | X_OK) != 0) {
+        if (!g_quiet)
+            fprintf(stderr, PROG ": --checkpoint-dir %s is not a folder this process can write\n",
+                    dir);
+        return 1;
+    }
+    return 0;
+}
 
 /* 0 when the folder that would hold path exists; else prints why (naming opt) and returns 1. */
 static int check_out_dir(const char *opt, const char *path) {
@@ -192,9 +218,13 @@ static int run_single(gen_run *g, const pl_request *base, double t0) {
                 (long long)g->shape[2], (long long)g->shape[3], (long long)base->steps);
     /* one video at a time: its outputs are set up when it starts and released once written */
     for (int64_t k = 0; k < g->njobs; k++) {
-        if (gen_job_begin(g, k, &err) || pl_generate(p, &g->req, &err)) {
+        if (gen_job_begin(g, k, &err) || (st = pl_generate(p, &g->req, &err))) {
             if (g->njobs > 1) fprintf(stderr, PROG ": video %lld: %s\n", (long long)k, err.msg);
             else fprintf(stderr, PROG ": %s\n", err.msg);
+            if (st == WF_ESTOPPED) {
+                fprintf(stderr, PROG ": run the same command with --resume to continue\n");
+                rc = WF_EXIT_STOPPED;
+            }
             goto done;
         }
         if ((rc = gen_finish_outputs(g, k)) != WF_EXIT_OK) goto done;
@@ -360,6 +390,9 @@ static int parse_valued(const char *a, const char *v, pl_request *r, gen_opts *o
     else if (!strcmp(a, "--cost")) o->cost = v;
     else if (!strcmp(a, "--device")) return gen_parse_device(v, o);
     else if (!strcmp(a, "--precision")) return gen_parse_precision(v, o);
+    else if (!strcmp(a, "--checkpoint-dir")) o->ckpt_dir = v;
+    else if (!strcmp(a, "--checkpoint-every"))
+        ok = cmd_parse_i64(v, &o->ckpt_every) && o->ckpt_every >= 1 && o->ckpt_every <= 1000000;
     else if (!strcmp(a, "--watchdog"))
         return parse_range(a, v, 0, GEN_WATCHDOG_MAX, " (seconds; 0 turns the watchdog off)",
                            &o->watchdog);
@@ -389,6 +422,10 @@ static int parse_options(int argc, char **argv, pl_request *r, gen_opts *o, bool
             o->json = true;
             continue;
         }
+        if (!strcmp(a, "--resume")) {
+            o->resume = true;
+            continue;
+        }
         if (!strcmp(a, "--cfg-parallel") || !strcmp(a, "--no-cfg-parallel")) {
             o->cfg_par = a[2] != 'n';
             continue;
@@ -410,7 +447,16 @@ static int check_options(const gen_opts *o) {
                          "--save-latents FILE.h5 or --contact-sheet FILE.png%s%s", "", "");
     if (o->latents_in && o->have_seed)
         return usage_err("--seed and --latents exclude each other%s%s", "", "");
+    if ((o->resume || o->ckpt_every) && !o->ckpt_dir)
+        return usage_err("%s needs --checkpoint-dir DIR%s", o->resume ? "--resume" : "--checkpoint-every", "");
+    if (o->resume && !o->have_seed && !o->latents_in)
+        return usage_err("--resume needs the job's --seed (or --latents): a checkpoint belongs to "
+                         "one seed%s%s", "", "");
     fio_cleanup_install(); /* a signal from here on leaves no temporary file behind */
+    if (o->ckpt_dir) {
+        if (check_ckpt_dir(o->ckpt_dir)) return WF_EXIT_FAIL;
+        gen_ckpt_signals(); /* SIGTERM, SIGUSR1: checkpoint and stop between two steps */
+    }
     if (check_out_dir("--out", o->out) || check_out_dir("--save-latents", o->save_latents) ||
         check_out_dir("--contact-sheet", o->sheet))
         return WF_EXIT_FAIL;

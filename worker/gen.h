@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "checkpoint.h"
 #include "comm.h"
 #include "layout.h"
 #include "pipeline.h"
@@ -39,6 +40,9 @@ typedef struct gen_opts {
     int device;                /* GEN_DEV_AUTO, GEN_DEV_CPU, GEN_DEV_CUDA (--device) */
     int device_index;          /* cuda:N */
     int precision;             /* -1: the device's default, else a wk_precision (--precision) */
+    const char *ckpt_dir;      /* --checkpoint-dir, or NULL */
+    int64_t ckpt_every;        /* --checkpoint-every (0: only when stopped by a signal) */
+    bool resume;               /* --resume */
 } gen_opts;
 
 enum { GEN_DEV_AUTO = 0, GEN_DEV_CPU, GEN_DEV_CUDA };
@@ -101,7 +105,23 @@ typedef struct gen_run {
     bool active;
     /* totals of the finished jobs this rank wrote */
     int64_t videos, frames;
+    /* --checkpoint-dir (gen_ckpt.c): the job's file and what it must match, the loaded one */
+    char ck_path[4200], ck_name[64];
+    ck_meta ck_want;
+    ck_data ck;
+    uint64_t model_id;
+    bool have_model_id;
 } gen_run;
+
+/* ---- gen_ckpt.c: checkpoints and resume ---- */
+
+#define WF_EXIT_STOPPED 3 /* stopped by SIGTERM/SIGUSR1 after a checkpoint: --resume continues */
+/* SIGTERM and SIGUSR1 ask the run to stop between two steps (after a checkpoint). */
+void gen_ckpt_signals(void);
+/* Job k (g->req just made): its checkpoint hook and, with --resume, its start from the newest
+ * usable checkpoint (said on stderr). */
+wf_status gen_ckpt_setup(gen_run *g, int64_t k, wf_err *err);
+void gen_ckpt_end(gen_run *g);
 
 /* ---- job.c: the queue as requests ---- */
 

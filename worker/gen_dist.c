@@ -350,6 +350,13 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
     pn_inputs in;
     if ((rc = choose(g, shell, base, be, gpu_mem, &in, &l, &R, &pred)) != WF_EXIT_OK) goto done;
     rc = WF_EXIT_FAIL;
+    if (o->ckpt_dir && l.placement == LY_SPLIT) {
+        if (!g->quiet)
+            fprintf(stderr, PROG ": --checkpoint-dir works with placement shared only for now (a "
+                    "split job lives in two groups): add --placement shared\n");
+        rc = WF_EXIT_USAGE;
+        goto done;
+    }
     /* R worker worlds of `per` ranks each; explicit layouts must use every rank */
     const int per = ly_ranks(&l);
     const bool given = o->placement >= 0 && l.ulysses[0] > 0 && o->cfg_par >= 0 && l.vae_ranks > 0;
@@ -396,7 +403,13 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
         MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
     }
     double mem[3] = {0, 0, 0}; /* this rank's peak backend memory, its workspace, the device's use */
-    if ((st = dist_work(g, world, be, &l, R, base, t0, mem, &rc, &err))) {
+    if ((st = dist_work(g, world, be, &l, R, base, t0, mem, &rc, &err)) == WF_ESTOPPED) {
+        /* every rank agreed to stop between two steps, after the checkpoint */
+        if (!g->quiet)
+            fprintf(stderr, PROG ": %s; run the same command with --resume to continue\n",
+                    err.msg);
+        rc = WF_EXIT_STOPPED;
+    } else if (st) {
         fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
         MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
     }

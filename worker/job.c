@@ -87,6 +87,7 @@ void gen_job_end(gen_run *g) {
     free((char *)c->mp4_path);
     free(g->lat_out);
     g->lat_out = NULL;
+    gen_ckpt_end(g);
     memset(c, 0, sizeof *c);
     memset(&g->req, 0, sizeof g->req);
     g->active = false;
@@ -116,6 +117,8 @@ wf_status gen_job_begin(gen_run *g, int64_t k, wf_err *err) {
     r->progress = gen_on_progress;
     r->progress_ctx = c;
     r->skip_decode = !o->out && !o->frames_dir && !o->sheet;
+    wf_status st = gen_ckpt_setup(g, k, err);
+    if (st) return st;
     c->mine = g->writer && k % g->replicas == g->replica;
     if (!c->mine) return WF_OK;
     c->frames_dir = o->frames_dir;

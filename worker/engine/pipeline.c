@@ -29,6 +29,41 @@ const char PL_WAN_NEGATIVE_PROMPT_ZH[] =
     "\x85\xbf\xef\xbc\x8c\xe8\x83\x8c\xe6\x99\xaf\xe4\xba\xba\xe5\xbe\x88\xe5\xa4\x9a\xef\xbc\x8c"
     "\xe5\x80\x92\xe7\x9d\x80\xe8\xb5\xb0";
 
+wf_status pl_check_resume(const pl_request *r, wf_err *err) {
+    if (r->start_step < 0 || r->start_step > r->steps)
+        return wf_fail(err, WF_EINVAL, "resume after step %lld of a %lld-step job",
+                       (long long)r->start_step, (long long)r->steps);
+    if (r->start_step > 0 && (!r->start_state || !r->start_state_bytes || !r->latents))
+        return wf_fail(err, WF_EINVAL, "resume after step %lld without the latents and the "
+                       "sampler state of that step", (long long)r->start_step);
+    if (r->checkpoint_every < 0)
+        return wf_fail(err, WF_EINVAL, "checkpoint every %lld steps", (long long)r->checkpoint_every);
+    return WF_OK;
+}
+
+wf_status pl_resume_load(const pl_request *r, smp_sampler *smp, wf_err *err) {
+    if (r->start_step <= 0) return WF_OK;
+    wf_status st = smp_state_load(smp, r->start_state, r->start_state_bytes, err);
+    if (st) wf_err_prefix(err, "resuming after step %lld: ", (long long)r->start_step);
+    return st;
+}
+
+bool pl_checkpoint_due(const pl_request *r, int64_t done, bool stop) {
+    if (!r->checkpoint) return false;
+    if (stop) return true;
+    return r->checkpoint_every > 0 && done % r->checkpoint_every == 0 && done < r->steps;
+}
+
+wf_status pl_checkpoint_now(wk_backend *be, const pl_request *r, const smp_sampler *smp,
+                            const float *x, float *xh, void *state, size_t n, int64_t done,
+                            wf_err *err) {
+    wf_status st = wk_download_bytes(be, xh, x, n * sizeof(float), err);
+    if (!st) st = smp_state_save(smp, state, err);
+    if (!st) st = r->checkpoint(r->checkpoint_ctx, done, xh, state, smp_state_bytes(smp), err);
+    if (st) wf_err_prefix(err, "checkpoint after step %lld: ", (long long)done);
+    return st;
+}
+
 void pl_progress_memory(wk_backend *be, pl_progress *pr) {
     wk_mem_note(be);
     pr->mem_peak = be->mem_peak_data;
@@ -381,6 +416,7 @@ typedef struct gen {
     float *xh;            /* host [n]: the initial, then the final latents */
     float *x, *v, *vu;    /* backend [n]; vu: the unconditional velocity, CFG only */
     float *cond_d, *uncond_d; /* backend [L, D] */
+    void *state;          /* host: the sampler state for a checkpoint (with r->checkpoint) */
 } gen;
 
 bool pl_text_may_stay(const pl_pipeline *p, size_t need) {
@@ -481,7 +517,7 @@ static wf_status denoise(pl_pipeline *p, const pl_request *r, smp_sampler *smp, 
     WF_TRY(wk_arena_init_on(&arena, p->be, "dit activations", bytes, err));
     WF_TRY(wk_timing_enable(p->be, true, err)); /* each step's time by op category */
     double t0 = now_s();
-    for (int64_t i = 0; i < r->steps; i++) {
+    for (int64_t i = r->start_step; i < r->steps; i++) {
         double ts = now_s();
         float t = smp->solver == SMP_EULER ? smp->timesteps_f[i] : (float)smp->timesteps[i];
         int e = pl_expert_of(p, r, (double)t);
@@ -502,6 +538,16 @@ static wf_status denoise(pl_pipeline *p, const pl_request *r, smp_sampler *smp, 
             memcpy(pr.op_seconds, ops, sizeof ops);
             pl_progress_memory(p->be, &pr);
             r->progress(r->progress_ctx, &pr);
+        }
+        const bool stop = r->stop && *r->stop;
+        if (pl_checkpoint_due(r, i + 1, stop) &&
+            (st = pl_checkpoint_now(p->be, r, smp, g->x, g->xh, g->state, g->n, i + 1, err)))
+            goto out;
+        if (stop) {
+            st = wf_fail(err, WF_ESTOPPED, "stopped after step %lld of %lld on request%s",
+                         (long long)(i + 1), (long long)r->steps,
+                         r->checkpoint ? " (checkpointed)" : " (no checkpoint)");
+            goto out;
         }
     }
 out:
@@ -553,6 +599,7 @@ static wf_status gen_alloc(pl_pipeline *p, gen *g, wf_err *err) {
 }
 
 static void gen_free(pl_pipeline *p, gen *g) {
+    free(g->state);
     free(g->cond);
     free(g->uncond);
     free(g->xh);
@@ -563,6 +610,7 @@ static void gen_free(pl_pipeline *p, gen *g) {
 wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
     int64_t shape[4];
     wf_status st = pl_check_request(p, r, shape, err);
+    if (!st) st = pl_check_resume(r, err);
     if (st) return st;
     if (!p->t5 || !p->dit[0] || !p->vae || (p->cfg->has_transformer_2 && !p->dit[1]))
         return wf_fail(err, WF_EINVAL, "pl_generate needs every component loaded (PL_PART_ALL)");
@@ -588,6 +636,9 @@ wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
     so.solver = r->sampler;
     so.be = p->be;
     WF_TRY(smp_create(&smp, &p->cfg->scheduler, &so, g.n, err));
+    WF_TRY(pl_resume_load(r, smp, err));
+    if (r->checkpoint && !(g.state = malloc(smp_state_bytes(smp))))
+        WF_TRY(wf_fail(err, WF_ENOMEM, "out of memory for the checkpoint's sampler state"));
     if (r->latents) memcpy(g.xh, r->latents, nb);
     else pl_noise(r->seed, g.xh, g.n);
     WF_TRY(wk_upload_bytes(p->be, g.x, g.xh, nb, err));

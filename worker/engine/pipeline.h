@@ -55,6 +55,7 @@
 #ifndef PL_PIPELINE_H
 #define PL_PIPELINE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -169,9 +170,42 @@ typedef struct pl_request {
     float *video_out;              /* optional: [3, F, H, W] in [-1, 1] */
     int *expert_out;               /* optional: [steps] expert used per step */
     bool skip_decode;              /* stop after the loop (latents only) */
+    /* resume and checkpoints (pl_generate, pd_run):
+     *   start_step > 0: the job resumes after that many steps: `latents` are the latents then and
+     *   start_state (start_state_bytes) the sampler's state then (smp_state_save's bytes); the
+     *   text is encoded again (it is not part of the state). 0: from the noise.
+     *   checkpoint: called, where the latents are whole (one process; the group's rank 0 under
+     *   MPI), with the host latents and the sampler state after `done` steps: after every
+     *   checkpoint_every steps (0: never; not after the last step) and when a stop is asked for.
+     *   A failure stops the run with it.
+     *   stop: polled between steps (under MPI, agreed over the world); once nonzero the run
+     *   checkpoints (if it has a checkpoint) and returns WF_ESTOPPED. */
+    int64_t start_step;
+    const void *start_state;
+    size_t start_state_bytes;
+    int64_t checkpoint_every;
+    wf_status (*checkpoint)(void *ctx, int64_t done, const float *latents, const void *state,
+                            size_t state_bytes, wf_err *err);
+    void *checkpoint_ctx;
+    const volatile sig_atomic_t *stop;
 } pl_request;
 
 void pl_request_default(pl_request *r);
+
+/* Resume and checkpoints, shared by pl_generate and pd_run:
+ *   pl_check_resume: start_step in [0, steps], with a state and latents when > 0 (WF_EINVAL);
+ *   pl_resume_load: the start state into smp (when start_step > 0);
+ *   pl_checkpoint_due: whether to checkpoint after `done` steps (every checkpoint_every, not
+ *     after the last; always on a stop) -- false without a checkpoint callback;
+ *   pl_checkpoint_now: the latents x (backend memory, n floats) into xh (host) and the sampler
+ *     state into state (smp_state_bytes(smp) host bytes), then r->checkpoint. */
+wf_status pl_check_resume(const pl_request *r, wf_err *err);
+wf_status pl_resume_load(const pl_request *r, smp_sampler *smp, wf_err *err);
+bool pl_checkpoint_due(const pl_request *r, int64_t done, bool stop);
+wf_status pl_checkpoint_now(wk_backend *be, const pl_request *r, const smp_sampler *smp,
+                            const float *x, float *xh, void *state, size_t n, int64_t done,
+                            wf_err *err);
+
 
 /* The ranges pl_check_request accepts for the numbers of a request (the CLI states the same):
  *   guidance, guidance_2 in [0, PL_GUIDANCE_MAX]: Wan's scales are 3..6; far above, the

@@ -162,8 +162,15 @@ wf_status pd_check(const pd_world *d, const pl_request *reqs, int64_t njobs, wf_
     if (njobs < 1) return wf_fail(err, WF_EINVAL, "no requests to run");
     for (int64_t j = 0; j < njobs; j++) {
         ly_limits lim;
-        wf_status st = pd_limits(d->p, &reqs[j], &lim, err);
+        const pl_request *r = &reqs[j];
+        wf_status st = pd_limits(d->p, r, &lim, err);
         if (!st) st = ly_check(&d->layout, d->world->size, &lim, err);
+        if (!st) st = pl_check_resume(r, err);
+        if (!st && d->layout.placement == LY_SPLIT &&
+            (r->start_step > 0 || r->checkpoint || r->stop))
+            st = wf_fail(err, WF_EUNSUPPORTED,
+                         "checkpoints, resume and stopping on a signal work with placement shared "
+                         "only for now (a split job lives in two groups): use --placement shared");
         if (st) {
             if (njobs > 1) wf_err_prefix(err, "request %lld: ", (long long)j);
             return st;
@@ -190,6 +197,7 @@ typedef struct job {
     wk_backend *be;       /* whose memory they are */
     smp_sampler *smp;
     int64_t i_switch;     /* first step of the low-noise group */
+    void *state;          /* host: the sampler state of a checkpoint (group rank 0, with one) */
 } job;
 
 static void job_free(job *j) {
@@ -201,6 +209,7 @@ static void job_free(job *j) {
         for (int k = 0; k < 6; k++) wk_backend_free(j->be, dev[k]);
     }
     smp_free(&j->smp);
+    free(j->state);
     memset(j, 0, sizeof *j);
 }
 
@@ -251,7 +260,11 @@ static wf_status job_init(pd_world *d, const pl_request *r, int64_t index, job *
     so.shift = r->shift;
     so.solver = r->sampler;
     so.be = j->be;
-    return smp_create(&j->smp, &d->p->cfg->scheduler, &so, j->n, err);
+    wf_status s2 = smp_create(&j->smp, &d->p->cfg->scheduler, &so, j->n, err);
+    if (!s2 && r->checkpoint && d->group->rank == 0 &&
+        !(j->state = malloc(smp_state_bytes(j->smp))))
+        s2 = wf_fail(err, WF_ENOMEM, "out of memory for the checkpoint's sampler state");
+    return s2;
 }
 
 /* The host embeddings into the backend's copies. */
@@ -358,6 +371,25 @@ static cm_stats comm_totals(const pd_world *d) {
     return t;
 }
 
+/* Between steps (done of them): whether to stop, agreed over the group (a signal may reach its
+ * ranks at different moments), and a checkpoint when one is due, written by the group's rank 0
+ * (every rank holds the same latents and sampler state) with its status agreed. */
+static wf_status step_end(pd_world *d, job *j, int64_t done, bool *stop, wf_err *err) {
+    const pl_request *r = j->r;
+    int mine = r->stop && *r->stop, any = 0;
+    *stop = false;
+    if (r->stop) {
+        if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, d->group->mpi) != MPI_SUCCESS)
+            return wf_fail(err, WF_EMPI, "agreeing on a stop: MPI_Allreduce failed");
+        *stop = any != 0;
+    }
+    if (!pl_checkpoint_due(r, done, *stop)) return WF_OK;
+    wf_status st = WF_OK;
+    if (d->group->rank == 0)
+        st = pl_checkpoint_now(j->be, r, j->smp, j->x, j->xh, j->state, j->n, done, err);
+    return cm_agree(d->group, st, "checkpoint", err);
+}
+
 /* Steps [i0, i1) on this group, each with the expert its timestep selects (split placements give
  * each group only the steps of its own expert). */
 static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *err) {
@@ -396,6 +428,8 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
         }
         cm_watchdog_step(now_s() - ts);
         if (r->expert_out && d->role.writer) r->expert_out[i] = e;
+        bool stop = false;
+        if ((st = step_end(d, j, i + 1, &stop, err))) goto out;
         double ops[WK_T_NCATS] = {0};
         if ((st = wk_timing_take(d->p->be, ops, err))) goto out;
         if ((st = cm_settle(d->sp, err))) goto out; /* overlapped exchanges' device time */
@@ -414,6 +448,12 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
                 pr.comm_bytes += after.bytes[op] - before.bytes[op];
             }
             r->progress(r->progress_ctx, &pr);
+        }
+        if (stop) {
+            st = wf_fail(err, WF_ESTOPPED, "request %lld stopped after step %lld of %lld on "
+                         "request%s", (long long)j->index, (long long)(i + 1),
+                         (long long)r->steps, r->checkpoint ? " (checkpointed)" : "");
+            goto out;
         }
     }
 out:
@@ -532,14 +572,29 @@ static wf_status start_job(pd_world *d, job *j, wf_err *err) {
     return wk_upload_bytes(j->be, j->x, j->xh, j->n * sizeof(float), err);
 }
 
+/* Every rank of the group resumes after the same step (each read the checkpoint itself: a file
+ * that changed between two ranks' reads, or a rank that cannot see it, stops all of them). */
+static wf_status agree_start(pd_world *d, const pl_request *r, wf_err *err) {
+    long long s[2] = {r->start_step, -r->start_step}, m[2] = {0, 0};
+    if (MPI_Allreduce(s, m, 2, MPI_LONG_LONG, MPI_MAX, d->group->mpi) != MPI_SUCCESS)
+        return wf_fail(err, WF_EMPI, "agreeing on the resume step: MPI_Allreduce failed");
+    if (m[0] != -m[1])
+        return wf_fail(err, WF_EINVAL, "the ranks would resume request after different steps "
+                       "(%lld and %lld): each must see the same checkpoint (a shared folder)",
+                       -m[1], m[0]);
+    return WF_OK;
+}
+
 /* One request on this rank: the whole of it (shared placement), or its group's part (split: the
  * high-noise steps and the hand-off, or the hand-off, the low-noise steps and the decode). */
 static wf_status run_job(pd_world *d, job *j, wf_err *err) {
     const pl_request *r = j->r;
     wf_status st = WF_OK;
     if (d->layout.placement != LY_SPLIT) {
+        WF_TRY(agree_start(d, r, err));
         WF_TRY(start_job(d, j, err));
-        WF_TRY(job_steps(d, j, 0, r->steps, err));
+        WF_TRY(pl_resume_load(r, j->smp, err)); /* every rank: the same state */
+        WF_TRY(job_steps(d, j, r->start_step, r->steps, err));
         WF_TRY(job_decode(d, j, err));
     } else if (d->role.group == 0) {
         j->i_switch = switch_step(d, j);
