@@ -207,6 +207,15 @@ static void test_worker_messages(void) {
     wp_free(round_trip(WP_EVENT, &ev.base));
 }
 
+/* A submit request of spec with key "k" into the caller's structs. */
+static void make_submit(Wanfarm__ClientRequest *r, Wanfarm__Submit *sub, Wanfarm__JobSpec *spec) {
+    wanfarm__submit__init(sub);
+    sub->spec = spec, sub->idempotency_key = "k";
+    wanfarm__client_request__init(r);
+    r->version = WP_VERSION, r->request_id = "r";
+    r->body_case = WANFARM__CLIENT_REQUEST__BODY_SUBMIT, r->submit = sub;
+}
+
 /* ---- refusals ---- */
 
 /* decode must fail with WF_EPROTO and a message holding `want` */
@@ -229,12 +238,10 @@ static uint8_t *raw_pack(const ProtobufCMessage *m, size_t *n) {
 }
 
 static void test_refusals(void) {
-    Wanfarm__Submit sub = WANFARM__SUBMIT__INIT;
+    Wanfarm__Submit sub;
     Wanfarm__JobSpec spec = g_spec;
-    sub.spec = &spec, sub.idempotency_key = "k";
-    Wanfarm__ClientRequest r = WANFARM__CLIENT_REQUEST__INIT;
-    r.version = WP_VERSION, r.request_id = "r";
-    r.body_case = WANFARM__CLIENT_REQUEST__BODY_SUBMIT, r.submit = &sub;
+    Wanfarm__ClientRequest r;
+    make_submit(&r, &sub, &spec);
     size_t n = 0;
     uint8_t *b;
 
@@ -330,11 +337,9 @@ static int decode_any(wp_kind k, const uint8_t *b, size_t n) {
 }
 
 static void test_hostile(void) {
-    Wanfarm__Submit sub = WANFARM__SUBMIT__INIT;
-    sub.spec = &g_spec, sub.idempotency_key = "k";
-    Wanfarm__ClientRequest r = WANFARM__CLIENT_REQUEST__INIT;
-    r.version = WP_VERSION, r.request_id = "r";
-    r.body_case = WANFARM__CLIENT_REQUEST__BODY_SUBMIT, r.submit = &sub;
+    Wanfarm__Submit sub;
+    Wanfarm__ClientRequest r;
+    make_submit(&r, &sub, &g_spec);
     size_t n = 0;
     uint8_t *b = enc(&r.base, &n);
     if (!b) return;

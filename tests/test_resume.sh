@@ -70,14 +70,19 @@ stop_after_two_steps() { # pid log: waits for two step records, then sends the s
     done
     return 1
 }
-"$WF" "${L[@]}" --save-latents "$TMP/l.h5" --checkpoint-dir "$TMP/ck2" --json-progress \
-    >"$TMP/l.json" 2>"$TMP/l.err" &
-pid=$!
-PIDS+=("$pid")
-stop_after_two_steps "$pid" "$TMP/l.json" TERM || fail "SIGTERM: the run ended before it could be stopped"
-wait "$pid"
-rc=$?
-[ $rc -eq 3 ] || fail "SIGTERM: exit $rc, expected 3: $(tail -2 "$TMP/l.err")"
+stopped_run() { # NAME SIGNAL CMD...: CMD in the background, the signal after two steps; exit 3
+    local name=$1 sig=$2 pid rc
+    shift 2
+    "$@" --json-progress >"$TMP/$name.json" 2>"$TMP/$name.err" &
+    pid=$!
+    PIDS+=("$pid")
+    stop_after_two_steps "$pid" "$TMP/$name.json" "$sig" ||
+        fail "SIG$sig ($name): the run ended before it could be stopped"
+    wait "$pid"
+    rc=$?
+    [ $rc -eq 3 ] || fail "SIG$sig ($name): exit $rc, expected 3: $(grep -v '^\[' "$TMP/$name.err" | tail -3)"
+}
+stopped_run l TERM "$WF" "${L[@]}" --save-latents "$TMP/l.h5" --checkpoint-dir "$TMP/ck2"
 grep -q '"event":"checkpoint"' "$TMP/l.json" || fail "SIGTERM: no checkpoint record"
 [ ! -e "$TMP/l.h5" ] || fail "SIGTERM: a stopped run wrote its output"
 "$WF" "${L[@]}" --save-latents "$TMP/l2.h5" --checkpoint-dir "$TMP/ck2" --resume 2>"$TMP/l2.err" ||
@@ -101,15 +106,8 @@ timeout 300 "$MPIEXEC" -np 3 "$WF" "${G[@]}" --save-latents "$TMP/m3.h5" --check
     2>"$TMP/m3.err" || fail "1 rank -> 3: $(tail -2 "$TMP/m3.err")"
 grep -q "resuming after step 3 of 6" "$TMP/m3.err" || fail "1 rank -> 3: did not resume after step 3"
 same "$TMP/ref.h5" "$TMP/m3.h5" || fail "checkpointed on 1 rank, resumed on 3: latents differ"
-"$MPIEXEC" -np 2 "$WF" "${L[@]}" --save-latents "$TMP/u.h5" --checkpoint-dir "$TMP/ck5" \
-    --placement shared --ulysses 2 --no-cfg-parallel --vae-ranks 1 --json-progress \
-    >"$TMP/u.json" 2>"$TMP/u.err" &
-pid=$!
-PIDS+=("$pid")
-stop_after_two_steps "$pid" "$TMP/u.json" USR1 || fail "SIGUSR1: the run ended before it could be stopped"
-wait "$pid"
-rc=$?
-[ $rc -eq 3 ] || fail "SIGUSR1 under mpirun: exit $rc, expected 3: $(grep -v '^\[' "$TMP/u.err" | tail -3)"
+stopped_run u USR1 "$MPIEXEC" -np 2 "$WF" "${L[@]}" --save-latents "$TMP/u.h5" \
+    --checkpoint-dir "$TMP/ck5" --placement shared --ulysses 2 --no-cfg-parallel --vae-ranks 1
 "$WF" "${L[@]}" --save-latents "$TMP/u1.h5" --checkpoint-dir "$TMP/ck5" --resume 2>"$TMP/u1.err" ||
     fail "resume after SIGUSR1: $(tail -1 "$TMP/u1.err")"
 grep -q "resuming after step" "$TMP/u1.err" || fail "after SIGUSR1: did not resume"

@@ -23,6 +23,25 @@ uint64_t ck_fnv(uint64_t h, const void *p, size_t n) {
     return h;
 }
 
+/* All `size` bytes of an open file into *out (malloc'd); closes fd. 0, or -1 (ENOMEM or a short
+ * read). */
+static int read_all(int fd, size_t size, unsigned char **out) {
+    unsigned char *b = malloc(size ? size : 1);
+    size_t got = 0;
+    while (b && got < size) {
+        ssize_t r = read(fd, b + got, size - got);
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (!b || got != size) {
+        free(b);
+        return -1;
+    }
+    *out = b;
+    return 0;
+}
+
 /* ---- the model's identity ---- */
 
 /* h over the bytes of root/rel, when it is there (a small file: at most 256 MiB) */
@@ -38,18 +57,8 @@ static wf_status hash_file(const char *root, const char *rel, uint64_t *h, wf_er
         close(fd);
         return wf_fail(err, WF_EFORMAT, "%s: %zu bytes: too large for a config", path, size);
     }
-    unsigned char *b = malloc(size ? size : 1);
-    size_t got = 0;
-    while (b && got < size) {
-        ssize_t r = read(fd, b + got, size - got);
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (!b || got != size) {
-        free(b);
-        return wf_fail(err, WF_EIO, "%s: cannot read it", path);
-    }
+    unsigned char *b = NULL;
+    if (read_all(fd, size, &b)) return wf_fail(err, WF_EIO, "%s: cannot read it", path);
     *h = ck_fnv(ck_fnv(*h, rel, strlen(rel) + 1), b, size);
     free(b);
     return WF_OK;
@@ -211,18 +220,8 @@ static wf_status read_whole(const char *path, unsigned char **buf, size_t *n, wf
         close(fd);
         return wf_fail(err, WF_EFORMAT, "%s: %zu bytes: not a checkpoint (truncated?)", path, size);
     }
-    unsigned char *b = malloc(size);
-    size_t got = 0;
-    while (b && got < size) {
-        ssize_t r = read(fd, b + got, size - got);
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (!b || got != size) {
-        free(b);
-        return wf_fail(err, b ? WF_EIO : WF_ENOMEM, "%s: cannot read it", path);
-    }
+    unsigned char *b = NULL;
+    if (read_all(fd, size, &b)) return wf_fail(err, WF_EIO, "%s: cannot read it", path);
     *buf = b;
     *n = size;
     return WF_OK;
@@ -282,6 +281,50 @@ static wf_status read_meta(hid_t file, const char *path, ck_meta *m, wf_err *err
     return WF_OK;
 }
 
+/* The fields that bind a checkpoint to its job, against want: NULL, or what differs. */
+static const char *mismatch(const ck_meta *m, const ck_meta *want) {
+    return m->steps != want->steps         ? "the number of steps"
+           : m->seed != want->seed           ? "the seed"
+           : m->spec_hash != want->spec_hash ? "the job spec (prompt, size, settings)"
+           : m->model_id != want->model_id   ? "the model (configs or tensors)"
+           : m->step < 0 || m->step > m->steps ? "a step outside the job"
+                                               : NULL;
+}
+
+/* The sampler state's size from its dataspace (before anything is allocated for it). */
+static wf_status state_size(hid_t file, const char *path, size_t want, size_t *out, wf_err *err) {
+    hid_t d = H5Dopen2(file, "sampler", H5P_DEFAULT), sp = d >= 0 ? H5Dget_space(d) : -1;
+    hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    if (np <= 0 || (size_t)np > CK_MAX_BYTES || (want && (size_t)np != want))
+        return wf_fail(err, WF_EFORMAT, "%s: a sampler state of %lld bytes, expected %zu "
+                       "(another sampler or order)", path, (long long)np, want);
+    *out = (size_t)np;
+    return WF_OK;
+}
+
+/* /latents (f32 of want's shape) and /sampler into out's buffers. */
+static wf_status read_data(hid_t file, const char *path, const ck_meta *want, ck_data *out,
+                           wf_err *err) {
+    const int64_t *s = want->shape;
+    out->n = (size_t)(s[0] * s[1] * s[2] * s[3]);
+    out->latents = malloc(out->n * sizeof(float));
+    out->state = malloc(out->state_bytes);
+    if (!out->latents || !out->state) return wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
+    hsize_t dims[4] = {0}, sd[1] = {0};
+    if (get_dataset(file, "latents", 4, H5T_FLOAT, 4, H5T_NATIVE_FLOAT, out->n, dims,
+                    out->latents) ||
+        dims[0] != (hsize_t)s[0] || dims[1] != (hsize_t)s[1] || dims[2] != (hsize_t)s[2] ||
+        dims[3] != (hsize_t)s[3])
+        return wf_fail(err, WF_EFORMAT, "%s: its /latents are not f32 [%lld, %lld, %lld, %lld]",
+                       path, (long long)s[0], (long long)s[1], (long long)s[2], (long long)s[3]);
+    if (get_dataset(file, "sampler", 1, H5T_INTEGER, 1, H5T_NATIVE_UCHAR, out->state_bytes, sd,
+                    out->state))
+        return wf_fail(err, WF_EFORMAT, "%s: its /sampler cannot be read", path);
+    return WF_OK;
+}
+
 /* The verified image opened from memory, its fields checked against want. */
 static wf_status read_image(const char *path, const void *img, size_t img_n, const ck_meta *want,
                             size_t state_bytes, ck_data *out, wf_err *err) {
@@ -296,49 +339,14 @@ static wf_status read_image(const char *path, const void *img, size_t img_n, con
     ck_meta m = {0};
     if ((st = read_meta(file, path, &m, err))) goto out;
     memcpy(m.shape, want->shape, sizeof m.shape);
-    const char *what = m.steps != want->steps         ? "the number of steps"
-                       : m.seed != want->seed           ? "the seed"
-                       : m.spec_hash != want->spec_hash ? "the job spec (prompt, size, settings)"
-                       : m.model_id != want->model_id   ? "the model (configs or tensors)"
-                       : m.step < 0 || m.step > m.steps ? "a step outside the job"
-                                                        : NULL;
+    const char *what = mismatch(&m, want);
     if (what) {
         st = wf_fail(err, WF_EFORMAT, "%s: written for another %s", path, what);
         goto out;
     }
-    const size_t n = (size_t)(want->shape[0] * want->shape[1] * want->shape[2] * want->shape[3]);
-    hsize_t dims[4] = {0}, sd[1] = {0};
-    /* the state's size, from its dataspace, before anything is allocated for it */
-    hid_t d = H5Dopen2(file, "sampler", H5P_DEFAULT), sp = d >= 0 ? H5Dget_space(d) : -1;
-    hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    if (sp >= 0) H5Sclose(sp);
-    if (d >= 0) H5Dclose(d);
-    if (np <= 0 || (size_t)np > CK_MAX_BYTES || (state_bytes && (size_t)np != state_bytes)) {
-        st = wf_fail(err, WF_EFORMAT, "%s: a sampler state of %lld bytes, expected %zu (another "
-                     "sampler or order)", path, (long long)np, state_bytes);
+    if ((st = state_size(file, path, state_bytes, &out->state_bytes, err)) ||
+        (st = read_data(file, path, want, out, err)))
         goto out;
-    }
-    out->state_bytes = (size_t)np;
-    out->latents = malloc(n * sizeof(float));
-    out->state = malloc(out->state_bytes);
-    out->n = n;
-    if (!out->latents || !out->state) {
-        st = wf_fail(err, WF_ENOMEM, "%s: out of memory", path);
-        goto out;
-    }
-    if (get_dataset(file, "latents", 4, H5T_FLOAT, 4, H5T_NATIVE_FLOAT, n, dims, out->latents) ||
-        dims[0] != (hsize_t)want->shape[0] || dims[1] != (hsize_t)want->shape[1] ||
-        dims[2] != (hsize_t)want->shape[2] || dims[3] != (hsize_t)want->shape[3]) {
-        st = wf_fail(err, WF_EFORMAT, "%s: its /latents are not f32 [%lld, %lld, %lld, %lld]",
-                     path, (long long)want->shape[0], (long long)want->shape[1],
-                     (long long)want->shape[2], (long long)want->shape[3]);
-        goto out;
-    }
-    if (get_dataset(file, "sampler", 1, H5T_INTEGER, 1, H5T_NATIVE_UCHAR, out->state_bytes, sd,
-                    out->state)) {
-        st = wf_fail(err, WF_EFORMAT, "%s: its /sampler cannot be read", path);
-        goto out;
-    }
     out->meta = m;
 out:
     if (file >= 0) H5Fclose(file);
