@@ -18,6 +18,10 @@
 #              device buffers (test_comm: NCCL, or MPI through host memory for ranks sharing the
 #              GPU) and every layout on 2 and 3 GPU ranks against the CPU (test_dist --device
 #              cuda), under the unpacked OpenMPI (and whatever else is labelled gpu)
+#   memory     each GPU rank's measured peak against the planner's prediction for it (generate's
+#              memory record, --save-latents: no FFmpeg needed), within 10%, for shared Ulysses 2
+#              with a parallel decode and CFG parallel on 2 ranks (sharing the GPU when there is
+#              one), on the tiny12 model at 256x256, 17 frames
 #   comm       bench_comm under mpirun on device buffers, nccl-tests style (all-to-all, the
 #              overlapped all-to-all, all-gather; algbw, busbw, checked bytes) for every GPU count
 #              the machine has (NCCL), and 2 ranks sharing GPU 0 (MPI through host memory);
@@ -63,6 +67,7 @@ B_BUILD=${GPU_CHECK_BUILD_S:-180}
 B_DEVICES=${GPU_CHECK_DEVICES:-30}
 B_OPS=${GPU_CHECK_OPS:-60}
 B_TESTS=${GPU_CHECK_TESTS:-90}
+B_MEMORY=${GPU_CHECK_MEMORY:-40}
 B_COMM=${GPU_CHECK_COMM:-30}
 B_ULYSSES=${GPU_CHECK_ULYSSES:-60}
 B_BENCH=${GPU_CHECK_BENCH:-100}
@@ -376,7 +381,35 @@ print("%s GPUs: layout %s, %.1f s per 720p video (text %.2f s, decode %.2f s), %
 EOF
     done
 }
-export -f comm_rows ulysses_rows predict_rows
+memory_rows() { # the planner's per-rank memory against the measured peaks, on GPU ranks
+    local wf=$BUILD/worker/wanfarm m=$OUT/memory-model rc=0 name
+    [ "$NGPU" -ge 1 ] || { echo "no GPU"; return 77; }
+    rm -rf "$m" && "$wf" mkmodel --preset tiny12 --seed 3 "$m" >/dev/null || return 1
+    for name in "shared --ulysses 2 --no-cfg-parallel --vae-ranks 2" \
+                "shared --ulysses 1 --cfg-parallel --vae-ranks 1"; do
+        # shellcheck disable=SC2086
+        "$MPIEXEC" -np 2 "$wf" generate --model "$m" --prompt "a red fox" --size 256x256 \
+            --frames 17 --steps 2 --seed 7 --device cuda --precision fp32 --json-progress \
+            --save-latents "$OUT/memory.h5" --placement $name >"$OUT/memory.json" || { rc=1; continue; }
+        python3 - "$OUT/memory.json" "$name" <<'EOF' || rc=1
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if '"event":"memory"' in l]
+bad = not ev
+for r in (ev[0]["ranks"] if ev else []):
+    p, m = r["predicted_bytes"], r["peak_bytes"]
+    off = abs(m - p) / p if p > 0 else 1.0
+    bad |= off > 0.10
+    print("%-45s rank %d: peak %8.1f MiB, planner %8.1f MiB (%+5.1f%%), workspace %.1f MiB, "
+          "device in use %.2f GiB" % (sys.argv[2], r["rank"], m / 2**20, p / 2**20,
+          100 * (m - p) / p if p else 0, r["workspace_bytes"] / 2**20,
+          r["device_used_bytes"] / 2**30))
+sys.exit(1 if bad else 0)
+EOF
+    done
+    return $rc
+}
+export -f comm_rows ulysses_rows predict_rows memory_rows
+run_part memory "$B_MEMORY" bash -c memory_rows
 run_part comm "$B_COMM" bash -c comm_rows
 run_part ulysses "$B_ULYSSES" bash -c ulysses_rows
 

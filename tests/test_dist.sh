@@ -15,7 +15,8 @@
 #      one, shared + Ulysses 2, split and CFG-parallel on two ranks sharing it (fp32) equal the
 #      one-process CPU run within 1e-5;
 #   6. each rank's measured peak memory is within 10% of the planner's prediction for it
-#      (shared Ulysses 2 with a parallel decode, CFG parallel, split 1 + 2), on GPU ranks too.
+#      (shared Ulysses 2 with a parallel decode, CFG parallel, split 1 + 2, latents only without
+#      a decode), on GPU ranks too.
 set -u
 WF=$1
 MPIEXEC=$2
@@ -204,7 +205,7 @@ mem_check() { # name np args...
     [ -z "$ngpu" ] || dev=(--device cuda --precision fp32)
     WANFARM_SHARE_GPU=1 timeout 300 "$MPIEXEC" -np "$np" "$WF" generate --model "$TMP/model" \
         --size 192x160 --frames 9 --steps 2 --guidance 2 --max-sequence-length 16 \
-        --prompt "a red fox" --seed 7 --json-progress --out "$TMP/m-$name.mp4" "${dev[@]}" "$@" \
+        --prompt "a red fox" --seed 7 --json-progress "${MEM_OUT[@]}" "${dev[@]}" "$@" \
         >"$TMP/m-$name.json" 2>"$TMP/m-$name.err" || {
         fail "memory, $name: $(tail -2 "$TMP/m-$name.err")"
         return
@@ -227,9 +228,12 @@ for r in ranks:
 sys.exit(1 if bad else 0)
 EOF
 }
+MEM_OUT=(--out "$TMP/m.mp4")
 mem_check shared-u2 2 --placement shared --ulysses 2 --no-cfg-parallel --vae-ranks 2
 mem_check cfg-parallel 2 --placement shared --ulysses 1 --cfg-parallel --vae-ranks 1
 mem_check split-1-2 3 --placement split --ulysses 1,2 --no-cfg-parallel --vae-ranks 2
+MEM_OUT=(--save-latents "$TMP/m.h5") # latents only: no decode stage
+mem_check latents-only 2 --placement shared --ulysses 2 --no-cfg-parallel --vae-ranks 2
 
 [ $fails -eq 0 ] && echo "test_dist.sh: OK" || echo "test_dist.sh: $fails failure(s)"
 [ $fails -eq 0 ]

@@ -201,9 +201,9 @@ out:
 /* The planner's memory for each world rank under layout l with R worker worlds (0 for an idle
  * rank), as the backend will see it: without the runtime's reserve on a GPU (its context and the
  * libraries' buffers, which the device's use has), and on the CPU without the weights too (mapped
- * from the checkpoint). pred: [size]. */
-static void predict_memory(const pn_inputs *in, const ly_layout *l, int R, bool gpu, int size,
-                           double *pred) {
+ * from the checkpoint); without the decode stage when the run writes latents only. pred: [size]. */
+static void predict_memory(const pn_inputs *in, const ly_layout *l, int R, bool gpu,
+                           bool decodes, int size, double *pred) {
     pn_plan plan;
     wf_err err;
     const bool staged = !pn_evaluate(in, l, R, &plan, &err) && plan.text_staged;
@@ -212,6 +212,11 @@ static void predict_memory(const pn_inputs *in, const ly_layout *l, int R, bool 
         pred[r] = 0;
         if (r >= R * per) continue;
         pn_mem m = pn_mem_of_rank(in, l, staged, r % per);
+        if (!decodes) { /* latents only: no decode stage (its weights are loaded all the same) */
+            m.peak -= fmax(m.dit_act, fmax(m.vae_act, m.text_act));
+            m.vae_act = 0;
+            m.peak += fmax(m.dit_act, m.text_act);
+        }
         pred[r] = gpu ? m.peak - m.reserve
                       : m.video + fmax(m.dit_act, fmax(m.vae_act, m.text_act));
     }
@@ -308,7 +313,8 @@ static int choose(gen_run *g, pl_pipeline *shell, const pl_request *base, const 
     rc = pick_layout(g, in, l, R);
     if (rc == WF_EXIT_OK && g->rank == 0) {
         if ((*pred = calloc((size_t)g->size, sizeof **pred)))
-            predict_memory(in, l, *R, be != NULL, g->size, *pred);
+            predict_memory(in, l, *R, be != NULL, g->o->out || g->o->frames_dir || g->o->sheet,
+                           g->size, *pred);
         report_plan(g, in, l, *R);
     }
     vae_free(&shell->vae);

@@ -89,7 +89,7 @@ wf_status gen_on_frames(void *ctx, int64_t first, int64_t n, int64_t H, int64_t 
 
 void gen_on_progress(void *ctx, const pl_progress *pr) {
     gen_ctx *g = ctx;
-    double per = pr->elapsed_seconds / (double)(pr->step + 1);
+    double per = pr->elapsed_seconds / (double)(pr->step + 1 - pr->first_step);
     double eta = per * (double)(pr->steps - pr->step - 1);
     if (g->json) {
         printf("{\"event\":\"step\",\"job\":%lld,\"group\":%d,\"rank\":%d,\"step\":%lld,"

@@ -534,7 +534,7 @@ static wf_status denoise(pl_pipeline *p, const pl_request *r, smp_sampler *smp, 
         if (r->progress) {
             double tn = now_s();
             pl_progress pr = {0, 0, wall_s(), i, r->steps, e, (double)t, g->cfg ? gs : 1.0,
-                              tn - ts, tn - t0, 0, 0, {0}, {0}, 0, 0, 0, 0};
+                              tn - ts, tn - t0, 0, 0, {0}, {0}, 0, 0, 0, 0, r->start_step};
             memcpy(pr.op_seconds, ops, sizeof ops);
             pl_progress_memory(p->be, &pr);
             r->progress(r->progress_ctx, &pr);

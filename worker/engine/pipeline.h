@@ -143,6 +143,7 @@ typedef struct pl_progress {
      * device's memory in use by every process (the runtime's context, NCCL's buffers and the
      * libraries' included; 0 when not known) */
     uint64_t mem_peak, mem_workspace, mem_live, device_used;
+    int64_t first_step;     /* the loop's first step (a resumed job's start_step; else 0) */
 } pl_progress;
 typedef void (*pl_progress_fn)(void *ctx, const pl_progress *pr);
 /* Fills pr's memory fields from the backend. */

@@ -438,7 +438,7 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
             double g2 = isnan(r->guidance_2) ? r->guidance : r->guidance_2;
             pl_progress pr = {j->index, d->role.group, wall_s(), i, r->steps, e, (double)t,
                               j->cfg ? (e ? g2 : r->guidance) : 1.0, tn - ts, tn - t0, 0, 0,
-                              {0}, {0}, 0, 0, 0, 0};
+                              {0}, {0}, 0, 0, 0, 0, i0};
             memcpy(pr.op_seconds, ops, sizeof ops);
             pl_progress_memory(d->p->be, &pr);
             cm_stats after = comm_totals(d);
