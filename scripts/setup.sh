@@ -14,6 +14,7 @@ PKGS=(
   libhdf5-openmpi-dev hdf5-tools             # parallel HDF5: checkpoints, latents
   libzmq3-dev                                # coordinator <-> workers
   libprotobuf-c-dev protobuf-c-compiler      # wire protocol
+  libsqlite3-dev                             # the coordinator's job store
   libopenblas-openmp-dev                     # CPU sgemm (OpenMP build: no oversubscription in omp regions)
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg   # MP4 out, ffprobe in tests
   libsentencepiece-dev sentencepiece         # tokenizer

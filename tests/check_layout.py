@@ -17,6 +17,7 @@ MAY_USE = {
     "kernels": [],
     "coordinator/planner": ["kernels/status.h"],
     "proto": ["kernels/status.h"],
+    "coordinator/store": ["kernels/status.h"],
     "worker/io": ["kernels"],
     "worker/comm": ["kernels/status.h"],
     "worker/models/text": ["kernels", "worker/io"],
