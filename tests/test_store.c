@@ -27,12 +27,12 @@
 
 #define OK(expr) TU_CHECK((expr) == WF_OK, "%s: %s", #expr, e.msg)
 
-static void test_rules(const char *path) {
-    js_store *s = NULL;
+static char a[JS_ID_LEN], b[JS_ID_LEN], c[JS_ID_LEN]; /* the first three jobs */
+
+/* submit and idempotency */
+static void rules_submit(js_store *s) {
     wf_err e;
-    OK(js_open(&s, path, &e));
-    if (!s) return;
-    char a[JS_ID_LEN], b[JS_ID_LEN], c[JS_ID_LEN], d[JS_ID_LEN];
+    char d[JS_ID_LEN];
     bool ex = true;
     OK(js_submit(s, "key-a", "spec-a", 6, 0, 1.0, a, &ex, &e));
     TU_CHECK(!ex && !strcmp(a, "j000001"), "first job %s", a);
@@ -44,8 +44,11 @@ static void test_rules(const char *path) {
                  strstr(e.msg, "another spec"),
              "a key reused for another spec: %s", e.msg);
     TU_CHECK(js_submit(s, "", "x", 1, 0, 4.0, d, &ex, &e) == WF_EINVAL, "an empty key");
+}
 
-    /* priority, then FIFO */
+/* priority, then FIFO; fencing and progress */
+static void rules_run(js_store *s) {
+    wf_err e;
     js_job j;
     bool found = false;
     OK(js_next(s, "w1", 10.0, &j, &found, &e));
@@ -72,8 +75,13 @@ static void test_rules(const char *path) {
              "done job fields");
     js_job_free(&j);
     TU_CHECK(js_finish(s, b, 1, outs, 2, 12.0, &e) == WF_EINVAL, "a done job finished twice");
+}
 
-    /* retries: infrastructure free up to max_infra, job faults counted */
+/* retries: infrastructure faults free up to max_infra, job faults counted */
+static void rules_retries(js_store *s) {
+    wf_err e;
+    js_job j;
+    bool found = false;
     int state = 0;
     OK(js_fail(s, c, 1, true, "world w2 lost", 2, 5, 13.0, &state, &e));
     TU_CHECK(state == JS_QUEUED, "an infrastructure fault requeues");
@@ -93,8 +101,14 @@ static void test_rules(const char *path) {
                  strstr(j.reasons[2], "again"),
              "failed job keeps its %zu reasons", j.n_reasons);
     js_job_free(&j);
+}
 
-    /* cancel: queued at once; running through its world */
+/* cancel: a queued job at once, a running one through its world; a lost world */
+static void rules_cancel(js_store *s) {
+    wf_err e;
+    js_job j;
+    bool found = false, ex = false, cancel = false;
+    int state = 0;
     char q[JS_ID_LEN], r[JS_ID_LEN];
     OK(js_submit(s, "key-q", "q", 1, 0, 20.0, q, &ex, &e));
     OK(js_submit(s, "key-r", "r", 1, 9, 21.0, r, &ex, &e));
@@ -124,9 +138,13 @@ static void test_rules(const char *path) {
     OK(js_get(s, a, &j, &e));
     TU_CHECK(j.state == JS_QUEUED && j.infra_failures == 1, "its job is queued again");
     js_job_free(&j);
-    js_close(&s);
+}
 
-    /* the truth after a reopen */
+/* the truth after a reopen; another schema version refused */
+static void rules_reopen(const char *path) {
+    js_store *s = NULL;
+    wf_err e;
+    js_job j;
     OK(js_open(&s, path, &e));
     if (!s) return;
     OK(js_get(s, b, &j, &e));
@@ -146,6 +164,19 @@ static void test_rules(const char *path) {
     TU_CHECK(js_open(&s, path, &e) == WF_EFORMAT && strstr(e.msg, "schema version 99"),
              "schema 99: %s", e.msg);
     js_close(&s);
+}
+
+static void test_rules(const char *path) {
+    js_store *s = NULL;
+    wf_err e;
+    OK(js_open(&s, path, &e));
+    if (!s) return;
+    rules_submit(s);
+    rules_run(s);
+    rules_retries(s);
+    rules_cancel(s);
+    js_close(&s);
+    rules_reopen(path);
 }
 
 static void count_job(void *ctx, const js_job *j) {
