@@ -18,6 +18,7 @@ MAY_USE = {
     "coordinator/planner": ["kernels/status.h"],
     "proto": ["kernels/status.h"],
     "coordinator/store": ["kernels/status.h"],
+    "coordinator": ["kernels/status.h", "coordinator/store", "proto"],
     "worker/io": ["kernels"],
     "worker/comm": ["kernels/status.h"],
     "worker/models/text": ["kernels", "worker/io"],

@@ -1,0 +1,323 @@
+/* wanctl.c: the farm's client: submit, status, list and cancel jobs at a wanfarm-coord.
+ *
+ * Usage: wanctl [--coordinator EP] [--timeout S] [--json] VERB ...
+ *   submit --prompt TEXT [--negative-prompt TEXT] [--size WxH] [--frames N] [--steps N]
+ *          [--guidance G] [--guidance-2 G] [--shift S] [--boundary B] [--sampler unipc|euler]
+ *          [--seed N] [--max-sequence-length N] [--model NAME] [--output NAME]
+ *          [--save-latents] [--priority P] [--key KEY]
+ *   status JOB | cancel JOB | list [--state queued|running|done|failed|cancelled] [--limit N]
+ * The coordinator defaults to tcp://127.0.0.1:5555 ($WANFARM_COORDINATOR overrides it); every
+ * request waits at most --timeout seconds (default 10) for its reply. --key makes a submit
+ * idempotent across retries (default: a fresh random key, printed); with --json every reply is
+ * one JSON object on stdout.
+ * Exit codes (as wanfarm's): 0 done, 1 the coordinator cannot be reached in time or failed, or
+ * the job is not found, 2 a bad command line or a request the coordinator refused as invalid
+ * (or a key reused for another spec).
+ * What it is not: watch (the events' progress bars come with the worker side).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <zmq.h>
+
+#include "wire.h"
+
+#define PROG "wanctl"
+
+typedef struct ctl {
+    const char *endpoint;
+    double timeout;
+    int json;
+} ctl;
+
+static int usage(const char *why) {
+    fprintf(stderr, PROG ": %s (see the head of coordinator/wanctl.c, or `wanctl --help`)\n", why);
+    return 2;
+}
+
+static void help(void) {
+    printf("usage: wanctl [--coordinator EP] [--timeout S] [--json] VERB ...\n"
+           "  submit --prompt TEXT [--size WxH --frames N --steps N --guidance G --seed N\n"
+           "         --sampler unipc|euler --model NAME --output NAME --priority P --key KEY ...]\n"
+           "  status JOB | cancel JOB | list [--state STATE] [--limit N]\n"
+           "exit codes: 0 done, 1 unreachable or failed or not found, 2 bad command line or "
+           "refused\n");
+}
+
+/* one request, one reply (NULL: the message is printed, *rc set) */
+static Wanfarm__ClientReply *call(const ctl *c, const Wanfarm__ClientRequest *q, int *rc) {
+    uint8_t *b = NULL;
+    size_t n = 0;
+    wf_err err;
+    *rc = 1;
+    if (wp_encode(&q->base, &b, &n, &err)) {
+        fprintf(stderr, PROG ": %s\n", err.msg);
+        *rc = 2;
+        return NULL;
+    }
+    void *ctx = zmq_ctx_new(), *s = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
+    int ms = (int)(c->timeout * 1000), zero = 0;
+    int64_t max = (int64_t)WP_MAX_MSG;
+    Wanfarm__ClientReply *r = NULL;
+    if (!s) goto out;
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &ms, sizeof ms);
+    zmq_setsockopt(s, ZMQ_SNDTIMEO, &ms, sizeof ms);
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
+    if (zmq_connect(s, c->endpoint) != 0) {
+        fprintf(stderr, PROG ": --coordinator %s: %s\n", c->endpoint, zmq_strerror(zmq_errno()));
+        goto out;
+    }
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_send(s, b, n, 0) < 0 || zmq_msg_recv(&m, s, 0) < 0) {
+        fprintf(stderr, PROG ": no answer from the coordinator at %s within %g s (is "
+                "wanfarm-coord running there?)\n", c->endpoint, c->timeout);
+        zmq_msg_close(&m);
+        goto out;
+    }
+    ProtobufCMessage *pm = NULL;
+    if (wp_decode(WP_CLIENT_REPLY, zmq_msg_data(&m), zmq_msg_size(&m), &pm, &err))
+        fprintf(stderr, PROG ": the coordinator's reply: %s\n", err.msg);
+    zmq_msg_close(&m);
+    r = (Wanfarm__ClientReply *)pm;
+    if (r && strcmp(r->request_id, q->request_id) && r->body_case != WANFARM__CLIENT_REPLY__BODY_ERROR) {
+        fprintf(stderr, PROG ": the reply is for request '%.40s', not ours\n", r->request_id);
+        wp_free(pm);
+        r = NULL;
+    }
+out:
+    free(b);
+    if (s) zmq_close(s);
+    if (ctx) zmq_ctx_term(ctx);
+    return r;
+}
+
+static const char *state_name(int s) {
+    static const char *const n[6] = {"?", "queued", "running", "done", "failed", "cancelled"};
+    return s >= 1 && s <= 5 ? n[s] : "?";
+}
+
+static json_t *job_json(const Wanfarm__JobInfo *j) {
+    json_t *o = json_object(), *outs = json_array(), *why = json_array();
+    for (size_t k = 0; k < j->n_outputs; k++) json_array_append_new(outs, json_string(j->outputs[k]));
+    for (size_t k = 0; k < j->n_reasons; k++) json_array_append_new(why, json_string(j->reasons[k]));
+    json_object_set_new(o, "job", json_string(j->job_id));
+    json_object_set_new(o, "state", json_string(state_name(j->state)));
+    json_object_set_new(o, "prompt", json_string(j->spec->prompt));
+    json_object_set_new(o, "step", json_integer(j->step));
+    json_object_set_new(o, "steps", json_integer(j->steps));
+    json_object_set_new(o, "attempts", json_integer(j->attempts));
+    json_object_set_new(o, "outputs", outs);
+    json_object_set_new(o, "reasons", why);
+    if (j->world) json_object_set_new(o, "world", json_string(j->world));
+    return o;
+}
+
+static void print_job(const ctl *c, const Wanfarm__JobInfo *j) {
+    if (c->json) {
+        json_t *o = job_json(j);
+        char *s = json_dumps(o, JSON_COMPACT);
+        if (s) printf("%s\n", s);
+        free(s);
+        json_decref(o);
+        return;
+    }
+    printf("%s  %-9s  step %u/%u  attempts %u  %.60s\n", j->job_id, state_name(j->state), j->step,
+           j->steps, j->attempts, j->spec->prompt);
+    for (size_t k = 0; k < j->n_outputs; k++) printf("  output %s\n", j->outputs[k]);
+    for (size_t k = 0; k < j->n_reasons; k++) printf("  reason %s\n", j->reasons[k]);
+}
+
+/* the reply's outcome: prints it, returns the exit code */
+static int outcome(const ctl *c, const Wanfarm__ClientReply *r) {
+    if (r->body_case == WANFARM__CLIENT_REPLY__BODY_ERROR) {
+        const Wanfarm__ErrorCategory k = r->error->category;
+        fprintf(stderr, PROG ": %s\n", r->error->message);
+        return k == WANFARM__ERROR_CATEGORY__ERR_INVALID || k == WANFARM__ERROR_CATEGORY__ERR_DUPLICATE
+                   ? 2
+                   : 1;
+    }
+    if (r->body_case == WANFARM__CLIENT_REPLY__BODY_SUBMITTED) {
+        if (c->json) printf("{\"job\":\"%s\",\"existing\":%s}\n", r->submitted->job_id,
+                            r->submitted->existing ? "true" : "false");
+        else printf("%s%s\n", r->submitted->job_id, r->submitted->existing ? " (already submitted)" : "");
+    } else if (r->body_case == WANFARM__CLIENT_REPLY__BODY_JOB) {
+        print_job(c, r->job);
+    } else if (r->body_case == WANFARM__CLIENT_REPLY__BODY_JOBS) {
+        for (size_t k = 0; k < r->jobs->n_jobs; k++) print_job(c, r->jobs->jobs[k]);
+    }
+    return 0;
+}
+
+/* a fresh idempotency key: 16 random bytes, hex */
+static void fresh_key(char *out) {
+    unsigned char b[16] = {0};
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, b, sizeof b) != (ssize_t)sizeof b)
+        for (size_t k = 0; k < sizeof b; k++) b[k] = (unsigned char)(rand() ^ getpid());
+    if (fd >= 0) close(fd);
+    for (size_t k = 0; k < sizeof b; k++) sprintf(out + 2 * k, "%02x", b[k]);
+}
+
+static int parse_u32(const char *v, uint32_t *out, protobuf_c_boolean *has) {
+    char *e;
+    errno = 0;
+    unsigned long x = strtoul(v, &e, 10);
+    if (!*v || *e || errno || x > 0xffffffffu || v[0] == '-') return 1;
+    *out = (uint32_t)x;
+    *has = 1;
+    return 0;
+}
+
+static int parse_f64(const char *v, double *out, protobuf_c_boolean *has) {
+    char *e;
+    double x = strtod(v, &e);
+    if (!*v || *e || x != x) return 1;
+    *out = x;
+    *has = 1;
+    return 0;
+}
+
+/* one submit option into the spec (1: bad value, -1: not an option of submit) */
+static int submit_opt(Wanfarm__JobSpec *s, const char *a, const char *v, const char **key) {
+    if (!strcmp(a, "--prompt")) s->prompt = (char *)v;
+    else if (!strcmp(a, "--negative-prompt")) s->negative_prompt = (char *)v;
+    else if (!strcmp(a, "--model")) s->model = (char *)v;
+    else if (!strcmp(a, "--output")) s->output_name = (char *)v;
+    else if (!strcmp(a, "--sampler")) s->sampler = (char *)v;
+    else if (!strcmp(a, "--key")) *key = v;
+    else if (!strcmp(a, "--frames")) return parse_u32(v, &s->frames, &s->has_frames);
+    else if (!strcmp(a, "--steps")) return parse_u32(v, &s->steps, &s->has_steps);
+    else if (!strcmp(a, "--max-sequence-length"))
+        return parse_u32(v, &s->max_sequence_length, &s->has_max_sequence_length);
+    else if (!strcmp(a, "--guidance")) return parse_f64(v, &s->guidance, &s->has_guidance);
+    else if (!strcmp(a, "--guidance-2")) return parse_f64(v, &s->guidance_2, &s->has_guidance_2);
+    else if (!strcmp(a, "--shift")) return parse_f64(v, &s->shift, &s->has_shift);
+    else if (!strcmp(a, "--boundary")) return parse_f64(v, &s->boundary, &s->has_boundary);
+    else if (!strcmp(a, "--seed")) {
+        char *e;
+        errno = 0;
+        s->seed = strtoull(v, &e, 10);
+        s->has_seed = 1;
+        return !*v || *e || errno || v[0] == '-';
+    } else if (!strcmp(a, "--priority")) {
+        char *e;
+        long p = strtol(v, &e, 10);
+        s->priority = (int32_t)p;
+        s->has_priority = 1;
+        return !*v || *e || p < -1000000 || p > 1000000;
+    } else if (!strcmp(a, "--size")) {
+        unsigned w = 0, h = 0;
+        char x = 0, rest = 0;
+        if (sscanf(v, "%u%c%u%c", &w, &x, &h, &rest) != 3 || (x != 'x' && x != 'X')) return 1;
+        s->width = w, s->height = h, s->has_width = s->has_height = 1;
+    } else return -1;
+    return 0;
+}
+
+static int do_submit(const ctl *c, int argc, char **argv) {
+    Wanfarm__JobSpec spec = WANFARM__JOB_SPEC__INIT;
+    const char *key = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--save-latents")) {
+            spec.has_save_latents = spec.save_latents = 1;
+            continue;
+        }
+        if (i + 1 >= argc) return usage(argv[i]);
+        int r = submit_opt(&spec, argv[i], argv[i + 1], &key);
+        if (r < 0) return usage(argv[i]);
+        if (r > 0) {
+            fprintf(stderr, PROG ": %s: bad value '%s'\n", argv[i], argv[i + 1]);
+            return 2;
+        }
+        i++;
+    }
+    if (!spec.prompt) return usage("submit needs --prompt TEXT");
+    char fresh[40];
+    if (!key) {
+        fresh_key(fresh);
+        key = fresh;
+        if (!c->json) fprintf(stderr, PROG ": idempotency key %s (--key %s retries this submit)\n",
+                              key, key);
+    }
+    Wanfarm__Submit sub = WANFARM__SUBMIT__INIT;
+    sub.spec = &spec, sub.idempotency_key = (char *)key;
+    Wanfarm__ClientRequest q = WANFARM__CLIENT_REQUEST__INIT;
+    q.version = WP_VERSION, q.request_id = (char *)key;
+    q.body_case = WANFARM__CLIENT_REQUEST__BODY_SUBMIT, q.submit = &sub;
+    int rc;
+    Wanfarm__ClientReply *r = call(c, &q, &rc);
+    if (!r) return rc;
+    rc = outcome(c, r);
+    wp_free(&r->base);
+    return rc;
+}
+
+static int state_of(const char *v) {
+    static const char *const n[5] = {"queued", "running", "done", "failed", "cancelled"};
+    for (int k = 0; k < 5; k++)
+        if (!strcmp(v, n[k])) return k + 1;
+    return 0;
+}
+
+static int do_simple(const ctl *c, const char *verb, int argc, char **argv) {
+    Wanfarm__ClientRequest q = WANFARM__CLIENT_REQUEST__INIT;
+    Wanfarm__Status st = WANFARM__STATUS__INIT;
+    Wanfarm__Cancel ca = WANFARM__CANCEL__INIT;
+    Wanfarm__List li = WANFARM__LIST__INIT;
+    q.version = WP_VERSION, q.request_id = (char *)verb;
+    if (!strcmp(verb, "list")) {
+        for (int i = 0; i < argc; i += 2) {
+            if (i + 1 >= argc) return usage(argv[i]);
+            if (!strcmp(argv[i], "--state") && (li.state = state_of(argv[i + 1])))
+                li.has_state = 1;
+            else if (!strcmp(argv[i], "--limit") && !parse_u32(argv[i + 1], &li.limit, &li.has_limit))
+                continue;
+            else return usage(argv[i]);
+        }
+        q.body_case = WANFARM__CLIENT_REQUEST__BODY_LIST, q.list = &li;
+    } else {
+        if (argc != 1) return usage("status and cancel take one job id");
+        if (!strcmp(verb, "status"))
+            st.job_id = argv[0], q.body_case = WANFARM__CLIENT_REQUEST__BODY_STATUS, q.status = &st;
+        else
+            ca.job_id = argv[0], q.body_case = WANFARM__CLIENT_REQUEST__BODY_CANCEL, q.cancel = &ca;
+    }
+    int rc;
+    Wanfarm__ClientReply *r = call(c, &q, &rc);
+    if (!r) return rc;
+    rc = outcome(c, r);
+    wp_free(&r->base);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    ctl c = {getenv("WANFARM_COORDINATOR") ? getenv("WANFARM_COORDINATOR") : "tcp://127.0.0.1:5555",
+             10.0, 0};
+    int i = 1;
+    for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
+        if (!strcmp(argv[i], "--help")) {
+            help();
+            return 0;
+        }
+        if (!strcmp(argv[i], "--json")) c.json = 1;
+        else if (!strcmp(argv[i], "--coordinator") && i + 1 < argc) c.endpoint = argv[++i];
+        else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+            char *e;
+            c.timeout = strtod(argv[++i], &e);
+            if (*e || !(c.timeout > 0 && c.timeout <= 3600)) return usage("--timeout: 0 to 3600 s");
+        } else return usage(argv[i]);
+    }
+    if (i == argc) return usage("no verb (submit, status, list, cancel)");
+    const char *verb = argv[i++];
+    if (!strcmp(verb, "submit")) return do_submit(&c, argc - i, argv + i);
+    if (!strcmp(verb, "status") || !strcmp(verb, "cancel") || !strcmp(verb, "list"))
+        return do_simple(&c, verb, argc - i, argv + i);
+    return usage("unknown verb (submit, status, list, cancel)");
+}
