@@ -8,6 +8,11 @@
 
 /* ---- admission ---- */
 
+static int name_byte_ok(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-' || c == '+' || c == '/';
+}
+
 wf_status cs_check_output_name(const char *name, wf_err *err) {
     const size_t n = name ? strlen(name) : 0;
     if (!n) return wf_fail(err, WF_EINVAL, "output_name is empty");
@@ -16,14 +21,10 @@ wf_status cs_check_output_name(const char *name, wf_err *err) {
     if (name[0] == '/')
         return wf_fail(err, WF_EINVAL, "output_name '%.64s' is absolute: give a name relative to "
                        "the farm's output root", name);
-    for (size_t k = 0; k < n; k++) {
-        const char c = name[k];
-        const int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                       c == '.' || c == '_' || c == '-' || c == '+' || c == '/';
-        if (!ok)
+    for (size_t k = 0; k < n; k++)
+        if (!name_byte_ok(name[k]))
             return wf_fail(err, WF_EINVAL, "output_name '%.64s': byte %zu (0x%02x) is not one of "
-                           "A-Z a-z 0-9 . _ + - /", name, k, (unsigned char)c);
-    }
+                           "A-Z a-z 0-9 . _ + - /", name, k, (unsigned char)name[k]);
     /* every component: not empty, not "." or "..", not an option */
     for (const char *p = name; *p;) {
         const char *q = strchr(p, '/');

@@ -155,6 +155,16 @@ static int outcome(const ctl *c, const Wanfarm__ClientReply *r) {
     return 0;
 }
 
+/* one request, its outcome printed: the exit code */
+static int request(const ctl *c, const Wanfarm__ClientRequest *q) {
+    int rc;
+    Wanfarm__ClientReply *r = call(c, q, &rc);
+    if (!r) return rc;
+    rc = outcome(c, r);
+    wp_free(&r->base);
+    return rc;
+}
+
 /* a fresh idempotency key: 16 random bytes, hex */
 static void fresh_key(char *out) {
     unsigned char b[16] = {0};
@@ -251,12 +261,7 @@ static int do_submit(const ctl *c, int argc, char **argv) {
     Wanfarm__ClientRequest q = WANFARM__CLIENT_REQUEST__INIT;
     q.version = WP_VERSION, q.request_id = (char *)key;
     q.body_case = WANFARM__CLIENT_REQUEST__BODY_SUBMIT, q.submit = &sub;
-    int rc;
-    Wanfarm__ClientReply *r = call(c, &q, &rc);
-    if (!r) return rc;
-    rc = outcome(c, r);
-    wp_free(&r->base);
-    return rc;
+    return request(c, &q);
 }
 
 static int state_of(const char *v) {
@@ -289,12 +294,7 @@ static int do_simple(const ctl *c, const char *verb, int argc, char **argv) {
         else
             ca.job_id = argv[0], q.body_case = WANFARM__CLIENT_REQUEST__BODY_CANCEL, q.cancel = &ca;
     }
-    int rc;
-    Wanfarm__ClientReply *r = call(c, &q, &rc);
-    if (!r) return rc;
-    rc = outcome(c, r);
-    wp_free(&r->base);
-    return rc;
+    return request(c, &q);
 }
 
 int main(int argc, char **argv) {
