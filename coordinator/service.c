@@ -187,7 +187,7 @@ static wf_status on_submit(cs_service *svc, const Wanfarm__ClientRequest *q, uin
 typedef struct list_ctx {
     Wanfarm__JobInfo **infos;
     Wanfarm__JobSpec **specs;
-    js_job *jobs;
+    js_job **jobs;          /* one allocation each: the infos point into them */
     size_t n, cap;
     bool failed;
 } list_ctx;
@@ -208,17 +208,24 @@ static void collect(void *ctx, const js_job *j) {
         }
         c->cap = cap;
     }
-    js_job *copy = &c->jobs[c->n];
-    *copy = *j; /* js_list frees j after this call: take its buffers */
-    memset((js_job *)j, 0, sizeof *j);
-    Wanfarm__JobInfo *ji = malloc(sizeof *ji);
-    wf_err e;
-    if (!ji || job_info(copy, ji, &c->specs[c->n], &e)) {
-        free(ji);
-        js_job_free(copy);
+    js_job *copy = malloc(sizeof *copy);
+    Wanfarm__JobInfo *ji = copy ? malloc(sizeof *ji) : NULL;
+    if (!ji) {
+        free(copy);
         c->failed = true;
         return;
     }
+    *copy = *j; /* js_list frees j after this call: take its buffers */
+    memset((js_job *)j, 0, sizeof *j);
+    wf_err e;
+    if (job_info(copy, ji, &c->specs[c->n], &e)) {
+        free(ji);
+        js_job_free(copy);
+        free(copy);
+        c->failed = true;
+        return;
+    }
+    c->jobs[c->n] = copy;
     c->infos[c->n++] = ji;
 }
 
@@ -247,7 +254,8 @@ static wf_status on_list(cs_service *svc, const Wanfarm__ClientRequest *q, uint8
     for (size_t k = 0; k < c.n; k++) {
         wanfarm__job_spec__free_unpacked(c.specs[k], NULL);
         free(c.infos[k]);
-        js_job_free(&c.jobs[k]);
+        js_job_free(c.jobs[k]);
+        free(c.jobs[k]);
     }
     free(c.infos);
     free(c.specs);
@@ -293,6 +301,13 @@ wf_status cs_handle(cs_service *svc, const void *req, size_t req_n, uint8_t **re
     default:
         st = reply_error(q->request_id, WANFARM__ERROR_CATEGORY__ERR_INVALID, "an unknown request",
                          reply, n, err);
+    }
+    if (st && st != WF_ENOMEM) { /* a reply that could not be made: the client hears why */
+        free(*reply);
+        *reply = NULL;
+        char why[WF_ERR_MSG];
+        snprintf(why, sizeof why, "%s", err ? err->msg : "the reply could not be made");
+        st = reply_error(q->request_id, WANFARM__ERROR_CATEGORY__ERR_INTERNAL, why, reply, n, err);
     }
     wp_free(m);
     return st;

@@ -193,6 +193,33 @@ static void test_hostile(cs_service *svc) {
              before, count_jobs(svc, 0));
 }
 
+/* a list longer than its first allocation: every job, each with its own id */
+static void test_long_list(cs_service *svc) {
+    const int before = count_jobs(svc, 0);
+    Wanfarm__JobSpec s = WANFARM__JOB_SPEC__INIT;
+    char key[32], prompt[32];
+    for (int k = 0; k < 40; k++) {
+        snprintf(key, sizeof key, "many-%d", k);
+        snprintf(prompt, sizeof prompt, "job %d", k);
+        s.prompt = prompt;
+        wp_free(&submit(svc, &s, key)->base);
+    }
+    Wanfarm__List li = WANFARM__LIST__INIT;
+    Wanfarm__ClientRequest q = WANFARM__CLIENT_REQUEST__INIT;
+    q.version = WP_VERSION, q.request_id = "l";
+    q.body_case = WANFARM__CLIENT_REQUEST__BODY_LIST, q.list = &li;
+    Wanfarm__ClientReply *r = ask_msg(svc, &q);
+    int ids_ok = r && r->body_case == WANFARM__CLIENT_REPLY__BODY_JOBS &&
+                 (int)r->jobs->n_jobs == before + 40;
+    for (size_t k = 0; ids_ok && k < r->jobs->n_jobs; k++) {
+        char want[JS_ID_LEN];
+        snprintf(want, sizeof want, "j%06d", (int)k + 1);
+        ids_ok = !strcmp(r->jobs->jobs[k]->job_id, want);
+    }
+    TU_CHECK(ids_ok, "a list of %d jobs, each with its id", before + 40);
+    wp_free(r ? &r->base : NULL);
+}
+
 static void test_cancel_list(cs_service *svc) {
     Wanfarm__Cancel c = WANFARM__CANCEL__INIT;
     c.job_id = "j000001";
@@ -228,6 +255,7 @@ int main(void) {
     test_admission(&svc);
     test_hostile(&svc);
     test_cancel_list(&svc);
+    test_long_list(&svc);
     js_close(&svc.store);
     tu_rmtree(dir);
     free(dir);
