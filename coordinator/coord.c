@@ -149,6 +149,12 @@ static void serve_one(void *router, cs_service *svc) {
     for (int k = 0; k < nf; k++) zmq_msg_close(&f[k]);
 }
 
+/* svc.publish: [job id][event] on the PUB socket (never blocks: a slow subscriber drops) */
+static void publish(void *ctx, const char *job_id, const uint8_t *ev, size_t n) {
+    if (zmq_send(ctx, job_id, strlen(job_id), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
+        zmq_send(ctx, ev, n, ZMQ_DONTWAIT);
+}
+
 int main(int argc, char **argv) {
     opts o;
     int rc = parse(argc, argv, &o);
@@ -175,6 +181,8 @@ int main(int argc, char **argv) {
     rc = 1;
     if (!pub) goto out;
     svc.events = eep;
+    svc.publish = publish;
+    svc.publish_ctx = pub;
     if (o.ready) {
         FILE *f = fopen(o.ready, "w");
         if (!f || fprintf(f, "%s\n%s\n", cep, eep) < 0 || fclose(f) != 0) {

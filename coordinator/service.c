@@ -84,6 +84,22 @@ wf_status cs_check_spec(const cs_service *svc, const Wanfarm__JobSpec *s, wf_err
     return svc->n_models ? WF_OK : wf_fail(err, WF_EINVAL, "this farm serves no model yet");
 }
 
+/* ---- events ---- */
+
+static void publish_change(cs_service *svc, const char *id, int from, int to, const char *why) {
+    if (!svc->publish) return;
+    Wanfarm__StateChange sc = WANFARM__STATE_CHANGE__INIT;
+    sc.from = (Wanfarm__JobState)from, sc.to = (Wanfarm__JobState)to, sc.reason = (char *)why;
+    Wanfarm__Event ev = WANFARM__EVENT__INIT;
+    ev.version = WP_VERSION, ev.job_id = (char *)id, ev.time = svc->now();
+    ev.body_case = WANFARM__EVENT__BODY_STATE, ev.state = &sc;
+    uint8_t *b = NULL;
+    size_t n = 0;
+    wf_err e;
+    if (wp_encode(&ev.base, &b, &n, &e) == WF_OK) svc->publish(svc->publish_ctx, id, b, n);
+    free(b);
+}
+
 /* ---- replies ---- */
 
 static wf_status reply_error(const char *rid, Wanfarm__ErrorCategory cat, const char *msg,
@@ -176,6 +192,7 @@ static wf_status on_submit(cs_service *svc, const Wanfarm__ClientRequest *q, uin
                            : st == WF_EINVAL             ? WANFARM__ERROR_CATEGORY__ERR_INVALID
                                                          : WANFARM__ERROR_CATEGORY__ERR_INTERNAL,
                            e.msg, out, n, err);
+    if (!existing) publish_change(svc, id, JS_QUEUED, JS_QUEUED, "submitted");
     Wanfarm__SubmitReply sr = WANFARM__SUBMIT_REPLY__INIT;
     sr.job_id = id, sr.existing = existing;
     Wanfarm__ClientReply r = WANFARM__CLIENT_REPLY__INIT;
@@ -282,11 +299,14 @@ wf_status cs_handle(cs_service *svc, const void *req, size_t req_n, uint8_t **re
         st = reply_job(svc, q->request_id, q->status->job_id, reply, n, err);
         break;
     case WANFARM__CLIENT_REQUEST__BODY_CANCEL:
-        if (js_cancel(svc->store, q->cancel->job_id, svc->now(), &state, &e))
+        if (js_cancel(svc->store, q->cancel->job_id, svc->now(), &state, &e)) {
             st = reply_error(q->request_id, WANFARM__ERROR_CATEGORY__ERR_NOT_FOUND, e.msg, reply,
                              n, err);
-        else
+        } else {
+            if (state == JS_CANCELLED)
+                publish_change(svc, q->cancel->job_id, JS_QUEUED, JS_CANCELLED, "cancelled by a client");
             st = reply_job(svc, q->request_id, q->cancel->job_id, reply, n, err);
+        }
         break;
     case WANFARM__CLIENT_REQUEST__BODY_LIST: st = on_list(svc, q, reply, n, err); break;
     case WANFARM__CLIENT_REQUEST__BODY_WATCH: {

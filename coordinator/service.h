@@ -11,6 +11,8 @@
  *     reused for another spec ERR_DUPLICATE;
  *   - status, cancel: the job (ERR_NOT_FOUND when there is none); list: the jobs of a state;
  *   - watch: where the events are published.
+ * Every state change made here (a job queued, a job cancelled) is published as an Event
+ * (StateChange) through svc->publish, after its transaction committed.
  * The model-specific limits (the rotary table's size, the VAE's factors) are the worker's to
  * check when it gets the job: a job that breaks them fails fast as a job fault.
  * What it is not: the worker side (assignments, heartbeats), which comes next.
@@ -36,6 +38,9 @@ typedef struct cs_service {
     int n_models;
     const char *events;                /* the PUB endpoint, for watch ("" when none) */
     double (*now)(void);               /* the clock (tests pass their own) */
+    /* an Event to publish (topic: the job id); NULL: none */
+    void (*publish)(void *ctx, const char *job_id, const uint8_t *event, size_t n);
+    void *publish_ctx;
 } cs_service;
 
 /* The reply to one request (see the head of this file): *reply malloc'd, *n bytes. WF_OK

@@ -6,6 +6,10 @@
  *          [--seed N] [--max-sequence-length N] [--model NAME] [--output NAME]
  *          [--save-latents] [--priority P] [--key KEY]
  *   status JOB | cancel JOB | list [--state queued|running|done|failed|cancelled] [--limit N]
+ *   watch JOB [JOB ...] [--for S]: every state change of the jobs as it happens (the
+ *          coordinator's events, and its status every second, so that a change published before
+ *          the subscription took hold is not missed), until each is done, failed or cancelled
+ *          (exit 0; 1 when one failed) or --for seconds have passed (exit 1)
  * The coordinator defaults to tcp://127.0.0.1:5555 ($WANFARM_COORDINATOR overrides it); every
  * request waits at most --timeout seconds (default 10) for its reply. --key makes a submit
  * idempotent across retries (default: a fresh random key, printed); with --json every reply is
@@ -13,13 +17,14 @@
  * Exit codes (as wanfarm's): 0 done, 1 the coordinator cannot be reached in time or failed, or
  * the job is not found, 2 a bad command line or a request the coordinator refused as invalid
  * (or a key reused for another spec).
- * What it is not: watch (the events' progress bars come with the worker side).
+ * What it is not: a progress bar per step (step events come with the worker side).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -45,6 +50,7 @@ static void help(void) {
            "  submit --prompt TEXT [--size WxH --frames N --steps N --guidance G --seed N\n"
            "         --sampler unipc|euler --model NAME --output NAME --priority P --key KEY ...]\n"
            "  status JOB | cancel JOB | list [--state STATE] [--limit N]\n"
+           "  watch JOB [JOB ...] [--for S]\n"
            "exit codes: 0 done, 1 unreachable or failed or not found, 2 bad command line or "
            "refused\n");
 }
@@ -297,6 +303,140 @@ static int do_simple(const ctl *c, const char *verb, int argc, char **argv) {
     return request(c, &q);
 }
 
+/* ---- watch ---- */
+
+typedef struct watched {
+    const char *id;
+    int state; /* last seen (0: not yet) */
+} watched;
+
+static int final_state(int s) { return s == 3 || s == 4 || s == 5; }
+
+/* a state seen for job w (from an event or a status): printed when it changed */
+static void seen(const ctl *c, watched *w, int state, const char *why) {
+    if (state == w->state) return;
+    if (c->json)
+        printf("{\"job\":\"%s\",\"state\":\"%s\"%s%s%s}\n", w->id, state_name(state),
+               why ? ",\"reason\":\"" : "", why ? why : "", why ? "\"" : "");
+    else
+        printf("%s  %s%s%s\n", w->id, state_name(state), why ? "  " : "", why ? why : "");
+    fflush(stdout);
+    w->state = state;
+}
+
+/* status of every unfinished job; -1 when the coordinator did not answer */
+static int poll_status(const ctl *c, watched *w, int n) {
+    for (int k = 0; k < n; k++) {
+        if (final_state(w[k].state)) continue;
+        Wanfarm__Status st = WANFARM__STATUS__INIT;
+        st.job_id = (char *)w[k].id;
+        Wanfarm__ClientRequest q = WANFARM__CLIENT_REQUEST__INIT;
+        q.version = WP_VERSION, q.request_id = "watch";
+        q.body_case = WANFARM__CLIENT_REQUEST__BODY_STATUS, q.status = &st;
+        int rc;
+        Wanfarm__ClientReply *r = call(c, &q, &rc);
+        if (!r) return -1;
+        if (r->body_case == WANFARM__CLIENT_REPLY__BODY_JOB) seen(c, &w[k], r->job->state, NULL);
+        else if (r->body_case == WANFARM__CLIENT_REPLY__BODY_ERROR) {
+            fprintf(stderr, PROG ": %s\n", r->error->message);
+            wp_free(&r->base);
+            return -1;
+        }
+        wp_free(&r->base);
+    }
+    return 0;
+}
+
+static int all_final(const watched *w, int n, int *failed) {
+    int all = 1;
+    *failed = 0;
+    for (int k = 0; k < n; k++) {
+        all &= final_state(w[k].state);
+        *failed |= w[k].state == 4;
+    }
+    return all;
+}
+
+/* one event from the SUB socket into the watched jobs */
+static void take_event(const ctl *c, void *sub, watched *w, int n) {
+    zmq_msg_t t, m;
+    zmq_msg_init(&t);
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&t, sub, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&t) &&
+        zmq_msg_recv(&m, sub, ZMQ_DONTWAIT) >= 0) {
+        ProtobufCMessage *pm = NULL;
+        wf_err e;
+        if (!wp_decode(WP_EVENT, zmq_msg_data(&m), zmq_msg_size(&m), &pm, &e)) {
+            const Wanfarm__Event *ev = (const Wanfarm__Event *)pm;
+            for (int k = 0; k < n; k++)
+                if (!strcmp(ev->job_id, w[k].id) && ev->body_case == WANFARM__EVENT__BODY_STATE)
+                    seen(c, &w[k], ev->state->to, ev->state->reason);
+            wp_free(pm);
+        }
+    }
+    zmq_msg_close(&t);
+    zmq_msg_close(&m);
+}
+
+static int do_watch(const ctl *c, int argc, char **argv) {
+    watched w[64];
+    int n = 0;
+    double limit = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--for") && i + 1 < argc) {
+            char *e;
+            limit = strtod(argv[++i], &e);
+            if (*e || !(limit > 0)) return usage("--for S: seconds > 0");
+        } else if (n < 64) {
+            w[n++] = (watched){argv[i], 0};
+        } else return usage("watch takes at most 64 jobs");
+    }
+    if (!n) return usage("watch needs a job id");
+    Wanfarm__Watch wq = WANFARM__WATCH__INIT;
+    Wanfarm__ClientRequest q = WANFARM__CLIENT_REQUEST__INIT;
+    q.version = WP_VERSION, q.request_id = "watch";
+    q.body_case = WANFARM__CLIENT_REQUEST__BODY_WATCH, q.watch = &wq;
+    int rc;
+    Wanfarm__ClientReply *r = call(c, &q, &rc);
+    if (!r) return rc;
+    char ep[256] = "";
+    if (r->body_case == WANFARM__CLIENT_REPLY__BODY_WATCH)
+        snprintf(ep, sizeof ep, "%s", r->watch->events_endpoint);
+    wp_free(&r->base);
+    void *ctx = zmq_ctx_new(), *sub = zmq_socket(ctx, ZMQ_SUB);
+    int zero = 0;
+    zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof zero);
+    for (int k = 0; k < n; k++) zmq_setsockopt(sub, ZMQ_SUBSCRIBE, w[k].id, strlen(w[k].id));
+    if (*ep && zmq_connect(sub, ep) != 0)
+        fprintf(stderr, PROG ": events at %s: %s (following the status only)\n", ep,
+                zmq_strerror(zmq_errno()));
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int failed = 0;
+    rc = 1;
+    for (;;) {
+        if (poll_status(c, w, n) < 0) break;
+        if (all_final(w, n, &failed)) {
+            rc = failed;
+            break;
+        }
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (limit > 0 && (double)(t.tv_sec - t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - t0.tv_nsec) > limit) {
+            fprintf(stderr, PROG ": watch: %g s passed before every job ended\n", limit);
+            break;
+        }
+        zmq_pollitem_t it = {sub, 0, ZMQ_POLLIN, 0};
+        while (zmq_poll(&it, 1, 1000) > 0) {
+            take_event(c, sub, w, n);
+            if (all_final(w, n, &failed)) break;
+        }
+    }
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     ctl c = {getenv("WANFARM_COORDINATOR") ? getenv("WANFARM_COORDINATOR") : "tcp://127.0.0.1:5555",
              10.0, 0};
@@ -319,5 +459,6 @@ int main(int argc, char **argv) {
     if (!strcmp(verb, "submit")) return do_submit(&c, argc - i, argv + i);
     if (!strcmp(verb, "status") || !strcmp(verb, "cancel") || !strcmp(verb, "list"))
         return do_simple(&c, verb, argc - i, argv + i);
+    if (!strcmp(verb, "watch")) return do_watch(&c, argc - i, argv + i);
     return usage("unknown verb (submit, status, list, cancel)");
 }

@@ -20,6 +20,23 @@
 
 static double fake_now(void) { return 1000.0; }
 
+/* the events published: each must decode; the last one's job and new state are kept */
+static int n_events;
+static char last_job[JS_ID_LEN];
+static int last_to;
+static void on_publish(void *ctx, const char *job, const uint8_t *ev, size_t n) {
+    (void)ctx;
+    ProtobufCMessage *m = NULL;
+    wf_err e;
+    TU_CHECK(wp_decode(WP_EVENT, ev, n, &m, &e) == WF_OK, "a published event: %s", e.msg);
+    const Wanfarm__Event *x = (const Wanfarm__Event *)m;
+    TU_CHECK(m && !strcmp(x->job_id, job) && x->body_case == WANFARM__EVENT__BODY_STATE,
+             "the event's topic and body");
+    if (m) snprintf(last_job, sizeof last_job, "%s", x->job_id), last_to = x->state->to;
+    n_events++;
+    wp_free(m);
+}
+
 /* cs_handle on a request; the decoded reply (caller frees with wp_free) */
 static Wanfarm__ClientReply *ask(cs_service *svc, const void *b, size_t n) {
     uint8_t *r = NULL;
@@ -83,7 +100,10 @@ static void test_submit(cs_service *svc) {
                  !strcmp(r->request_id, "req"),
              "first submit");
     wp_free(r ? &r->base : NULL);
+    TU_CHECK(n_events == 1 && !strcmp(last_job, "j000001") && last_to == JS_QUEUED,
+             "a submit publishes the job queued (%d events)", n_events);
     r = submit(svc, &s, "k1");
+    TU_CHECK(n_events == 1, "a retried submit publishes nothing");
     TU_CHECK(r && r->body_case == WANFARM__CLIENT_REPLY__BODY_SUBMITTED && r->submitted->existing &&
                  !strcmp(r->submitted->job_id, "j000001"),
              "a retried submit is the same job");
@@ -230,6 +250,7 @@ static void test_cancel_list(cs_service *svc) {
     TU_CHECK(r && r->body_case == WANFARM__CLIENT_REPLY__BODY_JOB &&
                  r->job->state == WANFARM__JOB_STATE__JOB_CANCELLED,
              "cancel of a queued job");
+    TU_CHECK(!strcmp(last_job, "j000001") && last_to == JS_CANCELLED, "a cancel publishes it");
     wp_free(r ? &r->base : NULL);
     c.job_id = "nope";
     expect_error(ask_msg(svc, &q), WANFARM__ERROR_CATEGORY__ERR_NOT_FOUND, "no job", "cancel nope");
@@ -251,6 +272,7 @@ int main(void) {
     svc.models[0] = "wan-a", svc.models[1] = "wan-b", svc.n_models = 2;
     svc.events = "tcp://127.0.0.1:5556";
     svc.now = fake_now;
+    svc.publish = on_publish;
     test_submit(&svc);
     test_admission(&svc);
     test_hostile(&svc);

@@ -2,7 +2,8 @@
 # test_coord.sh: wanfarm-coord and wanctl over ZeroMQ (the client side of the farm).
 #   usage: test_coord.sh WANFARM_COORD WANCTL
 #   1. two clients submit 6 jobs at once (3 each, with idempotency keys), then again: 6 jobs,
-#      the retries named "already submitted"; list, status, cancel; a refused spec (exit 2);
+#      the retries named "already submitted"; list, status; a watcher of a job sees its cancel
+#      and ends (exit 0); a refused spec (exit 2);
 #   2. kill -9 of the coordinator, then a restart on the same store: every job is there, in its
 #      state, and a retried submit is still the same job;
 #   3. wanctl against no coordinator: a clear error within its --timeout (exit 1); a bind outside
@@ -58,7 +59,16 @@ ctl submit --prompt "client 1 job 0 changed" --key c1-0 >/dev/null 2>"$TMP/dup.e
 ctl submit --prompt x --output ../../etc/x >/dev/null 2>"$TMP/bad.err"
 [ $? -eq 2 ] && grep -q "'..' is not allowed" "$TMP/bad.err" || fail "a ../ output name: $(cat "$TMP/bad.err")"
 first=$(ctl --json list | head -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["job"])')
+# a watcher sees the cancel as it happens (the event), and ends with exit 0
+ctl watch "$first" --for 20 >"$TMP/watch.out" 2>&1 &
+wpid=$!
+PIDS+=("$wpid")
+for i in $(seq 1 100); do grep -q queued "$TMP/watch.out" && break; sleep 0.05; done
 ctl cancel "$first" | grep -q cancelled || fail "cancel $first"
+wait "$wpid"
+rc=$?
+[ $rc -eq 0 ] && grep -q "$first  cancelled" "$TMP/watch.out" ||
+    fail "watch did not end with the cancel: exit $rc, $(cat "$TMP/watch.out")"
 ctl status j999999 >/dev/null 2>"$TMP/nf.err"
 [ $? -eq 1 ] && grep -q "no job" "$TMP/nf.err" || fail "status of an unknown job"
 
