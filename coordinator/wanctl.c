@@ -378,6 +378,49 @@ static void take_event(const ctl *c, void *sub, watched *w, int n) {
     zmq_msg_close(&m);
 }
 
+/* the coordinator's events endpoint (watch) into ep ("" when it gives none); the exit code */
+static int events_endpoint(const ctl *c, char *ep, size_t cap) {
+    Wanfarm__Watch wq = WANFARM__WATCH__INIT;
+    Wanfarm__ClientRequest q = WANFARM__CLIENT_REQUEST__INIT;
+    q.version = WP_VERSION, q.request_id = "watch";
+    q.body_case = WANFARM__CLIENT_REQUEST__BODY_WATCH, q.watch = &wq;
+    int rc;
+    Wanfarm__ClientReply *r = call(c, &q, &rc);
+    if (!r) return rc;
+    ep[0] = 0;
+    if (r->body_case == WANFARM__CLIENT_REPLY__BODY_WATCH)
+        snprintf(ep, cap, "%s", r->watch->events_endpoint);
+    wp_free(&r->base);
+    return 0;
+}
+
+static double since(const struct timespec *t0) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + 1e-9 * (double)(t.tv_nsec - t0->tv_nsec);
+}
+
+/* until every job ended (0, or 1 when one failed), the coordinator went away or `limit`
+ * seconds passed (1) */
+static int watch_loop(const ctl *c, void *sub, watched *w, int n, double limit) {
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int failed = 0;
+    for (;;) {
+        if (poll_status(c, w, n) < 0) return 1;
+        if (all_final(w, n, &failed)) return failed;
+        if (limit > 0 && since(&t0) > limit) {
+            fprintf(stderr, PROG ": watch: %g s passed before every job ended\n", limit);
+            return 1;
+        }
+        zmq_pollitem_t it = {sub, 0, ZMQ_POLLIN, 0};
+        while (zmq_poll(&it, 1, 1000) > 0) {
+            take_event(c, sub, w, n);
+            if (all_final(w, n, &failed)) break;
+        }
+    }
+}
+
 static int do_watch(const ctl *c, int argc, char **argv) {
     watched w[64];
     int n = 0;
@@ -392,17 +435,9 @@ static int do_watch(const ctl *c, int argc, char **argv) {
         } else return usage("watch takes at most 64 jobs");
     }
     if (!n) return usage("watch needs a job id");
-    Wanfarm__Watch wq = WANFARM__WATCH__INIT;
-    Wanfarm__ClientRequest q = WANFARM__CLIENT_REQUEST__INIT;
-    q.version = WP_VERSION, q.request_id = "watch";
-    q.body_case = WANFARM__CLIENT_REQUEST__BODY_WATCH, q.watch = &wq;
-    int rc;
-    Wanfarm__ClientReply *r = call(c, &q, &rc);
-    if (!r) return rc;
-    char ep[256] = "";
-    if (r->body_case == WANFARM__CLIENT_REPLY__BODY_WATCH)
-        snprintf(ep, sizeof ep, "%s", r->watch->events_endpoint);
-    wp_free(&r->base);
+    char ep[256];
+    int rc = events_endpoint(c, ep, sizeof ep);
+    if (rc) return rc;
     void *ctx = zmq_ctx_new(), *sub = zmq_socket(ctx, ZMQ_SUB);
     int zero = 0;
     zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof zero);
@@ -410,28 +445,7 @@ static int do_watch(const ctl *c, int argc, char **argv) {
     if (*ep && zmq_connect(sub, ep) != 0)
         fprintf(stderr, PROG ": events at %s: %s (following the status only)\n", ep,
                 zmq_strerror(zmq_errno()));
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int failed = 0;
-    rc = 1;
-    for (;;) {
-        if (poll_status(c, w, n) < 0) break;
-        if (all_final(w, n, &failed)) {
-            rc = failed;
-            break;
-        }
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if (limit > 0 && (double)(t.tv_sec - t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - t0.tv_nsec) > limit) {
-            fprintf(stderr, PROG ": watch: %g s passed before every job ended\n", limit);
-            break;
-        }
-        zmq_pollitem_t it = {sub, 0, ZMQ_POLLIN, 0};
-        while (zmq_poll(&it, 1, 1000) > 0) {
-            take_event(c, sub, w, n);
-            if (all_final(w, n, &failed)) break;
-        }
-    }
+    rc = watch_loop(c, sub, w, n, limit);
     zmq_close(sub);
     zmq_ctx_term(ctx);
     return rc;
