@@ -7,19 +7,29 @@
  * reply, a malformed one included. The sockets: ZMQ_MAXMSGSIZE = WP_MAX_MSG (an oversized
  * message drops the connection), ZMQ_ROUTER_MANDATORY with non-blocking sends (a vanished client
  * cannot block the loop), finite high-water marks, linger 0 at exit. A bind outside the loopback
- * is refused unless --allow-remote (CurveZMQ with ZAP comes with the worker side). SIGTERM and
- * SIGINT end the loop cleanly; a kill -9 loses nothing the store committed.
+ * is refused unless --allow-remote or CurveZMQ is on. With --curve-secret FILE (the server's
+ * secret key, Z85, a file only its owner can read) and --curve-clients DIR (one authorised
+ * client public key per DIR/NAME.key), both sockets are CURVE servers and a ZAP handler (RFC 27,
+ * inproc://zeromq.zap.01, bound before them and served by this loop) lets in only the keys of
+ * DIR: any other client's handshake fails, so it never gets a reply. The published test keys of
+ * the CurveZMQ documentation are refused. `wanfarm-coord --keygen PATH` writes a key pair,
+ * PATH.key (public) and PATH.secret (mode 0600). SIGTERM and SIGINT end the loop cleanly; a
+ * kill -9 loses nothing the store committed.
  * Usage: wanfarm-coord --store FILE [--clients EP] [--events EP] --model NAME [--model NAME ...]
- *        [--allow-remote] [--ready-file FILE]
+ *        [--allow-remote] [--curve-secret FILE --curve-clients DIR] [--ready-file FILE]
+ *        wanfarm-coord --keygen PATH
  *   EP defaults: tcp://127.0.0.1:5555 and tcp://127.0.0.1:5556 ("tcp://127.0.0.1:*" binds a free
  *   port); --ready-file gets the bound endpoints, one per line, once the sockets are bound.
  * Exit codes: 0 stopped by a signal, 1 failure (the store, a bind), 2 bad command line.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <zmq.h>
@@ -41,7 +51,7 @@ static double wall_now(void) {
 }
 
 typedef struct opts {
-    const char *store, *clients, *events, *ready;
+    const char *store, *clients, *events, *ready, *curve_secret, *curve_clients;
     const char *models[CS_MAX_MODELS];
     int n_models;
     int allow_remote;
@@ -78,6 +88,8 @@ static int parse(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--clients")) o->clients = v;
         else if (!strcmp(a, "--events")) o->events = v;
         else if (!strcmp(a, "--ready-file")) o->ready = v;
+        else if (!strcmp(a, "--curve-secret")) o->curve_secret = v;
+        else if (!strcmp(a, "--curve-clients")) o->curve_clients = v;
         else if (!strcmp(a, "--model")) {
             if (o->n_models == CS_MAX_MODELS) return usage("at most 16 --model");
             if (!*v || strlen(v) > 64) return usage("--model NAME: 1 to 64 bytes");
@@ -86,16 +98,155 @@ static int parse(int argc, char **argv, opts *o) {
     }
     if (!o->store) return usage("--store FILE is needed");
     if (!o->n_models) return usage("--model NAME is needed (the models this farm serves)");
-    if (!o->allow_remote && (!local_endpoint(o->clients) || !local_endpoint(o->events)))
-        return usage("an endpoint outside the loopback needs --allow-remote (and, until CurveZMQ "
-                     "arrives, a trusted network)");
+    if (!o->curve_secret != !o->curve_clients)
+        return usage("--curve-secret and --curve-clients go together");
+    if (!o->allow_remote && !o->curve_secret &&
+        (!local_endpoint(o->clients) || !local_endpoint(o->events)))
+        return usage("an endpoint outside the loopback needs CurveZMQ (--curve-secret, "
+                     "--curve-clients) or, on a trusted network, --allow-remote");
     return 0;
 }
 
-/* a bound socket with the farm's limits, its endpoint into bound */
-static void *open_socket(void *ctx, int type, const char *ep, char *bound, size_t cap) {
+/* ---- CurveZMQ ---- */
+
+/* the CurveZMQ documentation's example keys: never a farm's */
+static const char *const k_test_keys[] = {
+    "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7", "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6",
+    "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID", "D:)Q[IlAW!ahhC2ac:9*A}h:p?([4%wOTJ%JR%cs"};
+
+typedef struct curve {
+    char secret[41];
+    uint8_t (*keys)[32]; /* the authorised client keys */
+    int n;
+} curve;
+
+/* a Z85 key (40 characters, then only white space) from a file into out; 0 or -1 */
+static int read_key(const char *path, char out[41], int must_be_private) {
+    struct stat sb;
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int ok = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) &&
+             (!must_be_private || (sb.st_mode & 077) == 0);
+    char buf[128] = "";
+    ok = ok && fgets(buf, sizeof buf, f) != NULL;
+    fclose(f);
+    size_t n = strcspn(buf, " \t\r\n");
+    if (!ok || n != 40) return -1;
+    memcpy(out, buf, 40);
+    out[40] = 0;
+    for (size_t k = 0; k < sizeof k_test_keys / sizeof *k_test_keys; k++)
+        if (!strcmp(out, k_test_keys[k])) return -1;
+    uint8_t raw[32];
+    return zmq_z85_decode(raw, out) ? 0 : -1;
+}
+
+static int load_curve(const opts *o, curve *c) {
+    memset(c, 0, sizeof *c);
+    if (!zmq_has("curve")) {
+        fprintf(stderr, PROG ": this libzmq has no CURVE support (built without libsodium)\n");
+        return -1;
+    }
+    if (read_key(o->curve_secret, c->secret, 1)) {
+        fprintf(stderr, PROG ": --curve-secret %s: not a Z85 secret key in a file only its owner "
+                "may read (chmod 600), or a published test key\n", o->curve_secret);
+        return -1;
+    }
+    DIR *d = opendir(o->curve_clients);
+    if (!d) {
+        fprintf(stderr, PROG ": --curve-clients %s: %s\n", o->curve_clients, strerror(errno));
+        return -1;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n < 5 || strcmp(e->d_name + n - 4, ".key")) continue;
+        char path[4200], z[41];
+        snprintf(path, sizeof path, "%s/%s", o->curve_clients, e->d_name);
+        if (read_key(path, z, 0)) {
+            fprintf(stderr, PROG ": --curve-clients: %s is not a usable public key: skipped\n", path);
+            continue;
+        }
+        uint8_t (*g)[32] = realloc(c->keys, (size_t)(c->n + 1) * sizeof *c->keys);
+        if (!g) break;
+        c->keys = g;
+        zmq_z85_decode(c->keys[c->n++], z);
+    }
+    closedir(d);
+    if (!c->n) fprintf(stderr, PROG ": --curve-clients %s holds no key: no client can connect\n",
+                       o->curve_clients);
+    return 0;
+}
+
+/* One ZAP request (RFC 27) on the REP socket: 200 for an authorised CURVE key, else 400. */
+static void serve_zap(void *zap, const curve *c) {
+    zmq_msg_t f[7];
+    int nf = 0, more = 1;
+    while (more && nf < 7) {
+        zmq_msg_init(&f[nf]);
+        if (zmq_msg_recv(&f[nf], zap, 0) < 0) {
+            zmq_msg_close(&f[nf]);
+            break;
+        }
+        more = zmq_msg_more(&f[nf++]);
+    }
+    while (more) { /* a malformed request: drain it */
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, zap, 0) < 0) more = 0;
+        else more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+    }
+    int ok = 0;
+    if (nf >= 7 && zmq_msg_size(&f[5]) == 5 && !memcmp(zmq_msg_data(&f[5]), "CURVE", 5) &&
+        zmq_msg_size(&f[6]) == 32)
+        for (int k = 0; k < c->n && !ok; k++) ok = !memcmp(zmq_msg_data(&f[6]), c->keys[k], 32);
+    const char *id = "";
+    size_t idn = nf >= 2 ? zmq_msg_size(&f[1]) : 0;
+    zmq_send(zap, "1.0", 3, ZMQ_SNDMORE);
+    zmq_send(zap, idn ? zmq_msg_data(&f[1]) : id, idn, ZMQ_SNDMORE);
+    zmq_send(zap, ok ? "200" : "400", 3, ZMQ_SNDMORE);
+    zmq_send(zap, ok ? "OK" : "key not authorised", ok ? 2 : 18, ZMQ_SNDMORE);
+    zmq_send(zap, "", 0, ZMQ_SNDMORE); /* user id */
+    zmq_send(zap, "", 0, 0);           /* metadata */
+    if (!ok) fprintf(stderr, PROG ": a client with an unauthorised key was refused\n");
+    for (int k = 0; k < nf; k++) zmq_msg_close(&f[k]);
+}
+
+static int keygen(const char *path) {
+    char pub[41], sec[41], p[4200];
+    if (zmq_curve_keypair(pub, sec) != 0) {
+        fprintf(stderr, PROG ": --keygen: %s\n", zmq_strerror(zmq_errno()));
+        return 1;
+    }
+    snprintf(p, sizeof p, "%s.secret", path);
+    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f || fprintf(f, "%s\n", sec) < 0 || fclose(f) != 0) {
+        fprintf(stderr, PROG ": --keygen: cannot write %s (it must not exist): %s\n", p,
+                strerror(errno));
+        return 1;
+    }
+    snprintf(p, sizeof p, "%s.key", path);
+    f = fopen(p, "wx");
+    if (!f || fprintf(f, "%s\n", pub) < 0 || fclose(f) != 0) {
+        fprintf(stderr, PROG ": --keygen: cannot write %s: %s\n", p, strerror(errno));
+        return 1;
+    }
+    printf("%s\n", pub);
+    return 0;
+}
+
+/* a bound socket with the farm's limits (a CURVE server when c), its endpoint into bound */
+static void *open_socket(void *ctx, int type, const char *ep, const curve *c, char *bound,
+                         size_t cap) {
     void *s = zmq_socket(ctx, type);
     if (!s) return NULL;
+    if (c) {
+        int one = 1;
+        zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof one);
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->secret, 40);
+        zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, "wanfarm", 7);
+    }
     int64_t max = (int64_t)WP_MAX_MSG;
     int hwm = 1000, zero = 0, one = 1;
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
@@ -156,9 +307,13 @@ static void publish(void *ctx, const char *job_id, const uint8_t *ev, size_t n) 
 }
 
 int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--keygen")) return keygen(argv[2]);
     opts o;
     int rc = parse(argc, argv, &o);
     if (rc) return rc;
+    curve cv;
+    memset(&cv, 0, sizeof cv);
+    if (o.curve_secret && load_curve(&o, &cv)) return 1;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -174,10 +329,20 @@ int main(int argc, char **argv) {
         fprintf(stderr, PROG ": %s\n", err.msg);
         return 1;
     }
-    void *ctx = zmq_ctx_new();
+    void *ctx = zmq_ctx_new(), *zap = NULL;
     char cep[256] = "", eep[256] = "";
-    void *router = ctx ? open_socket(ctx, ZMQ_ROUTER, o.clients, cep, sizeof cep) : NULL;
-    void *pub = router ? open_socket(ctx, ZMQ_PUB, o.events, eep, sizeof eep) : NULL;
+    const curve *cp = o.curve_secret ? &cv : NULL;
+    if (ctx && cp) { /* the ZAP handler first: no CURVE handshake may find it missing */
+        zap = zmq_socket(ctx, ZMQ_REP);
+        if (!zap || zmq_bind(zap, "inproc://zeromq.zap.01") != 0) {
+            fprintf(stderr, PROG ": cannot bind the ZAP handler: %s\n", zmq_strerror(zmq_errno()));
+            if (zap) zmq_close(zap);
+            zap = NULL;
+            ctx = (zmq_ctx_term(ctx), NULL);
+        }
+    }
+    void *router = ctx ? open_socket(ctx, ZMQ_ROUTER, o.clients, cp, cep, sizeof cep) : NULL;
+    void *pub = router ? open_socket(ctx, ZMQ_PUB, o.events, cp, eep, sizeof eep) : NULL;
     rc = 1;
     if (!pub) goto out;
     svc.events = eep;
@@ -190,21 +355,25 @@ int main(int argc, char **argv) {
             goto out;
         }
     }
-    fprintf(stderr, PROG ": serving clients on %s, events on %s, store %s\n", cep, eep, o.store);
+    fprintf(stderr, PROG ": serving clients on %s, events on %s, store %s%s\n", cep, eep,
+            o.store, cp ? ", CurveZMQ on" : "");
     while (!g_stop) {
-        zmq_pollitem_t it = {router, 0, ZMQ_POLLIN, 0};
-        int n = zmq_poll(&it, 1, 500);
+        zmq_pollitem_t it[2] = {{router, 0, ZMQ_POLLIN, 0}, {zap, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(it, zap ? 2 : 1, 500);
         if (n < 0 && zmq_errno() != EINTR) {
             fprintf(stderr, PROG ": poll: %s\n", zmq_strerror(zmq_errno()));
             goto out;
         }
-        if (n > 0 && (it.revents & ZMQ_POLLIN)) serve_one(router, &svc);
+        if (n > 0 && zap && (it[1].revents & ZMQ_POLLIN)) serve_zap(zap, &cv);
+        if (n > 0 && (it[0].revents & ZMQ_POLLIN)) serve_one(router, &svc);
     }
     fprintf(stderr, PROG ": stopped\n");
     rc = 0;
 out:
     if (pub) zmq_close(pub);
     if (router) zmq_close(router);
+    if (zap) zmq_close(zap);
+    free(cv.keys);
     if (ctx) zmq_ctx_term(ctx);
     js_close(&svc.store);
     return rc;

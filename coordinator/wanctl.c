@@ -1,6 +1,7 @@
 /* wanctl.c: the farm's client: submit, status, list and cancel jobs at a wanfarm-coord.
  *
- * Usage: wanctl [--coordinator EP] [--timeout S] [--json] VERB ...
+ * Usage: wanctl [--coordinator EP] [--timeout S] [--json]
+ *               [--curve-server-key FILE --curve-key FILE] VERB ...
  *   submit --prompt TEXT [--negative-prompt TEXT] [--size WxH] [--frames N] [--steps N]
  *          [--guidance G] [--guidance-2 G] [--shift S] [--boundary B] [--sampler unipc|euler]
  *          [--seed N] [--max-sequence-length N] [--model NAME] [--output NAME]
@@ -10,6 +11,9 @@
  *          coordinator's events, and its status every second, so that a change published before
  *          the subscription took hold is not missed), until each is done, failed or cancelled
  *          (exit 0; 1 when one failed) or --for seconds have passed (exit 1)
+ * With CurveZMQ on at the coordinator, --curve-server-key names its public key file and
+ * --curve-key this client's secret key file (wanfarm-coord --keygen makes both; the client's
+ * public key must be in the coordinator's --curve-clients folder, else no reply comes).
  * The coordinator defaults to tcp://127.0.0.1:5555 ($WANFARM_COORDINATOR overrides it); every
  * request waits at most --timeout seconds (default 10) for its reply. --key makes a submit
  * idempotent across retries (default: a fresh random key, printed); with --json every reply is
@@ -38,7 +42,29 @@ typedef struct ctl {
     const char *endpoint;
     double timeout;
     int json;
+    int curve;                        /* the keys below are set */
+    char server[41], secret[41], pub[41];
 } ctl;
+
+/* a Z85 key (40 characters) from a file */
+static int read_key(const char *path, char out[41]) {
+    FILE *f = fopen(path, "r");
+    char buf[128] = "";
+    int ok = f && fgets(buf, sizeof buf, f) != NULL;
+    if (f) fclose(f);
+    if (!ok || strcspn(buf, " \t\r\n") != 40) return -1;
+    memcpy(out, buf, 40);
+    out[40] = 0;
+    return 0;
+}
+
+/* a CURVE client socket when the keys are given */
+static void set_curve(const ctl *c, void *s) {
+    if (!c->curve) return;
+    zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, c->server, 40);
+    zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, c->pub, 40);
+    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->secret, 40);
+}
 
 static int usage(const char *why) {
     fprintf(stderr, PROG ": %s (see the head of coordinator/wanctl.c, or `wanctl --help`)\n", why);
@@ -46,7 +72,8 @@ static int usage(const char *why) {
 }
 
 static void help(void) {
-    printf("usage: wanctl [--coordinator EP] [--timeout S] [--json] VERB ...\n"
+    printf("usage: wanctl [--coordinator EP] [--timeout S] [--json] [--curve-server-key FILE\n"
+           "              --curve-key FILE] VERB ...\n"
            "  submit --prompt TEXT [--size WxH --frames N --steps N --guidance G --seed N\n"
            "         --sampler unipc|euler --model NAME --output NAME --priority P --key KEY ...]\n"
            "  status JOB | cancel JOB | list [--state STATE] [--limit N]\n"
@@ -75,6 +102,7 @@ static Wanfarm__ClientReply *call(const ctl *c, const Wanfarm__ClientRequest *q,
     zmq_setsockopt(s, ZMQ_SNDTIMEO, &ms, sizeof ms);
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
+    set_curve(c, s);
     if (zmq_connect(s, c->endpoint) != 0) {
         fprintf(stderr, PROG ": --coordinator %s: %s\n", c->endpoint, zmq_strerror(zmq_errno()));
         goto out;
@@ -441,6 +469,7 @@ static int do_watch(const ctl *c, int argc, char **argv) {
     void *ctx = zmq_ctx_new(), *sub = zmq_socket(ctx, ZMQ_SUB);
     int zero = 0;
     zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof zero);
+    set_curve(c, sub);
     for (int k = 0; k < n; k++) zmq_setsockopt(sub, ZMQ_SUBSCRIBE, w[k].id, strlen(w[k].id));
     if (*ep && zmq_connect(sub, ep) != 0)
         fprintf(stderr, PROG ": events at %s: %s (following the status only)\n", ep,
@@ -453,7 +482,7 @@ static int do_watch(const ctl *c, int argc, char **argv) {
 
 int main(int argc, char **argv) {
     ctl c = {getenv("WANFARM_COORDINATOR") ? getenv("WANFARM_COORDINATOR") : "tcp://127.0.0.1:5555",
-             10.0, 0};
+             10.0, 0, 0, "", "", ""};
     int i = 1;
     for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
         if (!strcmp(argv[i], "--help")) {
@@ -462,13 +491,23 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(argv[i], "--json")) c.json = 1;
         else if (!strcmp(argv[i], "--coordinator") && i + 1 < argc) c.endpoint = argv[++i];
+        else if (!strcmp(argv[i], "--curve-server-key") && i + 1 < argc) {
+            if (read_key(argv[++i], c.server)) return usage("--curve-server-key: not a Z85 key file");
+            c.curve |= 1;
+        } else if (!strcmp(argv[i], "--curve-key") && i + 1 < argc) {
+            if (read_key(argv[++i], c.secret) || zmq_curve_public(c.pub, c.secret) != 0)
+                return usage("--curve-key: not a Z85 secret key file");
+            c.curve |= 2;
+        }
         else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
             char *e;
             c.timeout = strtod(argv[++i], &e);
             if (*e || !(c.timeout > 0 && c.timeout <= 3600)) return usage("--timeout: 0 to 3600 s");
         } else return usage(argv[i]);
     }
-    if (i == argc) return usage("no verb (submit, status, list, cancel)");
+    if (c.curve && c.curve != 3)
+        return usage("--curve-server-key and --curve-key go together");
+    if (i == argc) return usage("no verb (submit, status, list, cancel, watch)");
     const char *verb = argv[i++];
     if (!strcmp(verb, "submit")) return do_submit(&c, argc - i, argv + i);
     if (!strcmp(verb, "status") || !strcmp(verb, "cancel") || !strcmp(verb, "list"))

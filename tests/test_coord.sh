@@ -7,7 +7,10 @@
 #   2. kill -9 of the coordinator, then a restart on the same store: every job is there, in its
 #      state, and a retried submit is still the same job;
 #   3. wanctl against no coordinator: a clear error within its --timeout (exit 1); a bind outside
-#      the loopback without --allow-remote: refused (exit 2); SIGTERM: a clean stop (exit 0).
+#      the loopback without --allow-remote: refused (exit 2); SIGTERM: a clean stop (exit 0);
+#   4. CurveZMQ (keys from wanfarm-coord --keygen): an authorised client key is served, another
+#      and a plain client are not (the refusal logged); a world-readable secret key and the
+#      published test key are refused at start.
 # Nothing is left running (every coordinator this starts is killed on exit).
 set -u
 COORD=$1
@@ -94,6 +97,39 @@ rc=$?
 "$COORD" --store "$TMP/jobs.db" --model wan-a --clients 'tcp://0.0.0.0:*' >/dev/null 2>"$TMP/remote.err"
 rc=$?
 [ $rc -eq 2 ] && grep -q "allow-remote" "$TMP/remote.err" || fail "a remote bind: exit $rc"
+
+# ---- 4. CurveZMQ: an authorised key is served, another is refused, so is a plain client ----
+mkdir -p "$TMP/clients"
+for k in server alice mallory; do "$COORD" --keygen "$TMP/$k" >/dev/null || fail "keygen $k"; done
+cp "$TMP/alice.key" "$TMP/clients/"
+rm -f "$TMP/ready"
+"$COORD" --store "$TMP/curve.db" --model wan-a --clients 'tcp://127.0.0.1:*' \
+    --events 'tcp://127.0.0.1:*' --ready-file "$TMP/ready" --curve-secret "$TMP/server.secret" \
+    --curve-clients "$TMP/clients" 2>"$TMP/curve.err" &
+PID=$!
+PIDS+=("$PID")
+for i in $(seq 1 100); do [ -s "$TMP/ready" ] && break; sleep 0.05; done
+EP=$(head -1 "$TMP/ready")
+keys() { echo --curve-server-key "$TMP/server.key" --curve-key "$TMP/$1.secret"; }
+# shellcheck disable=SC2046
+"$CTL" --coordinator "$EP" --timeout 5 $(keys alice) submit --prompt "a fox" --key curve-1 \
+    >/dev/null 2>"$TMP/alice.err" || fail "an authorised key was not served: $(cat "$TMP/alice.err")"
+# shellcheck disable=SC2046
+"$CTL" --coordinator "$EP" --timeout 1 $(keys mallory) list >/dev/null 2>&1 &&
+    fail "an unauthorised key was served"
+grep -q "unauthorised key was refused" "$TMP/curve.err" || fail "the refusal was not logged"
+"$CTL" --coordinator "$EP" --timeout 1 list >/dev/null 2>&1 && fail "a plain client was served"
+kill -TERM "$PID"
+wait "$PID"
+chmod 644 "$TMP/server.secret"
+"$COORD" --store "$TMP/curve.db" --model wan-a --curve-secret "$TMP/server.secret" \
+    --curve-clients "$TMP/clients" >/dev/null 2>"$TMP/perm.err"
+[ $? -eq 1 ] && grep -q "chmod 600" "$TMP/perm.err" || fail "a world-readable secret key was taken"
+printf 'JTKVSB%%%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6\n' >"$TMP/test.secret"
+chmod 600 "$TMP/test.secret"
+"$COORD" --store "$TMP/curve.db" --model wan-a --curve-secret "$TMP/test.secret" \
+    --curve-clients "$TMP/clients" >/dev/null 2>"$TMP/testkey.err"
+[ $? -eq 1 ] && grep -q "published test key" "$TMP/testkey.err" || fail "the published test key was taken"
 
 [ $fails -eq 0 ] && echo "test_coord.sh: OK" || echo "test_coord.sh: $fails failure(s)"
 [ $fails -eq 0 ]
