@@ -16,7 +16,9 @@
  * PATH.key (public) and PATH.secret (mode 0600). SIGTERM and SIGINT end the loop cleanly; a
  * kill -9 loses nothing the store committed.
  * Usage: wanfarm-coord --store FILE [--clients EP] [--events EP] --model NAME [--model NAME ...]
- *        [--allow-remote] [--curve-secret FILE --curve-clients DIR] [--ready-file FILE]
+ *        [--allow-remote] [--curve-secret FILE --curve-clients DIR] [--max-queued N]
+ *        [--ready-file FILE]
+ *   --max-queued N: a new submit beyond N waiting jobs is answered ERR_BUSY (retry later).
  *        wanfarm-coord --keygen PATH
  *   EP defaults: tcp://127.0.0.1:5555 and tcp://127.0.0.1:5556 ("tcp://127.0.0.1:*" binds a free
  *   port); --ready-file gets the bound endpoints, one per line, once the sockets are bound.
@@ -55,6 +57,7 @@ typedef struct opts {
     const char *models[CS_MAX_MODELS];
     int n_models;
     int allow_remote;
+    long long max_queued;
 } opts;
 
 static int usage(const char *why) {
@@ -89,6 +92,11 @@ static int parse(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--events")) o->events = v;
         else if (!strcmp(a, "--ready-file")) o->ready = v;
         else if (!strcmp(a, "--curve-secret")) o->curve_secret = v;
+        else if (!strcmp(a, "--max-queued")) {
+            char *e;
+            o->max_queued = strtoll(v, &e, 10);
+            if (*e || o->max_queued < 1) return usage("--max-queued N: N >= 1");
+        }
         else if (!strcmp(a, "--curve-clients")) o->curve_clients = v;
         else if (!strcmp(a, "--model")) {
             if (o->n_models == CS_MAX_MODELS) return usage("at most 16 --model");
@@ -325,6 +333,7 @@ int main(int argc, char **argv) {
     for (int k = 0; k < o.n_models; k++) svc.models[k] = o.models[k];
     svc.n_models = o.n_models;
     svc.now = wall_now;
+    svc.max_queued = o.max_queued;
     if (js_open(&svc.store, o.store, &err)) {
         fprintf(stderr, PROG ": %s\n", err.msg);
         return 1;

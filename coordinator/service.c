@@ -168,6 +168,11 @@ static wf_status reply_job(cs_service *svc, const char *rid, const char *id, uin
     return st;
 }
 
+/* whether a key names a job already (its retry is answered even when the queue is full) */
+static bool key_known(cs_service *svc, const char *key) {
+    return js_key_exists(svc->store, key);
+}
+
 static wf_status on_submit(cs_service *svc, const Wanfarm__ClientRequest *q, uint8_t **out,
                            size_t *n, wf_err *err) {
     const Wanfarm__Submit *sub = q->submit;
@@ -178,6 +183,14 @@ static wf_status on_submit(cs_service *svc, const Wanfarm__ClientRequest *q, uin
     Wanfarm__JobSpec spec = *sub->spec;
     if (!spec.model && svc->n_models) spec.model = (char *)svc->models[0];
     const size_t sb = wanfarm__job_spec__get_packed_size(&spec);
+    int64_t queued = 0;
+    if (svc->max_queued > 0 && !js_count(svc->store, JS_QUEUED, &queued, &e) &&
+        queued >= svc->max_queued && !key_known(svc, sub->idempotency_key)) {
+        char why[160];
+        snprintf(why, sizeof why, "the queue holds %lld jobs, its limit: retry later",
+                 (long long)queued);
+        return reply_error(q->request_id, WANFARM__ERROR_CATEGORY__ERR_BUSY, why, out, n, err);
+    }
     uint8_t *bytes = malloc(sb ? sb : 1);
     if (!bytes) return wf_fail(err, WF_ENOMEM, "out of memory");
     wanfarm__job_spec__pack(&spec, bytes);

@@ -5,7 +5,8 @@
  * What it is: cs_handle decodes the request (proto/wire.h: size, version, fields); a request that
  * does not decode gets an Error reply (ERR_VERSION for another protocol version, ERR_INVALID
  * otherwise) with request id "" and the reason, never a crash or silence. Then:
- *   - submit: the admission rules (cs_check_spec: the prompt, sizes, frames, steps, numbers, the
+ *   - submit: ERR_BUSY when max_queued jobs already wait (a retried key is still answered);
+ *     the admission rules (cs_check_spec: the prompt, sizes, frames, steps, numbers, the
  *     sampler, the output name, the model among those served), then js_submit: the job is in the
  *     store before the reply is made; a retried key gives the same job (existing true), a key
  *     reused for another spec ERR_DUPLICATE;
@@ -37,6 +38,7 @@ typedef struct cs_service {
     const char *models[CS_MAX_MODELS]; /* the model names this farm serves; [0] the default */
     int n_models;
     const char *events;                /* the PUB endpoint, for watch ("" when none) */
+    int64_t max_queued;                /* a submit beyond this many queued jobs: ERR_BUSY (0: none) */
     double (*now)(void);               /* the clock (tests pass their own) */
     /* an Event to publish (topic: the job id); NULL: none */
     void (*publish)(void *ctx, const char *job_id, const uint8_t *event, size_t n);

@@ -6,6 +6,7 @@
  *     range, an unknown sampler or model, and output names that are absolute, hold "..", ".", an
  *     empty component, a leading '-', a trailing '/', a byte outside the set, or are too long;
  *   - status, cancel: the job, or ERR_NOT_FOUND; list: every job, or those of a state;
+ *   - a full queue (max_queued) answers ERR_BUSY to a new job, and still a known key's retry;
  *   - hostile bytes (garbage, every truncation of a valid request, oversized, another version,
  *     a NaN) get an Error reply of the right category, never a crash, and leave the store as it
  *     was; the service keeps answering.
@@ -240,6 +241,23 @@ static void test_long_list(cs_service *svc) {
     wp_free(r ? &r->base : NULL);
 }
 
+/* a full queue answers ERR_BUSY to a new job, and still the retry of a known one */
+static void test_busy(cs_service *svc) {
+    const int queued = count_jobs(svc, WANFARM__JOB_STATE__JOB_QUEUED);
+    svc->max_queued = queued;
+    Wanfarm__JobSpec s = WANFARM__JOB_SPEC__INIT;
+    s.prompt = "one too many";
+    expect_error(submit(svc, &s, "busy-1"), WANFARM__ERROR_CATEGORY__ERR_BUSY, "retry later",
+                 "a full queue");
+    s.prompt = "job 0";
+    Wanfarm__ClientReply *r = submit(svc, &s, "many-0");
+    TU_CHECK(r && r->body_case == WANFARM__CLIENT_REPLY__BODY_SUBMITTED && r->submitted->existing,
+             "a known key's retry is answered even when the queue is full");
+    wp_free(r ? &r->base : NULL);
+    svc->max_queued = 0;
+    TU_CHECK(count_jobs(svc, WANFARM__JOB_STATE__JOB_QUEUED) == queued, "a busy refusal stored a job");
+}
+
 static void test_cancel_list(cs_service *svc) {
     Wanfarm__Cancel c = WANFARM__CANCEL__INIT;
     c.job_id = "j000001";
@@ -278,6 +296,7 @@ int main(void) {
     test_hostile(&svc);
     test_cancel_list(&svc);
     test_long_list(&svc);
+    test_busy(&svc);
     js_close(&svc.store);
     tu_rmtree(dir);
     free(dir);

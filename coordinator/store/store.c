@@ -427,6 +427,25 @@ wf_status js_requeue_world(js_store *s, const char *world, const char *reason, i
     return end(s, st, err);
 }
 
+bool js_key_exists(js_store *s, const char *key) {
+    sqlite3_stmt *q = NULL;
+    wf_err e;
+    if (prep(s, &q, "SELECT 1 FROM jobs WHERE idem_key = ?", "t", &e, key)) return false;
+    const bool found = sqlite3_step(q) == SQLITE_ROW;
+    sqlite3_finalize(q);
+    return found;
+}
+
+wf_status js_count(js_store *s, int state, int64_t *n, wf_err *err) {
+    sqlite3_stmt *q = NULL;
+    wf_status st = prep(s, &q, "SELECT count(*) FROM jobs WHERE (? = 0 OR state = ?)", "ii", err,
+                        state, state);
+    if (st) return st;
+    *n = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+    sqlite3_finalize(q);
+    return WF_OK;
+}
+
 wf_status js_list(js_store *s, int state, int limit, void (*fn)(void *ctx, const js_job *job),
                   void *ctx, wf_err *err) {
     sqlite3_stmt *q = NULL;

@@ -88,5 +88,9 @@ wf_status js_get(js_store *s, const char *id, js_job *job, wf_err *err);
 wf_status js_list(js_store *s, int state, int limit, void (*fn)(void *ctx, const js_job *job),
                   void *ctx, wf_err *err);
 void js_job_free(js_job *job);
+/* Whether an idempotency key names a job. */
+bool js_key_exists(js_store *s, const char *key);
+/* How many jobs are in a state (0: every state). */
+wf_status js_count(js_store *s, int state, int64_t *n, wf_err *err);
 
 #endif
