@@ -6,6 +6,10 @@
  *          [--guidance G] [--guidance-2 G] [--shift S] [--boundary B] [--sampler unipc|euler]
  *          [--seed N] [--max-sequence-length N] [--model NAME] [--output NAME]
  *          [--save-latents] [--priority P] [--key KEY]
+ *   submit --file JOBS.jsonl: one job per line, a JSON object whose keys are the flags above
+ *          without "--" ("prompt", "size": "WxH", "frames", "seed", "output", "key", ...;
+ *          numbers as numbers or strings); each line submitted in order, its id (or its error,
+ *          naming the line) printed; the exit code is the worst line's
  *   status JOB | cancel JOB | list [--state queued|running|done|failed|cancelled] [--limit N]
  *   watch JOB [JOB ...] [--for S]: every state change of the jobs as it happens (the
  *          coordinator's events, and its status every second, so that a change published before
@@ -265,9 +269,83 @@ static int submit_opt(Wanfarm__JobSpec *s, const char *a, const char *v, const c
     return 0;
 }
 
+static int submit_spec(const ctl *c, Wanfarm__JobSpec *spec, const char *key);
+
+/* One JSON line into flag pairs for submit_opt, then submitted; the exit code. */
+static int submit_line(const ctl *c, const char *path, long line, const char *text) {
+    json_error_t je;
+    json_t *o = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(o)) {
+        fprintf(stderr, PROG ": %s:%ld: not a JSON object (%s)\n", path, line, je.text);
+        json_decref(o);
+        return 2;
+    }
+    Wanfarm__JobSpec spec = WANFARM__JOB_SPEC__INIT;
+    const char *key = NULL, *k;
+    json_t *v;
+    char num[64], flag[80];
+    int rc = 0;
+    json_object_foreach(o, k, v) {
+        const char *val = json_is_string(v) ? json_string_value(v) : NULL;
+        if (json_is_integer(v)) snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v)), val = num;
+        else if (json_is_real(v)) snprintf(num, sizeof num, "%.17g", json_real_value(v)), val = num;
+        else if (json_is_true(v) && !strcmp(k, "save_latents")) {
+            spec.has_save_latents = spec.save_latents = 1;
+            continue;
+        }
+        snprintf(flag, sizeof flag, "--%s", k);
+        for (char *p = flag; *p; p++) if (*p == '_') *p = '-';
+        int r = val ? submit_opt(&spec, flag, val, &key) : -1;
+        if (r) {
+            fprintf(stderr, PROG ": %s:%ld: \"%s\": %s\n", path, line, k,
+                    r < 0 ? "not a job field (prompt, size, frames, steps, seed, output, key, ...)"
+                          : "bad value");
+            rc = 2;
+            break;
+        }
+    }
+    if (!rc && !spec.prompt) {
+        fprintf(stderr, PROG ": %s:%ld: no \"prompt\"\n", path, line);
+        rc = 2;
+    }
+    if (!rc) rc = submit_spec(c, &spec, key);
+    json_decref(o); /* the spec's strings point into o: after the submit */
+    return rc;
+}
+
+static int submit_file(const ctl *c, const char *path) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
+    if (!f) {
+        fprintf(stderr, PROG ": --file %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    char *text = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    long line = 0;
+    int worst = 0, jobs = 0;
+    while ((got = getline(&text, &cap, f)) >= 0) {
+        line++;
+        const char *p = text;
+        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
+        if (!*p) continue; /* blank lines */
+        int rc = submit_line(c, path, line, text);
+        if (rc > worst) worst = rc;
+        jobs++;
+    }
+    free(text);
+    if (f != stdin) fclose(f);
+    if (!jobs) {
+        fprintf(stderr, PROG ": --file %s: no job in it\n", path);
+        return 2;
+    }
+    return worst;
+}
+
 static int do_submit(const ctl *c, int argc, char **argv) {
     Wanfarm__JobSpec spec = WANFARM__JOB_SPEC__INIT;
     const char *key = NULL;
+    if (argc == 2 && !strcmp(argv[0], "--file")) return submit_file(c, argv[1]);
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--save-latents")) {
             spec.has_save_latents = spec.save_latents = 1;
@@ -282,7 +360,11 @@ static int do_submit(const ctl *c, int argc, char **argv) {
         }
         i++;
     }
-    if (!spec.prompt) return usage("submit needs --prompt TEXT");
+    if (!spec.prompt) return usage("submit needs --prompt TEXT (or --file JOBS.jsonl)");
+    return submit_spec(c, &spec, key);
+}
+
+static int submit_spec(const ctl *c, Wanfarm__JobSpec *spec, const char *key) {
     char fresh[40];
     if (!key) {
         fresh_key(fresh);
@@ -291,7 +373,7 @@ static int do_submit(const ctl *c, int argc, char **argv) {
                               key, key);
     }
     Wanfarm__Submit sub = WANFARM__SUBMIT__INIT;
-    sub.spec = &spec, sub.idempotency_key = (char *)key;
+    sub.spec = spec, sub.idempotency_key = (char *)key;
     Wanfarm__ClientRequest q = WANFARM__CLIENT_REQUEST__INIT;
     q.version = WP_VERSION, q.request_id = (char *)key;
     q.body_case = WANFARM__CLIENT_REQUEST__BODY_SUBMIT, q.submit = &sub;
@@ -480,6 +562,24 @@ static int do_watch(const ctl *c, int argc, char **argv) {
     return rc;
 }
 
+/* One option before the verb with its value v into c: 0, 1 not ours, 2 (after the message) bad. */
+static int global_opt(ctl *c, const char *a, const char *v) {
+    if (!strcmp(a, "--coordinator")) c->endpoint = v;
+    else if (!strcmp(a, "--curve-server-key")) {
+        if (read_key(v, c->server)) return usage("--curve-server-key: not a Z85 key file");
+        c->curve |= 1;
+    } else if (!strcmp(a, "--curve-key")) {
+        if (read_key(v, c->secret) || zmq_curve_public(c->pub, c->secret) != 0)
+            return usage("--curve-key: not a Z85 secret key file");
+        c->curve |= 2;
+    } else if (!strcmp(a, "--timeout")) {
+        char *e;
+        c->timeout = strtod(v, &e);
+        if (*e || !(c->timeout > 0 && c->timeout <= 3600)) return usage("--timeout: 0 to 3600 s");
+    } else return 1;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     ctl c = {getenv("WANFARM_COORDINATOR") ? getenv("WANFARM_COORDINATOR") : "tcp://127.0.0.1:5555",
              10.0, 0, 0, "", "", ""};
@@ -489,21 +589,14 @@ int main(int argc, char **argv) {
             help();
             return 0;
         }
-        if (!strcmp(argv[i], "--json")) c.json = 1;
-        else if (!strcmp(argv[i], "--coordinator") && i + 1 < argc) c.endpoint = argv[++i];
-        else if (!strcmp(argv[i], "--curve-server-key") && i + 1 < argc) {
-            if (read_key(argv[++i], c.server)) return usage("--curve-server-key: not a Z85 key file");
-            c.curve |= 1;
-        } else if (!strcmp(argv[i], "--curve-key") && i + 1 < argc) {
-            if (read_key(argv[++i], c.secret) || zmq_curve_public(c.pub, c.secret) != 0)
-                return usage("--curve-key: not a Z85 secret key file");
-            c.curve |= 2;
+        if (!strcmp(argv[i], "--json")) {
+            c.json = 1;
+            continue;
         }
-        else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
-            char *e;
-            c.timeout = strtod(argv[++i], &e);
-            if (*e || !(c.timeout > 0 && c.timeout <= 3600)) return usage("--timeout: 0 to 3600 s");
-        } else return usage(argv[i]);
+        int r = i + 1 < argc ? global_opt(&c, argv[i], argv[i + 1]) : 1;
+        if (r == 1) return usage(argv[i]);
+        if (r) return r;
+        i++;
     }
     if (c.curve && c.curve != 3)
         return usage("--curve-server-key and --curve-key go together");
@@ -513,5 +606,5 @@ int main(int argc, char **argv) {
     if (!strcmp(verb, "status") || !strcmp(verb, "cancel") || !strcmp(verb, "list"))
         return do_simple(&c, verb, argc - i, argv + i);
     if (!strcmp(verb, "watch")) return do_watch(&c, argc - i, argv + i);
-    return usage("unknown verb (submit, status, list, cancel)");
+    return usage("unknown verb (submit, status, list, cancel, watch)");
 }

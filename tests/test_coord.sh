@@ -3,7 +3,8 @@
 #   usage: test_coord.sh WANFARM_COORD WANCTL
 #   1. two clients submit 6 jobs at once (3 each, with idempotency keys), then again: 6 jobs,
 #      the retries named "already submitted"; list, status; a watcher of a job sees its cancel
-#      and ends (exit 0); a refused spec (exit 2);
+#      and ends (exit 0); a refused spec (exit 2); a JSON-lines batch with a bad line (named,
+#      exit 2; the other lines submitted);
 #   2. kill -9 of the coordinator, then a restart on the same store: every job is there, in its
 #      state, and a retried submit is still the same job;
 #   3. wanctl against no coordinator: a clear error within its --timeout (exit 1); a bind outside
@@ -75,11 +76,25 @@ rc=$?
 ctl status j999999 >/dev/null 2>"$TMP/nf.err"
 [ $? -eq 1 ] && grep -q "no job" "$TMP/nf.err" || fail "status of an unknown job"
 
+# a batch from a JSON-lines file: each line a job, a bad line named, the others submitted
+cat >"$TMP/jobs.jsonl" <<'EOF'
+{"prompt": "batch one", "size": "64x64", "frames": 9, "seed": 1, "key": "batch-1", "output": "batch/one"}
+
+{"prompt": "batch two", "frames": 10, "key": "batch-2"}
+{"prompt": "batch three", "steps": "4", "guidance": 3.5, "key": "batch-3", "save_latents": true}
+EOF
+ctl submit --file "$TMP/jobs.jsonl" >"$TMP/batch.out" 2>"$TMP/batch.err"
+rc=$?
+[ $rc -eq 2 ] && grep -q "4k+1" "$TMP/batch.err" && [ "$(wc -l <"$TMP/batch.out")" = 2 ] ||
+    fail "batch: exit $rc, out $(cat "$TMP/batch.out"), err $(cat "$TMP/batch.err")"
+ctl list | grep -q "batch three" || fail "batch: the third line was not submitted"
+[ "$(ctl list | wc -l)" = 8 ] || fail "batch: 8 jobs expected, $(ctl list | wc -l)"
+
 # ---- 2. kill -9 and a restart ----
 kill -9 "$PID"
 wait "$PID" 2>/dev/null
 start
-[ "$(ctl list | wc -l)" = 6 ] || fail "after kill -9 and a restart: $(ctl list | wc -l) jobs, 6 expected"
+[ "$(ctl list | wc -l)" = 8 ] || fail "after kill -9 and a restart: $(ctl list | wc -l) jobs, 8 expected"
 [ "$(ctl list --state cancelled | wc -l)" = 1 ] || fail "after the restart the cancel is gone"
 ctl submit --prompt "client 2 job 2" --size 64x64 --frames 9 --steps 4 --seed 2 --key c2-2 \
     --output c2/job-2 | grep -q "already submitted" || fail "after the restart a retried submit made a new job"
