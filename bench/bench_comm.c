@@ -32,6 +32,7 @@
 
 #include "backend.h"
 #include "backend_load.h"
+#include "bench_util.h"
 #include "comm.h"
 
 #define MAX_SIZES 32
@@ -53,17 +54,6 @@ typedef struct row {
     double us, algbw, busbw;
     int64_t wrong; /* bytes that differ from the pattern, over all ranks */
 } row;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* "4K", "1M", "64M", "1G" or plain bytes */
 static bool parse_size(const char *s, int64_t *out) {
@@ -207,16 +197,16 @@ static wf_status measure(cm_comm *c, const opts *o, bop op, int64_t size, bufs *
     wf_status st = WF_OK;
     for (int i = 0; i < o->warmup + o->iters && !st; i++) {
         MPI_Barrier(c->mpi);
-        double t0 = now_s();
+        double t0 = bu_now_s();
         st = once(c, op, b, block, err);
         if (!st && b->be) st = wk_sync(b->be, err);
-        double dt = now_s() - t0, worst = dt;
+        double dt = bu_now_s() - t0, worst = dt;
         MPI_Allreduce(&dt, &worst, 1, MPI_DOUBLE, MPI_MAX, c->mpi);
         if (i >= o->warmup) t[i - o->warmup] = worst;
     }
     if (!st) st = cm_settle(c, err);
     if (!st) {
-        qsort(t, (size_t)o->iters, sizeof *t, cmp_d);
+        qsort(t, (size_t)o->iters, sizeof *t, bu_cmp_double);
         double med = t[o->iters / 2];
         int64_t wrong = check(b, me, np, block, gather), all = 0;
         MPI_Allreduce(&wrong, &all, 1, MPI_INT64_T, MPI_SUM, c->mpi);

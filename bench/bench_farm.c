@@ -29,17 +29,13 @@
 
 #include <zmq.h>
 
+#include "bench_util.h"
 #include "wire.h"
 
 #ifndef BF_COORD_PATH
 #define BF_COORD_PATH ""
 #endif
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct bench {
     const char *coord, *json;
@@ -117,7 +113,7 @@ static int submit(void *ctx, bench *b, const char *key, const char *prompt, doub
     zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     int rc = 1;
-    double t0 = now_s();
+    double t0 = bu_now_s();
     zmq_msg_t m;
     zmq_msg_init(&m);
     char ep[256];
@@ -132,7 +128,7 @@ static int submit(void *ctx, bench *b, const char *key, const char *prompt, doub
             rc = 0;
         wp_free(pm);
     }
-    *ms = 1e3 * (now_s() - t0);
+    *ms = 1e3 * (bu_now_s() - t0);
     zmq_msg_close(&m);
     zmq_close(s);
     free(buf);
@@ -163,10 +159,6 @@ static void *client_main(void *arg) {
     return NULL;
 }
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* the jobs in the store (one list request) */
 static long count_jobs(bench *b) {
@@ -259,19 +251,19 @@ int main(int argc, char **argv) {
     }
     volatile int done = 0;
     const long expect = (long)b.clients * b.jobs;
-    double t0 = now_s();
+    double t0 = bu_now_s();
     watch_rss(&b, 0, expect / 2, &done);
-    const double t_half = now_s() - t0;
+    const double t_half = bu_now_s() - t0;
     b.phase = 1;
     kill(b.pid, SIGKILL); /* the crash: mid-queue, requests in flight */
     waitpid(b.pid, NULL, 0);
     pthread_mutex_lock(&b.mu);
     int restarted = start_coord(&b) == 0; /* a new port: the clients take it up at their retry */
     pthread_mutex_unlock(&b.mu);
-    double t1 = now_s();
+    double t1 = bu_now_s();
     watch_rss(&b, 1, expect, &done);
     for (int k = 0; k < b.clients; k++) pthread_join(th[k], NULL);
-    const double t_rest = now_s() - t1;
+    const double t_rest = bu_now_s() - t1;
     b.peak_rss[1] = rss_mib(b.pid) > b.peak_rss[1] ? rss_mib(b.pid) : b.peak_rss[1];
     const long listed = restarted ? count_jobs(&b) : -1;
     long acked = 0;
@@ -292,7 +284,7 @@ int main(int argc, char **argv) {
         int at = 0;
         for (int k = 0; k < b.clients; k++)
             for (int i = 0; i < cs[k].n[ph]; i++) all[at++] = cs[k].lat[ph][i];
-        qsort(all, (size_t)n, sizeof *all, cmp_d);
+        qsort(all, (size_t)n, sizeof *all, bu_cmp_double);
         const double secs = ph ? t_rest : t_half;
         printf("  %-8s %6d %9.2f %9.2f %9.2f %11.0f %9.1f %8d %6s\n", ph ? "after" : "before", n,
                n ? all[n / 2] : 0, n ? all[(int)(0.99 * (n - 1))] : 0, n ? all[n - 1] : 0,
@@ -313,9 +305,7 @@ int main(int argc, char **argv) {
     }
     kill(b.pid, SIGTERM);
     waitpid(b.pid, NULL, 0);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", b.dir);
-    if (system(cmd) != 0) fprintf(stderr, "bench_farm: cannot remove %s\n", b.dir);
+    bu_remove_dir(b.dir);
     for (int k = 0; k < b.clients; k++) free(cs[k].lat[0]), free(cs[k].lat[1]);
     free(cs);
     free(th);

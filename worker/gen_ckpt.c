@@ -118,5 +118,3 @@ wf_status gen_ckpt_setup(gen_run *g, int64_t k, wf_err *err) {
 }
 
 void gen_ckpt_end(gen_run *g) { ck_data_free(&g->ck); }
-
-bool gen_ckpt_stopped(void) { return g_stop != 0; }

@@ -127,10 +127,9 @@ wf_status gen_backend_ranks(const gen_opts *o, cm_comm *world, bool quiet, wk_ba
         return wf_fail(err, WF_ENOMEM, "out of memory");
     }
     int n = visible_gpus(o, devs, ids);
-    int fewest = n, most = n;
-    MPI_Allreduce(&n, &fewest, 1, MPI_INT, MPI_MIN, world->mpi);
-    MPI_Allreduce(&n, &most, 1, MPI_INT, MPI_MAX, world->mpi);
-    wf_status st = WF_OK;
+    int64_t fewest = n, most = n;
+    wf_status st = cm_range(world, n, &fewest, &most, err);
+    if (st) goto out;
     if (o->device == GEN_DEV_AUTO && fewest == 0) { /* some rank has none: all on the CPU */
         if (!quiet && most > 0) /* silent where no rank has one: a CPU machine as always */
             fprintf(stderr, PROG ": not every rank has a usable GPU: computing on the CPU\n");

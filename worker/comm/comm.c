@@ -556,6 +556,17 @@ wf_status cm_agree(cm_comm *c, wf_status st, const char *what, wf_err *err) {
                    c->size, msg);
 }
 
+wf_status cm_range(cm_comm *c, int64_t v, int64_t *lo, int64_t *hi, wf_err *err) {
+    double t0 = enter(c, CM_AGREE, -1);
+    int64_t mine[2] = {v, -v}, most[2] = {v, -v};
+    int rc = MPI_Allreduce(mine, most, 2, MPI_INT64_T, MPI_MAX, c->mpi);
+    if (rc != MPI_SUCCESS) return mpi_fail(err, c, rc, "value agreement");
+    count(c, CM_AGREE, 0, t0);
+    if (lo) *lo = -most[1];
+    if (hi) *hi = most[0];
+    return WF_OK;
+}
+
 void cm_stats_reset(cm_comm *c) { memset(&c->stats, 0, sizeof c->stats); }
 
 const char *cm_op_name(cm_op op) {

@@ -178,6 +178,10 @@ wf_status cm_barrier(cm_comm *c, wf_err *err);
  * next collective. */
 wf_status cm_agree(cm_comm *c, wf_status st, const char *what, wf_err *err);
 
+/* The smallest and largest of every rank's v (one all-reduce over the MPI_Comm, counted as
+ * CM_AGREE; lo or hi may be NULL): for the choices every rank must make alike. */
+wf_status cm_range(cm_comm *c, int64_t v, int64_t *lo, int64_t *hi, wf_err *err);
+
 /* The counters. */
 void cm_stats_reset(cm_comm *c);
 const char *cm_op_name(cm_op op); /* "alltoall", ... */

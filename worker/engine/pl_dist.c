@@ -54,10 +54,9 @@ static wf_status enable_device_comms(pd_world *d, wf_err *err) {
 /* Every rank of the world computes on a device, or none does (the communicators a rank makes
  * depend on it): the same answer on every rank. Collective over world. be NULL: the CPU. */
 static wf_status same_backend_kind(cm_comm *world, const wk_backend *be, wf_err *err) {
-    int dev = be && be->device != WK_DEV_CPU, lo = dev, hi = dev;
-    if (MPI_Allreduce(&dev, &lo, 1, MPI_INT, MPI_MIN, world->mpi) != MPI_SUCCESS ||
-        MPI_Allreduce(&dev, &hi, 1, MPI_INT, MPI_MAX, world->mpi) != MPI_SUCCESS)
-        return wf_fail(err, WF_EIO, "pd_open: MPI_Allreduce failed");
+    int64_t lo = 0, hi = 0;
+    wf_status st = cm_range(world, be && be->device != WK_DEV_CPU, &lo, &hi, err);
+    if (st) return st;
     if (lo != hi)
         return wf_fail(err, WF_EINVAL,
                        "some ranks compute on a GPU and others on the CPU: a world runs on one "
@@ -70,11 +69,10 @@ static wf_status same_backend_kind(cm_comm *world, const wk_backend *be, wf_err 
  * Collective over world. */
 static wf_status agree_overlap(cm_comm *world, cm_comm *sp, wf_err *err) {
     const char *v = getenv("WANFARM_OVERLAP");
-    int mine = v && !strcmp(v, "1"), all = 0;
-    if (MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, world->mpi) != MPI_SUCCESS)
-        return wf_fail(err, WF_EIO, "pd_open: MPI_Allreduce failed");
-    sp->overlap = all != 0;
-    return WF_OK;
+    int64_t all = 0;
+    wf_status st = cm_range(world, v && !strcmp(v, "1"), &all, NULL, err);
+    sp->overlap = !st && all != 0;
+    return st;
 }
 
 wf_status pd_open(pd_world **out, cm_comm *world, const ly_layout *l, const char *root,
@@ -376,11 +374,11 @@ static cm_stats comm_totals(const pd_world *d) {
  * (every rank holds the same latents and sampler state) with its status agreed. */
 static wf_status step_end(pd_world *d, job *j, int64_t done, bool *stop, wf_err *err) {
     const pl_request *r = j->r;
-    int mine = r->stop && *r->stop, any = 0;
+    int64_t any = 0;
     *stop = false;
     if (r->stop) {
-        if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, d->group->mpi) != MPI_SUCCESS)
-            return wf_fail(err, WF_EMPI, "agreeing on a stop: MPI_Allreduce failed");
+        wf_status st = cm_range(d->group, *r->stop != 0, NULL, &any, err);
+        if (st) return st;
         *stop = any != 0;
     }
     if (!pl_checkpoint_due(r, done, *stop)) return WF_OK;
@@ -575,13 +573,13 @@ static wf_status start_job(pd_world *d, job *j, wf_err *err) {
 /* Every rank of the group resumes after the same step (each read the checkpoint itself: a file
  * that changed between two ranks' reads, or a rank that cannot see it, stops all of them). */
 static wf_status agree_start(pd_world *d, const pl_request *r, wf_err *err) {
-    long long s[2] = {r->start_step, -r->start_step}, m[2] = {0, 0};
-    if (MPI_Allreduce(s, m, 2, MPI_LONG_LONG, MPI_MAX, d->group->mpi) != MPI_SUCCESS)
-        return wf_fail(err, WF_EMPI, "agreeing on the resume step: MPI_Allreduce failed");
-    if (m[0] != -m[1])
+    int64_t lo = 0, hi = 0;
+    wf_status st = cm_range(d->group, r->start_step, &lo, &hi, err);
+    if (st) return st;
+    if (lo != hi)
         return wf_fail(err, WF_EINVAL, "the ranks would resume request after different steps "
                        "(%lld and %lld): each must see the same checkpoint (a shared folder)",
-                       -m[1], m[0]);
+                       (long long)lo, (long long)hi);
     return WF_OK;
 }
 
