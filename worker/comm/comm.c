@@ -308,8 +308,8 @@ wf_status cm_ialltoall(cm_comm *c, const void *send, void *recv, size_t bytes, c
         const cm_stats before = c->stats;
         wf_status st = cm_alltoall(c, send, recv, bytes, err);
         if (st) return st;
-        c->stats = before; /* counted at cm_wait, like the others */
         q->seconds = c->stats.seconds[CM_ALLTOALL] - before.seconds[CM_ALLTOALL];
+        c->stats = before; /* counted at cm_wait, like the others */
         q->active = true;
         return WF_OK;
     }
