@@ -282,7 +282,6 @@ int cmd_plan(int argc, char **argv) {
         help();
         return WF_EXIT_OK;
     }
-    p.shell = NULL;
     if ((rc = fill_inputs(&p)) != WF_EXIT_OK) {
         pl_close(&p.shell);
         return rc;

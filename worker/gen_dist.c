@@ -198,39 +198,31 @@ out:
     return st;
 }
 
-/* The planner's memory for each world rank under layout l with R worker worlds (0 for an idle
- * rank), as the backend will see it: without the runtime's reserve on a GPU (its context and the
+/* The planner's memory for each world rank under plan p (its layout, p->replicas worlds; 0 for
+ * an idle rank), as the backend will see it: without the runtime's reserve on a GPU (its context and the
  * libraries' buffers, which the device's use has), and on the CPU without the weights too (mapped
  * from the checkpoint); without the decode stage when the run writes latents only. pred: [size]. */
-static void predict_memory(const pn_inputs *in, const ly_layout *l, int R, bool gpu,
-                           bool decodes, int size, double *pred) {
-    pn_plan plan;
-    wf_err err;
-    const bool staged = !pn_evaluate(in, l, R, &plan, &err) && plan.text_staged;
-    const int per = ly_ranks(l);
+static void predict_memory(const pn_inputs *in, const pn_plan *p, bool gpu, bool decodes,
+                           int size, double *pred) {
+    const int per = ly_ranks(&p->layout), R = p->replicas;
     for (int r = 0; r < size; r++) {
         pred[r] = 0;
         if (r >= R * per) continue;
-        pn_mem m = pn_mem_of_rank(in, l, staged, r % per);
-        if (!decodes) { /* latents only: no decode stage (its weights are loaded all the same) */
-            m.peak -= fmax(m.dit_act, fmax(m.vae_act, m.text_act));
-            m.vae_act = 0;
-            m.peak += fmax(m.dit_act, m.text_act);
-        }
-        pred[r] = gpu ? m.peak - m.reserve
-                      : m.video + fmax(m.dit_act, fmax(m.vae_act, m.text_act));
+        pn_mem m = pn_mem_of_rank(in, &p->layout, p->text_staged, r % per);
+        if (!decodes) m.vae_act = 0; /* latents only: no decode (its weights load all the same) */
+        pred[r] = (gpu ? m.experts + m.text_weights + m.vae_weights : 0) + m.video +
+                  fmax(m.dit_act, fmax(m.vae_act, m.text_act));
     }
 }
 
 /* The planner's per-step breakdown for each group of the chosen layout, named as the step records
  * name the measured one (gemm, attention, other, the collectives by kind), so that a run can be
  * held against its prediction row by row. World rank 0, before the work. */
-static void report_plan(gen_run *g, const pn_inputs *in, const ly_layout *l, int R) {
+static void report_plan(gen_run *g, const pn_inputs *in, const pn_plan *pp) {
     const gen_opts *o = g->o;
-    pn_plan p;
-    wf_err err;
-    if (g->quiet || pn_evaluate(in, l, R, &p, &err)) return;
-    const int ng = l->placement == LY_SPLIT ? 2 : 1;
+    const pn_plan p = *pp;
+    if (g->quiet) return;
+    const int ng = p.layout.placement == LY_SPLIT ? 2 : 1;
     if (o->json) {
         json_t *src = json_string(in->cost.source); /* a path may hold any character */
         char *s = src ? json_dumps(src, JSON_ENCODE_ANY) : NULL;
@@ -311,11 +303,13 @@ static int choose(gen_run *g, pl_pipeline *shell, const pl_request *base, const 
     pl_plan_exact exact = {shell->cfg, shell->vae, in->row_quantum};
     pl_plan_use_exact(in, &exact);
     rc = pick_layout(g, in, l, R);
-    if (rc == WF_EXIT_OK && g->rank == 0) {
+    pn_plan plan;
+    wf_err err;
+    if (rc == WF_EXIT_OK && g->rank == 0 && !pn_evaluate(in, l, *R, &plan, &err)) {
         if ((*pred = calloc((size_t)g->size, sizeof **pred)))
-            predict_memory(in, l, *R, be != NULL, g->o->out || g->o->frames_dir || g->o->sheet,
+            predict_memory(in, &plan, be != NULL, g->o->out || g->o->frames_dir || g->o->sheet,
                            g->size, *pred);
-        report_plan(g, in, l, *R);
+        report_plan(g, in, &plan);
     }
     vae_free(&shell->vae);
     in->stage_bytes = NULL; /* exact does not outlive this call */
