@@ -37,6 +37,7 @@
 #include <zmq.h>
 
 #include "service.h"
+#include "zkeys.h"
 
 #define PROG "wanfarm-coord"
 
@@ -117,36 +118,11 @@ static int parse(int argc, char **argv, opts *o) {
 
 /* ---- CurveZMQ ---- */
 
-/* the CurveZMQ documentation's example keys: never a farm's */
-static const char *const k_test_keys[] = {
-    "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7", "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6",
-    "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID", "D:)Q[IlAW!ahhC2ac:9*A}h:p?([4%wOTJ%JR%cs"};
-
 typedef struct curve {
     char secret[41];
     uint8_t (*keys)[32]; /* the authorised client keys */
     int n;
 } curve;
-
-/* a Z85 key (40 characters, then only white space) from a file into out; 0 or -1 */
-static int read_key(const char *path, char out[41], int must_be_private) {
-    struct stat sb;
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    int ok = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) &&
-             (!must_be_private || (sb.st_mode & 077) == 0);
-    char buf[128] = "";
-    ok = ok && fgets(buf, sizeof buf, f) != NULL;
-    fclose(f);
-    size_t n = strcspn(buf, " \t\r\n");
-    if (!ok || n != 40) return -1;
-    memcpy(out, buf, 40);
-    out[40] = 0;
-    for (size_t k = 0; k < sizeof k_test_keys / sizeof *k_test_keys; k++)
-        if (!strcmp(out, k_test_keys[k])) return -1;
-    uint8_t raw[32];
-    return zmq_z85_decode(raw, out) ? 0 : -1;
-}
 
 static int load_curve(const opts *o, curve *c) {
     memset(c, 0, sizeof *c);
@@ -154,7 +130,7 @@ static int load_curve(const opts *o, curve *c) {
         fprintf(stderr, PROG ": this libzmq has no CURVE support (built without libsodium)\n");
         return -1;
     }
-    if (read_key(o->curve_secret, c->secret, 1)) {
+    if (zk_read(o->curve_secret, c->secret, ZK_PRIVATE | ZK_NO_TEST_KEYS)) {
         fprintf(stderr, PROG ": --curve-secret %s: not a Z85 secret key in a file only its owner "
                 "may read (chmod 600), or a published test key\n", o->curve_secret);
         return -1;
@@ -170,7 +146,7 @@ static int load_curve(const opts *o, curve *c) {
         if (n < 5 || strcmp(e->d_name + n - 4, ".key")) continue;
         char path[4200], z[41];
         snprintf(path, sizeof path, "%s/%s", o->curve_clients, e->d_name);
-        if (read_key(path, z, 0)) {
+        if (zk_read(path, z, ZK_NO_TEST_KEYS)) {
             fprintf(stderr, PROG ": --curve-clients: %s is not a usable public key: skipped\n", path);
             continue;
         }

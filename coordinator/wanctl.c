@@ -39,6 +39,7 @@
 #include <zmq.h>
 
 #include "wire.h"
+#include "zkeys.h"
 
 #define PROG "wanctl"
 
@@ -49,18 +50,6 @@ typedef struct ctl {
     int curve;                        /* the keys below are set */
     char server[41], secret[41], pub[41];
 } ctl;
-
-/* a Z85 key (40 characters) from a file */
-static int read_key(const char *path, char out[41]) {
-    FILE *f = fopen(path, "r");
-    char buf[128] = "";
-    int ok = f && fgets(buf, sizeof buf, f) != NULL;
-    if (f) fclose(f);
-    if (!ok || strcspn(buf, " \t\r\n") != 40) return -1;
-    memcpy(out, buf, 40);
-    out[40] = 0;
-    return 0;
-}
 
 /* a CURVE client socket when the keys are given */
 static void set_curve(const ctl *c, void *s) {
@@ -566,10 +555,10 @@ static int do_watch(const ctl *c, int argc, char **argv) {
 static int global_opt(ctl *c, const char *a, const char *v) {
     if (!strcmp(a, "--coordinator")) c->endpoint = v;
     else if (!strcmp(a, "--curve-server-key")) {
-        if (read_key(v, c->server)) return usage("--curve-server-key: not a Z85 key file");
+        if (zk_read(v, c->server, 0)) return usage("--curve-server-key: not a Z85 key file");
         c->curve |= 1;
     } else if (!strcmp(a, "--curve-key")) {
-        if (read_key(v, c->secret) || zmq_curve_public(c->pub, c->secret) != 0)
+        if (zk_read(v, c->secret, 0) || zmq_curve_public(c->pub, c->secret) != 0)
             return usage("--curve-key: not a Z85 secret key file");
         c->curve |= 2;
     } else if (!strcmp(a, "--timeout")) {
