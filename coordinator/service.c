@@ -222,7 +222,7 @@ typedef struct list_ctx {
     bool failed;
 } list_ctx;
 
-static void collect(void *ctx, const js_job *j) {
+static void collect(void *ctx, js_job *j) {
     list_ctx *c = ctx;
     if (c->failed) return;
     if (c->n == c->cap) {
@@ -245,8 +245,8 @@ static void collect(void *ctx, const js_job *j) {
         c->failed = true;
         return;
     }
-    *copy = *j; /* js_list frees j after this call: take its buffers */
-    memset((js_job *)j, 0, sizeof *j);
+    *copy = *j; /* moved out: js_list frees what is left in j */
+    memset(j, 0, sizeof *j);
     wf_err e;
     if (job_info(copy, ji, &c->specs[c->n], &e)) {
         free(ji);

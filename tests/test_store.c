@@ -179,7 +179,7 @@ static void test_rules(const char *path) {
     rules_reopen(path);
 }
 
-static void count_job(void *ctx, const js_job *j) {
+static void count_job(void *ctx, js_job *j) {
     (void)j;
     (*(int *)ctx)++;
 }

@@ -446,7 +446,7 @@ wf_status js_count(js_store *s, int state, int64_t *n, wf_err *err) {
     return WF_OK;
 }
 
-wf_status js_list(js_store *s, int state, int limit, void (*fn)(void *ctx, const js_job *job),
+wf_status js_list(js_store *s, int state, int limit, void (*fn)(void *ctx, js_job *job),
                   void *ctx, wf_err *err) {
     sqlite3_stmt *q = NULL;
     wf_status st = prep(s, &q, "SELECT id FROM jobs WHERE (? = 0 OR state = ?) ORDER BY seq "

@@ -84,8 +84,9 @@ wf_status js_cancelled(js_store *s, const char *id, int attempt, double now, wf_
 wf_status js_requeue_world(js_store *s, const char *world, const char *reason, int max_infra,
                            double now, int *n, wf_err *err);
 wf_status js_get(js_store *s, const char *id, js_job *job, wf_err *err);
-/* The jobs in a state (0: every state), oldest first, at most limit: fn(ctx, job) each. */
-wf_status js_list(js_store *s, int state, int limit, void (*fn)(void *ctx, const js_job *job),
+/* The jobs in a state (0: every state), oldest first, at most limit: fn(ctx, job) each. fn may
+ * keep a job by moving it out (copy *job, then zero it); js_list frees what is left. */
+wf_status js_list(js_store *s, int state, int limit, void (*fn)(void *ctx, js_job *job),
                   void *ctx, wf_err *err);
 void js_job_free(js_job *job);
 /* Whether an idempotency key names a job. */
