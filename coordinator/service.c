@@ -182,6 +182,12 @@ static wf_status on_submit(cs_service *svc, const Wanfarm__ClientRequest *q, uin
     /* the spec as it will run: the default model named, stored packed */
     Wanfarm__JobSpec spec = *sub->spec;
     if (!spec.model && svc->n_models) spec.model = (char *)svc->models[0];
+    if (!spec.has_seed) { /* drawn from the key, so that a retried submit is the same spec */
+        uint64_t h = 1469598103934665603ull;
+        for (const char *c = sub->idempotency_key; *c; c++)
+            h = (h ^ (uint8_t)*c) * 1099511628211ull;
+        spec.has_seed = 1, spec.seed = h & ((1ull << 53) - 1); /* exact in JSON numbers too */
+    }
     const size_t sb = wanfarm__job_spec__get_packed_size(&spec);
     int64_t queued = 0;
     if (svc->max_queued > 0 && !js_count(svc->store, JS_QUEUED, &queued, &e) &&
@@ -196,12 +202,15 @@ static wf_status on_submit(cs_service *svc, const Wanfarm__ClientRequest *q, uin
     wanfarm__job_spec__pack(&spec, bytes);
     char id[JS_ID_LEN];
     bool existing = false;
-    wf_status st = js_submit(svc->store, sub->idempotency_key, bytes, sb,
-                             spec.has_priority ? spec.priority : 0, svc->now(), id, &existing, &e);
+    const js_new jn = {sub->idempotency_key, bytes, sb, spec.has_priority ? spec.priority : 0,
+                       spec.model, spec.has_steps ? spec.steps : CS_DEFAULT_STEPS,
+                       spec.output_name};
+    wf_status st = js_submit(svc->store, &jn, svc->now(), id, &existing, &e);
     free(bytes);
     if (st)
         return reply_error(q->request_id,
-                           strstr(e.msg, "another spec") ? WANFARM__ERROR_CATEGORY__ERR_DUPLICATE
+                           strstr(e.msg, "another spec") || strstr(e.msg, "output name")
+                               ? WANFARM__ERROR_CATEGORY__ERR_DUPLICATE
                            : st == WF_EINVAL             ? WANFARM__ERROR_CATEGORY__ERR_INVALID
                                                          : WANFARM__ERROR_CATEGORY__ERR_INTERNAL,
                            e.msg, out, n, err);

@@ -6,10 +6,12 @@
  * does not decode gets an Error reply (ERR_VERSION for another protocol version, ERR_INVALID
  * otherwise) with request id "" and the reason, never a crash or silence. Then:
  *   - submit: ERR_BUSY when max_queued jobs already wait (a retried key is still answered);
+ *     a spec without a seed gets one drawn from its idempotency key (so that a retry is the same
+ *     spec) and without a model the default one, both recorded in the stored spec;
  *     the admission rules (cs_check_spec: the prompt, sizes, frames, steps, numbers, the
  *     sampler, the output name, the model among those served), then js_submit: the job is in the
  *     store before the reply is made; a retried key gives the same job (existing true), a key
- *     reused for another spec ERR_DUPLICATE;
+ *     reused for another spec ERR_DUPLICATE, as is an output name another job holds;
  *   - status, cancel: the job (ERR_NOT_FOUND when there is none); list: the jobs of a state;
  *   - watch: where the events are published.
  * Every state change made here (a job queued, a job cancelled) is published as an Event
@@ -32,6 +34,7 @@
 
 #define CS_MAX_MODELS 16
 #define CS_OUTPUT_NAME_MAX 200 /* bytes of a job's output name */
+#define CS_DEFAULT_STEPS 50    /* a spec without steps: generate's default */
 
 typedef struct cs_service {
     js_store *store;

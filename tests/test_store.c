@@ -6,6 +6,9 @@
  *     faults requeue until max_job, then the job fails with every reason kept;
  *   - cancel: a queued job at once; a running one through its world (progress says so);
  *   - a lost world's running jobs go back to the queue;
+ *   - models and stages: a world takes only its model's jobs and the stages it serves; a
+ *     high-noise world's hand-off queues the job for a low-noise one, uncharged; an output name
+ *     belongs to one live or done job;
  *   - the store is the truth after a reopen, and refuses a database of another schema version;
  *   - durability: a child submitting jobs is killed with SIGKILL at random moments (10 times);
  *     every job it had acknowledged (written to a pipe after js_submit returned) is in the store.
@@ -29,21 +32,33 @@
 
 static char a[JS_ID_LEN], b[JS_ID_LEN], c[JS_ID_LEN]; /* the first three jobs */
 
+/* a job of any model, no output name */
+static wf_status submit(js_store *s, const char *key, const void *spec, size_t n, int prio,
+                        double now, char id[JS_ID_LEN], bool *ex, wf_err *e) {
+    const js_new jn = {key, spec, n, prio, NULL, 10, NULL};
+    return js_submit(s, &jn, now, id, ex, e);
+}
+/* the next job for any model, from the start */
+static wf_status next(js_store *s, const char *world, double now, js_job *j, bool *found,
+                      wf_err *e) {
+    return js_next(s, world, NULL, JS_TAKE_START | JS_TAKE_LOW, now, j, found, e);
+}
+
 /* submit and idempotency */
 static void rules_submit(js_store *s) {
     wf_err e;
     char d[JS_ID_LEN];
     bool ex = true;
-    OK(js_submit(s, "key-a", "spec-a", 6, 0, 1.0, a, &ex, &e));
+    OK(submit(s, "key-a", "spec-a", 6, 0, 1.0, a, &ex, &e));
     TU_CHECK(!ex && !strcmp(a, "j000001"), "first job %s", a);
-    OK(js_submit(s, "key-b", "spec-b", 6, 5, 2.0, b, &ex, &e));
-    OK(js_submit(s, "key-c", "spec-c", 6, 5, 3.0, c, &ex, &e));
-    OK(js_submit(s, "key-a", "spec-a", 6, 0, 4.0, d, &ex, &e));
+    OK(submit(s, "key-b", "spec-b", 6, 5, 2.0, b, &ex, &e));
+    OK(submit(s, "key-c", "spec-c", 6, 5, 3.0, c, &ex, &e));
+    OK(submit(s, "key-a", "spec-a", 6, 0, 4.0, d, &ex, &e));
     TU_CHECK(ex && !strcmp(d, a), "a retried submit must be the same job (%s, %s)", d, a);
-    TU_CHECK(js_submit(s, "key-a", "spec-X", 6, 0, 4.0, d, &ex, &e) == WF_EINVAL &&
+    TU_CHECK(submit(s, "key-a", "spec-X", 6, 0, 4.0, d, &ex, &e) == WF_EINVAL &&
                  strstr(e.msg, "another spec"),
              "a key reused for another spec: %s", e.msg);
-    TU_CHECK(js_submit(s, "", "x", 1, 0, 4.0, d, &ex, &e) == WF_EINVAL, "an empty key");
+    TU_CHECK(submit(s, "", "x", 1, 0, 4.0, d, &ex, &e) == WF_EINVAL, "an empty key");
 }
 
 /* priority, then FIFO; fencing and progress */
@@ -51,12 +66,12 @@ static void rules_run(js_store *s) {
     wf_err e;
     js_job j;
     bool found = false;
-    OK(js_next(s, "w1", 10.0, &j, &found, &e));
+    OK(next(s, "w1", 10.0, &j, &found, &e));
     TU_CHECK(found && !strcmp(j.id, b) && j.attempts == 1 && j.state == JS_RUNNING &&
                  !strcmp(j.world, "w1") && j.spec_bytes == 6 && !memcmp(j.spec, "spec-b", 6),
              "first out should be %s (priority 5, older), got %s", b, j.id);
     js_job_free(&j);
-    OK(js_next(s, "w2", 11.0, &j, &found, &e));
+    OK(next(s, "w2", 11.0, &j, &found, &e));
     TU_CHECK(found && !strcmp(j.id, c), "then %s, got %s", c, j.id);
     js_job_free(&j);
 
@@ -85,14 +100,14 @@ static void rules_retries(js_store *s) {
     int state = 0;
     OK(js_fail(s, c, 1, true, "world w2 lost", 2, 5, 13.0, &state, &e));
     TU_CHECK(state == JS_QUEUED, "an infrastructure fault requeues");
-    OK(js_next(s, "w3", 14.0, &j, &found, &e));
+    OK(next(s, "w3", 14.0, &j, &found, &e));
     TU_CHECK(found && !strcmp(j.id, c) && j.attempts == 2 && j.infra_failures == 1 &&
                  j.job_failures == 0, "requeued job: attempts %d, infra %d, job %d", j.attempts,
              j.infra_failures, j.job_failures);
     js_job_free(&j);
     OK(js_fail(s, c, 2, false, "NaN at step 7", 2, 5, 15.0, &state, &e));
     TU_CHECK(state == JS_QUEUED, "the first job fault requeues");
-    OK(js_next(s, "w3", 16.0, &j, &found, &e));
+    OK(next(s, "w3", 16.0, &j, &found, &e));
     js_job_free(&j);
     OK(js_fail(s, c, 3, false, "NaN at step 7 again", 2, 5, 17.0, &state, &e));
     TU_CHECK(state == JS_FAILED, "the second job fault fails the job (max_job 2)");
@@ -110,17 +125,17 @@ static void rules_cancel(js_store *s) {
     bool found = false, ex = false, cancel = false;
     int state = 0;
     char q[JS_ID_LEN], r[JS_ID_LEN];
-    OK(js_submit(s, "key-q", "q", 1, 0, 20.0, q, &ex, &e));
-    OK(js_submit(s, "key-r", "r", 1, 9, 21.0, r, &ex, &e));
+    OK(submit(s, "key-q", "q", 1, 0, 20.0, q, &ex, &e));
+    OK(submit(s, "key-r", "r", 1, 9, 21.0, r, &ex, &e));
     OK(js_cancel(s, q, 22.0, &state, &e));
     TU_CHECK(state == JS_CANCELLED, "a queued job is cancelled at once");
-    OK(js_next(s, "w4", 23.0, &j, &found, &e));
+    OK(next(s, "w4", 23.0, &j, &found, &e));
     TU_CHECK(found && !strcmp(j.id, r), "the running one");
     js_job_free(&j);
-    OK(js_next(s, "w5", 23.5, &j, &found, &e));
+    OK(next(s, "w5", 23.5, &j, &found, &e));
     TU_CHECK(found && !strcmp(j.id, a), "then the last queued one (%s)", j.id);
     js_job_free(&j);
-    OK(js_next(s, "w5", 23.6, &j, &found, &e));
+    OK(next(s, "w5", 23.6, &j, &found, &e));
     TU_CHECK(!found, "nothing left to run");
     OK(js_cancel(s, r, 24.0, &state, &e));
     TU_CHECK(state == JS_RUNNING, "a running job is marked");
@@ -138,6 +153,49 @@ static void rules_cancel(js_store *s) {
     OK(js_get(s, a, &j, &e));
     TU_CHECK(j.state == JS_QUEUED && j.infra_failures == 1, "its job is queued again");
     js_job_free(&j);
+}
+
+/* models, stages and the hand-off; output names */
+static void rules_stages(js_store *s) {
+    wf_err e;
+    js_job j;
+    bool found = false, ex = false;
+    char m[JS_ID_LEN], o[JS_ID_LEN], x[JS_ID_LEN];
+    const js_new jm = {"key-m", "m", 1, 50, "tiny", 8, "out/m.mp4"};
+    const js_new jo = {"key-o", "o", 1, 50, "other", 8, NULL};
+    OK(js_submit(s, &jm, 30.0, m, &ex, &e));
+    OK(js_submit(s, &jo, 31.0, o, &ex, &e));
+    const js_new jx = {"key-x", "x", 1, 0, "tiny", 8, "out/m.mp4"};
+    TU_CHECK(js_submit(s, &jx, 32.0, x, &ex, &e) == WF_EINVAL && strstr(e.msg, "output name") &&
+                 strstr(e.msg, m), "a second job on job m's output name: %s", e.msg);
+    /* a low-noise stage world takes nothing that starts; a world of another model nothing */
+    OK(js_next(s, "low", "tiny", JS_TAKE_LOW, 33.0, &j, &found, &e));
+    TU_CHECK(!found, "a low stage world took %s, which starts", j.id);
+    js_job_free(&j);
+    OK(js_next(s, "high", "other", JS_TAKE_START, 33.0, &j, &found, &e));
+    TU_CHECK(found && !strcmp(j.id, o) && !strcmp(j.model, "other"), "model 'other' takes %s", o);
+    js_job_free(&j);
+    OK(js_next(s, "high", "tiny", JS_TAKE_START, 34.0, &j, &found, &e));
+    TU_CHECK(found && !strcmp(j.id, m) && j.stage == JS_STAGE_START && j.steps == 8 &&
+                 !strcmp(j.output, "out/m.mp4"), "model 'tiny' takes %s (steps from submit)", m);
+    js_job_free(&j);
+    TU_CHECK(js_handoff(s, m, 9, 4, "m.ckpt.h5", &e) == WF_EINVAL, "a stale hand-off");
+    OK(js_handoff(s, m, 1, 4, "m.ckpt.h5", &e));
+    OK(js_next(s, "high2", "tiny", JS_TAKE_START, 35.0, &j, &found, &e));
+    TU_CHECK(!found, "a high stage world took the handed-on job %s", j.id);
+    js_job_free(&j);
+    OK(js_next(s, "low", "tiny", JS_TAKE_LOW, 36.0, &j, &found, &e));
+    TU_CHECK(found && !strcmp(j.id, m) && j.stage == JS_STAGE_LOW && j.attempts == 2 &&
+                 j.step == 4 && !strcmp(j.checkpoint, "m.ckpt.h5") && j.infra_failures == 0 &&
+                 j.job_failures == 0, "the low stage world takes %s at step 4", m);
+    js_job_free(&j);
+    OK(js_finish(s, m, 2, NULL, 0, 37.0, &e));
+    TU_CHECK(js_submit(s, &jx, 38.0, x, &ex, &e) == WF_EINVAL, "a done job keeps its output name");
+    int st = 0;
+    OK(js_cancel(s, o, 39.0, &st, &e));
+    bool cancel = false;
+    OK(js_progress(s, o, 1, 1, 8, NULL, &cancel, &e));
+    OK(js_cancelled(s, o, 1, 40.0, &e));
 }
 
 /* the truth after a reopen; another schema version refused */
@@ -175,6 +233,7 @@ static void test_rules(const char *path) {
     rules_run(s);
     rules_retries(s);
     rules_cancel(s);
+    rules_stages(s);
     js_close(&s);
     rules_reopen(path);
 }
@@ -203,7 +262,7 @@ static void test_kill(const char *path) {
                 char key[64], id[JS_ID_LEN];
                 bool ex;
                 snprintf(key, sizeof key, "kill-%d-%d", round, k);
-                if (js_submit(s, key, key, strlen(key), 0, 1.0, id, &ex, &e)) _exit(1);
+                if (submit(s, key, key, strlen(key), 0, 1.0, id, &ex, &e)) _exit(1);
                 if (write(fd[1], key, sizeof key) != (ssize_t)sizeof key) _exit(1);
             }
         }
@@ -221,7 +280,7 @@ static void test_kill(const char *path) {
             char id[JS_ID_LEN];
             bool ex = false;
             /* the same key and spec: the existing job, if the store has it */
-            if (!s || js_submit(s, key, key, strlen(key), 0, 2.0, id, &ex, &e) || !ex) lost++;
+            if (!s || submit(s, key, key, strlen(key), 0, 2.0, id, &ex, &e) || !ex) lost++;
         }
         close(fd[0]);
         TU_CHECK(lost == 0, "round %d: %d of %d acknowledged jobs lost after SIGKILL", round, lost,

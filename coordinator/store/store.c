@@ -32,7 +32,11 @@ static const char k_schema[] =
     " cancel_requested INTEGER NOT NULL DEFAULT 0,"
     " submitted_at REAL NOT NULL,"
     " started_at REAL NOT NULL DEFAULT 0,"
-    " finished_at REAL NOT NULL DEFAULT 0);"
+    " finished_at REAL NOT NULL DEFAULT 0,"
+    " model TEXT NOT NULL DEFAULT '',"
+    " stage INTEGER NOT NULL DEFAULT 1,"
+    " output TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX IF NOT EXISTS jobs_output ON jobs(output);"
     "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(state, priority DESC, seq);"
     "CREATE TABLE IF NOT EXISTS reasons (job TEXT NOT NULL, at REAL NOT NULL, text TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS reasons_job ON reasons(job);"
@@ -128,7 +132,7 @@ wf_status js_open(js_store **out, const char *path, wf_err *err) {
     }
     if ((st = begin(s, err))) goto out;
     st = exec(s, k_schema, err);
-    if (!st) st = exec(s, "PRAGMA user_version=" "1", err);
+    if (!st) st = exec(s, "PRAGMA user_version=" JS_FORMAT_STR, err);
     if ((st = end(s, st, err))) {
         wf_err_prefix(err, "not a job store (or a damaged one): ");
         goto out;
@@ -149,10 +153,12 @@ void js_close(js_store **ps) {
 
 /* ---- jobs ---- */
 
-wf_status js_submit(js_store *s, const char *idem_key, const void *spec, size_t spec_bytes,
-                    int priority, double now, char id[JS_ID_LEN], bool *existing, wf_err *err) {
+wf_status js_submit(js_store *s, const js_new *n, double now, char id[JS_ID_LEN], bool *existing,
+                    wf_err *err) {
     *existing = false;
     id[0] = 0;
+    const char *idem_key = n->idem_key, *model = n->model ? n->model : "";
+    const char *output = n->output ? n->output : "";
     if (!idem_key || !*idem_key) return wf_fail(err, WF_EINVAL, "a job needs an idempotency key");
     wf_status st = begin(s, err);
     if (st) return st;
@@ -161,8 +167,8 @@ wf_status js_submit(js_store *s, const char *idem_key, const void *spec, size_t 
         return end(s, st, err);
     if (sqlite3_step(q) == SQLITE_ROW) {
         const void *b = sqlite3_column_blob(q, 1);
-        const size_t n = (size_t)sqlite3_column_bytes(q, 1);
-        if (n != spec_bytes || (n && memcmp(b, spec, n)))
+        const size_t nb = (size_t)sqlite3_column_bytes(q, 1);
+        if (nb != n->spec_bytes || (nb && memcmp(b, n->spec, nb)))
             st = wf_fail(err, WF_EINVAL, "idempotency key '%.64s' names job %s, of another spec: "
                          "use a new key for a new job", idem_key,
                          (const char *)sqlite3_column_text(q, 0));
@@ -172,8 +178,21 @@ wf_status js_submit(js_store *s, const char *idem_key, const void *spec, size_t 
         return end(s, st, err);
     }
     sqlite3_finalize(q);
-    if ((st = prep(s, &q, "INSERT INTO jobs(idem_key, spec, priority, state, submitted_at) "
-                   "VALUES (?, ?, ?, 1, ?)", "tbid", err, idem_key, spec, spec_bytes, priority, now)) ||
+    /* an output name belongs to one job that is waiting, running or done (its file) */
+    if (*output) {
+        if ((st = prep(s, &q, "SELECT id FROM jobs WHERE output = ? AND state IN (1, 2, 3)", "t",
+                       err, output)))
+            return end(s, st, err);
+        if (sqlite3_step(q) == SQLITE_ROW)
+            st = wf_fail(err, WF_EINVAL, "output name '%.64s' is job %s's: choose another name "
+                         "(a job may not replace another's output)", output,
+                         (const char *)sqlite3_column_text(q, 0));
+        sqlite3_finalize(q);
+        if (st) return end(s, st, err);
+    }
+    if ((st = prep(s, &q, "INSERT INTO jobs(idem_key, spec, priority, state, submitted_at, model,"
+                   " steps, output) VALUES (?, ?, ?, 1, ?, ?, ?, ?)", "tbidtIt", err, idem_key,
+                   n->spec, n->spec_bytes, n->priority, now, model, n->steps, output)) ||
         (st = run(s, q, err)))
         return end(s, st, err);
     snprintf(id, JS_ID_LEN, "j%06lld", (long long)sqlite3_last_insert_rowid(s->db));
@@ -189,7 +208,8 @@ static wf_status load(js_store *s, const char *id, js_job *j, wf_err *err) {
     sqlite3_stmt *q = NULL;
     wf_status st = prep(s, &q, "SELECT id, state, priority, attempts, job_failures, infra_failures,"
                         " step, steps, cancel_requested, submitted_at, started_at, finished_at,"
-                        " world, checkpoint, spec FROM jobs WHERE id = ?", "t", err, id);
+                        " world, checkpoint, spec, model, stage, output FROM jobs WHERE id = ?",
+                        "t", err, id);
     if (st) return st;
     if (sqlite3_step(q) != SQLITE_ROW) {
         sqlite3_finalize(q);
@@ -212,6 +232,9 @@ static wf_status load(js_store *s, const char *id, js_job *j, wf_err *err) {
     j->spec_bytes = (size_t)sqlite3_column_bytes(q, 14);
     j->spec = malloc(j->spec_bytes ? j->spec_bytes : 1);
     if (j->spec && j->spec_bytes) memcpy(j->spec, sqlite3_column_blob(q, 14), j->spec_bytes);
+    snprintf(j->model, sizeof j->model, "%s", (const char *)sqlite3_column_text(q, 15));
+    j->stage = sqlite3_column_int(q, 16);
+    snprintf(j->output, sizeof j->output, "%s", (const char *)sqlite3_column_text(q, 17));
     sqlite3_finalize(q);
     if (!j->spec) return wf_fail(err, WF_ENOMEM, "job store: out of memory");
     const char *lists[2] = {"SELECT text FROM reasons WHERE job = ? ORDER BY rowid",
@@ -251,16 +274,18 @@ wf_status js_get(js_store *s, const char *id, js_job *job, wf_err *err) {
     return st;
 }
 
-wf_status js_next(js_store *s, const char *world, double now, js_job *job, bool *found,
-                  wf_err *err) {
+wf_status js_next(js_store *s, const char *world, const char *model, unsigned stages, double now,
+                  js_job *job, bool *found, wf_err *err) {
     *found = false;
     memset(job, 0, sizeof *job);
     wf_status st = begin(s, err);
     if (st) return st;
     sqlite3_stmt *q = NULL;
     char id[JS_ID_LEN] = "";
-    if ((st = prep(s, &q, "SELECT id FROM jobs WHERE state = 1 ORDER BY priority DESC, seq "
-                   "LIMIT 1", "", err)))
+    if ((st = prep(s, &q, "SELECT id FROM jobs WHERE state = 1 AND (? = '' OR model = ?) AND"
+                   " ((? & 1 AND stage = 1) OR (? & 2 AND stage = 3))"
+                   " ORDER BY priority DESC, seq LIMIT 1", "ttii", err, model ? model : "",
+                   model ? model : "", (int)stages, (int)stages)))
         return end(s, st, err);
     if (sqlite3_step(q) == SQLITE_ROW) snprintf(id, sizeof id, "%s", sqlite3_column_text(q, 0));
     sqlite3_finalize(q);
@@ -328,6 +353,18 @@ wf_status js_finish(js_store *s, const char *id, int attempt, const char *const 
         if (!(st = prep(s, &q, "INSERT INTO outputs(job, path) VALUES (?, ?)", "tt", err, id,
                         outputs[k])))
             st = run(s, q, err);
+    return end(s, st, err);
+}
+
+wf_status js_handoff(js_store *s, const char *id, int attempt, int64_t step,
+                     const char *checkpoint, wf_err *err) {
+    wf_status st = begin(s, err);
+    if (st) return st;
+    sqlite3_stmt *q = NULL;
+    if (!(st = fenced(s, id, attempt, err)) &&
+        !(st = prep(s, &q, "UPDATE jobs SET state = 1, stage = 3, step = ?, checkpoint = ?,"
+                    " world = '' WHERE id = ?", "Itt", err, step, checkpoint ? checkpoint : "", id)))
+        st = run(s, q, err);
     return end(s, st, err);
 }
 

@@ -36,7 +36,13 @@
 /* job states, as wanfarm.proto's JobState numbers them */
 enum { JS_QUEUED = 1, JS_RUNNING = 2, JS_DONE = 3, JS_FAILED = 4, JS_CANCELLED = 5 };
 #define JS_ID_LEN 16
-#define JS_FORMAT 1 /* the schema's version (PRAGMA user_version) */
+#define JS_FORMAT 2 /* the schema's version (PRAGMA user_version) */
+#define JS_FORMAT_STR "2"
+/* what a job needs next (js_job.stage): its first steps, or (handed on by a high-noise stage
+ * world at the switch) only the low-noise ones, from its checkpoint */
+enum { JS_STAGE_START = 1, JS_STAGE_LOW = 3 };
+/* which jobs a world takes (js_next's stages): bits */
+enum { JS_TAKE_START = 1, JS_TAKE_LOW = 2 };
 
 typedef struct js_store js_store;
 
@@ -50,6 +56,9 @@ typedef struct js_job {
     double submitted_at, started_at, finished_at;
     char world[64];
     char checkpoint[256];
+    char model[72];        /* the model name ("" any) */
+    int stage;             /* JS_STAGE_START or JS_STAGE_LOW */
+    char output[224];      /* the output name ("" none given) */
     void *spec;            /* malloc'd copy (js_job_free) */
     size_t spec_bytes;
     char **reasons;        /* [n_reasons], oldest first */
@@ -63,13 +72,29 @@ typedef struct js_job {
 wf_status js_open(js_store **out, const char *path, wf_err *err);
 void js_close(js_store **s); /* accepts NULL */
 
+typedef struct js_new {
+    const char *idem_key; /* required */
+    const void *spec;     /* the packed JobSpec (opaque here) */
+    size_t spec_bytes;
+    int priority;
+    const char *model;    /* its model name (NULL or "": any world's) */
+    int64_t steps;        /* for progress before the first report */
+    const char *output;   /* its output name (NULL or "": none given); one job per name among the
+                           * queued, running and done ones (WF_EINVAL naming the holder) */
+} js_new;
+
 /* A new job, committed when this returns (*existing: the key named this job already). */
-wf_status js_submit(js_store *s, const char *idem_key, const void *spec, size_t spec_bytes,
-                    int priority, double now, char id[JS_ID_LEN], bool *existing, wf_err *err);
-/* The next queued job for world (highest priority, then the oldest) becomes running with a new
- * attempt; *found false when none is queued. job: filled (js_job_free). */
-wf_status js_next(js_store *s, const char *world, double now, js_job *job, bool *found,
-                  wf_err *err);
+wf_status js_submit(js_store *s, const js_new *n, double now, char id[JS_ID_LEN], bool *existing,
+                    wf_err *err);
+/* The next queued job for world (highest priority, then the oldest) of its model (NULL or "":
+ * any) and of the stages it takes (JS_TAKE_* bits) becomes running with a new attempt; *found
+ * false when none is queued. job: filled (js_job_free). */
+wf_status js_next(js_store *s, const char *world, const char *model, unsigned stages, double now,
+                  js_job *job, bool *found, wf_err *err);
+/* A high-noise stage world handed the running job on after `step` steps (its checkpoint): it
+ * waits again, for a world that takes JS_TAKE_LOW. No failure is charged. */
+wf_status js_handoff(js_store *s, const char *id, int attempt, int64_t step,
+                     const char *checkpoint, wf_err *err);
 /* A running job's progress; *cancel: a cancel was asked for. */
 wf_status js_progress(js_store *s, const char *id, int attempt, int64_t step, int64_t steps,
                       const char *checkpoint, bool *cancel, wf_err *err);
