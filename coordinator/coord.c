@@ -15,13 +15,24 @@
  * the CurveZMQ documentation are refused. `wanfarm-coord --keygen PATH` writes a key pair,
  * PATH.key (public) and PATH.secret (mode 0600). SIGTERM and SIGINT end the loop cleanly; a
  * kill -9 loses nothing the store committed.
- * Usage: wanfarm-coord --store FILE [--clients EP] [--events EP] --model NAME [--model NAME ...]
+ * A third socket, a ROUTER for the worker worlds (`wanfarm worker`: one DEALER per world, on its
+ * rank 0), is served by worlds.h: hellos, heartbeats, assignments, progress, results; the same
+ * CurveZMQ keys guard it. The loop ticks a few times a heartbeat (cw_tick: lost worlds, then
+ * assignments).
+ * Usage: wanfarm-coord --store FILE [--clients EP] [--events EP] [--workers EP]
+ *        --model NAME [--model NAME ...] [--heartbeat S] [--liveness N] [--checkpoint-every N]
+ *        [--max-job-failures N] [--max-infra-failures N]
  *        [--allow-remote] [--curve-secret FILE --curve-clients DIR] [--max-queued N]
  *        [--ready-file FILE]
+ *   --heartbeat S (2): how often a world beats; --liveness N (3): beats missed before it is lost;
+ *   --checkpoint-every N (0: only when a world is stopped): steps between a job's checkpoints;
+ *   --max-job-failures N (3): faults of a job's own before it fails; --max-infra-failures N
+ *   (10): lost worlds, killed ranks and the like a job may live through.
  *   --max-queued N: a new submit beyond N waiting jobs is answered ERR_BUSY (retry later).
  *        wanfarm-coord --keygen PATH
- *   EP defaults: tcp://127.0.0.1:5555 and tcp://127.0.0.1:5556 ("tcp://127.0.0.1:*" binds a free
- *   port); --ready-file gets the bound endpoints, one per line, once the sockets are bound.
+ *   EP defaults: tcp://127.0.0.1:5555, :5556 and :5557 ("tcp://127.0.0.1:*" binds a free port);
+ *   --ready-file gets the bound endpoints (clients, events, workers), one per line, once the
+ *   sockets are bound.
  * Exit codes: 0 stopped by a signal, 1 failure (the store, a bind), 2 bad command line.
  */
 #include <dirent.h>
@@ -37,6 +48,7 @@
 #include <zmq.h>
 
 #include "service.h"
+#include "worlds.h"
 #include "zkeys.h"
 
 #define PROG "wanfarm-coord"
@@ -54,16 +66,21 @@ static double wall_now(void) {
 }
 
 typedef struct opts {
-    const char *store, *clients, *events, *ready, *curve_secret, *curve_clients;
+    const char *store, *clients, *events, *workers, *ready, *curve_secret, *curve_clients;
     const char *models[CS_MAX_MODELS];
     int n_models;
     int allow_remote;
     long long max_queued;
+    double heartbeat;
+    int liveness, max_job, max_infra, checkpoint_every;
 } opts;
 
 static int usage(const char *why) {
     fprintf(stderr, PROG ": %s\nusage: " PROG " --store FILE --model NAME [--model NAME ...] "
-            "[--clients EP] [--events EP] [--allow-remote] [--ready-file FILE]\n", why);
+            "[--clients EP] [--events EP] [--workers EP] [--heartbeat S] [--liveness N] "
+            "[--checkpoint-every N] [--max-job-failures N] [--max-infra-failures N] "
+            "[--max-queued N] [--allow-remote] [--curve-secret FILE --curve-clients DIR] "
+            "[--ready-file FILE]\n", why);
     return 2;
 }
 
@@ -80,6 +97,11 @@ static int parse(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->clients = "tcp://127.0.0.1:5555";
     o->events = "tcp://127.0.0.1:5556";
+    o->workers = "tcp://127.0.0.1:5557";
+    o->heartbeat = 2.0;
+    o->liveness = 3;
+    o->max_job = 3;
+    o->max_infra = 10;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--allow-remote")) {
@@ -99,6 +121,22 @@ static int parse(int argc, char **argv, opts *o) {
             if (*e || o->max_queued < 1) return usage("--max-queued N: N >= 1");
         }
         else if (!strcmp(a, "--curve-clients")) o->curve_clients = v;
+        else if (!strcmp(a, "--workers")) o->workers = v;
+        else if (!strcmp(a, "--heartbeat")) {
+            char *e;
+            o->heartbeat = strtod(v, &e);
+            if (*e || !(o->heartbeat >= 0.05 && o->heartbeat <= 3600))
+                return usage("--heartbeat S: seconds in [0.05, 3600]");
+        } else if (!strcmp(a, "--liveness") || !strcmp(a, "--checkpoint-every") ||
+                   !strcmp(a, "--max-job-failures") || !strcmp(a, "--max-infra-failures")) {
+            char *e;
+            long x = strtol(v, &e, 10);
+            const int lo = a[2] == 'l' || !strcmp(a, "--max-job-failures") ? 1 : 0;
+            if (*e || x < lo || x > 1000000) return usage("a count out of range (--liveness >= 1, "
+                                                          "--max-job-failures >= 1)");
+            *(a[2] == 'l' ? &o->liveness : a[2] == 'c' ? &o->checkpoint_every
+              : a[6] == 'j' ? &o->max_job : &o->max_infra) = (int)x;
+        }
         else if (!strcmp(a, "--model")) {
             if (o->n_models == CS_MAX_MODELS) return usage("at most 16 --model");
             if (!*v || strlen(v) > 64) return usage("--model NAME: 1 to 64 bytes");
@@ -110,7 +148,8 @@ static int parse(int argc, char **argv, opts *o) {
     if (!o->curve_secret != !o->curve_clients)
         return usage("--curve-secret and --curve-clients go together");
     if (!o->allow_remote && !o->curve_secret &&
-        (!local_endpoint(o->clients) || !local_endpoint(o->events)))
+        (!local_endpoint(o->clients) || !local_endpoint(o->events) ||
+         !local_endpoint(o->workers)))
         return usage("an endpoint outside the loopback needs CurveZMQ (--curve-secret, "
                      "--curve-clients) or, on a trusted network, --allow-remote");
     return 0;
@@ -284,6 +323,37 @@ static void serve_one(void *router, cs_service *svc) {
     for (int k = 0; k < nf; k++) zmq_msg_close(&f[k]);
 }
 
+/* One world's message: [identity][payload] (a DEALER). */
+static void serve_world(void *router, cw_farm *farm) {
+    zmq_msg_t f[2];
+    int nf = 0, more = 1;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (nf < 2) {
+            zmq_msg_init(&f[nf]);
+            zmq_msg_move(&f[nf++], &m);
+        } else if (nf == 2) { /* a foreign peer: three or more frames */
+            nf = 3;
+        }
+        zmq_msg_close(&m);
+    }
+    if (nf == 2)
+        cw_handle(farm, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), zmq_msg_data(&f[1]),
+                  zmq_msg_size(&f[1]));
+    for (int k = 0; k < (nf < 2 ? nf : 2); k++) zmq_msg_close(&f[k]);
+}
+
+/* farm.send: [identity][message] on the workers' ROUTER (a world gone: dropped) */
+static void send_world(void *ctx, const uint8_t *route, size_t rn, const uint8_t *msg, size_t n) {
+    if (zmq_send(ctx, route, rn, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0) zmq_send(ctx, msg, n, ZMQ_DONTWAIT);
+}
+
 /* svc.publish: [job id][event] on the PUB socket (never blocks: a slow subscriber drops) */
 static void publish(void *ctx, const char *job_id, const uint8_t *ev, size_t n) {
     if (zmq_send(ctx, job_id, strlen(job_id), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
@@ -328,33 +398,55 @@ int main(int argc, char **argv) {
     }
     void *router = ctx ? open_socket(ctx, ZMQ_ROUTER, o.clients, cp, cep, sizeof cep) : NULL;
     void *pub = router ? open_socket(ctx, ZMQ_PUB, o.events, cp, eep, sizeof eep) : NULL;
+    char wep[256] = "";
+    void *workers = pub ? open_socket(ctx, ZMQ_ROUTER, o.workers, cp, wep, sizeof wep) : NULL;
+    cw_farm farm = {.svc = &svc, .heartbeat = o.heartbeat, .liveness = o.liveness,
+                    .max_job = o.max_job, .max_infra = o.max_infra,
+                    .checkpoint_every = (uint32_t)o.checkpoint_every, .send = send_world,
+                    .send_ctx = workers};
     rc = 1;
-    if (!pub) goto out;
+    if (!workers) goto out;
     svc.events = eep;
     svc.publish = publish;
     svc.publish_ctx = pub;
     if (o.ready) {
         FILE *f = fopen(o.ready, "w");
-        if (!f || fprintf(f, "%s\n%s\n", cep, eep) < 0 || fclose(f) != 0) {
+        if (!f || fprintf(f, "%s\n%s\n%s\n", cep, eep, wep) < 0 || fclose(f) != 0) {
             fprintf(stderr, PROG ": --ready-file %s: %s\n", o.ready, strerror(errno));
             goto out;
         }
     }
-    fprintf(stderr, PROG ": serving clients on %s, events on %s, store %s%s\n", cep, eep,
-            o.store, cp ? ", CurveZMQ on" : "");
+    if (cw_init(&farm, &err)) {
+        fprintf(stderr, PROG ": %s\n", err.msg);
+        goto out;
+    }
+    fprintf(stderr, PROG ": serving clients on %s, events on %s, worker worlds on %s, store "
+            "%s%s\n", cep, eep, wep, o.store, cp ? ", CurveZMQ on" : "");
+    /* the clock: liveness and assignments a few times a heartbeat */
+    const long tick_ms = (long)(o.heartbeat * 250) < 1 ? 1 : (long)(o.heartbeat * 250) > 500
+                             ? 500 : (long)(o.heartbeat * 250);
+    double last_tick = 0;
     while (!g_stop) {
-        zmq_pollitem_t it[2] = {{router, 0, ZMQ_POLLIN, 0}, {zap, 0, ZMQ_POLLIN, 0}};
-        int n = zmq_poll(it, zap ? 2 : 1, 500);
+        zmq_pollitem_t it[3] = {{router, 0, ZMQ_POLLIN, 0}, {workers, 0, ZMQ_POLLIN, 0},
+                                {zap, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(it, zap ? 3 : 2, tick_ms);
         if (n < 0 && zmq_errno() != EINTR) {
             fprintf(stderr, PROG ": poll: %s\n", zmq_strerror(zmq_errno()));
             goto out;
         }
-        if (n > 0 && zap && (it[1].revents & ZMQ_POLLIN)) serve_zap(zap, &cv);
+        if (n > 0 && zap && (it[2].revents & ZMQ_POLLIN)) serve_zap(zap, &cv);
         if (n > 0 && (it[0].revents & ZMQ_POLLIN)) serve_one(router, &svc);
+        if (n > 0 && (it[1].revents & ZMQ_POLLIN)) serve_world(workers, &farm);
+        if (wall_now() - last_tick >= tick_ms / 1000.0) {
+            cw_tick(&farm);
+            last_tick = wall_now();
+        }
     }
     fprintf(stderr, PROG ": stopped\n");
     rc = 0;
 out:
+    cw_free(&farm);
+    if (workers) zmq_close(workers);
     if (pub) zmq_close(pub);
     if (router) zmq_close(router);
     if (zap) zmq_close(zap);

@@ -86,18 +86,30 @@ wf_status cs_check_spec(const cs_service *svc, const Wanfarm__JobSpec *s, wf_err
 
 /* ---- events ---- */
 
-static void publish_change(cs_service *svc, const char *id, int from, int to, const char *why) {
+static void publish_event(cs_service *svc, Wanfarm__Event *ev) {
+    uint8_t *b = NULL;
+    size_t n = 0;
+    wf_err e;
+    if (wp_encode(&ev->base, &b, &n, &e) == WF_OK) svc->publish(svc->publish_ctx, ev->job_id, b, n);
+    free(b);
+}
+
+void cs_publish_change(cs_service *svc, const char *id, int from, int to, const char *why) {
     if (!svc->publish) return;
     Wanfarm__StateChange sc = WANFARM__STATE_CHANGE__INIT;
     sc.from = (Wanfarm__JobState)from, sc.to = (Wanfarm__JobState)to, sc.reason = (char *)why;
     Wanfarm__Event ev = WANFARM__EVENT__INIT;
     ev.version = WP_VERSION, ev.job_id = (char *)id, ev.time = svc->now();
     ev.body_case = WANFARM__EVENT__BODY_STATE, ev.state = &sc;
-    uint8_t *b = NULL;
-    size_t n = 0;
-    wf_err e;
-    if (wp_encode(&ev.base, &b, &n, &e) == WF_OK) svc->publish(svc->publish_ctx, id, b, n);
-    free(b);
+    publish_event(svc, &ev);
+}
+
+void cs_publish_progress(cs_service *svc, const Wanfarm__Progress *p) {
+    if (!svc->publish) return;
+    Wanfarm__Event ev = WANFARM__EVENT__INIT;
+    ev.version = WP_VERSION, ev.job_id = p->job_id, ev.time = svc->now();
+    ev.body_case = WANFARM__EVENT__BODY_PROGRESS, ev.progress = (Wanfarm__Progress *)p;
+    publish_event(svc, &ev);
 }
 
 /* ---- replies ---- */
@@ -214,7 +226,7 @@ static wf_status on_submit(cs_service *svc, const Wanfarm__ClientRequest *q, uin
                            : st == WF_EINVAL             ? WANFARM__ERROR_CATEGORY__ERR_INVALID
                                                          : WANFARM__ERROR_CATEGORY__ERR_INTERNAL,
                            e.msg, out, n, err);
-    if (!existing) publish_change(svc, id, JS_QUEUED, JS_QUEUED, "submitted");
+    if (!existing) cs_publish_change(svc, id, JS_QUEUED, JS_QUEUED, "submitted");
     Wanfarm__SubmitReply sr = WANFARM__SUBMIT_REPLY__INIT;
     sr.job_id = id, sr.existing = existing;
     Wanfarm__ClientReply r = WANFARM__CLIENT_REPLY__INIT;
@@ -326,7 +338,7 @@ wf_status cs_handle(cs_service *svc, const void *req, size_t req_n, uint8_t **re
                              n, err);
         } else {
             if (state == JS_CANCELLED)
-                publish_change(svc, q->cancel->job_id, JS_QUEUED, JS_CANCELLED, "cancelled by a client");
+                cs_publish_change(svc, q->cancel->job_id, JS_QUEUED, JS_CANCELLED, "cancelled by a client");
             st = reply_job(svc, q->request_id, q->cancel->job_id, reply, n, err);
         }
         break;

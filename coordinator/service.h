@@ -54,6 +54,11 @@ typedef struct cs_service {
 wf_status cs_handle(cs_service *svc, const void *req, size_t req_n, uint8_t **reply, size_t *n,
                     wf_err *err);
 
+/* An Event through svc->publish (nothing when it is NULL): a job's state change (from, to: JS_*),
+ * or a world's step progress. */
+void cs_publish_change(cs_service *svc, const char *id, int from, int to, const char *why);
+void cs_publish_progress(cs_service *svc, const Wanfarm__Progress *p);
+
 /* The admission rules of a job spec (WF_EINVAL naming the field and its range). */
 wf_status cs_check_spec(const cs_service *svc, const Wanfarm__JobSpec *s, wf_err *err);
 /* An output name the farm may write under its root: relative, at most CS_OUTPUT_NAME_MAX

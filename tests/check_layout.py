@@ -26,8 +26,10 @@ MAY_USE = {
     "worker/models/vae": ["kernels", "worker/io", "worker/comm"],
     "worker/engine": ["kernels", "worker/io", "worker/comm", "worker/models/text",
                       "worker/models/dit", "worker/models/vae", "coordinator/planner"],
+    "worker/farm": ["kernels/status.h", "proto", "coordinator/zkeys.h"],
     "worker": ["kernels", "worker/io", "worker/comm", "worker/models/text", "worker/models/dit",
-               "worker/models/vae", "worker/engine", "coordinator/planner"],
+               "worker/models/vae", "worker/engine", "coordinator/planner", "worker/farm",
+               "proto"],
 }
 SOURCES = (".c", ".h", ".cc", ".cu")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')

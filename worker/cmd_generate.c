@@ -221,6 +221,8 @@ static int run_single(gen_run *g, const pl_request *base, double t0) {
         if (gen_job_begin(g, k, &err) || (st = pl_generate(p, &g->req, &err))) {
             if (g->njobs > 1) fprintf(stderr, PROG ": video %lld: %s\n", (long long)k, err.msg);
             else fprintf(stderr, PROG ": %s\n", err.msg);
+            if (st != WF_ESTOPPED && gen_farm_hooks && gen_farm_hooks->failed)
+                gen_farm_hooks->failed(gen_farm_hooks->ctx, err.msg);
             if (st == WF_ESTOPPED) {
                 fprintf(stderr, PROG ": run the same command with --resume to continue\n");
                 rc = WF_EXIT_STOPPED;
@@ -489,7 +491,9 @@ static int check_options(const gen_opts *o) {
     return WF_EXIT_OK;
 }
 
-static int generate_main(int argc, char **argv, bool mpi, int rank, int size) {
+int gen_main(int argc, char **argv, bool mpi, int rank, int size) {
+    g_mpi = mpi;
+    g_quiet = mpi && rank != 0;
     pl_request r;
     gen_opts o;
     bool help_asked;
@@ -533,7 +537,6 @@ int cmd_generate(int argc, char **argv) {
 #endif
     bool mpi = gen_under_launcher();
     int rank = 0, size = 1;
-    g_mpi = mpi;
     if (mpi) {
         int provided = 0;
         if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
@@ -542,7 +545,6 @@ int cmd_generate(int argc, char **argv) {
         }
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
         MPI_Comm_size(MPI_COMM_WORLD, &size);
-        g_quiet = rank != 0;
         if (gen_srun_tasks() > 1 && size != gen_srun_tasks()) {
             fprintf(stderr,
                     PROG ": srun started %ld tasks but MPI sees a world of %d: srun and MPI are "
@@ -553,7 +555,7 @@ int cmd_generate(int argc, char **argv) {
             return WF_EXIT_USAGE;
         }
     }
-    int rc = generate_main(argc, argv, mpi, rank, size);
+    int rc = gen_main(argc, argv, mpi, rank, size);
     if (mpi) MPI_Finalize();
     return rc;
 }

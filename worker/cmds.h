@@ -31,5 +31,6 @@ int cmd_devices(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_mkmodel(int argc, char **argv);
 int cmd_plan(int, char **);
+int cmd_worker(int argc, char **argv); /* built with the farm's libraries (WANFARM_HAVE_FARM) */
 
 #endif

@@ -113,11 +113,36 @@ typedef struct gen_run {
     bool have_model_id;
 } gen_run;
 
+/* ---- the farm's hooks (cmd_worker.c): generate as one job of a worker world ---- */
+
+/* When gen_farm_hooks is set, generate runs as a farm job: its checkpoint file is ckpt_name in
+ * --checkpoint-dir, and the hooks hear of its steps and checkpoints on the rank that reports
+ * them (the group's rank 0) and of the work's failure (failed: on one rank, after the message;
+ * under MPI on the rank that saw it, before MPI_Abort ends the world). cancelled is polled at each step report: true asks the run to stop
+ * after a checkpoint (as SIGTERM does). NULL (plain generate): none of this. */
+typedef struct gen_hooks {
+    void *ctx;
+    const char *ckpt_name;
+    void (*progress)(void *ctx, const pl_progress *pr);
+    void (*checkpoint)(void *ctx, int64_t step, const char *name);
+    bool (*cancelled)(void *ctx);
+    void (*failed)(void *ctx, const char *msg);
+} gen_hooks;
+extern const gen_hooks *gen_farm_hooks;
+
+/* `wanfarm generate ARGS` on an initialised MPI (mpi) or none, as world rank `rank` of `size`:
+ * its exit code. cmd_generate is MPI_Init, this, MPI_Finalize. */
+int gen_main(int argc, char **argv, bool mpi, int rank, int size);
+
 /* ---- gen_ckpt.c: checkpoints and resume ---- */
 
 #define WF_EXIT_STOPPED 3 /* stopped by SIGTERM/SIGUSR1 after a checkpoint: --resume continues */
 /* SIGTERM and SIGUSR1 ask the run to stop between two steps (after a checkpoint). */
 void gen_ckpt_signals(void);
+/* The stop flag those signals set: asked (true once set), set it, clear it. */
+bool gen_ckpt_stop_asked(void);
+void gen_ckpt_request_stop(void);
+void gen_ckpt_clear_stop(void);
 /* Job k (g->req just made): its checkpoint hook and, with --resume, its start from the newest
  * usable checkpoint (said on stderr). */
 wf_status gen_ckpt_setup(gen_run *g, int64_t k, wf_err *err);

@@ -22,6 +22,12 @@ static void on_stop_signal(int sig) {
     g_stop = 1;
 }
 
+bool gen_ckpt_stop_asked(void) { return g_stop != 0; }
+void gen_ckpt_request_stop(void) { g_stop = 1; }
+void gen_ckpt_clear_stop(void) { g_stop = 0; }
+
+const gen_hooks *gen_farm_hooks;
+
 void gen_ckpt_signals(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -66,6 +72,8 @@ static wf_status write_checkpoint(void *ctx, int64_t done, const float *latents,
         fprintf(stderr, PROG ": checkpoint after step %lld of %lld: %s\n", (long long)done,
                 (long long)m.steps, g->ck_path);
     if (g->o->json) fflush(stdout);
+    if (gen_farm_hooks && gen_farm_hooks->checkpoint)
+        gen_farm_hooks->checkpoint(gen_farm_hooks->ctx, done, g->ck_name);
     return WF_OK;
 }
 
@@ -85,7 +93,10 @@ wf_status gen_ckpt_setup(gen_run *g, int64_t k, wf_err *err) {
         if (st) return st;
         g->have_model_id = true;
     }
-    snprintf(g->ck_name, sizeof g->ck_name, "job-%lld.ckpt.h5", (long long)k);
+    if (gen_farm_hooks && gen_farm_hooks->ckpt_name)
+        snprintf(g->ck_name, sizeof g->ck_name, "%s", gen_farm_hooks->ckpt_name);
+    else
+        snprintf(g->ck_name, sizeof g->ck_name, "job-%lld.ckpt.h5", (long long)k);
     snprintf(g->ck_path, sizeof g->ck_path, "%s/%s", o->ckpt_dir, g->ck_name);
     ck_meta *w = &g->ck_want;
     memset(w, 0, sizeof *w);

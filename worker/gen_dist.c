@@ -411,6 +411,7 @@ int gen_run_dist(gen_run *g, pl_request *base, double t0) {
         rc = WF_EXIT_STOPPED;
     } else if (st) {
         fprintf(stderr, PROG " (rank %d): %s\n", g->rank, err.msg);
+        if (gen_farm_hooks && gen_farm_hooks->failed) gen_farm_hooks->failed(gen_farm_hooks->ctx, err.msg);
         MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
     }
     cm_watchdog_stop();

@@ -128,6 +128,11 @@ void gen_on_progress(void *ctx, const pl_progress *pr) {
                 pr->op_seconds[WK_T_GEMM], pr->op_seconds[WK_T_ATTN], pr->op_seconds[WK_T_OTHER],
                 (double)pr->mem_peak / (1 << 20));
     }
+    if (gen_farm_hooks) {
+        if (gen_farm_hooks->progress) gen_farm_hooks->progress(gen_farm_hooks->ctx, pr);
+        if (gen_farm_hooks->cancelled && gen_farm_hooks->cancelled(gen_farm_hooks->ctx))
+            gen_ckpt_request_stop();
+    }
 }
 
 double gen_now(void) {

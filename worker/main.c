@@ -5,6 +5,7 @@
  *   wanfarm devices           CUDA devices, runtime, cuBLASLt and NCCL versions
  *   wanfarm generate ...     text to video with a Diffusers WanPipeline folder
  *   wanfarm mkmodel DIR      a random-weight Wan2.2 T2V Diffusers folder (demos, tests)
+ *   wanfarm worker ...       a worker world of the farm (wanfarm-coord's jobs)
  *   wanfarm version
  * Exit codes: 0 success, 1 the input is bad or the work failed (one line on stderr says why),
  * 2 bad command line.
@@ -28,6 +29,9 @@ static const struct {
     {"generate", cmd_generate, "generate a video from a text prompt"},
     {"mkmodel", cmd_mkmodel, "write a random-weight Wan2.2 model folder (demos, tests)"},
     {"plan", cmd_plan, "choose a layout for N ranks and predict step time and memory"},
+#ifdef WANFARM_HAVE_FARM
+    {"worker", cmd_worker, "serve a farm coordinator's jobs as one worker world"},
+#endif
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,340 @@
+/* farm_job.c: one farm job on a worker world (see farm_job.h). */
+#include "farm_job.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mpi.h>
+
+#include "cmds.h"
+#include "gen.h"
+
+#define FJ_PATH 4200
+#define FJ_NAME_MAX 200
+
+typedef struct fj_job {
+    fj_world *w;
+    const Wanfarm__Assignment *a;
+    char failure[WF_ERR_MSG]; /* the work's failure, from the hook */
+    char ck_name[96];
+} fj_job;
+
+/* ---- outputs: confined to the root ---- */
+
+static int name_byte_ok(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-' || c == '+' || c == '/';
+}
+
+/* The coordinator's rules again (a world trusts no name): relative, no empty, "." or ".."
+ * component, none starting with '-', of [A-Za-z0-9._+-/]. */
+static wf_status check_name(const char *name, wf_err *err) {
+    const size_t n = strlen(name);
+    if (!n || n > FJ_NAME_MAX || name[0] == '/')
+        return wf_fail(err, WF_EINVAL, "output name '%.64s': empty, too long or absolute", name);
+    for (size_t k = 0; k < n; k++)
+        if (!name_byte_ok(name[k]))
+            return wf_fail(err, WF_EINVAL, "output name '%.64s': byte %zu is not allowed", name, k);
+    for (const char *p = name; *p;) {
+        const char *q = strchr(p, '/');
+        const size_t len = q ? (size_t)(q - p) : strlen(p);
+        if (!len || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.') ||
+            p[0] == '-')
+            return wf_fail(err, WF_EINVAL, "output name '%.64s': component '%.*s' not allowed",
+                           name, (int)len, p);
+        p += len + (q != NULL);
+    }
+    return WF_OK;
+}
+
+/* Makes or enters every folder of rel under root without following a link, and checks that
+ * the final name is absent or a regular file (not a link). */
+static wf_status confine(const char *root, const char *rel, wf_err *err) {
+    int fd = open(root, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return wf_fail(err, WF_EIO, "the output root %s: %s", root, strerror(errno));
+    char part[FJ_NAME_MAX + 1];
+    const char *p = rel;
+    wf_status st = WF_OK;
+    for (const char *q; (q = strchr(p, '/')) && !st; p = q + 1) {
+        snprintf(part, sizeof part, "%.*s", (int)(q - p), p);
+        if (mkdirat(fd, part, 0777) != 0 && errno != EEXIST)
+            st = wf_fail(err, WF_EIO, "output %s: cannot make the folder %s: %s", rel, part,
+                         strerror(errno));
+        int nfd = st ? -1 : openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+        if (!st && nfd < 0)
+            st = wf_fail(err, WF_EINVAL, "output %s: '%s' under the output root is a link or "
+                         "not a folder: refused (outputs stay under the root)", rel, part);
+        close(fd);
+        fd = nfd;
+    }
+    struct stat sb;
+    if (!st && fstatat(fd, p, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(sb.st_mode))
+        st = wf_fail(err, WF_EINVAL, "output %s exists and is %s: refused", rel,
+                     S_ISLNK(sb.st_mode) ? "a link" : "not a regular file");
+    if (fd >= 0) close(fd);
+    return st;
+}
+
+/* The job's outputs: rel[0] the MP4, rel[1] the latents (or ""), relative to the root. */
+static wf_status outputs(const fj_world *w, const Wanfarm__Assignment *a, char rel[2][FJ_NAME_MAX + 8],
+                         wf_err *err) {
+    const char *name = a->spec->output_name;
+    char stem[FJ_NAME_MAX + 1];
+    if (!name) {
+        snprintf(stem, sizeof stem, "%s", a->job_id);
+    } else {
+        wf_status st = check_name(name, err);
+        if (st) return st;
+        const size_t n = strlen(name);
+        snprintf(stem, sizeof stem, "%.*s", (int)(n > 4 && !strcmp(name + n - 4, ".mp4") ? n - 4 : n),
+                 name);
+    }
+    snprintf(rel[0], sizeof rel[0], "%s.mp4", stem);
+    rel[1][0] = 0;
+    if (a->spec->has_save_latents && a->spec->save_latents)
+        snprintf(rel[1], sizeof rel[1], "%s.h5", stem);
+    for (int k = 0; k < 2; k++) {
+        wf_status st = rel[k][0] ? confine(w->output_root, rel[k], err) : WF_OK;
+        if (st) return st;
+    }
+    return WF_OK;
+}
+
+/* ---- the command line of generate ---- */
+
+typedef struct argv_b {
+    char *v[64];
+    int n;
+    char buf[8192];
+    size_t used;
+} argv_b;
+
+static void arg(argv_b *b, const char *s) {
+    if (b->n < 63) b->v[b->n++] = (char *)s;
+}
+
+static void argf(argv_b *b, const char *fmt, double x) {
+    char *p = b->buf + b->used;
+    const int n = snprintf(p, sizeof b->buf - b->used, fmt, x);
+    if (n < 0 || (size_t)n >= sizeof b->buf - b->used) return;
+    b->used += (size_t)n + 1;
+    arg(b, p);
+}
+
+static void argu(argv_b *b, unsigned long long x) {
+    char *p = b->buf + b->used;
+    const int n = snprintf(p, sizeof b->buf - b->used, "%llu", x);
+    if (n < 0 || (size_t)n >= sizeof b->buf - b->used) return;
+    b->used += (size_t)n + 1;
+    arg(b, p);
+}
+
+static void build_argv(const fj_job *j, const char mp4[FJ_PATH], const char h5[FJ_PATH],
+                       argv_b *b) {
+    const fj_world *w = j->w;
+    const Wanfarm__JobSpec *s = j->a->spec;
+    arg(b, "--model"), arg(b, w->model);
+    arg(b, "--prompt"), arg(b, s->prompt);
+    if (s->negative_prompt) arg(b, "--negative-prompt"), arg(b, s->negative_prompt);
+    if (s->has_width || s->has_height) {
+        char *p = b->buf + b->used;
+        int n = snprintf(p, sizeof b->buf - b->used, "%ux%u", s->has_width ? s->width : 832u,
+                         s->has_height ? s->height : 480u);
+        b->used += (size_t)n + 1;
+        arg(b, "--size"), arg(b, p);
+    }
+    if (s->has_frames) arg(b, "--frames"), argu(b, s->frames);
+    if (s->has_steps) arg(b, "--steps"), argu(b, s->steps);
+    if (s->has_guidance) arg(b, "--guidance"), argf(b, "%.17g", s->guidance);
+    if (s->has_guidance_2) arg(b, "--guidance-2"), argf(b, "%.17g", s->guidance_2);
+    if (s->has_boundary) arg(b, "--boundary"), argf(b, "%.17g", s->boundary);
+    if (s->has_shift) arg(b, "--shift"), argf(b, "%.17g", s->shift);
+    if (s->sampler) arg(b, "--sampler"), arg(b, s->sampler);
+    if (s->has_max_sequence_length) arg(b, "--max-sequence-length"), argu(b, s->max_sequence_length);
+    arg(b, "--seed"), argu(b, s->seed);
+    arg(b, "--out"), arg(b, mp4);
+    if (h5[0]) arg(b, "--save-latents"), arg(b, h5);
+    arg(b, "--checkpoint-dir"), arg(b, w->checkpoint_root);
+    arg(b, "--resume");
+    if (j->a->has_checkpoint_every && j->a->checkpoint_every)
+        arg(b, "--checkpoint-every"), argu(b, j->a->checkpoint_every);
+    if (w->size > 1) arg(b, "--placement"), arg(b, "shared"); /* checkpoints need it */
+    const char *pass[][2] = {{"--threads", w->threads}, {"--device", w->device},
+                             {"--precision", w->precision}, {"--watchdog", w->watchdog},
+                             {"--cost", w->cost}, {"--mem-gb", w->mem_gb}};
+    for (size_t k = 0; k < sizeof pass / sizeof *pass; k++)
+        if (pass[k][1]) arg(b, pass[k][0]), arg(b, pass[k][1]);
+}
+
+/* ---- hooks ---- */
+
+static void hk_progress(void *ctx, const pl_progress *pr) {
+    fj_job *j = ctx;
+    if (!j->w->link) return;
+    Wanfarm__Progress p = WANFARM__PROGRESS__INIT;
+    p.job_id = j->a->job_id, p.attempt = j->a->attempt;
+    p.step = (uint32_t)(pr->step + 1), p.steps = (uint32_t)pr->steps;
+    p.has_step_seconds = 1, p.step_seconds = pr->step_seconds;
+    p.has_expert = 1, p.expert = (uint32_t)pr->expert;
+    Wanfarm__WorkerMessage m = WANFARM__WORKER_MESSAGE__INIT;
+    m.body_case = WANFARM__WORKER_MESSAGE__BODY_PROGRESS, m.progress = &p;
+    fl_send(j->w->link, &m);
+    fl_step(j->w->link, pr->step_seconds);
+}
+
+static void hk_checkpoint(void *ctx, int64_t step, const char *name) {
+    fj_job *j = ctx;
+    if (!j->w->link) return;
+    Wanfarm__CheckpointWritten c = WANFARM__CHECKPOINT_WRITTEN__INIT;
+    c.job_id = j->a->job_id, c.attempt = j->a->attempt, c.step = (uint32_t)step;
+    c.path = (char *)name;
+    Wanfarm__WorkerMessage m = WANFARM__WORKER_MESSAGE__INIT;
+    m.body_case = WANFARM__WORKER_MESSAGE__BODY_CHECKPOINT, m.checkpoint = &c;
+    fl_send(j->w->link, &m);
+    fl_step(j->w->link, 0); /* a checkpoint is progress too */
+}
+
+static bool hk_cancelled(void *ctx) {
+    const fj_job *j = ctx;
+    return j->w->link && fl_cancelled(j->w->link);
+}
+
+static void send_failure(const fj_job *j, bool infra, const char *detail) {
+    if (!j->w->link) return;
+    Wanfarm__Failure f = WANFARM__FAILURE__INIT;
+    f.job_id = j->a->job_id, f.attempt = j->a->attempt;
+    f.category = infra ? WANFARM__FAILURE_CATEGORY__FAIL_INFRA : WANFARM__FAILURE_CATEGORY__FAIL_JOB;
+    f.host = (char *)j->w->host, f.has_rank = 1, f.rank = j->w->rank;
+    f.detail = (char *)detail;
+    Wanfarm__WorkerMessage m = WANFARM__WORKER_MESSAGE__INIT;
+    m.body_case = WANFARM__WORKER_MESSAGE__BODY_FAILURE, m.failure = &f;
+    fl_send_reliable(j->w->link, &m, j->a->job_id, j->a->attempt);
+}
+
+/* a failure of the work that is the job's own: its latents stopped being finite */
+static bool job_fault(const char *msg) { return strstr(msg, "not finite") != NULL; }
+
+static void hk_failed(void *ctx, const char *msg) {
+    fj_job *j = ctx;
+    snprintf(j->failure, sizeof j->failure, "%s", msg);
+    if (j->w->size > 1 && j->w->link) { /* MPI_Abort follows: say it first */
+        send_failure(j, !job_fault(msg), msg);
+        fl_flush(j->w->link, 3.0);
+    }
+}
+
+/* ---- the job ---- */
+
+static void remove_checkpoints(const fj_job *j) {
+    char p[FJ_PATH];
+    snprintf(p, sizeof p, "%s/%s", j->w->checkpoint_root, j->ck_name);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/%s.prev", j->w->checkpoint_root, j->ck_name);
+    unlink(p);
+}
+
+/* The spec against the model before anything runs (rank 0): 0, or the reason in err. */
+static wf_status check_spec(const fj_world *w, const Wanfarm__JobSpec *s, wf_err *err) {
+    if (!w->shell) return WF_OK;
+    pl_request r;
+    pl_request_default(&r);
+    r.prompt = s->prompt;
+    if (s->has_width) r.width = s->width;
+    if (s->has_height) r.height = s->height;
+    if (s->has_frames) r.frames = s->frames;
+    if (s->has_steps) r.steps = s->steps;
+    if (s->has_guidance) r.guidance = s->guidance;
+    if (s->has_guidance_2) r.guidance_2 = s->guidance_2;
+    if (s->has_boundary) r.boundary = s->boundary;
+    if (s->has_shift) r.shift = s->shift;
+    if (s->has_max_sequence_length) r.max_sequence_length = s->max_sequence_length;
+    if (s->sampler) r.sampler = strcmp(s->sampler, "euler") ? SMP_UNIPC : SMP_EULER;
+    int64_t shape[4];
+    return pl_check_request(w->shell, &r, shape, err);
+}
+
+static void send_result(const fj_job *j, char rel[2][FJ_NAME_MAX + 8], bool cancelled, double t) {
+    char *outs[2] = {rel[0], rel[1]};
+    Wanfarm__Result r = WANFARM__RESULT__INIT;
+    r.job_id = j->a->job_id, r.attempt = j->a->attempt;
+    if (cancelled) {
+        r.has_cancelled = 1, r.cancelled = 1;
+    } else {
+        r.n_outputs = rel[1][0] ? 2 : 1, r.outputs = outs;
+    }
+    r.has_seconds = 1, r.seconds = t;
+    Wanfarm__WorkerMessage m = WANFARM__WORKER_MESSAGE__INIT;
+    m.body_case = WANFARM__WORKER_MESSAGE__BODY_RESULT, m.result = &r;
+    fl_send_reliable(j->w->link, &m, j->a->job_id, j->a->attempt);
+}
+
+fj_outcome fj_run(fj_world *w, const Wanfarm__Assignment *a) {
+    fj_job j = {.w = w, .a = a};
+    snprintf(j.ck_name, sizeof j.ck_name, "%s.ckpt.h5", a->job_id);
+    const double t0 = gen_now();
+    wf_err err;
+    char rel[2][FJ_NAME_MAX + 8];
+    /* every rank makes the folders (a node may not share them), then all agree */
+    wf_status st = outputs(w, a, rel, &err);
+    if (!st && w->rank == 0) st = check_spec(w, a->spec, &err);
+    int ok = st == WF_OK, all = 0;
+    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (!all) {
+        if (w->rank == 0) {
+            fprintf(stderr, "wanfarm worker: job %s refused: %s\n", a->job_id,
+                    ok ? "another rank could not make its output folders" : err.msg);
+            send_failure(&j, ok, ok ? "another rank could not make its output folders" : err.msg);
+        }
+        return FJ_FAILED;
+    }
+    char mp4[FJ_PATH], h5[FJ_PATH] = "";
+    snprintf(mp4, sizeof mp4, "%s/%s", w->output_root, rel[0]);
+    if (rel[1][0]) snprintf(h5, sizeof h5, "%s/%s", w->output_root, rel[1]);
+    argv_b b = {.n = 0, .used = 0};
+    build_argv(&j, mp4, h5, &b);
+    gen_hooks hooks = {&j, j.ck_name, hk_progress, hk_checkpoint, hk_cancelled, hk_failed};
+    gen_farm_hooks = &hooks;
+    if (w->link) fl_hold(w->link, a->job_id, a->attempt);
+    gen_ckpt_clear_stop();
+    const int rc = gen_main(b.n, b.v, true, w->rank, w->size);
+    gen_farm_hooks = NULL;
+    const bool cancelled = w->link && fl_cancelled(w->link);
+    fj_outcome out = FJ_DONE;
+    if (rc == WF_EXIT_STOPPED) out = cancelled ? FJ_CANCELLED : FJ_STOPPED;
+    else if (rc != WF_EXIT_OK) out = FJ_FAILED;
+    if (cancelled && out == FJ_CANCELLED) gen_ckpt_clear_stop();
+    if (w->rank != 0) return out;
+    const double t = gen_now() - t0;
+    switch (out) {
+    case FJ_DONE:
+        remove_checkpoints(&j);
+        send_result(&j, rel, false, t);
+        fprintf(stderr, "wanfarm worker: job %s done in %.1f s: %s%s%s\n", a->job_id, t, rel[0],
+                rel[1][0] ? ", " : "", rel[1]);
+        break;
+    case FJ_CANCELLED:
+        remove_checkpoints(&j);
+        send_result(&j, rel, true, t);
+        fprintf(stderr, "wanfarm worker: job %s cancelled\n", a->job_id);
+        break;
+    case FJ_STOPPED:
+        send_failure(&j, true, "the world was stopped by a signal after a checkpoint: another "
+                     "world resumes the job");
+        break;
+    case FJ_FAILED: {
+        char detail[WF_ERR_MSG];
+        snprintf(detail, sizeof detail, "%s", j.failure[0] ? j.failure
+                 : rc == WF_EXIT_USAGE ? "the job's options were refused (the world's log says why)"
+                                       : "the work failed (the world's log says why)");
+        send_failure(&j, rc != WF_EXIT_USAGE && !job_fault(detail), detail);
+        break;
+    }
+    }
+    fl_hold(w->link, NULL, 0);
+    return out;
+}
