@@ -75,8 +75,8 @@ static int start_coord(bench *b) {
         int fd = open("/dev/null", 1);
         if (fd >= 0) dup2(fd, 2);
         execl(b->coord, b->coord, "--store", b->store, "--model", "wan-a", "--clients",
-              "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--ready-file", b->ready,
-              (char *)NULL);
+              "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--workers",
+              "tcp://127.0.0.1:*", "--ready-file", b->ready, (char *)NULL);
         _exit(127);
     }
     b->pid = pid;

@@ -13,8 +13,12 @@
  *   status JOB | cancel JOB | list [--state queued|running|done|failed|cancelled] [--limit N]
  *   watch JOB [JOB ...] [--for S]: every state change of the jobs as it happens (the
  *          coordinator's events, and its status every second, so that a change published before
- *          the subscription took hold is not missed), until each is done, failed or cancelled
- *          (exit 0; 1 when one failed) or --for seconds have passed (exit 1)
+ *          the subscription took hold is not missed) and their steps as a progress bar with the
+ *          ETA from the mean step time (redrawn on a terminal; else a line every tenth of the
+ *          steps), until each is done, failed or cancelled (exit 0; 1 when one failed) or --for
+ *          seconds have passed (exit 1)
+ *   result JOB [--root DIR]: a done job's output files, one per line (under DIR, the farm's
+ *          output root, when given); exit 1 with its state and reasons when it is not done
  * With CurveZMQ on at the coordinator, --curve-server-key names its public key file and
  * --curve-key this client's secret key file (wanfarm-coord --keygen makes both; the client's
  * public key must be in the coordinator's --curve-clients folder, else no reply comes).
@@ -25,7 +29,6 @@
  * Exit codes (as wanfarm's): 0 done, 1 the coordinator cannot be reached in time or failed, or
  * the job is not found, 2 a bad command line or a request the coordinator refused as invalid
  * (or a key reused for another spec).
- * What it is not: a progress bar per step (step events come with the worker side).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -70,7 +73,8 @@ static void help(void) {
            "  submit --prompt TEXT [--size WxH --frames N --steps N --guidance G --seed N\n"
            "         --sampler unipc|euler --model NAME --output NAME --priority P --key KEY ...]\n"
            "  status JOB | cancel JOB | list [--state STATE] [--limit N]\n"
-           "  watch JOB [JOB ...] [--for S]\n"
+           "  watch JOB [JOB ...] [--for S]     state changes and a progress bar per job\n"
+           "  result JOB [--root DIR]           a done job's output files\n"
            "exit codes: 0 done, 1 unreachable or failed or not found, 2 bad command line or "
            "refused\n");
 }
@@ -407,6 +411,9 @@ static int do_simple(const ctl *c, const char *verb, int argc, char **argv) {
 typedef struct watched {
     const char *id;
     int state; /* last seen (0: not yet) */
+    uint32_t step, steps, shown; /* the last progress, and the step last printed */
+    double seconds; /* the sum of the reported steps' seconds */
+    uint32_t timed; /* how many steps that sum holds */
 } watched;
 
 static int final_state(int s) { return s == 3 || s == 4 || s == 5; }
@@ -456,6 +463,34 @@ static int all_final(const watched *w, int n, int *failed) {
     return all;
 }
 
+/* A step of job w (an event): a progress bar with the ETA from the mean step time (JSON: one
+ * object per step). On a terminal the bar is redrawn in place; elsewhere a line at every tenth
+ * of the steps and at the last. */
+static void progressed(const ctl *c, watched *w, const Wanfarm__Progress *p) {
+    if (p->step <= w->step && p->steps == w->steps) return; /* an old or repeated report */
+    w->step = p->step, w->steps = p->steps;
+    if (p->has_step_seconds) w->seconds += p->step_seconds, w->timed++;
+    const double per = w->timed ? w->seconds / w->timed : 0;
+    const double eta = per * (double)(w->steps > w->step ? w->steps - w->step : 0);
+    if (c->json) {
+        printf("{\"job\":\"%s\",\"event\":\"progress\",\"step\":%u,\"steps\":%u,"
+               "\"step_seconds\":%.4f,\"eta_seconds\":%.2f}\n", w->id, w->step, w->steps, per, eta);
+        fflush(stdout);
+        return;
+    }
+    const int tty = isatty(STDOUT_FILENO);
+    const uint32_t tenth = w->steps >= 10 ? w->steps / 10 : 1;
+    if (!tty && w->step != w->steps && w->step < w->shown + tenth) return;
+    w->shown = w->step;
+    char bar[31];
+    const int fill = w->steps ? (int)(30.0 * w->step / w->steps) : 0;
+    for (int k = 0; k < 30; k++) bar[k] = k < fill ? '#' : '.';
+    bar[30] = 0;
+    printf("%s%s  [%s] %u/%u  %.2f s/step  ETA %.0f s%s", tty ? "\r" : "", w->id, bar, w->step,
+           w->steps, per, eta, tty && w->step != w->steps ? "" : "\n");
+    fflush(stdout);
+}
+
 /* one event from the SUB socket into the watched jobs */
 static void take_event(const ctl *c, void *sub, watched *w, int n) {
     zmq_msg_t t, m;
@@ -467,9 +502,13 @@ static void take_event(const ctl *c, void *sub, watched *w, int n) {
         wf_err e;
         if (!wp_decode(WP_EVENT, zmq_msg_data(&m), zmq_msg_size(&m), &pm, &e)) {
             const Wanfarm__Event *ev = (const Wanfarm__Event *)pm;
-            for (int k = 0; k < n; k++)
-                if (!strcmp(ev->job_id, w[k].id) && ev->body_case == WANFARM__EVENT__BODY_STATE)
+            for (int k = 0; k < n; k++) {
+                if (strcmp(ev->job_id, w[k].id)) continue;
+                if (ev->body_case == WANFARM__EVENT__BODY_STATE)
                     seen(c, &w[k], ev->state->to, ev->state->reason);
+                else if (ev->body_case == WANFARM__EVENT__BODY_PROGRESS && !final_state(w[k].state))
+                    progressed(c, &w[k], ev->progress);
+            }
             wp_free(pm);
         }
     }
@@ -530,7 +569,7 @@ static int do_watch(const ctl *c, int argc, char **argv) {
             limit = strtod(argv[++i], &e);
             if (*e || !(limit > 0)) return usage("--for S: seconds > 0");
         } else if (n < 64) {
-            w[n++] = (watched){argv[i], 0};
+            w[n++] = (watched){.id = argv[i]};
         } else return usage("watch takes at most 64 jobs");
     }
     if (!n) return usage("watch needs a job id");
@@ -548,6 +587,58 @@ static int do_watch(const ctl *c, int argc, char **argv) {
     rc = watch_loop(c, sub, w, n, limit);
     zmq_close(sub);
     zmq_ctx_term(ctx);
+    return rc;
+}
+
+/* result JOB [--root DIR]: a done job's outputs, one per line (under DIR when given); exit 0
+ * when it is done, 1 otherwise (its state and reasons on stderr). */
+static int do_result(const ctl *c, int argc, char **argv) {
+    const char *root = NULL, *id = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--root") && i + 1 < argc) root = argv[++i];
+        else if (!id) id = argv[i];
+        else return usage("result takes one job id (and --root DIR)");
+    }
+    if (!id) return usage("result needs a job id");
+    Wanfarm__Status st = WANFARM__STATUS__INIT;
+    st.job_id = (char *)id;
+    Wanfarm__ClientRequest q = WANFARM__CLIENT_REQUEST__INIT;
+    q.version = WP_VERSION, q.request_id = "result";
+    q.body_case = WANFARM__CLIENT_REQUEST__BODY_STATUS, q.status = &st;
+    int rc;
+    Wanfarm__ClientReply *r = call(c, &q, &rc);
+    if (!r) return rc;
+    if (r->body_case != WANFARM__CLIENT_REPLY__BODY_JOB) {
+        rc = outcome(c, r);
+        wp_free(&r->base);
+        return rc ? rc : 1;
+    }
+    const Wanfarm__JobInfo *j = r->job;
+    rc = j->state == 3 ? 0 : 1;
+    if (c->json) {
+        json_t *o = json_object(), *outs = json_array();
+        for (size_t k = 0; k < j->n_outputs; k++) {
+            char p[4400];
+            snprintf(p, sizeof p, "%s%s%s", root ? root : "", root ? "/" : "", j->outputs[k]);
+            json_array_append_new(outs, json_string(p));
+        }
+        json_object_set_new(o, "job", json_string(j->job_id));
+        json_object_set_new(o, "state", json_string(state_name(j->state)));
+        json_object_set_new(o, "outputs", outs);
+        char *txt = json_dumps(o, JSON_COMPACT);
+        if (txt) printf("%s\n", txt);
+        free(txt);
+        json_decref(o);
+    } else if (!rc) {
+        for (size_t k = 0; k < j->n_outputs; k++)
+            printf("%s%s%s\n", root ? root : "", root ? "/" : "", j->outputs[k]);
+    }
+    if (rc) {
+        fprintf(stderr, PROG ": job %s is %s%s\n", j->job_id, state_name(j->state),
+                j->state < 3 ? ": no result yet (wanctl watch waits for it)" : "");
+        for (size_t k = 0; k < j->n_reasons; k++) fprintf(stderr, "  reason %s\n", j->reasons[k]);
+    }
+    wp_free(&r->base);
     return rc;
 }
 
@@ -589,11 +680,12 @@ int main(int argc, char **argv) {
     }
     if (c.curve && c.curve != 3)
         return usage("--curve-server-key and --curve-key go together");
-    if (i == argc) return usage("no verb (submit, status, list, cancel, watch)");
+    if (i == argc) return usage("no verb (submit, status, list, cancel, watch, result)");
     const char *verb = argv[i++];
     if (!strcmp(verb, "submit")) return do_submit(&c, argc - i, argv + i);
     if (!strcmp(verb, "status") || !strcmp(verb, "cancel") || !strcmp(verb, "list"))
         return do_simple(&c, verb, argc - i, argv + i);
     if (!strcmp(verb, "watch")) return do_watch(&c, argc - i, argv + i);
-    return usage("unknown verb (submit, status, list, cancel, watch)");
+    if (!strcmp(verb, "result")) return do_result(&c, argc - i, argv + i);
+    return usage("unknown verb (submit, status, list, cancel, watch, result)");
 }

@@ -132,6 +132,8 @@ void cw_free(cw_farm *f) {
     f->n = f->cap = 0;
 }
 
+static bool declare_lost(cw_farm *f, cw_world *w, double silent);
+
 /* ---- the messages of a world ---- */
 
 static int served(const cw_farm *f, const char *model) {
@@ -342,6 +344,13 @@ void cw_handle(cw_farm *f, const uint8_t *route, size_t rn, const void *msg, siz
     }
     case WANFARM__WORKER_MESSAGE__BODY_RESULT: on_result(f, w, wm->result); break;
     case WANFARM__WORKER_MESSAGE__BODY_FAILURE: on_failure(f, w, wm->failure); break;
+    case WANFARM__WORKER_MESSAGE__BODY_GOODBYE: {
+        char why[160];
+        snprintf(why, sizeof why, "%.100s", wm->goodbye->reason ? wm->goodbye->reason : "");
+        say(f, "world %s says goodbye (%s)", w->id, why);
+        declare_lost(f, w, -1);
+        break;
+    }
     default: break;
     }
 out:
@@ -350,11 +359,14 @@ out:
 
 /* ---- the clock ---- */
 
-/* true when the world was dropped (its jobs requeued) */
+/* true when the world was dropped (its jobs requeued); silent < 0: it said goodbye */
 static bool declare_lost(cw_farm *f, cw_world *w, double silent) {
     char why[200];
-    snprintf(why, sizeof why, "world %s lost: no heartbeat for %.1f s (%d missed)", w->id, silent,
-             f->liveness);
+    if (silent < 0)
+        snprintf(why, sizeof why, "world %s left", w->id);
+    else
+        snprintf(why, sizeof why, "world %s lost: no heartbeat for %.1f s (%d missed)", w->id,
+                 silent, f->liveness);
     int n = 0;
     wf_err e;
     if (js_requeue_world(f->svc->store, w->id, why, f->max_infra, f->svc->now(), &n, &e)) {

@@ -21,6 +21,8 @@
  *     Failure (js_fail: the job's fault counted up to max_job, the infrastructure's up to max_infra)
  *     are acknowledged (Ack) once the store took them or found them stale, so that a world resends
  *     them until then and none is lost with a coordinator.
+ *   - Goodbye (a world that ends on purpose): it is forgotten at once, its running jobs (none,
+ *     normally: a stopped job was reported first) back in the queue.
  *   - A heartbeat that no longer lists a job the store has running on that world (for longer than
  *     two beats after its assignment) gives it back to the queue: the world lost it.
  *   - At start (cw_init) the store's running jobs keep their worlds, which have heartbeat x

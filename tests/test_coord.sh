@@ -25,7 +25,7 @@ fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 start() { # starts a coordinator on the store; sets EP and PID
     rm -f "$TMP/ready"
     "$COORD" --store "$TMP/jobs.db" --model wan-a --model wan-b --clients 'tcp://127.0.0.1:*' \
-        --events 'tcp://127.0.0.1:*' --ready-file "$TMP/ready" 2>>"$TMP/coord.err" &
+        --events 'tcp://127.0.0.1:*' --workers 'tcp://127.0.0.1:*' --ready-file "$TMP/ready" 2>>"$TMP/coord.err" &
     PID=$!
     PIDS+=("$PID")
     local i
@@ -119,7 +119,7 @@ for k in server alice mallory; do "$COORD" --keygen "$TMP/$k" >/dev/null || fail
 cp "$TMP/alice.key" "$TMP/clients/"
 rm -f "$TMP/ready"
 "$COORD" --store "$TMP/curve.db" --model wan-a --clients 'tcp://127.0.0.1:*' \
-    --events 'tcp://127.0.0.1:*' --ready-file "$TMP/ready" --curve-secret "$TMP/server.secret" \
+    --events 'tcp://127.0.0.1:*' --workers 'tcp://127.0.0.1:*' --ready-file "$TMP/ready" --curve-secret "$TMP/server.secret" \
     --curve-clients "$TMP/clients" 2>"$TMP/curve.err" &
 PID=$!
 PIDS+=("$PID")

@@ -346,7 +346,7 @@ wf_status js_finish(js_store *s, const char *id, int attempt, const char *const 
     if (st) return st;
     sqlite3_stmt *q = NULL;
     if (!(st = fenced(s, id, attempt, err)) &&
-        !(st = prep(s, &q, "UPDATE jobs SET state = 3, finished_at = ?, world = '' WHERE id = ?",
+        !(st = prep(s, &q, "UPDATE jobs SET state = 3, finished_at = ? WHERE id = ?",
                     "dt", err, now, id)))
         st = run(s, q, err);
     for (size_t k = 0; k < n_outputs && !st; k++)

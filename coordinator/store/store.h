@@ -98,6 +98,7 @@ wf_status js_handoff(js_store *s, const char *id, int attempt, int64_t step,
 /* A running job's progress; *cancel: a cancel was asked for. */
 wf_status js_progress(js_store *s, const char *id, int attempt, int64_t step, int64_t steps,
                       const char *checkpoint, bool *cancel, wf_err *err);
+/* The job is done (its world stays recorded: the one that made the outputs). */
 wf_status js_finish(js_store *s, const char *id, int attempt, const char *const *outputs,
                     size_t n_outputs, double now, wf_err *err);
 /* *state: where the job went (JS_QUEUED again, or JS_FAILED). */

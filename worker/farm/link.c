@@ -372,6 +372,11 @@ void fl_close(fl_link **pl, double linger) {
     if (!l) return;
     if (l->started) {
         fl_flush(l, linger); /* what waits for an Ack, for a while */
+        Wanfarm__Goodbye bye = WANFARM__GOODBYE__INIT;
+        bye.reason = "the world ends";
+        Wanfarm__WorkerMessage m = WANFARM__WORKER_MESSAGE__INIT;
+        m.body_case = WANFARM__WORKER_MESSAGE__BODY_GOODBYE, m.goodbye = &bye;
+        fl_send(l, &m); /* the thread sends what is queued before it stops */
         pthread_mutex_lock(&l->mu);
         l->stop = true;
         pthread_mutex_unlock(&l->mu);
@@ -380,7 +385,11 @@ void fl_close(fl_link **pl, double linger) {
     for (int k = 0; k < l->n_out; k++) free(l->outbox[k].b);
     for (int k = 0; k < l->n_rel; k++) free(l->reliable[k].b);
     for (int k = 0; k < l->n_in; k++) wp_free(&l->inbox[k]->base);
-    if (l->sock) zmq_close(l->sock);
+    if (l->sock) {
+        int linger_ms = 500; /* the goodbye's way out */
+        zmq_setsockopt(l->sock, ZMQ_LINGER, &linger_ms, sizeof linger_ms);
+        zmq_close(l->sock);
+    }
     if (l->ctx) zmq_ctx_term(l->ctx);
     free(l->hello);
     pthread_mutex_destroy(&l->mu);
