@@ -198,6 +198,33 @@ static void test_worker_messages(void) {
     wl.heartbeat_seconds = 1.0, wl.liveness = 3;
     c.body_case = WANFARM__COORD_MESSAGE__BODY_WELCOME, c.welcome = &wl;
     wp_free(round_trip(WP_COORD_MESSAGE, &c.base));
+    Wanfarm__Ack ack = WANFARM__ACK__INIT;
+    ack.job_id = "j1", ack.attempt = 4;
+    c.body_case = WANFARM__COORD_MESSAGE__BODY_ACK, c.ack = &ack;
+    dc = (Wanfarm__CoordMessage *)round_trip(WP_COORD_MESSAGE, &c.base);
+    TU_CHECK(dc && dc->ack->attempt == 4 && !strcmp(dc->ack->job_id, "j1"), "Ack fields");
+    wp_free(dc ? &dc->base : NULL);
+    Wanfarm__CancelJob cj = WANFARM__CANCEL_JOB__INIT;
+    cj.job_id = "j1", cj.attempt = 4;
+    c.body_case = WANFARM__COORD_MESSAGE__BODY_CANCEL, c.cancel = &cj;
+    wp_free(round_trip(WP_COORD_MESSAGE, &c.base));
+    Wanfarm__Shutdown sd = WANFARM__SHUTDOWN__INIT;
+    sd.reason = "maintenance";
+    c.body_case = WANFARM__COORD_MESSAGE__BODY_SHUTDOWN, c.shutdown = &sd;
+    wp_free(round_trip(WP_COORD_MESSAGE, &c.base));
+    Wanfarm__Goodbye bye = WANFARM__GOODBYE__INIT;
+    bye.reason = "SIGTERM";
+    w.body_case = WANFARM__WORKER_MESSAGE__BODY_GOODBYE, w.goodbye = &bye;
+    Wanfarm__WorkerMessage *dw = (Wanfarm__WorkerMessage *)round_trip(WP_WORKER_MESSAGE, &w.base);
+    TU_CHECK(dw && !strcmp(dw->goodbye->reason, "SIGTERM"), "Goodbye fields");
+    wp_free(dw ? &dw->base : NULL);
+    rs.has_handed_on = 1, rs.handed_on = 1, rs.has_step = 1, rs.step = 9;
+    rs.has_cancelled = 1, rs.cancelled = 0;
+    w.body_case = WANFARM__WORKER_MESSAGE__BODY_RESULT, w.result = &rs;
+    dw = (Wanfarm__WorkerMessage *)round_trip(WP_WORKER_MESSAGE, &w.base);
+    TU_CHECK(dw && dw->result->handed_on && dw->result->step == 9 && dw->result->has_cancelled &&
+                 !dw->result->cancelled, "Result's hand-off fields");
+    wp_free(dw ? &dw->base : NULL);
 
     Wanfarm__StateChange sc = WANFARM__STATE_CHANGE__INIT;
     sc.from = WANFARM__JOB_STATE__JOB_QUEUED, sc.to = WANFARM__JOB_STATE__JOB_RUNNING;
