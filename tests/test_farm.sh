@@ -20,7 +20,10 @@
 #      the job fails as an infrastructure fault, the previous checkpoint survives, a healthy
 #      world resumes from it: identical output, no temporary or partial file anywhere;
 #   8. a world of a model the farm does not serve is refused (exit 1, the reason), and a world
-#      whose coordinator does not answer gives up within --connect-timeout (exit 1).
+#      whose coordinator does not answer gives up within --connect-timeout (exit 1);
+#   9. stage worlds: a high-noise one (only transformer/ loaded) runs each job to the switch and
+#      hands it on through its checkpoint to a low-noise one (only transformer_2/): the outputs
+#      equal the single run's, two attempts each, nothing charged.
 # Nothing is left running: every process this starts is killed on exit.
 set -u
 WF=$1
@@ -305,6 +308,27 @@ t0=$(date +%s)
 rc=$?
 [ $rc -eq 1 ] && grep -q "no coordinator answered" "$TMP/none.err" && [ $(($(date +%s) - t0)) -le 4 ] ||
     fail "no coordinator: exit $rc, $(cat "$TMP/none.err")"
+
+# ---- 9. stage worlds: the high-noise expert on one, the low-noise one on another ----
+kill -TERM $(pgrep -f -- "--world-id healthy ") 2>/dev/null
+gone "--world-id healthy " 10 || fail "the healthy world did not stop"
+start_world hi 1 --stage high
+start_world lo 1 --stage low
+s1=$(ctl submit "${LONG[@]}" --key stage-1 --output stage/1.mp4)
+s2=$(ctl submit "${LONG[@]}" --key stage-2 --output stage/2.mp4)
+wait_state "$s1" done 90 && wait_state "$s2" done 90
+for j in "$s1" "$s2"; do
+    same "$j" "$TMP/ref/long-1.mp4"
+    [ "$(field "$j" world)" = lo ] && [ "$(field "$j" attempts)" = 2 ] &&
+        [ "$(field "$j" reasons)" = "[]" ] ||
+        fail "job $j: world $(field "$j" world), $(field "$j" attempts) attempts, reasons $(field "$j" reasons) (lo, 2, none expected)"
+done
+[ "$(grep -c "handed on to a low-noise world on world hi" "$TMP/coord.err")" = 2 ] ||
+    fail "world hi did not hand both jobs on: $(grep -c "handed on" "$TMP/coord.err")"
+grep -q "handed on after step" "$TMP/hi.err" || fail "hi's log does not say where it stopped"
+"$WF" worker --coordinator "$WEP" --model "$TMP/model" --output-root "$TMP/out" --checkpoint-root "$TMP/ck" \
+    --stage middle >/dev/null 2>"$TMP/stage.err"
+[ $? -eq 2 ] && grep -q "all, high or low" "$TMP/stage.err" || fail "--stage middle: $(cat "$TMP/stage.err")"
 
 kill -TERM "$CPID"
 wait "$CPID"

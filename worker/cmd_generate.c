@@ -177,7 +177,9 @@ static int run_single(gen_run *g, const pl_request *base, double t0) {
         return rc;
     }
     rc = WF_EXIT_FAIL;
-    if (pl_open(&p, o->model, be, (int)o->threads, &err)) {
+    const unsigned parts = gen_farm_hooks && gen_farm_hooks->parts ? gen_farm_hooks->parts
+                                                                   : PL_PART_ALL;
+    if (pl_open_parts(&p, o->model, be, (int)o->threads, parts, &err)) {
         fprintf(stderr, PROG ": %s\n", err.msg);
         wk_backend_destroy(&be);
         return WF_EXIT_FAIL;

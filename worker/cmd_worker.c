@@ -50,6 +50,11 @@ static void help(void) {
            "  --checkpoint-root DIR  where the jobs' checkpoints go (shared by every world that\n"
            "                         may resume another's job)\n"
            "  --world-id ID          this world's name (default HOST-PID)\n"
+           "  --stage all|high|low   all (default) runs every step; high loads only the\n"
+           "                         high-noise expert and hands each job on at the switch (its\n"
+           "                         checkpoint), low loads only the low-noise one and finishes\n"
+           "                         handed-on jobs: the two experts pipelined across worlds (one\n"
+           "                         process each, for now)\n"
            "  --connect-timeout S    give up when no coordinator answers within S s (default 60)\n"
            "  --threads N, --device D, --precision P, --cost FILE, --mem-gb G: as for generate\n"
            "  --watchdog S           a rank that waits in one collective, or a job that reports\n"
@@ -66,12 +71,14 @@ typedef struct wopts {
     const char *threads, *device, *precision, *watchdog, *cost, *mem_gb;
     const char *server_key, *client_key;
     double connect_timeout, watchdog_s;
+    int stage; /* Wanfarm__Stage */
 } wopts;
 
 static int parse(int argc, char **argv, wopts *o, bool quiet, bool *help_asked) {
     memset(o, 0, sizeof *o);
     o->connect_timeout = 60;
     o->watchdog_s = GEN_WATCHDOG_DEFAULT;
+    o->stage = WANFARM__STAGE__STAGE_ALL;
     *help_asked = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -95,6 +102,13 @@ static int parse(int argc, char **argv, wopts *o, bool quiet, bool *help_asked) 
         else if (!strcmp(a, "--mem-gb")) o->mem_gb = v;
         else if (!strcmp(a, "--curve-server-key")) o->server_key = v;
         else if (!strcmp(a, "--curve-key")) o->client_key = v;
+        else if (!strcmp(a, "--stage")) {
+            if (!strcmp(v, "all")) o->stage = WANFARM__STAGE__STAGE_ALL;
+            else if (!strcmp(v, "high")) o->stage = WANFARM__STAGE__STAGE_HIGH;
+            else if (!strcmp(v, "low")) o->stage = WANFARM__STAGE__STAGE_LOW;
+            else return quiet ? WF_EXIT_USAGE
+                              : cmd_usage_err(WPROG, "--stage '%s': use all, high or low", v);
+        }
         else if (!strcmp(a, "--connect-timeout") || !strcmp(a, "--watchdog")) {
             const bool wd = a[2] == 'w';
             if (!cmd_parse_f64(v, &x) || !(x >= (wd ? 0 : 0.1) && x <= GEN_WATCHDOG_MAX))
@@ -186,7 +200,7 @@ static int open_link(const wopts *o, fj_world *w, int size, fl_link **link) {
     h.n_devices = 1, h.devices = devs;
     h.host = w->host, h.model = name;
     h.has_pid = 1, h.pid = (int32_t)getpid();
-    h.has_stage = 1, h.stage = WANFARM__STAGE__STAGE_ALL;
+    h.has_stage = 1, h.stage = (Wanfarm__Stage)o->stage;
     fl_config c = {o->coordinator, world, &h, o->server_key, o->client_key, o->connect_timeout,
                    o->watchdog_s, GEN_WATCHDOG_FACTOR, abort_world};
     if (fl_open(link, &c, &err)) {
@@ -277,10 +291,16 @@ int cmd_worker(int argc, char **argv) {
     fj_world w = {.model = o.model, .output_root = o.output_root,
                   .checkpoint_root = o.checkpoint_root, .threads = o.threads, .device = o.device,
                   .precision = o.precision, .watchdog = o.watchdog, .cost = o.cost,
-                  .mem_gb = o.mem_gb, .rank = rank, .size = size};
+                  .mem_gb = o.mem_gb, .rank = rank, .size = size, .stage = o.stage};
     gethostname(w.host, sizeof w.host - 1);
     fio_cleanup_install();
     gen_ckpt_signals(); /* SIGTERM, SIGUSR1: checkpoint, report, stop */
+    if (rc == WF_EXIT_OK && o.stage != WANFARM__STAGE__STAGE_ALL && size > 1) {
+        if (rank == 0)
+            fprintf(stderr, WPROG ": --stage high|low: a stage world is one process for now (this "
+                    "one has %d ranks); use --stage all, or start it without mpirun\n", size);
+        rc = WF_EXIT_USAGE;
+    }
     if (rc == WF_EXIT_OK && (writable_dir("--output-root", o.output_root, rank != 0) ||
                              writable_dir("--checkpoint-root", o.checkpoint_root, rank != 0)))
         rc = WF_EXIT_FAIL;

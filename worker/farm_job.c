@@ -13,6 +13,7 @@
 
 #include "cmds.h"
 #include "gen.h"
+#include "pl_plan.h"
 
 #define FJ_PATH 4200
 #define FJ_NAME_MAX 200
@@ -22,6 +23,8 @@ typedef struct fj_job {
     const Wanfarm__Assignment *a;
     char failure[WF_ERR_MSG]; /* the work's failure, from the hook */
     char ck_name[96];
+    int64_t stop_after;       /* a high-noise stage world: the steps before the switch (0: none) */
+    bool handing_off;         /* it stopped there */
 } fj_job;
 
 /* ---- outputs: confined to the root ---- */
@@ -185,6 +188,10 @@ static void hk_progress(void *ctx, const pl_progress *pr) {
     m.body_case = WANFARM__WORKER_MESSAGE__BODY_PROGRESS, m.progress = &p;
     fl_send(j->w->link, &m);
     fl_step(j->w->link, pr->step_seconds);
+    if (j->stop_after > 0 && pr->step + 1 == j->stop_after) { /* the switch: hand it on */
+        j->handing_off = true;
+        gen_ckpt_request_stop();
+    }
 }
 
 static void hk_checkpoint(void *ctx, int64_t step, const char *name) {
@@ -238,8 +245,11 @@ static void remove_checkpoints(const fj_job *j) {
     unlink(p);
 }
 
-/* The spec against the model before anything runs (rank 0): 0, or the reason in err. */
-static wf_status check_spec(const fj_world *w, const Wanfarm__JobSpec *s, wf_err *err) {
+/* The spec against the model before anything runs (rank 0): 0, or the reason in err; *high:
+ * the steps of the high-noise expert (all of them with one expert). */
+static wf_status check_spec(const fj_world *w, const Wanfarm__JobSpec *s, int64_t *high,
+                            wf_err *err) {
+    *high = 0;
     if (!w->shell) return WF_OK;
     pl_request r;
     pl_request_default(&r);
@@ -255,15 +265,29 @@ static wf_status check_spec(const fj_world *w, const Wanfarm__JobSpec *s, wf_err
     if (s->has_max_sequence_length) r.max_sequence_length = s->max_sequence_length;
     if (s->sampler) r.sampler = strcmp(s->sampler, "euler") ? SMP_UNIPC : SMP_EULER;
     int64_t shape[4];
-    return pl_check_request(w->shell, &r, shape, err);
+    wf_status st = pl_check_request(w->shell, &r, shape, err);
+    if (st) return st;
+    pn_request pr; /* the planner counts the steps as the pipeline picks the experts */
+    pn_request_default(&pr);
+    pr.width = r.width, pr.height = r.height, pr.frames = r.frames, pr.steps = r.steps;
+    pr.guidance = r.guidance, pr.boundary = r.boundary, pr.shift = r.shift;
+    pr.sampler = r.sampler, pr.text_len = r.max_sequence_length;
+    pn_inputs in;
+    pn_inputs_default(&in);
+    if ((st = pl_plan_inputs(&in, w->shell->cfg, &pr, err))) return st;
+    *high = in.two_experts ? in.steps_high : in.steps;
+    return WF_OK;
 }
 
-static void send_result(const fj_job *j, char rel[2][FJ_NAME_MAX + 8], bool cancelled, double t) {
+static void send_result(const fj_job *j, char rel[2][FJ_NAME_MAX + 8], fj_outcome how, double t) {
     char *outs[2] = {rel[0], rel[1]};
     Wanfarm__Result r = WANFARM__RESULT__INIT;
     r.job_id = j->a->job_id, r.attempt = j->a->attempt;
-    if (cancelled) {
+    if (how == FJ_CANCELLED) {
         r.has_cancelled = 1, r.cancelled = 1;
+    } else if (how == FJ_HANDED_ON) {
+        r.has_handed_on = 1, r.handed_on = 1;
+        r.has_step = 1, r.step = (uint32_t)j->stop_after;
     } else {
         r.n_outputs = rel[1][0] ? 2 : 1, r.outputs = outs;
     }
@@ -280,8 +304,9 @@ fj_outcome fj_run(fj_world *w, const Wanfarm__Assignment *a) {
     wf_err err;
     char rel[2][FJ_NAME_MAX + 8];
     /* every rank makes the folders (a node may not share them), then all agree */
+    int64_t high = 0;
     wf_status st = outputs(w, a, rel, &err);
-    if (!st && w->rank == 0) st = check_spec(w, a->spec, &err);
+    if (!st && w->rank == 0) st = check_spec(w, a->spec, &high, &err);
     int ok = st == WF_OK, all = 0;
     MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     if (!all) {
@@ -292,12 +317,25 @@ fj_outcome fj_run(fj_world *w, const Wanfarm__Assignment *a) {
         }
         return FJ_FAILED;
     }
+    if (w->stage == WANFARM__STAGE__STAGE_HIGH && high == 0) { /* nothing for the high expert */
+        j.stop_after = 0;
+        send_result(&j, rel, FJ_HANDED_ON, 0);
+        fprintf(stderr, "wanfarm worker: job %s has no high-noise step: handed on\n", a->job_id);
+        return FJ_HANDED_ON;
+    }
+    const int64_t steps = a->spec->has_steps ? a->spec->steps : 50;
+    if (w->stage == WANFARM__STAGE__STAGE_HIGH && high < steps) j.stop_after = high;
     char mp4[FJ_PATH], h5[FJ_PATH] = "";
     snprintf(mp4, sizeof mp4, "%s/%s", w->output_root, rel[0]);
     if (rel[1][0]) snprintf(h5, sizeof h5, "%s/%s", w->output_root, rel[1]);
     argv_b b = {.n = 0, .used = 0};
     build_argv(&j, mp4, h5, &b);
-    gen_hooks hooks = {&j, j.ck_name, hk_progress, hk_checkpoint, hk_cancelled, hk_failed};
+    const unsigned parts = w->stage == WANFARM__STAGE__STAGE_HIGH
+                               ? PL_PART_TEXT | PL_PART_EXPERT0 | PL_PART_VAE
+                           : w->stage == WANFARM__STAGE__STAGE_LOW
+                               ? PL_PART_TEXT | PL_PART_EXPERT1 | PL_PART_VAE
+                               : 0;
+    gen_hooks hooks = {&j, j.ck_name, hk_progress, hk_checkpoint, hk_cancelled, hk_failed, parts};
     gen_farm_hooks = &hooks;
     if (w->link) fl_hold(w->link, a->job_id, a->attempt);
     gen_ckpt_clear_stop();
@@ -305,22 +343,29 @@ fj_outcome fj_run(fj_world *w, const Wanfarm__Assignment *a) {
     gen_farm_hooks = NULL;
     const bool cancelled = w->link && fl_cancelled(w->link);
     fj_outcome out = FJ_DONE;
-    if (rc == WF_EXIT_STOPPED) out = cancelled ? FJ_CANCELLED : FJ_STOPPED;
+    if (rc == WF_EXIT_STOPPED)
+        out = gen_ckpt_signalled() ? FJ_STOPPED : cancelled ? FJ_CANCELLED : FJ_HANDED_ON;
     else if (rc != WF_EXIT_OK) out = FJ_FAILED;
-    if (cancelled && out == FJ_CANCELLED) gen_ckpt_clear_stop();
+    if (out == FJ_HANDED_ON && !j.handing_off) out = FJ_STOPPED; /* cannot be: said as a stop */
+    gen_ckpt_clear_stop(); /* the program's own stop request; a signal's stays */
     if (w->rank != 0) return out;
     const double t = gen_now() - t0;
     switch (out) {
     case FJ_DONE:
         remove_checkpoints(&j);
-        send_result(&j, rel, false, t);
+        send_result(&j, rel, FJ_DONE, t);
         fprintf(stderr, "wanfarm worker: job %s done in %.1f s: %s%s%s\n", a->job_id, t, rel[0],
                 rel[1][0] ? ", " : "", rel[1]);
         break;
     case FJ_CANCELLED:
         remove_checkpoints(&j);
-        send_result(&j, rel, true, t);
+        send_result(&j, rel, FJ_CANCELLED, t);
         fprintf(stderr, "wanfarm worker: job %s cancelled\n", a->job_id);
+        break;
+    case FJ_HANDED_ON: /* its checkpoint at the switch stays for the low-noise world */
+        send_result(&j, rel, FJ_HANDED_ON, t);
+        fprintf(stderr, "wanfarm worker: job %s handed on after step %lld (%s)\n", a->job_id,
+                (long long)j.stop_after, j.ck_name);
         break;
     case FJ_STOPPED:
         send_failure(&j, true, "the world was stopped by a signal after a checkpoint: another "

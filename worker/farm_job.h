@@ -14,6 +14,10 @@
  *     once the job is done or cancelled;
  *   - the hooks (gen.h): each step and checkpoint reported to the coordinator, the cancel polled,
  *     a failure about to end the world reported before it does;
+ *   - stage worlds (one process, one expert loaded): a high-noise world runs the steps before
+ *     the switch (counted by the planner as the pipeline picks the experts), checkpoints there
+ *     and hands the job on (Result.handed_on, its step; the checkpoint stays); a low-noise world
+ *     resumes such a job from that checkpoint and finishes it;
  *   - the verdict (world rank 0): a Result (outputs relative to the root, times) or a Failure,
  *     the job's own (the spec does not fit the model; latents no longer finite) or the
  *     infrastructure's (anything else: a disk, a rank), sent until acknowledged.
@@ -33,6 +37,7 @@ typedef struct fj_world {
     const char *model, *output_root, *checkpoint_root;
     const char *threads, *device, *precision, *watchdog, *cost, *mem_gb; /* or NULL */
     int rank, size;
+    int stage;              /* Wanfarm__Stage: all, or (one process) high or low only */
     fl_link *link;          /* rank 0 */
     pl_pipeline *shell;     /* rank 0: the model's configs, for the spec's checks */
     char host[64];
@@ -44,6 +49,7 @@ typedef enum fj_outcome {
     FJ_CANCELLED,  /* stopped by a CancelJob after a checkpoint */
     FJ_STOPPED,    /* stopped by a signal after a checkpoint: the world ends */
     FJ_FAILED,     /* reported; the world carries on */
+    FJ_HANDED_ON,  /* a high-noise stage world stopped at the switch, after a checkpoint */
 } fj_outcome;
 
 /* Runs the assignment on this rank (collective over the world) and, on rank 0, reports it. */

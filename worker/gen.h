@@ -127,6 +127,7 @@ typedef struct gen_hooks {
     void (*checkpoint)(void *ctx, int64_t step, const char *name);
     bool (*cancelled)(void *ctx);
     void (*failed)(void *ctx, const char *msg);
+    unsigned parts; /* the components a one-process run loads (PL_PART_*; 0: all) */
 } gen_hooks;
 extern const gen_hooks *gen_farm_hooks;
 
@@ -139,8 +140,10 @@ int gen_main(int argc, char **argv, bool mpi, int rank, int size);
 #define WF_EXIT_STOPPED 3 /* stopped by SIGTERM/SIGUSR1 after a checkpoint: --resume continues */
 /* SIGTERM and SIGUSR1 ask the run to stop between two steps (after a checkpoint). */
 void gen_ckpt_signals(void);
-/* The stop flag those signals set: asked (true once set), set it, clear it. */
+/* The stop flag those signals set: asked (by a signal or the program), by a signal; the
+ * program's own request (a cancel, a stage's end), and its clearing (a signal's stays). */
 bool gen_ckpt_stop_asked(void);
+bool gen_ckpt_signalled(void);
 void gen_ckpt_request_stop(void);
 void gen_ckpt_clear_stop(void);
 /* Job k (g->req just made): its checkpoint hook and, with --resume, its start from the newest

@@ -17,14 +17,20 @@
 
 static volatile sig_atomic_t g_stop;
 
+/* 1: a signal asked; 2: the program asked (a cancel, a stage's end) */
 static void on_stop_signal(int sig) {
     (void)sig;
     g_stop = 1;
 }
 
 bool gen_ckpt_stop_asked(void) { return g_stop != 0; }
-void gen_ckpt_request_stop(void) { g_stop = 1; }
-void gen_ckpt_clear_stop(void) { g_stop = 0; }
+bool gen_ckpt_signalled(void) { return g_stop == 1; }
+void gen_ckpt_request_stop(void) {
+    if (!g_stop) g_stop = 2; /* a signal's 1 stays */
+}
+void gen_ckpt_clear_stop(void) {
+    if (g_stop == 2) g_stop = 0; /* a signal is never forgotten */
+}
 
 const gen_hooks *gen_farm_hooks;
 

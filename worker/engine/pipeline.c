@@ -521,7 +521,13 @@ static wf_status denoise(pl_pipeline *p, const pl_request *r, smp_sampler *smp, 
         double ts = now_s();
         float t = smp->solver == SMP_EULER ? smp->timesteps_f[i] : (float)smp->timesteps[i];
         int e = pl_expert_of(p, r, (double)t);
-        if (e == 0 && !p->dit[0]) e = 1;
+        if (!p->dit[e]) {
+            st = wf_fail(err, WF_EUNSUPPORTED, "step %lld/%lld needs %s, which this pipeline did "
+                         "not load (a stage world of the other expert): it must start from a "
+                         "checkpoint past the switch", (long long)(i + 1), (long long)r->steps,
+                         e ? "transformer_2" : "transformer");
+            goto out;
+        }
         double gs = e == 0 ? r->guidance : g2;
         if ((st = denoise_step(p, p->dit[e], &arena, &ds, smp, g, t, gs, i, err))) {
             wf_err_prefix(err, "step %lld/%lld (%s): ", (long long)(i + 1), (long long)r->steps,
@@ -612,8 +618,9 @@ wf_status pl_generate(pl_pipeline *p, const pl_request *r, wf_err *err) {
     wf_status st = pl_check_request(p, r, shape, err);
     if (!st) st = pl_check_resume(r, err);
     if (st) return st;
-    if (!p->t5 || !p->dit[0] || !p->vae || (p->cfg->has_transformer_2 && !p->dit[1]))
-        return wf_fail(err, WF_EINVAL, "pl_generate needs every component loaded (PL_PART_ALL)");
+    if (!p->t5 || !p->vae || (!p->dit[0] && !p->dit[1]))
+        return wf_fail(err, WF_EINVAL, "pl_generate needs the text encoder, the VAE and an expert "
+                       "loaded");
     gen g = {.T = shape[1],
              .h = shape[2],
              .w = shape[3],

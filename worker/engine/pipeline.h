@@ -97,7 +97,9 @@ bool pl_text_may_stay(const pl_pipeline *p, size_t need);
 wf_status pl_open(pl_pipeline **out, const char *root, wk_backend *be, int nthreads, wf_err *err);
 
 /* The components a rank of a distributed run loads (pl_dist.h): any subset; configs are always
- * read and checked against each other. pl_generate needs them all. */
+ * read and checked against each other. pl_generate needs the text encoder and the VAE, and the
+ * experts its steps use: a pipeline of one expert (a stage world) runs only steps of that expert
+ * (a step of the other one is refused, WF_EUNSUPPORTED, naming it). */
 enum {
     PL_PART_TEXT = 1,    /* tokenizer + text encoder */
     PL_PART_EXPERT0 = 2, /* transformer/ */
