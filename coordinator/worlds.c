@@ -171,6 +171,13 @@ static void on_hello(cw_farm *f, const uint8_t *route, size_t rn, const char *id
     snprintf(w->host, sizeof w->host, "%s", h->host ? h->host : "?");
     snprintf(w->layout, sizeof w->layout, "%s", h->layout ? h->layout : "");
     w->pid = h->has_pid ? h->pid : 0;
+    w->mem = h->n_devices && h->devices[0]->has_memory ? (double)h->devices[0]->memory : 0;
+    w->has_plan = false;
+    wf_err e;
+    if (h->plan_model && cp_model_from(h->plan_model, &w->plan, &e))
+        say(f, "world %s: its model description is refused (%s): it plans its own layouts", id,
+            e.msg);
+    else w->has_plan = h->plan_model != NULL;
     w->last_seen = f->svc->now();
     say(f, "world %s %s: %d rank%s on %s (pid %d), model %s, stage %s%s%s", id,
         back ? "is back" : "joined", w->ranks, w->ranks == 1 ? "" : "s", w->host, w->pid, w->model,
@@ -416,6 +423,19 @@ static void assign(cw_farm *f, cw_world *w) {
                                                        : WANFARM__STAGE__STAGE_ALL;
     if (j.checkpoint[0]) a.resume_from = j.checkpoint;
     a.has_checkpoint_every = 1, a.checkpoint_every = f->checkpoint_every;
+    Wanfarm__Layout lay = WANFARM__LAYOUT__INIT;
+    char desc[160] = "", why[WF_ERR_MSG] = "";
+    ly_layout l;
+    if (w->has_plan) {
+        if (cp_layout(&w->plan, w->ranks, w->mem, spec, &l, desc, sizeof desc, &e)) {
+            snprintf(why, sizeof why, "%s", e.msg); /* the world's own planner says more */
+            desc[0] = 0;
+        } else {
+            lay.ulysses = (uint32_t)l.ulysses[0], lay.cfg_parallel = l.cfg_parallel;
+            lay.vae_ranks = (uint32_t)l.vae_ranks;
+            a.plan = &lay, a.layout = desc;
+        }
+    }
     Wanfarm__CoordMessage m = WANFARM__COORD_MESSAGE__INIT;
     m.body_case = WANFARM__COORD_MESSAGE__BODY_ASSIGN, m.assign = &a;
     cw_running *r = &w->running[w->n_running++];
@@ -423,8 +443,9 @@ static void assign(cw_farm *f, cw_world *w) {
     r->attempt = j.attempts;
     r->since = f->svc->now();
     send_msg(f, w, w->route, w->route_n, &m);
-    say(f, "job %s (attempt %d) to world %s%s%s", j.id, j.attempts, w->id,
-        j.checkpoint[0] ? ", resuming from " : "", j.checkpoint);
+    say(f, "job %s (attempt %d) to world %s%s%s%s%s%s%s", j.id, j.attempts, w->id,
+        j.checkpoint[0] ? ", resuming from " : "", j.checkpoint, desc[0] ? ", layout " : "", desc,
+        why[0] ? ", no layout planned: " : "", why);
     cs_publish_change(f->svc, j.id, JS_QUEUED, JS_RUNNING, w->id);
     wanfarm__job_spec__free_unpacked(spec, NULL);
     js_job_free(&j);

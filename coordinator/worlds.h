@@ -13,7 +13,9 @@
  *     running jobs go back to the queue (an infrastructure fault: js_requeue_world), to resume from
  *     their last checkpoint on another world; then every idle world gets the next job of its model
  *     and stages (js_next), as an Assignment (the job, its attempt: the fencing token, the spec
- *     with the seed resolved, the checkpoint to resume from, checkpoint_every).
+ *     with the seed resolved, the checkpoint to resume from, checkpoint_every, and the layout
+ *     the placement planner chooses for the job on a world of its size, when the world described
+ *     its model: plan_world.h).
  *   - Progress and CheckpointWritten update the store (js_progress) and are published as events;
  *     a cancel asked by a client, or a stale attempt (the job was requeued meanwhile), is answered
  *     with a CancelJob, also at each heartbeat for a job still running.
@@ -27,8 +29,7 @@
  *     two beats after its assignment) gives it back to the queue: the world lost it.
  *   - At start (cw_init) the store's running jobs keep their worlds, which have heartbeat x
  *     liveness seconds to come back (say Hello again) before they are declared lost.
- * What it is not: the client side (service.h), the planner (each world plans its own layout for
- * its size and says which in Hello and Result), thread-safe.
+ * What it is not: the client side (service.h), thread-safe.
  * Tested by: tests/test_coord.c (worlds: hello, assignment, progress, cancel, stale attempts, a
  * silent world, a coordinator restart, hostile bytes) and tests/test_farm.sh (wanfarm-coord,
  * wanfarm worker worlds and wanctl, with the faults of the issue).
@@ -40,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "plan_world.h"
 #include "service.h"
 
 #define CW_ROUTE_MAX 256 /* bytes of a ZeroMQ routing id */
@@ -63,6 +65,9 @@ typedef struct cw_world {
     char host[64];
     char layout[160];
     int pid;
+    bool has_plan;        /* it gave its model's description: the coordinator plans its jobs */
+    cp_world_model plan;
+    double mem;           /* bytes per rank (its first device's), 0 unknown */
     double last_seen;
     int n_running;
     cw_running running[CW_MAX_RUNNING];

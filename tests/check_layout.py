@@ -18,7 +18,7 @@ MAY_USE = {
     "coordinator/planner": ["kernels/status.h"],
     "proto": ["kernels/status.h"],
     "coordinator/store": ["kernels/status.h"],
-    "coordinator": ["kernels/status.h", "coordinator/store", "proto"],
+    "coordinator": ["kernels/status.h", "coordinator/store", "proto", "coordinator/planner"],
     "worker/io": ["kernels"],
     "worker/comm": ["kernels/status.h"],
     "worker/models/text": ["kernels", "worker/io"],

@@ -3,7 +3,8 @@
 # mpirun -np 2) and wanctl, on a random-weight model, with the faults of a long cluster run.
 #   usage: test_farm.sh WANFARM WANFARM_COORD WANCTL FAULT_ENOSPC_SO
 #   1. two worlds (1 and 2 ranks) serve 6 jobs from two clients: every MP4 equals the one
-#      `wanfarm generate` makes of the same spec on the layout of the world that ran it;
+#      `wanfarm generate` makes of the same spec on the layout of the world that ran it, and the
+#      layout the coordinator planned for the 2-rank world is the one generate's planner picks;
 #   2. kill -9 of the coordinator mid-job, then a restart on the same store: every job
 #      completes, identical, none lost, none run twice (one attempt each); watch shows a
 #      progress bar with an ETA;
@@ -125,7 +126,7 @@ ref() { # NP OUT ARGS...: generate's MP4 of a spec on NP ranks
     local np=$1 out=$2
     shift 2
     if [ "$np" = 1 ]; then "$WF" generate --model "$TMP/model" --threads 1 --out "$out" "$@" 2>/dev/null
-    else mpirun -np "$np" "$WF" generate --model "$TMP/model" --threads 1 --placement shared --out "$out" "$@" 2>/dev/null; fi
+    else mpirun -np "$np" "$WF" generate --model "$TMP/model" --threads 1 --placement shared --out "$out" "$@" 2>"$out.err"; fi
 }
 mkdir -p "$TMP/ref"
 ref 1 "$TMP/ref/long-1.mp4" "${LONG[@]}" || fail "reference generate (1 rank)"
@@ -144,7 +145,8 @@ client() { # N: three jobs
     local k
     for k in 0 1 2; do
         ctl submit --prompt "client $1 video $k" "${SHORT[@]}" --seed $((10 * $1 + k)) \
-            --key "c$1-$k" --output "c$1/video-$k.mp4" || echo "submit c$1-$k failed"
+            --key "c$1-$k" --output "c$1/video-$k.mp4" $([ $k = 2 ] && echo --guidance 1) ||
+            echo "submit c$1-$k failed"
     done
 }
 client 1 >"$TMP/c1.out" 2>&1 &
@@ -162,8 +164,15 @@ for c in 1 2; do
         worlds="$worlds $w"
         np=1
         [ "$w" = w2 ] && np=2
-        ref $np "$TMP/ref/c$c-$k.mp4" --prompt "client $c video $k" "${SHORT[@]}" --seed $((10 * c + k))
+        ref $np "$TMP/ref/c$c-$k.mp4" --prompt "client $c video $k" "${SHORT[@]}" --seed $((10 * c + k)) \
+            $([ $k = 2 ] && echo --guidance 1)
         same "$id" "$TMP/ref/c$c-$k.mp4"
+        if [ $np = 2 ]; then # the coordinator's planner chose the layout generate's chooses
+            mine=$(sed -n "s/.*job $id (attempt 1) to world w2, layout \(.*\)/\1/p" "$TMP/coord.err")
+            theirs=$(sed -n 's/.*2 ranks, layout \(.*\)/\1/p' "$TMP/ref/c$c-$k.mp4.err")
+            [ -n "$mine" ] && [ "$mine" = "$theirs" ] ||
+                fail "job $id: the coordinator planned '$mine', generate '$theirs'"
+        fi
         [ "$(ctl result "$id")" = "c$c/video-$k.mp4" ] || fail "job $id: result $(ctl result "$id")"
     done
 done

@@ -11,6 +11,8 @@
  *     heartbeat that no longer lists its job gives the job back; a goodbye forgets it at once;
  *   - a restart (cw_init on the same store): the running job keeps its world, which says hello
  *     again after an ERR_NOT_FOUND; if it does not come back, it is lost;
+ *   - a world that describes its model gets the planner's layout with its job; a description
+ *     out of bounds is refused;
  *   - hostile bytes: garbage, every truncation, another version, oversized, another route for a
  *     world's id: an Error reply or nothing, never a crash; the farm keeps serving.
  */
@@ -66,9 +68,23 @@ static void from(cw_farm *f, const char *route, const char *id, Wanfarm__WorkerM
     cw_handle(f, (const uint8_t *)route, strlen(route), b, n);
     free(b);
 }
+/* the tiny model's description, as a world gives it (wanfarm mkmodel --preset tiny12) */
+static Wanfarm__PlanModel *g_plan;
+static uint64_t g_patch[3] = {1, 2, 2};
+static void plan_model(Wanfarm__PlanModel *pm) {
+    wanfarm__plan_model__init(pm);
+    pm->heads = 2, pm->head_dim = 12, pm->dim = 24, pm->ffn_dim = 48, pm->layers = 2;
+    pm->text_dim = 32, pm->freq_dim = 16, pm->in_channels = 16, pm->out_channels = 16;
+    pm->n_patch = 3, pm->patch = g_patch, pm->has_expert_2 = 1, pm->expert_params = 1e5;
+    pm->t5_dim = 32, pm->t5_ff = 64, pm->t5_layers = 2, pm->t5_inner = 32, pm->t5_heads = 2;
+    pm->t5_vocab = 256, pm->t5_params = 1e5, pm->vae_s = 8, pm->vae_st = 4, pm->vae_patch = 1;
+    pm->vae_params = 1e5, pm->vae_flop_per_pixel = 1e4, pm->vae_mem_scale = 1;
+    pm->sampler_order = 2, pm->row_quantum = 48, pm->has_cpu_threads = 1, pm->cpu_threads = 1;
+}
 static void hello(cw_farm *f, const char *route, const char *id, const char *model) {
     Wanfarm__Hello h = WANFARM__HELLO__INIT;
     h.ranks = 2, h.model_id = "abc", h.model = (char *)model, h.host = "node7";
+    h.plan_model = g_plan;
     Wanfarm__WorkerMessage m = WANFARM__WORKER_MESSAGE__INIT;
     m.body_case = WANFARM__WORKER_MESSAGE__BODY_HELLO, m.hello = &h;
     from(f, route, id, &m);
@@ -316,6 +332,37 @@ static void test_restart(cw_farm *f, js_store *store) {
     *f = g;
 }
 
+/* a world that describes its model gets the planner's layout with each job; a description out of
+ * bounds is refused (the world then plans itself) */
+static void test_plan(cw_farm *f) {
+    Wanfarm__PlanModel pm;
+    plan_model(&pm);
+    g_plan = &pm;
+    hello(f, "rp", "p", "wan-a");
+    char j[JS_ID_LEN];
+    add_job(f, "k-plan", "wan-a", j);
+    clear_sent();
+    cw_tick(f);
+    Wanfarm__CoordMessage *m = sent("rp", WANFARM__COORD_MESSAGE__BODY_ASSIGN);
+    TU_CHECK(m && m->assign->plan && m->assign->plan->vae_ranks >= 1 &&
+                 m->assign->plan->ulysses * (m->assign->plan->cfg_parallel ? 2u : 1u) == 2 &&
+                 m->assign->layout && strstr(m->assign->layout, "shared"),
+             "a 2-rank world's job carries a layout of 2 ranks: %s",
+             m && m->assign->layout ? m->assign->layout : "none");
+    if (m) result(f, "rp", "p", m->assign->job_id, (int)m->assign->attempt, "plan.mp4", false);
+    pm.heads = 0;
+    hello(f, "rq", "q", "wan-a");
+    cw_world *w = cw_find(f, "q");
+    TU_CHECK(w && !w->has_plan, "a description with 0 heads is refused");
+    pm.heads = 2, pm.n_patch = 2;
+    hello(f, "rq", "q", "wan-a");
+    TU_CHECK(w && !w->has_plan, "a description with 2 patch sizes is refused");
+    pm.n_patch = 3, pm.vae_mem_scale = 1e300;
+    hello(f, "rq", "q", "wan-a");
+    TU_CHECK(w && !w->has_plan, "a description with an absurd number is refused");
+    g_plan = NULL;
+}
+
 static void test_hostile(cw_farm *f) {
     clear_sent();
     const uint8_t junk[] = {0xff, 0x00, 0x13, 0x37, 0xde, 0xad};
@@ -377,6 +424,7 @@ int main(void) {
     test_failures(&f);
     test_lost(&f);
     test_restart(&f, svc.store);
+    test_plan(&f);
     test_hostile(&f);
     clear_sent();
     cw_free(&f);

@@ -167,6 +167,12 @@ static void build_argv(const fj_job *j, const char mp4[FJ_PATH], const char h5[F
     if (j->a->has_checkpoint_every && j->a->checkpoint_every)
         arg(b, "--checkpoint-every"), argu(b, j->a->checkpoint_every);
     if (w->size > 1) arg(b, "--placement"), arg(b, "shared"); /* checkpoints need it */
+    const Wanfarm__Layout *l = j->a->plan;
+    if (w->size > 1 && l) { /* the coordinator's planner chose it for this world's size */
+        arg(b, "--ulysses"), argu(b, l->ulysses);
+        arg(b, l->cfg_parallel ? "--cfg-parallel" : "--no-cfg-parallel");
+        arg(b, "--vae-ranks"), argu(b, l->vae_ranks);
+    }
     const char *pass[][2] = {{"--threads", w->threads}, {"--device", w->device},
                              {"--precision", w->precision}, {"--watchdog", w->watchdog},
                              {"--cost", w->cost}, {"--mem-gb", w->mem_gb}};

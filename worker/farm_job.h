@@ -3,7 +3,9 @@
  *
  * What it is: an Assignment becomes the command line of `wanfarm generate` (gen_main), run
  * in-process on every rank of the world, so that a farm job is exactly the video generate makes
- * of the same spec: the same options, checks, layout planner, checkpoints and outputs. Around it:
+ * of the same spec: the same options, checks, checkpoints and outputs, in placement shared with
+ * the layout the coordinator's planner chose for the world (Assignment.plan; without one,
+ * generate's planner picks it). Around it:
  *   - the output paths: the job's output name (default JOB.mp4) under the output root, each
  *     folder component made or entered without following a symlink (one that is a link, or a
  *     final name that is a link or not a regular file, is refused), MP4 plus, with save_latents,
