@@ -273,9 +273,11 @@ static void on_result(cw_farm *f, cw_world *w, const Wanfarm__Result *r) {
     }
     if (st) say(f, "%s", e.msg);
     else {
-        say(f, "job %s %s on world %s (attempt %u, %.1f s)", r->job_id, what, w->id, r->attempt,
-            r->has_seconds ? r->seconds : 0.0);
-        cs_publish_change(f->svc, r->job_id, JS_RUNNING, to, what);
+        char line[CW_WORLD_ID_MAX + 96];
+        snprintf(line, sizeof line, "%s on world %s (attempt %u, %.1f s)", what, w->id, r->attempt,
+                 r->has_seconds ? r->seconds : 0.0);
+        say(f, "job %s %s", r->job_id, line);
+        cs_publish_change(f->svc, r->job_id, JS_RUNNING, to, line);
     }
     forget_running(w, r->job_id);
     send_ack(f, w, r->job_id, r->attempt);

@@ -303,8 +303,26 @@ static void send_result(const fj_job *j, char rel[2][FJ_NAME_MAX + 8], fj_outcom
     fl_send_reliable(j->w->link, &m, j->a->job_id, j->a->attempt);
 }
 
+/* A job id names files (its checkpoint, its default output): 1 to 31 of [A-Za-z0-9_-]. */
+static bool job_id_ok(const char *id) {
+    size_t n = 0;
+    for (; id[n]; n++)
+        if (!((id[n] >= 'a' && id[n] <= 'z') || (id[n] >= 'A' && id[n] <= 'Z') ||
+              (id[n] >= '0' && id[n] <= '9') || id[n] == '_' || id[n] == '-'))
+            return false;
+    return n >= 1 && n <= 31 && id[0] != '-';
+}
+
 fj_outcome fj_run(fj_world *w, const Wanfarm__Assignment *a) {
     fj_job j = {.w = w, .a = a};
+    if (!job_id_ok(a->job_id)) { /* every rank sees the same id: no collective is left waiting */
+        if (w->rank == 0) {
+            fprintf(stderr, "wanfarm worker: an assignment's job id '%.40s' is not a plain name: "
+                    "refused\n", a->job_id);
+            send_failure(&j, false, "the job id is not a plain name ([A-Za-z0-9_-], 1 to 31)");
+        }
+        return FJ_FAILED;
+    }
     snprintf(j.ck_name, sizeof j.ck_name, "%s.ckpt.h5", a->job_id);
     const double t0 = gen_now();
     wf_err err;
