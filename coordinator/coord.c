@@ -360,6 +360,42 @@ static void publish(void *ctx, const char *job_id, const uint8_t *ev, size_t n) 
         zmq_send(ctx, ev, n, ZMQ_DONTWAIT);
 }
 
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct sockets {
+    void *router, *workers, *zap; /* zap: NULL without CurveZMQ */
+} sockets;
+
+/* The poll loop until SIGTERM or SIGINT (0), or a poll failure (1): clients, worlds, the ZAP
+ * handler, and the farm's clock a few times a heartbeat (liveness, then assignments). */
+static int serve_loop(const sockets *sk, const curve *cv, cs_service *svc, cw_farm *farm,
+                      double heartbeat) {
+    long tick_ms = (long)(heartbeat * 250);
+    tick_ms = tick_ms < 1 ? 1 : tick_ms > 500 ? 500 : tick_ms;
+    double last_tick = 0;
+    while (!g_stop) {
+        zmq_pollitem_t it[3] = {{sk->router, 0, ZMQ_POLLIN, 0}, {sk->workers, 0, ZMQ_POLLIN, 0},
+                                {sk->zap, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(it, sk->zap ? 3 : 2, tick_ms);
+        if (n < 0 && zmq_errno() != EINTR) {
+            fprintf(stderr, PROG ": poll: %s\n", zmq_strerror(zmq_errno()));
+            return 1;
+        }
+        if (n > 0 && sk->zap && (it[2].revents & ZMQ_POLLIN)) serve_zap(sk->zap, cv);
+        if (n > 0 && (it[0].revents & ZMQ_POLLIN)) serve_one(sk->router, svc);
+        if (n > 0 && (it[1].revents & ZMQ_POLLIN)) serve_world(sk->workers, farm);
+        if (mono_now() - last_tick >= tick_ms / 1000.0) {
+            cw_tick(farm);
+            last_tick = mono_now();
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--keygen")) return keygen(argv[2]);
     opts o;
@@ -403,7 +439,7 @@ int main(int argc, char **argv) {
     cw_farm farm = {.svc = &svc, .heartbeat = o.heartbeat, .liveness = o.liveness,
                     .max_job = o.max_job, .max_infra = o.max_infra,
                     .checkpoint_every = (uint32_t)o.checkpoint_every, .send = send_world,
-                    .send_ctx = workers};
+                    .send_ctx = workers, .clock = mono_now};
     rc = 1;
     if (!workers) goto out;
     svc.events = eep;
@@ -422,26 +458,8 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, PROG ": serving clients on %s, events on %s, worker worlds on %s, store "
             "%s%s\n", cep, eep, wep, o.store, cp ? ", CurveZMQ on" : "");
-    /* the clock: liveness and assignments a few times a heartbeat */
-    const long tick_ms = (long)(o.heartbeat * 250) < 1 ? 1 : (long)(o.heartbeat * 250) > 500
-                             ? 500 : (long)(o.heartbeat * 250);
-    double last_tick = 0;
-    while (!g_stop) {
-        zmq_pollitem_t it[3] = {{router, 0, ZMQ_POLLIN, 0}, {workers, 0, ZMQ_POLLIN, 0},
-                                {zap, 0, ZMQ_POLLIN, 0}};
-        int n = zmq_poll(it, zap ? 3 : 2, tick_ms);
-        if (n < 0 && zmq_errno() != EINTR) {
-            fprintf(stderr, PROG ": poll: %s\n", zmq_strerror(zmq_errno()));
-            goto out;
-        }
-        if (n > 0 && zap && (it[2].revents & ZMQ_POLLIN)) serve_zap(zap, &cv);
-        if (n > 0 && (it[0].revents & ZMQ_POLLIN)) serve_one(router, &svc);
-        if (n > 0 && (it[1].revents & ZMQ_POLLIN)) serve_world(workers, &farm);
-        if (wall_now() - last_tick >= tick_ms / 1000.0) {
-            cw_tick(&farm);
-            last_tick = wall_now();
-        }
-    }
+    sockets sk = {router, workers, zap};
+    if (serve_loop(&sk, &cv, &svc, &farm, o.heartbeat)) goto out;
     fprintf(stderr, PROG ": stopped\n");
     rc = 0;
 out:

@@ -23,6 +23,9 @@ cw_world *cw_find(cw_farm *f, const char *id) {
     return NULL;
 }
 
+/* the liveness clock */
+static double live_now(const cw_farm *f) { return f->clock ? f->clock() : f->svc->now(); }
+
 static cw_world *add_world(cw_farm *f, const char *id) {
     if (f->n == f->cap) {
         if (f->cap >= CW_MAX_WORLDS) return NULL;
@@ -35,7 +38,7 @@ static cw_world *add_world(cw_farm *f, const char *id) {
     cw_world *w = &f->worlds[f->n++];
     memset(w, 0, sizeof *w);
     snprintf(w->id, sizeof w->id, "%s", id);
-    w->last_seen = f->svc->now();
+    w->last_seen = live_now(f);
     return w;
 }
 
@@ -109,7 +112,7 @@ static void adopt(void *ctx, js_job *j) {
     cw_running *r = &w->running[w->n_running++];
     snprintf(r->job, sizeof r->job, "%s", j->id);
     r->attempt = j->attempts;
-    r->since = f->svc->now();
+    r->since = live_now(f);
 }
 
 wf_status cw_init(cw_farm *f, wf_err *err) {
@@ -178,7 +181,7 @@ static void on_hello(cw_farm *f, const uint8_t *route, size_t rn, const char *id
         say(f, "world %s: its model description is refused (%s): it plans its own layouts", id,
             e.msg);
     else w->has_plan = h->plan_model != NULL;
-    w->last_seen = f->svc->now();
+    w->last_seen = live_now(f);
     say(f, "world %s %s: %d rank%s on %s (pid %d), model %s, stage %s%s%s", id,
         back ? "is back" : "joined", w->ranks, w->ranks == 1 ? "" : "s", w->host, w->pid, w->model,
         w->stage == WANFARM__STAGE__STAGE_HIGH  ? "high"
@@ -194,7 +197,7 @@ static void on_hello(cw_farm *f, const uint8_t *route, size_t rn, const char *id
 
 /* A heartbeat: cancels asked for its jobs; jobs it no longer holds go back to the queue. */
 static void on_heartbeat(cw_farm *f, cw_world *w, const Wanfarm__Heartbeat *hb) {
-    const double now = f->svc->now();
+    const double now = live_now(f);
     for (int k = 0; k < w->n_running;) {
         cw_running *r = &w->running[k];
         bool listed = false;
@@ -205,7 +208,7 @@ static void on_heartbeat(cw_farm *f, cw_world *w, const Wanfarm__Heartbeat *hb) 
             char why[200];
             snprintf(why, sizeof why, "world %s no longer runs it (restarted?)", w->id);
             if (!js_fail(f->svc->store, r->job, r->attempt, true, why, f->max_job, f->max_infra,
-                         now, &state, &e)) {
+                         f->svc->now(), &state, &e)) {
                 say(f, "job %s: %s: %s", r->job, why, state == JS_QUEUED ? "queued again" : "failed");
                 cs_publish_change(f->svc, r->job, JS_RUNNING, state, why);
             }
@@ -335,7 +338,7 @@ void cw_handle(cw_farm *f, const uint8_t *route, size_t rn, const void *msg, siz
                    "this coordinator does not know the world: say Hello");
         goto out;
     }
-    w->last_seen = f->svc->now();
+    w->last_seen = live_now(f);
     switch (wm->body_case) {
     case WANFARM__WORKER_MESSAGE__BODY_HEARTBEAT: on_heartbeat(f, w, wm->heartbeat); break;
     case WANFARM__WORKER_MESSAGE__BODY_PROGRESS: {
@@ -443,7 +446,7 @@ static void assign(cw_farm *f, cw_world *w) {
     cw_running *r = &w->running[w->n_running++];
     snprintf(r->job, sizeof r->job, "%s", j.id);
     r->attempt = j.attempts;
-    r->since = f->svc->now();
+    r->since = live_now(f);
     send_msg(f, w, w->route, w->route_n, &m);
     say(f, "job %s (attempt %d) to world %s%s%s%s%s%s%s", j.id, j.attempts, w->id,
         j.checkpoint[0] ? ", resuming from " : "", j.checkpoint, desc[0] ? ", layout " : "", desc,
@@ -454,7 +457,7 @@ static void assign(cw_farm *f, cw_world *w) {
 }
 
 void cw_tick(cw_farm *f) {
-    const double now = f->svc->now(), limit = f->heartbeat * f->liveness;
+    const double now = live_now(f), limit = f->heartbeat * f->liveness;
     for (int k = 0; k < f->n;) {
         cw_world *w = &f->worlds[k];
         if (now - w->last_seen > limit && declare_lost(f, w, now - w->last_seen))

@@ -84,6 +84,8 @@ typedef struct cw_farm {
     /* one message to the world at route (NULL: tests collect none) */
     void (*send)(void *ctx, const uint8_t *route, size_t route_n, const uint8_t *msg, size_t n);
     void *send_ctx;
+    double (*clock)(void); /* liveness (monotonic: a wall clock's step must not lose worlds);
+                            * NULL: svc->now */
     void (*log)(void *ctx, const char *line); /* NULL: stderr */
     void *log_ctx;
 } cw_farm;

@@ -169,6 +169,51 @@ static void abort_world(const char *why) {
     MPI_Abort(MPI_COMM_WORLD, WF_EXIT_FAIL);
 }
 
+/* The planner's description of the model (rank 0), so that the coordinator plans this world's
+ * layouts (a job's size changes the tokens, not the model): false, said, when it cannot be made
+ * (the world then plans its own). */
+static bool describe_model(const wopts *o, const fj_world *w, int size, Wanfarm__PlanModel *pm,
+                           uint64_t patch[3]) {
+    pn_inputs in;
+    pn_request pr;
+    wf_err err;
+    pn_inputs_default(&in);
+    pn_request_default(&pr);
+    pr.width = 16, pr.height = 16, pr.frames = 1, pr.steps = 2; /* any size fits: the model is asked */
+    wanfarm__plan_model__init(pm);
+    if (pl_plan_inputs(&in, w->shell->cfg, &pr, &err)) {
+        fprintf(stderr, WPROG ": the model's description for the planner: %s (the world plans "
+                "its own layouts)\n", err.msg);
+        return false;
+    }
+    const pn_model *m = &in.model;
+    pm->heads = (uint64_t)m->heads, pm->head_dim = (uint64_t)m->head_dim;
+    pm->dim = (uint64_t)m->dim, pm->ffn_dim = (uint64_t)m->ffn_dim;
+    pm->layers = (uint64_t)m->layers, pm->text_dim = (uint64_t)m->text_dim;
+    pm->freq_dim = (uint64_t)m->freq_dim, pm->in_channels = (uint64_t)m->in_channels;
+    pm->out_channels = (uint64_t)m->out_channels;
+    for (int k = 0; k < 3; k++) patch[k] = (uint64_t)m->patch[k];
+    pm->n_patch = 3, pm->patch = patch;
+    pm->has_expert_2 = m->has_expert_2, pm->expert_params = m->expert_params;
+    pm->t5_dim = (uint64_t)m->t5_dim, pm->t5_ff = (uint64_t)m->t5_ff;
+    pm->t5_layers = (uint64_t)m->t5_layers, pm->t5_inner = (uint64_t)m->t5_inner;
+    pm->t5_heads = (uint64_t)m->t5_heads, pm->t5_vocab = (uint64_t)m->t5_vocab;
+    pm->t5_params = m->t5_params;
+    pm->vae_s = (uint64_t)m->vae_s, pm->vae_st = (uint64_t)m->vae_st;
+    pm->vae_patch = (uint64_t)m->vae_patch, pm->vae_params = m->vae_params;
+    pm->vae_flop_per_pixel = m->vae_flop_per_pixel, pm->vae_mem_scale = m->vae_mem_scale;
+    pm->sampler_order = (uint32_t)m->sampler_order;
+    /* how each rank's tokens are padded: 1 on a GPU, the CPU backend's quantum else */
+    const bool gpu = o->device && !strncmp(o->device, "cuda", 4);
+    pm->row_quantum = gpu ? 1 : (uint64_t)in.row_quantum;
+    if (!gpu) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        double t = o->threads ? atof(o->threads) : (double)(cores > 0 ? cores : 1) / size;
+        pm->has_cpu_threads = 1, pm->cpu_threads = t >= 1 ? t : 1;
+    }
+    return true;
+}
+
 /* Rank 0: the link, after the model's identity (the Hello carries it). */
 static int open_link(const wopts *o, fj_world *w, int size, fl_link **link) {
     uint64_t mid = 0;
@@ -196,48 +241,10 @@ static int open_link(const wopts *o, fj_world *w, int size, fl_link **link) {
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
     if (pages > 0 && psz > 0) dev.has_memory = 1, dev.memory = (uint64_t)pages * (uint64_t)psz;
     Wanfarm__Device *devs[1] = {&dev};
-    /* the planner's description of the model, so that the coordinator plans this world's
-     * layouts (its jobs' sizes change the tokens, not the model) */
-    pn_inputs in;
-    pn_request pr;
-    pn_inputs_default(&in);
-    pn_request_default(&pr);
-    pr.width = 16, pr.height = 16, pr.frames = 1, pr.steps = 2; /* any size fits: the model is asked */
-    Wanfarm__PlanModel pm = WANFARM__PLAN_MODEL__INIT;
+    Wanfarm__PlanModel pm;
     uint64_t patch[3];
-    const bool described = pl_plan_inputs(&in, w->shell->cfg, &pr, &err) == WF_OK;
-    if (!described)
-        fprintf(stderr, WPROG ": the model's description for the planner: %s (the world plans "
-                "its own layouts)\n", err.msg);
-    if (described) {
-        const pn_model *m = &in.model;
-        pm.heads = (uint64_t)m->heads, pm.head_dim = (uint64_t)m->head_dim;
-        pm.dim = (uint64_t)m->dim, pm.ffn_dim = (uint64_t)m->ffn_dim;
-        pm.layers = (uint64_t)m->layers, pm.text_dim = (uint64_t)m->text_dim;
-        pm.freq_dim = (uint64_t)m->freq_dim, pm.in_channels = (uint64_t)m->in_channels;
-        pm.out_channels = (uint64_t)m->out_channels;
-        for (int k = 0; k < 3; k++) patch[k] = (uint64_t)m->patch[k];
-        pm.n_patch = 3, pm.patch = patch;
-        pm.has_expert_2 = m->has_expert_2, pm.expert_params = m->expert_params;
-        pm.t5_dim = (uint64_t)m->t5_dim, pm.t5_ff = (uint64_t)m->t5_ff;
-        pm.t5_layers = (uint64_t)m->t5_layers, pm.t5_inner = (uint64_t)m->t5_inner;
-        pm.t5_heads = (uint64_t)m->t5_heads, pm.t5_vocab = (uint64_t)m->t5_vocab;
-        pm.t5_params = m->t5_params;
-        pm.vae_s = (uint64_t)m->vae_s, pm.vae_st = (uint64_t)m->vae_st;
-        pm.vae_patch = (uint64_t)m->vae_patch, pm.vae_params = m->vae_params;
-        pm.vae_flop_per_pixel = m->vae_flop_per_pixel, pm.vae_mem_scale = m->vae_mem_scale;
-        pm.sampler_order = (uint32_t)m->sampler_order;
-        /* how each rank's tokens are padded: 1 on a GPU, the CPU backend's quantum else */
-        const bool gpu = o->device && !strncmp(o->device, "cuda", 4);
-        pm.row_quantum = gpu ? 1 : (uint64_t)in.row_quantum;
-        if (!gpu) {
-            long cores = sysconf(_SC_NPROCESSORS_ONLN);
-            double t = o->threads ? atof(o->threads) : (double)(cores > 0 ? cores : 1) / size;
-            pm.has_cpu_threads = 1, pm.cpu_threads = t >= 1 ? t : 1;
-        }
-    }
     Wanfarm__Hello h = WANFARM__HELLO__INIT;
-    if (described) h.plan_model = &pm;
+    if (describe_model(o, w, size, &pm, patch)) h.plan_model = &pm;
     h.ranks = (uint32_t)size, h.model_id = model_id, h.layout = layout;
     h.n_devices = 1, h.devices = devs;
     h.host = w->host, h.model = name;

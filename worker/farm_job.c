@@ -313,97 +313,116 @@ static bool job_id_ok(const char *id) {
     return n >= 1 && n <= 31 && id[0] != '-';
 }
 
-fj_outcome fj_run(fj_world *w, const Wanfarm__Assignment *a) {
-    fj_job j = {.w = w, .a = a};
+/* Before the work, on every rank: the job id, the output folders (every rank makes them: a node
+ * may not share them) and, on rank 0, the spec against the model, agreed by all. false: the
+ * job was refused (reported). *high: the high-noise steps (rank 0). */
+static bool prepare(fj_job *j, char rel[2][FJ_NAME_MAX + 8], int64_t *high) {
+    const fj_world *w = j->w;
+    const Wanfarm__Assignment *a = j->a;
     if (!job_id_ok(a->job_id)) { /* every rank sees the same id: no collective is left waiting */
         if (w->rank == 0) {
             fprintf(stderr, "wanfarm worker: an assignment's job id '%.40s' is not a plain name: "
                     "refused\n", a->job_id);
-            send_failure(&j, false, "the job id is not a plain name ([A-Za-z0-9_-], 1 to 31)");
+            send_failure(j, false, "the job id is not a plain name ([A-Za-z0-9_-], 1 to 31)");
         }
-        return FJ_FAILED;
+        return false;
     }
-    snprintf(j.ck_name, sizeof j.ck_name, "%s.ckpt.h5", a->job_id);
-    const double t0 = gen_now();
+    snprintf(j->ck_name, sizeof j->ck_name, "%s.ckpt.h5", a->job_id);
     wf_err err;
-    char rel[2][FJ_NAME_MAX + 8];
-    /* every rank makes the folders (a node may not share them), then all agree */
-    int64_t high = 0;
+    *high = 0;
     wf_status st = outputs(w, a, rel, &err);
-    if (!st && w->rank == 0) st = check_spec(w, a->spec, &high, &err);
+    if (!st && w->rank == 0) st = check_spec(w, a->spec, high, &err);
     int ok = st == WF_OK, all = 0;
     MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    if (!all) {
-        if (w->rank == 0) {
-            fprintf(stderr, "wanfarm worker: job %s refused: %s\n", a->job_id,
-                    ok ? "another rank could not make its output folders" : err.msg);
-            send_failure(&j, ok, ok ? "another rank could not make its output folders" : err.msg);
-        }
-        return FJ_FAILED;
+    if (!all && w->rank == 0) {
+        const char *why = ok ? "another rank could not make its output folders" : err.msg;
+        fprintf(stderr, "wanfarm worker: job %s refused: %s\n", a->job_id, why);
+        send_failure(j, ok, why);
     }
+    return all;
+}
+
+/* The job as generate runs it, on every rank: what became of it; *rc generate's exit code. */
+static fj_outcome run_generate(fj_job *j, char rel[2][FJ_NAME_MAX + 8], int *rc) {
+    const fj_world *w = j->w;
+    char mp4[FJ_PATH], h5[FJ_PATH] = "";
+    snprintf(mp4, sizeof mp4, "%s/%s", w->output_root, rel[0]);
+    if (rel[1][0]) snprintf(h5, sizeof h5, "%s/%s", w->output_root, rel[1]);
+    argv_b b = {.n = 0, .used = 0};
+    build_argv(j, mp4, h5, &b);
+    const unsigned parts = w->stage == WANFARM__STAGE__STAGE_HIGH
+                               ? PL_PART_TEXT | PL_PART_EXPERT0 | PL_PART_VAE
+                           : w->stage == WANFARM__STAGE__STAGE_LOW
+                               ? PL_PART_TEXT | PL_PART_EXPERT1 | PL_PART_VAE
+                               : 0;
+    gen_hooks hooks = {j, j->ck_name, hk_progress, hk_checkpoint, hk_cancelled, hk_failed, parts};
+    gen_farm_hooks = &hooks;
+    if (w->link) fl_hold(w->link, j->a->job_id, j->a->attempt);
+    gen_ckpt_clear_stop();
+    *rc = gen_main(b.n, b.v, true, w->rank, w->size);
+    gen_farm_hooks = NULL;
+    const bool cancelled = w->link && fl_cancelled(w->link);
+    fj_outcome out = FJ_DONE;
+    if (*rc == WF_EXIT_STOPPED)
+        out = gen_ckpt_signalled() ? FJ_STOPPED : cancelled ? FJ_CANCELLED : FJ_HANDED_ON;
+    else if (*rc != WF_EXIT_OK) out = FJ_FAILED;
+    if (out == FJ_HANDED_ON && !j->handing_off) out = FJ_STOPPED; /* cannot be: said as a stop */
+    gen_ckpt_clear_stop(); /* the program's own stop request; a signal's stays */
+    return out;
+}
+
+/* Rank 0: the verdict to the coordinator. */
+static void report(fj_job *j, fj_outcome out, int rc, char rel[2][FJ_NAME_MAX + 8], double t) {
+    const char *id = j->a->job_id;
+    switch (out) {
+    case FJ_DONE:
+        remove_checkpoints(j);
+        send_result(j, rel, FJ_DONE, t);
+        fprintf(stderr, "wanfarm worker: job %s done in %.1f s: %s%s%s\n", id, t, rel[0],
+                rel[1][0] ? ", " : "", rel[1]);
+        break;
+    case FJ_CANCELLED:
+        remove_checkpoints(j);
+        send_result(j, rel, FJ_CANCELLED, t);
+        fprintf(stderr, "wanfarm worker: job %s cancelled\n", id);
+        break;
+    case FJ_HANDED_ON: /* its checkpoint at the switch stays for the low-noise world */
+        send_result(j, rel, FJ_HANDED_ON, t);
+        fprintf(stderr, "wanfarm worker: job %s handed on after step %lld (%s)\n", id,
+                (long long)j->stop_after, j->ck_name);
+        break;
+    case FJ_STOPPED:
+        send_failure(j, true, "the world was stopped by a signal after a checkpoint: another "
+                     "world resumes the job");
+        break;
+    case FJ_FAILED: {
+        char detail[WF_ERR_MSG];
+        snprintf(detail, sizeof detail, "%s", j->failure[0] ? j->failure
+                 : rc == WF_EXIT_USAGE ? "the job's options were refused (the world's log says why)"
+                                       : "the work failed (the world's log says why)");
+        send_failure(j, rc != WF_EXIT_USAGE && !job_fault(detail), detail);
+        break;
+    }
+    }
+}
+
+fj_outcome fj_run(fj_world *w, const Wanfarm__Assignment *a) {
+    fj_job j = {.w = w, .a = a};
+    const double t0 = gen_now();
+    char rel[2][FJ_NAME_MAX + 8];
+    int64_t high = 0;
+    if (!prepare(&j, rel, &high)) return FJ_FAILED;
     if (w->stage == WANFARM__STAGE__STAGE_HIGH && high == 0) { /* nothing for the high expert */
-        j.stop_after = 0;
         send_result(&j, rel, FJ_HANDED_ON, 0);
         fprintf(stderr, "wanfarm worker: job %s has no high-noise step: handed on\n", a->job_id);
         return FJ_HANDED_ON;
     }
     const int64_t steps = a->spec->has_steps ? a->spec->steps : 50;
     if (w->stage == WANFARM__STAGE__STAGE_HIGH && high < steps) j.stop_after = high;
-    char mp4[FJ_PATH], h5[FJ_PATH] = "";
-    snprintf(mp4, sizeof mp4, "%s/%s", w->output_root, rel[0]);
-    if (rel[1][0]) snprintf(h5, sizeof h5, "%s/%s", w->output_root, rel[1]);
-    argv_b b = {.n = 0, .used = 0};
-    build_argv(&j, mp4, h5, &b);
-    const unsigned parts = w->stage == WANFARM__STAGE__STAGE_HIGH
-                               ? PL_PART_TEXT | PL_PART_EXPERT0 | PL_PART_VAE
-                           : w->stage == WANFARM__STAGE__STAGE_LOW
-                               ? PL_PART_TEXT | PL_PART_EXPERT1 | PL_PART_VAE
-                               : 0;
-    gen_hooks hooks = {&j, j.ck_name, hk_progress, hk_checkpoint, hk_cancelled, hk_failed, parts};
-    gen_farm_hooks = &hooks;
-    if (w->link) fl_hold(w->link, a->job_id, a->attempt);
-    gen_ckpt_clear_stop();
-    const int rc = gen_main(b.n, b.v, true, w->rank, w->size);
-    gen_farm_hooks = NULL;
-    const bool cancelled = w->link && fl_cancelled(w->link);
-    fj_outcome out = FJ_DONE;
-    if (rc == WF_EXIT_STOPPED)
-        out = gen_ckpt_signalled() ? FJ_STOPPED : cancelled ? FJ_CANCELLED : FJ_HANDED_ON;
-    else if (rc != WF_EXIT_OK) out = FJ_FAILED;
-    if (out == FJ_HANDED_ON && !j.handing_off) out = FJ_STOPPED; /* cannot be: said as a stop */
-    gen_ckpt_clear_stop(); /* the program's own stop request; a signal's stays */
+    int rc = 0;
+    const fj_outcome out = run_generate(&j, rel, &rc);
     if (w->rank != 0) return out;
-    const double t = gen_now() - t0;
-    switch (out) {
-    case FJ_DONE:
-        remove_checkpoints(&j);
-        send_result(&j, rel, FJ_DONE, t);
-        fprintf(stderr, "wanfarm worker: job %s done in %.1f s: %s%s%s\n", a->job_id, t, rel[0],
-                rel[1][0] ? ", " : "", rel[1]);
-        break;
-    case FJ_CANCELLED:
-        remove_checkpoints(&j);
-        send_result(&j, rel, FJ_CANCELLED, t);
-        fprintf(stderr, "wanfarm worker: job %s cancelled\n", a->job_id);
-        break;
-    case FJ_HANDED_ON: /* its checkpoint at the switch stays for the low-noise world */
-        send_result(&j, rel, FJ_HANDED_ON, t);
-        fprintf(stderr, "wanfarm worker: job %s handed on after step %lld (%s)\n", a->job_id,
-                (long long)j.stop_after, j.ck_name);
-        break;
-    case FJ_STOPPED:
-        send_failure(&j, true, "the world was stopped by a signal after a checkpoint: another "
-                     "world resumes the job");
-        break;
-    case FJ_FAILED: {
-        char detail[WF_ERR_MSG];
-        snprintf(detail, sizeof detail, "%s", j.failure[0] ? j.failure
-                 : rc == WF_EXIT_USAGE ? "the job's options were refused (the world's log says why)"
-                                       : "the work failed (the world's log says why)");
-        send_failure(&j, rc != WF_EXIT_USAGE && !job_fault(detail), detail);
-        break;
-    }
-    }
+    report(&j, out, rc, rel, gen_now() - t0);
     fl_hold(w->link, NULL, 0);
     return out;
 }
