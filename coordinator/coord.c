@@ -386,7 +386,10 @@ static int serve_loop(const sockets *sk, const curve *cv, cs_service *svc, cw_fa
             return 1;
         }
         if (n > 0 && sk->zap && (it[2].revents & ZMQ_POLLIN)) serve_zap(sk->zap, cv);
-        if (n > 0 && (it[0].revents & ZMQ_POLLIN)) serve_one(sk->router, svc);
+        if (n > 0 && (it[0].revents & ZMQ_POLLIN)) {
+            serve_one(sk->router, svc);
+            cw_dispatch(farm); /* a submit: an idle world takes it now */
+        }
         if (n > 0 && (it[1].revents & ZMQ_POLLIN)) serve_world(sk->workers, farm);
         if (mono_now() - last_tick >= tick_ms / 1000.0) {
             cw_tick(farm);

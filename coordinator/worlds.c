@@ -136,6 +136,7 @@ void cw_free(cw_farm *f) {
 }
 
 static bool declare_lost(cw_farm *f, cw_world *w, double silent);
+static void assign(cw_farm *f, cw_world *w);
 
 /* ---- the messages of a world ---- */
 
@@ -365,6 +366,12 @@ void cw_handle(cw_farm *f, const uint8_t *route, size_t rn, const void *msg, siz
     }
     default: break;
     }
+    /* a world that just became free (a result, a failure) gets its next job now, not at the
+     * next tick; w may be gone (a goodbye) */
+    if ((wm->body_case == WANFARM__WORKER_MESSAGE__BODY_RESULT ||
+         wm->body_case == WANFARM__WORKER_MESSAGE__BODY_FAILURE) &&
+        (w = cw_find(f, id)) && w->route_n && w->n_running == 0)
+        assign(f, w);
 out:
     wp_free(m);
 }
@@ -456,6 +463,13 @@ static void assign(cw_farm *f, cw_world *w) {
     js_job_free(&j);
 }
 
+void cw_dispatch(cw_farm *f) {
+    for (int k = 0; k < f->n; k++) {
+        cw_world *w = &f->worlds[k];
+        if (w->route_n && w->n_running == 0) assign(f, w); /* one job per world for now */
+    }
+}
+
 void cw_tick(cw_farm *f) {
     const double now = live_now(f), limit = f->heartbeat * f->liveness;
     for (int k = 0; k < f->n;) {
@@ -464,8 +478,5 @@ void cw_tick(cw_farm *f) {
             continue; /* the last world moved into k */
         k++;
     }
-    for (int k = 0; k < f->n; k++) {
-        cw_world *w = &f->worlds[k];
-        if (w->route_n && w->n_running == 0) assign(f, w); /* one job per world for now */
-    }
+    cw_dispatch(f);
 }

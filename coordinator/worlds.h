@@ -99,6 +99,10 @@ void cw_free(cw_farm *f);
 void cw_handle(cw_farm *f, const uint8_t *route, size_t route_n, const void *msg, size_t n);
 /* Liveness, then assignments (call it a few times a heartbeat). */
 void cw_tick(cw_farm *f);
+/* Assignments only: every idle world gets the next job of its model and stages (call it after
+ * a client's request, which may have queued one; a world that becomes idle gets its next job at
+ * once in cw_handle). */
+void cw_dispatch(cw_farm *f);
 
 /* The world of that id, or NULL. */
 cw_world *cw_find(cw_farm *f, const char *id);

@@ -1,7 +1,8 @@
 /* test_worlds.c: the coordinator's side of the worker worlds (coordinator/worlds.h), without
  * sockets, on a clock the test moves.
  *   - hello: a Welcome with the farm's beat and liveness; a world of a model not served: refused;
- *   - assignment: the queued job of the world's model, one at a time, the spec with its seed;
+ *   - assignment: the queued job of the world's model, one at a time, the spec with its seed; a
+ *     world that becomes free gets its next job at once;
  *   - progress into the store (and an event); a stale attempt's progress answered with a
  *     CancelJob; a client's cancel reaches the world (heartbeat), its cancelled result is taken;
  *   - results: done with outputs, acknowledged; again (a resend): acknowledged, nothing changes;
@@ -203,12 +204,17 @@ static void test_progress_cancel(cw_farm *f, const char *j1) {
     TU_CHECK(sent("ra", WANFARM__COORD_MESSAGE__BODY_ACK), "and acknowledged");
 }
 
+/* a world that becomes free gets its next job at once, not at the next tick */
+static void test_next_at_once(const char *j2) {
+    Wanfarm__CoordMessage *m = sent("ra", WANFARM__COORD_MESSAGE__BODY_ASSIGN);
+    TU_CHECK(m && !strcmp(m->assign->job_id, j2), "the next job with the result's Ack");
+}
+
 static void test_results(cw_farm *f, const char *j2) {
     clear_sent();
     g_now += 0.1;
     cw_tick(f);
-    Wanfarm__CoordMessage *m = sent("ra", WANFARM__COORD_MESSAGE__BODY_ASSIGN);
-    TU_CHECK(m && !strcmp(m->assign->job_id, j2), "the next job once the world is free");
+    TU_CHECK(!sent("ra", WANFARM__COORD_MESSAGE__BODY_ASSIGN), "a busy world gets no second job");
     result(f, "ra", "a", j2, 1, "../../etc/passwd", false);
     TU_CHECK(state_of(f, j2) == JS_RUNNING && !sent("ra", WANFARM__COORD_MESSAGE__BODY_ACK),
              "an output outside the root is not taken");
@@ -230,10 +236,12 @@ static void test_results(cw_farm *f, const char *j2) {
 static void test_failures(cw_farm *f) {
     char j3[JS_ID_LEN];
     add_job(f, "k3", "wan-a", j3);
-    for (int at = 1; at <= 2; at++) {
+    clear_sent();
+    cw_tick(f);
+    for (int at = 1; at <= 2; at++) { /* the retry comes with the failure's Ack */
+        Wanfarm__CoordMessage *m = sent("ra", WANFARM__COORD_MESSAGE__BODY_ASSIGN);
+        TU_CHECK(m && (int)m->assign->attempt == at, "attempt %d assigned", at);
         clear_sent();
-        cw_tick(f);
-        TU_CHECK(sent("ra", WANFARM__COORD_MESSAGE__BODY_ASSIGN), "attempt %d assigned", at);
         failure(f, "ra", "a", j3, at, false);
         TU_CHECK(sent("ra", WANFARM__COORD_MESSAGE__BODY_ACK), "failure %d acknowledged", at);
     }
@@ -420,6 +428,7 @@ int main(void) {
     char j1[JS_ID_LEN], j2[JS_ID_LEN];
     test_hello_assign(&f, j1, j2);
     test_progress_cancel(&f, j1);
+    test_next_at_once(j2);
     test_results(&f, j2);
     test_failures(&f);
     test_lost(&f);
