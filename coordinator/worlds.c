@@ -162,6 +162,15 @@ static void on_hello(cw_farm *f, const uint8_t *route, size_t rn, const char *id
         return;
     }
     cw_world *w = cw_find(f, id);
+    if (w && w->route_n && (w->route_n != rn || memcmp(w->route, route, rn)) &&
+        live_now(f) - w->last_seen <= f->heartbeat * f->liveness) {
+        /* another live connection holds this id (a world reconnecting keeps its routing id) */
+        snprintf(why, sizeof why, "world id '%.63s' is held by a live world (pid %d on %.64s): "
+                 "choose another --world-id, or wait %.0f s for that one to be declared lost",
+                 id, w->pid, w->host, f->heartbeat * f->liveness);
+        send_error(f, route, rn, WANFARM__ERROR_CATEGORY__ERR_DUPLICATE, why);
+        return;
+    }
     const bool back = w != NULL;
     if (!w && !(w = add_world(f, id))) {
         send_error(f, route, rn, WANFARM__ERROR_CATEGORY__ERR_BUSY, "too many worlds");

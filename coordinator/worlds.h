@@ -6,7 +6,8 @@
  * What it is:
  *   - Hello registers a world (its id, ranks, devices, model name, stage) and is answered with a
  *     Welcome (how often to beat, how many beats may be missed). A world of a model this farm does
- *     not serve is refused (ERR_INVALID). Any other message from a world this coordinator does
+ *     not serve is refused (ERR_INVALID), and so is an id that another live connection holds
+ *     (ERR_DUPLICATE, until that one is declared lost). Any other message from a world this coordinator does
  *     not know (it restarted) is answered ERR_NOT_FOUND: the world says Hello again and carries on
  *     with its job, whose attempt the store still holds.
  *   - cw_tick: a world silent for more than heartbeat x liveness seconds is declared lost and its

@@ -20,8 +20,9 @@
 #   7. a disk that fills up after the first checkpoint (LD_PRELOAD: write fails with ENOSPC):
 #      the job fails as an infrastructure fault, the previous checkpoint survives, a healthy
 #      world resumes from it: identical output, no temporary or partial file anywhere;
-#   8. a world of a model the farm does not serve is refused (exit 1, the reason), and a world
-#      whose coordinator does not answer gives up within --connect-timeout (exit 1);
+#   8. a world of a model the farm does not serve is refused (exit 1, the reason), so is one
+#      whose id a live world holds, and a world whose coordinator does not answer gives up
+#      within --connect-timeout (exit 1);
 #   9. stage worlds: a high-noise one (only transformer/ loaded) runs each job to the switch and
 #      hands it on through its checkpoint to a low-noise one (only transformer_2/): the outputs
 #      equal the single run's, two attempts each, nothing charged.
@@ -317,6 +318,12 @@ t0=$(date +%s)
 rc=$?
 [ $rc -eq 1 ] && grep -q "no coordinator answered" "$TMP/none.err" && [ $(($(date +%s) - t0)) -le 4 ] ||
     fail "no coordinator: exit $rc, $(cat "$TMP/none.err")"
+
+"$WF" worker --coordinator "$WEP" --model "$TMP/model" --model-name tiny --output-root "$TMP/out" \
+    --checkpoint-root "$TMP/ck" --world-id healthy --connect-timeout 2 >/dev/null 2>"$TMP/dupid.err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "another live world holds this world id" "$TMP/dupid.err" ||
+    fail "a second world with a live world's id: exit $rc, $(cat "$TMP/dupid.err")"
 
 # ---- 9. stage worlds: the high-noise expert on one, the low-noise one on another ----
 kill -TERM $(pgrep -f -- "--world-id healthy ") 2>/dev/null

@@ -403,12 +403,21 @@ static void test_hostile(cw_farm *f) {
     /* a world's id from another connection */
     clear_sent();
     hello(f, "r1", "dup", "wan-a");
+    hello(f, "r2", "dup", "wan-a");
+    m = sent("r2", WANFARM__COORD_MESSAGE__BODY_ERROR);
+    TU_CHECK(m && m->error->category == WANFARM__ERROR_CATEGORY__ERR_DUPLICATE &&
+                 strstr(m->error->message, "held by a live world"),
+             "a hello for an id a live world holds is refused");
     beat(f, "r2", "dup", NULL);
     m = sent("r2", WANFARM__COORD_MESSAGE__BODY_ERROR);
     TU_CHECK(m && m->error->category == WANFARM__ERROR_CATEGORY__ERR_NOT_FOUND,
              "a world's id from another route must say hello");
     beat(f, "r1", "dup", NULL);
     TU_CHECK(!sent("r1", WANFARM__COORD_MESSAGE__BODY_ERROR), "the world itself is served");
+    g_now += 2.0; /* the holder falls silent: then the id is free for another connection */
+    clear_sent();
+    hello(f, "r2", "dup", "wan-a");
+    TU_CHECK(sent("r2", WANFARM__COORD_MESSAGE__BODY_WELCOME), "a silent world's id is taken over");
 }
 
 int main(void) {

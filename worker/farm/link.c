@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <zmq.h>
 
@@ -37,7 +38,7 @@ struct fl_link {
     /* under mu */
     double heartbeat;
     int liveness;
-    bool welcomed, stop, started;
+    bool welcomed, stop, started, said_duplicate;
     char refused[WF_ERR_MSG];
     fl_bytes outbox[FL_MAX_OUTBOX];
     int n_out;
@@ -147,6 +148,9 @@ static void on_message(fl_link *l, const uint8_t *b, size_t n) {
                 log_line(l, "the coordinator does not know this world (it restarted?): hello again");
                 send_hello(l);
             }
+        } else if (!l->welcomed && m->error->category == WANFARM__ERROR_CATEGORY__ERR_DUPLICATE) {
+            if (!l->said_duplicate) log_line(l, m->error->message); /* hello again each second */
+            l->said_duplicate = true;
         } else if (!l->welcomed) {
             snprintf(l->refused, sizeof l->refused, "%s", m->error->message);
             pthread_cond_broadcast(&l->cv);
@@ -314,6 +318,12 @@ wf_status fl_open(fl_link **out, const fl_config *c, wf_err *err) {
     zmq_setsockopt(l->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(l->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
     zmq_setsockopt(l->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+    /* a routing id of its own, kept across reconnections: the coordinator sees one world */
+    char rid[128];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    snprintf(rid, sizeof rid, "%s#%ld.%ld", l->world, (long)getpid(), (long)now.tv_nsec);
+    zmq_setsockopt(l->sock, ZMQ_ROUTING_ID, rid, strlen(rid));
     if ((st = set_curve(l->sock, c, err))) goto fail;
     if (zmq_connect(l->sock, c->endpoint) != 0) {
         st = wf_fail(err, WF_EINVAL, "--coordinator %s: %s", c->endpoint,
@@ -336,7 +346,9 @@ wf_status fl_open(fl_link **out, const fl_config *c, wf_err *err) {
     }
     const bool ok = l->welcomed;
     char refused[WF_ERR_MSG];
-    snprintf(refused, sizeof refused, "%s", l->refused);
+    snprintf(refused, sizeof refused, "%s", l->said_duplicate && !l->refused[0]
+                 ? "another live world holds this world id: choose another --world-id"
+                 : l->refused);
     pthread_mutex_unlock(&l->mu);
     if (!ok) {
         st = refused[0] ? wf_fail(err, WF_EINVAL, "the coordinator at %s refused this world: %s",

@@ -4,8 +4,9 @@
  * ROUTER (worlds.h is the other end), so that the world keeps beating while its main thread is
  * inside a step, a decode or an MPI collective:
  *   - it says Hello (again whenever the coordinator answers that it does not know the world: a
- *     coordinator restarted), takes the Welcome's heartbeat period and beats with the jobs in
- *     hand (running, or finished with a Result not yet acknowledged);
+ *     coordinator restarted; and each second while another live world holds its id), takes the
+ *     Welcome's heartbeat period and beats with the jobs in hand (running, or finished with a
+ *     Result not yet acknowledged); its routing id is its own and survives reconnections;
  *   - Assignments wait in a queue for fl_next; a CancelJob for the job in hand sets the flag
  *     fl_cancelled reads; a Shutdown ends fl_next;
  *   - fl_send sends a message once (progress); fl_send_reliable keeps a Result or Failure and
