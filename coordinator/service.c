@@ -314,6 +314,20 @@ static wf_status on_list(cs_service *svc, const Wanfarm__ClientRequest *q, uint8
     return st;
 }
 
+static wf_status on_worlds(cs_service *svc, const Wanfarm__ClientRequest *q, uint8_t **out,
+                           size_t *n, wf_err *err) {
+    Wanfarm__WorldList wl = WANFARM__WORLD_LIST__INIT;
+    wf_err e;
+    if (svc->list_worlds && svc->list_worlds(svc->worlds_ctx, &wl, &e))
+        return reply_error(q->request_id, WANFARM__ERROR_CATEGORY__ERR_INTERNAL, e.msg, out, n, err);
+    Wanfarm__ClientReply r = WANFARM__CLIENT_REPLY__INIT;
+    r.version = WP_VERSION, r.request_id = q->request_id;
+    r.body_case = WANFARM__CLIENT_REPLY__BODY_WORLDS, r.worlds = &wl;
+    wf_status st = wp_encode(&r.base, out, n, err);
+    if (svc->list_worlds && svc->free_worlds) svc->free_worlds(&wl);
+    return st;
+}
+
 wf_status cs_handle(cs_service *svc, const void *req, size_t req_n, uint8_t **reply, size_t *n,
                     wf_err *err) {
     *reply = NULL;
@@ -352,6 +366,7 @@ wf_status cs_handle(cs_service *svc, const void *req, size_t req_n, uint8_t **re
         st = wp_encode(&r.base, reply, n, err);
         break;
     }
+    case WANFARM__CLIENT_REQUEST__BODY_WORLDS: st = on_worlds(svc, q, reply, n, err); break;
     default:
         st = reply_error(q->request_id, WANFARM__ERROR_CATEGORY__ERR_INVALID, "an unknown request",
                          reply, n, err);

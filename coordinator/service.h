@@ -13,7 +13,7 @@
  *     store before the reply is made; a retried key gives the same job (existing true), a key
  *     reused for another spec ERR_DUPLICATE, as is an output name another job holds;
  *   - status, cancel: the job (ERR_NOT_FOUND when there is none); list: the jobs of a state;
- *   - watch: where the events are published.
+ *   - watch: where the events are published; worlds: the worker worlds the coordinator knows.
  * Every state change made here (a job queued, a job cancelled) is published as an Event
  * (StateChange) through svc->publish, after its transaction committed.
  * The model-specific limits (the rotary table's size, the VAE's factors) are the worker's to
@@ -46,6 +46,10 @@ typedef struct cs_service {
     /* an Event to publish (topic: the job id); NULL: none */
     void (*publish)(void *ctx, const char *job_id, const uint8_t *event, size_t n);
     void *publish_ctx;
+    /* the worker worlds, for a Worlds request (NULL: an empty list): fill *wl, then free it */
+    wf_status (*list_worlds)(void *ctx, Wanfarm__WorldList *wl, wf_err *err);
+    void (*free_worlds)(Wanfarm__WorldList *wl);
+    void *worlds_ctx;
 } cs_service;
 
 /* The reply to one request (see the head of this file): *reply malloc'd, *n bytes. WF_OK

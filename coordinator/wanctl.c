@@ -1,4 +1,5 @@
-/* wanctl.c: the farm's client: submit, status, list and cancel jobs at a wanfarm-coord.
+/* wanctl.c: the farm's client: submit, status, list, watch, cancel and fetch jobs at a
+ * wanfarm-coord, and list its worker worlds.
  *
  * Usage: wanctl [--coordinator EP] [--timeout S] [--json]
  *               [--curve-server-key FILE --curve-key FILE] VERB ...
@@ -19,6 +20,8 @@
  *          seconds have passed (exit 1)
  *   result JOB [--root DIR]: a done job's output files, one per line (under DIR, the farm's
  *          output root, when given); exit 1 with its state and reasons when it is not done
+ *   worlds: the worker worlds the coordinator knows: id, ranks, host, pid, model, stage, the
+ *          seconds since its last message, its jobs
  * With CurveZMQ on at the coordinator, --curve-server-key names its public key file and
  * --curve-key this client's secret key file (wanfarm-coord --keygen makes both; the client's
  * public key must be in the coordinator's --curve-clients folder, else no reply comes).
@@ -75,6 +78,7 @@ static void help(void) {
            "  status JOB | cancel JOB | list [--state STATE] [--limit N]\n"
            "  watch JOB [JOB ...] [--for S]     state changes and a progress bar per job\n"
            "  result JOB [--root DIR]           a done job's output files\n"
+           "  worlds                            the worker worlds: ranks, host, model, jobs\n"
            "exit codes: 0 done, 1 unreachable or failed or not found, 2 bad command line or "
            "refused\n");
 }
@@ -590,6 +594,55 @@ static int do_watch(const ctl *c, int argc, char **argv) {
     return rc;
 }
 
+/* worlds: the worker worlds the coordinator knows, one per line (JSON: one object each). */
+static int do_worlds(const ctl *c, int argc, char **argv) {
+    (void)argv;
+    if (argc) return usage("worlds takes no argument");
+    Wanfarm__Worlds wq = WANFARM__WORLDS__INIT;
+    Wanfarm__ClientRequest q = WANFARM__CLIENT_REQUEST__INIT;
+    q.version = WP_VERSION, q.request_id = "worlds";
+    q.body_case = WANFARM__CLIENT_REQUEST__BODY_WORLDS, q.worlds = &wq;
+    int rc;
+    Wanfarm__ClientReply *r = call(c, &q, &rc);
+    if (!r) return rc;
+    if (r->body_case != WANFARM__CLIENT_REPLY__BODY_WORLDS) {
+        rc = outcome(c, r);
+        wp_free(&r->base);
+        return rc ? rc : 1;
+    }
+    static const char *const stage[4] = {"?", "all", "high", "low"};
+    for (size_t k = 0; k < r->worlds->n_worlds; k++) {
+        const Wanfarm__WorldInfo *w = r->worlds->worlds[k];
+        const char *st = w->has_stage && w->stage >= 1 && w->stage <= 3 ? stage[w->stage] : "?";
+        if (c->json) {
+            json_t *o = json_object(), *jobs = json_array();
+            for (size_t i = 0; i < w->n_running; i++) json_array_append_new(jobs, json_string(w->running[i]));
+            json_object_set_new(o, "world", json_string(w->world_id));
+            json_object_set_new(o, "ranks", json_integer(w->ranks));
+            if (w->host) json_object_set_new(o, "host", json_string(w->host));
+            if (w->has_pid) json_object_set_new(o, "pid", json_integer(w->pid));
+            if (w->model) json_object_set_new(o, "model", json_string(w->model));
+            json_object_set_new(o, "stage", json_string(st));
+            json_object_set_new(o, "running", jobs);
+            json_object_set_new(o, "silent_seconds", json_real(w->silent_seconds));
+            json_object_set_new(o, "planned", json_boolean(w->has_planned && w->planned));
+            char *txt = json_dumps(o, JSON_COMPACT);
+            if (txt) printf("%s\n", txt);
+            free(txt);
+            json_decref(o);
+            continue;
+        }
+        printf("%-24s %3u rank%s  %-12s pid %-7d model %-12s stage %-4s  silent %5.1f s  %s",
+               w->world_id, w->ranks, w->ranks == 1 ? " " : "s", w->host ? w->host : "(not back)",
+               w->has_pid ? w->pid : 0, w->model ? w->model : "?", st, w->silent_seconds,
+               w->n_running ? "running" : "idle");
+        for (size_t i = 0; i < w->n_running; i++) printf(" %s", w->running[i]);
+        printf("\n");
+    }
+    wp_free(&r->base);
+    return 0;
+}
+
 /* result JOB [--root DIR]: a done job's outputs, one per line (under DIR when given); exit 0
  * when it is done, 1 otherwise (its state and reasons on stderr). */
 static int do_result(const ctl *c, int argc, char **argv) {
@@ -680,12 +733,13 @@ int main(int argc, char **argv) {
     }
     if (c.curve && c.curve != 3)
         return usage("--curve-server-key and --curve-key go together");
-    if (i == argc) return usage("no verb (submit, status, list, cancel, watch, result)");
+    if (i == argc) return usage("no verb (submit, status, list, cancel, watch, result, worlds)");
     const char *verb = argv[i++];
     if (!strcmp(verb, "submit")) return do_submit(&c, argc - i, argv + i);
     if (!strcmp(verb, "status") || !strcmp(verb, "cancel") || !strcmp(verb, "list"))
         return do_simple(&c, verb, argc - i, argv + i);
     if (!strcmp(verb, "watch")) return do_watch(&c, argc - i, argv + i);
     if (!strcmp(verb, "result")) return do_result(&c, argc - i, argv + i);
-    return usage("unknown verb (submit, status, list, cancel, watch, result)");
+    if (!strcmp(verb, "worlds")) return do_worlds(&c, argc - i, argv + i);
+    return usage("unknown verb (submit, status, list, cancel, watch, result, worlds)");
 }

@@ -489,3 +489,45 @@ void cw_tick(cw_farm *f) {
     }
     cw_dispatch(f);
 }
+
+/* ---- the list for clients ---- */
+
+wf_status cw_list(void *farm, Wanfarm__WorldList *wl, wf_err *err) {
+    cw_farm *f = farm;
+    wanfarm__world_list__init(wl);
+    if (!f->n) return WF_OK;
+    Wanfarm__WorldInfo *infos = calloc((size_t)f->n, sizeof *infos);
+    Wanfarm__WorldInfo **ptrs = calloc((size_t)f->n, sizeof *ptrs);
+    char **ids = calloc((size_t)f->n * CW_MAX_RUNNING, sizeof *ids);
+    if (!infos || !ptrs || !ids) {
+        free(infos), free(ptrs), free(ids);
+        return wf_fail(err, WF_ENOMEM, "out of memory listing the worlds");
+    }
+    const double now = live_now(f);
+    for (int k = 0; k < f->n; k++) {
+        cw_world *w = &f->worlds[k];
+        Wanfarm__WorldInfo *i = &infos[k];
+        wanfarm__world_info__init(i);
+        i->world_id = w->id, i->ranks = (uint32_t)(w->ranks > 0 ? w->ranks : 0);
+        if (w->route_n) { /* heard since this coordinator started */
+            i->host = w->host, i->model = w->model;
+            i->has_pid = 1, i->pid = w->pid;
+            i->has_stage = 1, i->stage = (Wanfarm__Stage)w->stage;
+            i->has_planned = 1, i->planned = w->has_plan;
+        }
+        i->has_silent_seconds = 1, i->silent_seconds = now - w->last_seen;
+        i->running = ids + (size_t)k * CW_MAX_RUNNING, i->n_running = (size_t)w->n_running;
+        for (int r = 0; r < w->n_running; r++) i->running[r] = w->running[r].job;
+        ptrs[k] = i;
+    }
+    wl->n_worlds = (size_t)f->n, wl->worlds = ptrs;
+    return WF_OK;
+}
+
+void cw_list_free(Wanfarm__WorldList *wl) {
+    if (!wl->n_worlds) return;
+    free(wl->worlds[0]->running); /* one block each, from cw_list */
+    free(wl->worlds[0]);
+    free(wl->worlds);
+    wl->worlds = NULL, wl->n_worlds = 0;
+}

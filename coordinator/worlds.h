@@ -105,6 +105,10 @@ void cw_tick(cw_farm *f);
  * once in cw_handle). */
 void cw_dispatch(cw_farm *f);
 
+/* The worlds as a WorldList (cs_service.list_worlds; ctx: the farm), freed by cw_list_free. */
+wf_status cw_list(void *farm, Wanfarm__WorldList *wl, wf_err *err);
+void cw_list_free(Wanfarm__WorldList *wl);
+
 /* The world of that id, or NULL. */
 cw_world *cw_find(cw_farm *f, const char *id);
 

@@ -156,6 +156,9 @@ client 2 >"$TMP/c2.out" 2>&1 &
 p2=$!
 wait $p1 $p2
 grep -q failed "$TMP/c1.out" "$TMP/c2.out" && fail "a submit failed: $(cat "$TMP/c1.out" "$TMP/c2.out")"
+ctl worlds >"$TMP/worlds.out"
+grep -q "^w1 .* 1 rank " "$TMP/worlds.out" && grep -q "^w2 .* 2 ranks" "$TMP/worlds.out" ||
+    fail "wanctl worlds: $(cat "$TMP/worlds.out")"
 ctl watch $(cat "$TMP/c1.out" "$TMP/c2.out") --for 120 >"$TMP/watch1.out" 2>&1 || fail "the six jobs did not end well: $(tail -5 "$TMP/watch1.out")"
 worlds=""
 for c in 1 2; do

@@ -212,6 +212,20 @@ static void test_worker_messages(void) {
     sd.reason = "maintenance";
     c.body_case = WANFARM__COORD_MESSAGE__BODY_SHUTDOWN, c.shutdown = &sd;
     wp_free(round_trip(WP_COORD_MESSAGE, &c.base));
+    Wanfarm__WorldInfo wi = WANFARM__WORLD_INFO__INIT;
+    char *running[1] = {"j7"};
+    wi.world_id = "w1", wi.ranks = 4, wi.n_running = 1, wi.running = running;
+    wi.has_silent_seconds = 1, wi.silent_seconds = 0.25;
+    Wanfarm__WorldInfo *wis[1] = {&wi};
+    Wanfarm__WorldList wl = WANFARM__WORLD_LIST__INIT;
+    wl.n_worlds = 1, wl.worlds = wis;
+    Wanfarm__ClientReply wr = WANFARM__CLIENT_REPLY__INIT;
+    wr.version = WP_VERSION, wr.request_id = "w";
+    wr.body_case = WANFARM__CLIENT_REPLY__BODY_WORLDS, wr.worlds = &wl;
+    Wanfarm__ClientReply *dr = (Wanfarm__ClientReply *)round_trip(WP_CLIENT_REPLY, &wr.base);
+    TU_CHECK(dr && dr->worlds->n_worlds == 1 && dr->worlds->worlds[0]->ranks == 4 &&
+                 !strcmp(dr->worlds->worlds[0]->running[0], "j7"), "WorldList fields");
+    wp_free(dr ? &dr->base : NULL);
     Wanfarm__Goodbye bye = WANFARM__GOODBYE__INIT;
     bye.reason = "SIGTERM";
     w.body_case = WANFARM__WORKER_MESSAGE__BODY_GOODBYE, w.goodbye = &bye;

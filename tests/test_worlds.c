@@ -371,6 +371,31 @@ static void test_plan(cw_farm *f) {
     g_plan = NULL;
 }
 
+/* the list clients see */
+static void test_list(cw_farm *f) {
+    Wanfarm__WorldList wl;
+    wf_err e;
+    TU_CHECK(cw_list(f, &wl, &e) == WF_OK && wl.n_worlds == (size_t)f->n, "cw_list: %zu worlds",
+             wl.n_worlds);
+    bool found = false;
+    for (size_t k = 0; k < wl.n_worlds; k++) {
+        const Wanfarm__WorldInfo *w = wl.worlds[k];
+        if (strcmp(w->world_id, "p")) continue;
+        found = w->ranks == 2 && w->host && !strcmp(w->host, "node7") && w->planned &&
+                !strcmp(w->model, "wan-a") && w->n_running <= 1;
+    }
+    TU_CHECK(found, "world p is listed with its ranks, host, model and plan");
+    /* it encodes as a reply */
+    Wanfarm__ClientReply r = WANFARM__CLIENT_REPLY__INIT;
+    r.version = WP_VERSION, r.request_id = "w";
+    r.body_case = WANFARM__CLIENT_REPLY__BODY_WORLDS, r.worlds = &wl;
+    uint8_t *b = NULL;
+    size_t n = 0;
+    TU_CHECK(wp_encode(&r.base, &b, &n, &e) == WF_OK, "the list encodes: %s", e.msg);
+    free(b);
+    cw_list_free(&wl);
+}
+
 static void test_hostile(cw_farm *f) {
     clear_sent();
     const uint8_t junk[] = {0xff, 0x00, 0x13, 0x37, 0xde, 0xad};
@@ -443,6 +468,7 @@ int main(void) {
     test_lost(&f);
     test_restart(&f, svc.store);
     test_plan(&f);
+    test_list(&f);
     test_hostile(&f);
     clear_sent();
     cw_free(&f);
