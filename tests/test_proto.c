@@ -217,11 +217,11 @@ static void test_worker_messages(void) {
     wi.world_id = "w1", wi.ranks = 4, wi.n_running = 1, wi.running = running;
     wi.has_silent_seconds = 1, wi.silent_seconds = 0.25;
     Wanfarm__WorldInfo *wis[1] = {&wi};
-    Wanfarm__WorldList wl = WANFARM__WORLD_LIST__INIT;
-    wl.n_worlds = 1, wl.worlds = wis;
+    Wanfarm__WorldList wls = WANFARM__WORLD_LIST__INIT;
+    wls.n_worlds = 1, wls.worlds = wis;
     Wanfarm__ClientReply wr = WANFARM__CLIENT_REPLY__INIT;
     wr.version = WP_VERSION, wr.request_id = "w";
-    wr.body_case = WANFARM__CLIENT_REPLY__BODY_WORLDS, wr.worlds = &wl;
+    wr.body_case = WANFARM__CLIENT_REPLY__BODY_WORLDS, wr.worlds = &wls;
     Wanfarm__ClientReply *dr = (Wanfarm__ClientReply *)round_trip(WP_CLIENT_REPLY, &wr.base);
     TU_CHECK(dr && dr->worlds->n_worlds == 1 && dr->worlds->worlds[0]->ranks == 4 &&
                  !strcmp(dr->worlds->worlds[0]->running[0], "j7"), "WorldList fields");
