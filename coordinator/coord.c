@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,27 +201,39 @@ static int load_curve(const opts *o, curve *c) {
     return 0;
 }
 
+/* The frames of one message, its first `cap` kept in f (*nf of them), the rest read and dropped;
+ * *extra: there were more than cap. */
+static void recv_frames(void *router, zmq_msg_t *f, int cap, int *nf, bool *extra) {
+    int more = 1;
+    *nf = 0;
+    *extra = false;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (*nf < cap) {
+            zmq_msg_init(&f[*nf]);
+            zmq_msg_move(&f[(*nf)++], &m);
+        } else {
+            *extra = true;
+        }
+        zmq_msg_close(&m);
+    }
+}
+
 /* One ZAP request (RFC 27) on the REP socket: 200 for an authorised CURVE key, else 400. */
 static void serve_zap(void *zap, const curve *c) {
     zmq_msg_t f[7];
-    int nf = 0, more = 1;
-    while (more && nf < 7) {
-        zmq_msg_init(&f[nf]);
-        if (zmq_msg_recv(&f[nf], zap, 0) < 0) {
-            zmq_msg_close(&f[nf]);
-            break;
-        }
-        more = zmq_msg_more(&f[nf++]);
-    }
-    while (more) { /* a malformed request: drain it */
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, zap, 0) < 0) more = 0;
-        else more = zmq_msg_more(&m);
-        zmq_msg_close(&m);
-    }
+    int nf = 0;
+    bool extra; /* a malformed request: more frames than CURVE's seven (refused) */
+    recv_frames(zap, f, 7, &nf, &extra);
+    if (!nf) return; /* nothing after all: a REP socket must not answer */
     int ok = 0;
-    if (nf >= 7 && zmq_msg_size(&f[5]) == 5 && !memcmp(zmq_msg_data(&f[5]), "CURVE", 5) &&
+    if (nf == 7 && !extra && zmq_msg_size(&f[5]) == 5 && !memcmp(zmq_msg_data(&f[5]), "CURVE", 5) &&
         zmq_msg_size(&f[6]) == 32)
         for (int k = 0; k < c->n && !ok; k++) ok = !memcmp(zmq_msg_data(&f[6]), c->keys[k], 32);
     const char *id = "";
@@ -288,22 +301,10 @@ static void *open_socket(void *ctx, int type, const char *ep, const curve *c, ch
 
 /* One client message: its frames, the reply back the same way. */
 static void serve_one(void *router, cs_service *svc) {
-    zmq_msg_t f[3];
-    int nf = 0, more = 1;
-    while (more) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, router, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            break;
-        }
-        more = zmq_msg_more(&m);
-        if (nf < 3) { /* identity, [empty], payload; more frames: a foreign peer */
-            zmq_msg_init(&f[nf]);
-            zmq_msg_move(&f[nf++], &m);
-        }
-        zmq_msg_close(&m);
-    }
+    zmq_msg_t f[3]; /* identity, [empty], payload; more frames: a foreign peer */
+    int nf = 0;
+    bool extra;
+    recv_frames(router, f, 3, &nf, &extra);
     if (nf >= 2) {
         const zmq_msg_t *payload = &f[nf - 1];
         uint8_t *reply = NULL;
@@ -323,30 +324,16 @@ static void serve_one(void *router, cs_service *svc) {
     for (int k = 0; k < nf; k++) zmq_msg_close(&f[k]);
 }
 
-/* One world's message: [identity][payload] (a DEALER). */
+/* One world's message: [identity][payload] (a DEALER; more frames: a foreign peer, dropped). */
 static void serve_world(void *router, cw_farm *farm) {
     zmq_msg_t f[2];
-    int nf = 0, more = 1;
-    while (more) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, router, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            break;
-        }
-        more = zmq_msg_more(&m);
-        if (nf < 2) {
-            zmq_msg_init(&f[nf]);
-            zmq_msg_move(&f[nf++], &m);
-        } else if (nf == 2) { /* a foreign peer: three or more frames */
-            nf = 3;
-        }
-        zmq_msg_close(&m);
-    }
-    if (nf == 2)
+    int nf = 0;
+    bool extra;
+    recv_frames(router, f, 2, &nf, &extra);
+    if (nf == 2 && !extra)
         cw_handle(farm, zmq_msg_data(&f[0]), zmq_msg_size(&f[0]), zmq_msg_data(&f[1]),
                   zmq_msg_size(&f[1]));
-    for (int k = 0; k < (nf < 2 ? nf : 2); k++) zmq_msg_close(&f[k]);
+    for (int k = 0; k < nf; k++) zmq_msg_close(&f[k]);
 }
 
 /* farm.send: [identity][message] on the workers' ROUTER (a world gone: dropped) */

@@ -190,6 +190,18 @@ static int outcome(const ctl *c, const Wanfarm__ClientReply *r) {
     return 0;
 }
 
+/* A request whose reply must be of one kind: the reply, or NULL with *rc the exit code (an
+ * Error reply printed: its code, at least 1). */
+static Wanfarm__ClientReply *call_for(const ctl *c, const Wanfarm__ClientRequest *q, int body,
+                                      int *rc) {
+    Wanfarm__ClientReply *r = call(c, q, rc);
+    if (!r || (int)r->body_case == body) return r;
+    *rc = outcome(c, r);
+    if (!*rc) *rc = 1;
+    wp_free(&r->base);
+    return NULL;
+}
+
 /* one request, its outcome printed: the exit code */
 static int request(const ctl *c, const Wanfarm__ClientRequest *q) {
     int rc;
@@ -603,13 +615,8 @@ static int do_worlds(const ctl *c, int argc, char **argv) {
     q.version = WP_VERSION, q.request_id = "worlds";
     q.body_case = WANFARM__CLIENT_REQUEST__BODY_WORLDS, q.worlds = &wq;
     int rc;
-    Wanfarm__ClientReply *r = call(c, &q, &rc);
+    Wanfarm__ClientReply *r = call_for(c, &q, WANFARM__CLIENT_REPLY__BODY_WORLDS, &rc);
     if (!r) return rc;
-    if (r->body_case != WANFARM__CLIENT_REPLY__BODY_WORLDS) {
-        rc = outcome(c, r);
-        wp_free(&r->base);
-        return rc ? rc : 1;
-    }
     static const char *const stage[4] = {"?", "all", "high", "low"};
     for (size_t k = 0; k < r->worlds->n_worlds; k++) {
         const Wanfarm__WorldInfo *w = r->worlds->worlds[k];
@@ -659,13 +666,8 @@ static int do_result(const ctl *c, int argc, char **argv) {
     q.version = WP_VERSION, q.request_id = "result";
     q.body_case = WANFARM__CLIENT_REQUEST__BODY_STATUS, q.status = &st;
     int rc;
-    Wanfarm__ClientReply *r = call(c, &q, &rc);
+    Wanfarm__ClientReply *r = call_for(c, &q, WANFARM__CLIENT_REPLY__BODY_JOB, &rc);
     if (!r) return rc;
-    if (r->body_case != WANFARM__CLIENT_REPLY__BODY_JOB) {
-        rc = outcome(c, r);
-        wp_free(&r->base);
-        return rc ? rc : 1;
-    }
     const Wanfarm__JobInfo *j = r->job;
     rc = j->state == 3 ? 0 : 1;
     if (c->json) {
