@@ -165,25 +165,69 @@ static int check_out_dir(const char *opt, const char *path) {
 
 
 /* One process: pl_generate for each job. */
+/* A farm world's pipeline, kept from one job to the next (gen_hooks.keep): the same model,
+ * parts, device, precision and threads reuse it (on a GPU, the weights stay uploaded). */
+static struct {
+    pl_pipeline *p;
+    wk_backend *be;
+    char model[4096];
+    unsigned parts;
+    int device, device_index, precision;
+    int64_t threads;
+} g_kept;
+
+void gen_release_kept(void) {
+    pl_close(&g_kept.p);
+    wk_backend_destroy(&g_kept.be);
+    memset(&g_kept, 0, sizeof g_kept);
+}
+
+static bool kept_fits(const gen_opts *o, unsigned parts) {
+    return g_kept.p && !strcmp(g_kept.model, o->model) && g_kept.parts == parts &&
+           g_kept.device == o->device && g_kept.device_index == o->device_index &&
+           g_kept.precision == o->precision && g_kept.threads == o->threads;
+}
+
+/* The backend and the pipeline of a one-process run (the kept ones when they fit): WF_EXIT_OK,
+ * or the exit code after the message. */
+static int open_single(const gen_opts *o, wk_backend **be, pl_pipeline **p) {
+    wf_err err;
+    const bool keep = gen_farm_hooks && gen_farm_hooks->keep;
+    const unsigned parts = gen_farm_hooks && gen_farm_hooks->parts ? gen_farm_hooks->parts
+                                                                   : PL_PART_ALL;
+    if (keep && kept_fits(o, parts)) {
+        *be = g_kept.be, *p = g_kept.p;
+        return WF_EXIT_OK;
+    }
+    if (keep) gen_release_kept(); /* another model or device: the old one goes */
+    int rc = WF_EXIT_FAIL;
+    if (gen_backend_new(o, o->json, be, &rc, &err)) {
+        fprintf(stderr, PROG ": %s\n", err.msg);
+        return rc;
+    }
+    if (pl_open_parts(p, o->model, *be, (int)o->threads, parts, &err)) {
+        fprintf(stderr, PROG ": %s\n", err.msg);
+        wk_backend_destroy(be);
+        return WF_EXIT_FAIL;
+    }
+    if (keep && strlen(o->model) < sizeof g_kept.model) {
+        g_kept.p = *p, g_kept.be = *be, g_kept.parts = parts;
+        snprintf(g_kept.model, sizeof g_kept.model, "%s", o->model);
+        g_kept.device = o->device, g_kept.device_index = o->device_index;
+        g_kept.precision = o->precision, g_kept.threads = o->threads;
+    }
+    return WF_EXIT_OK;
+}
+
 static int run_single(gen_run *g, const pl_request *base, double t0) {
     const gen_opts *o = g->o;
     wf_err err;
     pl_pipeline *p = NULL;
     wk_backend *be = NULL;
     float *lat0 = NULL;
-    int rc = WF_EXIT_FAIL;
-    if (gen_backend_new(o, o->json, &be, &rc, &err)) {
-        fprintf(stderr, PROG ": %s\n", err.msg);
-        return rc;
-    }
+    int rc = open_single(o, &be, &p);
+    if (rc != WF_EXIT_OK) return rc;
     rc = WF_EXIT_FAIL;
-    const unsigned parts = gen_farm_hooks && gen_farm_hooks->parts ? gen_farm_hooks->parts
-                                                                   : PL_PART_ALL;
-    if (pl_open_parts(&p, o->model, be, (int)o->threads, parts, &err)) {
-        fprintf(stderr, PROG ": %s\n", err.msg);
-        wk_backend_destroy(&be);
-        return WF_EXIT_FAIL;
-    }
     wf_status st = pl_check_request(p, base, g->shape, &err);
     if (st) {
         fprintf(stderr, PROG ": %s\n", err.msg);
@@ -249,8 +293,12 @@ done:
     gen_job_end(g);
     g->lat0 = NULL;
     free(lat0);
-    pl_close(&p);
-    wk_backend_destroy(&be);
+    if (p != g_kept.p) { /* a kept pipeline stays for the next job */
+        pl_close(&p);
+        wk_backend_destroy(&be);
+    } else if (rc != WF_EXIT_OK && rc != WF_EXIT_STOPPED && rc != WF_EXIT_USAGE) {
+        gen_release_kept(); /* a failed job's device may be in any state: the next starts anew */
+    }
     return rc;
 }
 

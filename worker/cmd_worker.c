@@ -359,6 +359,7 @@ int cmd_worker(int argc, char **argv) {
     if (worst == WF_EXIT_OK) rc = serve(&w);
     else if (rc == WF_EXIT_OK) rc = worst; /* another rank could not start */
     fl_close(&w.link, 5.0);
+    gen_release_kept();
     pl_close(&w.shell);
     MPI_Finalize();
     return rc;

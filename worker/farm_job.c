@@ -355,7 +355,8 @@ static fj_outcome run_generate(fj_job *j, char rel[2][FJ_NAME_MAX + 8], int *rc)
                            : w->stage == WANFARM__STAGE__STAGE_LOW
                                ? PL_PART_TEXT | PL_PART_EXPERT1 | PL_PART_VAE
                                : 0;
-    gen_hooks hooks = {j, j->ck_name, hk_progress, hk_checkpoint, hk_cancelled, hk_failed, parts};
+    gen_hooks hooks = {j, j->ck_name, hk_progress, hk_checkpoint, hk_cancelled, hk_failed, parts,
+                       w->size == 1};
     gen_farm_hooks = &hooks;
     if (w->link) fl_hold(w->link, j->a->job_id, j->a->attempt);
     gen_ckpt_clear_stop();

@@ -128,8 +128,11 @@ typedef struct gen_hooks {
     bool (*cancelled)(void *ctx);
     void (*failed)(void *ctx, const char *msg);
     unsigned parts; /* the components a one-process run loads (PL_PART_*; 0: all) */
+    bool keep;      /* a one-process run keeps its backend and pipeline for the next job of the
+                     * same model and device (released by gen_release_kept) */
 } gen_hooks;
 extern const gen_hooks *gen_farm_hooks;
+void gen_release_kept(void);
 
 /* `wanfarm generate ARGS` on an initialised MPI (mpi) or none, as world rank `rank` of `size`:
  * its exit code. cmd_generate is MPI_Init, this, MPI_Finalize. */
