@@ -15,8 +15,8 @@
 #   5. SIGTERM to a 1-rank world and SIGUSR1 to a 2-rank one (through mpirun), mid-job: a
 #      checkpoint, exit 3, the job requeued at once (the reason says so), the next world
 #      resumes it: identical output;
-#   6. cancel of a running job reaches its world, which stops at the next step and takes the
-#      next job; no output is left for the cancelled one;
+#   6. cancel of a running job reaches its world (of 1 rank, and of 2), which stops at the next
+#      step and takes the next job; no output is left for the cancelled one;
 #   7. a disk that fills up after the first checkpoint (LD_PRELOAD: write fails with ENOSPC):
 #      the job fails as an infrastructure fault, the previous checkpoint survives, a healthy
 #      world resumes from it: identical output, no temporary or partial file anywhere;
@@ -262,6 +262,14 @@ start_world w2e 2
 wait_state "$e" done 60
 same "$e" "$TMP/ref/long-2.mp4"
 grep -q "resuming after step" "$TMP/w2e.err" || fail "w2e did not resume job $e"
+# a cancel on a world of 2 ranks: both stop, and the world serves the next job
+g2=$(ctl submit "${LONG[@]}" --key long-g2 --output cancel/g2.mp4)
+wait_step "$g2" 4 30
+ctl cancel "$g2" >/dev/null
+wait_state "$g2" cancelled 10
+h2=$(ctl submit --prompt "after a 2-rank cancel" "${SHORT[@]}" --seed 6 --key after-cancel-2)
+wait_state "$h2" done 30
+[ "$(field "$h2" world)" = w2e ] || fail "the 2-rank world did not go on after a cancel"
 kill -TERM $(pgrep -f -- "^mpirun.*--world-id w2e ") 2>/dev/null
 gone "--world-id w2e " 10 || fail "w2e did not stop"
 start_world w1b 1

@@ -368,6 +368,11 @@ static fj_outcome run_generate(fj_job *j, char rel[2][FJ_NAME_MAX + 8], int *rc)
         out = gen_ckpt_signalled() ? FJ_STOPPED : cancelled ? FJ_CANCELLED : FJ_HANDED_ON;
     else if (*rc != WF_EXIT_OK) out = FJ_FAILED;
     if (out == FJ_HANDED_ON && !j->handing_off) out = FJ_STOPPED; /* cannot be: said as a stop */
+    /* Only rank 0 knows why an agreed stop came (a cancel and a stage's end are its link's); the
+     * others' guess differs, so every rank takes rank 0's verdict and the world stays in step. */
+    int verdict = (int)out;
+    MPI_Bcast(&verdict, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    out = (fj_outcome)verdict;
     gen_ckpt_clear_stop(); /* the program's own stop request; a signal's stays */
     return out;
 }
