@@ -25,7 +25,8 @@
 #      within --connect-timeout (exit 1);
 #   9. stage worlds: a high-noise one (only transformer/ loaded) runs each job to the switch and
 #      hands it on through its checkpoint to a low-noise one (only transformer_2/): the outputs
-#      equal the single run's, two attempts each, nothing charged.
+#      equal the single run's, two attempts each, nothing charged; the same with two 2-rank
+#      stage worlds against generate on 2 ranks.
 # Nothing is left running: every process this starts is killed on exit.
 set -u
 WF=$1
@@ -353,6 +354,16 @@ done
 [ "$(grep -c "handed on to a low-noise world on world hi" "$TMP/coord.err")" = 2 ] ||
     fail "world hi did not hand both jobs on: $(grep -c "handed on" "$TMP/coord.err")"
 grep -q "handed on after step" "$TMP/hi.err" || fail "hi's log does not say where it stopped"
+# the same with two 2-rank stage worlds (the layouts as generate's on 2 ranks: bit for bit)
+for name in hi lo; do kill -TERM $(pgrep -f -- "--world-id $name ") 2>/dev/null; done
+gone "--world-id hi " 10 && gone "--world-id lo " 10 || fail "the 1-rank stage worlds did not stop"
+start_world hi2 2 --stage high
+start_world lo2 2 --stage low
+s3=$(ctl submit "${LONG[@]}" --key stage-3 --output stage/3.mp4)
+wait_state "$s3" done 90
+same "$s3" "$TMP/ref/long-2.mp4"
+[ "$(field "$s3" world)" = lo2 ] && [ "$(field "$s3" attempts)" = 2 ] ||
+    fail "job $s3 on 2-rank stage worlds: world $(field "$s3" world), $(field "$s3" attempts) attempts"
 "$WF" worker --coordinator "$WEP" --model "$TMP/model" --output-root "$TMP/out" --checkpoint-root "$TMP/ck" \
     --stage middle >/dev/null 2>"$TMP/stage.err"
 [ $? -eq 2 ] && grep -q "all, high or low" "$TMP/stage.err" || fail "--stage middle: $(cat "$TMP/stage.err")"

@@ -54,8 +54,8 @@ static void help(void) {
            "  --stage all|high|low   all (default) runs every step; high loads only the\n"
            "                         high-noise expert and hands each job on at the switch (its\n"
            "                         checkpoint), low loads only the low-noise one and finishes\n"
-           "                         handed-on jobs: the two experts pipelined across worlds (one\n"
-           "                         process each, for now)\n"
+           "                         handed-on jobs: the two experts pipelined across worlds of\n"
+           "                         any size\n"
            "  --connect-timeout S    give up when no coordinator answers within S s (default 60)\n"
            "  --threads N, --device D, --precision P, --cost FILE, --mem-gb G: as for generate\n"
            "  --watchdog S           a rank that waits in one collective, or a job that reports\n"
@@ -344,12 +344,6 @@ int cmd_worker(int argc, char **argv) {
     gethostname(w.host, sizeof w.host - 1);
     fio_cleanup_install();
     gen_ckpt_signals(); /* SIGTERM, SIGUSR1: checkpoint, report, stop */
-    if (rc == WF_EXIT_OK && o.stage != WANFARM__STAGE__STAGE_ALL && size > 1) {
-        if (rank == 0)
-            fprintf(stderr, WPROG ": --stage high|low: a stage world is one process for now (this "
-                    "one has %d ranks); use --stage all, or start it without mpirun\n", size);
-        rc = WF_EXIT_USAGE;
-    }
     if (rc == WF_EXIT_OK && (writable_dir("--output-root", o.output_root, rank != 0) ||
                              writable_dir("--checkpoint-root", o.checkpoint_root, rank != 0)))
         rc = WF_EXIT_FAIL;

@@ -334,6 +334,9 @@ static bool prepare(fj_job *j, char rel[2][FJ_NAME_MAX + 8], int64_t *high) {
     if (!st && w->rank == 0) st = check_spec(w, a->spec, high, &err);
     int ok = st == WF_OK, all = 0;
     MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    int64_t h = *high; /* rank 0's count, for every rank (a stage world hands on or not as one) */
+    MPI_Bcast(&h, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+    *high = h;
     if (!all && w->rank == 0) {
         const char *why = ok ? "another rank could not make its output folders" : err.msg;
         fprintf(stderr, "wanfarm worker: job %s refused: %s\n", a->job_id, why);
@@ -419,8 +422,11 @@ fj_outcome fj_run(fj_world *w, const Wanfarm__Assignment *a) {
     int64_t high = 0;
     if (!prepare(&j, rel, &high)) return FJ_FAILED;
     if (w->stage == WANFARM__STAGE__STAGE_HIGH && high == 0) { /* nothing for the high expert */
-        send_result(&j, rel, FJ_HANDED_ON, 0);
-        fprintf(stderr, "wanfarm worker: job %s has no high-noise step: handed on\n", a->job_id);
+        if (w->rank == 0) {
+            send_result(&j, rel, FJ_HANDED_ON, 0);
+            fprintf(stderr, "wanfarm worker: job %s has no high-noise step: handed on\n",
+                    a->job_id);
+        }
         return FJ_HANDED_ON;
     }
     const int64_t steps = a->spec->has_steps ? a->spec->steps : 50;

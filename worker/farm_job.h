@@ -16,7 +16,7 @@
  *     once the job is done or cancelled;
  *   - the hooks (gen.h): each step and checkpoint reported to the coordinator, the cancel polled,
  *     a failure about to end the world reported before it does;
- *   - stage worlds (one process, one expert loaded): a high-noise world runs the steps before
+ *   - stage worlds (one expert loaded, on any number of ranks): a high-noise world runs the steps before
  *     the switch (counted by the planner as the pipeline picks the experts), checkpoints there
  *     and hands the job on (Result.handed_on, its step; the checkpoint stays); a low-noise world
  *     resumes such a job from that checkpoint and finishes it;
@@ -39,7 +39,7 @@ typedef struct fj_world {
     const char *model, *output_root, *checkpoint_root;
     const char *threads, *device, *precision, *watchdog, *cost, *mem_gb; /* or NULL */
     int rank, size;
-    int stage;              /* Wanfarm__Stage: all, or (one process) high or low only */
+    int stage;              /* Wanfarm__Stage: all, or high or low only */
     fl_link *link;          /* rank 0 */
     pl_pipeline *shell;     /* rank 0: the model's configs, for the spec's checks */
     char host[64];

@@ -127,7 +127,8 @@ typedef struct gen_hooks {
     void (*checkpoint)(void *ctx, int64_t step, const char *name);
     bool (*cancelled)(void *ctx);
     void (*failed)(void *ctx, const char *msg);
-    unsigned parts; /* the components a one-process run loads (PL_PART_*; 0: all) */
+    unsigned parts; /* the components a run loads (PL_PART_*; 0: all; under MPI its experts
+                     * only, where the layout loads them) */
     bool keep;      /* a one-process run keeps its backend and pipeline for the next job of the
                      * same model and device (released by gen_release_kept) */
 } gen_hooks;

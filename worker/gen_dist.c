@@ -173,7 +173,12 @@ static wf_status dist_work(gen_run *g, cm_comm *world, wk_backend *be, const ly_
     *rc = WF_EXIT_OK;
     wf_status st = cm_split(world, my_rep, g->rank, "worker world", &rep, err);
     if (st || !rep) goto out; /* !rep: an idle rank */
-    if ((st = pd_open(&d, rep, l, o->model, be, (int)gen_threads_per_rank(o), err))) goto out;
+    const unsigned experts = gen_farm_hooks && gen_farm_hooks->parts
+                                 ? gen_farm_hooks->parts & (PL_PART_EXPERT0 | PL_PART_EXPERT1)
+                                 : PL_PART_EXPERT0 | PL_PART_EXPERT1; /* a stage world: one */
+    if ((st = pd_open_experts(&d, rep, l, o->model, be, (int)gen_threads_per_rank(o), experts,
+                              err)))
+        goto out;
     g->writer = d->role.writer;
     g->replicas = R;
     g->replica = my_rep;

@@ -77,7 +77,15 @@ static wf_status agree_overlap(cm_comm *world, cm_comm *sp, wf_err *err) {
 
 wf_status pd_open(pd_world **out, cm_comm *world, const ly_layout *l, const char *root,
                   wk_backend *be, int nthreads, wf_err *err) {
+    return pd_open_experts(out, world, l, root, be, nthreads, PL_PART_EXPERT0 | PL_PART_EXPERT1,
+                           err);
+}
+
+wf_status pd_open_experts(pd_world **out, cm_comm *world, const ly_layout *l, const char *root,
+                          wk_backend *be, int nthreads, unsigned experts, wf_err *err) {
     *out = NULL;
+    if (!(experts & (PL_PART_EXPERT0 | PL_PART_EXPERT1)))
+        return wf_fail(err, WF_EINVAL, "pd_open_experts: no expert to load");
     if (ly_ranks(l) != world->size) {
         char f[128];
         ly_format(l, f, sizeof f);
@@ -111,7 +119,7 @@ wf_status pd_open(pd_world **out, cm_comm *world, const ly_layout *l, const char
                         err));
         WF_TRY(cm_split(world, r->group, me, "group latents", &d->group_x, err));
     }
-    d->parts = pd_parts(l, me);
+    d->parts = pd_parts(l, me) & (experts | ~(unsigned)(PL_PART_EXPERT0 | PL_PART_EXPERT1));
     WF_TRY(pl_open_parts(&d->p, root, be, nthreads, d->parts, err));
     WF_TRY(enable_device_comms(d, err));
     WF_TRY(agree_overlap(world, d->sp, err));
@@ -414,7 +422,9 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
         cm_watchdog_doing("request %lld, step %lld/%lld (%s)", (long long)j->index,
                           (long long)(i + 1), (long long)r->steps, e ? "transformer_2" : "transformer");
         if (!d->p->dit[e]) {
-            st = wf_fail(err, WF_EINVAL, "expert %d is not loaded on this rank (a layout bug)", e);
+            st = wf_fail(err, WF_EUNSUPPORTED, "%s is not loaded on this rank (a stage world of "
+                         "the other expert, or a layout bug): the request must start from a "
+                         "checkpoint past the switch", e ? "transformer_2" : "transformer");
             goto out;
         }
         st = job_step(d, j, &arena, i, e, err);
@@ -426,8 +436,6 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
         }
         cm_watchdog_step(now_s() - ts);
         if (r->expert_out && d->role.writer) r->expert_out[i] = e;
-        bool stop = false;
-        if ((st = step_end(d, j, i + 1, &stop, err))) goto out;
         double ops[WK_T_NCATS] = {0};
         if ((st = wk_timing_take(d->p->be, ops, err))) goto out;
         if ((st = cm_settle(d->sp, err))) goto out; /* overlapped exchanges' device time */
@@ -447,6 +455,9 @@ static wf_status job_steps(pd_world *d, job *j, int64_t i0, int64_t i1, wf_err *
             }
             r->progress(r->progress_ctx, &pr);
         }
+        /* after the report, as pl_generate: a stop its callback asks for counts at this step */
+        bool stop = false;
+        if ((st = step_end(d, j, i + 1, &stop, err))) goto out;
         if (stop) {
             st = wf_fail(err, WF_ESTOPPED, "request %lld stopped after step %lld of %lld on "
                          "request%s", (long long)j->index, (long long)(i + 1),

@@ -78,6 +78,11 @@ unsigned pd_parts(const ly_layout *l, int rank);
  * rules need the request: pd_check). */
 wf_status pd_open(pd_world **out, cm_comm *world, const ly_layout *l, const char *root,
                   wk_backend *be, int nthreads, wf_err *err);
+/* pd_open loading only the experts of `experts` (PL_PART_EXPERT0 and/or PL_PART_EXPERT1) where
+ * the layout would load them: a stage world of one expert, whose requests use only its steps
+ * (a step of the other expert is refused, WF_EUNSUPPORTED, naming it). */
+wf_status pd_open_experts(pd_world **out, cm_comm *world, const ly_layout *l, const char *root,
+                          wk_backend *be, int nthreads, unsigned experts, wf_err *err);
 void pd_close(pd_world **d);
 
 /* The layout rules for these requests (ly_check) plus pl_check_request for each; the same answer
