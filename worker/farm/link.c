@@ -48,6 +48,7 @@ struct fl_link {
     int n_in;
     char job[32];
     uint32_t attempt;
+    double next_beat; /* the next heartbeat (0: now) */
     struct {
         char job[32];
         uint32_t attempt;
@@ -58,7 +59,7 @@ struct fl_link {
     atomic_bool cancelled;
     /* the thread's own */
     uint64_t seq;
-    double next_beat, last_hello;
+    double last_hello;
     double wd_floor, wd_factor;
     void (*abort_world)(const char *why);
 };
@@ -235,7 +236,7 @@ static void *run(void *arg) {
         memcpy(out, l->outbox, (size_t)n_out * sizeof *out);
         l->n_out = 0;
         const bool welcomed = l->welcomed;
-        const double hb = l->heartbeat;
+        const double hb = l->heartbeat, next_beat = l->next_beat;
         pthread_mutex_unlock(&l->mu);
         if (stop) break;
         for (int k = 0; k < n_out; k++) {
@@ -244,9 +245,11 @@ static void *run(void *arg) {
         }
         const double now = now_s();
         if (!welcomed && now - l->last_hello > 1.0) send_hello(l);
-        if (welcomed && now >= l->next_beat) {
+        if (welcomed && now >= next_beat) {
             beat(l);
-            l->next_beat = now + hb;
+            pthread_mutex_lock(&l->mu);
+            if (l->next_beat == next_beat) l->next_beat = now + hb; /* unless asked again */
+            pthread_mutex_unlock(&l->mu);
         }
         if (watchdog(l, now)) break;
         zmq_pollitem_t it = {l->sock, 0, ZMQ_POLLIN, 0};
