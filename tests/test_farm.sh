@@ -26,7 +26,9 @@
 #   9. stage worlds: a high-noise one (only transformer/ loaded) runs each job to the switch and
 #      hands it on through its checkpoint to a low-noise one (only transformer_2/): the outputs
 #      equal the single run's, two attempts each, nothing charged; the same with two 2-rank
-#      stage worlds against generate on 2 ranks.
+#      stage worlds against generate on 2 ranks;
+#  10. CurveZMQ on: a world whose key is authorised is served (a job done), another never
+#      hears from the coordinator (exit 1 after --connect-timeout).
 # Nothing is left running: every process this starts is killed on exit.
 set -u
 WF=$1
@@ -371,5 +373,39 @@ same "$s3" "$TMP/ref/long-2.mp4"
 kill -TERM "$CPID"
 wait "$CPID"
 [ $? -eq 0 ] || fail "the coordinator did not stop cleanly"
+
+# ---- 10. CurveZMQ: an authorised world is served, another is not ----
+mkdir -p "$TMP/keys/allowed"
+for k in server good bad; do "$COORD" --keygen "$TMP/keys/$k" >/dev/null || fail "keygen $k"; done
+cp "$TMP/keys/good.key" "$TMP/keys/allowed/"
+rm -f "$TMP/ready"
+"$COORD" --store "$TMP/curve.db" --model tiny --clients 'tcp://127.0.0.1:*' --events 'tcp://127.0.0.1:*' \
+    --workers 'tcp://127.0.0.1:*' --curve-secret "$TMP/keys/server.secret" \
+    --curve-clients "$TMP/keys/allowed" --ready-file "$TMP/ready" 2>"$TMP/curve.err" &
+CPID=$!
+PIDS+=("$CPID")
+for i in $(seq 1 200); do [ -s "$TMP/ready" ] && break; sleep 0.05; done
+CEP=$(sed -n 1p "$TMP/ready")
+CWEP=$(sed -n 3p "$TMP/ready")
+curve() { echo --curve-server-key "$TMP/keys/server.key" --curve-key "$TMP/keys/$1.secret"; }
+# shellcheck disable=SC2046
+"$WF" worker --coordinator "$CWEP" --model "$TMP/model" --model-name tiny --output-root "$TMP/out" \
+    --checkpoint-root "$TMP/ck" --world-id curve-bad --connect-timeout 2 $(curve bad) \
+    >/dev/null 2>"$TMP/curve-bad.err"
+[ $? -eq 1 ] && grep -q "no coordinator answered" "$TMP/curve-bad.err" ||
+    fail "an unauthorised world was served: $(cat "$TMP/curve-bad.err")"
+# shellcheck disable=SC2046
+"$WF" worker --coordinator "$CWEP" --model "$TMP/model" --model-name tiny --output-root "$TMP/out" \
+    --checkpoint-root "$TMP/ck" --world-id curve-good --threads 1 $(curve good) 2>"$TMP/curve-good.err" &
+PIDS+=("$!")
+# shellcheck disable=SC2046
+cj=$("$CTL" --coordinator "$CEP" --timeout 5 $(curve good) submit --prompt "behind curve" "${SHORT[@]}" \
+    --seed 9 --key curve-1 --output curve/1.mp4)
+# shellcheck disable=SC2046
+"$CTL" --coordinator "$CEP" --timeout 5 $(curve good) watch "$cj" --for 60 >/dev/null ||
+    fail "the job behind CurveZMQ did not finish: $(tail -3 "$TMP/curve-good.err")"
+[ -s "$TMP/out/curve/1.mp4" ] || fail "no output from the CurveZMQ world"
+kill -TERM "$CPID"
+wait "$CPID" 2>/dev/null
 [ $fails -eq 0 ] && echo "test_farm.sh: OK" || { echo "test_farm.sh: $fails failure(s)"; tail -20 "$TMP/coord.err"; }
 [ $fails -eq 0 ]
