@@ -435,7 +435,8 @@ int main(int argc, char **argv) {
     svc.events = eep;
     svc.publish = publish;
     svc.publish_ctx = pub;
-    svc.list_worlds = cw_list, svc.free_worlds = cw_list_free, svc.worlds_ctx = &farm;
+    svc.list_worlds = cw_list, svc.free_worlds = cw_list_free, svc.drain_world = cw_drain;
+    svc.worlds_ctx = &farm;
     if (o.ready) {
         FILE *f = fopen(o.ready, "w");
         if (!f || fprintf(f, "%s\n%s\n%s\n", cep, eep, wep) < 0 || fclose(f) != 0) {

@@ -367,6 +367,16 @@ wf_status cs_handle(cs_service *svc, const void *req, size_t req_n, uint8_t **re
         break;
     }
     case WANFARM__CLIENT_REQUEST__BODY_WORLDS: st = on_worlds(svc, q, reply, n, err); break;
+    case WANFARM__CLIENT_REQUEST__BODY_DRAIN:
+        if (!svc->drain_world)
+            st = reply_error(q->request_id, WANFARM__ERROR_CATEGORY__ERR_INVALID,
+                             "this coordinator has no worker worlds", reply, n, err);
+        else if (svc->drain_world(svc->worlds_ctx, q->drain->world_id, q->drain->reason, &e))
+            st = reply_error(q->request_id, WANFARM__ERROR_CATEGORY__ERR_NOT_FOUND, e.msg, reply,
+                             n, err);
+        else
+            st = on_worlds(svc, q, reply, n, err);
+        break;
     default:
         st = reply_error(q->request_id, WANFARM__ERROR_CATEGORY__ERR_INVALID, "an unknown request",
                          reply, n, err);

@@ -13,7 +13,8 @@
  *     store before the reply is made; a retried key gives the same job (existing true), a key
  *     reused for another spec ERR_DUPLICATE, as is an output name another job holds;
  *   - status, cancel: the job (ERR_NOT_FOUND when there is none); list: the jobs of a state;
- *   - watch: where the events are published; worlds: the worker worlds the coordinator knows.
+ *   - watch: where the events are published; worlds: the worker worlds the coordinator knows;
+ *     drain: a world takes no new job and is shut down once free (the list is the reply).
  * Every state change made here (a job queued, a job cancelled) is published as an Event
  * (StateChange) through svc->publish, after its transaction committed.
  * The model-specific limits (the rotary table's size, the VAE's factors) are the worker's to
@@ -49,6 +50,8 @@ typedef struct cs_service {
     /* the worker worlds, for a Worlds request (NULL: an empty list): fill *wl, then free it */
     wf_status (*list_worlds)(void *ctx, Wanfarm__WorldList *wl, wf_err *err);
     void (*free_worlds)(Wanfarm__WorldList *wl);
+    /* a Drain request (NULL: refused); WF_EINVAL "no world ..." when there is none */
+    wf_status (*drain_world)(void *ctx, const char *world, const char *reason, wf_err *err);
     void *worlds_ctx;
 } cs_service;
 

@@ -22,6 +22,8 @@
  *          output root, when given); exit 1 with its state and reasons when it is not done
  *   worlds: the worker worlds the coordinator knows: id, ranks, host, pid, model, stage, the
  *          seconds since its last message, its jobs
+ *   drain WORLD [--reason TEXT]: the world takes no new job and is shut down once free (every
+ *          rank ends, exit 0); the worlds are printed as for `worlds`
  * With CurveZMQ on at the coordinator, --curve-server-key names its public key file and
  * --curve-key this client's secret key file (wanfarm-coord --keygen makes both; the client's
  * public key must be in the coordinator's --curve-clients folder, else no reply comes).
@@ -79,6 +81,7 @@ static void help(void) {
            "  watch JOB [JOB ...] [--for S]     state changes and a progress bar per job\n"
            "  result JOB [--root DIR]           a done job's output files\n"
            "  worlds                            the worker worlds: ranks, host, model, jobs\n"
+           "  drain WORLD [--reason TEXT]       no new job for it; it ends once free\n"
            "exit codes: 0 done, 1 unreachable or failed or not found, 2 bad command line or "
            "refused\n");
 }
@@ -607,13 +610,20 @@ static int do_watch(const ctl *c, int argc, char **argv) {
 }
 
 /* worlds: the worker worlds the coordinator knows, one per line (JSON: one object each). */
-static int do_worlds(const ctl *c, int argc, char **argv) {
-    (void)argv;
-    if (argc) return usage("worlds takes no argument");
+static int do_worlds(const ctl *c, const char *verb, int argc, char **argv) {
     Wanfarm__Worlds wq = WANFARM__WORLDS__INIT;
+    Wanfarm__Drain dq = WANFARM__DRAIN__INIT;
     Wanfarm__ClientRequest q = WANFARM__CLIENT_REQUEST__INIT;
-    q.version = WP_VERSION, q.request_id = "worlds";
-    q.body_case = WANFARM__CLIENT_REQUEST__BODY_WORLDS, q.worlds = &wq;
+    q.version = WP_VERSION, q.request_id = (char *)verb;
+    if (!strcmp(verb, "drain")) { /* drain WORLD [--reason TEXT] */
+        if (argc != 1 && !(argc == 3 && !strcmp(argv[1], "--reason")))
+            return usage("drain takes a world id (and --reason TEXT)");
+        dq.world_id = argv[0], dq.reason = argc == 3 ? argv[2] : NULL;
+        q.body_case = WANFARM__CLIENT_REQUEST__BODY_DRAIN, q.drain = &dq;
+    } else {
+        if (argc) return usage("worlds takes no argument");
+        q.body_case = WANFARM__CLIENT_REQUEST__BODY_WORLDS, q.worlds = &wq;
+    }
     int rc;
     Wanfarm__ClientReply *r = call_for(c, &q, WANFARM__CLIENT_REPLY__BODY_WORLDS, &rc);
     if (!r) return rc;
@@ -633,6 +643,7 @@ static int do_worlds(const ctl *c, int argc, char **argv) {
             json_object_set_new(o, "running", jobs);
             json_object_set_new(o, "silent_seconds", json_real(w->silent_seconds));
             json_object_set_new(o, "planned", json_boolean(w->has_planned && w->planned));
+            json_object_set_new(o, "draining", json_boolean(w->has_draining && w->draining));
             char *txt = json_dumps(o, JSON_COMPACT);
             if (txt) printf("%s\n", txt);
             free(txt);
@@ -642,7 +653,9 @@ static int do_worlds(const ctl *c, int argc, char **argv) {
         printf("%-24s %3u rank%s  %-12s pid %-7d model %-12s stage %-4s  silent %5.1f s  %s",
                w->world_id, w->ranks, w->ranks == 1 ? " " : "s", w->host ? w->host : "(not back)",
                w->has_pid ? w->pid : 0, w->model ? w->model : "?", st, w->silent_seconds,
-               w->n_running ? "running" : "idle");
+               w->has_draining && w->draining ? (w->n_running ? "draining" : "drained")
+               : w->n_running                  ? "running"
+                                               : "idle");
         for (size_t i = 0; i < w->n_running; i++) printf(" %s", w->running[i]);
         printf("\n");
     }
@@ -735,13 +748,14 @@ int main(int argc, char **argv) {
     }
     if (c.curve && c.curve != 3)
         return usage("--curve-server-key and --curve-key go together");
-    if (i == argc) return usage("no verb (submit, status, list, cancel, watch, result, worlds)");
+    if (i == argc) return usage("no verb (submit, status, list, cancel, watch, result, worlds, drain)");
     const char *verb = argv[i++];
     if (!strcmp(verb, "submit")) return do_submit(&c, argc - i, argv + i);
     if (!strcmp(verb, "status") || !strcmp(verb, "cancel") || !strcmp(verb, "list"))
         return do_simple(&c, verb, argc - i, argv + i);
     if (!strcmp(verb, "watch")) return do_watch(&c, argc - i, argv + i);
     if (!strcmp(verb, "result")) return do_result(&c, argc - i, argv + i);
-    if (!strcmp(verb, "worlds")) return do_worlds(&c, argc - i, argv + i);
-    return usage("unknown verb (submit, status, list, cancel, watch, result, worlds)");
+    if (!strcmp(verb, "worlds") || !strcmp(verb, "drain"))
+        return do_worlds(&c, verb, argc - i, argv + i);
+    return usage("unknown verb (submit, status, list, cancel, watch, result, worlds, drain)");
 }

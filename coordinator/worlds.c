@@ -93,6 +93,14 @@ static void send_cancel(cw_farm *f, const cw_world *w, const char *job, int atte
     send_msg(f, w, w->route, w->route_n, &m);
 }
 
+static void send_shutdown(cw_farm *f, const cw_world *w) {
+    Wanfarm__Shutdown sd = WANFARM__SHUTDOWN__INIT;
+    sd.reason = (char *)(w->drain_reason[0] ? w->drain_reason : "drained");
+    Wanfarm__CoordMessage m = WANFARM__COORD_MESSAGE__INIT;
+    m.body_case = WANFARM__COORD_MESSAGE__BODY_SHUTDOWN, m.shutdown = &sd;
+    send_msg(f, w, w->route, w->route_n, &m);
+}
+
 static void send_ack(cw_farm *f, const cw_world *w, const char *job, uint32_t attempt) {
     Wanfarm__Ack a = WANFARM__ACK__INIT;
     a.job_id = (char *)job, a.attempt = attempt;
@@ -379,8 +387,10 @@ void cw_handle(cw_farm *f, const uint8_t *route, size_t rn, const void *msg, siz
      * next tick; w may be gone (a goodbye) */
     if ((wm->body_case == WANFARM__WORKER_MESSAGE__BODY_RESULT ||
          wm->body_case == WANFARM__WORKER_MESSAGE__BODY_FAILURE) &&
-        (w = cw_find(f, id)) && w->route_n && w->n_running == 0)
-        assign(f, w);
+        (w = cw_find(f, id)) && w->route_n && w->n_running == 0) {
+        if (w->draining) send_shutdown(f, w); /* drained: its last job is over */
+        else assign(f, w);
+    }
 out:
     wp_free(m);
 }
@@ -475,8 +485,20 @@ static void assign(cw_farm *f, cw_world *w) {
 void cw_dispatch(cw_farm *f) {
     for (int k = 0; k < f->n; k++) {
         cw_world *w = &f->worlds[k];
-        if (w->route_n && w->n_running == 0) assign(f, w); /* one job per world for now */
+        if (w->route_n && w->n_running == 0 && !w->draining) assign(f, w); /* one job a world */
     }
+}
+
+wf_status cw_drain(void *farm, const char *id, const char *reason, wf_err *err) {
+    cw_farm *f = farm;
+    cw_world *w = cw_find(f, id);
+    if (!w) return wf_fail(err, WF_EINVAL, "no world '%.63s' (wanctl worlds lists them)", id);
+    w->draining = true;
+    snprintf(w->drain_reason, sizeof w->drain_reason, "%s", reason && *reason ? reason : "drained");
+    say(f, "world %s drains (%s)%s", w->id, w->drain_reason,
+        w->n_running ? ": it ends after its job" : "");
+    if (w->route_n && !w->n_running) send_shutdown(f, w);
+    return WF_OK;
 }
 
 void cw_tick(cw_farm *f) {
@@ -514,6 +536,7 @@ wf_status cw_list(void *farm, Wanfarm__WorldList *wl, wf_err *err) {
             i->has_pid = 1, i->pid = w->pid;
             i->has_stage = 1, i->stage = (Wanfarm__Stage)w->stage;
             i->has_planned = 1, i->planned = w->has_plan;
+            i->has_draining = 1, i->draining = w->draining;
         }
         i->has_silent_seconds = 1, i->silent_seconds = now - w->last_seen;
         i->running = ids + (size_t)k * CW_MAX_RUNNING, i->n_running = (size_t)w->n_running;

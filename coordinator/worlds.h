@@ -24,6 +24,8 @@
  *     Failure (js_fail: the job's fault counted up to max_job, the infrastructure's up to max_infra)
  *     are acknowledged (Ack) once the store took them or found them stale, so that a world resends
  *     them until then and none is lost with a coordinator.
+ *   - cw_drain (a client's Drain): the world takes no new job and is sent a Shutdown once it is
+ *     free (its ranks end, it says goodbye).
  *   - Goodbye (a world that ends on purpose): it is forgotten at once, its running jobs (none,
  *     normally: a stopped job was reported first) back in the queue.
  *   - A heartbeat that no longer lists a job the store has running on that world (for longer than
@@ -67,6 +69,8 @@ typedef struct cw_world {
     char layout[160];
     int pid;
     bool has_plan;        /* it gave its model's description: the coordinator plans its jobs */
+    bool draining;        /* no new job; a Shutdown once it is free */
+    char drain_reason[128];
     cp_world_model plan;
     double mem;           /* bytes per rank (its first device's), 0 unknown */
     double last_seen;
@@ -108,6 +112,10 @@ void cw_dispatch(cw_farm *f);
 /* The worlds as a WorldList (cs_service.list_worlds; ctx: the farm), freed by cw_list_free. */
 wf_status cw_list(void *farm, Wanfarm__WorldList *wl, wf_err *err);
 void cw_list_free(Wanfarm__WorldList *wl);
+
+/* Drains world id (cs_service.drain_world; ctx: the farm): it gets no new job, and a Shutdown
+ * at once when free, else when its job ends. WF_EINVAL when there is no such world. */
+wf_status cw_drain(void *farm, const char *id, const char *reason, wf_err *err);
 
 /* The world of that id, or NULL. */
 cw_world *cw_find(cw_farm *f, const char *id);

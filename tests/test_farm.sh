@@ -16,7 +16,8 @@
 #      checkpoint, exit 3, the job requeued at once (the reason says so), the next world
 #      resumes it: identical output;
 #   6. cancel of a running job reaches its world (of 1 rank, and of 2), which stops at the next
-#      step and takes the next job; no output is left for the cancelled one;
+#      step and takes the next job; no output is left for the cancelled one; `wanctl drain`
+#      ends a 2-rank world (the Shutdown reaches both ranks, exit 0);
 #   7. a disk that fills up after the first checkpoint (LD_PRELOAD: write fails with ENOSPC):
 #      the job fails as an infrastructure fault, the previous checkpoint survives, a healthy
 #      world resumes from it: identical output, no temporary or partial file anywhere;
@@ -273,8 +274,13 @@ wait_state "$g2" cancelled 10
 h2=$(ctl submit --prompt "after a 2-rank cancel" "${SHORT[@]}" --seed 6 --key after-cancel-2)
 wait_state "$h2" done 30
 [ "$(field "$h2" world)" = w2e ] || fail "the 2-rank world did not go on after a cancel"
-kill -TERM $(pgrep -f -- "^mpirun.*--world-id w2e ") 2>/dev/null
+# a drain: the coordinator's Shutdown reaches every rank, the world ends with exit 0
+ctl drain w2e --reason "for the test" | grep -q "^w2e .* drain" || fail "wanctl drain w2e"
+wait "$WPID" 2>/dev/null
+rc=$?
+[ $rc -eq 0 ] || fail "a drained world's exit code $rc, 0 expected: $(tail -3 "$TMP/w2e.err")"
 gone "--world-id w2e " 10 || fail "w2e did not stop"
+grep -q "shuts this world down: for the test" "$TMP/w2e.err" || fail "w2e's log does not say why it ended"
 start_world w1b 1
 f=$(ctl submit "${LONG[@]}" --key long-f --output sig/f.mp4)
 wait_step "$f" 6 30

@@ -12,6 +12,7 @@
  *     heartbeat that no longer lists its job gives the job back; a goodbye forgets it at once;
  *   - a restart (cw_init on the same store): the running job keeps its world, which says hello
  *     again after an ERR_NOT_FOUND; if it does not come back, it is lost;
+ *   - drain: an idle world is shut down at once, a busy one after its job, with no new job;
  *   - a world that describes its model gets the planner's layout with its job; a description
  *     out of bounds is refused;
  *   - hostile bytes: garbage, every truncation, another version, oversized, another route for a
@@ -371,6 +372,38 @@ static void test_plan(cw_farm *f) {
     g_plan = NULL;
 }
 
+/* drain: an idle world is shut down at once; a busy one after its job, with no new job */
+static void test_drain(cw_farm *f) {
+    wf_err e;
+    TU_CHECK(cw_drain(f, "nobody", NULL, &e) == WF_EINVAL && strstr(e.msg, "no world"),
+             "draining an unknown world");
+    hello(f, "rs", "s", "wan-a");
+    char j1[JS_ID_LEN], j2[JS_ID_LEN];
+    add_job(f, "k-drain-1", "wan-a", j1);
+    add_job(f, "k-drain-2", "wan-a", j2);
+    clear_sent();
+    cw_tick(f);
+    Wanfarm__CoordMessage *m = sent("rs", WANFARM__COORD_MESSAGE__BODY_ASSIGN);
+    const char *job = m ? m->assign->job_id : "";
+    char held[JS_ID_LEN];
+    snprintf(held, sizeof held, "%s", job);
+    const int attempt = m ? (int)m->assign->attempt : 0;
+    TU_CHECK(cw_drain(f, "s", "maintenance", &e) == WF_OK, "drain: %s", e.msg);
+    TU_CHECK(!sent("rs", WANFARM__COORD_MESSAGE__BODY_SHUTDOWN), "a busy world ends after its job");
+    clear_sent();
+    result(f, "rs", "s", held, attempt, "drain.mp4", false);
+    m = sent("rs", WANFARM__COORD_MESSAGE__BODY_SHUTDOWN);
+    TU_CHECK(m && !strcmp(m->shutdown->reason, "maintenance") &&
+                 !sent("rs", WANFARM__COORD_MESSAGE__BODY_ASSIGN),
+             "its job done, a draining world gets a Shutdown and no new job");
+    cw_tick(f);
+    TU_CHECK(!sent("rs", WANFARM__COORD_MESSAGE__BODY_ASSIGN), "nor at the next tick");
+    hello(f, "rt2", "t2", "wan-a");
+    clear_sent();
+    TU_CHECK(cw_drain(f, "t2", NULL, &e) == WF_OK && sent("rt2", WANFARM__COORD_MESSAGE__BODY_SHUTDOWN),
+             "an idle world is shut down at once");
+}
+
 /* the list clients see */
 static void test_list(cw_farm *f) {
     Wanfarm__WorldList wl;
@@ -469,6 +502,7 @@ int main(void) {
     test_restart(&f, svc.store);
     test_plan(&f);
     test_list(&f);
+    test_drain(&f);
     test_hostile(&f);
     clear_sent();
     cw_free(&f);
