@@ -19,7 +19,7 @@
  * (StateChange) through svc->publish, after its transaction committed.
  * The model-specific limits (the rotary table's size, the VAE's factors) are the worker's to
  * check when it gets the job: a job that breaks them fails fast as a job fault.
- * What it is not: the worker side (assignments, heartbeats), which comes next.
+ * What it is not: the worker worlds' side (assignments, heartbeats: worlds.h).
  * Tested by: tests/test_coord.c (every verb, every refusal, hostile bytes) and
  * tests/test_coord.sh (wanfarm-coord and wanctl over ZeroMQ, a kill -9 and a restart).
  */
